@@ -1,0 +1,113 @@
+// The spec's public types, with its JSON field names. The device side (UpdateManager,
+// RollbackManager, GracefulUpdater) implements these interfaces; the publisher side produces
+// what UpdateInfo and UpdatePackage describe.
+
+import type { Channel } from './metadata.ts';
+import type { ErrorCode } from './errors.ts';
+import type { Envelope } from './dsse.ts';
+import type { RootDoc } from './root.ts';
+
+/** What `ferry check --json` prints. */
+export interface UpdateInfo {
+  currentVersion: string | null;
+  latestVersion: string | null;
+  updateAvailable: boolean;
+  releaseNotes: string;
+  releaseDate: string | null;
+  mandatory: boolean;
+  securityFix: boolean;
+  channel: Channel;
+  /** Where the chosen artifact comes from (a source-relative path or URL). */
+  downloadUrl: string | null;
+  /** Bytes the planned download moves (full, delta or chain). */
+  downloadSize: number | null;
+}
+
+/** One artifact the device has decided to fetch, as the signed manifest describes it. */
+export interface UpdatePackage {
+  version: string;
+  kind: 'full' | 'delta' | 'chain';
+  downloadUrl: string;
+  size: number;
+  /** sha256 hex of the artifact bytes. */
+  checksum: string;
+  /** The DSSE envelope of the manifest that pins this artifact. */
+  signature: Envelope;
+}
+
+export interface TimeWindow {
+  /** 0 = Sunday … 6 = Saturday. Empty = every day. */
+  days: number[];
+  /** Local hour the window opens (0-23) and closes (1-24); start > end wraps past midnight. */
+  startHour: number;
+  endHour: number;
+  /** IANA zone the hours are read in, e.g. "Europe/Berlin". */
+  timezone: string;
+}
+
+export interface UpdatePolicy {
+  enabled: boolean;
+  autoUpdate: boolean;
+  channel: Channel;
+  /** Seconds between checks; the agent adds jitter. */
+  checkInterval: number;
+  maintenanceWindow: TimeWindow | null;
+  requireApproval: boolean;
+  allowDowngrade: boolean;
+}
+
+export type UpdateOutcome = 'committed' | 'rolled-back' | 'refused' | 'failed';
+
+export interface UpdateRecord {
+  id: string;
+  from: string | null;
+  to: string;
+  source: string;
+  kind: 'full' | 'delta' | 'chain' | 'rollback';
+  bytesMoved: number;
+  startedAt: string;
+  finishedAt: string | null;
+  outcome: UpdateOutcome | 'in-progress';
+  errorCode: ErrorCode | null;
+  message?: string;
+}
+
+export interface RestorePoint {
+  id: string;
+  version: string;
+  createdAt: string;
+  reason: 'before-switch' | 'manual';
+}
+
+export interface UpdateManager {
+  checkUpdate(): Promise<UpdateInfo>;
+  download(): Promise<UpdatePackage | null>;
+  apply(): Promise<UpdateRecord>;
+  rollback(): Promise<UpdateRecord>;
+  currentVersion(): Promise<string | null>;
+  history(): Promise<UpdateRecord[]>;
+}
+
+export interface RollbackManager {
+  createRestorePoint(reason?: RestorePoint['reason']): Promise<RestorePoint>;
+  listRestorePoints(): Promise<RestorePoint[]>;
+  rollback(id: string): Promise<UpdateRecord>;
+  cleanup(keepCount: number): Promise<RestorePoint[]>;
+}
+
+export interface GracefulUpdater {
+  prepare(version: string): Promise<void>;
+  drainConnections(timeoutMs: number): Promise<void>;
+  execute(): Promise<void>;
+  healthCheck(): Promise<boolean>;
+}
+
+/** Every check fails with a FerryError carrying a stable code; success returns normally. */
+export interface IntegrityVerifier {
+  /** ERR_HASH_MISMATCH unless the bytes (or the file at a path) hash to `expectedSha256`. */
+  verifyChecksum(data: Uint8Array | { path: string }, expectedSha256: string): Promise<void>;
+  /** ERR_SIGNATURE / ERR_THRESHOLD / ERR_UNKNOWN_KEY unless `role` of `root` signed it; returns the payload. */
+  verifySignature(envelope: Envelope, payloadType: string, root: RootDoc, role: 'root' | 'release'): Uint8Array;
+  /** ERR_ROOT_CHAIN unless each root in `chain` is signed by the one before it and by itself. */
+  verifyCertChain(trusted: RootDoc, chain: Uint8Array[]): RootDoc;
+}

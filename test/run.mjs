@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+// Runs every test/**/*.test.ts in its own Node process (a crash or a leaked handle in one file
+// cannot hide another's result), then prints the one line CI reads: "N passed, N failed".
+// Usage: node test/run.mjs [substring-filter …]
+
+import { spawn } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const filters = process.argv.slice(2);
+const FILE_TIMEOUT_MS = 10 * 60 * 1000;
+
+function findTests(dir) {
+  const out = [];
+  for (const name of readdirSync(dir).sort()) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...findTests(p));
+    else if (name.endsWith('.test.ts')) out.push(p);
+  }
+  return out;
+}
+
+function runFile(file) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', file], {
+      cwd: root,
+      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; process.stdout.write(d); });
+    child.stderr.on('data', (d) => { out += d; process.stderr.write(d); });
+    const timer = setTimeout(() => { out += `\n${file}: killed after ${FILE_TIMEOUT_MS} ms\n`; child.kill('SIGKILL'); }, FILE_TIMEOUT_MS);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const num = (label) => Number(new RegExp(`${label}:\\s+(\\d+)`).exec(out)?.[1] ?? 0);
+      const total = num('Total'), passed = num('Passed'), skipped = num('Skipped');
+      let failed = Math.max(0, total - passed - skipped);
+      if (code !== 0 && failed === 0) failed = 1; // crashed, or failed outside a test
+      resolve({ passed, failed, skipped });
+    });
+  });
+}
+
+const files = findTests(join(root, 'test')).filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)));
+let passed = 0, failed = 0, skipped = 0;
+const failedFiles = [];
+for (const file of files) {
+  const name = relative(root, file);
+  process.stdout.write(`\n=== ${name}\n`);
+  const r = await runFile(file);
+  passed += r.passed; failed += r.failed; skipped += r.skipped;
+  if (r.failed) failedFiles.push(name);
+}
+if (failedFiles.length) console.log(`\nfailing files: ${failedFiles.join(', ')}`);
+if (skipped) console.log(`\n${skipped} test(s) skipped: see the SKIP lines above for why`);
+console.log(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+process.exit(failed > 0 || files.length === 0 ? 1 : 0);

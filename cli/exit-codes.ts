@@ -14,6 +14,7 @@ export const EXIT = {
   busy: 7,
   noSpace: 8,
   io: 9,
+  rolledBack: 10,
 } as const;
 
 export const EXIT_CODE: Record<ErrorCode, number> = {
@@ -38,6 +39,10 @@ export const EXIT_CODE: Record<ErrorCode, number> = {
   ERR_ALREADY_PUBLISHED: EXIT.version,
   ERR_NOT_FOUND: EXIT.notFound,
   ERR_BUSY: EXIT.busy,
+  ERR_UNHEALTHY: EXIT.rolledBack,
+  ERR_GAVE_UP: EXIT.rolledBack,
+  ERR_INTERRUPTED: EXIT.rolledBack,
+  ERR_NOT_INSTALLED: EXIT.notFound,
   ERR_NO_SPACE: EXIT.noSpace,
   ERR_IO: EXIT.io,
 };

@@ -10,9 +10,10 @@ import { repoCommand } from './commands/repo.ts';
 import { releaseCommand } from './commands/release.ts';
 import { bundleCommand } from './commands/bundle.ts';
 import { verifyCommand } from './commands/verify.ts';
+import { deviceCommands } from './commands/device.ts';
 import type { CommandModule } from 'yargs';
 
-export const commands: CommandModule[] = [keygenCommand, repoCommand, releaseCommand, bundleCommand, verifyCommand] as CommandModule[];
+export const commands: CommandModule[] = [keygenCommand, repoCommand, releaseCommand, bundleCommand, verifyCommand, ...deviceCommands] as CommandModule[];
 
 export function buildCli(argv: string[]) {
   let cli = yargs(argv)

@@ -100,3 +100,16 @@ export async function openBundle(bundle: string, privateDir: string): Promise<So
   }
   return createDirSource(privateDir, `bundle:${bundle}`);
 }
+
+/** A Source over a bundle file, unpacked into `privateDir` on first use. */
+export function createBundleSource(bundle: string, privateDir: string): Source {
+  let opened: Promise<Source> | undefined;
+  const inner = () => (opened ??= openBundle(bundle, privateDir));
+  return {
+    name: `bundle:${bundle}`,
+    offline: true,
+    read: async (path, maxBytes) => (await inner()).read(path, maxBytes),
+    fetch: async (path, dest, maxBytes, offset) => (await inner()).fetch(path, dest, maxBytes, offset),
+    list: async (dir) => (await inner()).list!(dir),
+  };
+}

@@ -15,8 +15,13 @@ export interface Source {
   readonly name: string;
   /** Reads a small file whole; undefined when it does not exist; ERR_TOO_LARGE past maxBytes. */
   read(path: string, maxBytes: number): Promise<Uint8Array | undefined>;
-  /** Copies a file to `dest` (created, must not exist); false when absent; ERR_TOO_LARGE past maxBytes. */
-  fetch(path: string, dest: string, maxBytes: number): Promise<boolean>;
+  /**
+   * Copies a file to `dest`; false when absent; ERR_TOO_LARGE past maxBytes. With `offset` > 0,
+   * `dest` already holds that many bytes (a .part file) and only the rest is appended.
+   */
+  fetch(path: string, dest: string, maxBytes: number, offset?: number): Promise<boolean>;
+  /** Local folders and bundles are offline sources: DeviceConfig.offlineGraceDays applies to them. */
+  readonly offline: boolean;
   /** Names in a folder, when the source can list (a folder can; plain HTTP cannot). */
   list?(dir: string): Promise<string[]>;
 }
@@ -63,11 +68,16 @@ export function createDirSource(root: string, name = `dir:${root}`): Source {
         await handle.close();
       }
     },
-    async fetch(path, dest, maxBytes) {
+    offline: true,
+    async fetch(path, dest, maxBytes, offset = 0) {
       const handle = await openOrUndefined(path);
       if (!handle) return false;
       try {
-        await pipeline(handle.createReadStream({ autoClose: false }), capped(maxBytes, path), createWriteStream(dest, { flags: 'wx' }));
+        await pipeline(
+          handle.createReadStream({ autoClose: false, start: offset }),
+          capped(maxBytes - offset, path),
+          createWriteStream(dest, { flags: offset > 0 ? 'a' : 'wx' }),
+        );
       } catch (err) {
         throw fromFsError(err, `copying ${path} from ${name}`);
       } finally {

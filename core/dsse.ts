@@ -45,7 +45,10 @@ function strictBase64(value: unknown, what: string): Buffer {
   if (typeof value !== 'string' || value.length % 4 !== 0 || !BASE64.test(value)) {
     throw new FerryError('ERR_SCHEMA', `${what} is not canonical base64`);
   }
-  return Buffer.from(value, 'base64');
+  const bytes = Buffer.from(value, 'base64');
+  // Non-zero padding bits decode to the same bytes: only the canonical spelling is accepted.
+  if (bytes.toString('base64') !== value) throw new FerryError('ERR_SCHEMA', `${what} is not canonical base64`);
+  return bytes;
 }
 
 /** Parses an envelope (strict JSON, capped); checks its shape, not its signatures. */

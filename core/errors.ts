@@ -22,6 +22,10 @@ export type ErrorCode =
   | 'ERR_UNSAFE_ARCHIVE' // traversal, links, special files, setuid, entries outside the signed list
   | 'ERR_UNSUPPORTED_FILE' // a release tree holds something other than regular files and directories
   | 'ERR_PATCH' // a delta patch is malformed or does not apply
+  | 'ERR_UNHEALTHY' // the new release failed its health check and was rolled back
+  | 'ERR_GAVE_UP' // a release failed its health check too often; it is not tried again automatically
+  | 'ERR_INTERRUPTED' // an update was cut short (kill, power loss) and undone on the next start
+  | 'ERR_NOT_INSTALLED' // nothing is installed yet (rollback, restore point of nothing)
   | 'ERR_BUSY' // another ferry process holds this home
   | 'ERR_NO_SPACE' // the disk filled up
   | 'ERR_IO'; // any other filesystem failure

@@ -4,7 +4,8 @@
 //   <name>.pub  {"keytype":"ed25519","keyid","public"}
 //   <name>.pem  the public key as SPKI PEM, for openssl
 
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { FerryError, fromFsError } from './errors.ts';
 import { generateKeyPair, PUBLIC_KEY_LENGTH, SECRET_KEY_LENGTH } from './ed25519.ts';
 import { sha256 } from './hash.ts';
@@ -63,6 +64,7 @@ export async function generateKeyFiles(out: string): Promise<PublicKey & { files
   const keyid = keyIdOf(publicKey);
   const files = [`${out}.key`, `${out}.pub`, `${out}.pem`];
   try {
+    await mkdir(dirname(out), { recursive: true });
     // 'wx' + mode: the secret never exists on disk with wider permissions, and an existing key
     // is never overwritten by accident.
     const handle = await open(files[0]!, 'wx', 0o600);

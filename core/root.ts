@@ -105,8 +105,8 @@ export function verifyTrustedRoot(bytes: Uint8Array, what = 'trusted root'): Roo
 
 /** Verifies root N+1 against root N: signed by both thresholds, next version, same app. */
 export function verifyRootRotation(previous: RootDoc, bytes: Uint8Array, what: string): RootDoc {
-  const envelope = parseEnvelope(bytes, ROOT_MAX_BYTES, what);
   try {
+    const envelope = parseEnvelope(bytes, ROOT_MAX_BYTES, what);
     verifyRole(envelope, PAYLOAD_TYPES.root, previous, 'root', `${what} (by root ${previous.version})`);
     const next = parseRootPayload(Buffer.from(envelope.payload, 'base64'));
     verifyRole(envelope, PAYLOAD_TYPES.root, next, 'root', `${what} (by itself)`);

@@ -5,6 +5,7 @@ import { FerryError } from './errors.ts';
 
 export const MAX_PATH_BYTES = 1024;
 export const MAX_PATH_DEPTH = 32;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Returns the path if it is a plain relative path ("a/b.txt"), else throws ERR_UNSAFE_ARCHIVE. */
 export function checkRelativePath(path: string, what: string): string {
@@ -14,6 +15,8 @@ export function checkRelativePath(path: string, what: string): string {
   if (path.length === 0) fail('empty');
   if (Buffer.byteLength(path) > MAX_PATH_BYTES) fail(`over ${MAX_PATH_BYTES} bytes`);
   if (path.includes('\0') || path.includes('\\')) fail('NUL or backslash');
+  // A lone surrogate is written to disk as U+FFFD, so two different signed names could land on one file.
+  if (LONE_SURROGATE.test(path)) fail('not well-formed Unicode');
   if (path.startsWith('/')) fail('absolute');
   const parts = path.split('/');
   if (parts.length > MAX_PATH_DEPTH) fail(`deeper than ${MAX_PATH_DEPTH}`);

@@ -61,9 +61,13 @@ export type UpdateOutcome = 'committed' | 'rolled-back' | 'refused' | 'failed';
 export interface UpdateRecord {
   id: string;
   from: string | null;
-  to: string;
-  source: string;
-  kind: 'full' | 'delta' | 'chain' | 'rollback';
+  /** null when the attempt was refused before a version was chosen (e.g. replayed metadata). */
+  to: string | null;
+  source: string | null;
+  /** How the new tree was built; 'rollback' for a return to a restore point; null if never planned. */
+  kind: 'full' | 'delta' | 'chain' | 'rollback' | null;
+  /** A delta or chain that failed and was replaced by the full artifact. */
+  fellBackToFull?: boolean;
   bytesMoved: number;
   startedAt: string;
   finishedAt: string | null;
@@ -79,10 +83,18 @@ export interface RestorePoint {
   reason: 'before-switch' | 'manual';
 }
 
+/** What apply() did: nothing to do, staged and waiting (approval, window), committed, or rolled back. */
+export type ApplyResult =
+  | { status: 'up-to-date'; current: string | null }
+  | { status: 'waiting'; version: string; reason: string; why: string }
+  | { status: 'committed'; record: UpdateRecord }
+  | { status: 'rolled-back'; record: UpdateRecord };
+
 export interface UpdateManager {
   checkUpdate(): Promise<UpdateInfo>;
+  /** Fetches and verifies the planned artifacts into the cache; null when up to date. */
   download(): Promise<UpdatePackage | null>;
-  apply(): Promise<UpdateRecord>;
+  apply(options?: { trigger?: 'manual' | 'auto'; ignoreWindow?: boolean }): Promise<ApplyResult>;
   rollback(): Promise<UpdateRecord>;
   currentVersion(): Promise<string | null>;
   history(): Promise<UpdateRecord[]>;

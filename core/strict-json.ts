@@ -12,7 +12,7 @@ export function parseStrictJson(bytes: Uint8Array | string, maxBytes: number, wh
   if (size > maxBytes) throw new FerryError('ERR_TOO_LARGE', `${what} is ${size} bytes, over the ${maxBytes}-byte cap`);
   let text: string;
   try {
-    text = typeof bytes === 'string' ? bytes : new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    text = typeof bytes === 'string' ? bytes : new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch (cause) {
     throw new FerryError('ERR_JSON', `${what} is not valid UTF-8`, { cause });
   }

@@ -23,8 +23,19 @@ import { ROOT_MAX_BYTES, verifyRole, walkRootChain, type RootDoc } from './root.
 import type { Source } from './dir-source.ts';
 
 /** Walks the source's root/<N>.json from `trusted` to the newest root it offers. */
-export function updateRoot(source: Source, trusted: RootDoc): Promise<RootDoc> {
-  return walkRootChain(trusted, (n) => source.read(`root/${n}.json`, ROOT_MAX_BYTES));
+export async function updateRoot(source: Source, trusted: RootDoc): Promise<RootDoc> {
+  return (await updateRootWithBytes(source, trusted)).root;
+}
+
+/** As updateRoot, also returning the verified bytes of the newest root (null if none was newer). */
+export async function updateRootWithBytes(source: Source, trusted: RootDoc): Promise<{ root: RootDoc; bytes: Uint8Array | null }> {
+  const seen = new Map<number, Uint8Array>();
+  const root = await walkRootChain(trusted, async (n) => {
+    const bytes = await source.read(`root/${n}.json`, ROOT_MAX_BYTES);
+    if (bytes) seen.set(n, bytes);
+    return bytes;
+  });
+  return { root, bytes: seen.get(root.version) ?? null };
 }
 
 export interface VerifiedChannel {

@@ -1,0 +1,65 @@
+// Downloads one artifact into the cache, from the first source that has it with the right bytes.
+// cache/<sha256>.part grows until complete (a restart resumes from its length); the complete file
+// is verified against the signed size, sha256 and chunk hashes before it is renamed to
+// cache/<sha256>. A source that serves wrong bytes loses its partial file and the next is tried.
+
+import { rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FerryError, fromFsError } from './errors.ts';
+import { fsyncDir, fsyncPath } from './durable.ts';
+import { verifyArtifactFile } from './trusted-metadata.ts';
+import type { ArtifactRef } from './metadata.ts';
+import type { Source } from './dir-source.ts';
+
+export interface FetchedArtifact {
+  path: string;
+  bytesMoved: number;
+  source: string | null;
+}
+
+async function sizeOf(path: string): Promise<number | null> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return null;
+  }
+}
+
+export async function fetchArtifact(ref: ArtifactRef, sources: Source[], cacheDir: string): Promise<FetchedArtifact> {
+  const final = join(cacheDir, ref.sha256);
+  const part = `${final}.part`;
+  if ((await sizeOf(final)) !== null) {
+    // Cached earlier: re-hashed before use, because the disk may have changed under us.
+    try {
+      await verifyArtifactFile(final, ref);
+      return { path: final, bytesMoved: 0, source: null };
+    } catch {
+      await rm(final, { force: true });
+    }
+  }
+  let bytesMoved = 0;
+  let firstError: FerryError | undefined;
+  for (const source of sources) {
+    const have = (await sizeOf(part)) ?? 0;
+    const offset = have <= ref.size ? have : 0;
+    if (have > ref.size) await rm(part, { force: true });
+    try {
+      const found = await source.fetch(ref.path, part, ref.size, offset);
+      if (!found) continue;
+      bytesMoved += ((await sizeOf(part)) ?? 0) - offset;
+      await verifyArtifactFile(part, ref);
+      await fsyncPath(part);
+      await rename(part, final);
+      await fsyncDir(cacheDir);
+      return { path: final, bytesMoved, source: source.name };
+    } catch (err) {
+      const e = fromFsError(err, `fetching ${ref.path} from ${source.name}`);
+      // Bad bytes: the partial file is poisoned, start over from the next source. A transient
+      // error keeps the partial file for a resume.
+      if (!e.retryable || e.code === 'ERR_NO_SPACE') await rm(part, { force: true });
+      if (e.code === 'ERR_NO_SPACE') throw e;
+      firstError ??= e;
+    }
+  }
+  throw firstError ?? new FerryError('ERR_NOT_FOUND', `no source has ${ref.path}`);
+}

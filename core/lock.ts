@@ -1,0 +1,38 @@
+// One ferry process per device home (THREATS.md row 22). The lock file holds the owner's pid; a
+// lock whose process is gone (killed, power cut) is stale and taken over.
+
+import { open, readFile, rm } from 'node:fs/promises';
+import { FerryError, fromFsError } from './errors.ts';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Takes the lock or throws ERR_BUSY; returns the function that releases it. */
+export async function acquireLock(path: string): Promise<() => Promise<void>> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(path, 'wx', 0o644);
+      await handle.writeFile(String(process.pid));
+      await handle.sync();
+      await handle.close();
+      return async () => {
+        const owner = Number(await readFile(path, 'utf8').catch(() => ''));
+        if (owner === process.pid) await rm(path, { force: true });
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFsError(err, `taking the lock ${path}`);
+      const owner = Number(await readFile(path, 'utf8').catch(() => 'NaN'));
+      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
+        throw new FerryError('ERR_BUSY', `another ferry process (pid ${owner}) is working on this home`);
+      }
+      await rm(path, { force: true }); // stale: its owner is gone
+    }
+  }
+  throw new FerryError('ERR_BUSY', `could not take the lock ${path}`);
+}

@@ -1,0 +1,84 @@
+// Builds releases/<version> from downloaded, verified artifacts (DESIGN.md "Device side"):
+// extract the full artifact or apply the delta steps in staging/, verify the whole tree against
+// the signed file list, fsync it, and rename it into releases/ in one step. A release folder that
+// exists is complete by construction (it only appears by that rename) and is never changed.
+
+import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FerryError, fromFsError } from './errors.ts';
+import { extractArchive } from './extract.ts';
+import { applyDelta } from './delta.ts';
+import { verifyTree } from './verify-tree.ts';
+import { fsyncDir, fsyncDirsUnder } from './durable.ts';
+import type { HomeLayout } from './device-layout.ts';
+import type { TargetRelease } from './metadata.ts';
+import type { Plan } from './plan.ts';
+import type { Patcher } from './patcher.ts';
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(() => true, () => false);
+}
+
+/**
+ * Makes releases/<plan.to> from `plan`. `artifacts` maps each planned artifact's sha256 to its
+ * verified cache file; `releases` holds the signed TargetRelease of every version the plan
+ * touches. Returns false when the release was already installed and verified (nothing built).
+ */
+export async function stageRelease(input: {
+  layout: HomeLayout;
+  plan: Plan;
+  releases: Map<string, TargetRelease>;
+  artifacts: Map<string, string>;
+  patcher: Patcher;
+}): Promise<boolean> {
+  const { layout, plan } = input;
+  const target = input.releases.get(plan.to);
+  if (!target) throw new FerryError('ERR_NOT_FOUND', `no signed release ${plan.to} to stage`);
+  const finalDir = layout.release(plan.to);
+  if (await exists(finalDir)) {
+    try {
+      await verifyTree(finalDir, target.files);
+      return false;
+    } catch {
+      // Damaged on disk (it was complete when renamed in): moved aside, rebuilt below.
+      await rename(finalDir, join(layout.staging, `damaged-${plan.to}-${Date.now()}`));
+    }
+  }
+  await mkdir(layout.staging, { recursive: true });
+  const work = await mkdtemp(join(layout.staging, `${plan.to}-`));
+  try {
+    const artifact = (sha: string) => {
+      const p = input.artifacts.get(sha);
+      if (!p) throw new FerryError('ERR_NOT_FOUND', `artifact ${sha.slice(0, 12)}… was not downloaded`);
+      return p;
+    };
+    let built: string;
+    if (plan.kind === 'full') {
+      built = join(work, 'tree');
+      await mkdir(built);
+      await extractArchive(artifact(plan.artifact.sha256), built, new Map(target.files.map((f) => [f.path, f])));
+    } else {
+      let base = layout.release(plan.steps[0]!.from);
+      built = base;
+      for (const [i, step] of plan.steps.entries()) {
+        const files = input.releases.get(step.to)?.files;
+        if (!files) throw new FerryError('ERR_NOT_FOUND', `no signed file list for ${step.to}`);
+        const out = join(work, `step-${i}`);
+        await mkdir(out);
+        await applyDelta({ baseDir: base, ops: step.ops, targetFiles: files, artifact: artifact(step.artifact.sha256), outDir: out, workDir: join(work, `w${i}`), patcher: input.patcher });
+        base = built = out;
+      }
+    }
+    // Exactly the signed set, every byte and mode, before it can become a release.
+    await verifyTree(built, target.files);
+    await fsyncDirsUnder(built);
+    await mkdir(layout.releases, { recursive: true });
+    await rename(built, finalDir);
+    await fsyncDir(layout.releases);
+    return true;
+  } catch (err) {
+    throw fromFsError(err, `staging ${plan.to}`);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,40 @@
+// The atomic switch (DESIGN.md invariant): `current` is a symlink to releases/<version>, replaced
+// by one rename(2) of a new link over it, and the home directory fsynced so the rename survives a
+// power cut. Readers see the old or the new target, never neither.
+
+import { readlink, rename, rm, symlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import semver from 'semver';
+import { FerryError, fromFsError } from './errors.ts';
+import { fsyncDir } from './durable.ts';
+import type { HomeLayout } from './device-layout.ts';
+
+/** A test-only switch (issue: prove the power-cut test has teeth): FERRY_UNSAFE_SKIP_FSYNC=switch. */
+const SKIP_FSYNC = process.env.FERRY_UNSAFE_SKIP_FSYNC === 'switch';
+
+/** The version `current` points at, or null when nothing is installed. */
+export async function readCurrent(layout: HomeLayout): Promise<string | null> {
+  let target: string;
+  try {
+    target = await readlink(layout.current);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw fromFsError(err, `reading ${layout.current}`);
+  }
+  const m = /^releases\/([^/]+)$/.exec(target);
+  if (!m || semver.valid(m[1]!) !== m[1]) throw new FerryError('ERR_SCHEMA', `${layout.current} points at ${target}, not releases/<version>`);
+  return m[1]!;
+}
+
+export async function switchCurrent(layout: HomeLayout, version: string): Promise<void> {
+  const tmp = join(layout.home, `.current.${randomBytes(6).toString('hex')}`);
+  try {
+    await symlink(`releases/${version}`, tmp);
+    await rename(tmp, layout.current);
+    if (!SKIP_FSYNC) await fsyncDir(layout.home);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw fromFsError(err, `switching ${layout.current} to ${version}`);
+  }
+}

@@ -1,0 +1,88 @@
+// Anti-rollback and anti-freeze marks (THREATS.md rows 3-5). They live in a file beside the
+// LevelDB store, not in it, so wiping or rebuilding the database never resets them:
+//   - per channel: the highest sequence seen, with the hash of that pointer and the release-key
+//     set that signed it (a root rotation that changes the release keys resets the mark, so a
+//     compromised key's sequence 2^40 cannot freeze the channel forever: row 4)
+//   - timeFloor: max of every clock reading and signed date seen; expiry is judged against
+//     max(clock, timeFloor), so setting the clock back does not revive expired metadata (row 5)
+//   - securityFloor: the highest security-fix version installed; nothing goes below it
+
+import { readFile } from 'node:fs/promises';
+import { FerryError } from './errors.ts';
+import { writeFileAtomic } from './durable.ts';
+import { parseStrictJson } from './strict-json.ts';
+import { sha256 } from './hash.ts';
+import type { Channel, ChannelDoc } from './metadata.ts';
+import type { RootDoc } from './root.ts';
+
+export interface ChannelMark {
+  sequence: number;
+  sha256: string;
+  releaseKeys: string;
+}
+
+export interface TrustMarks {
+  channels: Partial<Record<Channel, ChannelMark>>;
+  timeFloor: string;
+  securityFloor: string | null;
+}
+
+export const EMPTY_MARKS: TrustMarks = { channels: {}, timeFloor: new Date(0).toISOString(), securityFloor: null };
+
+export async function readMarks(path: string): Promise<TrustMarks> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch {
+    return structuredClone(EMPTY_MARKS);
+  }
+  // A damaged marks file is an error, never silently "no marks": that would re-open rollback.
+  const doc = parseStrictJson(bytes, 256 * 1024, path) as unknown as TrustMarks;
+  if (typeof doc !== 'object' || doc === null || typeof doc.timeFloor !== 'string' || typeof doc.channels !== 'object') {
+    throw new FerryError('ERR_SCHEMA', `${path} is damaged; restore it from a backup or re-init the device`);
+  }
+  return { channels: { ...doc.channels }, timeFloor: doc.timeFloor, securityFloor: doc.securityFloor ?? null };
+}
+
+export async function writeMarks(path: string, marks: TrustMarks): Promise<void> {
+  await writeFileAtomic(path, JSON.stringify(marks, null, 2) + '\n');
+}
+
+/** A fingerprint of the release role: its key ids and threshold. */
+export function releaseKeysOf(root: RootDoc): string {
+  return `${[...root.roles.release.keyids].sort().join(',')}/${root.roles.release.threshold}`;
+}
+
+/** The time expiry is judged against. */
+export function effectiveNow(marks: TrustMarks, clock: Date): Date {
+  return new Date(Math.max(clock.getTime(), Date.parse(marks.timeFloor)));
+}
+
+/**
+ * Refuses a channel pointer older than one already seen (a replay: row 3), or one with the same
+ * sequence but other bytes (two different documents under one sequence: a forked publisher or a
+ * stolen key). Returns nothing when the pointer may be used.
+ */
+export function checkChannelFreshness(marks: TrustMarks, doc: ChannelDoc, bytes: Uint8Array, root: RootDoc): void {
+  const mark = marks.channels[doc.channel];
+  if (!mark || mark.releaseKeys !== releaseKeysOf(root)) return;
+  if (doc.sequence < mark.sequence) {
+    throw new FerryError('ERR_DOWNGRADE', `channels/${doc.channel}.json has sequence ${doc.sequence}, lower than ${mark.sequence} already seen (replayed metadata)`);
+  }
+  if (doc.sequence === mark.sequence && sha256(bytes) !== mark.sha256) {
+    throw new FerryError('ERR_DOWNGRADE', `channels/${doc.channel}.json sequence ${doc.sequence} differs from the one already seen under that sequence`);
+  }
+}
+
+/** The marks after a pointer was verified and used. Pure: the caller persists them. */
+export function raiseChannelMark(marks: TrustMarks, doc: ChannelDoc, bytes: Uint8Array, root: RootDoc): TrustMarks {
+  const keys = releaseKeysOf(root);
+  const mark = marks.channels[doc.channel];
+  if (mark && mark.releaseKeys === keys && mark.sequence >= doc.sequence) return marks;
+  return { ...marks, channels: { ...marks.channels, [doc.channel]: { sequence: doc.sequence, sha256: sha256(bytes), releaseKeys: keys } } };
+}
+
+export function raiseTimeFloor(marks: TrustMarks, ...times: (Date | string)[]): TrustMarks {
+  const floor = Math.max(Date.parse(marks.timeFloor), ...times.map((t) => (typeof t === 'string' ? Date.parse(t) : t.getTime())));
+  return { ...marks, timeFloor: new Date(floor).toISOString() };
+}

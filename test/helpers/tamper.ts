@@ -1,0 +1,88 @@
+// What an attacker (or a broken mirror) does to a repository on disk: flip bytes, truncate and
+// extend files, swap documents, and re-sign metadata with whatever keys they hold. Also a
+// snapshot of a folder (path, kind, mode, sha256) to prove a refused operation changed nothing.
+
+import { lstat, readdir, readFile, truncate, appendFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/dsse.ts';
+import { sha256 } from '../../core/hash.ts';
+import { channelPath, manifestPath, CHANNELS, type Channel, type ChannelDoc, type ManifestDoc } from '../../core/metadata.ts';
+import type { SigningKey } from '../../core/keys.ts';
+
+/** Every entry under `dir` as "path kind mode sha256", sorted: equal snapshots mean equal trees. */
+export async function snapshotDir(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  async function walk(rel: string): Promise<void> {
+    for (const name of (await readdir(join(dir, rel))).sort()) {
+      const path = rel ? `${rel}/${name}` : name;
+      const st = await lstat(join(dir, path));
+      const mode = (st.mode & 0o7777).toString(8);
+      if (st.isDirectory()) {
+        out.push(`${path}/ dir ${mode}`);
+        await walk(path);
+      } else if (st.isFile()) {
+        out.push(`${path} file ${mode} ${sha256(await readFile(join(dir, path)))}`);
+      } else {
+        out.push(`${path} other ${mode}`);
+      }
+    }
+  }
+  await walk('');
+  return out;
+}
+
+/** XORs one byte of a file (default: the middle one) with 0x01. */
+export async function flipByte(file: string, offset?: number): Promise<void> {
+  const bytes = await readFile(file);
+  const at = offset ?? Math.floor(bytes.length / 2);
+  bytes[at] = bytes[at]! ^ 0x01;
+  await writeFile(file, bytes);
+}
+
+export async function truncateBy(file: string, n: number): Promise<void> {
+  const { size } = await lstat(file);
+  await truncate(file, size - n);
+}
+
+export async function extendBy(file: string, n: number): Promise<void> {
+  await appendFile(file, Buffer.alloc(n, 0x42));
+}
+
+/** The decoded payload of a DSSE envelope file. */
+export async function readPayload<T>(file: string): Promise<T> {
+  const env = JSON.parse((await readFile(file, 'utf8'))) as { payload: string };
+  return JSON.parse(Buffer.from(env.payload, 'base64').toString('utf8')) as T;
+}
+
+/** Rewrites channels/<channel>.json with `mutate` applied to its payload, signed by `keys`. */
+export async function resignChannel(repo: string, channel: Channel, keys: SigningKey[], mutate: (doc: ChannelDoc) => void = () => {}): Promise<ChannelDoc> {
+  const file = join(repo, channelPath(channel));
+  const doc = await readPayload<ChannelDoc>(file);
+  mutate(doc);
+  await writeFile(file, encodeEnvelope(signEnvelope(PAYLOAD_TYPES.channel, Buffer.from(JSON.stringify(doc)), keys)));
+  return doc;
+}
+
+/**
+ * Rewrites a manifest with `mutate` applied, signed by `keys`, and re-pins every channel naming
+ * that version (also signed by `keys`): a validly signed but wrong release, as a compromised or
+ * buggy publisher would produce.
+ */
+export async function resignManifest(repo: string, version: string, keys: SigningKey[], mutate: (doc: ManifestDoc) => void): Promise<void> {
+  const file = join(repo, manifestPath(version));
+  const doc = await readPayload<ManifestDoc>(file);
+  mutate(doc);
+  const bytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, Buffer.from(JSON.stringify(doc)), keys));
+  await writeFile(file, bytes);
+  const pin = { path: manifestPath(version), size: bytes.length, sha256: sha256(bytes) };
+  for (const ch of CHANNELS) {
+    const chFile = join(repo, channelPath(ch));
+    const exists = await lstat(chFile).then(() => true, () => false);
+    if (!exists) continue;
+    const chDoc = await readPayload<ChannelDoc>(chFile);
+    if (!Object.values(chDoc.targets).some((t) => t.version === version)) continue;
+    await resignChannel(repo, ch, keys, (d) => {
+      for (const t of Object.values(d.targets)) if (t.version === version) t.manifest = pin;
+    });
+  }
+}

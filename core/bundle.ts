@@ -69,6 +69,7 @@ export async function writeBundle(input: BundleInput): Promise<BundleResult> {
   const files = ['root.json', ...roots, channelPath(channel), manifestPath(input.version), ...artifacts];
   const tmp = `${input.out}.${process.pid}.tmp`;
   try {
+    await mkdir(dirname(input.out), { recursive: true });
     await packFiles(input.repo, files, tmp, false);
     await rename(tmp, input.out);
     await fsyncDir(dirname(input.out));

@@ -7,7 +7,14 @@ import { randomBytes } from 'node:crypto';
 import { dirname, join, basename } from 'node:path';
 import { fromFsError } from './errors.ts';
 
+/**
+ * Test-only: FERRY_UNSAFE_SKIP_FSYNC=1 turns every fsync ferry issues into a no-op (files,
+ * directories, LevelDB writes), so the power-cut test can prove it detects lost durability.
+ */
+export const UNSAFE_SKIP_FSYNC = process.env.FERRY_UNSAFE_SKIP_FSYNC === '1';
+
 export async function fsyncPath(path: string): Promise<void> {
+  if (UNSAFE_SKIP_FSYNC) return;
   const handle = await open(path, 'r');
   try {
     await handle.sync();
@@ -25,7 +32,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string, m
     const handle = await open(tmp, 'wx', mode);
     try {
       await handle.writeFile(data);
-      await handle.sync();
+      if (!UNSAFE_SKIP_FSYNC) await handle.sync();
     } finally {
       await handle.close();
     }

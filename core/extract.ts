@@ -17,7 +17,7 @@ import { Parser, type ReadEntry } from 'tar';
 import { FerryError, fromFsError } from './errors.ts';
 import { expectHash } from './hash.ts';
 import { checkRelativePath } from './safe-path.ts';
-import { fsyncDirsUnder } from './durable.ts';
+import { fsyncDirsUnder, UNSAFE_SKIP_FSYNC } from './durable.ts';
 
 export interface ExtractLimits {
   maxEntries: number;
@@ -136,7 +136,7 @@ async function writeEntry(entry: ReadEntry, dest: string, path: string, want: Ex
         size += chunk.length;
         await handle.write(chunk);
       }
-      await handle.sync();
+      if (!UNSAFE_SKIP_FSYNC) await handle.sync();
     } finally {
       await handle.close();
     }

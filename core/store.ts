@@ -6,12 +6,13 @@
 import { rename } from 'node:fs/promises';
 import { Level } from 'level';
 import { FerryError } from './errors.ts';
+import { UNSAFE_SKIP_FSYNC } from './durable.ts';
 import { IDLE, type Journal } from './journal.ts';
 import type { RestorePoint, UpdateRecord } from './spec.ts';
 
 type Value = Journal | UpdateRecord | RestorePoint | number | string;
 
-const SYNC = { sync: true } as const;
+const SYNC = { sync: !UNSAFE_SKIP_FSYNC } as const;
 
 export class DeviceStore {
   private constructor(private readonly db: Level<string, Value>, readonly rebuiltFrom: string | null) {}

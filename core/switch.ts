@@ -10,9 +10,6 @@ import { FerryError, fromFsError } from './errors.ts';
 import { fsyncDir } from './durable.ts';
 import type { HomeLayout } from './device-layout.ts';
 
-/** A test-only switch (issue: prove the power-cut test has teeth): FERRY_UNSAFE_SKIP_FSYNC=switch. */
-const SKIP_FSYNC = process.env.FERRY_UNSAFE_SKIP_FSYNC === 'switch';
-
 /** The version `current` points at, or null when nothing is installed. */
 export async function readCurrent(layout: HomeLayout): Promise<string | null> {
   let target: string;
@@ -32,7 +29,7 @@ export async function switchCurrent(layout: HomeLayout, version: string): Promis
   try {
     await symlink(`releases/${version}`, tmp);
     await rename(tmp, layout.current);
-    if (!SKIP_FSYNC) await fsyncDir(layout.home);
+    await fsyncDir(layout.home);
   } catch (err) {
     await rm(tmp, { force: true });
     throw fromFsError(err, `switching ${layout.current} to ${version}`);

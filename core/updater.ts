@@ -449,7 +449,6 @@ export class Updater implements UpdateManager, RollbackManager {
       ignoreWindow: options.ignoreWindow ?? false,
     });
     if (decision.action === 'wait') {
-      this.log(`${version} is staged and waits: ${decision.why}`);
       return { status: 'waiting', version, reason: decision.reason, why: decision.why };
     }
     return this.switchAndConfirm(journal, manifest);
@@ -537,7 +536,6 @@ export class Updater implements UpdateManager, RollbackManager {
       const record = (await this.finishAttempt(journal, 'committed', null, health.detail))!;
       await this.transition(journal, 'idle', { ...IDLE });
       await this.cleanup(this.config.keepRestorePoints);
-      this.log(`committed ${version}`);
       return { status: 'committed', record };
     }
     journal = await this.transition(journal, 'rolling-back', { errorCode: 'ERR_UNHEALTHY' });
@@ -545,7 +543,6 @@ export class Updater implements UpdateManager, RollbackManager {
     const failures = await this.store.addFailure(version);
     const record = (await this.finishAttempt(journal, 'rolled-back', 'ERR_UNHEALTHY', `${health.detail} (attempt ${failures} of ${MAX_ATTEMPTS})`))!;
     await this.transition(journal, 'idle', { ...IDLE });
-    this.log(`rolled back from ${version} to ${from ?? 'nothing'}: ${health.detail}`);
     return { status: 'rolled-back', record };
   }
 

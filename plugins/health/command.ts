@@ -21,8 +21,9 @@ export function createCommandHealthCheck(command: string[], timeoutMs: number): 
         child.on('error', (err) => { clearTimeout(timer); resolve({ healthy: false, detail: `health command failed to start: ${err.message}` }); });
         child.on('close', (code, signal) => {
           clearTimeout(timer);
-          if (code === 0) resolve({ healthy: true, detail: 'health command exited 0' });
-          else resolve({ healthy: false, detail: `health command ${signal ? `killed by ${signal}` : `exited ${code}`}: ${output.trim().split('\n').slice(-3).join(' | ')}` });
+          if (code === 0) return resolve({ healthy: true, detail: 'health command exited 0' });
+          const tail = output.trim().split('\n').slice(-3).join(' | ');
+          if (code !== 0) resolve({ healthy: false, detail: `health command ${signal ? `killed by ${signal}` : `exited ${code}`}${tail ? `: ${tail}` : ''}` });
         });
       });
     },

@@ -4,7 +4,7 @@
 // and against ferry's full artifact. Every result is checked before its size is reported: a
 // smaller delta that rebuilds the wrong bytes would be worthless.
 
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packFiles } from '../core/archive.ts';
@@ -15,7 +15,7 @@ import { measureCommand, measureFerry, type Measured } from './lib/measure.ts';
 import { fetchPackage, unpackPackage } from './lib/npm-pack.ts';
 import { ensureTools, GNU_TIME, XDELTA3, ZSTD } from './lib/tools.ts';
 import { fmt, formatTable, type Cell } from './lib/table.ts';
-import type { Candidate } from './lib/ferry-delta-child.ts';
+import type { Candidate, DeltaMeta } from './lib/ferry-delta-child.ts';
 
 /** Two releases of one package: the device has `from` and updates to `to`. */
 export interface Pair {
@@ -69,6 +69,8 @@ interface PairResult {
   tools: Record<ToolName, ToolResult>;
   candidates: Candidate[];
   copies: number;
+  /** The ops list as JSON: it travels in the signed manifest, not in the artifact. */
+  opsJsonBytes: number;
 }
 
 async function size(path: string): Promise<number> {
@@ -157,6 +159,7 @@ async function runPair(pair: Pair, dir: string, log: (line: string) => void): Pr
       zstd: { bytes: await size(zd), diff: zDiff, apply: zApply },
     },
     candidates: fDiff.candidates ?? [],
+    opsJsonBytes: Buffer.byteLength(JSON.stringify((JSON.parse(await readFile(meta, 'utf8')) as DeltaMeta).ops)),
     copies: newFiles.length - (fDiff.candidates ?? []).length,
   };
 }
@@ -205,15 +208,19 @@ function choiceTable(results: PairResult[], perPair: number): string {
     const top = [...r.candidates].sort((a, b) => b.newSize - a.newSize).slice(0, perPair);
     const patched = r.candidates.filter((c) => c.chosen === 'patch').length;
     const label = `${r.pair.name}: ${r.copies} copy, ${patched} patch, ${r.candidates.length - patched} whole`;
-    for (const [i, c] of top.entries()) {
-      rows.push([
-        i === 0 ? label : '',
-        c.path.length > 40 ? `…${c.path.slice(-39)}` : c.path,
-        fmt.bytes(c.newSize),
-        c.patchBytes === null ? '-' : fmt.bytes(c.patchBytes),
-        fmt.bytes(c.wholeBytes),
-        c.chosen === 'patch' ? 'bsdiff' : 'brotli',
-      ]);
+    const left = [label, `  ops JSON ${fmt.bytes(r.opsJsonBytes)} B (in the manifest)`];
+    for (let i = 0; i < Math.max(top.length, left.length); i++) {
+      const c = top[i];
+      rows.push(c === undefined
+        ? [left[i] ?? '', '', '', '', '', '']
+        : [
+          left[i] ?? '',
+          c.path.length > 40 ? `…${c.path.slice(-39)}` : c.path,
+          fmt.bytes(c.newSize),
+          c.patchBytes === null ? '-' : fmt.bytes(c.patchBytes),
+          fmt.bytes(c.wholeBytes),
+          c.chosen === 'patch' ? 'bsdiff' : 'brotli',
+        ]);
     }
   }
   return formatTable(

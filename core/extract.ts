@@ -59,9 +59,17 @@ export async function extractArchive(
   let failure: unknown;
 
   const parser = new Parser({ strict: true, maxDecompressionRatio: limits.maxRatio } as ConstructorParameters<typeof Parser>[0]);
+  // Entries still being written. When the parser stops mid-entry (truncated input, ratio cap),
+  // their streams never end on their own: they are destroyed so each writer settles.
+  const active = new Set<ReadEntry>();
+  const stopActive = (err: unknown) => {
+    for (const entry of active) entry.destroy(err instanceof Error ? err : new Error(String(err)));
+    active.clear();
+  };
   const fail = (err: unknown) => {
     if (failure === undefined) failure = err;
     parser.abort(err instanceof Error ? err : new Error(String(err)));
+    stopActive(err);
   };
 
   parser.on('entry', (entry: ReadEntry) => {
@@ -83,6 +91,9 @@ export async function extractArchive(
       if (want && entry.size !== want.size) throw new FerryError('ERR_SIZE', `archive entry ${path} is ${entry.size} bytes, signed ${want.size}`);
       totalBytes += entry.size;
       if (totalBytes > limits.maxTotalBytes) throw new FerryError('ERR_TOO_LARGE', `archive expands past ${limits.maxTotalBytes} bytes`);
+      active.add(entry);
+      entry.on('end', () => active.delete(entry));
+      entry.on('error', () => {}); // reported through writeEntry's reader; never an unhandled event
       writes.push(writeEntry(entry, dest, path, want, dirs).then((f) => { extracted.push(f); }, fail));
     } catch (err) {
       entry.resume();
@@ -93,8 +104,12 @@ export async function extractArchive(
   await new Promise<void>((resolve) => {
     const input = createReadStream(archive);
     input.on('error', (err) => { fail(fromFsError(err, `reading ${archive}`)); resolve(); });
-    parser.on('error', (err: Error) => { fail(failure ?? new FerryError('ERR_UNSAFE_ARCHIVE', `malformed archive: ${err.message}`, { cause: err })); resolve(); });
-    parser.on('close', () => resolve());
+    parser.on('error', (err: Error) => {
+      const code = /decompression ratio/i.test(err.message) ? 'ERR_TOO_LARGE' : 'ERR_UNSAFE_ARCHIVE';
+      fail(failure ?? new FerryError(code, `${code === 'ERR_TOO_LARGE' ? 'archive expands too far' : 'malformed archive'}: ${err.message}`, { cause: err }));
+      resolve();
+    });
+    parser.on('close', () => { stopActive(failure ?? new FerryError('ERR_UNSAFE_ARCHIVE', 'archive ended inside an entry')); resolve(); });
     input.pipe(parser as unknown as NodeJS.WritableStream);
   });
   await Promise.allSettled(writes);

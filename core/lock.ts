@@ -13,21 +13,28 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Locks this process holds: a second holder in the same process is busy, not stale. */
+const held = new Set<string>();
+
 /** Takes the lock or throws ERR_BUSY; returns the function that releases it. */
 export async function acquireLock(path: string): Promise<() => Promise<void>> {
+  if (held.has(path)) throw new FerryError('ERR_BUSY', `this process already works on ${path}`);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const handle = await open(path, 'wx', 0o644);
       await handle.writeFile(String(process.pid));
       await handle.sync();
       await handle.close();
+      held.add(path);
       return async () => {
+        held.delete(path);
         const owner = Number(await readFile(path, 'utf8').catch(() => ''));
         if (owner === process.pid) await rm(path, { force: true });
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFsError(err, `taking the lock ${path}`);
       const owner = Number(await readFile(path, 'utf8').catch(() => 'NaN'));
+      // Our own pid in a lock we do not hold is a leftover of an earlier process that had it.
       if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
         throw new FerryError('ERR_BUSY', `another ferry process (pid ${owner}) is working on this home`);
       }

@@ -1,7 +1,8 @@
 // The publisher's side of a repository folder: creating it with its first root, rotating roots,
 // and reading back its own (verified) state. A repository is plain static files (DESIGN.md).
 
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { resignReleaseMetadata } from './resign.ts';
 import { join } from 'node:path';
 import { FerryError, fromFsError } from './errors.ts';
 import { encodeEnvelope } from './dsse.ts';
@@ -74,11 +75,18 @@ export interface RotateInput {
   releaseThreshold?: number;
   /** Key ids removed from every role. */
   revoke?: string[];
+  /**
+   * Private keys of the NEW release role. Required when the release keys change and the
+   * repository already has releases: its manifests and channel pointers are re-signed with them.
+   */
+  releaseSigners?: SigningKey[];
+  /** Lifetime of the re-signed channel pointers, in seconds (default 30 days). */
+  expiresIn?: number;
   now: Date;
 }
 
 /** Writes root N+1 and makes it root.json. Devices walk root/<N>.json to reach it. */
-export async function rotateRoot(input: RotateInput): Promise<{ previous: RootDoc; root: RootDoc; releaseKeysChanged: boolean }> {
+export async function rotateRoot(input: RotateInput): Promise<{ previous: RootDoc; root: RootDoc; releaseKeysChanged: boolean; resigned: number }> {
   const { root: previous } = await readRepoRoot(input.repo);
   const revoked = new Set(input.revoke ?? []);
   const keep = (keys: PublicKey[]) => keys.filter((k) => !revoked.has(k.keyid));
@@ -99,8 +107,17 @@ export async function rotateRoot(input: RotateInput): Promise<{ previous: RootDo
   const signers = [...new Map(input.signers.filter((k) => allowed.has(k.keyid)).map((k) => [k.keyid, k])).values()];
   const bytes = encodeEnvelope(signRoot(root, signers));
   verifyRootRotation(previous, bytes, `root ${root.version}`);
+  // Checked before anything is written: a rotation that would strand the repository's metadata
+  // under keys the new root no longer trusts is refused whole.
+  const ids = (r: RootDoc) => [...r.roles.release.keyids].sort().join(',') + `/${r.roles.release.threshold}`;
+  const releaseKeysChanged = ids(previous) !== ids(root);
+  const hasReleases = (await readdir(join(input.repo, 'channels')).catch(() => [] as string[])).length > 0;
+  let releaseSigners: SigningKey[] = [];
+  if (releaseKeysChanged && hasReleases) {
+    releaseSigners = checkSigners(input.releaseSigners ?? [], root, 'release', 're-signing the repository\'s manifests and channel pointers (--release-signing-key)');
+  }
   await writeFileAtomic(join(input.repo, 'root', `${root.version}.json`), bytes);
   await writeFileAtomic(join(input.repo, 'root.json'), bytes);
-  const ids = (r: RootDoc) => [...r.roles.release.keyids].sort().join(',') + `/${r.roles.release.threshold}`;
-  return { previous, root, releaseKeysChanged: ids(previous) !== ids(root) };
+  const resigned = releaseSigners.length > 0 ? await resignReleaseMetadata(input.repo, previous, releaseSigners, input.now, input.expiresIn ?? 30 * 86400) : 0;
+  return { previous, root, releaseKeysChanged, resigned };
 }

@@ -49,6 +49,21 @@ export class DeviceStore {
     await this.db.put('journal', journal, SYNC);
   }
 
+  /** A new history id: a counter (so records list in the order they were made), then the time. */
+  async newHistoryId(now: Date): Promise<string> {
+    const n = (((await this.db.get('history-counter')) as number | undefined) ?? 0) + 1;
+    await this.db.put('history-counter', n, SYNC);
+    return `${String(n).padStart(8, '0')}-${now.toISOString().replace(/[-:.]/g, '')}`;
+  }
+
+  async hold(version: string): Promise<void> {
+    await this.db.put(`held!${version}`, new Date().toISOString(), SYNC);
+  }
+
+  async isHeld(version: string): Promise<boolean> {
+    return (await this.db.get(`held!${version}`)) !== undefined;
+  }
+
   async putHistory(record: UpdateRecord): Promise<void> {
     await this.db.put(`history!${record.id}`, record, SYNC);
   }
@@ -57,7 +72,7 @@ export class DeviceStore {
     return (await this.db.get(`history!${id}`)) as UpdateRecord | undefined;
   }
 
-  /** Oldest first (ids sort by time). */
+  /** Oldest first (ids start with a counter). */
   async history(): Promise<UpdateRecord[]> {
     return (await this.db.values({ gt: 'history!', lt: 'history!~' }).all()) as UpdateRecord[];
   }
@@ -75,8 +90,9 @@ export class DeviceStore {
     return (await this.db.values({ gt: 'restore!', lt: 'restore!~' }).all()) as RestorePoint[];
   }
 
+  /** Approves a version, and lifts a hold a manual rollback put on it. */
   async approve(version: string): Promise<void> {
-    await this.db.put(`approved!${version}`, new Date().toISOString(), SYNC);
+    await this.db.batch([{ type: 'put', key: `approved!${version}`, value: new Date().toISOString() }, { type: 'del', key: `held!${version}` }], SYNC);
   }
 
   async isApproved(version: string): Promise<boolean> {

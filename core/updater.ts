@@ -6,6 +6,7 @@
 
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import semver from 'semver';
 import { FerryError, fromFsError, type ErrorCode } from './errors.ts';
 import { homeLayout, type HomeLayout } from './device-layout.ts';
@@ -144,7 +145,7 @@ export class Updater implements UpdateManager, RollbackManager {
   private async recordRefusal(to: string | null, source: string | null, err: FerryError): Promise<void> {
     const now = this.now.toISOString();
     await this.store.putHistory({
-      id: timeId(this.now, randomBytes(3).toString('hex')),
+      id: await this.store.newHistoryId(this.now),
       from: await readCurrent(this.layout),
       to,
       source,
@@ -207,6 +208,14 @@ export class Updater implements UpdateManager, RollbackManager {
       default: {
         const never: never = journal.phase;
         throw new FerryError('ERR_SCHEMA', `unknown journal phase ${String(never)}`);
+      }
+    }
+    // A kill between writing an attempt's record and journaling its first phase leaves a record
+    // no journal names: it is closed here, so history never shows a phantom update in progress.
+    const live = (await this.store.journal()).attemptId;
+    for (const record of await this.store.history()) {
+      if (record.outcome === 'in-progress' && record.id !== live) {
+        await this.store.putHistory({ ...record, outcome: 'failed', errorCode: 'ERR_INTERRUPTED', finishedAt: this.now.toISOString(), message: 'interrupted before it started' });
       }
     }
     if (this.store.rebuiltFrom) await this.rebuildRestorePoints(current);
@@ -310,8 +319,9 @@ export class Updater implements UpdateManager, RollbackManager {
       resolution.target = { candidate: decision.candidate, manifest: chosen.doc, manifestBytes: chosen.bytes, source: chosen.offer.source };
       const targetRelease = chosen.doc.targets[this.target]!;
       resolution.releases.set(chosen.doc.version, targetRelease);
-      if (current && (await stat(this.layout.release(current)).then(() => true, () => false))) {
-        resolution.releases.set(current, await this.localFiles(current).then((files) => ({ files, full: targetRelease.full, deltas: [] })));
+      if (current && (await stat(this.layout.manifest(current)).then(() => true, () => false))) {
+        const installed = (await this.localManifest(current)).targets[this.target];
+        if (installed) resolution.releases.set(current, installed);
         // Intermediate releases for delta chains: the versions the target has deltas from.
         for (const d of targetRelease.deltas.slice(0, 8)) {
           if (d.from === current || !semver.gt(d.from, current) || resolution.releases.has(d.from)) continue;
@@ -431,6 +441,9 @@ export class Updater implements UpdateManager, RollbackManager {
     if (journal.phase === 'idle') {
       if (!r?.target || !r.plan) return { status: 'up-to-date', current: r?.current ?? (await readCurrent(this.layout)) };
       const version = r.target.candidate.version;
+      if (await this.store.isHeld(version)) {
+        return { status: 'waiting', version, reason: 'held', why: `${version} was rolled back by hand; \`ferry approve ${version}\` allows it again` };
+      }
       if ((await this.store.failures(version)) >= MAX_ATTEMPTS) {
         const err = new FerryError('ERR_GAVE_UP', `${version} failed its health check ${MAX_ATTEMPTS} times; not trying again (publish a newer release)`);
         await this.recordRefusal(version, r.target.source.name, err);
@@ -459,7 +472,7 @@ export class Updater implements UpdateManager, RollbackManager {
     const target = r.target!;
     let plan = r.plan!;
     const version = target.candidate.version;
-    const id = timeId(this.now, randomBytes(3).toString('hex'));
+    const id = await this.store.newHistoryId(this.now);
     await this.store.putHistory({
       id, from: r.current, to: version, source: target.source.name, kind: plan.kind, bytesMoved: 0,
       startedAt: this.now.toISOString(), finishedAt: null, outcome: 'in-progress', errorCode: null,
@@ -504,6 +517,8 @@ export class Updater implements UpdateManager, RollbackManager {
       return await this.transition(journal, 'staged', { plan });
     } catch (err) {
       const e = fromFsError(err, `staging ${version}`);
+      // The manifest copy only belongs beside a release that made it into releases/.
+      if (!(await stat(this.layout.release(version)).then(() => true, () => false))) await rm(this.layout.manifest(version), { force: true });
       await this.finishAttempt(journal, REFUSALS.has(e.code) || e.code === 'ERR_UNSAFE_ARCHIVE' || e.code === 'ERR_PATCH' ? 'refused' : 'failed', e.code, e.message);
       await this.store.setJournal({ ...IDLE });
       throw e;
@@ -593,10 +608,12 @@ export class Updater implements UpdateManager, RollbackManager {
     if (journal.phase === 'staged') {
       await this.finishAttempt(journal, 'failed', null, `abandoned for a rollback to ${point.version}`);
     }
-    const id2 = timeId(this.now, randomBytes(3).toString('hex'));
+    const id2 = await this.store.newHistoryId(this.now);
     await this.store.putHistory({ id: id2, from: current, to: point.version, source: `restore-point:${point.id}`, kind: 'rollback', bytesMoved: 0, startedAt: this.now.toISOString(), finishedAt: null, outcome: 'in-progress', errorCode: null });
     const j: Journal = { ...IDLE, attemptId: id2, from: current, to: point.version, startedAt: this.now.toISOString() };
     const result = await this.switchAndConfirm(j, await this.localManifest(point.version));
+    // A version rolled back by hand is not reinstalled automatically; approving it lifts the hold.
+    if (result.status === 'committed' && current && current !== point.version) await this.store.hold(current);
     if (result.status === 'rolled-back' || result.status === 'committed') return result.record;
     throw new FerryError('ERR_SCHEMA', 'internal: rollback did not finish');
   }
@@ -622,7 +639,24 @@ export class Updater implements UpdateManager, RollbackManager {
       await rm(this.layout.release(version), { recursive: true, force: true });
       await rm(this.layout.manifest(version), { force: true });
     }
+    await this.pruneCache(current, journal);
     return removed;
+  }
+
+  /**
+   * Keeps in cache/ only the artifacts of the current version (the ones LAN peers may ask for)
+   * and, while an update is pending, the partial downloads it will resume.
+   */
+  private async pruneCache(current: string | null, journal: Journal): Promise<void> {
+    const keep = new Set<string>();
+    const release = current ? (await this.localManifest(current).catch(() => undefined))?.targets[this.target] : undefined;
+    if (release) for (const ref of [release.full, ...release.deltas.map((d) => d.artifact)]) keep.add(ref.sha256);
+    const pending = journal.phase !== 'idle';
+    for (const name of await readdir(this.layout.cache).catch(() => [] as string[])) {
+      const sha = name.replace(/\.part$/, '');
+      if (keep.has(sha) || (pending && name.endsWith('.part'))) continue;
+      await rm(join(this.layout.cache, name), { recursive: true, force: true });
+    }
   }
 
   // -------------------------------------------------------------------------------------------

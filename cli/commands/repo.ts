@@ -4,6 +4,7 @@ import { basename, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { loadPublicKey, loadSigningKey } from '../../core/keys.ts';
 import { initRepository, rotateRoot } from '../../core/repository.ts';
+import { parseDurationMs } from '../../core/duration.ts';
 import { printResult, type OutputFlags } from '../output.ts';
 
 interface InitArgs extends OutputFlags {
@@ -23,6 +24,8 @@ interface RotateArgs extends OutputFlags {
   releaseKey?: string[];
   releaseThreshold?: number;
   revoke?: string[];
+  releaseSigningKey?: string[];
+  expires: string;
 }
 
 function appNameFrom(repo: string): string {
@@ -69,7 +72,9 @@ const rotateCommand: CommandModule<object, RotateArgs> = {
       .option('threshold', { type: 'number', describe: 'new root threshold' })
       .option('release-key', { type: 'string', array: true, describe: 'new release key set; default: unchanged' })
       .option('release-threshold', { type: 'number', describe: 'new release threshold' })
-      .option('revoke', { type: 'string', array: true, describe: 'key id to remove from every role' }) as never,
+      .option('revoke', { type: 'string', array: true, describe: 'key id to remove from every role' })
+      .option('release-signing-key', { type: 'string', array: true, describe: 'new release private key(s): re-sign manifests and channel pointers when the release keys change' })
+      .option('expires', { type: 'string', default: '30d', describe: 'lifetime of re-signed channel pointers' }) as never,
   handler: async (args) => {
     const result = await rotateRoot({
       repo: args.repo,
@@ -79,11 +84,13 @@ const rotateCommand: CommandModule<object, RotateArgs> = {
       ...(args.releaseKey ? { releaseKeys: await Promise.all(args.releaseKey.map(loadPublicKey)) } : {}),
       ...(args.releaseThreshold !== undefined ? { releaseThreshold: args.releaseThreshold } : {}),
       ...(args.revoke ? { revoke: args.revoke } : {}),
+      ...(args.releaseSigningKey ? { releaseSigners: await Promise.all(args.releaseSigningKey.map(loadSigningKey)) } : {}),
+      expiresIn: parseDurationMs(args.expires) / 1000,
       now: new Date(),
     });
-    printResult(args, { repo: args.repo, root: result.root, releaseKeysChanged: result.releaseKeysChanged }, () => [
+    printResult(args, { repo: args.repo, root: result.root, releaseKeysChanged: result.releaseKeysChanged, resigned: result.resigned }, () => [
       `rotated ${args.repo}: root ${result.previous.version} -> ${result.root.version}`,
-      ...(result.releaseKeysChanged ? ['  release keys changed: the next `ferry release` signs with the new keys; until then devices on the new root refuse the old channel pointers'] : []),
+      ...(result.resigned ? [`  release keys changed: re-signed ${result.resigned} manifests and channel pointers with the new release keys`] : []),
     ]);
   },
 };

@@ -1,0 +1,356 @@
+// Fixtures and an independent oracle for the crash and power-loss tests (THREATS.md rows 18-20).
+// The fixture is one signed repository with 1.0.0 and 1.1.0 (a delta from 1.0.0) and two
+// device-home templates already on 1.0.0: one healthy, one whose health check fails on 1.1.0.
+// The oracle reads the signed manifest straight from the repository and hashes every file of
+// `current` itself, so a bug in the device code cannot also hide in the check.
+
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { lstat, mkdir, readdir, readFile, readlink, rm, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import type { FileEntry, ManifestDoc } from '../../core/metadata.ts';
+import type { UpdateRecord } from '../../core/spec.ts';
+import type { DeviceStatus } from '../../core/updater.ts';
+import { makeRepo, sampleApp, tempDir, type TempDir, type TestRepo, type TreeSpec } from './repo.ts';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const TARGET = 'linux-x64';
+export const OLD = '1.0.0';
+export const NEW = '1.1.0';
+
+/**
+ * The health check of the unhealthy template: healthy only where lib/feature-1.js is absent, i.e.
+ * 1.0.0 passes and 1.1.0 (sampleApp adds the file) fails. No shell: `ferry init --health-cmd`
+ * splits the command on spaces, so quoting would reach `sh` literally.
+ */
+export const FAILS_ON_NEW = 'test ! -f lib/feature-1.js';
+
+// ---------------------------------------------------------------------------------------------
+// Running the real CLI
+
+export interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+export interface Started {
+  child: ChildProcess;
+  /** Everything printed on stdout so far. */
+  stdout(): string;
+  done: Promise<Run>;
+}
+
+/** Children that run longer than this are killed (a hung update must fail the test, not stall it). */
+export const CHILD_TIMEOUT_MS = 60_000;
+
+/** Starts `node cli/ferry.mjs …` as a child; `env` is added to the test's environment. */
+export function startFerry(args: string[], env: Record<string, string> = {}): Started {
+  const t0 = performance.now();
+  const child = spawn(process.execPath, ['cli/ferry.mjs', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  const timer = setTimeout(() => {
+    err += `\n(test: killed after ${CHILD_TIMEOUT_MS} ms)`;
+    if (running(child)) child.kill('SIGKILL');
+  }, CHILD_TIMEOUT_MS);
+  const done = new Promise<Run>((resolve, reject) => {
+    child.on('error', (e) => { clearTimeout(timer); reject(e); });
+    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout: out, stderr: err, ms: performance.now() - t0 }); });
+  });
+  return { child, stdout: () => out, done };
+}
+
+export function ferry(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return startFerry(args, env).done;
+}
+
+/** True while the child has neither exited nor been reaped: only then may it be signalled by pid. */
+export function running(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+export function describeRun(r: Run): string {
+  return `exit ${r.code} signal ${r.signal}; stdout: ${r.stdout.trim().slice(-300)}; stderr: ${r.stderr.trim().slice(-500)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fixture
+
+/** sampleApp with a 16 KB "binary" instead of 200 KB: the same shape, so each update is quick. */
+export function smallApp(version: string): TreeSpec {
+  const tree = sampleApp(version);
+  tree['lib/engine.bin'] = (tree['lib/engine.bin'] as Buffer).subarray(0, 16_384);
+  return tree;
+}
+
+export interface CrashFixture {
+  tmp: TempDir;
+  repo: TestRepo;
+  /** Device homes on 1.0.0, never used directly: copy them with `cp -a`. */
+  healthyHome: string;
+  unhealthyHome: string;
+  /** The signed file list of each version, read from the repository. */
+  files: Map<string, FileEntry[]>;
+  cleanup(): Promise<void>;
+}
+
+/** Reads releases/<version>/manifest.json from the repository and decodes its DSSE payload. */
+export async function signedFiles(repoDir: string, version: string): Promise<FileEntry[]> {
+  const envelope = JSON.parse(await readFile(join(repoDir, 'releases', version, 'manifest.json'), 'utf8')) as { payload: string };
+  const doc = JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')) as ManifestDoc;
+  const release = doc.targets[TARGET];
+  if (!release) throw new Error(`manifest ${version} has no ${TARGET} release`);
+  return release.files;
+}
+
+async function mustRun(args: string[], what: string): Promise<Run> {
+  const r = await ferry(args);
+  if (r.code !== 0) throw new Error(`${what} failed: ${describeRun(r)}`);
+  return r;
+}
+
+/**
+ * Publishes 1.0.0, makes both templates and updates them to 1.0.0 through the CLI, then
+ * publishes 1.1.0 with a delta from 1.0.0.
+ */
+export async function makeCrashFixture(): Promise<CrashFixture> {
+  const tmp = await tempDir('ferry-crash-');
+  const repo = await makeRepo({ dir: join(tmp.path, 'publisher') });
+  await repo.release(OLD, smallApp(OLD));
+  const healthyHome = join(tmp.path, 'template-healthy');
+  const unhealthyHome = join(tmp.path, 'template-unhealthy');
+  const base = ['init', '--trust', repo.trustPath, '--source', repo.repo, '--platform', 'linux', '--arch', 'x64'];
+  await mustRun([...base.slice(0, 1), healthyHome, ...base.slice(1)], 'init (healthy)');
+  await mustRun([...base.slice(0, 1), unhealthyHome, ...base.slice(1), '--health-cmd', FAILS_ON_NEW, '--health-timeout', '20s'], 'init (unhealthy)');
+  for (const home of [healthyHome, unhealthyHome]) await mustRun(['update', '--home', home], `update ${home} to ${OLD}`);
+  const published = await repo.release(NEW, smallApp(NEW));
+  if (!published.manifest.targets[TARGET]?.deltas.some((d) => d.from === OLD)) throw new Error(`${NEW} was published without a delta from ${OLD}`);
+  const files = new Map([[OLD, await signedFiles(repo.repo, OLD)], [NEW, await signedFiles(repo.repo, NEW)]]);
+  return { tmp, repo, healthyHome, unhealthyHome, files, cleanup: () => tmp.cleanup() };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The oracle
+
+/** Problems with `dir` as a copy of `files`: missing, extra, non-regular entries, size/mode/hash. */
+export async function treeProblems(dir: string, files: FileEntry[]): Promise<string[]> {
+  const problems: string[] = [];
+  const want = new Map(files.map((f) => [f.path, f]));
+  async function walk(rel: string): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(join(dir, rel));
+    } catch (err) {
+      problems.push(`cannot read ${rel || '.'}: ${(err as Error).message}`);
+      return;
+    }
+    for (const name of names) {
+      const path = rel ? `${rel}/${name}` : name;
+      const st = await lstat(join(dir, path));
+      if (st.isDirectory()) {
+        await walk(path);
+        continue;
+      }
+      const w = want.get(path);
+      want.delete(path);
+      if (!st.isFile()) problems.push(`${path}: not a regular file`);
+      else if (!w) problems.push(`${path}: extra file`);
+      else {
+        const sha = createHash('sha256').update(await readFile(join(dir, path))).digest('hex');
+        if (st.size !== w.size || sha !== w.sha256) problems.push(`${path}: ${st.size} bytes, sha256 ${sha.slice(0, 12)}…; signed ${w.size} bytes, ${w.sha256.slice(0, 12)}…`);
+        if ((st.mode & 0o7777) !== w.mode) problems.push(`${path}: mode ${(st.mode & 0o7777).toString(8)}, signed ${w.mode.toString(8)}`);
+      }
+    }
+  }
+  await walk('');
+  for (const path of want.keys()) problems.push(`${path}: missing`);
+  return problems;
+}
+
+export interface Installed {
+  /** The version `current` resolves to, or null when it resolves to nothing valid. */
+  version: string | null;
+  problems: string[];
+}
+
+/** Which complete signed release `home/current` is, straight from the disk. */
+export async function inspectCurrent(home: string, files: Map<string, FileEntry[]>): Promise<Installed> {
+  let link: string;
+  try {
+    link = await readlink(join(home, 'current'));
+  } catch (err) {
+    return { version: null, problems: [`current: ${(err as Error).message}`] };
+  }
+  const m = /^releases\/([^/]+)$/.exec(link);
+  const signed = m ? files.get(m[1]!) : undefined;
+  if (!m || !signed) return { version: null, problems: [`current -> ${link}, not releases/${OLD} or releases/${NEW}`] };
+  const problems = await treeProblems(join(home, link), signed);
+  return { version: m[1]!, problems: problems.map((p) => `${link}/${p}`) };
+}
+
+export async function status(home: string): Promise<{ run: Run; status: DeviceStatus | null }> {
+  const run = await ferry(['status', '--home', home, '--json']);
+  return { run, status: run.code === 0 ? (JSON.parse(run.stdout) as DeviceStatus) : null };
+}
+
+export async function history(home: string): Promise<{ run: Run; records: UpdateRecord[] | null }> {
+  const run = await ferry(['history', '--home', home, '--json']);
+  return { run, records: run.code === 0 ? (JSON.parse(run.stdout) as UpdateRecord[]) : null };
+}
+
+/** A deterministic generator (mulberry32), so "random" kill offsets repeat from run to run. */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Runs tasks with at most `limit` at once (the VM has two cores; each task spawns CLIs). */
+export function limiter(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const queue: (() => void)[] = [];
+  return async (task) => {
+    if (active < limit) active++;
+    else await new Promise<void>((resolve) => queue.push(resolve)); // the finishing task hands over its slot
+    try {
+      return await task();
+    } finally {
+      const next = queue.shift();
+      if (next) next();
+      else active--;
+    }
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// A filesystem that can lose power: ext4 in a file on a loop device, cut with FS_IOC_SHUTDOWN
+
+const execFileP = promisify(execFile);
+const SHUTDOWN_HELPER = join(ROOT, 'test', 'helpers', 'fs-shutdown.py');
+
+function hasCommand(name: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** Why a power-cut test cannot run here, or null when it can (root, loop devices, the tools). */
+export function powerCutUnavailable(): string | null {
+  if (process.platform !== 'linux') return `power-cut tests need Linux, this is ${process.platform}`;
+  if (process.getuid?.() !== 0) return 'power-cut tests need root (losetup, mount)';
+  for (const tool of ['losetup', 'mkfs.ext4', 'mount', 'umount', 'python3', 'sync']) {
+    if (!hasCommand(tool)) return `power-cut tests need ${tool}, which is not on PATH`;
+  }
+  if (!existsSync('/dev/loop-control')) return 'power-cut tests need loop devices (/dev/loop-control is missing)';
+  return null;
+}
+
+export interface LoopFs {
+  /** Where the filesystem is mounted while `mounted`. */
+  mnt: string;
+  device: string;
+  mounted: boolean;
+  mount(): Promise<void>;
+  umount(): Promise<void>;
+  /** Unmounts if needed, detaches the loop device this created, removes the image. Never throws. */
+  destroy(): Promise<string[]>;
+}
+
+/**
+ * Makes a `sizeMb` ext4 image under `dir`, attaches it to a free loop device and returns it
+ * unmounted. Mounted with commit=60 so the journal never commits on its own during a test: only
+ * ferry's fsyncs make anything durable before a cut.
+ */
+export async function makeLoopFs(dir: string, sizeMb = 64): Promise<LoopFs> {
+  const image = join(dir, 'disk.img');
+  const mnt = join(dir, 'mnt');
+  await mkdir(mnt, { recursive: true });
+  await writeFile(image, '');
+  await truncate(image, sizeMb * 1024 * 1024);
+  await execFileP('mkfs.ext4', ['-q', '-F', image]);
+  const device = (await execFileP('losetup', ['--find', '--show', image])).stdout.trim();
+  if (!/^\/dev\/loop\d+$/.test(device)) throw new Error(`losetup printed "${device}", not a loop device`);
+  let detached = false;
+  // Last resort if the test dies with the filesystem still attached (a thrown hook, process.exit).
+  const onExit = () => {
+    if (fs.mounted) spawnSync('umount', [mnt]);
+    if (!detached) spawnSync('losetup', ['-d', device]);
+  };
+  process.on('exit', onExit);
+  const fs: LoopFs = {
+    mnt,
+    device,
+    mounted: false,
+    async mount() {
+      await execFileP('mount', ['-t', 'ext4', '-o', 'commit=60', device, mnt]);
+      fs.mounted = true;
+    },
+    async umount() {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await execFileP('umount', [mnt]);
+          fs.mounted = false;
+          return;
+        } catch (err) {
+          if (attempt >= 20) throw err;
+          await sleep(100); // a killed child may still hold a file for a moment
+        }
+      }
+    },
+    async destroy() {
+      const problems: string[] = [];
+      if (fs.mounted) await fs.umount().catch((err) => problems.push(`umount ${mnt}: ${(err as Error).message}`));
+      await execFileP('losetup', ['-d', device]).then(() => { detached = true; }, (err) => problems.push(`losetup -d ${device}: ${(err as Error).message}`));
+      process.off('exit', onExit);
+      await rm(image, { force: true }).catch(() => {});
+      return problems;
+    },
+  };
+  return fs;
+}
+
+export interface Cutter {
+  /** Shuts the filesystem down now (no log flush) and waits for the helper to exit. */
+  cut(): Promise<void>;
+}
+
+/** Starts the shutdown helper on `mnt` and waits until it holds the mount point open. */
+export async function armCutter(mnt: string): Promise<Cutter> {
+  const child = spawn('python3', [SHUTDOWN_HELPER, mnt], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  const waiters: (() => void)[] = [];
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); for (const w of waiters) w(); });
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  const closed = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const waitFor = (word: string) => new Promise<void>((resolve, reject) => {
+    waiters.push(() => { if (out.includes(word)) resolve(); });
+    void closed.then((code) => (out.includes(word) ? resolve() : reject(new Error(`fs-shutdown.py exited ${code} before "${word}": ${err.trim()}`))));
+  });
+  await waitFor('ready');
+  return {
+    async cut() {
+      const done = waitFor('cut');
+      child.stdin!.end('go\n');
+      await done;
+      await closed;
+    },
+  };
+}

@@ -69,13 +69,19 @@ export async function makeDelta(input: {
       ops.push({ op: 'copy', path: file.path, from: copyFrom.path, sha256: file.sha256 });
       continue;
     }
-    const wholeName = `${i}.br`;
-    await brotliFile(join(newDir, file.path), join(workDir, wholeName), file.size);
-    let entryName = wholeName;
+    // bsdiff first: when its patch is under an eighth of the file, brotli (a whole-file
+    // candidate that rarely compresses 8x, and the slow one at quality 11) cannot win; skip it.
+    let patchSize = Infinity;
+    const patchName = `${i}.bsdiff`;
     if (same && same.size > 0 && file.size > 0) {
-      const patchName = `${i}.bsdiff`;
       await patcher.diff(join(oldDir, same.path), join(newDir, file.path), join(workDir, patchName));
-      if ((await stat(join(workDir, patchName))).size < (await stat(join(workDir, wholeName))).size) entryName = patchName;
+      patchSize = (await stat(join(workDir, patchName))).size;
+    }
+    const wholeName = `${i}.br`;
+    let entryName = patchName;
+    if (patchSize * 8 >= file.size) {
+      await brotliFile(join(newDir, file.path), join(workDir, wholeName), file.size);
+      if ((await stat(join(workDir, wholeName))).size <= patchSize) entryName = wholeName;
     }
     const entryPath = join(workDir, entryName);
     const entry: FileRef = { path: entryName, size: (await stat(entryPath)).size, sha256: await sha256File(entryPath) };
@@ -93,6 +99,9 @@ export async function makeDelta(input: {
 
 /** A base path this long is handed to the patcher through a short private link (bsdiff-node crashes on very long paths). */
 const LONG_PATH = 200;
+
+/** Delta ops applied at once. */
+const APPLY_CONCURRENCY = 4;
 
 /** Passes bytes through while hashing and counting them; errors past `cap` bytes. */
 function hashingCap(cap: number, what: string): Transform & { digest(): { sha256: string; size: number } } {
@@ -139,40 +148,52 @@ export async function applyDelta(input: {
   for (const op of ops) if (op.op !== 'copy') expected.set(op.entry.path, { size: op.entry.size, sha256: op.entry.sha256, mode: 0o600 });
   await extractArchive(input.artifact, entriesDir, expected);
 
-  for (const [i, op] of ops.entries()) {
+  // Ops run a few at a time (their cost is mostly waiting on the disk), but only one bsdiff at a
+  // time: bspatch holds the whole base and output in memory.
+  let patching: Promise<void> = Promise.resolve();
+  const oneAtATime = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = patching.then(fn);
+    patching = run.then(() => undefined, () => undefined);
+    return run;
+  };
+  const applyOp = async (op: DeltaOp, i: number): Promise<void> => {
     const file = byPath.get(op.path);
     if (!file) throw new FerryError('ERR_SCHEMA', `delta op for ${op.path} has no signed file`);
     const target = join(outDir, op.path);
     try {
       switch (op.op) {
         case 'copy': {
-          await mkdir(dirname(target), { recursive: true });
-          await copyFile(join(baseDir, op.from), target, constants.COPYFILE_EXCL);
-          expectHash(await sha256File(target), op.sha256, `base file ${op.from} (copied to ${op.path})`);
+          // Hashed while copied: one read of the base, and the bytes written are the bytes checked.
+          await createExclusive(target);
+          const counter = hashingCap(file.size, op.path);
+          await pipeline(createReadStream(join(baseDir, op.from)), counter, createWriteStream(target, { flags: 'r+' }));
+          expectHash(counter.digest().sha256, op.sha256, `base file ${op.from} (copied to ${op.path})`);
           await fsyncPath(target);
           break;
         }
         case 'patch': {
-          let base = join(baseDir, op.from);
-          expectHash(await sha256File(base), op.baseSha256, `base file ${op.from}`);
-          const patchFile = join(entriesDir, op.entry.path);
-          const header = Buffer.alloc(patcher.headerSize);
-          const h = await open(patchFile, 'r');
-          try { await h.read(header, 0, header.length, 0); } finally { await h.close(); }
-          const promised = patcher.outputSize(header, op.entry.size);
-          if (promised !== file.size) throw new FerryError('ERR_PATCH', `patch for ${op.path} promises ${promised} bytes, signed ${file.size}`);
-          if (base.length > LONG_PATH) {
-            const short = join(workDir, `b${i}`);
-            await link(base, short).catch(() => copyFile(base, short));
-            base = short;
-          }
-          // The patcher writes a fresh short path of ours (it would follow a planted symlink).
-          const out = join(workDir, `p${i}`);
-          await patcher.patch(base, out, patchFile);
-          expectHash(await sha256File(out), op.sha256, `patched ${op.path}`);
-          await mkdir(dirname(target), { recursive: true });
-          await fsyncPath(out);
-          await rename(out, target);
+          await oneAtATime(async () => {
+            let base = join(baseDir, op.from);
+            expectHash(await sha256File(base), op.baseSha256, `base file ${op.from}`);
+            const patchFile = join(entriesDir, op.entry.path);
+            const header = Buffer.alloc(patcher.headerSize);
+            const h = await open(patchFile, 'r');
+            try { await h.read(header, 0, header.length, 0); } finally { await h.close(); }
+            const promised = patcher.outputSize(header, op.entry.size);
+            if (promised !== file.size) throw new FerryError('ERR_PATCH', `patch for ${op.path} promises ${promised} bytes, signed ${file.size}`);
+            if (base.length > LONG_PATH) {
+              const short = join(workDir, `b${i}`);
+              await link(base, short).catch(() => copyFile(base, short));
+              base = short;
+            }
+            // The patcher writes a fresh short path of ours (it would follow a planted symlink).
+            const out = join(workDir, `p${i}`);
+            await patcher.patch(base, out, patchFile);
+            expectHash(await sha256File(out), op.sha256, `patched ${op.path}`);
+            await mkdir(dirname(target), { recursive: true });
+            await fsyncPath(out);
+            await rename(out, target);
+          });
           break;
         }
         case 'whole': {
@@ -196,6 +217,19 @@ export async function applyDelta(input: {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new FerryError('ERR_HASH_MISMATCH', `base file for ${op.path} is missing`, { cause: err });
       throw fromFsError(err, `applying delta op for ${op.path}`);
     }
-  }
+  };
+  const queue = [...ops.entries()];
+  let failure: unknown;
+  const worker = async () => {
+    for (let next = queue.shift(); next && failure === undefined; next = queue.shift()) {
+      try {
+        await applyOp(next[1], next[0]);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: APPLY_CONCURRENCY }, worker));
+  if (failure !== undefined) throw failure;
   await fsyncDirsUnder(outDir);
 }

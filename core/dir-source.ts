@@ -1,6 +1,6 @@
-// A Source is where a device (or `ferry verify`) reads a repository from. The core treats every
-// byte it returns as untrusted. This one reads a repository folder on local disk; a bundle is
-// unpacked into a private folder and read through it too, so both are verified by the same code.
+// The Source over a repository folder on local disk (a `dir:` source, a stick's folder, the
+// publisher's own repository). A bundle is unpacked into a private folder and read through this
+// too, so both are verified by the same code.
 
 import { constants, createWriteStream } from 'node:fs';
 import { open, readdir } from 'node:fs/promises';
@@ -9,22 +9,8 @@ import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { FerryError, fromFsError } from './errors.ts';
 import { checkRelativePath } from './safe-path.ts';
+import type { Source } from './source.ts';
 
-export interface Source {
-  /** Says where bytes came from, for history records and messages. */
-  readonly name: string;
-  /** Reads a small file whole; undefined when it does not exist; ERR_TOO_LARGE past maxBytes. */
-  read(path: string, maxBytes: number): Promise<Uint8Array | undefined>;
-  /**
-   * Copies a file to `dest`; false when absent; ERR_TOO_LARGE past maxBytes. With `offset` > 0,
-   * `dest` already holds that many bytes (a .part file) and only the rest is appended.
-   */
-  fetch(path: string, dest: string, maxBytes: number, offset?: number): Promise<boolean>;
-  /** Local folders and bundles are offline sources: DeviceConfig.offlineGraceDays applies to them. */
-  readonly offline: boolean;
-  /** Names in a folder, when the source can list (a folder can; plain HTTP cannot). */
-  list?(dir: string): Promise<string[]>;
-}
 
 function capped(maxBytes: number, what: string): Transform {
   let seen = 0;

@@ -8,7 +8,7 @@ import { readChannel, updateRootWithBytes } from './trusted-metadata.ts';
 import { checkChannelFreshness, effectiveNow, type TrustMarks } from './trust-marks.ts';
 import type { Channel, ChannelDoc } from './metadata.ts';
 import type { RootDoc } from './root.ts';
-import type { Source } from './dir-source.ts';
+import type { Source } from './source.ts';
 
 export interface Offer {
   channel: Channel;

@@ -9,7 +9,8 @@ import { FerryError, fromFsError } from './errors.ts';
 import { fsyncDir, fsyncPath } from './durable.ts';
 import { verifyArtifactFile } from './trusted-metadata.ts';
 import type { ArtifactRef } from './metadata.ts';
-import type { Source } from './dir-source.ts';
+import { hasChunkPeers, type Source } from './source.ts';
+import { fetchChunked } from './chunked-fetch.ts';
 
 export interface FetchedArtifact {
   path: string;
@@ -40,6 +41,25 @@ export async function fetchArtifact(ref: ArtifactRef, sources: Source[], cacheDi
   let bytesMoved = 0;
   let firstError: FerryError | undefined;
   for (const source of sources) {
+    if (hasChunkPeers(source)) {
+      // LAN peers: chunks from several peers at once, each checked against its signed hash.
+      try {
+        const peers = await source.chunkPeers();
+        if (peers.length === 0) continue;
+        const got = await fetchChunked(ref, peers, part);
+        bytesMoved += got.bytesMoved;
+        await verifyArtifactFile(part, ref);
+        await rename(part, final);
+        await fsyncDir(cacheDir);
+        return { path: final, bytesMoved, source: source.name };
+      } catch (err) {
+        await rm(part, { force: true });
+        const e = fromFsError(err, `fetching ${ref.path} from ${source.name}`);
+        if (e.code === 'ERR_NO_SPACE') throw e;
+        firstError ??= e;
+        continue;
+      }
+    }
     const have = (await sizeOf(part)) ?? 0;
     const offset = have <= ref.size ? have : 0;
     if (have > ref.size) await rm(part, { force: true });

@@ -34,7 +34,7 @@ import {
 import type { RootDoc } from './root.ts';
 import type { SigningKey } from './keys.ts';
 import type { Patcher } from './patcher.ts';
-import type { Source } from './dir-source.ts';
+import type { Source } from './source.ts';
 
 export interface ReleaseInput {
   repo: string;

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { FerryError, fromFsError } from './errors.ts';
 import { encodeEnvelope } from './dsse.ts';
 import { writeFileAtomic } from './durable.ts';
-import { createDirSource, type Source } from './dir-source.ts';
+import { createDirSource } from './dir-source.ts';
+import type { Source } from './source.ts';
 import { buildRoot, roleKeys, signRoot, verifyRootRotation, verifyTrustedRoot, type RootDoc } from './root.ts';
 import type { PublicKey, SigningKey } from './keys.ts';
 

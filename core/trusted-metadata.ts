@@ -20,7 +20,7 @@ import {
   type ManifestDoc,
 } from './metadata.ts';
 import { ROOT_MAX_BYTES, verifyRole, walkRootChain, type RootDoc } from './root.ts';
-import type { Source } from './dir-source.ts';
+import type { Source } from './source.ts';
 
 /** Walks the source's root/<N>.json from `trusted` to the newest root it offers. */
 export async function updateRoot(source: Source, trusted: RootDoc): Promise<RootDoc> {

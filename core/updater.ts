@@ -28,7 +28,7 @@ import { stageRelease } from './stage.ts';
 import { verifyTree } from './verify-tree.ts';
 import { writeFileAtomic } from './durable.ts';
 import { killPoint } from './test-hooks.ts';
-import type { Source } from './dir-source.ts';
+import type { Source } from './source.ts';
 import type { Patcher } from './patcher.ts';
 import type { HealthCheck } from './health.ts';
 import type { ApplyResult, RestorePoint, RollbackManager, UpdateInfo, UpdateManager, UpdatePackage, UpdateRecord } from './spec.ts';

@@ -11,7 +11,7 @@ import { parseEnvelope } from './dsse.ts';
 import { ROOT_MAX_BYTES, parseRootPayload, verifyTrustedRoot, type RootDoc } from './root.ts';
 import { CHANNELS, type ArtifactRef, type Channel, type ManifestDoc } from './metadata.ts';
 import { readChannel, readManifest, updateRoot, verifyArtifactFile } from './trusted-metadata.ts';
-import type { Source } from './dir-source.ts';
+import type { Source } from './source.ts';
 
 export interface Problem {
   code: ErrorCode;

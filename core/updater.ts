@@ -193,7 +193,9 @@ export class Updater implements UpdateManager, RollbackManager {
       case 'switching':
       case 'confirming':
       case 'rolling-back': {
-        // The new release was never confirmed healthy: go back to where the attempt started.
+        // The new release was never confirmed healthy: go back to where the attempt started. An
+        // attempt cut short before its verdict counts against the release (restarts stay bounded).
+        if (journal.phase !== 'rolling-back' && journal.to) await this.store.addFailure(journal.to);
         if (current !== journal.from) await this.switchTo(journal.from);
         const rolled = await this.finishAttempt(journal, 'rolled-back', journal.errorCode ?? 'ERR_INTERRUPTED', `interrupted while ${journal.phase}; back on ${journal.from ?? 'nothing'}`);
         await this.store.setJournal({ ...IDLE });
@@ -553,9 +555,10 @@ export class Updater implements UpdateManager, RollbackManager {
       await this.cleanup(this.config.keepRestorePoints);
       return { status: 'committed', record };
     }
+    // Counted before anything else, so a kill during the rollback still counts the attempt.
+    const failures = await this.store.addFailure(version);
     journal = await this.transition(journal, 'rolling-back', { errorCode: 'ERR_UNHEALTHY' });
     await this.switchTo(from);
-    const failures = await this.store.addFailure(version);
     const record = (await this.finishAttempt(journal, 'rolled-back', 'ERR_UNHEALTHY', `${health.detail} (attempt ${failures} of ${MAX_ATTEMPTS})`))!;
     await this.transition(journal, 'idle', { ...IDLE });
     return { status: 'rolled-back', record };

@@ -39,7 +39,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string, m
     await rename(tmp, path);
     await fsyncDir(dirname(path));
   } catch (err) {
-    await rm(tmp, { force: true });
+    await rm(tmp, { force: true }).catch(() => {}); // best effort: the write's error is the one to report
     throw fromFsError(err, `writing ${path}`);
   }
 }

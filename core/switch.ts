@@ -31,7 +31,7 @@ export async function switchCurrent(layout: HomeLayout, version: string): Promis
     await rename(tmp, layout.current);
     await fsyncDir(layout.home);
   } catch (err) {
-    await rm(tmp, { force: true });
+    await rm(tmp, { force: true }).catch(() => {}); // best effort: the switch's error is the one to report
     throw fromFsError(err, `switching ${layout.current} to ${version}`);
   }
 }

@@ -118,7 +118,8 @@ async function cutOnce(label: string, trigger: Trigger, env: Record<string, stri
     if (reportedCommit && recovered.version !== NEW) violations.push(`reported committed, but after recovery the device is on ${recovered.version}`);
     if (mustEndOn && recovered.version !== mustEndOn) violations.push(`the commit was journaled before the cut, but after recovery the device is on ${recovered.version}`);
     const result = { label, first, reportedCommit, raw, recovery, recovered, violations };
-    console.log(`  ${label}: ${first.signal ?? `exit ${first.code}`} after ${Math.round(first.ms)} ms${reportedCommit ? ', reported commit' : ''}; remounted on ${raw.version ?? 'nothing'}, recovered on ${recovered.version ?? 'nothing'}${violations.length ? ` — VIOLATION: ${violations.join(' | ')}` : ''}`);
+    const died = first.signal ?? `exit ${first.code}${first.code ? ` (${first.stderr.trim().split('\n')[0]?.slice(0, 120)})` : ''}`;
+    console.log(`  ${label}: ${died} after ${Math.round(first.ms)} ms${reportedCommit ? ', reported commit' : ''}; remounted on ${raw.version ?? 'nothing'}, recovered on ${recovered.version ?? 'nothing'}${violations.length ? ` — VIOLATION: ${violations.join(' | ')}` : ''}`);
     return result;
   } finally {
     await d.umount();

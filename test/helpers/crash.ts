@@ -131,9 +131,9 @@ export async function makeCrashFixture(): Promise<CrashFixture> {
   await repo.release(OLD, smallApp(OLD));
   const healthyHome = join(tmp.path, 'template-healthy');
   const unhealthyHome = join(tmp.path, 'template-unhealthy');
-  const base = ['init', '--trust', repo.trustPath, '--source', repo.repo, '--platform', 'linux', '--arch', 'x64'];
-  await mustRun([...base.slice(0, 1), healthyHome, ...base.slice(1)], 'init (healthy)');
-  await mustRun([...base.slice(0, 1), unhealthyHome, ...base.slice(1), '--health-cmd', FAILS_ON_NEW, '--health-timeout', '20s'], 'init (unhealthy)');
+  const init = (home: string) => ['init', home, '--trust', repo.trustPath, '--source', repo.repo, '--platform', 'linux', '--arch', 'x64'];
+  await mustRun(init(healthyHome), 'init (healthy)');
+  await mustRun([...init(unhealthyHome), '--health-cmd', FAILS_ON_NEW, '--health-timeout', '20s'], 'init (unhealthy)');
   for (const home of [healthyHome, unhealthyHome]) await mustRun(['update', '--home', home], `update ${home} to ${OLD}`);
   const published = await repo.release(NEW, smallApp(NEW));
   if (!published.manifest.targets[TARGET]?.deltas.some((d) => d.from === OLD)) throw new Error(`${NEW} was published without a delta from ${OLD}`);

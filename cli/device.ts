@@ -5,9 +5,8 @@
 import { rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { FerryError } from '../core/errors.ts';
-import { homeLayout } from '../core/device-layout.ts';
-import { readDeviceConfig, type HealthConfig } from '../core/device-config.ts';
+import { homeLayout, type HomeLayout } from '../core/device-layout.ts';
+import { readDeviceConfig, type DeviceConfig, type HealthConfig } from '../core/device-config.ts';
 import { createDirSource } from '../core/dir-source.ts';
 import type { Source } from '../core/source.ts';
 import { createBundleSource } from '../core/bundle.ts';
@@ -15,23 +14,49 @@ import { Updater } from '../core/updater.ts';
 import { createBsdiffPatcher } from '../plugins/bsdiff/patcher.ts';
 import { createCommandHealthCheck } from '../plugins/health/command.ts';
 import { createHttpHealthCheck } from '../plugins/health/http.ts';
+import { createHttpTransport } from '../plugins/http/transport.ts';
+import { createUsbSource, parseUsbSpec } from '../plugins/usb/source.ts';
+import { createLanDiscovery, parseLanSpec } from '../plugins/lan/discovery.ts';
+import { createLanSource } from '../plugins/lan/source.ts';
+import { createSupervisorHealthCheck, supervisorRunning } from '../plugins/supervisor/health.ts';
 import type { HealthCheck } from '../core/health.ts';
 
+export interface OpenedSource {
+  source: Source;
+  close(): Promise<void>;
+}
+
 /**
- * Turns one --source spec into a Source: a repository folder or a .ferry bundle file. A bundle is
- * unpacked on first use into `privateDir` (inside the home's staging folder, so it is only
- * created once the updater holds the home's lock).
+ * Turns one --source spec into a Source — the one place specs become transports:
+ *   <folder> | dir:<folder>      a repository folder
+ *   <file.ferry>                 an offline bundle
+ *   http(s)://…                  an origin (conditional GETs cached in cache/http)
+ *   usb:<mount>[,<mount>…]       bundles or repository folders dropped on sticks
+ *   lan | lan:<host:port>,…      LAN peers (mDNS, or a static list), for artifacts only
+ * Bundles and sticks are unpacked into `privateDir` (inside staging/, created on first use, so
+ * only once the updater holds the home's lock).
  */
-export async function sourceFromSpec(spec: string, privateDir: string): Promise<Source> {
-  if (/^(https?:\/\/|usb:|lan$)/.test(spec)) {
-    throw new FerryError('ERR_USAGE', `source "${spec}": HTTP, USB and LAN transports are not built yet; use a repository folder or a .ferry bundle`);
+export async function sourceFromSpec(spec: string, config: DeviceConfig, layout: HomeLayout, privateDir: string): Promise<OpenedSource> {
+  const none = async () => {};
+  if (/^https?:\/\//.test(spec)) {
+    const http = createHttpTransport({ url: spec, cacheDir: join(layout.cache, 'http'), ...(config.maxBytesPerSecond ? { maxBytesPerSecond: config.maxBytesPerSecond } : {}) });
+    return { source: http, close: async () => http.close() };
+  }
+  if (spec.startsWith('usb:')) {
+    const usb = createUsbSource({ mounts: parseUsbSpec(spec), privateDir });
+    return { source: usb, close: () => usb.close() };
+  }
+  const lan = parseLanSpec(spec);
+  if (lan) {
+    const discovery = createLanDiscovery({ app: config.app, ...lan });
+    const source = createLanSource({ discovery, timeoutMs: 10_000 });
+    return { source, close: async () => { source.close(); await discovery.close(); } };
   }
   const path = spec.startsWith('dir:') ? spec.slice(4) : spec;
   const st = await stat(path).catch(() => null);
-  if (st?.isDirectory()) return createDirSource(path);
-  if (st?.isFile()) return createBundleSource(path, privateDir);
-  // A folder or stick that is not there right now (unplugged) is not fatal: it offers nothing.
-  return createDirSource(path);
+  if (st?.isFile()) return { source: createBundleSource(path, privateDir), close: none };
+  // A folder that is not there right now (an unplugged disk) is not fatal: it offers nothing.
+  return { source: createDirSource(path), close: none };
 }
 
 export function healthFromConfig(health: HealthConfig | null): HealthCheck | null {
@@ -55,12 +80,18 @@ export async function withUpdater<T>(home: string, fn: (updater: Updater) => Pro
   const layout = homeLayout(home);
   const config = await readDeviceConfig(layout.config);
   const privateDirs = config.sources.map(() => join(layout.staging, `source-${randomBytes(6).toString('hex')}`));
-  const sources = await Promise.all(config.sources.map((s, i) => sourceFromSpec(s, privateDirs[i]!)));
-  const updater = await Updater.open({ home, sources, patcher: createBsdiffPatcher(), health: healthFromConfig(config.health), ...(log ? { log } : {}) });
+  const opened = await Promise.all(config.sources.map((s, i) => sourceFromSpec(s, config, layout, privateDirs[i]!)));
   try {
-    return await fn(updater);
+    // Under `ferry run`, healthy means the supervisor handed its sockets to the new version.
+    const health = (await supervisorRunning(home)) ? createSupervisorHealthCheck(home, config.health?.timeoutMs ?? 60_000) : healthFromConfig(config.health);
+    const updater = await Updater.open({ home, sources: opened.map((o) => o.source), patcher: createBsdiffPatcher(), health, ...(log ? { log } : {}) });
+    try {
+      return await fn(updater);
+    } finally {
+      for (const dir of privateDirs) await rm(dir, { recursive: true, force: true });
+      await updater.close();
+    }
   } finally {
-    for (const dir of privateDirs) await rm(dir, { recursive: true, force: true });
-    await updater.close();
+    for (const o of opened) await o.close().catch(() => {});
   }
 }

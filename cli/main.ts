@@ -11,9 +11,12 @@ import { releaseCommand } from './commands/release.ts';
 import { bundleCommand } from './commands/bundle.ts';
 import { verifyCommand } from './commands/verify.ts';
 import { deviceCommands } from './commands/device.ts';
+import { serveCommand } from './commands/serve.ts';
+import { shareCommand } from './commands/share.ts';
+import { runCommand } from './commands/run.ts';
 import type { CommandModule } from 'yargs';
 
-export const commands: CommandModule[] = [keygenCommand, repoCommand, releaseCommand, bundleCommand, verifyCommand, ...deviceCommands] as CommandModule[];
+export const commands: CommandModule[] = [keygenCommand, repoCommand, releaseCommand, bundleCommand, verifyCommand, serveCommand, ...deviceCommands, shareCommand, runCommand] as CommandModule[];
 
 export function buildCli(argv: string[]) {
   let cli = yargs(argv)

@@ -96,7 +96,11 @@ export async function openBundle(bundle: string, privateDir: string): Promise<So
     throw fromFsError(err, `reading bundle ${bundle}`);
   }
   await mkdir(privateDir, { recursive: true });
-  const files = await extractArchive(bundle, privateDir, null, { ...DEFAULT_LIMITS, maxEntries: 4096, maxTotalBytes: size });
+  const files = await extractArchive(bundle, privateDir, null, { ...DEFAULT_LIMITS, maxEntries: 4096, maxTotalBytes: size }).catch((err) => {
+    // A plain tar holds at least what its entries claim: claiming more means it was cut short.
+    if (err instanceof FerryError && err.code === 'ERR_TOO_LARGE') throw new FerryError('ERR_UNSAFE_ARCHIVE', `bundle ${bundle} is truncated: its entries claim more than its ${size} bytes`, { cause: err });
+    throw err;
+  });
   for (const f of files) {
     if (!BUNDLE_PATH.test(f.path)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `bundle entry ${f.path} is not a repository file`);
   }

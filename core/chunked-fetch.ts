@@ -43,15 +43,21 @@ export async function fetchChunked(
   const handle = await open(dest, 'w', 0o600);
   try {
     await handle.truncate(ref.size);
+    // The first worker to fail stops the others at their next chunk; all are awaited before the
+    // file is closed, so no late write lands on a closed handle.
+    let failure: unknown;
     const worker = async () => {
-      for (;;) {
+      while (failure === undefined) {
         const index = pending.shift();
         if (index === undefined) return;
         const start = index * ref.chunkSize;
         const end = Math.min(ref.size, start + ref.chunkSize);
         for (;;) {
           const peer = pickPeer();
-          if (!peer) throw new FerryError('ERR_NOT_FOUND', `no peer left to serve chunk ${index} of ${ref.path} (${dropped.map((d) => `${d.peer}: ${d.reason}`).join('; ')})`);
+          if (!peer) {
+            failure ??= new FerryError('ERR_NOT_FOUND', `no peer left to serve chunk ${index} of ${ref.path} (${dropped.map((d) => `${d.peer}: ${d.reason}`).join('; ')})`);
+            return;
+          }
           const controller = new AbortController();
           const timer = setTimeout(() => controller.abort(), chunkTimeoutMs);
           let bytes: Uint8Array;
@@ -68,13 +74,19 @@ export async function fetchChunked(
             drop(peer, `chunk ${index} does not match its signed hash`);
             continue;
           }
-          await handle.write(bytes, 0, bytes.length, start);
+          try {
+            await handle.write(bytes, 0, bytes.length, start);
+          } catch (err) {
+            failure ??= err;
+            return;
+          }
           served[peer.name] = (served[peer.name] ?? 0) + 1;
           break;
         }
       }
     };
     await Promise.all(Array.from({ length: concurrency }, worker));
+    if (failure !== undefined) throw failure;
     await handle.sync();
   } finally {
     await handle.close();

@@ -6,7 +6,7 @@
 // patch header is checked against the signed target size before the patcher sees it.
 
 import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { chmod, copyFile, link, mkdir, open, rename, stat } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, mkdtemp, open, rename, stat } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -137,11 +137,20 @@ export async function applyDelta(input: {
   outDir: string;
   workDir: string;
   patcher: Patcher;
+  /**
+   * Hard-link unchanged files from `baseDir` instead of copying them (only when the mode is the
+   * same). For a device whose base is an immutable release; never for a base that may change.
+   */
+  linkUnchanged?: boolean;
 }): Promise<void> {
-  const { baseDir, ops, targetFiles, outDir, workDir, patcher } = input;
+  const { baseDir, ops, targetFiles, outDir, patcher } = input;
   const byPath = new Map(targetFiles.map((f) => [f.path, f]));
+  // A fresh private folder of our own: nothing planted at a predictable name (a link at p<i>,
+  // b<i> or e/) can redirect a write, whatever the caller's workDir held.
+  await mkdir(input.workDir, { recursive: true });
+  const workDir = await mkdtemp(join(input.workDir, 'delta-'));
   const entriesDir = join(workDir, 'e');
-  await mkdir(entriesDir, { recursive: true });
+  await mkdir(entriesDir);
 
   // The delta's entries are unpacked against their signed sizes and hashes before any is used.
   const expected = new Map<string, ExpectedFile>();
@@ -163,10 +172,19 @@ export async function applyDelta(input: {
     try {
       switch (op.op) {
         case 'copy': {
+          const base = join(baseDir, op.from);
+          if (input.linkUnchanged && ((await stat(base)).mode & 0o777) === file.mode) {
+            // Release trees are immutable, so an unchanged file is shared by a hard link: no data
+            // written. Its bytes are still hashed against the signed list before they are used.
+            await mkdir(dirname(target), { recursive: true });
+            await link(base, target);
+            expectHash(await sha256File(target), op.sha256, `base file ${op.from} (linked as ${op.path})`);
+            break;
+          }
           // Hashed while copied: one read of the base, and the bytes written are the bytes checked.
           await createExclusive(target);
           const counter = hashingCap(file.size, op.path);
-          await pipeline(createReadStream(join(baseDir, op.from)), counter, createWriteStream(target, { flags: 'r+' }));
+          await pipeline(createReadStream(base), counter, createWriteStream(target, { flags: 'r+' }));
           expectHash(counter.digest().sha256, op.sha256, `base file ${op.from} (copied to ${op.path})`);
           await fsyncPath(target);
           break;

@@ -30,6 +30,8 @@ export interface DeviceConfig {
   keepRestorePoints: number;
   /** Days an offline source (folder, bundle) may be used past its channel pointer's expiry. */
   offlineGraceDays: number;
+  /** Bandwidth cap for network downloads (bytes per second), for metered links; null = none. */
+  maxBytesPerSecond: number | null;
 }
 
 export async function readDeviceConfig(path: string): Promise<DeviceConfig> {
@@ -62,6 +64,7 @@ export function parseDeviceConfig(value: unknown): DeviceConfig {
       health,
       keepRestorePoints: o.keepRestorePoints === undefined ? 3 : int(o.keepRestorePoints, 'keepRestorePoints', 1),
       offlineGraceDays: o.offlineGraceDays === undefined ? 180 : int(o.offlineGraceDays, 'offlineGraceDays', 0),
+      maxBytesPerSecond: o.maxBytesPerSecond === undefined || o.maxBytesPerSecond === null ? null : int(o.maxBytesPerSecond, 'maxBytesPerSecond', 1),
     };
   } catch (err) {
     if (err instanceof FerryError && err.code === 'ERR_SCHEMA') throw new FerryError('ERR_USAGE', `ferry.json: ${err.message}`, { cause: err });

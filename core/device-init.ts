@@ -19,6 +19,7 @@ export async function initDevice(input: {
   policy?: Partial<UpdatePolicy>;
   health?: HealthConfig | null;
   keepRestorePoints?: number;
+  maxBytesPerSecond?: number | null;
 }): Promise<DeviceConfig> {
   const layout = homeLayout(input.home);
   const existing = await readFile(layout.config).catch(() => undefined);
@@ -35,6 +36,7 @@ export async function initDevice(input: {
     health: input.health ?? null,
     keepRestorePoints: input.keepRestorePoints ?? 3,
     offlineGraceDays: 180,
+    maxBytesPerSecond: input.maxBytesPerSecond ?? null,
   };
   try {
     for (const dir of [layout.releases, layout.staging, layout.cache, layout.manifests, layout.trustDir, layout.state]) await mkdir(dir, { recursive: true });

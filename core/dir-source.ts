@@ -2,7 +2,7 @@
 // publisher's own repository). A bundle is unpacked into a private folder and read through this
 // too, so both are verified by the same code.
 
-import { constants, createWriteStream } from 'node:fs';
+import { constants } from 'node:fs';
 import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -59,11 +59,11 @@ export function createDirSource(root: string, name = `dir:${root}`): Source {
       const handle = await openOrUndefined(path);
       if (!handle) return false;
       try {
-        await pipeline(
-          handle.createReadStream({ autoClose: false, start: offset }),
-          capped(maxBytes - offset, path),
-          createWriteStream(dest, { flags: offset > 0 ? 'a' : 'wx' }),
-        );
+        // O_NOFOLLOW: the partial file is appended to only if it is a file of ours, never a link.
+        const flags = (offset > 0 ? constants.O_APPEND : constants.O_CREAT | constants.O_EXCL) | constants.O_WRONLY | constants.O_NOFOLLOW;
+        const out = await open(dest, flags, 0o600);
+        // The write stream owns `out` and closes it when it finishes or fails.
+        await pipeline(handle.createReadStream({ autoClose: false, start: offset }), capped(maxBytes - offset, path), out.createWriteStream());
       } catch (err) {
         throw fromFsError(err, `copying ${path} from ${name}`);
       } finally {

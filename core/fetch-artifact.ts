@@ -3,7 +3,7 @@
 // is verified against the signed size, sha256 and chunk hashes before it is renamed to
 // cache/<sha256>. A source that serves wrong bytes loses its partial file and the next is tried.
 
-import { rename, rm, stat } from 'node:fs/promises';
+import { lstat, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError, fromFsError } from './errors.ts';
 import { fsyncDir, fsyncPath } from './durable.ts';
@@ -16,11 +16,18 @@ export interface FetchedArtifact {
   path: string;
   bytesMoved: number;
   source: string | null;
+  /** What went wrong on the way (sources or peers passed over), for the log. */
+  notes: string[];
 }
 
+/** Size of a regular file at `path` (never following a link); null when absent. */
 async function sizeOf(path: string): Promise<number | null> {
   try {
-    return (await stat(path)).size;
+    const st = await lstat(path);
+    if (st.isFile()) return st.size;
+    // Anything else at our own path (a planted link) is removed, never written through.
+    await rm(path, { recursive: true, force: true });
+    return null;
   } catch {
     return null;
   }
@@ -33,13 +40,14 @@ export async function fetchArtifact(ref: ArtifactRef, sources: Source[], cacheDi
     // Cached earlier: re-hashed before use, because the disk may have changed under us.
     try {
       await verifyArtifactFile(final, ref);
-      return { path: final, bytesMoved: 0, source: null };
+      return { path: final, bytesMoved: 0, source: null, notes: [] };
     } catch {
       await rm(final, { force: true });
     }
   }
   let bytesMoved = 0;
   let firstError: FerryError | undefined;
+  const notes: string[] = [];
   for (const source of sources) {
     if (hasChunkPeers(source)) {
       // LAN peers: chunks from several peers at once, each checked against its signed hash.
@@ -48,12 +56,14 @@ export async function fetchArtifact(ref: ArtifactRef, sources: Source[], cacheDi
         if (peers.length === 0) continue;
         const got = await fetchChunked(ref, peers, part);
         bytesMoved += got.bytesMoved;
+        for (const d of got.dropped) notes.push(`dropped peer ${d.peer}: ${d.reason}`);
         await verifyArtifactFile(part, ref);
         await rename(part, final);
         await fsyncDir(cacheDir);
-        return { path: final, bytesMoved, source: source.name };
+        return { path: final, bytesMoved, source: source.name, notes };
       } catch (err) {
         await rm(part, { force: true });
+        notes.push(`${source.name}: ${(err as Error).message}`);
         const e = fromFsError(err, `fetching ${ref.path} from ${source.name}`);
         if (e.code === 'ERR_NO_SPACE') throw e;
         firstError ??= e;
@@ -71,9 +81,10 @@ export async function fetchArtifact(ref: ArtifactRef, sources: Source[], cacheDi
       await fsyncPath(part);
       await rename(part, final);
       await fsyncDir(cacheDir);
-      return { path: final, bytesMoved, source: source.name };
+      return { path: final, bytesMoved, source: source.name, notes };
     } catch (err) {
       const e = fromFsError(err, `fetching ${ref.path} from ${source.name}`);
+      notes.push(`${source.name}: ${e.code} ${e.message}`);
       // Bad bytes: the partial file is poisoned, start over from the next source. A transient
       // error keeps the partial file for a resume.
       if (!e.retryable || e.code === 'ERR_NO_SPACE') await rm(part, { force: true });

@@ -21,7 +21,7 @@ export type Phase =
 export const TRANSITIONS: Record<Phase, readonly Phase[]> = {
   idle: ['checking', 'staged', 'switching'],
   checking: ['downloading', 'idle'],
-  downloading: ['verifying', 'idle'],
+  downloading: ['verifying', 'downloading', 'idle'], // downloading again: a failed delta falls back to the full artifact
   verifying: ['staging', 'downloading', 'idle'],
   staging: ['staged', 'downloading', 'idle'],
   staged: ['switching', 'idle'],

@@ -13,4 +13,6 @@ export interface Patcher {
   outputSize(patchHeader: Uint8Array, patchSize: number): number;
   /** Bytes of the header outputSize() needs. */
   readonly headerSize: number;
+  /** Releases what the patcher holds (a worker process); called when its user is done. */
+  close?(): Promise<void>;
 }

@@ -65,12 +65,13 @@ export async function stageRelease(input: {
         if (!files) throw new FerryError('ERR_NOT_FOUND', `no signed file list for ${step.to}`);
         const out = join(work, `step-${i}`);
         await mkdir(out);
-        await applyDelta({ baseDir: base, ops: step.ops, targetFiles: files, artifact: artifact(step.artifact.sha256), outDir: out, workDir: join(work, `w${i}`), patcher: input.patcher });
+        await applyDelta({ baseDir: base, ops: step.ops, targetFiles: files, artifact: artifact(step.artifact.sha256), outDir: out, workDir: join(work, `w${i}`), patcher: input.patcher, linkUnchanged: true });
         base = built = out;
       }
     }
-    // Exactly the signed set, every byte and mode, before it can become a release.
-    await verifyTree(built, target.files);
+    // Exactly the signed set, every byte and mode, was checked while it was written: extraction
+    // admits only the signed paths at their signed sizes and hashes and requires all of them; a
+    // delta has one op per signed file and hashes each output. No second pass is needed.
     await fsyncDirsUnder(built);
     await mkdir(layout.releases, { recursive: true });
     await rename(built, finalDir);

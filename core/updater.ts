@@ -28,7 +28,7 @@ import { stageRelease } from './stage.ts';
 import { verifyTree } from './verify-tree.ts';
 import { writeFileAtomic } from './durable.ts';
 import { killPoint } from './test-hooks.ts';
-import type { Source } from './source.ts';
+import { hasChunkPeers, type Source } from './source.ts';
 import type { Patcher } from './patcher.ts';
 import type { HealthCheck } from './health.ts';
 import type { ApplyResult, RestorePoint, RollbackManager, UpdateInfo, UpdateManager, UpdatePackage, UpdateRecord } from './spec.ts';
@@ -74,7 +74,12 @@ interface Resolution {
 
 const DELTA_FAILURES: ReadonlySet<ErrorCode> = new Set(['ERR_HASH_MISMATCH', 'ERR_PATCH', 'ERR_SIZE', 'ERR_UNSAFE_ARCHIVE', 'ERR_NOT_FOUND', 'ERR_SCHEMA', 'ERR_TOO_LARGE']);
 /** Source problems that mean "someone tried to fool us", worth a refused record in history. */
-const REFUSALS: ReadonlySet<ErrorCode> = new Set(['ERR_SIGNATURE', 'ERR_THRESHOLD', 'ERR_UNKNOWN_KEY', 'ERR_ROOT_CHAIN', 'ERR_HASH_MISMATCH', 'ERR_SIZE', 'ERR_EXPIRED', 'ERR_DOWNGRADE', 'ERR_WRONG_TARGET', 'ERR_JSON', 'ERR_SCHEMA', 'ERR_TOO_LARGE']);
+const REFUSALS: ReadonlySet<ErrorCode> = new Set(['ERR_SIGNATURE', 'ERR_THRESHOLD', 'ERR_UNKNOWN_KEY', 'ERR_ROOT_CHAIN', 'ERR_HASH_MISMATCH', 'ERR_SIZE', 'ERR_EXPIRED', 'ERR_DOWNGRADE', 'ERR_WRONG_TARGET', 'ERR_JSON', 'ERR_SCHEMA', 'ERR_TOO_LARGE', 'ERR_UNSAFE_ARCHIVE', 'ERR_PATCH']);
+
+/** Where a file of a source is, for people: a URL for an origin, else "<source>/<path>". */
+function locate(source: Source, path: string): string {
+  return source.name.startsWith('http:') ? `${source.name.slice(5)}/${path}` : `${source.name}/${path}`;
+}
 
 export class Updater implements UpdateManager, RollbackManager {
   private constructor(
@@ -115,6 +120,7 @@ export class Updater implements UpdateManager, RollbackManager {
   }
 
   async close(): Promise<void> {
+    await this.deps.patcher.close?.();
     await this.store.close();
     await this.unlock();
   }
@@ -356,7 +362,7 @@ export class Updater implements UpdateManager, RollbackManager {
       mandatory: t?.manifest.mandatory ?? false,
       securityFix: t?.manifest.securityFix ?? false,
       channel: t?.candidate.channel ?? this.config.policy.channel,
-      downloadUrl: r.plan ? `${t!.source.name}/${r.plan.kind === 'full' ? r.plan.artifact.path : r.plan.steps.map((s) => s.artifact.path).join(' + ')}` : null,
+      downloadUrl: r.plan ? (r.plan.kind === 'full' ? [r.plan.artifact] : r.plan.steps.map((s) => s.artifact)).map((a) => locate(t!.source, a.path)).join(' + ') : null,
       downloadSize: r.plan?.bytes ?? null,
     };
   }
@@ -364,8 +370,14 @@ export class Updater implements UpdateManager, RollbackManager {
   // -------------------------------------------------------------------------------------------
   // Download
 
-  private sourcesFor(preferred: Source): Source[] {
-    return [preferred, ...this.deps.sources.filter((s) => s !== preferred)];
+  /**
+   * Where artifacts are fetched from, in order. Artifacts are checked by their signed hashes, so
+   * any source may serve them whoever offered the metadata: LAN peers first, then offline sources
+   * (USB, folders, bundles), the WAN last (DESIGN.md "Source order"), each group in config order.
+   */
+  private artifactSources(): Source[] {
+    const rank = (s: Source) => (hasChunkPeers(s) ? 0 : s.offline ? 1 : 2);
+    return [...this.deps.sources].sort((a, b) => rank(a) - rank(b));
   }
 
   private planArtifacts(plan: Plan): ArtifactRef[] {
@@ -373,13 +385,14 @@ export class Updater implements UpdateManager, RollbackManager {
   }
 
   /** Fetches every artifact of `plan` into the cache; returns sha256 → path and the bytes moved. */
-  private async fetchPlan(plan: Plan, preferred: Source): Promise<{ paths: Map<string, string>; bytes: number; source: string | null }> {
+  private async fetchPlan(plan: Plan): Promise<{ paths: Map<string, string>; bytes: number; source: string | null }> {
     await mkdir(this.layout.cache, { recursive: true });
     const paths = new Map<string, string>();
     let bytes = 0;
     let source: string | null = null;
     for (const ref of this.planArtifacts(plan)) {
-      const got = await fetchArtifact(ref, this.sourcesFor(preferred), this.layout.cache);
+      const got = await fetchArtifact(ref, this.artifactSources(), this.layout.cache);
+      for (const note of got.notes) this.log(note);
       paths.set(ref.sha256, got.path);
       bytes += got.bytesMoved;
       source ??= got.source;
@@ -396,10 +409,10 @@ export class Updater implements UpdateManager, RollbackManager {
     journal = await this.transition(journal, 'downloading');
     try {
       try {
-        await this.fetchPlan(r.plan, r.target.source);
+        await this.fetchPlan(r.plan);
       } catch (err) {
         if (r.plan.kind === 'full' || !(err instanceof FerryError) || !DELTA_FAILURES.has(err.code)) throw err;
-        await fetchArtifact(r.plan.fallback, this.sourcesFor(r.target.source), this.layout.cache);
+        await fetchArtifact(r.plan.fallback, this.artifactSources(), this.layout.cache);
       }
       await this.transition(journal, 'verifying');
     } finally {
@@ -414,7 +427,7 @@ export class Updater implements UpdateManager, RollbackManager {
     return {
       version: r.target!.candidate.version,
       kind: plan.kind,
-      downloadUrl: `${r.target!.source.name}/${first.path}`,
+      downloadUrl: locate(r.target!.source, first.path),
       size: plan.bytes,
       checksum: first.sha256,
       signature: parseEnvelope(r.target!.manifestBytes, MANIFEST_MAX_BYTES, 'manifest'),
@@ -440,6 +453,7 @@ export class Updater implements UpdateManager, RollbackManager {
     if (journal.phase !== 'idle' && journal.phase !== 'staged') {
       throw new FerryError('ERR_BUSY', `an update is in phase ${journal.phase}`);
     }
+    let justStaged = false;
     if (journal.phase === 'idle') {
       if (!r?.target || !r.plan) return { status: 'up-to-date', current: r?.current ?? (await readCurrent(this.layout)) };
       const version = r.target.candidate.version;
@@ -452,6 +466,7 @@ export class Updater implements UpdateManager, RollbackManager {
         throw err;
       }
       journal = await this.stage(r);
+      justStaged = true;
     }
     const version = journal.to!;
     const manifest = await this.localManifest(version);
@@ -466,7 +481,7 @@ export class Updater implements UpdateManager, RollbackManager {
     if (decision.action === 'wait') {
       return { status: 'waiting', version, reason: decision.reason, why: decision.why };
     }
-    return this.switchAndConfirm(journal, manifest);
+    return this.switchAndConfirm(journal, manifest, justStaged);
   }
 
   /** checking → downloading → verifying → staging → staged, with the delta-to-full fallback. */
@@ -486,7 +501,7 @@ export class Updater implements UpdateManager, RollbackManager {
         journal = await this.transition(journal, 'downloading', { plan });
         let fetched;
         try {
-          fetched = await this.fetchPlan(plan, target.source);
+          fetched = await this.fetchPlan(plan);
         } catch (err) {
           if (plan.kind !== 'full' && err instanceof FerryError && DELTA_FAILURES.has(err.code)) {
             this.log(`delta artifacts unavailable (${err.code}); using the full artifact`);
@@ -521,32 +536,35 @@ export class Updater implements UpdateManager, RollbackManager {
       const e = fromFsError(err, `staging ${version}`);
       // The manifest copy only belongs beside a release that made it into releases/.
       if (!(await stat(this.layout.release(version)).then(() => true, () => false))) await rm(this.layout.manifest(version), { force: true });
-      await this.finishAttempt(journal, REFUSALS.has(e.code) || e.code === 'ERR_UNSAFE_ARCHIVE' || e.code === 'ERR_PATCH' ? 'refused' : 'failed', e.code, e.message);
+      await this.finishAttempt(journal, REFUSALS.has(e.code) ? 'refused' : 'failed', e.code, e.message);
       await this.store.setJournal({ ...IDLE });
       throw e;
     }
   }
 
-  private async healthy(version: string): Promise<{ healthy: boolean; detail: string }> {
+  /** `verified`: the tree was hashed against its signed list moments ago (just staged, or by rollback()). */
+  private async healthy(version: string, verified: boolean): Promise<{ healthy: boolean; detail: string }> {
     const dir = this.layout.release(version);
-    try {
-      await verifyTree(dir, await this.localFiles(version));
-    } catch (err) {
-      return { healthy: false, detail: `tree does not verify: ${(err as Error).message}` };
+    if (!verified) {
+      try {
+        await verifyTree(dir, await this.localFiles(version));
+      } catch (err) {
+        return { healthy: false, detail: `tree does not verify: ${(err as Error).message}` };
+      }
     }
     if (!this.deps.health) return { healthy: true, detail: 'tree verified (no health check configured)' };
     return this.deps.health.check({ version, dir: this.layout.current });
   }
 
   /** staged → switching → confirming → committed | rolling-back → idle */
-  private async switchAndConfirm(journal: Journal, manifest: ManifestDoc): Promise<ApplyResult> {
+  private async switchAndConfirm(journal: Journal, manifest: ManifestDoc, verified: boolean): Promise<ApplyResult> {
     const version = journal.to!;
     const from = journal.from;
     const point = from ? await this.makeRestorePoint(from, 'before-switch') : null;
     journal = await this.transition(journal, 'switching', { restorePointId: point?.id ?? null });
     await this.switchTo(version);
     journal = await this.transition(journal, 'confirming');
-    const health = await this.healthy(version);
+    const health = await this.healthy(version, verified);
     if (health.healthy) {
       journal = await this.transition(journal, 'committed');
       if (manifest.securityFix) await this.raiseSecurityFloor(version);
@@ -614,7 +632,7 @@ export class Updater implements UpdateManager, RollbackManager {
     const id2 = await this.store.newHistoryId(this.now);
     await this.store.putHistory({ id: id2, from: current, to: point.version, source: `restore-point:${point.id}`, kind: 'rollback', bytesMoved: 0, startedAt: this.now.toISOString(), finishedAt: null, outcome: 'in-progress', errorCode: null });
     const j: Journal = { ...IDLE, attemptId: id2, from: current, to: point.version, startedAt: this.now.toISOString() };
-    const result = await this.switchAndConfirm(j, await this.localManifest(point.version));
+    const result = await this.switchAndConfirm(j, await this.localManifest(point.version), true);
     // A version rolled back by hand is not reinstalled automatically; approving it lifts the hold.
     if (result.status === 'committed' && current && current !== point.version) await this.store.hold(current);
     if (result.status === 'rolled-back' || result.status === 'committed') return result.record;

@@ -53,6 +53,14 @@ interface InitArgs extends OutputFlags {
   allowDowngrade: boolean;
   autoUpdate: boolean;
   keep: number;
+  maxRate?: string;
+}
+
+/** "500k", "2m", "1000" → bytes per second. */
+function parseRate(text: string): number {
+  const m = /^(\d+)([kKmM]?)$/.exec(text.trim());
+  if (!m) throw new FerryError('ERR_USAGE', `--max-rate "${text}" is not a rate like 500k or 2m (bytes per second)`);
+  return Number(m[1]) * (m[2]?.toLowerCase() === 'k' ? 1024 : m[2]?.toLowerCase() === 'm' ? 1024 * 1024 : 1);
 }
 
 const initCommand: CommandModule<object, InitArgs> = {
@@ -63,7 +71,7 @@ const initCommand: CommandModule<object, InitArgs> = {
       .positional('home', { type: 'string', demandOption: true })
       .option('trust', { type: 'string', demandOption: true, describe: 'the repository\'s root.json to pin' })
       .option('channel', { choices: CHANNELS, default: 'stable' as Channel })
-      .option('source', { type: 'string', array: true, demandOption: true, describe: 'repository folder or .ferry bundle; repeat, tried in order' })
+      .option('source', { type: 'string', array: true, demandOption: true, describe: 'repository folder, .ferry bundle, http(s)://origin, usb:<mount>, lan or lan:<host:port,…>; repeat' })
       .option('platform', { type: 'string', default: defaultPlatform() })
       .option('arch', { type: 'string', default: defaultArch() })
       .option('health-cmd', { type: 'string', describe: 'command run in the new release; exit 0 = healthy (split on spaces)' })
@@ -72,7 +80,8 @@ const initCommand: CommandModule<object, InitArgs> = {
       .option('require-approval', { type: 'boolean', default: false })
       .option('allow-downgrade', { type: 'boolean', default: false })
       .option('auto-update', { type: 'boolean', default: true })
-      .option('keep', { type: 'number', default: 3, describe: 'restore points kept by cleanup' }) as never,
+      .option('keep', { type: 'number', default: 3, describe: 'restore points kept by cleanup' })
+      .option('max-rate', { type: 'string', describe: 'bandwidth cap for network downloads, bytes/s (500k, 2m)' }) as never,
   handler: async (args) => {
     const trustBytes = await readFile(args.trust).catch((err) => { throw fromFsError(err, `reading ${args.trust}`); });
     const health = args.healthCmd || args.healthUrl
@@ -87,6 +96,7 @@ const initCommand: CommandModule<object, InitArgs> = {
       policy: { channel: args.channel, requireApproval: args.requireApproval, allowDowngrade: args.allowDowngrade, autoUpdate: args.autoUpdate },
       health,
       keepRestorePoints: args.keep,
+      maxBytesPerSecond: args.maxRate ? parseRate(args.maxRate) : null,
     });
     printResult(args, config, () => [`initialised ${args.home} for app "${config.app}" (${config.platform}-${config.arch}) on ${config.policy.channel}`, `  sources: ${config.sources.join(', ')}`]);
   },

@@ -3,6 +3,8 @@
 // very long paths, so the core hands it short private paths that do not exist yet and checks the
 // header against the signed target size first (THREATS.md row 17).
 
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import bsdiff from 'bsdiff-node';
 import { FerryError } from '../../core/errors.ts';
 import type { Patcher } from '../../core/patcher.ts';
@@ -20,7 +22,48 @@ function readOff(buf: Uint8Array, at: number): number {
   return hi * 2 ** 32 + lo;
 }
 
-export function createBsdiffPatcher(): Patcher {
+/**
+ * bspatch runs in a worker process (plugins/bsdiff/bspatch-child.mjs), started on first use and
+ * replaced after any failure, so a hostile patch that leaks descriptors or crashes the native
+ * code cannot hurt the updater (THREATS.md row 17). diff (publisher side, trusted input) runs here.
+ */
+export function createBsdiffPatcher(): Patcher & { close(): Promise<void> } {
+  let worker: ChildProcess | undefined;
+  let nextId = 0;
+  const pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+
+  const failAll = (why: string) => {
+    for (const p of pending.values()) p.reject(new FerryError('ERR_PATCH', why));
+    pending.clear();
+  };
+  const stop = () => {
+    const w = worker;
+    worker = undefined;
+    if (w && w.exitCode === null && w.signalCode === null) w.kill('SIGKILL');
+  };
+  const start = (): ChildProcess => {
+    const w = fork(fileURLToPath(new URL('./bspatch-child.mjs', import.meta.url)), [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
+    w.stderr?.resume();
+    w.on('message', (msg: { id: number; ok: boolean; error?: string }) => {
+      const p = pending.get(msg.id);
+      if (!p) return;
+      pending.delete(msg.id);
+      if (msg.ok) p.resolve();
+      else {
+        p.reject(new FerryError('ERR_PATCH', `bspatch failed: ${msg.error ?? 'unknown error'}`));
+        if (worker === w) stop(); // whatever it leaked goes with it
+      }
+    });
+    w.on('exit', (code, signal) => {
+      if (worker === w) worker = undefined;
+      failAll(`bspatch worker exited (${signal ?? code})`);
+    });
+    // The worker must not keep the updater alive between patches.
+    w.unref();
+    w.channel?.unref();
+    return w;
+  };
+
   return {
     headerSize: HEADER_SIZE,
     outputSize(header, patchSize) {
@@ -42,12 +85,21 @@ export function createBsdiffPatcher(): Patcher {
         throw new FerryError('ERR_PATCH', `bsdiff failed: ${String(cause)}`, { cause });
       }
     },
-    async patch(oldFile, newFile, patchFile) {
-      try {
-        await bsdiff.patch(oldFile, newFile, patchFile);
-      } catch (cause) {
-        throw new FerryError('ERR_PATCH', `bspatch failed: ${String(cause)}`, { cause });
-      }
+    patch(oldFile, newFile, patchFile) {
+      worker ??= start();
+      const w = worker;
+      const id = nextId++;
+      return new Promise<void>((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        w.channel?.ref();
+        w.send({ id, oldFile, newFile, patchFile });
+      }).finally(() => {
+        if (pending.size === 0) w.channel?.unref();
+      });
+    },
+    async close() {
+      failAll('patcher closed');
+      stop();
     },
   };
 }

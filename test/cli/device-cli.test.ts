@@ -4,38 +4,17 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { UpdateInfo, UpdateRecord, RestorePoint } from '../../core/spec.ts';
 import type { DeviceStatus } from '../../core/updater.ts';
 import type { ManifestDoc } from '../../core/metadata.ts';
 import { hashTree } from '../helpers/device.ts';
 import { sampleApp, tempDir, writeTree, type TempDir } from '../helpers/repo.ts';
+import { ferry, json, ok } from '../helpers/cli.ts';
 import { readPayload } from '../helpers/tamper.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function ferry(...args: string[]): Run {
-  const r = spawnSync(process.execPath, ['cli/ferry.mjs', ...args], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 60_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function ok(run: Run, what: string): Run {
-  assert.is(run.status, 0, `${what} exits 0 (stderr: ${run.stderr.trim()})`);
-  return run;
-}
-
-function json<T>(run: Run): T {
-  return JSON.parse(run.stdout) as T;
-}
 
 let tmp: TempDir;
 const p = (...parts: string[]) => join(tmp.path, ...parts);

@@ -4,36 +4,14 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
 import { copyFile, cp, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { ManifestDoc } from '../../core/metadata.ts';
 import type { VerifyReport } from '../../core/verify-repo.ts';
 import { sampleApp, tempDir, writeTree, type TempDir } from '../helpers/repo.ts';
+import { ferry, json, ok } from '../helpers/cli.ts';
 import { flipByte, readPayload } from '../helpers/tamper.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function ferry(...args: string[]): Run {
-  const r = spawnSync(process.execPath, ['cli/ferry.mjs', ...args], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 60_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function ok(run: Run, what: string): Run {
-  assert.is(run.status, 0, `${what} exits 0 (stderr: ${run.stderr.trim()})`);
-  return run;
-}
-
-function json<T>(run: Run): T {
-  return JSON.parse(run.stdout) as T;
-}
 
 const cli = suite<{ tmp?: TempDir }>('the publisher CLI, end to end');
 

@@ -1,0 +1,84 @@
+// `ferry run`: supervise the app for zero-downtime updates (DESIGN.md "Zero-downtime switch").
+//   ferry run --home H --listen 8080 [--listen 127.0.0.1:8443] [--health /healthz | --notify]
+//             [--drain-timeout 30s] [--ready-timeout 60s] [--settle 2s] -- node server.js
+// Runs until SIGTERM or SIGINT (drains the app, exits 0). SIGHUP hands over to whatever `current`
+// points at now. `ferry update` on the same home asks this process to hand over through
+// <home>/run/control.sock and commits or rolls back on its answer.
+
+import type { CommandModule } from 'yargs';
+import { FerryError } from '../../core/errors.ts';
+import { parseDurationMs } from '../../core/duration.ts';
+import { chooseReadiness, parseListen } from '../../core/supervision.ts';
+import { Supervisor } from '../../plugins/supervisor/supervisor.ts';
+import type { OutputFlags } from '../output.ts';
+
+interface RunArgs extends OutputFlags {
+  home: string;
+  listen: string[];
+  health?: string;
+  notify: boolean;
+  drainTimeout: string;
+  readyTimeout: string;
+  settle: string;
+  _: (string | number)[];
+  '--'?: (string | number)[];
+}
+
+/** The app command: everything after the first `--` as typed (yargs would turn "007" into 7). */
+function appCommand(args: RunArgs): string[] {
+  if (args['--']) return args['--'].map(String);
+  const i = process.argv.indexOf('--');
+  if (i >= 0) return process.argv.slice(i + 1);
+  return args._.slice(1).map(String);
+}
+
+export const runCommand: CommandModule<object, RunArgs> = {
+  command: 'run',
+  describe: 'Run the app on sockets ferry holds, and hand over to new versions without dropping a request',
+  builder: (y) =>
+    y
+      .usage('ferry run --home H --listen PORT [options] -- <app command>')
+      .option('home', { type: 'string', demandOption: true, describe: 'the device home folder' })
+      .option('listen', { type: 'string', array: true, demandOption: true, describe: 'PORT, HOST:PORT or [IPV6]:PORT; repeat for more sockets (fds 3, 4, …)' })
+      .option('health', { type: 'string', describe: 'URL or path that must answer 2xx; probed on a private socket of each new generation (LISTEN_FDNAMES ferry-health)' })
+      .option('notify', { type: 'boolean', default: false, describe: 'the app reports readiness with READY=1 on FERRY_NOTIFY_FD (notifyReady)' })
+      .option('drain-timeout', { type: 'string', default: '30s', describe: 'how long an old generation may finish its requests before SIGKILL' })
+      .option('ready-timeout', { type: 'string', default: '60s', describe: 'how long a new generation has to become ready' })
+      .option('settle', { type: 'string', default: '2s', describe: 'without --health or --notify: ready once up this long' }) as never,
+  handler: async (args) => {
+    const command = appCommand(args);
+    if (command.length === 0) throw new FerryError('ERR_USAGE', 'name the app command after --, e.g. ferry run --home H --listen 8080 -- node server.js');
+    const supervisor = new Supervisor({
+      home: args.home,
+      listen: args.listen.map(parseListen),
+      command,
+      readiness: chooseReadiness({ health: args.health, notify: args.notify, settleMs: parseDurationMs(args.settle), readyTimeoutMs: parseDurationMs(args.readyTimeout) }),
+      drainTimeoutMs: parseDurationMs(args.drainTimeout),
+      log: (m) => process.stderr.write(`ferry run: ${m}\n`),
+    });
+    await supervisor.start();
+    if (args.json) process.stdout.write(JSON.stringify(supervisor.status()) + '\n');
+    else process.stdout.write(`ferry run: supervising ${supervisor.status().active?.version} on ${supervisor.addresses.join(', ')} (pid ${process.pid})\n`);
+    await new Promise<void>((resolve) => {
+      let signals = 0;
+      const stop = (signal: NodeJS.Signals) => {
+        if (++signals > 1) {
+          process.stderr.write(`ferry run: ${signal} again: killing the app now\n`);
+          supervisor.killAll();
+          process.exit(1);
+        }
+        process.stderr.write(`ferry run: ${signal}: draining the app\n`);
+        supervisor.stop().then(resolve, (err: unknown) => {
+          process.stderr.write(`ferry run: stopping: ${(err as Error).message}\n`);
+          resolve();
+        });
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+      process.on('SIGHUP', () => {
+        supervisor.handover(undefined).then((r) => process.stderr.write(`ferry run: SIGHUP handover: ${r.healthy ? 'healthy' : 'unhealthy'}: ${r.detail}\n`));
+      });
+    });
+    process.stderr.write('ferry run: stopped\n');
+  },
+};

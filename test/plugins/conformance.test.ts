@@ -1,0 +1,47 @@
+// Every Source ferry ships runs the shared conformance suite: repository folders, .ferry bundles
+// (written with the delta and the full artifact, so they hold everything the suite reads), and
+// the HTTP transport against the static server.
+
+import { join } from 'node:path';
+import { createDirSource } from '../../core/dir-source.ts';
+import { createBundleSource, writeBundle } from '../../core/bundle.ts';
+import { createHttpTransport } from '../../plugins/http/transport.ts';
+import { startStaticServer } from '../../plugins/http/server.ts';
+import { tempDir } from '../helpers/repo.ts';
+import { CONFORMANCE_VERSIONS, sourceConformance } from './source-conformance.ts';
+
+sourceConformance('dir source', async (repoDir) => ({ source: createDirSource(repoDir), close: async () => {} }));
+
+sourceConformance('bundle source (delta + full)', async (repoDir) => {
+  const tmp = await tempDir('ferry-conformance-bundle-');
+  const out = join(tmp.path, 'release.ferry');
+  await writeBundle({ repo: repoDir, version: CONFORMANCE_VERSIONS[1], from: CONFORMANCE_VERSIONS[0], withFull: true, platform: 'linux', arch: 'x64', out });
+  return { source: createBundleSource(out, join(tmp.path, 'unpacked')), close: tmp.cleanup };
+});
+
+sourceConformance('http transport over the static server', async (repoDir) => {
+  const server = await startStaticServer({ root: repoDir });
+  const source = createHttpTransport({ url: server.url, retries: 0 });
+  return {
+    source,
+    async close() {
+      source.close();
+      await server.close();
+    },
+  };
+});
+
+sourceConformance('http transport with a conditional-GET cache, under a base path', async (repoDir) => {
+  // The repository is served from a sub-folder, so the transport must resolve paths under the URL's path.
+  const server = await startStaticServer({ root: join(repoDir, '..') });
+  const cache = await tempDir('ferry-http-cache-');
+  const source = createHttpTransport({ url: `${server.url}repo`, cacheDir: cache.path, retries: 0 });
+  return {
+    source,
+    async close() {
+      source.close();
+      await server.close();
+      await cache.cleanup();
+    },
+  };
+});

@@ -42,8 +42,8 @@ export function createBsdiffPatcher(): Patcher & { close(): Promise<void> } {
     if (w && w.exitCode === null && w.signalCode === null) w.kill('SIGKILL');
   };
   const start = (): ChildProcess => {
-    const w = fork(fileURLToPath(new URL('./bspatch-child.mjs', import.meta.url)), [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
-    w.stderr?.resume();
+    // No pipes to the worker but the IPC channel: a pipe would hold this process open.
+    const w = fork(fileURLToPath(new URL('./bspatch-child.mjs', import.meta.url)), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: [] });
     w.on('message', (msg: { id: number; ok: boolean; error?: string }) => {
       const p = pending.get(msg.id);
       if (!p) return;

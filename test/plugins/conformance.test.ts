@@ -1,11 +1,14 @@
 // Every Source ferry ships runs the shared conformance suite: repository folders, .ferry bundles
-// (written with the delta and the full artifact, so they hold everything the suite reads), and
-// the HTTP transport against the static server.
+// (written with the delta and the full artifact, so they hold everything the suite reads), a USB
+// mount holding a bundle, and the HTTP transport against the static server. (LAN peers serve
+// artifacts only, by chunk: their contract is ChunkPeer, tested in lan.test.ts.)
 
 import { join } from 'node:path';
 import { createDirSource } from '../../core/dir-source.ts';
 import { createBundleSource, writeBundle } from '../../core/bundle.ts';
 import { createHttpTransport } from '../../plugins/http/transport.ts';
+import { createUsbSource } from '../../plugins/usb/source.ts';
+import { mkdir } from 'node:fs/promises';
 import { startStaticServer } from '../../plugins/http/server.ts';
 import { tempDir } from '../helpers/repo.ts';
 import { CONFORMANCE_VERSIONS, sourceConformance } from './source-conformance.ts';
@@ -17,6 +20,15 @@ sourceConformance('bundle source (delta + full)', async (repoDir) => {
   const out = join(tmp.path, 'release.ferry');
   await writeBundle({ repo: repoDir, version: CONFORMANCE_VERSIONS[1], from: CONFORMANCE_VERSIONS[0], withFull: true, platform: 'linux', arch: 'x64', out });
   return { source: createBundleSource(out, join(tmp.path, 'unpacked')), close: tmp.cleanup };
+});
+
+sourceConformance('usb source: a stick holding a bundle', async (repoDir) => {
+  const tmp = await tempDir('ferry-conformance-usb-');
+  const stick = join(tmp.path, 'stick');
+  await mkdir(stick);
+  await writeBundle({ repo: repoDir, version: CONFORMANCE_VERSIONS[1], from: CONFORMANCE_VERSIONS[0], withFull: true, platform: 'linux', arch: 'x64', out: join(stick, 'update.ferry') });
+  const source = createUsbSource({ mounts: [stick], privateDir: join(tmp.path, 'private') });
+  return { source, close: async () => { await source.close(); await tmp.cleanup(); } };
 });
 
 sourceConformance('http transport over the static server', async (repoDir) => {

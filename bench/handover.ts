@@ -106,10 +106,8 @@ async function benchFerry(log: (line: string) => void): Promise<Row[]> {
   await repo.release(versions[0]!, appTree(versions[0]!), { deltas: 0 });
   const device = await makeDevice({ trust: await repo.trust(), sources: [repo.repo] });
   await device.with((u) => u.apply());
-  const runEntry = readFileSync(join(ROOT, 'cli/main.ts'), 'utf8').includes('runCommand') ? ['cli/ferry.mjs', 'run'] : ['test/helpers/ferry-run.mjs'];
-  const updateArgs = readFileSync(join(ROOT, 'cli/device.ts'), 'utf8').includes('createSupervisorHealthCheck')
-    ? ['cli/ferry.mjs', 'update', '--home', device.home, '--json']
-    : ['--import', 'tsx', 'test/helpers/supervised-update.ts', device.home, '30000'];
+  const runEntry = ['cli/ferry.mjs', 'run'];
+  const updateArgs = ['cli/ferry.mjs', 'update', '--home', device.home, '--json'];
   const sup: ChildProcess = spawn(process.execPath, [...runEntry, '--home', device.home, '--listen', '127.0.0.1:0', '--health', '/healthz', '--drain-timeout', '10s', '--', process.execPath, 'server.js'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   let supLog = '';
   sup.stderr!.on('data', (d) => { supLog += d; });

@@ -139,7 +139,8 @@ export async function applyDelta(input: {
   patcher: Patcher;
   /**
    * Hard-link unchanged files from `baseDir` instead of copying them (only when the mode is the
-   * same). For a device whose base is an immutable release; never for a base that may change.
+   * same): fast and small, but the two releases then share those files, so damage to one (an app
+   * writing into its own folder, a bad sector) is damage to both. Off unless a device opts in.
    */
   linkUnchanged?: boolean;
 }): Promise<void> {
@@ -181,11 +182,11 @@ export async function applyDelta(input: {
             expectHash(await sha256File(target), op.sha256, `base file ${op.from} (linked as ${op.path})`);
             break;
           }
-          // Hashed while copied: one read of the base, and the bytes written are the bytes checked.
-          await createExclusive(target);
-          const counter = hashingCap(file.size, op.path);
-          await pipeline(createReadStream(base), counter, createWriteStream(target, { flags: 'r+' }));
-          expectHash(counter.digest().sha256, op.sha256, `base file ${op.from} (copied to ${op.path})`);
+          // A kernel copy (a reflink where the filesystem can), then the copy is hashed: the bytes
+          // checked are the bytes that stay.
+          await mkdir(dirname(target), { recursive: true });
+          await copyFile(base, target, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+          expectHash(await sha256File(target), op.sha256, `base file ${op.from} (copied to ${op.path})`);
           await fsyncPath(target);
           break;
         }

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { FerryError } from './errors.ts';
 import { parseStrictJson } from './strict-json.ts';
 import { writeFileAtomic } from './durable.ts';
-import { arr, obj, str, int, NAME } from './schema.ts';
+import { arr, bool, obj, str, int, NAME } from './schema.ts';
 import { parsePolicy } from './policy.ts';
 import type { UpdatePolicy } from './spec.ts';
 
@@ -32,6 +32,12 @@ export interface DeviceConfig {
   offlineGraceDays: number;
   /** Bandwidth cap for network downloads (bytes per second), for metered links; null = none. */
   maxBytesPerSecond: number | null;
+  /**
+   * Hard-link files a delta leaves unchanged from the installed release instead of copying them:
+   * faster and half the disk, but the releases then share those files (an app that writes into
+   * its own folder changes both). Off by default.
+   */
+  linkUnchanged: boolean;
 }
 
 export async function readDeviceConfig(path: string): Promise<DeviceConfig> {
@@ -65,6 +71,7 @@ export function parseDeviceConfig(value: unknown): DeviceConfig {
       keepRestorePoints: o.keepRestorePoints === undefined ? 3 : int(o.keepRestorePoints, 'keepRestorePoints', 1),
       offlineGraceDays: o.offlineGraceDays === undefined ? 180 : int(o.offlineGraceDays, 'offlineGraceDays', 0),
       maxBytesPerSecond: o.maxBytesPerSecond === undefined || o.maxBytesPerSecond === null ? null : int(o.maxBytesPerSecond, 'maxBytesPerSecond', 1),
+      linkUnchanged: o.linkUnchanged === undefined ? false : bool(o.linkUnchanged, 'linkUnchanged'),
     };
   } catch (err) {
     if (err instanceof FerryError && err.code === 'ERR_SCHEMA') throw new FerryError('ERR_USAGE', `ferry.json: ${err.message}`, { cause: err });

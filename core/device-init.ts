@@ -20,6 +20,7 @@ export async function initDevice(input: {
   health?: HealthConfig | null;
   keepRestorePoints?: number;
   maxBytesPerSecond?: number | null;
+  linkUnchanged?: boolean;
 }): Promise<DeviceConfig> {
   const layout = homeLayout(input.home);
   const existing = await readFile(layout.config).catch(() => undefined);
@@ -37,6 +38,7 @@ export async function initDevice(input: {
     keepRestorePoints: input.keepRestorePoints ?? 3,
     offlineGraceDays: 180,
     maxBytesPerSecond: input.maxBytesPerSecond ?? null,
+    linkUnchanged: input.linkUnchanged ?? false,
   };
   try {
     for (const dir of [layout.releases, layout.staging, layout.cache, layout.manifests, layout.trustDir, layout.state]) await mkdir(dir, { recursive: true });

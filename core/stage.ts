@@ -30,6 +30,11 @@ export async function stageRelease(input: {
   releases: Map<string, TargetRelease>;
   artifacts: Map<string, string>;
   patcher: Patcher;
+  /**
+   * Hard-link unchanged files from the installed release (DeviceConfig.linkUnchanged). Later steps
+   * of a chain always link from the step before: those trees are ours and thrown away.
+   */
+  linkUnchanged: boolean;
 }): Promise<boolean> {
   const { layout, plan } = input;
   const target = input.releases.get(plan.to);
@@ -65,7 +70,7 @@ export async function stageRelease(input: {
         if (!files) throw new FerryError('ERR_NOT_FOUND', `no signed file list for ${step.to}`);
         const out = join(work, `step-${i}`);
         await mkdir(out);
-        await applyDelta({ baseDir: base, ops: step.ops, targetFiles: files, artifact: artifact(step.artifact.sha256), outDir: out, workDir: join(work, `w${i}`), patcher: input.patcher, linkUnchanged: true });
+        await applyDelta({ baseDir: base, ops: step.ops, targetFiles: files, artifact: artifact(step.artifact.sha256), outDir: out, workDir: join(work, `w${i}`), patcher: input.patcher, linkUnchanged: i > 0 || input.linkUnchanged });
         base = built = out;
       }
     }

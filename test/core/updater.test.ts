@@ -117,6 +117,41 @@ install.run();
 
 // ---------------------------------------------------------------------------------------------
 
+const sharing = suite('copies files a delta leaves unchanged, and shares them by hard link only when the device opts in');
+
+sharing('by default an unchanged file is a copy: the releases share nothing', async () => {
+  const { repo, device } = await fresh();
+  try {
+    await repo.release('1.0.0', sampleApp('1.0.0'));
+    await device.with((u) => u.apply());
+    const r2 = await repo.release('1.1.0', sampleApp('1.1.0'));
+    await device.with(async (u) => assert.is((await u.apply()).status, 'committed'));
+    const [a, b] = await Promise.all([stat(join(device.layout.release('1.0.0'), 'assets/logo.txt')), stat(join(device.layout.release('1.1.0'), 'assets/logo.txt'))]);
+    assert.is.not(a.ino, b.ino, 'different inodes');
+    await assertInstalled(device, r2.manifest);
+  } finally {
+    await done(device, repo);
+  }
+});
+
+sharing('with linkUnchanged an unchanged file is the same inode in both releases, still hashed as signed', async () => {
+  const { repo, device } = await fresh();
+  try {
+    await device.setConfig({ linkUnchanged: true });
+    await repo.release('1.0.0', sampleApp('1.0.0'));
+    await device.with((u) => u.apply());
+    const r2 = await repo.release('1.1.0', sampleApp('1.1.0'));
+    await device.with(async (u) => assert.is((await u.apply()).status, 'committed'));
+    const [a, b] = await Promise.all([stat(join(device.layout.release('1.0.0'), 'assets/logo.txt')), stat(join(device.layout.release('1.1.0'), 'assets/logo.txt'))]);
+    assert.is(a.ino, b.ino, 'one inode, two names');
+    await assertInstalled(device, r2.manifest);
+  } finally {
+    await done(device, repo);
+  }
+});
+
+sharing.run();
+
 const chain = suite('chains deltas through an intermediate release only when that moves fewer bytes');
 
 chain('1.0.0 -> 1.2.0 by the chain 1.0.0->1.1.0->1.2.0 (--deltas 1), the sum of both delta sizes', async () => {

@@ -24,11 +24,9 @@ const APP_SOURCE = readFileSync(join(ROOT, 'examples/app/server.js'), 'utf8');
 const LOAD_MAX_MS = 60_000;
 const LOAD_MAX_REQUESTS = 20_000;
 
-/** The real CLI once cli/main.ts lists `run` and cli/device.ts asks the supervisor; until then the same code through test entries. */
-const RUN_ENTRY = readFileSync(join(ROOT, 'cli/main.ts'), 'utf8').includes('runCommand') ? ['cli/ferry.mjs', 'run'] : ['test/helpers/ferry-run.mjs'];
-const UPDATE_ENTRY = readFileSync(join(ROOT, 'cli/device.ts'), 'utf8').includes('createSupervisorHealthCheck')
-  ? (home: string) => ['cli/ferry.mjs', 'update', '--home', home, '--json']
-  : (home: string) => ['--import', 'tsx', 'test/helpers/supervised-update.ts', home, '20000'];
+/** The real CLI: `ferry run` supervises, `ferry update` from another process hands over through it. */
+const RUN_ENTRY = ['cli/ferry.mjs', 'run'];
+const UPDATE_ENTRY = (home: string) => ['cli/ferry.mjs', 'update', '--home', home, '--json'];
 
 type Variant = 'good' | 'unhealthy' | 'crash';
 

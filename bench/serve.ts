@@ -13,13 +13,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureTools, type Tool } from './lib/tools.ts';
 import { formatTable, fmt } from './lib/table.ts';
 import { makeRepo, tempDir, type TreeSpec } from '../test/helpers/repo.ts';
 import { channelPath } from '../core/metadata.ts';
+import { freePort } from '../test/helpers/net.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const WRK: Tool = { command: 'wrk', debianPackage: 'wrk' };
@@ -128,16 +128,6 @@ function wrk(url: string, script: string, seconds: number): Promise<WrkResult> {
 
 // ---- processes: ports, readiness, CPU accounting, stopping by pid
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -7,7 +7,6 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import net from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeRepo, sampleApp, tempDir, type TempDir, type TestRepo } from '../helpers/repo.ts';
@@ -15,19 +14,10 @@ import { assertInstalled, makeDevice, type TestDevice } from '../helpers/device.
 import { Updater } from '../../core/updater.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import { createHttpTransport } from '../../plugins/http/transport.ts';
+import { freePort } from '../helpers/net.ts';
 
 const nginxPath = spawnSync('sh', ['-c', 'command -v nginx'], { encoding: 'utf8' }).stdout.trim();
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function status(url: string): Promise<number> {
   return new Promise((resolve) => {

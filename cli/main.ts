@@ -14,9 +14,10 @@ import { deviceCommands } from './commands/device.ts';
 import { serveCommand } from './commands/serve.ts';
 import { shareCommand } from './commands/share.ts';
 import { runCommand } from './commands/run.ts';
+import { agentCommand } from './commands/agent.ts';
 import type { CommandModule } from 'yargs';
 
-export const commands: CommandModule[] = [keygenCommand, repoCommand, releaseCommand, bundleCommand, verifyCommand, serveCommand, ...deviceCommands, shareCommand, runCommand] as CommandModule[];
+export const commands: CommandModule[] = [keygenCommand, repoCommand, releaseCommand, bundleCommand, verifyCommand, serveCommand, ...deviceCommands, shareCommand, runCommand, agentCommand] as CommandModule[];
 
 export function buildCli(argv: string[]) {
   let cli = yargs(argv)

@@ -76,9 +76,9 @@ const DELTA_FAILURES: ReadonlySet<ErrorCode> = new Set(['ERR_HASH_MISMATCH', 'ER
 /** Source problems that mean "someone tried to fool us", worth a refused record in history. */
 const REFUSALS: ReadonlySet<ErrorCode> = new Set(['ERR_SIGNATURE', 'ERR_THRESHOLD', 'ERR_UNKNOWN_KEY', 'ERR_ROOT_CHAIN', 'ERR_HASH_MISMATCH', 'ERR_SIZE', 'ERR_EXPIRED', 'ERR_DOWNGRADE', 'ERR_WRONG_TARGET', 'ERR_JSON', 'ERR_SCHEMA', 'ERR_TOO_LARGE', 'ERR_UNSAFE_ARCHIVE', 'ERR_PATCH']);
 
-/** Where a file of a source is, for people: a URL for an origin, else "<source>/<path>". */
+/** Where a file of a source is, for people: "<source>/<path>" (a URL for an origin). */
 function locate(source: Source, path: string): string {
-  return source.name.startsWith('http:') ? `${source.name.slice(5)}/${path}` : `${source.name}/${path}`;
+  return `${source.name}/${path}`;
 }
 
 export class Updater implements UpdateManager, RollbackManager {

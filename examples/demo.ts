@@ -1,30 +1,142 @@
-// The end-to-end demo behind `npm run demo`: everything a newcomer needs to see ferry work, on
-// this machine, in a temporary folder, with the real `ferry` command. Each step prints the
-// command it runs, so the output doubles as a tutorial. `npm run demo -- --keep` keeps the folder.
+// The end-to-end demo behind `npm run demo`: ferry's main job on this machine, with the real
+// `ferry` command, in a temporary folder, talking only to 127.0.0.1. Each step prints the command
+// it runs, so the output doubles as a tutorial. `npm run demo -- --keep` keeps the folder.
+//
+//   publisher: keys, a repository, three releases (the second as a delta, the third broken)
+//   origin:    `ferry serve` over HTTP on loopback
+//   device A:  runs the app under `ferry run`, answering requests, and updates with zero downtime
+//   device B:  air-gapped, updates from a bundle dropped on a "USB stick" folder
+//   device C:  installs 1.0.0 from the origin, then takes the 1.1.0 delta from its LAN peer A
+//              (`ferry share`), the origin serving signed metadata only
+//   then the broken release is rolled back on its own, restore points are cleaned, history shown.
 
-import { spawnSync } from 'node:child_process';
-import { mkdtemp, readlink, rm } from 'node:fs/promises';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import { mkdtemp, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sampleApp, writeTree, type TreeSpec } from '../test/helpers/repo.ts';
+import { pseudoRandomBytes, writeTree, type TreeSpec } from '../test/helpers/repo.ts';
+import { freePort } from '../test/helpers/net.ts';
+import type { UpdateRecord } from '../core/spec.ts';
 
 const FERRY = fileURLToPath(new URL('../cli/ferry.mjs', import.meta.url));
+const APP_SERVER = await readFile(new URL('./app/server.js', import.meta.url), 'utf8');
 const keep = process.argv.includes('--keep');
 const work = await mkdtemp(join(tmpdir(), 'ferry-demo-'));
+const children: ChildProcess[] = [];
 
-function ferry(args: string[], expectExit = 0): string {
+/** Runs one ferry command to its end. Asynchronous, so the load on device A keeps flowing meanwhile. */
+async function ferry(args: string[], expectExit = 0): Promise<string> {
   process.stdout.write(`\n$ ferry ${args.join(' ')}\n`);
-  const r = spawnSync(process.execPath, [FERRY, ...args], { cwd: work, encoding: 'utf8' });
-  process.stdout.write(r.stdout);
-  process.stderr.write(r.stderr);
-  if (r.status !== expectExit) throw new Error(`ferry ${args[0]} exited ${r.status}, expected ${expectExit}`);
-  return r.stdout;
+  const child = spawn(process.execPath, [FERRY, ...args], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d; });
+  child.stderr!.on('data', (d: Buffer) => { err += d; });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  clearTimeout(timer);
+  process.stdout.write(out);
+  process.stderr.write(err);
+  if (code !== expectExit) throw new Error(`ferry ${args[0]} exited ${code}, expected ${expectExit}`);
+  return out;
 }
 
-/** The sample app plus a health probe the device runs after each switch. */
+/** Waits until the app answers on its port (ferry run refuses connections until the first version listens). */
+async function answering(url: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      http.get(url, { agent: false }, (res) => { res.resume(); resolve(res.statusCode === 200); }).on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} did not answer`);
+}
+
+/** Starts a long-running ferry command; resolves once it printed `ready` on stdout. */
+async function ferryInBackground(args: string[], ready: RegExp): Promise<{ child: ChildProcess; line: string }> {
+  process.stdout.write(`\n$ ferry ${args.join(' ')} &\n`);
+  const child = spawn(process.execPath, [FERRY, ...args], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  child.stderr!.on('data', (d: Buffer) => process.stderr.write(`  [${args[0]}] ${d}`));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`ferry ${args[0]} did not start: ${out}`)), 30_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d;
+      const line = out.split('\n').find((l) => ready.test(l));
+      if (line) {
+        clearTimeout(timer);
+        process.stdout.write(`${line}\n`);
+        resolve({ child, line });
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`ferry ${args[0]} exited ${code}: ${out}`)));
+  });
+}
+
+/** The example app (examples/app/server.js) at a version; `healthy: false` answers /healthz with 500. */
 function appVersion(version: string, healthy = true): TreeSpec {
-  return { ...sampleApp(version), 'health.js': `// exits 0 when this release can serve\nprocess.exit(${healthy ? 0 : 1});\n` };
+  const server = healthy ? APP_SERVER : APP_SERVER.replace('const HEALTHZ_STATUS = 200;', 'const HEALTHZ_STATUS = 500;');
+  return {
+    'server.js': server,
+    'package.json': JSON.stringify({ name: 'demo-app', version, type: 'module' }, null, 2) + '\n',
+    'assets/logo.txt': 'ferry\n',
+    // A "binary" that changes a little between versions, so the delta is small and the full is not.
+    'assets/engine.bin': patchedBinary(version),
+  };
+}
+
+function patchedBinary(version: string): Buffer {
+  const bytes = pseudoRandomBytes(400_000, 7);
+  const minor = Number(version.split('.')[1] ?? 0);
+  for (let i = 0; i < minor; i++) bytes.writeUInt32LE(0xfe77e000 + i, 4096 * (i + 1));
+  return bytes;
+}
+
+/** A bounded load on the app: keep-alive requests until stopped (at most 60 s or 1M requests). */
+function startLoad(url: string) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  const counts = { ok: 0, failed: 0, versions: new Map<string, number>(), why: new Map<string, number>() };
+  const fail = (why: string) => { counts.failed++; counts.why.set(why, (counts.why.get(why) ?? 0) + 1); };
+  let stopped = false;
+  const deadline = Date.now() + 60_000;
+  const loop = async () => {
+    while (!stopped && Date.now() < deadline && counts.ok + counts.failed < 1_000_000) {
+      await new Promise<void>((resolve) => {
+        const req = http.get(url, { agent }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => { body += d; });
+          res.on('end', () => {
+            if (res.statusCode === 200) {
+              counts.ok++;
+              const v = body.trim();
+              counts.versions.set(v, (counts.versions.get(v) ?? 0) + 1);
+            } else fail(`HTTP ${res.statusCode}`);
+            resolve();
+          });
+        });
+        req.on('error', (err: NodeJS.ErrnoException) => { fail(err.code ?? err.message); resolve(); });
+      });
+    }
+  };
+  const loops = Promise.all([loop(), loop(), loop(), loop()]);
+  return {
+    counts,
+    async stop() {
+      stopped = true;
+      await loops;
+      agent.destroy();
+      return counts;
+    },
+  };
+}
+
+function history(home: string): UpdateRecord[] {
+  const r = spawnSync(process.execPath, [FERRY, 'history', '--home', home, '--json'], { cwd: work, encoding: 'utf8' });
+  return JSON.parse(r.stdout) as UpdateRecord[];
 }
 
 const target = ['--platform', 'linux', '--arch', 'x64'];
@@ -32,46 +144,76 @@ const started = Date.now();
 try {
   console.log(`ferry demo in ${work}`);
 
-  console.log('\n# 1. The publisher makes a root key (kept offline), a release key and a repository.');
-  ferry(['keygen', '--out', 'keys/root']);
-  ferry(['keygen', '--out', 'keys/release']);
-  ferry(['repo', 'init', 'repo', '--app', 'sample-app', '--root-key', 'keys/root.key', '--release-key', 'keys/release.pub']);
-
-  console.log('\n# 2. Version 1.0.0 is published, and a device that trusts root.json installs it.');
+  console.log('\n# 1. The publisher makes a root key (kept offline), a release key and a repository, and publishes 1.0.0.');
+  await ferry(['keygen', '--out', 'keys/root']);
+  await ferry(['keygen', '--out', 'keys/release']);
+  await ferry(['repo', 'init', 'repo', '--app', 'demo-app', '--root-key', 'keys/root.key', '--release-key', 'keys/release.pub']);
   await writeTree(join(work, 'app-1.0.0'), appVersion('1.0.0'));
-  ferry(['release', 'app-1.0.0', '--repo', 'repo', '--version', '1.0.0', '--key', 'keys/release.key', '--notes', 'first release', ...target]);
-  ferry(['init', 'device-a', '--trust', 'repo/root.json', '--source', 'repo', '--health-cmd', 'node health.js', ...target]);
-  ferry(['update', '--home', 'device-a']);
+  await ferry(['release', 'app-1.0.0', '--repo', 'repo', '--version', '1.0.0', '--key', 'keys/release.key', '--notes', 'first release', ...target]);
 
-  console.log('\n# 3. Version 1.1.0 comes as a small delta; the device checks, then updates.');
+  console.log('\n# 2. The repository is plain static files; `ferry serve` puts it on HTTP (nginx or a CDN would do too).');
+  const originPort = await freePort();
+  await ferryInBackground(['serve', 'repo', '--port', String(originPort)], /serving/);
+  const origin = `http://127.0.0.1:${originPort}`;
+
+  console.log('\n# 3. Devices A and C trust root.json and install 1.0.0 from the origin; C will look for LAN peers first.');
+  const sharePort = await freePort();
+  await ferry(['init', 'device-a', '--trust', 'repo/root.json', '--source', origin, ...target]);
+  await ferry(['update', '--home', 'device-a']);
+  await ferry(['init', 'device-c', '--trust', 'repo/root.json', '--source', `lan:127.0.0.1:${sharePort}`, '--source', origin, ...target]);
+  await ferry(['update', '--home', 'device-c']);
+
+  console.log('\n   Device A runs the app under `ferry run`; from here on it answers a steady stream of requests.');
+  const appPort = await freePort();
+  await ferryInBackground(['run', '--home', 'device-a', '--listen', `127.0.0.1:${appPort}`, '--health', '/healthz', '--ready-timeout', '5s', '--drain-timeout', '5s', '--', process.execPath, 'server.js'], /supervising/);
+  await answering(`http://127.0.0.1:${appPort}/`);
+  const load = startLoad(`http://127.0.0.1:${appPort}/`);
+
+  console.log('\n# 4. Version 1.1.0 is published (a small delta) and device A updates while it serves requests.');
   await writeTree(join(work, 'app-1.1.0'), appVersion('1.1.0'));
-  ferry(['release', 'app-1.1.0', '--repo', 'repo', '--version', '1.1.0', '--key', 'keys/release.key', '--notes', 'faster engine', ...target]);
-  ferry(['check', '--home', 'device-a']);
-  ferry(['update', '--home', 'device-a']);
+  await ferry(['release', 'app-1.1.0', '--repo', 'repo', '--version', '1.1.0', '--key', 'keys/release.key', '--notes', 'faster engine', ...target]);
+  await ferry(['check', '--home', 'device-a']);
+  await ferry(['update', '--home', 'device-a']);
 
-  console.log('\n# 4. Anyone holding root.json can check every signature and every byte of the repository.');
-  ferry(['verify', 'repo', '--trust', 'repo/root.json']);
+  console.log('\n# 5. Device B is air-gapped: a bundle is dropped on its "USB stick" and it installs from that alone.');
+  await ferry(['bundle', '--repo', 'repo', '--version', '1.1.0', '--out', 'stick/update-1.1.0.ferry', ...target]);
+  await ferry(['init', 'device-b', '--trust', 'repo/root.json', '--source', 'usb:stick', ...target]);
+  await ferry(['update', '--home', 'device-b']);
 
-  console.log('\n# 5. An offline bundle for a USB stick; a second, air-gapped device installs from it alone.');
-  ferry(['bundle', '--repo', 'repo', '--version', '1.1.0', '--out', 'stick/update-1.1.0.ferry', ...target]);
-  ferry(['verify', 'stick/update-1.1.0.ferry', '--trust', 'repo/root.json']);
-  ferry(['init', 'device-b', '--trust', 'repo/root.json', '--source', 'stick/update-1.1.0.ferry', ...target]);
-  ferry(['update', '--home', 'device-b']);
+  console.log('\n# 6. Device A shares its verified cache on the LAN; device C takes the 1.1.0 delta from it, the origin serving only signed metadata.');
+  await ferryInBackground(['share', '--home', 'device-a', '--host', '127.0.0.1', '--port', String(sharePort), '--no-announce'], /sharing/);
+  await ferry(['update', '--home', 'device-c']);
 
-  console.log('\n# 6. A broken 1.2.0 fails its health check on the device and is rolled back on its own.');
+  console.log('\n# 7. A broken 1.2.0 (its /healthz answers 500) never takes over: ferry run keeps 1.1.0 serving and the update is rolled back.');
   await writeTree(join(work, 'app-1.2.0'), appVersion('1.2.0', false));
-  ferry(['release', 'app-1.2.0', '--repo', 'repo', '--version', '1.2.0', '--key', 'keys/release.key', ...target]);
-  ferry(['update', '--home', 'device-a'], 10);
-  console.log(`\ndevice-a/current -> ${await readlink(join(work, 'device-a', 'current'))}`);
+  await ferry(['release', 'app-1.2.0', '--repo', 'repo', '--version', '1.2.0', '--key', 'keys/release.key', ...target]);
+  await ferry(['update', '--home', 'device-a'], 10);
+  console.log(`device-a/current -> ${await readlink(join(work, 'device-a', 'current'))}`);
 
-  console.log('\n# 7. Restore points are cleaned up, and the history says what happened.');
-  ferry(['restore-points', 'cleanup', '--keep', '1', '--home', 'device-a']);
-  ferry(['history', '--home', 'device-a']);
-  ferry(['history', '--home', 'device-b']);
-  ferry(['status', '--home', 'device-a']);
+  const counts = await load.stop();
+  console.log(`\nrequests to device A during all of this: ${counts.ok} answered, ${counts.failed} failed${counts.failed ? ` (${[...counts.why].map(([w, n]) => `${w} x${n}`).join(', ')})` : ''}; versions seen: ${[...counts.versions].map(([v, n]) => `${v} x${n}`).join(', ')}`);
 
+  console.log('\n# 8. Restore points are cleaned up, and the history says what happened on each device.');
+  await ferry(['restore-points', 'cleanup', '--keep', '1', '--home', 'device-a']);
+  for (const d of ['device-a', 'device-b', 'device-c']) await ferry(['history', '--home', d]);
+  console.log('\nbytes each device moved:');
+  for (const d of ['device-a', 'device-b', 'device-c']) {
+    const records = history(d);
+    const bytes = records.reduce((n, r) => n + r.bytesMoved, 0);
+    console.log(`  ${d}: ${bytes.toLocaleString('en')} bytes over ${records.length} attempt(s), from ${[...new Set(records.map((r) => r.source))].join(', ')}`);
+  }
   console.log(`\ndemo finished in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  if (counts.failed > 0) process.exitCode = 1;
 } finally {
+  for (const child of children.reverse()) {
+    if (child.exitCode === null && child.pid) {
+      child.kill('SIGTERM');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => { child.kill('SIGKILL'); resolve(); }, 10_000);
+        child.once('exit', () => { clearTimeout(timer); resolve(); });
+      });
+    }
+  }
   if (keep) console.log(`kept ${work}`);
   else await rm(work, { recursive: true, force: true });
 }

@@ -9,7 +9,7 @@
 // `update` is what a device does: Updater.open on the home, apply() against the repository as a
 // dir source, health null, close. `seconds` times open → close (not node's start-up).
 // `breakdown` runs, one at a time, the core steps an update by that plan is made of (fetch into
-// the cache, extract or applyDelta, verifyTree, fsync), with each step's seconds and the peak RSS
+// the cache, extract or applyDelta, fsync; verifyTree as a rollback pays it), with each step's seconds and the peak RSS
 // once it is done, so the bench can say where the time and the memory go.
 // Prints one JSON line on stdout.
 
@@ -111,9 +111,10 @@ async function breakdown(plan: string, metaFile: string, repo: string, work: str
   } else {
     throw new Error(`breakdown full|delta, not ${plan}`);
   }
-  await timed(steps, 'verifyTree before rename (stage)', () => verifyTree(tree, target.files));
+  // Then what staging adds (a just-built tree is not hashed again: extraction and the delta ops
+  // hashed every file as they wrote it), and what a rollback or a release staged earlier pays.
   await timed(steps, 'fsyncDirsUnder (stage)', () => fsyncDirsUnder(tree));
-  await timed(steps, 'verifyTree after switch (health)', () => verifyTree(tree, target.files));
+  await timed(steps, 'verifyTree (only for a rollback or an earlier staged release)', () => verifyTree(tree, target.files));
   return { floorKiB, steps };
 }
 

@@ -180,8 +180,8 @@ export function createHttpTransport(options: HttpTransportOptions): HttpTranspor
     throw new FerryError('ERR_USAGE', `http source: maxBytesPerSecond (${config.maxBytesPerSecond}) is below minBytesPerSecond (${config.minBytesPerSecond})`);
   }
   const graceMs = config.throughputGraceMs ?? config.throughputWindowMs / 2;
-  // "http:<url>" (without a trailing slash, so `${name}/${path}` in messages reads as a URL).
-  const name = `http:${config.url.replace(/\/+$/, '')}`;
+  // The URL itself (without a trailing slash, so `${name}/${path}` in messages reads as a URL).
+  const name = config.url.replace(/\/+$/, '');
   const agent = base.protocol === 'https:' ? new https.Agent({ keepAlive: true, maxSockets: 4 }) : new http.Agent({ keepAlive: true, maxSockets: 4 });
   const bucket = config.maxBytesPerSecond !== undefined ? new TokenBucket(config.maxBytesPerSecond) : undefined;
 

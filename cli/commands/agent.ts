@@ -1,0 +1,285 @@
+// `ferry agent`: the device's long-running daemon.
+//   ferry agent --home H [--log-format human|json] [--once] [--no-share] [--share-host A] [--share-port P]
+//               [--listen PORT … [--health URL] [--drain-timeout 30s] -- <app command>]
+// Checks and applies updates (trigger 'auto', so the policy's autoUpdate, approval and window rules
+// hold) every checkInterval with jitter, backing off while offline (core/agent-schedule.ts); tries
+// at once when a bundle or repository lands on a `usb:` mount; shares the verified cache with LAN
+// peers when a source is `lan`; and with `-- <cmd>` runs `ferry run` as its own child, so updates
+// hand over without dropping a request. The home's lock is taken only for an attempt, so
+// `ferry status`, `ferry approve` … work in between. One log line per event on stdout (human or
+// JSON); `ferry run`'s own output goes to stderr. SIGTERM/SIGINT: an attempt under way is finished
+// (never cut mid-switch), then children are stopped and the agent exits 0.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readlink } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import type { CommandModule } from 'yargs';
+import { afterAttempt, classifyError, type AttemptOutcome } from '../../core/agent-schedule.ts';
+import { readDeviceConfig } from '../../core/device-config.ts';
+import { homeLayout } from '../../core/device-layout.ts';
+import { FerryError, isFerryError } from '../../core/errors.ts';
+import type { ApplyResult, UpdatePolicy } from '../../core/spec.ts';
+import { parseDurationMs } from '../../core/duration.ts';
+import { createLanDiscovery, parseLanSpec, type LanDiscovery } from '../../plugins/lan/discovery.ts';
+import { startPeerServer, type PeerServer } from '../../plugins/lan/peer-server.ts';
+import { parseUsbSpec } from '../../plugins/usb/source.ts';
+import { watchMounts } from '../../plugins/usb/watcher.ts';
+import { withUpdater } from '../device.ts';
+import { EXIT, EXIT_CODE } from '../exit-codes.ts';
+import { formatBytes } from '../format.ts';
+import type { OutputFlags } from '../output.ts';
+
+interface AgentArgs extends OutputFlags {
+  home: string;
+  logFormat: 'human' | 'json';
+  once: boolean;
+  share: boolean;
+  shareHost: string;
+  sharePort: number;
+  listen?: string[];
+  health?: string;
+  drainTimeout: string;
+  _: (string | number)[];
+  '--'?: (string | number)[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log lines
+
+export type AgentLog = (event: string, fields: Record<string, unknown>, text: string) => void;
+
+/** `2026-11-26T12:00:00Z ferry: committed 1.1.0 (delta, 6.0 KiB)`, or one JSON object per line. */
+export function createAgentLog(format: 'human' | 'json', write: (line: string) => void, clock: () => Date = () => new Date()): AgentLog {
+  return (event, fields, text) => {
+    const time = clock().toISOString().replace(/\.\d{3}Z$/, 'Z');
+    write(format === 'json' ? JSON.stringify({ time, event, ...fields }) : `${time} ferry: ${text}`);
+  };
+}
+
+function logResult(log: AgentLog, result: ApplyResult): void {
+  switch (result.status) {
+    case 'up-to-date':
+      log('up-to-date', { version: result.current }, `up to date (${result.current ?? 'nothing installed'})`);
+      return;
+    case 'waiting':
+      log('waiting', { version: result.version, reason: result.reason, why: result.why }, `waiting: ${result.version} is staged (${result.reason}): ${result.why}`);
+      return;
+    case 'committed': {
+      const r = result.record;
+      log('committed', { version: r.to, from: r.from, kind: r.kind, bytes: r.bytesMoved, source: r.source }, `committed ${r.to} (${r.kind ?? 'full'}${r.fellBackToFull ? ' after a failed delta' : ''}, ${formatBytes(r.bytesMoved)})`);
+      return;
+    }
+    case 'rolled-back': {
+      const r = result.record;
+      log('rolled-back', { version: r.to, from: r.from, code: r.errorCode, message: r.message ?? null }, `rolled back ${r.to}: ${r.errorCode ?? 'ERR_UNHEALTHY'} ${r.message ?? ''}; still on ${r.from ?? 'nothing'}`);
+      return;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One attempt
+
+interface Attempt {
+  outcome: AttemptOutcome;
+  /** The exit code `ferry update` would have given. */
+  exit: number;
+  error: FerryError | Error | null;
+}
+
+async function attempt(home: string, log: AgentLog, why: string): Promise<Attempt> {
+  log('check', { trigger: why }, `checking for updates (${why})`);
+  try {
+    const result = await withUpdater(home, (u) => u.apply({ trigger: 'auto' }), (m) => log('note', { message: m }, m));
+    logResult(log, result);
+    return { outcome: 'done', exit: result.status === 'rolled-back' ? EXIT_CODE[result.record.errorCode ?? 'ERR_UNHEALTHY'] : EXIT.ok, error: null };
+  } catch (err) {
+    const error = err instanceof Error ? err : new Error(String(err));
+    return { outcome: classifyError(err), exit: isFerryError(err) ? EXIT_CODE[err.code] : EXIT.internal, error };
+  }
+}
+
+function logError(log: AgentLog, error: Error, retryInMs: number | null): void {
+  const code = isFerryError(error) ? error.code : 'ERR_INTERNAL';
+  const retry = retryInMs === null ? '' : ` (next try in ${Math.round(retryInMs / 1000)} s)`;
+  log('error', { code, message: error.message, ...(retryInMs === null ? {} : { retryInMs }) }, `error ${code}: ${error.message}${retry}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The supervised app: `ferry run` as a child process this agent owns
+
+const FERRY_BIN = fileURLToPath(new URL('../ferry.mjs', import.meta.url));
+
+/** The app command: everything after the first `--` as typed (as cli/commands/run.ts reads it). */
+function appCommand(args: AgentArgs): string[] {
+  if (args['--']) return args['--'].map(String);
+  const i = process.argv.indexOf('--');
+  if (i >= 0) return process.argv.slice(i + 1);
+  return args._.slice(1).map(String);
+}
+
+function runArgs(args: AgentArgs, command: string[]): string[] {
+  return [
+    FERRY_BIN, 'run', '--home', args.home,
+    ...(args.listen ?? []).flatMap((l) => ['--listen', l]),
+    ...(args.health ? ['--health', args.health] : []),
+    '--drain-timeout', args.drainTimeout,
+    '--', ...command,
+  ];
+}
+
+/** SIGTERM to the child's pid, then SIGKILL if it has not exited within `graceMs`. */
+function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command
+
+export const agentCommand: CommandModule<object, AgentArgs> = {
+  command: 'agent',
+  describe: 'Run as the device daemon: check and apply updates on schedule, react to USB drops, share the cache, optionally supervise the app',
+  builder: (y) =>
+    y
+      .usage('ferry agent --home H [options] [-- <app command>]')
+      .option('home', { type: 'string', demandOption: true, describe: 'the device home folder' })
+      .option('log-format', { choices: ['human', 'json'] as const, default: 'human' as const, describe: 'one line per event: text, or one JSON object' })
+      .option('once', { type: 'boolean', default: false, describe: 'one attempt, then exit with the code `ferry update` would give' })
+      .option('share', { type: 'boolean', default: true, describe: 'with a lan source, serve the verified cache to peers (--no-share disables)' })
+      .option('share-host', { type: 'string', default: '0.0.0.0', describe: 'address the cache is served on' })
+      .option('share-port', { type: 'number', default: 7311 })
+      .option('listen', { type: 'string', array: true, describe: 'with -- <cmd>: passed to ferry run (PORT, HOST:PORT; repeat)' })
+      .option('health', { type: 'string', describe: 'with -- <cmd>: passed to ferry run' })
+      .option('drain-timeout', { type: 'string', default: '30s', describe: 'with -- <cmd>: passed to ferry run' }) as never,
+  handler: async (args) => {
+    const command = appCommand(args);
+    if (args.once && command.length > 0) throw new FerryError('ERR_USAGE', '--once makes one attempt and exits; it cannot supervise an app (drop the -- <cmd>)');
+    if (command.length > 0 && !(args.listen?.length)) throw new FerryError('ERR_USAGE', 'supervising an app needs --listen PORT (as ferry run does)');
+    const drainMs = parseDurationMs(args.drainTimeout);
+    const layout = homeLayout(args.home);
+    let config = await readDeviceConfig(layout.config); // a broken ferry.json is a usage error now, not a loop of errors
+    const log = createAgentLog(args.json ? 'json' : args.logFormat, (line) => process.stdout.write(line + '\n'));
+
+    if (args.once) {
+      const r = await attempt(args.home, log, 'once');
+      if (r.error) logError(log, r.error, null);
+      process.exitCode = r.exit;
+      return;
+    }
+
+    // Stop requests and wake-ups. A signal never cuts an attempt: it ends the sleep, or is noticed
+    // when the attempt returns.
+    let stopping: string | null = null;
+    let exitCode: number = EXIT.ok;
+    let triggered = false;
+    let endSleep: (() => void) | null = null;
+    const requestStop = (why: string, code: number = EXIT.ok) => {
+      if (stopping !== null) {
+        log('stopping', { reason: why, again: true }, `${why} again: still finishing the current step`);
+        return;
+      }
+      stopping = why;
+      exitCode = code;
+      log('stopping', { reason: why }, `stopping (${why})`);
+      endSleep?.();
+    };
+    const onSignal = (signal: NodeJS.Signals) => requestStop(signal);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    const wake = () => {
+      triggered = true;
+      endSleep?.();
+    };
+    const sleep = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          endSleep = null;
+          resolve();
+        };
+        const timer = setTimeout(done, ms);
+        endSleep = done;
+      });
+
+    const watchers: { close(): void }[] = [];
+    let server: PeerServer | null = null;
+    let discovery: LanDiscovery | null = null;
+    let child: ChildProcess | null = null;
+    try {
+      // Recovery first: opening the updater finishes or rolls back an update a kill interrupted.
+      const status = await withUpdater(args.home, (u) => u.status(), (m) => log('note', { message: m }, m)).catch((err: unknown) => {
+        if (!isFerryError(err, 'ERR_BUSY')) throw err;
+        log('note', { message: (err as Error).message }, `home busy at start (${(err as Error).message}); recovery happens on the first attempt`);
+        return null;
+      });
+      log('started', { version: status?.currentVersion ?? null, pid: process.pid, sources: config.sources, checkInterval: config.policy.checkInterval },
+        `started on ${status?.currentVersion ?? 'nothing installed'} (pid ${process.pid}; sources ${config.sources.join(', ')}; every ${config.policy.checkInterval} s)`);
+
+      for (const spec of config.sources.filter((s) => s.startsWith('usb:'))) {
+        watchers.push(watchMounts(parseUsbSpec(spec), (e) => {
+          log('usb', { mount: e.mount, path: e.path }, `usb drop: ${e.path}`);
+          wake();
+        }));
+      }
+
+      const lanSpecs = config.sources.map(parseLanSpec).filter((s) => s !== null);
+      if (args.share && lanSpecs.length > 0) {
+        server = await startPeerServer({ cacheDir: layout.cache, host: args.shareHost, port: args.sharePort }).catch((err: unknown) => {
+          throw new FerryError('ERR_IO', `cannot share the cache on ${args.shareHost}:${args.sharePort}: ${(err as Error).message}`, { cause: err });
+        });
+        // Only an mDNS source (`lan`) means peers browse; a static list names this device already.
+        if (lanSpecs.some((s) => s.static === undefined)) discovery = createLanDiscovery({ app: config.app, port: server.port });
+        log('sharing', { url: server.url, announced: discovery?.instance ?? null }, `sharing the cache at ${server.url}${discovery?.instance ? ` as ${discovery.instance}` : ''}`);
+      }
+
+      const startApp = async () => {
+        if (command.length === 0 || child !== null || stopping !== null) return;
+        // ferry run needs something installed; until then the agent only updates.
+        if ((await readlink(layout.current).catch(() => null)) === null) return;
+        const c = spawn(process.execPath, runArgs(args, command), { stdio: ['ignore', 2, 2] });
+        child = c;
+        log('app', { pid: c.pid ?? null, command }, `supervising the app with ferry run (pid ${c.pid ?? '?'}): ${command.join(' ')}`);
+        c.once('exit', (code, signal) => {
+          if (stopping !== null) return;
+          log('app-exited', { code, signal }, `ferry run exited (${signal ?? code}); the agent stops too`);
+          requestStop('app exited', EXIT.internal);
+        });
+      };
+
+      let failures = 0;
+      let why = 'start';
+      let policy: UpdatePolicy = config.policy;
+      while (stopping === null) {
+        triggered = false;
+        const r = await attempt(args.home, log, why);
+        await startApp();
+        // ferry.json is read again each round, so a changed checkInterval takes effect.
+        config = await readDeviceConfig(layout.config).catch(() => config);
+        policy = config.policy;
+        const next = afterAttempt({ policy, failures, outcome: r.outcome, triggered, rand: Math.random() });
+        failures = next.failures;
+        if (r.error) logError(log, r.error, stopping === null ? next.delayMs : null);
+        if (stopping !== null) break;
+        if (next.delayMs > 0 && !triggered) await sleep(next.delayMs);
+        why = triggered ? 'usb' : next.why;
+      }
+    } finally {
+      for (const w of watchers) w.close();
+      if (child) await stopChild(child, drainMs + 10_000);
+      await discovery?.close().catch(() => {});
+      await server?.close().catch(() => {});
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    }
+    log('stopped', { code: exitCode }, 'stopped');
+    process.exitCode = exitCode;
+  },
+};

@@ -66,10 +66,12 @@ const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => {
   }
 });
 
+/** Waits `ms`, or less if `signal` aborts; the abort listener goes with the wait (polls sleep often). */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+    const onAbort = () => { clearTimeout(timer); resolve(); };
+    const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
 

@@ -13,6 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { makeRepo, pseudoRandomBytes, sampleApp, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
 import { assertInstalled, fakeClock, makeDevice, type TestDevice } from '../helpers/device.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
+import { resignChannel } from '../helpers/tamper.ts';
+import { generateKeyFiles, loadSigningKey } from '../../core/keys.ts';
+import { rotateRoot } from '../../core/repository.ts';
 import { tarBytes, type TarEntry } from '../helpers/tar-writer.ts';
 import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope, parseEnvelope } from '../../core/dsse.ts';
 import { digestFile, CHUNK_SIZE, sha256 } from '../../core/hash.ts';
@@ -90,6 +93,38 @@ row3('sequence-1 pointer replayed after 1.1.0 (sequence 2): ERR_DOWNGRADE, refus
 });
 
 row3.run();
+
+// ---------------------------------------------------------------------------------------------
+
+const row4 = suite('row 4 fast-forward: rotating the release key resets the channel mark a compromised key pushed up');
+
+row4('a compromised key signs sequence 2^40; after rotation to a new release key a genuine sequence 3 is accepted', async () => {
+  const { repo, device } = await fresh();
+  try {
+    await repo.release('1.0.0', sampleApp('1.0.0'));
+    await device.with((u) => u.apply());
+    const pointer = join(repo.repo, 'channels/stable.json');
+    const genuine = await readFile(pointer);
+    // The stolen release key signs a pointer far ahead; the device sees it once.
+    await resignChannel(repo.repo, 'stable', [repo.releaseKey], (doc) => { doc.sequence = 2 ** 40; });
+    await device.with(async (u) => assert.is((await u.apply()).status, 'up-to-date'));
+    // Without a rotation the genuine publisher is now locked out: its sequences are lower.
+    await writeFile(pointer, genuine);
+    await device.with((u) => assertCodeAsync(() => u.apply(), 'ERR_DOWNGRADE'));
+    // The publisher rotates the release key (root 2) and publishes on.
+    await generateKeyFiles(join(repo.keysDir, 'release2'));
+    const release2 = await loadSigningKey(join(repo.keysDir, 'release2.key'));
+    await rotateRoot({ repo: repo.repo, signers: [repo.rootKey], releaseKeys: [release2], releaseSigners: [release2], revoke: [repo.releaseKey.keyid], now: new Date() });
+    const r2 = await repo.release('1.1.0', sampleApp('1.1.0'), { keys: [release2] });
+    assert.ok(r2.channel.sequence < 2 ** 40, `genuine sequence ${r2.channel.sequence} is below the forged one`);
+    await device.with(async (u) => assert.is((await u.apply()).status, 'committed'));
+    await assertInstalled(device, r2.manifest);
+  } finally {
+    await done(device, repo);
+  }
+});
+
+row4.run();
 
 // ---------------------------------------------------------------------------------------------
 

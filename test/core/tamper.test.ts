@@ -239,7 +239,7 @@ metadata.run();
 
 // ---------------------------------------------------------------------------------------------
 
-const rollback = suite('replayed older channel pointers (device-side rollback check not built yet)');
+const rollback = suite('replayed older channel pointers: verify still accepts them (the device refuses them: device-threats row 3)');
 
 rollback('an older validly signed pointer still verifies, with a lower sequence', async () => {
   // verifyRepository checks one repository snapshot, not history: the high-water mark that refuses

@@ -20,6 +20,7 @@ import { createLanDiscovery, parseLanSpec } from '../plugins/lan/discovery.ts';
 import { createLanSource } from '../plugins/lan/source.ts';
 import { createSupervisorHealthCheck, supervisorRunning } from '../plugins/supervisor/health.ts';
 import type { HealthCheck } from '../core/health.ts';
+import type { ProgressSink } from '../core/progress.ts';
 
 export interface OpenedSource {
   source: Source;
@@ -76,7 +77,7 @@ export function healthFromConfig(health: HealthConfig | null): HealthCheck | nul
   };
 }
 
-export async function withUpdater<T>(home: string, fn: (updater: Updater) => Promise<T>, log?: (m: string) => void): Promise<T> {
+export async function withUpdater<T>(home: string, fn: (updater: Updater) => Promise<T>, log?: (m: string) => void, progress?: ProgressSink): Promise<T> {
   const layout = homeLayout(home);
   const config = await readDeviceConfig(layout.config);
   const privateDirs = config.sources.map(() => join(layout.staging, `source-${randomBytes(6).toString('hex')}`));
@@ -84,7 +85,7 @@ export async function withUpdater<T>(home: string, fn: (updater: Updater) => Pro
   try {
     // Under `ferry run`, healthy means the supervisor handed its sockets to the new version.
     const health = (await supervisorRunning(home)) ? createSupervisorHealthCheck(home, config.health?.timeoutMs ?? 60_000) : healthFromConfig(config.health);
-    const updater = await Updater.open({ home, sources: opened.map((o) => o.source), patcher: createBsdiffPatcher(), health, ...(log ? { log } : {}) });
+    const updater = await Updater.open({ home, sources: opened.map((o) => o.source), patcher: createBsdiffPatcher(), health, ...(log ? { log } : {}), ...(progress ? { progress } : {}) });
     try {
       return await fn(updater);
     } finally {

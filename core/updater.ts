@@ -25,6 +25,7 @@ import { channelsFor, decideApply, decideTarget, type Candidate } from './policy
 import { planUpdate, type Plan } from './plan.ts';
 import { fetchArtifact } from './fetch-artifact.ts';
 import { stageRelease } from './stage.ts';
+import type { ProgressEvent, ProgressSink } from './progress.ts';
 import { verifyTree } from './verify-tree.ts';
 import { writeFileAtomic } from './durable.ts';
 import { killPoint } from './test-hooks.ts';
@@ -44,6 +45,8 @@ export interface UpdaterDeps {
   health: HealthCheck | null;
   clock?: () => Date;
   log?: (message: string) => void;
+  /** Progress of downloads and staging, for a display; absent: none is reported. */
+  progress?: ProgressSink;
 }
 
 export interface DeviceStatus {
@@ -96,6 +99,15 @@ export class Updater implements UpdateManager, RollbackManager {
 
   private log(message: string): void {
     this.deps.log?.(message);
+  }
+
+  /** Reports progress to the display, if any; a display that throws never fails an update. */
+  private progress(e: ProgressEvent): void {
+    try {
+      this.deps.progress?.(e);
+    } catch {
+      // display only
+    }
   }
 
   /** Takes the home's lock (ERR_BUSY if held), opens the store, and recovers any interrupted update. */
@@ -391,7 +403,7 @@ export class Updater implements UpdateManager, RollbackManager {
     let bytes = 0;
     let source: string | null = null;
     for (const ref of this.planArtifacts(plan)) {
-      const got = await fetchArtifact(ref, this.artifactSources(), this.layout.cache);
+      const got = await fetchArtifact(ref, this.artifactSources(), this.layout.cache, this.deps.progress);
       for (const note of got.notes) this.log(note);
       paths.set(ref.sha256, got.path);
       bytes += got.bytesMoved;
@@ -412,7 +424,7 @@ export class Updater implements UpdateManager, RollbackManager {
         await this.fetchPlan(r.plan);
       } catch (err) {
         if (r.plan.kind === 'full' || !(err instanceof FerryError) || !DELTA_FAILURES.has(err.code)) throw err;
-        await fetchArtifact(r.plan.fallback, this.artifactSources(), this.layout.cache);
+        await fetchArtifact(r.plan.fallback, this.artifactSources(), this.layout.cache, this.deps.progress);
       }
       await this.transition(journal, 'verifying');
     } finally {
@@ -516,7 +528,9 @@ export class Updater implements UpdateManager, RollbackManager {
         await mkdir(this.layout.manifests, { recursive: true });
         await writeFileAtomic(this.layout.manifest(version), target.manifestBytes);
         try {
+          this.progress({ step: 'stage', label: version, source: null, done: 0, total: 1 });
           await stageRelease({ layout: this.layout, plan, releases: r.releases, artifacts: fetched.paths, patcher: this.deps.patcher, linkUnchanged: this.config.linkUnchanged });
+          this.progress({ step: 'stage', label: version, source: null, done: 1, total: 1 });
         } catch (err) {
           // A delta whose base files or patches do not check out: fall back to the full artifact.
           if (plan.kind !== 'full' && err instanceof FerryError && DELTA_FAILURES.has(err.code)) {

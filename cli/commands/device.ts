@@ -12,6 +12,7 @@ import { withUpdater } from '../device.ts';
 import { printResult, type OutputFlags } from '../output.ts';
 import { defaultArch, defaultPlatform, formatBytes } from '../format.ts';
 import { table } from '../table.ts';
+import { createProgressSink } from '../progress.ts';
 import { EXIT_CODE } from '../exit-codes.ts';
 
 interface HomeArgs extends OutputFlags {
@@ -20,6 +21,8 @@ interface HomeArgs extends OutputFlags {
 
 const homeOption = (y: Argv) => y.option('home', { type: 'string', demandOption: true, describe: 'the device home folder' });
 const logTo = (args: OutputFlags) => (args.json ? undefined : (m: string) => process.stderr.write(`ferry: ${m}\n`));
+/** Download and staging progress on stderr (bars on a terminal, lines elsewhere); none with --json. */
+const progressTo = (args: OutputFlags) => createProgressSink(process.stderr, args.json);
 
 function describeApply(result: ApplyResult): string[] {
   switch (result.status) {
@@ -123,7 +126,7 @@ const downloadCommand: CommandModule<object, HomeArgs> = {
   describe: 'Fetch and verify the update into the cache (resumable); does not switch',
   builder: (y) => homeOption(y) as never,
   handler: async (args) => {
-    const pkg = await withUpdater(args.home, (u) => u.download(), logTo(args));
+    const pkg = await withUpdater(args.home, (u) => u.download(), logTo(args), progressTo(args));
     printResult(args, pkg, () => [pkg ? `downloaded ${pkg.version} (${pkg.kind}, ${formatBytes(pkg.size)}), verified` : 'up to date: nothing to download']);
   },
 };
@@ -138,7 +141,7 @@ function applyCommand(name: 'apply' | 'update', describe: string): CommandModule
     describe,
     builder: (y) => homeOption(y).option('ignore-window', { type: 'boolean', default: false, describe: 'switch now even outside the maintenance window' }) as never,
     handler: async (args) => {
-      const result = await withUpdater(args.home, (u) => u.apply({ trigger: 'manual', ignoreWindow: args.ignoreWindow }), logTo(args));
+      const result = await withUpdater(args.home, (u) => u.apply({ trigger: 'manual', ignoreWindow: args.ignoreWindow }), logTo(args), progressTo(args));
       printResult(args, result, () => describeApply(result));
       exitFor(result);
     },

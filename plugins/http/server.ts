@@ -11,8 +11,9 @@ import { constants } from 'node:fs';
 import { open, realpath, type FileHandle } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { checkRelativePath } from '../../core/safe-path.ts';
+import { listenHttp } from './listen.ts';
 
 export interface StaticServerOptions {
   root: string;
@@ -180,23 +181,6 @@ export async function startStaticServer(options: StaticServerOptions): Promise<S
   });
   server.keepAliveTimeout = 5_000;
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
-  const hostInUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
-  return {
-    url: `http://${hostInUrl}:${port}/`,
-    port,
-    stats,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  const listening = await listenHttp(server, config.host, config.port);
+  return { url: `${listening.url}/`, port: listening.port, stats, close: listening.close };
 }

@@ -7,9 +7,9 @@
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { parseRange } from '../http/server.ts';
+import { listenHttp } from '../http/listen.ts';
 
 /** The one URL scheme peers speak; the client side is plugins/lan/source.ts. */
 export const ARTIFACT_PREFIX = '/ferry/v1/artifacts/';
@@ -100,23 +100,6 @@ export async function startPeerServer(options: PeerServerOptions): Promise<PeerS
   // A stalled client must not hold a descriptor for ever.
   server.requestTimeout = 60_000;
   server.headersTimeout = 10_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-  return {
-    url: `http://${host}:${port}`,
-    port,
-    stats,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  const listening = await listenHttp(server, options.host, options.port ?? 0);
+  return { url: listening.url, port: listening.port, stats, close: listening.close };
 }

@@ -59,8 +59,9 @@ export function createDirSource(root: string, name = `dir:${root}`): Source {
       const handle = await openOrUndefined(path);
       if (!handle) return false;
       try {
-        // O_NOFOLLOW: the partial file is appended to only if it is a file of ours, never a link.
-        const flags = (offset > 0 ? constants.O_APPEND : constants.O_CREAT | constants.O_EXCL) | constants.O_WRONLY | constants.O_NOFOLLOW;
+        // O_NOFOLLOW: the partial file is written only if it is a file of ours, never a link. From
+        // offset 0 it is created or emptied (a kill can leave an empty .part behind).
+        const flags = (offset > 0 ? constants.O_APPEND : constants.O_CREAT | constants.O_TRUNC) | constants.O_WRONLY | constants.O_NOFOLLOW;
         const out = await open(dest, flags, 0o600);
         // The write stream owns `out` and closes it when it finishes or fails.
         await pipeline(handle.createReadStream({ autoClose: false, start: offset }), capped(maxBytes - offset, path), out.createWriteStream());

@@ -13,6 +13,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -453,11 +454,12 @@ export function createHttpTransport(options: HttpTransportOptions): HttpTranspor
     }
     let fh: FileHandle;
     try {
+      // O_NOFOLLOW: the partial file is written only if it is a file, never through a link.
       if (start > 0) {
-        fh = await open(dest, 'r+');
+        fh = await open(dest, constants.O_RDWR | constants.O_NOFOLLOW);
         await fh.truncate(start);
       } else {
-        fh = await open(dest, 'w', 0o600);
+        fh = await open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
       }
     } catch (err) {
       ex.abort();

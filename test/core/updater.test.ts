@@ -6,7 +6,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeRepo, pseudoRandomBytes, sampleApp, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
 import { assertInstalled, assertTree, fakeClock, fakeHealth, makeDevice, type TestDevice } from '../helpers/device.ts';
@@ -666,6 +666,19 @@ cache('a cached artifact damaged on disk is fetched again, not used', async () =
       assert.is(result.record.bytesMoved, delta.artifact.size, 'fetched again from the source');
       await assertInstalled(device, r2.manifest);
     });
+  } finally {
+    await done(device, repo);
+  }
+});
+
+cache('an empty .part left by a kill just after it was created is written over, not a reason to fail', async () => {
+  const { repo, device } = await fresh();
+  try {
+    const r1 = await repo.release('1.0.0', sampleApp('1.0.0'));
+    await mkdir(device.layout.cache, { recursive: true });
+    await writeFile(join(device.layout.cache, `${r1.full.sha256}.part`), '');
+    await device.with(async (u) => assert.is((await u.apply()).status, 'committed'));
+    await assertInstalled(device, r1.manifest);
   } finally {
     await done(device, repo);
   }

@@ -151,7 +151,7 @@ export async function run(options: { log: (line: string) => void }): Promise<voi
     repo = await makeRepo({ app: 'bench-app', dir: join(root, 'repo-home') });
     log('publishing 1.0.0');
     let start = Date.now();
-    const r1 = await within('publishing 1.0.0', SETUP_TIMEOUT_MS, publish(repo, oldApp, '1.0.0'));
+    await within('publishing 1.0.0', SETUP_TIMEOUT_MS, publish(repo, oldApp, '1.0.0'));
     const publish1s = (Date.now() - start) / 1000;
 
     // Devices on 1.0.0 for the delta runs are installed now, while 1.0.0 is the latest release.

@@ -5,7 +5,6 @@
 // that copy; from there a bundle is verified by exactly the code that verifies a repository.
 
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { FerryError, fromFsError } from './errors.ts';
 import { packFiles } from './archive.ts';
 import { extractArchive, DEFAULT_LIMITS } from './extract.ts';

@@ -17,7 +17,7 @@ import { IDLE, canTransition, type Journal, type Phase } from './journal.ts';
 import { readCurrent, switchCurrent } from './switch.ts';
 import { verifyTrustedRoot, type RootDoc } from './root.ts';
 import { readMarks, writeMarks, raiseChannelMark, raiseTimeFloor, type TrustMarks } from './trust-marks.ts';
-import { discover, type Offer, type SourceProblem } from './discover.ts';
+import { discover, type Offer } from './discover.ts';
 import { readManifest } from './trusted-metadata.ts';
 import { parseEnvelope } from './dsse.ts';
 import { MANIFEST_MAX_BYTES, parseManifestPayload, targetKey, type ArtifactRef, type ManifestDoc, type TargetRelease } from './metadata.ts';
@@ -66,10 +66,7 @@ export interface DeviceStatus {
 
 /** What check found, kept for download/apply in the same process. */
 interface Resolution {
-  root: RootDoc;
   current: string | null;
-  offers: Offer[];
-  problems: SourceProblem[];
   target: { candidate: Candidate; manifest: ManifestDoc; manifestBytes: Uint8Array; source: Source } | null;
   releases: Map<string, TargetRelease>;
   plan: Plan | null;
@@ -200,9 +197,10 @@ export class Updater implements UpdateManager, RollbackManager {
         this.log(`recovered: an update to ${journal.to} interrupted while ${journal.phase} was abandoned`);
         break;
       case 'staged': {
-        const files = journal.to ? await this.localFiles(journal.to).catch(() => null) : null;
-        const ok = files && journal.to ? await verifyTree(this.layout.release(journal.to), files).then(() => true, () => false) : false;
-        if (!ok) {
+        // A release folder is complete by construction (it appears by one rename); its bytes are
+        // re-verified by apply() before the switch, not on every open.
+        const present = journal.to ? await stat(this.layout.release(journal.to)).then(() => true, () => false) && await stat(this.layout.manifest(journal.to)).then(() => true, () => false) : false;
+        if (!present) {
           await this.finishAttempt(journal, 'failed', 'ERR_INTERRUPTED', 'staged release missing or damaged');
           await this.store.setJournal({ ...IDLE });
         }
@@ -304,7 +302,7 @@ export class Updater implements UpdateManager, RollbackManager {
     marks = raiseTimeFloor(marks, this.now);
     for (const o of found.offers) marks = raiseChannelMark(marks, o.doc, o.bytes, found.root);
 
-    const resolution: Resolution = { root: found.root, current, offers: found.offers, problems: found.problems, target: null, releases: new Map(), plan: null };
+    const resolution: Resolution = { current, target: null, releases: new Map(), plan: null };
     try {
       if (found.offers.length === 0) {
         const refusal = found.problems.find((p) => REFUSALS.has(p.code));
@@ -493,7 +491,18 @@ export class Updater implements UpdateManager, RollbackManager {
     if (decision.action === 'wait') {
       return { status: 'waiting', version, reason: decision.reason, why: decision.why };
     }
-    return this.switchAndConfirm(journal, manifest, justStaged);
+    if (!justStaged) {
+      // Staged by an earlier run: its bytes are hashed again before the switch, not after it.
+      try {
+        await verifyTree(this.layout.release(version), await this.localFiles(version));
+      } catch (err) {
+        const e = fromFsError(err, `re-verifying staged ${version}`);
+        await this.finishAttempt(journal, 'failed', e.code, `staged release no longer verifies: ${e.message}`);
+        await this.transition(journal, 'idle', { ...IDLE });
+        throw e;
+      }
+    }
+    return this.switchAndConfirm(journal, manifest);
   }
 
   /** checking → downloading → verifying → staging → staged, with the delta-to-full fallback. */
@@ -556,29 +565,21 @@ export class Updater implements UpdateManager, RollbackManager {
     }
   }
 
-  /** `verified`: the tree was hashed against its signed list moments ago (just staged, or by rollback()). */
-  private async healthy(version: string, verified: boolean): Promise<{ healthy: boolean; detail: string }> {
-    const dir = this.layout.release(version);
-    if (!verified) {
-      try {
-        await verifyTree(dir, await this.localFiles(version));
-      } catch (err) {
-        return { healthy: false, detail: `tree does not verify: ${(err as Error).message}` };
-      }
-    }
+  /** Callers switch only to a tree hashed against its signed list (just staged, or re-verified). */
+  private async healthy(version: string): Promise<{ healthy: boolean; detail: string }> {
     if (!this.deps.health) return { healthy: true, detail: 'tree verified (no health check configured)' };
     return this.deps.health.check({ version, dir: this.layout.current });
   }
 
   /** staged → switching → confirming → committed | rolling-back → idle */
-  private async switchAndConfirm(journal: Journal, manifest: ManifestDoc, verified: boolean): Promise<ApplyResult> {
+  private async switchAndConfirm(journal: Journal, manifest: ManifestDoc): Promise<ApplyResult> {
     const version = journal.to!;
     const from = journal.from;
     const point = from ? await this.makeRestorePoint(from, 'before-switch') : null;
     journal = await this.transition(journal, 'switching', { restorePointId: point?.id ?? null });
     await this.switchTo(version);
     journal = await this.transition(journal, 'confirming');
-    const health = await this.healthy(version, verified);
+    const health = await this.healthy(version);
     if (health.healthy) {
       journal = await this.transition(journal, 'committed');
       if (manifest.securityFix) await this.raiseSecurityFloor(version);
@@ -646,7 +647,7 @@ export class Updater implements UpdateManager, RollbackManager {
     const id2 = await this.store.newHistoryId(this.now);
     await this.store.putHistory({ id: id2, from: current, to: point.version, source: `restore-point:${point.id}`, kind: 'rollback', bytesMoved: 0, startedAt: this.now.toISOString(), finishedAt: null, outcome: 'in-progress', errorCode: null });
     const j: Journal = { ...IDLE, attemptId: id2, from: current, to: point.version, startedAt: this.now.toISOString() };
-    const result = await this.switchAndConfirm(j, await this.localManifest(point.version), true);
+    const result = await this.switchAndConfirm(j, await this.localManifest(point.version));
     // A version rolled back by hand is not reinstalled automatically; approving it lifts the hold.
     if (result.status === 'committed' && current && current !== point.version) await this.store.hold(current);
     if (result.status === 'rolled-back' || result.status === 'committed') return result.record;

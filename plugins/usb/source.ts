@@ -73,9 +73,6 @@ const MAX_DIR_ENTRIES = 512;
 /** Subfolders of a mount looked into (one level down). */
 const MAX_SUBDIRS = 32;
 const COPY_CHUNK = 256 * 1024;
-const SHA_DIR = /^[0-9a-f]{64}$/;
-/** Errors that mean "the medium went away or changed", where trying again later can help. */
-const GONE = new Set(['ENOENT', 'EIO', 'ENXIO', 'ENODEV', 'ESTALE', 'ENOTCONN', 'EBADF', 'ENOTDIR']);
 
 interface Candidate {
   kind: 'bundle' | 'folder';

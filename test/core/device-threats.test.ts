@@ -13,14 +13,12 @@ import { fileURLToPath } from 'node:url';
 import { makeRepo, pseudoRandomBytes, sampleApp, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
 import { assertInstalled, fakeClock, makeDevice, type TestDevice } from '../helpers/device.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
-import { resignChannel } from '../helpers/tamper.ts';
+import { resignChannel, resignManifest } from '../helpers/tamper.ts';
 import { generateKeyFiles, loadSigningKey } from '../../core/keys.ts';
 import { rotateRoot } from '../../core/repository.ts';
 import { tarBytes, type TarEntry } from '../helpers/tar-writer.ts';
-import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope, parseEnvelope } from '../../core/dsse.ts';
-import { digestFile, CHUNK_SIZE, sha256 } from '../../core/hash.ts';
+import { digestFile, CHUNK_SIZE } from '../../core/hash.ts';
 import { writeBundle } from '../../core/bundle.ts';
-import type { ChannelDoc, ManifestDoc } from '../../core/metadata.ts';
 import type { ErrorCode } from '../../core/errors.ts';
 import type { Updater } from '../../core/updater.ts';
 
@@ -35,10 +33,6 @@ async function fresh(): Promise<{ repo: TestRepo; device: TestDevice }> {
 
 async function done(...things: { cleanup(): Promise<void> }[]): Promise<void> {
   for (const t of things) await t.cleanup();
-}
-
-function payloadOf<D>(bytes: Uint8Array): D {
-  return JSON.parse(Buffer.from(parseEnvelope(bytes, 64 * 1024 * 1024, 'test').payload, 'base64').toString('utf8')) as D;
 }
 
 /** The newest history record with `outcome`, asserting there is one with `code`. */
@@ -244,19 +238,6 @@ row10.run();
 
 // ---------------------------------------------------------------------------------------------
 
-/** Re-signs 1.1.0's manifest with `mutate` applied, and re-pins it in a new stable pointer (sequence + 1). */
-async function resign(repo: TestRepo, version: string, mutate: (m: ManifestDoc) => void): Promise<void> {
-  const mPath = join(repo.repo, 'releases', version, 'manifest.json');
-  const manifest = payloadOf<ManifestDoc>(await readFile(mPath));
-  mutate(manifest);
-  const mBytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, Buffer.from(JSON.stringify(manifest)), [repo.releaseKey]));
-  await writeFile(mPath, mBytes);
-  const cPath = join(repo.repo, 'channels', 'stable.json');
-  const channel = payloadOf<ChannelDoc>(await readFile(cPath));
-  channel.sequence += 1;
-  channel.targets[T] = { version, manifest: { path: `releases/${version}/manifest.json`, size: mBytes.length, sha256: sha256(mBytes) } };
-  await writeFile(cPath, encodeEnvelope(signEnvelope(PAYLOAD_TYPES.channel, Buffer.from(JSON.stringify(channel)), [repo.releaseKey])));
-}
 
 function tarEntries(tree: TreeSpec): TarEntry[] {
   return Object.entries(tree).map(([name, spec]) => {
@@ -278,7 +259,7 @@ row11('a signed artifact holding one file the signed list lacks: ERR_UNSAFE_ARCH
     const artifact = join(repo.repo, 'releases', '1.1.0', 'linux-x64.extra.tar.gz');
     await writeFile(artifact, gzipSync(tarBytes([...tarEntries(sampleApp('1.1.0')), { name: 'lib/zz-backdoor.js', content: 'process.exit(66);\n', mode: 0o755 }])));
     const d = await digestFile(artifact, CHUNK_SIZE);
-    await resign(repo, '1.1.0', (m) => {
+    await resignManifest(repo.repo, '1.1.0', [repo.releaseKey], (m) => {
       m.targets[T]!.full = { path: 'releases/1.1.0/linux-x64.extra.tar.gz', size: d.size, sha256: d.sha256, chunkSize: CHUNK_SIZE, chunks: d.chunks };
       m.targets[T]!.deltas = [];
     });

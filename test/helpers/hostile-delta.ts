@@ -8,12 +8,12 @@ import { readdirSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { create, extract } from 'tar';
-import { encodeEnvelope, parseEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/dsse.ts';
 import { CHUNK_SIZE, digestFile, sha256 } from '../../core/hash.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
-import type { ArtifactRef, ChannelDoc, DeltaOp, ManifestDoc } from '../../core/metadata.ts';
+import type { ArtifactRef, DeltaOp, ManifestDoc } from '../../core/metadata.ts';
 import type { Patcher } from '../../core/patcher.ts';
 import { tempDir, type TestRepo } from './repo.ts';
+import { readPayload, resignManifest } from './tamper.ts';
 
 /** bsdiff's offset encoding: 63-bit magnitude little-endian, sign in the top bit. */
 function offt(value: number): Buffer {
@@ -76,26 +76,6 @@ export async function packEntries(entries: Map<string, Buffer>, outFile: string)
   }
 }
 
-function payloadOf<D>(bytes: Uint8Array): D {
-  return JSON.parse(Buffer.from(parseEnvelope(bytes, 64 * 1024 * 1024, 'test').payload, 'base64').toString('utf8')) as D;
-}
-
-/** Re-signs `version`'s manifest with `mutate` applied and re-pins it in the stable pointer with sequence + 1. */
-export async function resignRelease(repo: TestRepo, version: string, mutate: (m: ManifestDoc) => void): Promise<ManifestDoc> {
-  const mPath = join(repo.repo, 'releases', version, 'manifest.json');
-  const manifest = payloadOf<ManifestDoc>(await readFile(mPath));
-  mutate(manifest);
-  const mBytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, Buffer.from(JSON.stringify(manifest)), [repo.releaseKey]));
-  await writeFile(mPath, mBytes);
-  const cPath = join(repo.repo, 'channels', 'stable.json');
-  const channel = payloadOf<ChannelDoc>(await readFile(cPath));
-  channel.sequence += 1;
-  for (const t of Object.values(channel.targets)) {
-    if (t.version === version) t.manifest = { path: `releases/${version}/manifest.json`, size: mBytes.length, sha256: sha256(mBytes) };
-  }
-  await writeFile(cPath, encodeEnvelope(signEnvelope(PAYLOAD_TYPES.channel, Buffer.from(JSON.stringify(channel)), [repo.releaseKey])));
-  return manifest;
-}
 
 export interface DeltaChange {
   /** The file (a `patch` op) whose delta entry is changed. */
@@ -113,7 +93,7 @@ export interface DeltaChange {
  */
 export async function resignDelta(repo: TestRepo, version: string, from: string, change: DeltaChange, target = 'linux-x64'): Promise<{ manifest: ManifestDoc; op: Extract<DeltaOp, { op: 'patch' }>; artifact: ArtifactRef }> {
   const mPath = join(repo.repo, 'releases', version, 'manifest.json');
-  const before = payloadOf<ManifestDoc>(await readFile(mPath));
+  const before = await readPayload<ManifestDoc>(mPath);
   const delta = before.targets[target]?.deltas.find((d) => d.from === from);
   if (!delta) throw new Error(`test setup: ${version} has no delta from ${from} for ${target}`);
   const op = delta.ops.find((o): o is Extract<DeltaOp, { op: 'patch' }> => o.op === 'patch' && o.path === change.path);
@@ -139,7 +119,7 @@ export async function resignDelta(repo: TestRepo, version: string, from: string,
     const d = await digestFile(artifactFile, CHUNK_SIZE);
     artifact = { path: delta.artifact.path, size: d.size, sha256: d.sha256, chunkSize: CHUNK_SIZE, chunks: d.chunks };
   }
-  const manifest = await resignRelease(repo, version, (m) => {
+  const manifest = await resignManifest(repo.repo, version, [repo.releaseKey], (m) => {
     const dd = m.targets[target]!.deltas.find((x) => x.from === from)!;
     dd.artifact = artifact;
     dd.ops = dd.ops.map((o) => (o.path === change.path ? newOp : o));

@@ -65,10 +65,10 @@ export async function resignChannel(repo: string, channel: Channel, keys: Signin
 
 /**
  * Rewrites a manifest with `mutate` applied, signed by `keys`, and re-pins every channel naming
- * that version (also signed by `keys`): a validly signed but wrong release, as a compromised or
- * buggy publisher would produce.
+ * that version in a new pointer (sequence + 1, also signed by `keys`): a validly signed but wrong
+ * release, as a compromised or buggy publisher would produce. Returns the new manifest.
  */
-export async function resignManifest(repo: string, version: string, keys: SigningKey[], mutate: (doc: ManifestDoc) => void): Promise<void> {
+export async function resignManifest(repo: string, version: string, keys: SigningKey[], mutate: (doc: ManifestDoc) => void): Promise<ManifestDoc> {
   const file = join(repo, manifestPath(version));
   const doc = await readPayload<ManifestDoc>(file);
   mutate(doc);
@@ -82,7 +82,9 @@ export async function resignManifest(repo: string, version: string, keys: Signin
     const chDoc = await readPayload<ChannelDoc>(chFile);
     if (!Object.values(chDoc.targets).some((t) => t.version === version)) continue;
     await resignChannel(repo, ch, keys, (d) => {
+      d.sequence += 1;
       for (const t of Object.values(d.targets)) if (t.version === version) t.manifest = pin;
     });
   }
+  return doc;
 }

@@ -201,13 +201,6 @@ class Origin {
   }
 }
 
-interface Ctx {
-  origin: Origin;
-  tmp: TempDir;
-  dests: number;
-  closers: (() => void)[];
-}
-
 const origin = new Origin();
 let tmp: TempDir;
 let dests = 0;

@@ -17,25 +17,35 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
+/** What each step is called while it runs and once it is done. */
+const VERBS: Record<ProgressEvent['step'], [running: string, done: string]> = {
+  download: ['downloading', 'downloaded'],
+  patch: ['patching', 'patched'],
+  stage: ['staging', 'staged'],
+};
+
 /**
  * One line for `e`, `startedMs` being when its step began: bytes done of total, percent, rate, ETA
- * and source while downloading; the size, rate and time taken once done.
+ * (and the source while downloading) as it runs; the size, rate or time taken once done. Staging
+ * and patching count the bytes of the new tree written so far.
  */
 export function renderProgress(e: ProgressEvent, nowMs: number, startedMs: number): string {
   const elapsed = Math.max(0, nowMs - startedMs) / 1000;
   const complete = e.total > 0 && e.done >= e.total;
-  if (e.step === 'stage') return complete ? `staged ${e.label} in ${elapsed.toFixed(1)}s` : `staging ${e.label}`;
+  const [running, finished] = VERBS[e.step];
   const from = e.source === null ? '' : ` from ${e.source}`;
   if (complete) {
+    if (e.step !== 'download') return `${finished} ${e.label} in ${elapsed.toFixed(1)}s`;
     if (e.source === null) return `cached ${e.label}  ${formatBytes(e.total)} (verified, nothing to download)`;
     const rate = elapsed > 0 ? `  ${formatBytes(Math.round(e.total / elapsed))}/s` : '';
     return `downloaded ${e.label}${from}  ${formatBytes(e.total)}${rate}  in ${elapsed.toFixed(1)}s`;
   }
+  if (e.step !== 'download' && e.done === 0) return `${running} ${e.label}`;
   const percent = e.total > 0 ? Math.floor((e.done / e.total) * 100) : 0;
   const rate = elapsed > 0 && e.done > 0 ? e.done / elapsed : null;
   const speed = rate === null ? '-' : `${formatBytes(Math.round(rate))}/s`;
   const eta = rate === null ? '-' : formatDuration((e.total - e.done) / rate);
-  return `downloading ${e.label}${from}  ${formatBytes(e.done)} of ${formatBytes(e.total)}  ${percent}%  ${speed}  ETA ${eta}`;
+  return `${running} ${e.label}${from}  ${formatBytes(e.done)} of ${formatBytes(e.total)}  ${percent}%  ${speed}  ETA ${eta}`;
 }
 
 /** What a sink writes to: process.stderr, or a test's collector. */

@@ -143,6 +143,8 @@ export async function applyDelta(input: {
    * writing into its own folder, a bad sector) is damage to both. Off unless a device opts in.
    */
   linkUnchanged?: boolean;
+  /** Hears each target file's size once it is built and checked (for progress). */
+  onFileWritten?: (bytes: number) => void;
 }): Promise<void> {
   const { baseDir, ops, targetFiles, outDir, patcher } = input;
   const byPath = new Map(targetFiles.map((f) => [f.path, f]));
@@ -231,6 +233,7 @@ export async function applyDelta(input: {
         }
       }
       await chmod(target, file.mode);
+      input.onFileWritten?.(file.size);
     } catch (err) {
       if (err instanceof FerryError) throw err;
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new FerryError('ERR_HASH_MISMATCH', `base file for ${op.path} is missing`, { cause: err });

@@ -43,13 +43,15 @@ export interface ExtractedFile {
 /**
  * Extracts `archive` into `dest` (which must exist and be private to the caller). With `expected`,
  * the archive must hold exactly those files with those sizes and hashes. On error, files already
- * written stay in `dest`: the caller owns `dest` and removes it.
+ * written stay in `dest`: the caller owns `dest` and removes it. `onFileWritten` hears each
+ * file's size once it is written and checked (for progress).
  */
 export async function extractArchive(
   archive: string,
   dest: string,
   expected: Map<string, ExpectedFile> | null,
   limits: ExtractLimits = DEFAULT_LIMITS,
+  onFileWritten?: (bytes: number) => void,
 ): Promise<ExtractedFile[]> {
   const extracted: ExtractedFile[] = [];
   const dirs = new Set<string>(['']);
@@ -94,7 +96,7 @@ export async function extractArchive(
       active.add(entry);
       entry.on('end', () => active.delete(entry));
       entry.on('error', () => {}); // reported through writeEntry's reader; never an unhandled event
-      writes.push(writeEntry(entry, dest, path, want, dirs).then((f) => { extracted.push(f); }, fail));
+      writes.push(writeEntry(entry, dest, path, want, dirs).then((f) => { extracted.push(f); onFileWritten?.(f.size); }, fail));
     } catch (err) {
       entry.resume();
       fail(err);

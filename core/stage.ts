@@ -14,6 +14,7 @@ import type { HomeLayout } from './device-layout.ts';
 import type { TargetRelease } from './metadata.ts';
 import type { Plan } from './plan.ts';
 import type { Patcher } from './patcher.ts';
+import type { ProgressEvent, ProgressSink } from './progress.ts';
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);
@@ -35,10 +36,13 @@ export async function stageRelease(input: {
    * of a chain always link from the step before: those trees are ours and thrown away.
    */
   linkUnchanged: boolean;
+  /** Hears bytes of the new tree written: step 'stage' for a full artifact, 'patch' for deltas. */
+  progress?: ProgressSink;
 }): Promise<boolean> {
   const { layout, plan } = input;
   const target = input.releases.get(plan.to);
   if (!target) throw new FerryError('ERR_NOT_FOUND', `no signed release ${plan.to} to stage`);
+  const report = treeProgress(plan, input.releases, input.progress);
   const finalDir = layout.release(plan.to);
   if (await exists(finalDir)) {
     try {
@@ -61,7 +65,7 @@ export async function stageRelease(input: {
     if (plan.kind === 'full') {
       built = join(work, 'tree');
       await mkdir(built);
-      await extractArchive(artifact(plan.artifact.sha256), built, new Map(target.files.map((f) => [f.path, f])));
+      await extractArchive(artifact(plan.artifact.sha256), built, new Map(target.files.map((f) => [f.path, f])), undefined, report.written);
     } else {
       let base = layout.release(plan.steps[0]!.from);
       built = base;
@@ -70,7 +74,7 @@ export async function stageRelease(input: {
         if (!files) throw new FerryError('ERR_NOT_FOUND', `no signed file list for ${step.to}`);
         const out = join(work, `step-${i}`);
         await mkdir(out);
-        await applyDelta({ baseDir: base, ops: step.ops, targetFiles: files, artifact: artifact(step.artifact.sha256), outDir: out, workDir: join(work, `w${i}`), patcher: input.patcher, linkUnchanged: i > 0 || input.linkUnchanged });
+        await applyDelta({ baseDir: base, ops: step.ops, targetFiles: files, artifact: artifact(step.artifact.sha256), outDir: out, workDir: join(work, `w${i}`), patcher: input.patcher, linkUnchanged: i > 0 || input.linkUnchanged, onFileWritten: report.written });
         base = built = out;
       }
     }
@@ -81,10 +85,33 @@ export async function stageRelease(input: {
     await mkdir(layout.releases, { recursive: true });
     await rename(built, finalDir);
     await fsyncDir(layout.releases);
+    report.finished();
     return true;
   } catch (err) {
     throw fromFsError(err, `staging ${plan.to}`);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * Progress over the bytes of every tree the plan builds (one per chain step): 'stage' with the
+ * version for a full artifact, 'patch' with "from → to" for deltas. Starts at 0 when made.
+ */
+function treeProgress(plan: Plan, releases: Map<string, TargetRelease>, sink: ProgressSink | undefined): { written(bytes: number): void; finished(): void } {
+  const trees = plan.kind === 'full' ? [plan.to] : plan.steps.map((s) => s.to);
+  const bytes = trees.reduce((sum, v) => sum + (releases.get(v)?.files.reduce((n, f) => n + f.size, 0) ?? 0), 0);
+  const total = Math.max(1, bytes); // an empty tree still has a start and an end
+  const event = (done: number): ProgressEvent => plan.kind === 'full'
+    ? { step: 'stage', label: plan.to, source: null, done, total }
+    : { step: 'patch', label: `${plan.steps[0]!.from} → ${plan.to}`, source: null, done, total };
+  let done = 0;
+  sink?.(event(0));
+  return {
+    written(n) {
+      done += n;
+      if (done < total) sink?.(event(done));
+    },
+    finished: () => sink?.(event(total)),
+  };
 }

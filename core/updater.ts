@@ -537,9 +537,7 @@ export class Updater implements UpdateManager, RollbackManager {
         await mkdir(this.layout.manifests, { recursive: true });
         await writeFileAtomic(this.layout.manifest(version), target.manifestBytes);
         try {
-          this.progress({ step: 'stage', label: version, source: null, done: 0, total: 1 });
-          await stageRelease({ layout: this.layout, plan, releases: r.releases, artifacts: fetched.paths, patcher: this.deps.patcher, linkUnchanged: this.config.linkUnchanged });
-          this.progress({ step: 'stage', label: version, source: null, done: 1, total: 1 });
+          await stageRelease({ layout: this.layout, plan, releases: r.releases, artifacts: fetched.paths, patcher: this.deps.patcher, linkUnchanged: this.config.linkUnchanged, progress: (e) => this.progress(e) });
         } catch (err) {
           // A delta whose base files or patches do not check out: fall back to the full artifact.
           if (plan.kind !== 'full' && err instanceof FerryError && DELTA_FAILURES.has(err.code)) {

@@ -45,4 +45,19 @@ cli('not a terminal: a download line naming the artifact and its size on stderr;
   assert.not.match(quiet.stderr, /download|stag|cached/, `no progress with --json, got: ${quiet.stderr}`);
 });
 
+cli('a delta update shows patching from the old version to the new one, in bytes of the new tree', async () => {
+  await writeTree(p('app-1.1.0'), sampleApp('1.1.0'));
+  ok(ferry('release', p('app-1.1.0'), '--repo', p('repo'), '--version', '1.1.0', '--key', p('release.key'), ...target), 'release 1.1.0');
+  const m = await readPayload<ManifestDoc>(p('repo', 'releases', '1.1.0', 'manifest.json'));
+  const treeBytes = m.targets['linux-x64']!.files.reduce((n, f) => n + f.size, 0);
+  const run = ok(ferry('update', '--home', p('home')), 'update to 1.1.0');
+  assert.match(run.stdout, /1\.0\.0 -> 1\.1\.0/);
+  const lines = run.stderr.split('\n');
+  assert.ok(lines.includes('patching 1.0.0 → 1.1.0'), `a patching start line in:\n${run.stderr}`);
+  assert.ok(lines.some((l) => /^patched 1\.0\.0 → 1\.1\.0 in \d+\.\ds$/.test(l)), `a patched line in:\n${run.stderr}`);
+  assert.not.ok(lines.some((l) => l.startsWith('staging 1.1.0')), 'a delta is reported as patching, not as extraction');
+  const h = json<{ to: string; kind: string }[]>(ok(ferry('history', '--home', p('home'), '--json'), 'history'));
+  assert.is(h.find((r) => r.to === '1.1.0')?.kind, 'delta', `the update was a delta (tree ${treeBytes} bytes)`);
+});
+
 cli.run();

@@ -19,6 +19,10 @@ const rows: [string, ProgressEvent, number, string][] = [
   ['cached: no source', dl(300, 300, null), 5, 'cached artifacts/app-1.1.0.tar.gz  300 B (verified, nothing to download)'],
   ['staging starts', { step: 'stage', label: '1.1.0', source: null, done: 0, total: 1 }, 0, 'staging 1.1.0'],
   ['staging ends', { step: 'stage', label: '1.1.0', source: null, done: 1, total: 1 }, 1500, 'staged 1.1.0 in 1.5s'],
+  ['staging: half the tree written in 2 s', { step: 'stage', label: '1.1.0', source: null, done: 2 * MiB, total: 4 * MiB }, 2000, 'staging 1.1.0  2.00 MiB of 4.00 MiB  50%  1.00 MiB/s  ETA 2s'],
+  ['patching starts', { step: 'patch', label: '1.0.0 → 1.1.0', source: null, done: 0, total: 4 * MiB }, 0, 'patching 1.0.0 → 1.1.0'],
+  ['patching: a quarter in 1 s', { step: 'patch', label: '1.0.0 → 1.1.0', source: null, done: MiB, total: 4 * MiB }, 1000, 'patching 1.0.0 → 1.1.0  1.00 MiB of 4.00 MiB  25%  1.00 MiB/s  ETA 3s'],
+  ['patching ends', { step: 'patch', label: '1.0.0 → 1.1.0', source: null, done: 4 * MiB, total: 4 * MiB }, 2500, 'patched 1.0.0 → 1.1.0 in 2.5s'],
 ];
 for (const [name, e, elapsed, want] of rows) {
   render(name, () => assert.is(renderProgress(e, 10_000 + elapsed, 10_000), want));

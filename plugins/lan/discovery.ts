@@ -1,6 +1,6 @@
 // Finding LAN peers (DESIGN.md "Transports": lan): DNS-SD over mDNS (RFC 6763 over RFC 6762),
-// service type `_ferry._tcp`, TXT `app=<app>`, or a static list (`lan:host:port,host:port`) where
-// multicast is unwanted. What discovery returns is only a list of URLs to ask for bytes: a peer
+// service type `_ferry._tcp`, TXT `app=<app>` (and `ver=<version>`, the release the peer runs), or
+// a static list (`lan:host:port,host:port`) where multicast is unwanted. What discovery returns is only a list of URLs to ask for bytes: a peer
 // that lies about itself can waste a chunk request, nothing more, because every chunk is checked
 // against its signed hash by the core.
 //
@@ -28,6 +28,11 @@ export interface LanDiscovery {
   peers(): Promise<LanPeer[]>;
   /** Our own DNS-SD instance name, when we announce. */
   readonly instance: string | null;
+  /**
+   * Announces that this device now runs `version` (a few unsolicited answers, bounded), so
+   * peers that listen can react at once. No-op when not announcing.
+   */
+  announceVersion(version: string): void;
   /** Says goodbye (TTL 0) if announcing, and closes the socket. */
   close(): Promise<void>;
 }
@@ -48,6 +53,13 @@ export interface LanDiscoveryOptions {
   instanceName?: string;
   /** mDNS UDP port (default 5353). */
   mdnsPort?: number;
+  /** The release this device runs, announced in TXT as `ver=` (when announcing). */
+  version?: string;
+  /**
+   * Hears a peer of the same app announce the release it runs: once per peer and version. The
+   * claim is unverified (a wake-up hint, never trusted for anything but "look now").
+   */
+  onPeerVersion?: (peer: LanPeer & { version: string }) => void;
 }
 
 /** `lan` → undefined (mDNS); `lan:h:p,h:p` → the list. */
@@ -95,6 +107,9 @@ interface Seen {
   port?: number;
   target?: string;
   app?: string;
+  /** The release the peer says it runs (TXT `ver=`), and the last one reported to onPeerVersion. */
+  version?: string;
+  reported?: string;
   /** Where the answer came from: the address used when no A record names the target. */
   from: string;
   expiresAt: number;
@@ -106,13 +121,14 @@ export function createLanDiscovery(options: LanDiscoveryOptions): LanDiscovery {
 
   if (options.static && options.static.length > 0) {
     const list = options.static.map((entry) => ({ name: entry, url: staticUrl(entry) }));
-    return { instance: null, peers: async () => list, close: async () => {} };
+    return { instance: null, peers: async () => list, announceVersion: () => {}, close: async () => {} };
   }
 
   const instanceLabel = label(options.instanceName ?? `${options.app}-${hostname()}-${randomBytes(3).toString('hex')}`);
   const instance = `${instanceLabel}.${SERVICE}`;
   const target = `${instanceLabel}.local`;
   const announcing = options.port !== undefined;
+  let version = options.version;
 
   const mdns = makeMdns({
     port: options.mdnsPort ?? 5353,
@@ -128,7 +144,7 @@ export function createLanDiscovery(options: LanDiscoveryOptions): LanDiscovery {
       answers: [{ name: SERVICE, type: 'PTR' as const, ttl, data: instance }],
       additionals: [
         { name: instance, type: 'SRV' as const, ttl, data: { port, target, priority: 0, weight: 0 } },
-        { name: instance, type: 'TXT' as const, ttl, data: [`app=${options.app}`, 'v=1'] },
+        { name: instance, type: 'TXT' as const, ttl, data: [`app=${options.app}`, 'v=1', ...(version ? [`ver=${version}`] : [])] },
         ...ownAddresses(options.interfaceAddress).map((a) => ({ name: target, type: 'A' as const, ttl, data: a })),
       ],
     };
@@ -154,14 +170,17 @@ export function createLanDiscovery(options: LanDiscoveryOptions): LanDiscovery {
         const s = seen.get(r.name) ?? { from: rinfo.address, expiresAt: now + ttlMs };
         seen.set(r.name, { ...s, port: r.data.port, target: r.data.target });
       } else if (r.type === 'TXT' && r.name.endsWith(`.${SERVICE}`)) {
-        const app = txtValues(r.data).find((t) => t.startsWith('app='))?.slice(4);
+        const txt = txtValues(r.data);
+        const app = txt.find((t) => t.startsWith('app='))?.slice(4);
+        const ver = txt.find((t) => t.startsWith('ver='))?.slice(4);
         const s = seen.get(r.name) ?? { from: rinfo.address, expiresAt: now + ttlMs };
-        seen.set(r.name, { ...s, ...(app !== undefined ? { app } : {}) });
+        seen.set(r.name, { ...s, ...(app !== undefined ? { app } : {}), ...(ver ? { version: ver } : {}) });
       } else if (r.type === 'A' && typeof r.data === 'string') {
         if (ttlMs === 0) hosts.delete(r.name);
         else hosts.set(r.name, { address: r.data, expiresAt: now + ttlMs });
       }
     }
+    reportVersions();
   });
 
   // A few unsolicited announcements (RFC 6762 8.3), bounded in count.
@@ -174,6 +193,18 @@ export function createLanDiscovery(options: LanDiscoveryOptions): LanDiscovery {
     mdns.respond(records(TTL_S));
     later(1000, () => mdns.respond(records(TTL_S)));
   }
+
+  // Each peer's announced version, once per peer and version, after a whole packet is read (its
+  // TXT, SRV and A records may come in any order).
+  const reportVersions = () => {
+    if (!options.onPeerVersion) return;
+    for (const peer of current()) {
+      const s = seen.get(`${peer.name}.${SERVICE}`);
+      if (!s?.version || s.reported === s.version) continue;
+      s.reported = s.version;
+      options.onPeerVersion({ ...peer, version: s.version });
+    }
+  };
 
   const current = (): LanPeer[] => {
     const now = Date.now();
@@ -201,6 +232,12 @@ export function createLanDiscovery(options: LanDiscoveryOptions): LanDiscovery {
 
   return {
     instance: announcing ? instance : null,
+    announceVersion(next) {
+      if (!announcing || closed || next === version) return;
+      version = next;
+      mdns.respond(records(TTL_S));
+      later(1000, () => { if (!closed) mdns.respond(records(TTL_S)); });
+    },
     async peers() {
       if (closed) return [];
       if (lastError) throw new FerryError('ERR_IO', `mDNS: ${(lastError as Error).message}`);

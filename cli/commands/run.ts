@@ -1,6 +1,9 @@
 // `ferry run`: supervise the app for zero-downtime updates (DESIGN.md "Zero-downtime switch").
 //   ferry run --home H --listen 8080 [--listen 127.0.0.1:8443] [--health /healthz | --notify]
 //             [--drain-timeout 30s] [--ready-timeout 60s] [--settle 2s] -- node server.js
+// Under systemd socket activation (LISTEN_FDS, LISTEN_PID = this pid) it serves on the sockets
+// systemd passed instead of binding: --listen may then be left out, or be `systemd` or `fd:N`
+// (core/listen-fds.ts resolveListen says which combinations are refused).
 // Runs until SIGTERM or SIGINT (drains the app, exits 0). SIGHUP hands over to whatever `current`
 // points at now. `ferry update` on the same home asks this process to hand over through
 // <home>/run/control.sock and commits or rolls back on its answer.
@@ -8,13 +11,14 @@
 import type { CommandModule } from 'yargs';
 import { FerryError } from '../../core/errors.ts';
 import { parseDurationMs } from '../../core/duration.ts';
-import { chooseReadiness, parseListen } from '../../core/supervision.ts';
+import { resolveListen, takeSystemdListenFds } from '../../core/listen-fds.ts';
+import { chooseReadiness } from '../../core/supervision.ts';
 import { Supervisor } from '../../plugins/supervisor/supervisor.ts';
 import type { OutputFlags } from '../output.ts';
 
 interface RunArgs extends OutputFlags {
   home: string;
-  listen: string[];
+  listen?: string[];
   health?: string;
   notify: boolean;
   drainTimeout: string;
@@ -37,9 +41,9 @@ export const runCommand: CommandModule<object, RunArgs> = {
   describe: 'Run the app on sockets ferry holds, and hand over to new versions without dropping a request',
   builder: (y) =>
     y
-      .usage('ferry run --home H --listen PORT [options] -- <app command>')
+      .usage('ferry run --home H [--listen PORT | --listen fd:N | --listen systemd] [options] -- <app command>')
       .option('home', { type: 'string', demandOption: true, describe: 'the device home folder' })
-      .option('listen', { type: 'string', array: true, demandOption: true, describe: 'PORT, HOST:PORT or [IPV6]:PORT; repeat for more sockets (fds 3, 4, …)' })
+      .option('listen', { type: 'string', array: true, describe: 'PORT, HOST:PORT or [IPV6]:PORT to bind, or fd:N / systemd for inherited sockets (the default when systemd passed some); repeat for more (the app gets fds 3, 4, …)' })
       .option('health', { type: 'string', describe: 'URL or path that must answer 2xx; probed on a private socket of each new generation (LISTEN_FDNAMES ferry-health)' })
       .option('notify', { type: 'boolean', default: false, describe: 'the app reports readiness with READY=1 on FERRY_NOTIFY_FD (notifyReady)' })
       .option('drain-timeout', { type: 'string', default: '30s', describe: 'how long an old generation may finish its requests before SIGKILL' })
@@ -48,9 +52,12 @@ export const runCommand: CommandModule<object, RunArgs> = {
   handler: async (args) => {
     const command = appCommand(args);
     if (command.length === 0) throw new FerryError('ERR_USAGE', 'name the app command after --, e.g. ferry run --home H --listen 8080 -- node server.js');
+    // Taken (and the LISTEN_* variables removed) before anything is started, so no child reads them.
+    const passed = takeSystemdListenFds(process.env, process.pid);
+    const listen = resolveListen(args.listen, passed).map((l) => (l.kind === 'fd' ? { fd: l.fd, name: l.name } : l.address));
     const supervisor = new Supervisor({
       home: args.home,
-      listen: args.listen.map(parseListen),
+      listen,
       command,
       readiness: chooseReadiness({ health: args.health, notify: args.notify, settleMs: parseDurationMs(args.settle), readyTimeoutMs: parseDurationMs(args.readyTimeout) }),
       drainTimeoutMs: parseDurationMs(args.drainTimeout),

@@ -1,10 +1,11 @@
 // `ferry run`: the zero-downtime supervisor (DESIGN.md "Zero-downtime switch") and ferry's
-// GracefulUpdater. It holds the listening sockets (sockets.ts), starts the app from the real
-// release folder behind `current` with those sockets at fds 3…, restarts it when it crashes, and
-// hands over to a new version: start the new generation on the same sockets → wait until it is
-// ready → SIGTERM the old one (it stops accepting and finishes what it has) → SIGKILL after the
-// drain timeout. A new generation that is not ready in time is stopped and the old one never
-// stopped serving. Decisions (backoff, readiness mode, generation moves) are core/supervision.ts.
+// GracefulUpdater. It holds the listening sockets (sockets.ts: bound by ferry, or inherited from
+// systemd under socket activation), starts the app from the real release folder behind `current`
+// with those sockets at fds 3…, restarts it when it crashes, and hands over to a new version:
+// start the new generation on the same sockets → wait until it is ready → SIGTERM the old one (it
+// stops accepting and finishes what it has) → SIGKILL after the drain timeout. A new generation
+// that is not ready in time is stopped and the old one never stopped serving. Decisions (backoff,
+// readiness mode, generation moves) are core/supervision.ts.
 //
 // No orphans: each generation is its own process group (killed as a group), started under
 // `setpriv --pdeathsig TERM` where util-linux has it (Node cannot set PR_SET_PDEATHSIG itself), so
@@ -23,12 +24,19 @@ import { readCurrent } from '../../core/switch.ts';
 import type { HealthResult } from '../../core/health.ts';
 import type { GracefulUpdater } from '../../core/spec.ts';
 import { canMove, DEFAULT_BACKOFF, onExit, restartDelay, type BackoffPolicy, type GenerationState, type ListenAddress, type Readiness } from '../../core/supervision.ts';
-import { bindUnpolled, formatAddress, type HeldSocket } from './sockets.ts';
+import { adoptInherited, bindUnpolled, type HeldSocket } from './sockets.ts';
 import { controlSocketPath, pidFilePath, requestSupervisor, runDir, serveControl, type GenerationInfo, type SupervisorStatus } from './control.ts';
+
+/** A socket ferry did not bind: inherited at `fd` (socket activation, core/listen-fds.ts resolveListen). */
+export interface InheritedListen {
+  fd: number;
+  name: string;
+}
 
 export interface SupervisorOptions {
   home: string;
-  listen: ListenAddress[];
+  /** In the apps' fd order (3, 4, …): addresses to bind, or inherited sockets to hold. */
+  listen: (ListenAddress | InheritedListen)[];
   /** The app command, run in the release folder: e.g. ["node", "server.js"]. */
   command: string[];
   readiness: Readiness;
@@ -123,25 +131,26 @@ export class Supervisor implements GracefulUpdater {
     this.options.log?.(message);
   }
 
-  /** The addresses actually bound (after start), as HOST:PORT. */
+  /** The addresses served on (after start), as HOST:PORT (fd:N for an inherited non-IP socket). */
   get addresses(): string[] {
-    return this.sockets.map((s) => formatAddress(s.address));
+    return this.sockets.map((s) => s.label);
   }
 
   // -------------------------------------------------------------------------------------------
   // Start and stop
 
-  /** Claims the home's run/ folder, binds the sockets, starts the app from `current`, opens the control socket. */
+  /** Claims the home's run/ folder, binds (or adopts) the sockets, starts the app from `current`, opens the control socket. */
   async start(): Promise<void> {
     const version = await readCurrent(this.layout);
     if (!version) throw new FerryError('ERR_NOT_INSTALLED', `nothing is installed in ${this.layout.home} (no current); run ferry update first`);
     await this.claimRunDir();
     try {
-      for (const address of this.options.listen) this.sockets.push(bindUnpolled(address));
+      for (const l of this.options.listen) this.sockets.push('fd' in l ? adoptInherited(l.fd, l.name) : bindUnpolled(l));
       await this.openControl();
       const gen = this.spawnGeneration(version, await realpath(this.layout.current), 'active');
       this.active = gen;
-      this.log(`listening on ${this.addresses.join(', ')}; started ${version} (pid ${gen.pid})`);
+      const where = this.sockets.map((s) => (s.inherited ? `${s.label} (inherited fd ${s.inherited.fd}, ${s.inherited.name})` : s.label));
+      this.log(`listening on ${where.join(', ')}; started ${version} (pid ${gen.pid})`);
     } catch (err) {
       await this.release();
       throw err;
@@ -275,7 +284,7 @@ export class Supervisor implements GracefulUpdater {
           this.onGenerationExit(gen);
         });
       }),
-      exitDetail: null, notified, healthPort: healthSocket?.address.port ?? null, ready: null, retiring: null,
+      exitDetail: null, notified, healthPort: healthSocket?.address?.port ?? null, ready: null, retiring: null,
     };
     child.on('error', (err) => this.log(`generation ${id} (${version}): ${err.message}`));
     this.generations.push(gen);

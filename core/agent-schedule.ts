@@ -10,16 +10,26 @@
 //      (BUSY_RETRY_MS, never later than the normal interval); this is no failure and no backoff.
 //   3. Otherwise nextCheckDelay(policy, failures, rand): the check interval, doubled per
 //      consecutive offline attempt (capped at 24 h), with jitter.
+//   4. When the attempt left a release staged and waiting for the maintenance window, the earlier of
+//      that and the window's opening (core/maintenance-window.ts) plus windowJitter: with an
+//      interval of hours, a device would otherwise switch hours into the window, or miss a short
+//      window entirely.
 // Failures count only attempts that threw a retryable error (the sources were unreachable, the
 // disk hiccupped). Any answer from a source — an update, "up to date", waiting for approval, even
 // a refusal — shows the device is online and resets the count.
 
 import type { UpdatePolicy } from './spec.ts';
 import { isFerryError } from './errors.ts';
+import { nextWindowOpening } from './maintenance-window.ts';
 import { nextCheckDelay } from './policy.ts';
 
 /** How soon a busy home is tried again. */
 export const BUSY_RETRY_MS = 5000;
+
+/** A wake-up for the window is never earlier than this after it opens (clocks and timers differ a little). */
+export const WINDOW_GRACE_MS = 1000;
+/** At most this much jitter after a window opens, so the window keeps almost all its length. */
+export const WINDOW_JITTER_CAP_MS = 5 * 60 * 1000;
 
 /** What one check+apply attempt came to, as far as scheduling cares. */
 export type AttemptOutcome =
@@ -60,14 +70,34 @@ export interface Wake {
   delayMs: number;
   /** Consecutive offline attempts, to carry into the next decision. */
   failures: number;
-  why: 'triggered' | 'busy' | 'interval' | 'backoff';
+  why: 'triggered' | 'busy' | 'interval' | 'backoff' | 'window';
 }
 
-/** The next wake-up after an attempt; the rules are in the file header. */
-export function afterAttempt(input: { policy: UpdatePolicy; failures: number; outcome: AttemptOutcome; triggered: boolean; rand: number }): Wake {
+/**
+ * Milliseconds after a window opens to wake for it: WINDOW_GRACE_MS, then up to 10% of the wait
+ * (the interval's jitter, but only ever later) capped at WINDOW_JITTER_CAP_MS. A fleet that found
+ * the window closed hours ahead would otherwise call the origin in the same second it opens; a
+ * device that is only seconds away is already out of step with the others and needs no spread.
+ */
+export function windowJitter(waitMs: number, rand: number): number {
+  const r = Number.isFinite(rand) ? Math.min(Math.max(rand, 0), 1) : 0.5;
+  return WINDOW_GRACE_MS + Math.round(r * Math.min(Math.max(waitMs, 0) * 0.1, WINDOW_JITTER_CAP_MS));
+}
+
+/**
+ * The next wake-up after an attempt; the rules are in the file header. `waitingForWindow`: the
+ * attempt ended with a release staged and waiting for the maintenance window, judged at `now`.
+ */
+export function afterAttempt(input: { policy: UpdatePolicy; failures: number; outcome: AttemptOutcome; triggered: boolean; rand: number; waitingForWindow?: boolean; now?: Date }): Wake {
   const failures = nextFailures(input.failures, input.outcome);
   if (input.triggered) return { delayMs: 0, failures, why: 'triggered' };
   const normal = nextCheckDelay(input.policy, failures, input.rand);
   if (input.outcome === 'busy') return { delayMs: Math.min(BUSY_RETRY_MS, normal), failures, why: 'busy' };
-  return { delayMs: normal, failures, why: failures > 0 ? 'backoff' : 'interval' };
+  const interval: Wake = { delayMs: normal, failures, why: failures > 0 ? 'backoff' : 'interval' };
+  if (!input.waitingForWindow || input.now === undefined) return interval;
+  const opens = nextWindowOpening(input.policy.maintenanceWindow, input.now);
+  if (opens === null) return interval;
+  const waitMs = opens.getTime() - input.now.getTime();
+  const atWindow = waitMs + windowJitter(waitMs, input.rand);
+  return atWindow < normal ? { delayMs: atWindow, failures, why: 'window' } : interval;
 }

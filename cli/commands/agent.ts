@@ -9,21 +9,28 @@
 // `ferry status`, `ferry approve` … work in between. One log line per event on stdout (human or
 // JSON); `ferry run`'s own output goes to stderr. SIGTERM/SIGINT: an attempt under way is finished
 // (never cut mid-switch), then children are stopped and the agent exits 0.
+// Socket activation (examples/systemd/ferry-agent.socket): the sockets systemd passes the agent are
+// handed to its `ferry run` at the same fd numbers with `--listen fd:N` (LISTEN_PID cannot name a
+// child before it exists), and the agent keeps its own copies open while it runs, so they outlive
+// every app generation and every restart of `ferry run`.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readlink } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { CommandModule } from 'yargs';
 import { afterAttempt, classifyError, type AttemptOutcome } from '../../core/agent-schedule.ts';
+import { formatLocalTime } from '../../core/maintenance-window.ts';
 import { readDeviceConfig } from '../../core/device-config.ts';
 import { homeLayout } from '../../core/device-layout.ts';
 import { FerryError, isFerryError } from '../../core/errors.ts';
+import { resolveListen, takeSystemdListenFds, type ListenSocket } from '../../core/listen-fds.ts';
 import type { ApplyResult, UpdatePolicy } from '../../core/spec.ts';
 import { parseDurationMs } from '../../core/duration.ts';
 import { createLanDiscovery, parseLanSpec, type LanDiscovery } from '../../plugins/lan/discovery.ts';
 import { startPeerServer, type PeerServer } from '../../plugins/lan/peer-server.ts';
 import { parseUsbSpec } from '../../plugins/usb/source.ts';
 import { watchMounts } from '../../plugins/usb/watcher.ts';
+import { assertInheritedSocket } from '../../plugins/supervisor/sockets.ts';
 import { withUpdater } from '../device.ts';
 import { EXIT, EXIT_CODE } from '../exit-codes.ts';
 import { formatBytes } from '../format.ts';
@@ -85,6 +92,8 @@ interface Attempt {
   /** The exit code `ferry update` would have given. */
   exit: number;
   error: FerryError | Error | null;
+  /** A release is staged and waits for the maintenance window: the agent wakes when it opens. */
+  waitingForWindow: boolean;
 }
 
 async function attempt(home: string, log: AgentLog, why: string): Promise<Attempt> {
@@ -92,10 +101,10 @@ async function attempt(home: string, log: AgentLog, why: string): Promise<Attemp
   try {
     const result = await withUpdater(home, (u) => u.apply({ trigger: 'auto' }), (m) => log('note', { message: m }, m));
     logResult(log, result);
-    return { outcome: 'done', exit: result.status === 'rolled-back' ? EXIT_CODE[result.record.errorCode ?? 'ERR_UNHEALTHY'] : EXIT.ok, error: null };
+    return { outcome: 'done', exit: result.status === 'rolled-back' ? EXIT_CODE[result.record.errorCode ?? 'ERR_UNHEALTHY'] : EXIT.ok, error: null, waitingForWindow: result.status === 'waiting' && result.reason === 'window' };
   } catch (err) {
     const error = err instanceof Error ? err : new Error(String(err));
-    return { outcome: classifyError(err), exit: isFerryError(err) ? EXIT_CODE[err.code] : EXIT.internal, error };
+    return { outcome: classifyError(err), exit: isFerryError(err) ? EXIT_CODE[err.code] : EXIT.internal, error, waitingForWindow: false };
   }
 }
 
@@ -118,14 +127,22 @@ function appCommand(args: AgentArgs): string[] {
   return args._.slice(1).map(String);
 }
 
-function runArgs(args: AgentArgs, command: string[]): string[] {
+function runArgs(args: AgentArgs, command: string[], sockets: ListenSocket[]): string[] {
   return [
     FERRY_BIN, 'run', '--home', args.home,
-    ...(args.listen ?? []).flatMap((l) => ['--listen', l]),
+    ...sockets.flatMap((l) => ['--listen', l.kind === 'fd' ? `fd:${l.fd}` : l.spec]),
     ...(args.health ? ['--health', args.health] : []),
     '--drain-timeout', args.drainTimeout,
     '--', ...command,
   ];
+}
+
+/** The child's stdio: stdin ignored, output to our stderr, and each inherited socket at its own fd number. */
+function runStdio(sockets: ListenSocket[]): ('ignore' | number)[] {
+  const fds = sockets.flatMap((l) => (l.kind === 'fd' ? [l.fd] : []));
+  const slots: ('ignore' | number)[] = ['ignore', 2, 2];
+  for (let fd = 3; fd <= Math.max(2, ...fds); fd++) slots.push(fds.includes(fd) ? fd : 'ignore');
+  return slots;
 }
 
 /** SIGTERM to the child's pid, then SIGKILL if it has not exited within `graceMs`. */
@@ -156,13 +173,18 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       .option('share', { type: 'boolean', default: true, describe: 'with a lan source, serve the verified cache to peers (--no-share disables)' })
       .option('share-host', { type: 'string', default: '0.0.0.0', describe: 'address the cache is served on' })
       .option('share-port', { type: 'number', default: 7311 })
-      .option('listen', { type: 'string', array: true, describe: 'with -- <cmd>: passed to ferry run (PORT, HOST:PORT; repeat)' })
+      .option('listen', { type: 'string', array: true, describe: 'with -- <cmd>: passed to ferry run (PORT, HOST:PORT, fd:N or systemd; repeat); under socket activation the default is every socket systemd passed' })
       .option('health', { type: 'string', describe: 'with -- <cmd>: passed to ferry run' })
       .option('drain-timeout', { type: 'string', default: '30s', describe: 'with -- <cmd>: passed to ferry run' }) as never,
   handler: async (args) => {
     const command = appCommand(args);
+    // Taken (and the LISTEN_* variables removed) first: no child of the agent (health commands,
+    // bspatch workers, `ferry run`) may read variables that describe the agent's own fds.
+    const passed = takeSystemdListenFds(process.env, process.pid);
     if (args.once && command.length > 0) throw new FerryError('ERR_USAGE', '--once makes one attempt and exits; it cannot supervise an app (drop the -- <cmd>)');
-    if (command.length > 0 && !(args.listen?.length)) throw new FerryError('ERR_USAGE', 'supervising an app needs --listen PORT (as ferry run does)');
+    const sockets = command.length > 0 ? resolveListen(args.listen, passed) : [];
+    // Checked here too, so a wrong fd is a usage error at start, not an exit of `ferry run` later.
+    for (const l of sockets) if (l.kind === 'fd') assertInheritedSocket(l.fd);
     const drainMs = parseDurationMs(args.drainTimeout);
     const layout = homeLayout(args.home);
     let config = await readDeviceConfig(layout.config); // a broken ferry.json is a usage error now, not a loop of errors
@@ -222,6 +244,10 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       });
       log('started', { version: status?.currentVersion ?? null, pid: process.pid, sources: config.sources, checkInterval: config.policy.checkInterval },
         `started on ${status?.currentVersion ?? 'nothing installed'} (pid ${process.pid}; sources ${config.sources.join(', ')}; every ${config.policy.checkInterval} s)`);
+      if (passed.length > 0 && command.length === 0) {
+        const message = `systemd passed ${passed.length} socket(s) but no app command follows --: nothing serves them`;
+        log('note', { message }, message);
+      }
 
       for (const spec of config.sources.filter((s) => s.startsWith('usb:'))) {
         watchers.push(watchMounts(parseUsbSpec(spec), (e) => {
@@ -244,7 +270,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
         if (command.length === 0 || child !== null || stopping !== null) return;
         // ferry run needs something installed; until then the agent only updates.
         if ((await readlink(layout.current).catch(() => null)) === null) return;
-        const c = spawn(process.execPath, runArgs(args, command), { stdio: ['ignore', 2, 2] });
+        const c = spawn(process.execPath, runArgs(args, command, sockets), { stdio: runStdio(sockets) });
         child = c;
         log('app', { pid: c.pid ?? null, command }, `supervising the app with ferry run (pid ${c.pid ?? '?'}): ${command.join(' ')}`);
         c.once('exit', (code, signal) => {
@@ -264,8 +290,14 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
         // ferry.json is read again each round, so a changed checkInterval takes effect.
         config = await readDeviceConfig(layout.config).catch(() => config);
         policy = config.policy;
-        const next = afterAttempt({ policy, failures, outcome: r.outcome, triggered, rand: Math.random() });
+        const now = new Date();
+        const next = afterAttempt({ policy, failures, outcome: r.outcome, triggered, rand: Math.random(), waitingForWindow: r.waitingForWindow, now });
         failures = next.failures;
+        if (next.why === 'window' && stopping === null) {
+          const at = new Date(now.getTime() + next.delayMs);
+          const local = formatLocalTime(at, policy.maintenanceWindow?.timezone ?? 'UTC');
+          log('window-wait', { at: at.toISOString(), local }, `waiting for the maintenance window; next attempt at ${at.toISOString()} (${local})`);
+        }
         if (r.error) logError(log, r.error, stopping === null ? next.delayMs : null);
         if (stopping !== null) break;
         if (next.delayMs > 0 && !triggered) await sleep(next.delayMs);

@@ -3,10 +3,10 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { afterAttempt, BUSY_RETRY_MS, classifyError, nextFailures, type AttemptOutcome, type Wake } from '../../core/agent-schedule.ts';
+import { afterAttempt, BUSY_RETRY_MS, classifyError, nextFailures, WINDOW_GRACE_MS, WINDOW_JITTER_CAP_MS, type AttemptOutcome, type Wake } from '../../core/agent-schedule.ts';
 import { FerryError } from '../../core/errors.ts';
 import { DEFAULT_POLICY } from '../../core/policy.ts';
-import type { UpdatePolicy } from '../../core/spec.ts';
+import type { TimeWindow, UpdatePolicy } from '../../core/spec.ts';
 
 const policy = (checkInterval: number): UpdatePolicy => ({ ...DEFAULT_POLICY, checkInterval });
 
@@ -61,3 +61,29 @@ for (const c of wakeCases) {
   wake(c.name, () => assert.equal(afterAttempt(c.input), c.expected));
 }
 wake.run();
+
+const windowWake = suite('afterAttempt: a release waiting for the maintenance window wakes the agent when the window opens');
+
+// Wednesdays 09-17 UTC; 2026-12-02 is a Wednesday.
+const WEDNESDAY: TimeWindow = { days: [3], startHour: 9, endHour: 17, timezone: 'UTC' };
+const windowed = (checkInterval: number, window: TimeWindow | null = WEDNESDAY): UpdatePolicy => ({ ...DEFAULT_POLICY, checkInterval, maintenanceWindow: window });
+const HOUR = 3_600_000;
+const at = (iso: string) => new Date(iso);
+
+const windowCases: { name: string; input: Parameters<typeof afterAttempt>[0]; expected: Wake }[] = [
+  { name: 'an hour before the window with a 3 h interval: wakes at the opening plus the grace second (rand 0)', input: { policy: windowed(3 * 3600), failures: 0, outcome: 'done', triggered: false, rand: 0, waitingForWindow: true, now: at('2026-12-02T08:00:00Z') }, expected: { delayMs: HOUR + WINDOW_GRACE_MS, failures: 0, why: 'window' } },
+  { name: 'the jitter is only ever later than the opening: rand 0.5 adds 5% of the half hour waited', input: { policy: windowed(3 * 3600), failures: 0, outcome: 'done', triggered: false, rand: 0.5, waitingForWindow: true, now: at('2026-12-02T08:30:00Z') }, expected: { delayMs: HOUR / 2 + WINDOW_GRACE_MS + 90_000, failures: 0, why: 'window' } },
+  { name: 'the jitter is capped so the window keeps almost all its length (rand 1, an hour waited)', input: { policy: windowed(3 * 3600), failures: 0, outcome: 'done', triggered: false, rand: 1, waitingForWindow: true, now: at('2026-12-02T08:00:00Z') }, expected: { delayMs: HOUR + WINDOW_GRACE_MS + WINDOW_JITTER_CAP_MS, failures: 0, why: 'window' } },
+  { name: 'ten seconds before the window: at most a second of jitter', input: { policy: windowed(3 * 3600), failures: 0, outcome: 'done', triggered: false, rand: 1, waitingForWindow: true, now: at('2026-12-02T08:59:50Z') }, expected: { delayMs: 10_000 + WINDOW_GRACE_MS + 1_000, failures: 0, why: 'window' } },
+  { name: 'the window opened while the attempt ran: try again after the grace second', input: { policy: windowed(3 * 3600), failures: 0, outcome: 'done', triggered: false, rand: 1, waitingForWindow: true, now: at('2026-12-02T09:00:00.500Z') }, expected: { delayMs: WINDOW_GRACE_MS, failures: 0, why: 'window' } },
+  { name: 'the interval comes before the window: the interval wins', input: { policy: windowed(60), failures: 0, outcome: 'done', triggered: false, rand: 0.5, waitingForWindow: true, now: at('2026-12-02T08:00:00Z') }, expected: { delayMs: 60_000, failures: 0, why: 'interval' } },
+  { name: 'a window six days away and a one-day interval: the interval wins', input: { policy: windowed(24 * 3600), failures: 0, outcome: 'done', triggered: false, rand: 0.5, waitingForWindow: true, now: at('2026-12-03T09:00:00Z') }, expected: { delayMs: 24 * HOUR, failures: 0, why: 'interval' } },
+  { name: 'waiting for approval, not the window: the interval, even while the window is shut', input: { policy: windowed(3 * 3600), failures: 0, outcome: 'done', triggered: false, rand: 0.5, waitingForWindow: false, now: at('2026-12-02T08:00:00Z') }, expected: { delayMs: 3 * HOUR, failures: 0, why: 'interval' } },
+  { name: 'the window was removed from the policy since the attempt: try again after the grace second', input: { policy: windowed(3 * 3600, null), failures: 0, outcome: 'done', triggered: false, rand: 0.5, waitingForWindow: true, now: at('2026-12-02T08:00:00Z') }, expected: { delayMs: WINDOW_GRACE_MS, failures: 0, why: 'window' } },
+  { name: 'a USB drop still wins over the window: at once', input: { policy: windowed(3 * 3600), failures: 0, outcome: 'done', triggered: true, rand: 0.5, waitingForWindow: true, now: at('2026-12-02T08:00:00Z') }, expected: { delayMs: 0, failures: 0, why: 'triggered' } },
+  { name: 'a wrapping Friday 22-02 Berlin window, Friday 19:30 CET, 3 h interval: wakes at 22:00 CET', input: { policy: windowed(3 * 3600, { days: [5], startHour: 22, endHour: 2, timezone: 'Europe/Berlin' }), failures: 0, outcome: 'done', triggered: false, rand: 0, waitingForWindow: true, now: at('2026-11-27T18:30:00Z') }, expected: { delayMs: 2.5 * HOUR + WINDOW_GRACE_MS, failures: 0, why: 'window' } },
+];
+for (const c of windowCases) {
+  windowWake(c.name, () => assert.equal(afterAttempt(c.input), c.expected));
+}
+windowWake.run();

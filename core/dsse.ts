@@ -89,10 +89,14 @@ export function verifyThreshold(envelope: Envelope, expectedType: string, truste
   const message = pae(envelope.payloadType, payload);
   const byId = new Map(trusted.map((k) => [k.keyid, k]));
   const valid = new Set<string>();
+  // Only the first signature naming each trusted key id is checked: an envelope under its size cap
+  // can carry thousands of signatures naming one trusted key, each a slow ed25519 check (a hang).
+  const tried = new Set<string>();
   let badSignature = false;
   for (const s of envelope.signatures) {
     const key = byId.get(s.keyid);
-    if (!key || valid.has(s.keyid)) continue;
+    if (!key || tried.has(s.keyid)) continue;
+    tried.add(s.keyid);
     let sig: Buffer;
     try {
       sig = strictBase64(s.sig, `${what} signature`);

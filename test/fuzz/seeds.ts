@@ -1,0 +1,108 @@
+// The fuzz corpus: real signed data made at test time, never committed. buildSeeds makes a real
+// repository (makeRepo), rotates its root once (so root/2.json is a real rotation), publishes
+// 1.0.0 and 1.1.0 (with a bsdiff delta from 1.0.0) and writes a real bundle carrying the delta and
+// the full artifact. loadSeeds reads it back, in the child process that runs the cases.
+
+import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { generateKeyFiles, loadPublicKey, loadSigningKey, type SigningKey } from '../../core/keys.ts';
+import { rotateRoot } from '../../core/repository.ts';
+import { writeBundle } from '../../core/bundle.ts';
+import { parseEnvelope } from '../../core/dsse.ts';
+import { parseChannelPayload, parseManifestPayload, type ChannelDoc, type ManifestDoc, type TargetRelease } from '../../core/metadata.ts';
+import { parseRootPayload, type RootDoc } from '../../core/root.ts';
+import { makeRepo, pseudoRandomBytes, type TempDir, type TreeSpec } from '../helpers/repo.ts';
+
+export const OLD = '1.0.0';
+export const NEW = '1.1.0';
+export const TARGET = 'linux-x64';
+export const BUNDLE = 'update.ferry';
+
+/** A small tree (so a case is quick) with an executable, a folder, and a binary a delta patches. */
+function appTree(n: number): TreeSpec {
+  const binary = pseudoRandomBytes(12_000, 11);
+  for (let i = 0; i < n; i++) binary.writeUInt32LE(0xfeedface + i, 100 + i * 997);
+  const tree: TreeSpec = {
+    'package.json': JSON.stringify({ name: 'fuzz-app', version: `1.${n}.0` }) + '\n',
+    'server.js': { content: `export const VERSION = '1.${n}.0';\n`, mode: 0o755 },
+    'lib/engine.bin': binary,
+    'lib/util.js': `export const answer = ${40 + n};\n`.repeat(20),
+    'assets/logo.txt': 'ferry\n',
+  };
+  if (n > 0) tree[`lib/feature-${n}.js`] = `export const feature = ${n};\n`;
+  return tree;
+}
+
+/** Makes the corpus in a fresh temp folder; the caller removes it. */
+export async function buildSeeds(): Promise<TempDir> {
+  const repo = await makeRepo({ app: 'fuzz-app' });
+  try {
+    // Root 2 adds a second root key and is signed by both: a real rotation to fuzz.
+    const root2 = await generateKeyFiles(join(repo.keysDir, 'root2'));
+    await rotateRoot({
+      repo: repo.repo,
+      signers: [repo.rootKey, await loadSigningKey(join(repo.keysDir, 'root2.key'))],
+      rootKeys: [repo.rootKey, await loadPublicKey(root2.files[1]!)],
+      rootThreshold: 1,
+      now: new Date(),
+    });
+    await repo.release(OLD, appTree(0));
+    await repo.release(NEW, appTree(1));
+    await writeBundle({ repo: repo.repo, version: NEW, from: OLD, withFull: true, channel: 'stable', platform: 'linux', arch: 'x64', out: join(repo.dir, BUNDLE) });
+  } catch (err) {
+    await repo.cleanup();
+    throw err;
+  }
+  return { path: repo.dir, cleanup: repo.cleanup };
+}
+
+export interface Envelopes {
+  bytes: Buffer;
+  payload: Buffer;
+}
+
+export interface Seeds {
+  dir: string;
+  repo: string;
+  bundle: Buffer;
+  rootKeys: SigningKey[];
+  releaseKey: SigningKey;
+  root1: Envelopes & { doc: RootDoc };
+  root2: Envelopes & { doc: RootDoc };
+  channel: Envelopes & { doc: ChannelDoc };
+  manifests: Record<string, Envelopes & { doc: ManifestDoc }>;
+  release: TargetRelease;
+  fullGz: Buffer;
+  oldFullGz: Buffer;
+  deltaTar: Buffer;
+}
+
+async function envelope<T>(file: string, parse: (payload: Buffer) => T): Promise<Envelopes & { doc: T }> {
+  const bytes = await readFile(file);
+  const payload = Buffer.from(parseEnvelope(bytes, 16 * 1024 * 1024, file).payload, 'base64');
+  return { bytes, payload, doc: parse(payload) };
+}
+
+export async function loadSeeds(dir: string): Promise<Seeds> {
+  const repo = join(dir, 'repo');
+  const manifests: Seeds['manifests'] = {};
+  for (const v of [OLD, NEW]) manifests[v] = await envelope(join(repo, 'releases', v, 'manifest.json'), parseManifestPayload);
+  const release = manifests[NEW]!.doc.targets[TARGET]!;
+  const delta = release.deltas.find((d) => d.from === OLD);
+  if (!delta) throw new Error('fuzz seeds: 1.1.0 has no delta from 1.0.0');
+  return {
+    dir,
+    repo,
+    bundle: await readFile(join(dir, BUNDLE)),
+    rootKeys: [await loadSigningKey(join(dir, 'keys', 'root.key')), await loadSigningKey(join(dir, 'keys', 'root2.key'))],
+    releaseKey: await loadSigningKey(join(dir, 'keys', 'release.key')),
+    root1: await envelope(join(repo, 'root', '1.json'), parseRootPayload),
+    root2: await envelope(join(repo, 'root', '2.json'), parseRootPayload),
+    channel: await envelope(join(repo, 'channels', 'stable.json'), parseChannelPayload),
+    manifests,
+    release,
+    fullGz: await readFile(join(repo, release.full.path)),
+    oldFullGz: await readFile(join(repo, manifests[OLD]!.doc.targets[TARGET]!.full.path)),
+    deltaTar: await readFile(join(repo, delta.artifact.path)),
+  };
+}

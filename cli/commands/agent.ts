@@ -1,10 +1,12 @@
 // `ferry agent`: the device's long-running daemon.
 //   ferry agent --home H [--log-format human|json] [--once] [--no-share] [--share-host A] [--share-port P]
-//               [--listen PORT … [--health URL] [--drain-timeout 30s] -- <app command>]
+//               [--interface-address A] [--listen PORT … [--health URL] [--drain-timeout 30s] -- <app command>]
 // Checks and applies updates (trigger 'auto', so the policy's autoUpdate, approval and window rules
-// hold) every checkInterval with jitter, backing off while offline (core/agent-schedule.ts); tries
-// at once when a bundle or repository lands on a `usb:` mount; shares the verified cache with LAN
-// peers when a source is `lan`; and with `-- <cmd>` runs `ferry run` as its own child, so updates
+// hold) every checkInterval with jitter, backing off while offline (core/agent-schedule.ts), and
+// when a staged release waits for the maintenance window, when the window opens; tries at once
+// when a bundle or repository lands on a `usb:` mount or a LAN peer announces a newer release
+// (mDNS, `lan`); shares the verified cache with LAN peers and announces the release it runs when
+// a source is `lan`; and with `-- <cmd>` runs `ferry run` as its own child, so updates
 // hand over without dropping a request. The home's lock is taken only for an attempt, so
 // `ferry status`, `ferry approve` … work in between. One log line per event on stdout (human or
 // JSON); `ferry run`'s own output goes to stderr. SIGTERM/SIGINT: an attempt under way is finished
@@ -15,6 +17,7 @@
 // every app generation and every restart of `ferry run`.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import semver from 'semver';
 import { readlink } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { CommandModule } from 'yargs';
@@ -26,6 +29,8 @@ import { FerryError, isFerryError } from '../../core/errors.ts';
 import { resolveListen, takeSystemdListenFds, type ListenSocket } from '../../core/listen-fds.ts';
 import type { ApplyResult, UpdatePolicy } from '../../core/spec.ts';
 import { parseDurationMs } from '../../core/duration.ts';
+import { testClock } from '../../core/test-hooks.ts';
+import { supervisorRunning } from '../../plugins/supervisor/health.ts';
 import { createLanDiscovery, parseLanSpec, type LanDiscovery } from '../../plugins/lan/discovery.ts';
 import { startPeerServer, type PeerServer } from '../../plugins/lan/peer-server.ts';
 import { parseUsbSpec } from '../../plugins/usb/source.ts';
@@ -43,6 +48,7 @@ interface AgentArgs extends OutputFlags {
   share: boolean;
   shareHost: string;
   sharePort: number;
+  interfaceAddress?: string;
   listen?: string[];
   health?: string;
   drainTimeout: string;
@@ -161,6 +167,11 @@ function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // The command
 
+/** At most one check woken by peer announcements per this long (a chatty or lying peer). */
+const PEER_WAKE_MS = 30_000;
+/** How long a new `ferry run` gets to take its control socket before the first attempt goes on. */
+const SUPERVISOR_START_MS = 30_000;
+
 export const agentCommand: CommandModule<object, AgentArgs> = {
   command: 'agent',
   describe: 'Run as the device daemon: check and apply updates on schedule, react to USB drops, share the cache, optionally supervise the app',
@@ -173,6 +184,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       .option('share', { type: 'boolean', default: true, describe: 'with a lan source, serve the verified cache to peers (--no-share disables)' })
       .option('share-host', { type: 'string', default: '0.0.0.0', describe: 'address the cache is served on' })
       .option('share-port', { type: 'number', default: 7311 })
+      .option('interface-address', { type: 'string', describe: 'with a lan source: the LAN address mDNS uses and announces' })
       .option('listen', { type: 'string', array: true, describe: 'with -- <cmd>: passed to ferry run (PORT, HOST:PORT, fd:N or systemd; repeat); under socket activation the default is every socket systemd passed' })
       .option('health', { type: 'string', describe: 'with -- <cmd>: passed to ferry run' })
       .option('drain-timeout', { type: 'string', default: '30s', describe: 'with -- <cmd>: passed to ferry run' }) as never,
@@ -188,7 +200,8 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     const drainMs = parseDurationMs(args.drainTimeout);
     const layout = homeLayout(args.home);
     let config = await readDeviceConfig(layout.config); // a broken ferry.json is a usage error now, not a loop of errors
-    const log = createAgentLog(args.json ? 'json' : args.logFormat, (line) => process.stdout.write(line + '\n'));
+    const clock = testClock ?? (() => new Date());
+    const log = createAgentLog(args.json ? 'json' : args.logFormat, (line) => process.stdout.write(line + '\n'), clock);
 
     if (args.once) {
       const r = await attempt(args.home, log, 'once');
@@ -201,7 +214,8 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     // when the attempt returns.
     let stopping: string | null = null;
     let exitCode: number = EXIT.ok;
-    let triggered = false;
+    /** Why the sleep was cut short ('usb', 'peer'), or null. */
+    let triggered: string | null = null;
     let endSleep: (() => void) | null = null;
     const requestStop = (why: string, code: number = EXIT.ok) => {
       if (stopping !== null) {
@@ -216,8 +230,8 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     const onSignal = (signal: NodeJS.Signals) => requestStop(signal);
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
-    const wake = () => {
-      triggered = true;
+    const wake = (why: string) => {
+      triggered ??= why;
       endSleep?.();
     };
     const sleep = (ms: number) =>
@@ -252,18 +266,34 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       for (const spec of config.sources.filter((s) => s.startsWith('usb:'))) {
         watchers.push(watchMounts(parseUsbSpec(spec), (e) => {
           log('usb', { mount: e.mount, path: e.path }, `usb drop: ${e.path}`);
-          wake();
+          wake('usb');
         }));
       }
 
+      // A peer announcing a newer release than ours (mDNS TXT `ver=`) is a reason to look now. The
+      // claim is unverified, so it only wakes a check (at most one per PEER_WAKE_MS); what gets
+      // installed is decided by signed metadata as always.
+      let installed = status?.currentVersion ?? null;
+      let lastPeerWake = -Infinity;
+      const onPeerVersion = (peer: { url: string; version: string }) => {
+        if (!semver.valid(peer.version) || (installed !== null && !semver.gt(peer.version, installed))) return;
+        log('peer', { url: peer.url, version: peer.version }, `peer ${peer.url} announces ${peer.version}`);
+        if (Date.now() - lastPeerWake < PEER_WAKE_MS) return;
+        lastPeerWake = Date.now();
+        wake('peer');
+      };
       const lanSpecs = config.sources.map(parseLanSpec).filter((s) => s !== null);
+      // Only an mDNS source (`lan`) means peers browse and announce; a static list has no announcements.
+      const mdns = lanSpecs.some((s) => s.static === undefined);
+      const pinned = args.interfaceAddress ? { interfaceAddress: args.interfaceAddress } : {};
       if (args.share && lanSpecs.length > 0) {
         server = await startPeerServer({ cacheDir: layout.cache, host: args.shareHost, port: args.sharePort }).catch((err: unknown) => {
           throw new FerryError('ERR_IO', `cannot share the cache on ${args.shareHost}:${args.sharePort}: ${(err as Error).message}`, { cause: err });
         });
-        // Only an mDNS source (`lan`) means peers browse; a static list names this device already.
-        if (lanSpecs.some((s) => s.static === undefined)) discovery = createLanDiscovery({ app: config.app, port: server.port });
+        if (mdns) discovery = createLanDiscovery({ app: config.app, port: server.port, ...(installed ? { version: installed } : {}), onPeerVersion, ...pinned });
         log('sharing', { url: server.url, announced: discovery?.instance ?? null }, `sharing the cache at ${server.url}${discovery?.instance ? ` as ${discovery.instance}` : ''}`);
+      } else if (mdns) {
+        discovery = createLanDiscovery({ app: config.app, onPeerVersion, ...pinned }); // listens only
       }
 
       const startApp = async () => {
@@ -278,20 +308,32 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
           log('app-exited', { code, signal }, `ferry run exited (${signal ?? code}); the agent stops too`);
           requestStop('app exited', EXIT.internal);
         });
+        // An update must not switch `current` under a ferry run that has not yet taken its control
+        // socket: it would commit without a handover and leave the old version serving.
+        const deadline = Date.now() + SUPERVISOR_START_MS;
+        while (c.exitCode === null && c.signalCode === null && Date.now() < deadline && !(await supervisorRunning(args.home, 500))) {
+          await new Promise((r) => setTimeout(r, 100));
+        }
       };
+      // The app serves from what is installed at once (after recovery, above), not after the first
+      // check: under socket activation, connections wait in the kernel's queue until it does.
+      await startApp();
 
       let failures = 0;
       let why = 'start';
       let policy: UpdatePolicy = config.policy;
       while (stopping === null) {
-        triggered = false;
+        triggered = null;
         const r = await attempt(args.home, log, why);
         await startApp();
+        const now = clock();
+        const version = await readlink(layout.current).then((l) => l.replace(/^releases\//, ''), () => null);
+        if (version !== installed && version !== null) discovery?.announceVersion(version);
+        installed = version;
         // ferry.json is read again each round, so a changed checkInterval takes effect.
         config = await readDeviceConfig(layout.config).catch(() => config);
         policy = config.policy;
-        const now = new Date();
-        const next = afterAttempt({ policy, failures, outcome: r.outcome, triggered, rand: Math.random(), waitingForWindow: r.waitingForWindow, now });
+        const next = afterAttempt({ policy, failures, outcome: r.outcome, triggered: triggered !== null, rand: Math.random(), waitingForWindow: r.waitingForWindow, now });
         failures = next.failures;
         if (next.why === 'window' && stopping === null) {
           const at = new Date(now.getTime() + next.delayMs);
@@ -300,8 +342,8 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
         }
         if (r.error) logError(log, r.error, stopping === null ? next.delayMs : null);
         if (stopping !== null) break;
-        if (next.delayMs > 0 && !triggered) await sleep(next.delayMs);
-        why = triggered ? 'usb' : next.why;
+        if (next.delayMs > 0 && triggered === null) await sleep(next.delayMs);
+        why = triggered ?? next.why;
       }
     } finally {
       for (const w of watchers) w.close();

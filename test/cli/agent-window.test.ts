@@ -3,13 +3,10 @@
 // release while the window is shut, logs when it will try again, and applies the release right
 // after the window opens instead of hours later at its interval.
 //
-// The window has hour granularity, so the agent runs under a shifted clock: a preload
-// (`NODE_OPTIONS=--import=data:…`, built below) makes the agent process's `Date` read
-// FAKE_START + the real time elapsed since the process started, where FAKE_START is LEAD_MS
-// before a whole hour. Only the agent child's clock moves; timers, the disk and the network are
-// real. The agent has no clock port of its own (it and the Updater it opens call `new Date()`), so
-// this is the narrowest way to hand it one without a test-only switch in the product; a clock
-// parameter through cli/device.ts's withUpdater would make this preload unnecessary.
+// The window has hour granularity, so the agent runs under a shifted clock:
+// FERRY_TEST_CLOCK_START (core/test-hooks.ts) makes the agent process's clock (its own and the
+// Updater's) read FAKE_START when it starts, then move in real time, where FAKE_START is LEAD_MS
+// before a whole hour. Only the agent child's clock moves; timers, the disk and the network are real.
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -30,14 +27,6 @@ interface AgentEvent {
   time: string;
   event: string;
   [key: string]: unknown;
-}
-
-/** A preload that makes `Date` in the child read `fakeStart` at load, then advance in real time. */
-function shiftedClockPreload(fakeStart: number): string {
-  const code = `const R = Date; const loaded = R.now(); const now = () => ${fakeStart} + (R.now() - loaded);
-function D(...a) { if (!new.target) return new R(now()).toString(); return Reflect.construct(R, a.length ? a : [now()], new.target); }
-D.prototype = R.prototype; Object.setPrototypeOf(D, R); D.now = now; globalThis.Date = D;`;
-  return `--import=data:text/javascript,${encodeURIComponent(code)}`;
 }
 
 function events(agent: Started): AgentEvent[] {
@@ -104,8 +93,7 @@ windowSuite('a release staged while the window is shut is applied right after th
   assert.is(first.code, 0, `install 1.0.0: ${describeRun(first)}`);
   await repo.release('1.1.0', smallApp('1.1.0'));
 
-  const preload = shiftedClockPreload(opening.getTime() - LEAD_MS);
-  const agent = startFerry(['agent', '--home', d.home, '--log-format', 'json', '--no-share'], { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${preload}`.trim() });
+  const agent = startFerry(['agent', '--home', d.home, '--log-format', 'json', '--no-share'], { FERRY_TEST_CLOCK_START: new Date(opening.getTime() - LEAD_MS).toISOString() });
   agents.push(agent);
   try {
     const waiting = await waitForEvent(agent, (e) => e.event === 'waiting', 60_000, 'waiting line');

@@ -1,6 +1,6 @@
 // `ferry run`: supervise the app for zero-downtime updates (DESIGN.md "Zero-downtime switch").
 //   ferry run --home H --listen 8080 [--listen 127.0.0.1:8443] [--health /healthz | --notify]
-//             [--drain-timeout 30s] [--ready-timeout 60s] [--settle 2s] -- node server.js
+//             [--drain-timeout 30s] [--ready-timeout 60s] [--settle 2s] [--trial 3s] -- node server.js
 // Under systemd socket activation (LISTEN_FDS, LISTEN_PID = this pid) it serves on the sockets
 // systemd passed instead of binding: --listen may then be left out, or be `systemd` or `fd:N`
 // (core/listen-fds.ts resolveListen says which combinations are refused).
@@ -24,6 +24,7 @@ interface RunArgs extends OutputFlags {
   drainTimeout: string;
   readyTimeout: string;
   settle: string;
+  trial: string;
   _: (string | number)[];
   '--'?: (string | number)[];
 }
@@ -48,7 +49,8 @@ export const runCommand: CommandModule<object, RunArgs> = {
       .option('notify', { type: 'boolean', default: false, describe: 'the app reports readiness with READY=1 on FERRY_NOTIFY_FD (notifyReady)' })
       .option('drain-timeout', { type: 'string', default: '30s', describe: 'how long an old generation may finish its requests before SIGKILL' })
       .option('ready-timeout', { type: 'string', default: '60s', describe: 'how long a new generation has to become ready' })
-      .option('settle', { type: 'string', default: '2s', describe: 'without --health or --notify: ready once up this long' }) as never,
+      .option('settle', { type: 'string', default: '2s', describe: 'without --health or --notify: ready once up this long' })
+      .option('trial', { type: 'string', default: '3s', describe: 'once ready, how long a new version serves beside the old one before the handover counts; exiting (or failing --health twice) in that time rolls it back (0s: none)' }) as never,
   handler: async (args) => {
     const command = appCommand(args);
     if (command.length === 0) throw new FerryError('ERR_USAGE', 'name the app command after --, e.g. ferry run --home H --listen 8080 -- node server.js');
@@ -61,6 +63,7 @@ export const runCommand: CommandModule<object, RunArgs> = {
       command,
       readiness: chooseReadiness({ health: args.health, notify: args.notify, settleMs: parseDurationMs(args.settle), readyTimeoutMs: parseDurationMs(args.readyTimeout) }),
       drainTimeoutMs: parseDurationMs(args.drainTimeout),
+      trialMs: parseDurationMs(args.trial),
       log: (m) => process.stderr.write(`ferry run: ${m}\n`),
     });
     await supervisor.start();

@@ -40,6 +40,13 @@ export interface SupervisorOptions {
   /** The app command, run in the release folder: e.g. ["node", "server.js"]. */
   command: string[];
   readiness: Readiness;
+  /**
+   * After a new generation is ready, how long it serves beside the old one before the handover
+   * counts (THREATS.md row 21 "trial, then commit"): an exit in that time, or with a health path
+   * two failed probes in a row, makes it unhealthy and the old one, never stopped, keeps serving.
+   * Default 0 (no trial).
+   */
+  trialMs?: number;
   drainTimeoutMs: number;
   backoff?: BackoffPolicy;
   log?: (message: string) => void;
@@ -75,6 +82,9 @@ const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => {
 });
 
 /** Waits `ms`, or less if `signal` aborts; the abort listener goes with the wait (polls sleep often). */
+/** How often a candidate on trial is probed (with a health path). */
+const TRIAL_PROBE_MS = 500;
+
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const onAbort = () => { clearTimeout(timer); resolve(); };
@@ -381,6 +391,42 @@ export class Supervisor implements GracefulUpdater {
     });
   }
 
+  /**
+   * The trial of a ready candidate: it serves beside the active generation for `trialMs`. Healthy
+   * if it is still up (and, with a health path, still answering) at the end; unhealthy at once if
+   * it exits or fails two probes in a row.
+   */
+  private waitTrial(gen: Generation, ready: HealthResult, trialMs: number, signal?: AbortSignal): Promise<HealthResult> {
+    const r = this.options.readiness;
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const unhealthy = (detail: string): HealthResult => ({ healthy: false, detail: `${gen.version} (pid ${gen.pid}) ${detail}` });
+    const contenders: Promise<HealthResult>[] = [
+      gen.exited.then(() => unhealthy(`was ready, then ${gen.exitDetail} during its ${trialMs} ms trial`)),
+      sleep(trialMs, stop.signal).then(() => (stop.signal.aborted
+        ? unhealthy('abandoned during its trial: the caller went away')
+        : { healthy: true, detail: `${ready.detail}; still up after a ${trialMs} ms trial` })),
+    ];
+    if (r.mode === 'health') {
+      contenders.push((async () => {
+        let failedInARow = 0;
+        while (!stop.signal.aborted) {
+          await sleep(TRIAL_PROBE_MS, stop.signal);
+          if (stop.signal.aborted) break;
+          const p = await probe(gen.healthPort!, r.path, TRIAL_PROBE_MS);
+          failedInARow = p.ok ? 0 : failedInARow + 1;
+          if (failedInARow >= 2) return unhealthy(`was ready, then failed its health probe twice during its ${trialMs} ms trial (${p.detail})`);
+        }
+        return new Promise<HealthResult>(() => {}); // the other contenders decide
+      })());
+    }
+    return Promise.race(contenders).finally(() => {
+      stop.abort();
+      signal?.removeEventListener('abort', onAbort);
+    });
+  }
+
   // -------------------------------------------------------------------------------------------
   // GracefulUpdater
 
@@ -397,7 +443,12 @@ export class Supervisor implements GracefulUpdater {
     // The caller's deadline (the updater's health timeout) bounds ours, with a margin for the
     // answer to travel: the updater must never roll back `current` after we switched traffic.
     const timeoutMs = Math.min(this.options.readiness.timeoutMs, options.timeoutMs !== undefined ? Math.max(100, options.timeoutMs - 1000) : Infinity);
+    const started = Date.now();
     gen.ready = this.waitReady(gen, timeoutMs, options.signal).then((r) => {
+      // The trial fits in what is left of the caller's deadline.
+      const trialMs = Math.min(this.options.trialMs ?? 0, Math.max(0, timeoutMs - (Date.now() - started)));
+      return r.healthy && trialMs > 0 ? this.waitTrial(gen, r, trialMs, options.signal) : r;
+    }).then((r) => {
       if (!r.healthy && this.candidate === gen) {
         this.candidate = null;
         this.log(`handover to ${version} failed: ${r.detail}`);

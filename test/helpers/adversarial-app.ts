@@ -22,8 +22,12 @@ const APP_SOURCE = readFileSync(join(ROOT, 'examples/app/server.js'), 'utf8');
  *    handler, so only SIGKILL ends it. It first starts a helper process in its process group that
  *    ignores SIGTERM, writing both pids to $ADVERSARIAL_PID_DIR/<version>-<pid>.
  *  - slow-ready: the example app whose /healthz answers 503 for its first SLOW_READY_MS.
+ *  - crash-after-ready: the example app, ready at once, that exits 1 CRASH_AFTER_MS after it
+ *    started (a release that passes its health check, then falls over).
  */
-export type Variant = 'good' | 'hang-on-start' | 'slow-ready';
+export type Variant = 'good' | 'hang-on-start' | 'slow-ready' | 'crash-after-ready';
+
+export const CRASH_AFTER_MS = 1500;
 
 export const SLOW_READY_MS = 4000;
 
@@ -53,6 +57,9 @@ export function appTree(version: string, variant: Variant): TreeSpec {
       server = edit(server, 'const HEALTHZ_STATUS = 200;', `const STARTED = Date.now();\nconst HEALTHZ_STATUS_READY = 200;`);
       server = edit(server, "if (url.pathname === '/healthz') return send(res, HEALTHZ_STATUS, HEALTHZ_STATUS === 200 ? 'ok\\n' : 'unhealthy\\n');",
         `if (url.pathname === '/healthz') return Date.now() - STARTED < ${SLOW_READY_MS} ? send(res, 503, 'starting\\n') : send(res, HEALTHZ_STATUS_READY, 'ok\\n');`);
+      break;
+    case 'crash-after-ready':
+      server += `\nsetTimeout(() => process.exit(1), ${CRASH_AFTER_MS});\n`;
       break;
     default: {
       const never: never = variant;

@@ -17,7 +17,7 @@ import { Parser, type ReadEntry } from 'tar';
 import { FerryError, fromFsError } from './errors.ts';
 import { expectHash } from './hash.ts';
 import { checkRelativePath } from './safe-path.ts';
-import { fsyncDirsUnder, UNSAFE_SKIP_FSYNC } from './durable.ts';
+import { fsyncDirsUnder, skipsFsync } from './durable.ts';
 
 export interface ExtractLimits {
   maxEntries: number;
@@ -123,7 +123,7 @@ export async function extractArchive(
       if (!got.has(path)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive lacks signed file ${path}`);
     }
   }
-  await fsyncDirsUnder(dest);
+  await fsyncDirsUnder(dest, 'extract.dirs');
   return extracted;
 }
 
@@ -153,7 +153,7 @@ async function writeEntry(entry: ReadEntry, dest: string, path: string, want: Ex
         size += chunk.length;
         await handle.write(chunk);
       }
-      if (!UNSAFE_SKIP_FSYNC) await handle.sync();
+      if (!skipsFsync('extract.file')) await handle.sync();
     } finally {
       await handle.close();
     }

@@ -110,7 +110,7 @@ export async function fetchArtifact(ref: ArtifactRef, sources: Source[], cacheDi
         for (const d of got.dropped) notes.push(`dropped peer ${d.peer}: ${d.reason}`);
         await verifyArtifactFile(part, ref);
         await rename(part, final);
-        await fsyncDir(cacheDir);
+        await fsyncDir(cacheDir, 'fetch.cache-dir');
         completed(source.name);
         return { path: final, bytesMoved, source: source.name, notes };
       } catch (err) {
@@ -130,9 +130,9 @@ export async function fetchArtifact(ref: ArtifactRef, sources: Source[], cacheDi
       if (!found) continue;
       bytesMoved += ((await sizeOf(part)) ?? 0) - offset;
       await verifyArtifactFile(part, ref);
-      await fsyncPath(part);
+      await fsyncPath(part, 'fetch.part');
       await rename(part, final);
-      await fsyncDir(cacheDir);
+      await fsyncDir(cacheDir, 'fetch.cache-dir');
       completed(source.name);
       return { path: final, bytesMoved, source: source.name, notes };
     } catch (err) {

@@ -81,10 +81,10 @@ export async function stageRelease(input: {
     // Exactly the signed set, every byte and mode, was checked while it was written: extraction
     // admits only the signed paths at their signed sizes and hashes and requires all of them; a
     // delta has one op per signed file and hashes each output. No second pass is needed.
-    await fsyncDirsUnder(built);
+    await fsyncDirsUnder(built, 'stage.tree');
     await mkdir(layout.releases, { recursive: true });
     await rename(built, finalDir);
-    await fsyncDir(layout.releases);
+    await fsyncDir(layout.releases, 'stage.releases-dir');
     report.finished();
     return true;
   } catch (err) {

@@ -29,7 +29,7 @@ export async function switchCurrent(layout: HomeLayout, version: string): Promis
   try {
     await symlink(`releases/${version}`, tmp);
     await rename(tmp, layout.current);
-    await fsyncDir(layout.home);
+    await fsyncDir(layout.home, 'switch.dir');
   } catch (err) {
     await rm(tmp, { force: true }).catch(() => {}); // best effort: the switch's error is the one to report
     throw fromFsError(err, `switching ${layout.current} to ${version}`);

@@ -3,8 +3,11 @@
 // with FS_IOC_SHUTDOWN and no log flush (test/helpers/fs-shutdown.py): what the journal had not
 // committed is gone, as after a power loss. Then the child is killed, the filesystem remounted,
 // and the device must be on a complete signed 1.0.0 or 1.1.0 — on 1.1.0 if the child had already
-// printed that it committed. A SIGKILL alone cannot show a missing fsync (the page cache survives
-// it); this can, and the last suite proves it by turning ferry's fsyncs off.
+// printed that it committed, with that commit in history. A SIGKILL alone cannot show a missing
+// fsync (the page cache survives it); this can, and the last suite proves it by turning ferry's
+// fsyncs off (test/crash/fsync-teeth.test.ts takes them away one at a time; cuts during rollbacks
+// are in test/crash/power-cut-rollback.test.ts). The file runs in a private mount namespace: see
+// inPrivateMountNamespace in test/helpers/crash.ts for why.
 //
 // Cut points: exact phases (the child SIGKILLs itself at FERRY_TEST_KILL_AT, and the cut follows
 // at once, so nothing more reaches the disk), evenly spread time offsets across an uncut update,
@@ -12,38 +15,29 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile } from 'node:child_process';
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import {
   NEW,
   OLD,
-  armCutter,
+  REPORTED_COMMIT,
+  STRICT_MOUNT_OPTIONS,
+  afterRemount,
+  cutDuring,
   describeRun,
-  inspectCurrent,
+  inPrivateMountNamespace,
+  inspectAfterCut,
   makeCrashFixture,
-  makeLoopFs,
+  makeLoopFsWith,
   powerCutUnavailable,
-  running,
-  sleep,
-  startFerry,
-  status,
+  updateCutViolations,
   type CrashFixture,
+  type CutTrigger,
   type Installed,
   type LoopFs,
   type Run,
 } from '../helpers/crash.ts';
 import { tempDir, type TempDir } from '../helpers/repo.ts';
 
-const run = promisify(execFile);
 const t0 = performance.now();
-
-type Trigger =
-  | { kind: 'none' }
-  | { kind: 'time'; ms: number }
-  | { kind: 'phase'; point: string }
-  | { kind: 'commit' };
 
 interface CutResult {
   label: string;
@@ -51,7 +45,6 @@ interface CutResult {
   reportedCommit: boolean;
   /** `current` straight after the remount, before ferry touches anything. */
   raw: Installed;
-  recovery: Run;
   /** `current` after `ferry status` ran recovery. */
   recovered: Installed;
   violations: string[];
@@ -64,72 +57,28 @@ const all: CutResult[] = [];
 
 /**
  * One power cut: a fresh home on 1.0.0 on the loop filesystem (made durable first), an update in
- * a child, the cut at `trigger`, kill, remount, and the checks. Returns every violation found.
+ * a child, the cut at `trigger`, kill, remount, and the checks (test/helpers/crash.ts
+ * inspectAfterCut and updateCutViolations). Returns every violation found.
  */
-async function cutOnce(label: string, trigger: Trigger, env: Record<string, string> = {}, mustEndOn?: string): Promise<CutResult> {
-  const d = disk!;
-  await d.mount();
-  const home = join(d.mnt, 'home');
-  let first: Run;
-  let reportedCommit = false;
-  try {
-    await rm(home, { recursive: true, force: true });
-    await run('cp', ['-a', fx.healthyHome, home]);
-    await run('sync', ['-f', home]); // the starting point is on disk, whatever ferry does next
-    const cutter = await armCutter(d.mnt);
-    const child = startFerry(['update', '--home', home], { ...env, ...(trigger.kind === 'phase' ? { FERRY_TEST_KILL_AT: trigger.point } : {}) });
-    switch (trigger.kind) {
-      case 'none':
-        await child.done;
-        break;
-      case 'time':
-        await sleep(trigger.ms);
-        break;
-      case 'phase':
-        await child.done; // it killed itself exactly there; nothing more reached the disk since
-        break;
-      case 'commit':
-        while (running(child.child) && !/^updated /m.test(child.stdout())) await sleep(1);
-        break;
-      default: {
-        const never: never = trigger;
-        throw new Error(`unknown trigger ${String(never)}`);
-      }
-    }
-    reportedCommit = new RegExp(`^updated ${OLD.replace(/\./g, '\\.')} -> ${NEW.replace(/\./g, '\\.')}`, 'm').test(child.stdout());
-    await cutter.cut();
-    if (running(child.child)) child.child.kill('SIGKILL');
-    first = await child.done;
-  } finally {
-    await d.umount();
-  }
-  await d.mount();
-  try {
-    const raw = await inspectCurrent(home, fx.files);
-    const { run: recovery, status: st } = await status(home);
-    const recovered = await inspectCurrent(home, fx.files);
-    const violations: string[] = [];
-    if (!raw.version || raw.problems.length) violations.push(`after the remount current is not a complete release: ${raw.problems.join('; ')}`);
-    if (reportedCommit && raw.version !== NEW) violations.push(`"updated ${OLD} -> ${NEW}" was printed before the cut, but after the remount current is ${raw.version}`);
-    if (recovery.code !== 0) violations.push(`recovery (ferry status) failed: ${describeRun(recovery)}`);
-    // THREATS.md row 20: `current` is the truth, and after recovery the store agrees with it.
-    else if (st!.currentVersion !== recovered.version || (st!.phase !== 'idle' && st!.phase !== 'staged')) violations.push(`after recovery status says ${st!.currentVersion} (${st!.phase}), current is ${recovered.version}`);
-    if (!recovered.version || recovered.problems.length) violations.push(`after recovery current is not a complete release: ${recovered.problems.join('; ')}`);
-    if (reportedCommit && recovered.version !== NEW) violations.push(`reported committed, but after recovery the device is on ${recovered.version}`);
-    if (mustEndOn && recovered.version !== mustEndOn) violations.push(`the commit was journaled before the cut, but after recovery the device is on ${recovered.version}`);
-    const result = { label, first, reportedCommit, raw, recovery, recovered, violations };
+async function cutOnce(label: string, trigger: CutTrigger, env: Record<string, string> = {}, mustEndOn?: string): Promise<CutResult> {
+  const cut = await cutDuring(disk!, { template: fx.healthyHome, args: (home) => ['update', '--home', home], env, trigger });
+  const reportedCommit = REPORTED_COMMIT.test(cut.printed);
+  return afterRemount(disk!, async () => {
+    const after = await inspectAfterCut(cut.home, fx);
+    const violations = [...after.violations, ...updateCutViolations(cut, after)];
+    if (mustEndOn && after.recovered.version !== mustEndOn) violations.push(`the commit was journaled before the cut, but after recovery the device is on ${after.recovered.version}`);
+    const first = cut.run;
+    const result = { label, first, reportedCommit, raw: after.raw, recovered: after.recovered, violations };
     const died = first.signal ?? `exit ${first.code}${first.code ? ` (${first.stderr.trim().split('\n')[0]?.slice(0, 120)})` : ''}`;
-    console.log(`  ${label}: ${died} after ${Math.round(first.ms)} ms${reportedCommit ? ', reported commit' : ''}; remounted on ${raw.version ?? 'nothing'}, recovered on ${recovered.version ?? 'nothing'}${violations.length ? ` — VIOLATION: ${violations.join(' | ')}` : ''}`);
+    console.log(`  ${label}: ${died} after ${Math.round(first.ms)} ms${reportedCommit ? ', reported commit' : ''}; remounted on ${after.raw.version ?? 'nothing'}, recovered on ${after.recovered.version ?? 'nothing'}${violations.length ? ` — VIOLATION: ${violations.join(' | ')}` : ''}`);
     return result;
-  } finally {
-    await d.umount();
-  }
+  });
 }
 
 const reason = powerCutUnavailable();
 if (reason) {
   console.log(`SKIP: ${reason}`);
-} else {
+} else if (await inPrivateMountNamespace()) {
   let uncutMs = 0;
 
   const cuts = suite('a power cut at any instant of an update leaves a complete release');
@@ -137,7 +86,7 @@ if (reason) {
   cuts.before(async () => {
     tmp = await tempDir('ferry-power-');
     fx = await makeCrashFixture();
-    disk = await makeLoopFs(tmp.path);
+    disk = await makeLoopFsWith(tmp.path, { mountOptions: STRICT_MOUNT_OPTIONS });
   });
 
   // Measured twice, the longer kept: one run can be quick or slow by half depending on the load.
@@ -178,7 +127,7 @@ if (reason) {
 
   for (let i = 0; i < 3; i++) {
     cuts(`cut right after "updated ${OLD} -> ${NEW}" is printed (#${i + 1}): the device is on ${NEW}`, async () => {
-      const r = await cutOnce(`cut after the reported commit #${i + 1}`, { kind: 'commit' });
+      const r = await cutOnce(`cut after the reported commit #${i + 1}`, { kind: 'printed', pattern: REPORTED_COMMIT });
       all.push(r);
       assert.ok(r.reportedCommit, `the commit was reported before the cut: ${describeRun(r.first)}`);
       assert.equal(r.violations, []);
@@ -202,7 +151,7 @@ if (reason) {
     let tries = 0;
     while (tries < TRIES && found.length === 0) {
       tries++;
-      const r = await cutOnce(`fsyncs off, cut after the reported commit #${tries}`, { kind: 'commit' }, { FERRY_UNSAFE_SKIP_FSYNC: '1' });
+      const r = await cutOnce(`fsyncs off, cut after the reported commit #${tries}`, { kind: 'printed', pattern: REPORTED_COMMIT }, { FERRY_UNSAFE_SKIP_FSYNC: '1' });
       if (!r.reportedCommit) continue; // the child failed before committing: not this scenario
       if (r.violations.length) found.push(r);
     }

@@ -279,6 +279,18 @@ export interface LoopFs {
  * ferry's fsyncs make anything durable before a cut.
  */
 export async function makeLoopFs(dir: string, sizeMb = 64): Promise<LoopFs> {
+  return makeLoopFsWith(dir, { sizeMb });
+}
+
+/**
+ * makeLoopFs with a choice of ext4 mount options (default `commit=60`; keep commit=60 in any
+ * other set, or the journal commits on its own during a test). Never a `sync` mount: that would
+ * make every write durable and hide exactly what these tests look for.
+ */
+export async function makeLoopFsWith(dir: string, options: { sizeMb?: number; mountOptions?: string } = {}): Promise<LoopFs> {
+  const sizeMb = options.sizeMb ?? 64;
+  const mountOptions = options.mountOptions ?? 'commit=60';
+  if (mountOptions.split(',').some((o) => o === 'sync' || o === 'dirsync')) throw new Error(`makeLoopFsWith: "${mountOptions}" would make every write durable`);
   const image = join(dir, 'disk.img');
   const mnt = join(dir, 'mnt');
   await mkdir(mnt, { recursive: true });
@@ -299,7 +311,7 @@ export async function makeLoopFs(dir: string, sizeMb = 64): Promise<LoopFs> {
     device,
     mounted: false,
     async mount() {
-      await execFileP('mount', ['-t', 'ext4', '-o', 'commit=60', device, mnt]);
+      await execFileP('mount', ['-t', 'ext4', '-o', mountOptions, device, mnt]);
       fs.mounted = true;
     },
     async umount() {
@@ -353,4 +365,219 @@ export async function armCutter(mnt: string): Promise<Cutter> {
       await closed;
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// One power cut during a CLI command, and what every cut must leave behind
+
+/**
+ * Runs this test file again inside a private mount namespace (`unshare --mount`), so its loop
+ * filesystem is mounted there only. Without it, a process that copies the mount table while the
+ * filesystem is mounted (`ip netns exec` makes a private mount namespace; the LAN tests use it)
+ * keeps the shut-down superblock alive after our umount, and the remount gets that dead
+ * superblock back: every read fails with EIO. Resolves true in the process that should define and
+ * run the suites; false in the outer one, which only waited and passed the exit code on.
+ */
+export async function inPrivateMountNamespace(): Promise<boolean> {
+  if (process.env.FERRY_TEST_PRIVATE_MNTNS === '1' || !hasCommand('unshare')) return true;
+  const child = spawn('unshare', ['--mount', '--propagation', 'private', '--', process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
+    env: { ...process.env, FERRY_TEST_PRIVATE_MNTNS: '1' },
+    stdio: 'inherit',
+  });
+  const code = await new Promise<number>((resolve) => {
+    child.on('error', () => resolve(1));
+    child.on('close', (c) => resolve(c ?? 1));
+  });
+  process.exitCode = code;
+  return false;
+}
+
+export type CutTrigger =
+  /** The command runs to its end; the cut follows. */
+  | { kind: 'none' }
+  /** `ms` after the command was started. */
+  | { kind: 'time'; ms: number }
+  /** The child SIGKILLs itself at FERRY_TEST_KILL_AT=`point`; the cut follows at once. */
+  | { kind: 'phase'; point: string }
+  /** As soon as the command's stdout matches (or it exits). */
+  | { kind: 'printed'; pattern: RegExp }
+  /** `ms` after `current` is first seen pointing at releases/`to` (polled every millisecond). */
+  | { kind: 'switched'; to: string; ms: number };
+
+export interface CutCommand {
+  /** The home on the loop filesystem is a `cp -a` of this, made durable before the command. */
+  template: string;
+  args: (home: string) => string[];
+  env?: Record<string, string>;
+  trigger: CutTrigger;
+}
+
+export interface Cut {
+  home: string;
+  run: Run;
+  /** What the command had printed on stdout when the power went: all it had reported. */
+  printed: string;
+  /** Its exit code, when it had exited before the cut; null when the cut came first. */
+  exitedBefore: number | null;
+}
+
+/**
+ * Mounts `disk`, makes a fresh home from the template, runs the command, cuts the power at the
+ * trigger, kills the child and unmounts. The filesystem is left unmounted: look at it with
+ * `afterRemount`.
+ */
+export async function cutDuring(disk: LoopFs, command: CutCommand): Promise<Cut> {
+  await disk.mount();
+  const home = join(disk.mnt, 'home');
+  try {
+    await rm(home, { recursive: true, force: true });
+    await execFileP('cp', ['-a', command.template, home]);
+    await execFileP('sync', ['-f', home]); // the starting point is on disk, whatever ferry does next
+    const cutter = await armCutter(disk.mnt);
+    const t = command.trigger;
+    const child = startFerry(command.args(home), { ...command.env, ...(t.kind === 'phase' ? { FERRY_TEST_KILL_AT: t.point } : {}) });
+    const deadline = performance.now() + CHILD_TIMEOUT_MS;
+    switch (t.kind) {
+      case 'none':
+      case 'phase':
+        await child.done;
+        break;
+      case 'time':
+        await sleep(t.ms);
+        break;
+      case 'printed':
+        while (running(child.child) && !t.pattern.test(child.stdout()) && performance.now() < deadline) await sleep(1);
+        break;
+      case 'switched': {
+        const want = `releases/${t.to}`;
+        while (running(child.child) && performance.now() < deadline && (await readlink(join(home, 'current')).catch(() => '')) !== want) await sleep(1);
+        await sleep(t.ms);
+        break;
+      }
+      default: {
+        const never: never = t;
+        throw new Error(`unknown trigger ${String(never)}`);
+      }
+    }
+    const printed = child.stdout();
+    const exitedBefore = child.child.exitCode;
+    await cutter.cut();
+    if (running(child.child)) child.child.kill('SIGKILL');
+    return { home, run: await child.done, printed, exitedBefore };
+  } finally {
+    await disk.umount();
+  }
+}
+
+/**
+ * Mounts `disk` again (the "reboot"), runs `look`, unmounts. Refuses to look at a filesystem that
+ * is still the shut-down one (see inPrivateMountNamespace): that would blame ferry for EIO.
+ */
+export async function afterRemount<T>(disk: LoopFs, look: () => Promise<T>): Promise<T> {
+  await disk.mount();
+  try {
+    const probe = join(disk.mnt, '.remount-probe');
+    try {
+      await writeFile(probe, 'alive');
+      await rm(probe);
+    } catch (err) {
+      throw new Error(`the remounted filesystem is still shut down (${(err as Error).message}): another mount namespace holds the old mount`);
+    }
+    return await look();
+  } finally {
+    await disk.umount();
+  }
+}
+
+/**
+ * The device keeps the signed manifest of each installed release (manifests/<version>.json): it
+ * is what a rollback re-verifies against and what the next delta is planned from. Each one beside
+ * a release in releases/ must be byte for byte the repository's signed manifest.
+ */
+export async function manifestCopyProblems(home: string, repoDir: string): Promise<string[]> {
+  const problems: string[] = [];
+  for (const version of [OLD, NEW]) {
+    if (!existsSync(join(home, 'releases', version))) continue;
+    const copy = await readFile(join(home, 'manifests', `${version}.json`)).catch((err: Error) => err);
+    if (copy instanceof Error) problems.push(`releases/${version} is installed but its manifest copy is unreadable: ${copy.message}`);
+    else if (!copy.equals(await readFile(join(repoDir, 'releases', version, 'manifest.json')))) problems.push(`manifests/${version}.json (${copy.length} bytes) is not the signed manifest`);
+  }
+  return problems;
+}
+
+/** Mount options that let a lost fsync show: commit=60 (no journal commit of its own during a test), noauto_da_alloc (no flush of a file renamed over another, which would hide a missing file fsync). */
+export const STRICT_MOUNT_OPTIONS = 'commit=60,noauto_da_alloc';
+
+export interface AfterCut {
+  /** `current` straight after the remount, before ferry touches anything. */
+  raw: Installed;
+  /** `ferry status --json`, which opens the updater and so runs recovery. */
+  status: { run: Run; status: DeviceStatus | null };
+  /** `current` after recovery. */
+  recovered: Installed;
+  /** `ferry history --json` after recovery. */
+  history: UpdateRecord[];
+  violations: string[];
+}
+
+/**
+ * What every cut must leave: `current` a complete signed release before and after recovery,
+ * recovery that works, `ferry status` agreeing with `current` (THREATS.md row 20: `current` is
+ * the truth), and no attempt left in progress in history once the journal is idle.
+ */
+export async function inspectAfterCut(home: string, fx: Pick<CrashFixture, 'files' | 'repo'>): Promise<AfterCut> {
+  const violations: string[] = [];
+  const files = fx.files;
+  const raw = await inspectCurrent(home, files);
+  if (!raw.version || raw.problems.length) violations.push(`after the remount current is not a complete release: ${raw.problems.join('; ')}`);
+  const st = await status(home);
+  const recovered = await inspectCurrent(home, files);
+  if (!recovered.version || recovered.problems.length) violations.push(`after recovery current is not a complete release: ${recovered.problems.join('; ')}`);
+  if (!st.status) violations.push(`recovery (ferry status) failed: ${describeRun(st.run)}`);
+  else if (st.status.currentVersion !== recovered.version || (st.status.phase !== 'idle' && st.status.phase !== 'staged')) {
+    violations.push(`after recovery status says ${st.status.currentVersion} (${st.status.phase}), current is ${recovered.version}`);
+  }
+  violations.push(...(await manifestCopyProblems(home, fx.repo.repo)));
+  const h = await history(home);
+  if (!h.records) violations.push(`ferry history failed: ${describeRun(h.run)}`);
+  else if (st.status?.phase === 'idle') {
+    for (const r of h.records.filter((x) => x.outcome === 'in-progress')) violations.push(`history record ${r.id} (${r.from} -> ${r.to}) is still in progress after recovery`);
+  }
+  return { raw, status: st, recovered, history: h.records ?? [], violations };
+}
+
+/** The line `ferry update` prints once it committed OLD -> NEW. */
+export const REPORTED_COMMIT = new RegExp(`^updated ${OLD.replace(/\./g, '\\.')} -> ${NEW.replace(/\./g, '\\.')} `, 'm');
+
+/**
+ * What a cut during `ferry update` (OLD -> NEW, healthy) must also leave: once the commit was
+ * printed, NEW before and after recovery and a committed record of it in history.
+ */
+export function updateCutViolations(cut: Cut, after: AfterCut): string[] {
+  if (!REPORTED_COMMIT.test(cut.printed)) return [];
+  const v: string[] = [];
+  if (after.raw.version !== NEW) v.push(`"updated ${OLD} -> ${NEW}" was printed before the cut, but after the remount current is ${after.raw.version}`);
+  if (after.recovered.version !== NEW) v.push(`reported committed, but after recovery the device is on ${after.recovered.version}`);
+  if (!after.history.some((h) => h.from === OLD && h.to === NEW && h.outcome === 'committed')) v.push(`reported committed, but history has no committed ${OLD} -> ${NEW}: ${after.history.map((h) => `${h.from} -> ${h.to} ${h.outcome}`).join(', ')}`);
+  return v;
+}
+
+/** The line `ferry rollback` prints once it rolled NEW back to OLD. */
+export const REPORTED_MANUAL_ROLLBACK = new RegExp(`^rolled back ${NEW.replace(/\./g, '\\.')} -> ${OLD.replace(/\./g, '\\.')}$`, 'm');
+
+/**
+ * What a cut during `ferry rollback` (NEW -> OLD) must also leave: once the rollback was printed
+ * (or the command exited 0), OLD before and after recovery; and history agreeing with the device:
+ * on OLD exactly when it records the rollback committed.
+ */
+export function manualRollbackCutViolations(cut: Cut, after: AfterCut): string[] {
+  const reported = REPORTED_MANUAL_ROLLBACK.test(cut.printed) || cut.exitedBefore === 0;
+  const v: string[] = [];
+  if (reported && after.raw.version !== OLD) v.push(`"rolled back ${NEW} -> ${OLD}" was reported before the cut, but after the remount current is ${after.raw.version}`);
+  if (reported && after.recovered.version !== OLD) v.push(`the rollback was reported, but after recovery the device is on ${after.recovered.version}`);
+  const done = after.history.some((h) => h.kind === 'rollback' && h.outcome === 'committed' && h.from === NEW && h.to === OLD);
+  if (reported && !done) v.push('the rollback was reported, but history has no committed rollback');
+  if (after.recovered.version === OLD && !done) v.push(`the device is on ${OLD}, but history has no committed rollback to it`);
+  if (after.recovered.version === NEW && done) v.push(`history says the rollback to ${OLD} committed, but the device is on ${NEW}`);
+  return v;
 }

@@ -6,13 +6,15 @@
 import { rename } from 'node:fs/promises';
 import { Level } from 'level';
 import { FerryError } from './errors.ts';
-import { UNSAFE_SKIP_FSYNC } from './durable.ts';
+import { skipsFsync } from './durable.ts';
 import { IDLE, type Journal } from './journal.ts';
 import type { RestorePoint, UpdateRecord } from './spec.ts';
 
-type Value = Journal | UpdateRecord | RestorePoint | number | string;
+type Value = Journal | UpdateRecord | RestorePoint | number | string | Prefetch;
 
-const SYNC = { sync: !UNSAFE_SKIP_FSYNC } as const;
+// One fsync site for every write: LevelDB appends them all to one log, so each synced write also
+// makes every earlier one durable.
+const SYNC = { sync: !skipsFsync('store.sync') } as const;
 
 export class DeviceStore {
   private constructor(private readonly db: Level<string, Value>, readonly rebuiltFrom: string | null) {}
@@ -29,6 +31,9 @@ export class DeviceStore {
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause;
       if (cause?.code === 'LEVEL_LOCKED') throw new FerryError('ERR_BUSY', `the store ${dir} is in use by another ferry process`, { cause: err });
+      // A disk with no room to open the store is not a damaged store: moving it aside would
+      // throw away history, approvals and an update in progress.
+      if (outOfSpace(err)) throw new FerryError('ERR_NO_SPACE', `no space left to open the store ${dir}: free some space and retry`, { cause: err });
       const aside = `${dir}.damaged-${now.toISOString().replace(/[:.]/g, '-')}`;
       await rename(dir, aside);
       const fresh = new Level<string, Value>(dir, { valueEncoding: 'json' });
@@ -103,11 +108,52 @@ export class DeviceStore {
     return ((await this.db.get(`failures!${version}`)) as number | undefined) ?? 0;
   }
 
+  /**
+   * Journals a rollback and counts the failed attempt at `version` in one synced write. As two
+   * writes, a cut between them would leave the journal before the rollback with the attempt
+   * already counted, and recovery (which counts an attempt cut short) would count it again.
+   */
+  async journalFailure(journal: Journal, version: string): Promise<number> {
+    const n = (await this.failures(version)) + 1;
+    await this.db.batch([{ type: 'put', key: 'journal', value: journal as Value }, { type: 'put', key: `failures!${version}`, value: n as Value }], SYNC);
+    return n;
+  }
+
   async addFailure(version: string): Promise<number> {
     const n = (await this.failures(version)) + 1;
     await this.db.put(`failures!${version}`, n, SYNC);
     return n;
   }
+
+  /**
+   * Bytes a `download` moved for an artifact before any attempt existed to count them: the
+   * attempt that later uses the cached artifact takes them over (takePrefetch), so history's
+   * bytes moved include every byte the device fetched.
+   */
+  async putPrefetch(sha256: string, prefetch: Prefetch): Promise<void> {
+    const prev = (await this.db.get(`prefetch!${sha256}`)) as Prefetch | undefined;
+    await this.db.put(`prefetch!${sha256}`, { bytes: (prev?.bytes ?? 0) + prefetch.bytes, source: prefetch.source } as Value, SYNC);
+  }
+
+  async takePrefetch(sha256: string): Promise<Prefetch | undefined> {
+    const got = (await this.db.get(`prefetch!${sha256}`)) as Prefetch | undefined;
+    if (got) await this.db.del(`prefetch!${sha256}`, SYNC);
+    return got;
+  }
+}
+
+export interface Prefetch {
+  bytes: number;
+  source: string | null;
+}
+
+/** True when `err` or any cause is ENOSPC/EDQUOT (LevelDB reports it as text: "No space left"). */
+function outOfSpace(err: unknown): boolean {
+  for (let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 8; e = e.cause as typeof e, depth++) {
+    if (e.code === 'ENOSPC' || e.code === 'EDQUOT') return true;
+    if (typeof e.message === 'string' && /No space left on device|Disk quota exceeded/i.test(e.message)) return true;
+  }
+  return false;
 }
 
 /** Ids that sort by time, then by a random suffix: "20261126T204501123Z-3fa9". */

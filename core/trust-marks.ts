@@ -8,11 +8,12 @@
 //   - securityFloor: the highest security-fix version installed; nothing goes below it
 
 import { readFile } from 'node:fs/promises';
-import { FerryError } from './errors.ts';
+import semver from 'semver';
+import { FerryError, fromFsError } from './errors.ts';
 import { writeFileAtomic } from './durable.ts';
 import { parseStrictJson } from './strict-json.ts';
 import { sha256 } from './hash.ts';
-import type { Channel, ChannelDoc } from './metadata.ts';
+import { isChannel, type Channel, type ChannelDoc } from './metadata.ts';
 import type { RootDoc } from './root.ts';
 
 export interface ChannelMark {
@@ -29,23 +30,43 @@ export interface TrustMarks {
 
 export const EMPTY_MARKS: TrustMarks = { channels: {}, timeFloor: new Date(0).toISOString(), securityFloor: null };
 
+function isChannelMark(value: unknown): value is ChannelMark {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const m = value as Record<string, unknown>;
+  return Number.isSafeInteger(m.sequence) && (m.sequence as number) >= 1 && typeof m.sha256 === 'string' && /^[0-9a-f]{64}$/.test(m.sha256) && typeof m.releaseKeys === 'string';
+}
+
+/**
+ * Every field as writeMarks writes it. A field of the wrong shape is damage too: a timeFloor that
+ * is not a date made expiry compare against NaN, and a mark without a sequence was replaced by
+ * whatever pointer came next.
+ */
+function isMarks(value: unknown): value is TrustMarks {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const { channels, timeFloor, securityFloor } = value as Record<string, unknown>;
+  if (typeof channels !== 'object' || channels === null || Array.isArray(channels)) return false;
+  if (!Object.entries(channels).every(([name, mark]) => isChannel(name) && isChannelMark(mark))) return false;
+  if (typeof timeFloor !== 'string' || !Number.isFinite(Date.parse(timeFloor))) return false;
+  return securityFloor === undefined || securityFloor === null || (typeof securityFloor === 'string' && semver.valid(securityFloor) === securityFloor);
+}
+
 export async function readMarks(path: string): Promise<TrustMarks> {
   let bytes: Buffer;
   try {
     bytes = await readFile(path);
-  } catch {
-    return structuredClone(EMPTY_MARKS);
+  } catch (err) {
+    // Only a missing file is a device with no marks yet; one that cannot be read is an error.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return structuredClone(EMPTY_MARKS);
+    throw fromFsError(err, `reading ${path}`);
   }
   // A damaged marks file is an error, never silently "no marks": that would re-open rollback.
-  const doc = parseStrictJson(bytes, 256 * 1024, path) as unknown as TrustMarks;
-  if (typeof doc !== 'object' || doc === null || typeof doc.timeFloor !== 'string' || typeof doc.channels !== 'object') {
-    throw new FerryError('ERR_SCHEMA', `${path} is damaged; restore it from a backup or re-init the device`);
-  }
+  const doc = parseStrictJson(bytes, 256 * 1024, path);
+  if (!isMarks(doc)) throw new FerryError('ERR_SCHEMA', `${path} is damaged; restore it from a backup or re-init the device`);
   return { channels: { ...doc.channels }, timeFloor: doc.timeFloor, securityFloor: doc.securityFloor ?? null };
 }
 
 export async function writeMarks(path: string, marks: TrustMarks): Promise<void> {
-  await writeFileAtomic(path, JSON.stringify(marks, null, 2) + '\n');
+  await writeFileAtomic(path, JSON.stringify(marks, null, 2) + '\n', 0o644, 'marks.write');
 }
 
 /** A fingerprint of the release role: its key ids and threshold. */

@@ -28,7 +28,7 @@ import { stageRelease } from './stage.ts';
 import type { ProgressEvent, ProgressSink } from './progress.ts';
 import { verifyTree } from './verify-tree.ts';
 import { writeFileAtomic } from './durable.ts';
-import { killPoint } from './test-hooks.ts';
+import { killPoint, testClock } from './test-hooks.ts';
 import { hasChunkPeers, type Source } from './source.ts';
 import type { Patcher } from './patcher.ts';
 import type { HealthCheck } from './health.ts';
@@ -91,7 +91,7 @@ export class Updater implements UpdateManager, RollbackManager {
   ) {}
 
   private get now(): Date {
-    return (this.deps.clock ?? (() => new Date()))();
+    return (this.deps.clock ?? testClock ?? (() => new Date()))();
   }
 
   private log(message: string): void {
@@ -113,7 +113,7 @@ export class Updater implements UpdateManager, RollbackManager {
     const config = await readDeviceConfig(layout.config);
     const unlock = await acquireLock(layout.lock);
     try {
-      const store = await DeviceStore.open(layout.state, (deps.clock ?? (() => new Date()))());
+      const store = await DeviceStore.open(layout.state, (deps.clock ?? testClock ?? (() => new Date()))());
       const updater = new Updater(layout, config, store, deps, unlock);
       try {
         await updater.recover();
@@ -137,13 +137,15 @@ export class Updater implements UpdateManager, RollbackManager {
   // -------------------------------------------------------------------------------------------
   // Journal and history
 
-  private async transition(journal: Journal, phase: Phase, patch: Partial<Journal> = {}): Promise<Journal> {
+  /** With `failureOf`, the same synced write also counts a failed attempt at that version. */
+  private async transition(journal: Journal, phase: Phase, patch: Partial<Journal> = {}, failureOf?: string): Promise<Journal> {
     if (phase !== 'idle' && !canTransition(journal.phase, phase)) {
       throw new FerryError('ERR_SCHEMA', `internal: no transition ${journal.phase} -> ${phase}`);
     }
     const next = { ...journal, ...patch, phase };
     killPoint('before', phase);
-    await this.store.setJournal(next);
+    if (failureOf) await this.store.journalFailure(next, failureOf);
+    else await this.store.setJournal(next);
     killPoint('after', phase);
     return next;
   }
@@ -211,7 +213,8 @@ export class Updater implements UpdateManager, RollbackManager {
       case 'rolling-back': {
         // The new release was never confirmed healthy: go back to where the attempt started. An
         // attempt cut short before its verdict counts against the release (restarts stay bounded).
-        if (journal.phase !== 'rolling-back' && journal.to) await this.store.addFailure(journal.to);
+        // A manual rollback (no plan: it builds nothing) is not an attempt at a release.
+        if (journal.phase !== 'rolling-back' && journal.to && journal.plan !== null) await this.store.addFailure(journal.to);
         if (current !== journal.from) await this.switchTo(journal.from);
         const rolled = await this.finishAttempt(journal, 'rolled-back', journal.errorCode ?? 'ERR_INTERRUPTED', `interrupted while ${journal.phase}; back on ${journal.from ?? 'nothing'}`);
         await this.store.setJournal({ ...IDLE });
@@ -285,8 +288,18 @@ export class Updater implements UpdateManager, RollbackManager {
   }
 
   private async resolve(): Promise<Resolution> {
-    const trusted = await this.trustedRoot();
-    let marks = await readMarks(this.layout.marks);
+    let trusted: RootDoc;
+    let marks: TrustMarks;
+    try {
+      trusted = await this.trustedRoot();
+      marks = await readMarks(this.layout.marks);
+    } catch (err) {
+      // A damaged pinned root or marks file stops the check before any source is read: it is
+      // recorded like any refusal, and the file is left as it is (never rewritten as empty).
+      const e = fromFsError(err, 'reading the trust state');
+      if (REFUSALS.has(e.code)) await this.recordRefusal(null, null, e);
+      throw e;
+    }
     const current = await readCurrent(this.layout);
     const found = await discover({
       sources: this.deps.sources,
@@ -394,20 +407,34 @@ export class Updater implements UpdateManager, RollbackManager {
     return plan.kind === 'full' ? [plan.artifact] : plan.steps.map((s) => s.artifact);
   }
 
-  /** Fetches every artifact of `plan` into the cache; returns sha256 → path and the bytes moved. */
-  private async fetchPlan(plan: Plan): Promise<{ paths: Map<string, string>; bytes: number; source: string | null }> {
+  /**
+   * Fetches every artifact of `plan` into the cache; returns sha256 → path and the bytes moved.
+   * For an attempt (`forAttempt`), bytes an earlier `download` moved for a cached artifact are
+   * counted here; a bare download leaves them for the attempt to count.
+   */
+  private async fetchPlan(plan: Plan, forAttempt = true): Promise<{ paths: Map<string, string>; bytes: number; source: string | null }> {
     await mkdir(this.layout.cache, { recursive: true });
     const paths = new Map<string, string>();
     let bytes = 0;
     let source: string | null = null;
     for (const ref of this.planArtifacts(plan)) {
-      const got = await fetchArtifact(ref, this.artifactSources(), this.layout.cache, this.deps.progress);
-      for (const note of got.notes) this.log(note);
+      const got = await this.fetchOne(ref, forAttempt);
       paths.set(ref.sha256, got.path);
       bytes += got.bytesMoved;
       source ??= got.source;
     }
     return { paths, bytes, source };
+  }
+
+  private async fetchOne(ref: ArtifactRef, forAttempt: boolean): Promise<{ path: string; bytesMoved: number; source: string | null }> {
+    const got = await fetchArtifact(ref, this.artifactSources(), this.layout.cache, this.deps.progress);
+    for (const note of got.notes) this.log(note);
+    if (!forAttempt) {
+      if (got.bytesMoved > 0) await this.store.putPrefetch(ref.sha256, { bytes: got.bytesMoved, source: got.source });
+      return got;
+    }
+    const earlier = await this.store.takePrefetch(ref.sha256);
+    return earlier ? { path: got.path, bytesMoved: got.bytesMoved + earlier.bytes, source: got.source ?? earlier.source } : got;
   }
 
   async download(): Promise<UpdatePackage | null> {
@@ -419,10 +446,10 @@ export class Updater implements UpdateManager, RollbackManager {
     journal = await this.transition(journal, 'downloading');
     try {
       try {
-        await this.fetchPlan(r.plan);
+        await this.fetchPlan(r.plan, false);
       } catch (err) {
         if (r.plan.kind === 'full' || !(err instanceof FerryError) || !DELTA_FAILURES.has(err.code)) throw err;
-        await fetchArtifact(r.plan.fallback, this.artifactSources(), this.layout.cache, this.deps.progress);
+        await this.fetchOne(r.plan.fallback, false);
       }
       await this.transition(journal, 'verifying');
     } finally {
@@ -468,7 +495,7 @@ export class Updater implements UpdateManager, RollbackManager {
       if (!r?.target || !r.plan) return { status: 'up-to-date', current: r?.current ?? (await readCurrent(this.layout)) };
       const version = r.target.candidate.version;
       if (await this.store.isHeld(version)) {
-        return { status: 'waiting', version, reason: 'held', why: `${version} was rolled back by hand; \`ferry approve ${version}\` allows it again` };
+        return { status: 'waiting', version, reason: 'held', why: `${version} was rolled back by hand; approving it allows it again` };
       }
       if ((await this.store.failures(version)) >= MAX_ATTEMPTS) {
         const err = new FerryError('ERR_GAVE_UP', `${version} failed its health check ${MAX_ATTEMPTS} times; not trying again (publish a newer release)`);
@@ -586,9 +613,10 @@ export class Updater implements UpdateManager, RollbackManager {
       await this.cleanup(this.config.keepRestorePoints);
       return { status: 'committed', record };
     }
-    // Counted before anything else, so a kill during the rollback still counts the attempt.
-    const failures = await this.store.addFailure(version);
-    journal = await this.transition(journal, 'rolling-back', { errorCode: 'ERR_UNHEALTHY' });
+    // Counted in the write that journals the rollback, so the attempt counts exactly once: a cut
+    // before it leaves 'confirming', which recovery counts; after it, 'rolling-back', which it does not.
+    journal = await this.transition(journal, 'rolling-back', { errorCode: 'ERR_UNHEALTHY' }, version);
+    const failures = await this.store.failures(version);
     await this.switchTo(from);
     const record = (await this.finishAttempt(journal, 'rolled-back', 'ERR_UNHEALTHY', `${health.detail} (attempt ${failures} of ${MAX_ATTEMPTS})`))!;
     await this.transition(journal, 'idle', { ...IDLE });
@@ -645,9 +673,12 @@ export class Updater implements UpdateManager, RollbackManager {
     const id2 = await this.store.newHistoryId(this.now);
     await this.store.putHistory({ id: id2, from: current, to: point.version, source: `restore-point:${point.id}`, kind: 'rollback', bytesMoved: 0, startedAt: this.now.toISOString(), finishedAt: null, outcome: 'in-progress', errorCode: null });
     const j: Journal = { ...IDLE, attemptId: id2, from: current, to: point.version, startedAt: this.now.toISOString() };
-    const result = await this.switchAndConfirm(j, await this.localManifest(point.version));
     // A version rolled back by hand is not reinstalled automatically; approving it lifts the hold.
-    if (result.status === 'committed' && current && current !== point.version) await this.store.hold(current);
+    // Held before the switch: once the rollback is journaled committed, a power cut must not lose
+    // the hold (the next update would reinstall that version). A rollback that does not commit
+    // leaves the device on `current`, where a hold on the running version changes nothing.
+    if (current && current !== point.version) await this.store.hold(current);
+    const result = await this.switchAndConfirm(j, await this.localManifest(point.version));
     if (result.status === 'rolled-back' || result.status === 'committed') return result.record;
     throw new FerryError('ERR_SCHEMA', 'internal: rollback did not finish');
   }

@@ -24,12 +24,22 @@ const logTo = (args: OutputFlags) => (args.json ? undefined : (m: string) => pro
 /** Download and staging progress on stderr (bars on a terminal, lines elsewhere); none with --json. */
 const progressTo = (args: OutputFlags) => createProgressSink(process.stderr, args.json);
 
-function describeApply(result: ApplyResult): string[] {
+/** `arg` as one shell word, so a printed hint can be pasted as it is. */
+function shellWord(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+function describeApply(result: ApplyResult, home: string): string[] {
   switch (result.status) {
     case 'up-to-date':
       return [`up to date (${result.current ?? 'nothing installed'})`];
-    case 'waiting':
-      return [`${result.version} is staged and waits: ${result.why}`, ...(result.reason === 'approval' ? [`  approve it with: ferry approve --home <home> ${result.version}`] : []), ...(result.reason === 'window' ? ['  apply now with: ferry apply --ignore-window'] : [])];
+    case 'waiting': {
+      const h = shellWord(home);
+      const hint = result.reason === 'approval' || result.reason === 'held' ? `  approve it with: ferry approve --home ${h} ${result.version}`
+        : result.reason === 'window' ? `  apply now with: ferry apply --home ${h} --ignore-window`
+        : null;
+      return [`${result.version} is staged and waits: ${result.why}`, ...(hint ? [hint] : [])];
+    }
     case 'committed':
       return [`updated ${result.record.from ?? 'nothing'} -> ${result.record.to} (${result.record.kind}${result.record.fellBackToFull ? ', after a failed delta' : ''}, ${formatBytes(result.record.bytesMoved)} from ${result.record.source})`];
     case 'rolled-back':
@@ -142,7 +152,7 @@ function applyCommand(name: 'apply' | 'update', describe: string): CommandModule
     builder: (y) => homeOption(y).option('ignore-window', { type: 'boolean', default: false, describe: 'switch now even outside the maintenance window' }) as never,
     handler: async (args) => {
       const result = await withUpdater(args.home, (u) => u.apply({ trigger: 'manual', ignoreWindow: args.ignoreWindow }), logTo(args), progressTo(args));
-      printResult(args, result, () => describeApply(result));
+      printResult(args, result, () => describeApply(result, args.home));
       exitFor(result);
     },
   };

@@ -4,15 +4,15 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
-import { readlink, writeFile } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdir, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { UpdateInfo, UpdateRecord, RestorePoint } from '../../core/spec.ts';
 import type { DeviceStatus } from '../../core/updater.ts';
 import type { ManifestDoc } from '../../core/metadata.ts';
 import { hashTree } from '../helpers/device.ts';
 import { sampleApp, tempDir, writeTree, type TempDir } from '../helpers/repo.ts';
-import { ferry, json, ok } from '../helpers/cli.ts';
+import { ferry, json, ok, ROOT } from '../helpers/cli.ts';
 import { readPayload } from '../helpers/tamper.ts';
 
 
@@ -111,6 +111,34 @@ cli('a home locked by a live process: exit code 7 and ERR_BUSY', async () => {
   } finally {
     sleeper.kill('SIGKILL');
   }
+});
+
+cli('download, then update: the history record of the update counts the bytes the download moved', async () => {
+  ok(ferry('init', p('home3'), '--trust', p('repo', 'root.json'), '--source', p('repo'), ...target), 'init home3');
+  const pkg = json<{ version: string; size: number }>(ok(ferry('download', '--home', p('home3'), '--json'), 'download'));
+  assert.is(pkg.version, '1.1.0');
+  const result = json<{ status: string; record: UpdateRecord }>(ok(ferry('update', '--home', p('home3'), '--json'), 'update'));
+  assert.is(result.status, 'committed');
+  assert.is(result.record.bytesMoved, pkg.size, 'the bytes fetched by download are counted by the attempt');
+  assert.is(result.record.source, `dir:${p('repo')}`, 'and so is their source');
+  const again = json<UpdateRecord[]>(ok(ferry('history', '--home', p('home3'), '--json'), 'history'));
+  assert.is(again.reduce((n, r) => n + r.bytesMoved, 0), pkg.size, 'counted once, not twice');
+});
+
+cli('a release waiting for approval prints a hint with this home that works when pasted into a shell', async () => {
+  const home = p('a home with spaces');
+  ok(ferry('init', home, '--trust', p('repo', 'root.json'), '--source', p('repo'), '--require-approval', ...target), 'init');
+  const run = ok(ferry('update', '--home', home), 'update');
+  const hint = /approve it with: (.+)$/m.exec(run.stdout)?.[1];
+  assert.ok(hint, `a hint in: ${run.stdout}`);
+  assert.ok(hint!.includes(`'${home}'`), `the home is named and quoted: ${hint}`);
+  const shim = p('bin', 'ferry');
+  await mkdir(p('bin'), { recursive: true });
+  await writeFile(shim, `#!/bin/sh\nexec "${process.execPath}" "${join(ROOT, 'cli', 'ferry.mjs')}" "$@"\n`, { mode: 0o755 });
+  const pasted = spawnSync('bash', ['-c', hint!], { encoding: 'utf8', env: { ...process.env, PATH: `${p('bin')}:${process.env.PATH}` } });
+  assert.is(pasted.status, 0, pasted.stderr);
+  ok(ferry('update', '--home', home), 'update after approval');
+  await assertCurrent(home, '1.1.0');
 });
 
 cli.run();

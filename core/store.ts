@@ -3,7 +3,8 @@
 // installed — the `current` link is — so a damaged database is moved aside and rebuilt, and the
 // app still starts.
 
-import { rename } from 'node:fs/promises';
+import { rename, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Level } from 'level';
 import { FerryError } from './errors.ts';
 import { skipsFsync } from './durable.ts';
@@ -17,17 +18,23 @@ type Value = Journal | UpdateRecord | RestorePoint | number | string | Prefetch;
 const SYNC = { sync: !skipsFsync('store.sync') } as const;
 
 export class DeviceStore {
-  private constructor(private readonly db: Level<string, Value>, readonly rebuiltFrom: string | null) {}
+  /**
+   * `rebuiltFrom`: where a damaged store was moved. `created`: there was no store at all before
+   * this open (a new device, or one whose store was deleted).
+   */
+  private constructor(private readonly db: Level<string, Value>, readonly rebuiltFrom: string | null, readonly created: boolean) {}
 
   /**
    * Opens the store at `dir`. A database held by another process is ERR_BUSY; a damaged one is
    * renamed to `<dir>.damaged-<time>` and a fresh one created (`rebuiltFrom` says where it went).
    */
   static async open(dir: string, now: Date): Promise<DeviceStore> {
+    // LevelDB's CURRENT file names the live manifest: without it, open() makes a new database.
+    const created = !(await stat(join(dir, 'CURRENT')).then(() => true, () => false));
     const db = new Level<string, Value>(dir, { valueEncoding: 'json' });
     try {
       await db.open();
-      return new DeviceStore(db, null);
+      return new DeviceStore(db, null, created);
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause;
       if (cause?.code === 'LEVEL_LOCKED') throw new FerryError('ERR_BUSY', `the store ${dir} is in use by another ferry process`, { cause: err });
@@ -38,7 +45,7 @@ export class DeviceStore {
       await rename(dir, aside);
       const fresh = new Level<string, Value>(dir, { valueEncoding: 'json' });
       await fresh.open();
-      return new DeviceStore(fresh, aside);
+      return new DeviceStore(fresh, aside, true);
     }
   }
 

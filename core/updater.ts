@@ -239,15 +239,18 @@ export class Updater implements UpdateManager, RollbackManager {
         await this.store.putHistory({ ...record, outcome: 'failed', errorCode: 'ERR_INTERRUPTED', finishedAt: this.now.toISOString(), message: 'interrupted before it started' });
       }
     }
-    if (this.store.rebuiltFrom) await this.rebuildRestorePoints(current);
+    // A store rebuilt after damage, or made anew because it was deleted, has lost the restore
+    // points: every installed release other than `current` is one (a new device has none).
+    if (this.store.created) await this.rebuildRestorePoints(current);
   }
 
-  /** After a damaged store was rebuilt: every installed release but current becomes a restore point again. */
+  /** After the store was rebuilt or made anew: every installed release but current becomes a restore point again. */
   private async rebuildRestorePoints(current: string | null): Promise<void> {
-    for (const version of await this.installedVersions()) {
-      if (version === current) continue;
+    const versions = (await this.installedVersions()).filter((v) => v !== current);
+    for (const version of versions) {
       await this.store.putRestorePoint({ id: timeId(this.now, randomBytes(3).toString('hex')), version, createdAt: this.now.toISOString(), reason: 'manual' });
     }
+    if (versions.length > 0) this.log(`the store was ${this.store.rebuiltFrom ? 'damaged and rebuilt' : 'missing and made anew'}: restore points for ${versions.join(', ')} made again from releases/`);
   }
 
   private async switchTo(version: string | null): Promise<void> {

@@ -2,6 +2,9 @@
 // Runs every test/**/*.test.ts in its own Node process (a crash or a leaked handle in one file
 // cannot hide another's result), then prints the one line CI reads: "N passed, N failed".
 // Usage: node test/run.mjs [substring-filter …]
+// FERRY_TEST_JOBS (default 2, this machine's cores) files run at once; most of a test's time is
+// spent waiting (deadlines, drains, child processes), and no test asserts on timing. Each file's
+// output is printed whole when it finishes, so files never interleave.
 
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
@@ -30,8 +33,8 @@ function runFile(file) {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
-    child.stdout.on('data', (d) => { out += d; process.stdout.write(d); });
-    child.stderr.on('data', (d) => { out += d; process.stderr.write(d); });
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
     const timer = setTimeout(() => { out += `\n${file}: killed after ${FILE_TIMEOUT_MS} ms\n`; child.kill('SIGKILL'); }, FILE_TIMEOUT_MS);
     child.on('close', (code) => {
       clearTimeout(timer);
@@ -39,22 +42,34 @@ function runFile(file) {
       const total = num('Total'), passed = num('Passed'), skipped = num('Skipped');
       let failed = Math.max(0, total - passed - skipped);
       if (code !== 0 && failed === 0) failed = 1; // crashed, or failed outside a test
-      resolve({ passed, failed, skipped });
+      resolve({ passed, failed, skipped, out });
     });
   });
 }
 
-const files = findTests(join(root, 'test')).filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)));
+const jobs = Math.max(1, Number(process.env.FERRY_TEST_JOBS) || 2);
+// The slow suites (crash, adversarial) start first, so the last file to finish is a short one.
+const weight = (f) => (/[/\\](crash|adversarial)[/\\]/.test(f) ? 0 : 1);
+const files = findTests(join(root, 'test'))
+  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
+  .sort((a, b) => weight(a) - weight(b) || a.localeCompare(b));
 let passed = 0, failed = 0, skipped = 0;
 const failedFiles = [];
-for (const file of files) {
-  const name = relative(root, file);
-  process.stdout.write(`\n=== ${name}\n`);
-  const r = await runFile(file);
-  passed += r.passed; failed += r.failed; skipped += r.skipped;
-  if (r.failed) failedFiles.push(name);
+const queue = [...files];
+const started = Date.now();
+async function worker() {
+  for (let file = queue.shift(); file; file = queue.shift()) {
+    const name = relative(root, file);
+    const t0 = Date.now();
+    const r = await runFile(file);
+    process.stdout.write(`\n=== ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n${r.out}`);
+    passed += r.passed; failed += r.failed; skipped += r.skipped;
+    if (r.failed) failedFiles.push(name);
+  }
 }
+await Promise.all(Array.from({ length: Math.min(jobs, files.length) }, worker));
 if (failedFiles.length) console.log(`\nfailing files: ${failedFiles.join(', ')}`);
 if (skipped) console.log(`\n${skipped} test(s) skipped: see the SKIP lines above for why`);
+console.log(`\n${files.length} files in ${((Date.now() - started) / 1000).toFixed(0)} s, ${jobs} at a time`);
 console.log(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(failed > 0 || files.length === 0 ? 1 : 0);

@@ -303,6 +303,28 @@ row11.run();
 
 const row20 = suite('row 20 database and filesystem disagree: a damaged LevelDB is rebuilt and the device goes on');
 
+row20('state/ deleted: open makes a new store, the installed releases come back as restore points, and a rollback to one works', async () => {
+  const { repo, device } = await fresh();
+  try {
+    const r1 = await repo.release('1.0.0', sampleApp('1.0.0'));
+    await device.with((u) => u.apply());
+    await repo.release('1.1.0', sampleApp('1.1.0'));
+    await device.with((u) => u.apply());
+    await rm(device.layout.state, { recursive: true, force: true });
+    const notes: string[] = [];
+    await device.with(async (u) => {
+      assert.is((await u.status()).currentVersion, '1.1.0');
+      assert.equal((await u.listRestorePoints()).map((p) => p.version), ['1.0.0'], 'the other installed release is a restore point again');
+      assert.ok(notes.some((n) => /missing and made anew/.test(n)), `a note says so: ${notes.join(' | ')}`);
+      const record = await u.rollback();
+      assert.is(record.outcome, 'committed');
+    }, { log: (m) => notes.push(m) });
+    await assertInstalled(device, r1.manifest);
+  } finally {
+    await done(device, repo);
+  }
+});
+
 row20('every file in state/ overwritten with garbage: open succeeds, databaseRebuiltFrom set, version kept, next update works', async () => {
   const { repo, device } = await fresh();
   try {

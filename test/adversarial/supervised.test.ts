@@ -23,10 +23,8 @@ import { describeRun, ferry, history, signedFiles, sleep, startFerry, status, ty
 import { assertCompleteVersion } from '../helpers/refusal.ts';
 import { makeRepo, tempDir, type TempDir, type TestRepo } from '../helpers/repo.ts';
 import {
-  Load,
-  alive,
+  LOAD_LIMITS,
   appTree,
-  get,
   groupMembers,
   killLeftovers,
   portOf,
@@ -39,6 +37,8 @@ import {
   type RunningSupervisor,
   type Variant,
 } from '../helpers/adversarial-app.ts';
+import { get, Load } from '../helpers/load.ts';
+import { alive } from '../helpers/proc.ts';
 
 const OLD = '1.0.0';
 
@@ -173,7 +173,7 @@ async function damagedStoreCase(damage: (stateDir: string) => Promise<void>, exp
 
   // A following update hands over under load with no failed request.
   await fx.publish('1.1.0', 'good');
-  const load = new Load(restarted.port).start();
+  const load = new Load(restarted.port, LOAD_LIMITS).start();
   let update: Run;
   try {
     await waitGone(() => (load.requests < 50 ? [load.requests] : []), 10_000); // warmed up
@@ -246,7 +246,7 @@ async function updateUnderLoad(fx: Fixture, version: string, variant: Variant, o
       await new Promise((r) => setTimeout(r, 25));
     }
   })();
-  const load = new Load(port21).start();
+  const load = new Load(port21, LOAD_LIMITS).start();
   let update: Run;
   try {
     await waitGone(() => (load.requests < 50 ? [load.requests] : []), 10_000); // warmed up
@@ -303,7 +303,7 @@ row21('a release that is ready, then exits 1 during its trial (ferry run --trial
   assert.is(s.active?.pid, before.active?.pid, 'the same old process: it was never drained');
   assert.is(s.candidate, null);
   // After the rollback, a fresh bounded load sees only the old version and no failure.
-  const after = new Load(port21).start();
+  const after = new Load(port21, LOAD_LIMITS).start();
   try {
     await waitGone(() => (after.requests < 300 ? [after.requests] : []), 20_000);
   } finally {

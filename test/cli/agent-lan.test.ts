@@ -12,34 +12,13 @@ import * as assert from 'uvu/assert';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeRepo, pseudoRandomBytes, tempDir, type TempDir, type TestRepo } from '../helpers/repo.ts';
-import { describeRun, ferry, history, running, signedFiles, sleep, smallApp, startFerry, treeProblems, type Started } from '../helpers/crash.ts';
+import { waitForEvent } from '../helpers/agent-log.ts';
+import { describeRun, ferry, history, running, signedFiles, smallApp, startFerry, treeProblems, type Started } from '../helpers/crash.ts';
 import { freePort } from '../helpers/net.ts';
 import { startStaticServer, type StaticServer } from '../../plugins/http/server.ts';
 import type { ArtifactRef, ManifestDoc } from '../../core/metadata.ts';
 
 const TARGET = ['--platform', 'linux', '--arch', 'x64'];
-
-interface AgentEvent {
-  time: string;
-  event: string;
-  [key: string]: unknown;
-}
-
-function events(agent: Started): AgentEvent[] {
-  return agent.stdout().split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as AgentEvent);
-}
-
-/** Polls the agent's JSON lines until one matches; bounded in time. */
-async function waitForEvent(agent: Started, pred: (e: AgentEvent) => boolean, timeoutMs: number, what: string): Promise<AgentEvent> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const hit = events(agent).find(pred);
-    if (hit) return hit;
-    if (!running(agent.child)) break;
-    await sleep(100);
-  }
-  throw new Error(`no ${what} within ${timeoutMs} ms; events: ${agent.stdout().trim().slice(-2000)}`);
-}
 
 /** Body bytes the origin served for artifacts (anything under releases/ but the manifests). */
 function artifactBytes(origin: StaticServer): number {

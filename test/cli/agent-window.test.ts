@@ -15,35 +15,14 @@ import { makeDevice, type TestDevice } from '../helpers/device.ts';
 import { makeRepo, tempDir, type TempDir, type TestRepo } from '../helpers/repo.ts';
 import { inMaintenanceWindow } from '../../core/policy.ts';
 import type { TimeWindow } from '../../core/spec.ts';
-import { describeRun, ferry, history, running, signedFiles, sleep, smallApp, startFerry, treeProblems, type Started } from '../helpers/crash.ts';
+import { events, waitForEvent } from '../helpers/agent-log.ts';
+import { describeRun, ferry, history, running, signedFiles, smallApp, startFerry, treeProblems, type Started } from '../helpers/crash.ts';
 
 /** How long after the agent process starts its clock reaches the window's opening. Long enough for
  * a loaded machine to start the agent and stage the release while the window is still shut. */
 const LEAD_MS = 15_000;
 const CHECK_INTERVAL_S = 3 * 3600;
 const TIMEZONE = 'Europe/Berlin';
-
-interface AgentEvent {
-  time: string;
-  event: string;
-  [key: string]: unknown;
-}
-
-function events(agent: Started): AgentEvent[] {
-  return agent.stdout().split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as AgentEvent);
-}
-
-/** Polls the agent's JSON lines until one matches; bounded in time. */
-async function waitForEvent(agent: Started, pred: (e: AgentEvent) => boolean, timeoutMs: number, what: string): Promise<AgentEvent> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const hit = events(agent).find(pred);
-    if (hit) return hit;
-    if (!running(agent.child)) break;
-    await sleep(100);
-  }
-  throw new Error(`no ${what} within ${timeoutMs} ms; events: ${events(agent).map((e) => `${e.time} ${e.event}`).join(', ')}`);
-}
 
 /** Local weekday (0 = Sunday) and hour of `at` in `timeZone`. */
 function localDayHour(at: Date, timeZone: string): { day: number; hour: number } {

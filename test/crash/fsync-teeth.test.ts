@@ -18,10 +18,9 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { FSYNC_SITES, type FsyncSite } from '../../core/durable.ts';
 import {
   NEW,
@@ -31,6 +30,7 @@ import {
   ROOT,
   STRICT_MOUNT_OPTIONS,
   afterRemount,
+  committedOnNew,
   cutDuring,
   describeRun,
   ferry,
@@ -40,13 +40,13 @@ import {
   makeLoopFsWith,
   manualRollbackCutViolations,
   powerCutUnavailable,
+  removePowerCutSetup,
   updateCutViolations,
   type CrashFixture,
   type LoopFs,
 } from '../helpers/crash.ts';
 import { tempDir, type TempDir } from '../helpers/repo.ts';
 
-const run = promisify(execFile);
 const t0 = performance.now();
 
 /**
@@ -148,10 +148,7 @@ if (here && !reason) {
   teeth.before(async () => {
     tmp = await tempDir('ferry-teeth-');
     fx = await makeCrashFixture();
-    onNew = join(tmp.path, 'on-new');
-    await run('cp', ['-a', fx.healthyHome, onNew]);
-    const up = await ferry(['update', '--home', onNew]);
-    if (up.code !== 0) throw new Error(`update to ${NEW}: ${describeRun(up)}`);
+    onNew = await committedOnNew(fx, tmp.path);
     disk = await makeLoopFsWith(tmp.path, { mountOptions: STRICT_MOUNT_OPTIONS });
   });
 
@@ -208,13 +205,7 @@ if (here && !reason) {
     assert.equal(shown.filter((s) => !outcome.get(s)?.startsWith('needed')), []);
   });
 
-  teeth.after(async () => {
-    const problems = disk ? await disk.destroy() : [];
-    disk = null;
-    await fx?.cleanup();
-    await tmp?.cleanup();
-    if (problems.length) throw new Error(`cleanup: ${problems.join('; ')}`);
-  });
+  teeth.after(() => removePowerCutSetup({ disk, fx, tmp }));
 
   teeth.run();
 }

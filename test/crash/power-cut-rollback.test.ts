@@ -34,6 +34,7 @@ import {
   OLD,
   REPORTED_MANUAL_ROLLBACK,
   afterRemount,
+  committedOnNew,
   cutDuring,
   describeRun,
   ferry,
@@ -44,6 +45,7 @@ import {
   makeLoopFsWith,
   manualRollbackCutViolations,
   powerCutUnavailable,
+  removePowerCutSetup,
   sleep,
   startFerry,
   STRICT_MOUNT_OPTIONS,
@@ -174,9 +176,7 @@ if (reason) {
     unhealthyTwice = join(tmp.path, 'unhealthy-twice');
     await run('cp', ['-a', fx.unhealthyHome, unhealthyTwice]);
     for (let i = 1; i <= 2; i++) await mustRun(['update', '--home', unhealthyTwice], 10, `failed attempt ${i}`);
-    onNew = join(tmp.path, 'on-new');
-    await run('cp', ['-a', fx.healthyHome, onNew]);
-    await mustRun(['update', '--home', onNew], 0, `update to ${NEW}`);
+    onNew = await committedOnNew(fx, tmp.path);
     disk = await makeLoopFsWith(tmp.path, { mountOptions: STRICT_MOUNT_OPTIONS });
   });
 
@@ -256,13 +256,7 @@ if (reason) {
     assert.equal(bad.map((r) => `${r.label}: ${r.violations.join(' | ')}`), []);
   });
 
-  manual.after(async () => {
-    const problems = disk ? await disk.destroy() : [];
-    disk = null;
-    await fx?.cleanup();
-    await tmp?.cleanup();
-    if (problems.length) throw new Error(`cleanup: ${problems.join('; ')}`);
-  });
+  manual.after(() => removePowerCutSetup({ disk, fx, tmp }));
 
   manual.run();
 }

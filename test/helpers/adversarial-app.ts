@@ -1,15 +1,15 @@
 // Real processes for the supervised adversarial tests (THREATS.md rows 19-21 under `ferry run`):
-// releases of examples/app/server.js that misbehave in one chosen way, a `ferry run` child, a
-// bounded HTTP load on 127.0.0.1 that counts every failed request, and an independent view of
-// which processes still run for a device home (read from /proc, not from the supervisor).
+// releases of examples/app/server.js that misbehave in one chosen way, a `ferry run` child, the
+// bounds of the HTTP load kept on it (the load itself: test/helpers/load.ts), and an independent
+// view of which processes still run for a device home (read from /proc, not from the supervisor).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import http from 'node:http';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { requestSupervisor, type SupervisorStatus } from '../../plugins/supervisor/control.ts';
 import { ROOT, running, sleep } from './crash.ts';
+import { get, type LoadLimits } from './load.ts';
 import type { TreeSpec } from './repo.ts';
 
 const APP_SOURCE = readFileSync(join(ROOT, 'examples/app/server.js'), 'utf8');
@@ -75,25 +75,6 @@ export function appTree(version: string, variant: Variant): TreeSpec {
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
-export interface Reply {
-  status: number;
-  body: string;
-}
-
-export function get(port: number, path: string, agent: http.Agent | false, timeoutMs = 10_000): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path, agent, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
-  });
-}
-
 /** Waits (bounded) until GET / on `port` answers 200; returns the body. */
 export async function waitAnswering(port: number, what: string, ms = 20_000): Promise<string> {
   const deadline = Date.now() + ms;
@@ -112,61 +93,8 @@ export async function waitAnswering(port: number, what: string, ms = 20_000): Pr
   throw new Error('unreachable');
 }
 
-export const LOAD_MAX_MS = 90_000;
-export const LOAD_MAX_REQUESTS = 40_000;
-
-/**
- * A bounded load on 127.0.0.1:`port`: keep-alive loops (one connection each, reused) and fresh
- * loops (a new connection per request). It stops when told, after LOAD_MAX_MS, or after
- * LOAD_MAX_REQUESTS, whichever comes first; every error or non-200 is a failure.
- */
-export class Load {
-  requests = 0;
-  failures: string[] = [];
-  versions = new Set<string>();
-  hitCap = false;
-  private stopped = false;
-  private done: Promise<void>[] = [];
-  private agents: http.Agent[] = [];
-
-  constructor(private readonly port: number) {}
-
-  start(kinds: ('keep-alive' | 'fresh')[] = ['keep-alive', 'keep-alive', 'fresh', 'fresh']): this {
-    const deadline = Date.now() + LOAD_MAX_MS;
-    for (const kind of kinds) {
-      const agent = kind === 'keep-alive' ? new http.Agent({ keepAlive: true, maxSockets: 1 }) : false;
-      if (agent) this.agents.push(agent);
-      this.done.push((async () => {
-        while (!this.stopped) {
-          if (Date.now() > deadline || this.requests >= LOAD_MAX_REQUESTS) {
-            this.hitCap = true;
-            return;
-          }
-          this.requests++;
-          try {
-            const r = await get(this.port, '/', agent);
-            if (r.status !== 200) this.failures.push(`${kind}: HTTP ${r.status}`);
-            else this.versions.add(r.body.trim());
-          } catch (err) {
-            this.failures.push(`${kind}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-          }
-          await sleep(kind === 'fresh' ? 8 : 4);
-        }
-      })());
-    }
-    return this;
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await Promise.all(this.done);
-    for (const a of this.agents) a.destroy();
-  }
-
-  describe(): string {
-    return `${this.failures.length} of ${this.requests} requests failed${this.failures.length ? `:\n${this.failures.slice(0, 20).join('\n')}` : ''}`;
-  }
-}
+/** How long and how many requests a load of the supervised tests may run at most. */
+export const LOAD_LIMITS: LoadLimits = { maxMs: 90_000, maxRequests: 40_000 };
 
 // ---------------------------------------------------------------------------------------------
 // `ferry run`
@@ -228,20 +156,6 @@ export async function stopChild(child: ChildProcess, exit: Promise<unknown>, ms 
 
 // ---------------------------------------------------------------------------------------------
 // Processes, straight from /proc
-
-/** True while `pid` runs (a zombie does not count). */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 interface ProcInfo {
   pid: number;

@@ -581,3 +581,30 @@ export function manualRollbackCutViolations(cut: Cut, after: AfterCut): string[]
   if (after.recovered.version === NEW && done) v.push(`history says the rollback to ${OLD} committed, but the device is on ${NEW}`);
   return v;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Setup and teardown the power-cut files share
+
+/**
+ * A copy of the fixture's healthy home at `<dir>/on-new`, updated to NEW through the CLI: a device
+ * that committed NEW and keeps OLD as its restore point, which the cuts of `ferry rollback` start from.
+ */
+export async function committedOnNew(fx: CrashFixture, dir: string): Promise<string> {
+  const home = join(dir, 'on-new');
+  await execFileP('cp', ['-a', fx.healthyHome, home]);
+  const up = await ferry(['update', '--home', home]);
+  if (up.code !== 0) throw new Error(`update to ${NEW}: ${describeRun(up)}`);
+  return home;
+}
+
+/**
+ * The after() of a power-cut file: the loop disk first (its image lives in the temp dir), then the
+ * fixture and the temp dir, each only if it was made. Throws once everything is removed if the
+ * disk could not be taken down cleanly (a loop device or mount left behind).
+ */
+export async function removePowerCutSetup(made: { disk: LoopFs | null; fx: CrashFixture | undefined; tmp: TempDir | undefined }): Promise<void> {
+  const problems = made.disk ? await made.disk.destroy() : [];
+  await made.fx?.cleanup();
+  await made.tmp?.cleanup();
+  if (problems.length) throw new Error(`cleanup: ${problems.join('; ')}`);
+}

@@ -13,7 +13,6 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { join } from 'node:path';
 import { resolveListen, takeSystemdListenFds, type InheritedFd } from '../../core/listen-fds.ts';
 import { FerryError } from '../../core/errors.ts';
@@ -22,6 +21,8 @@ import { adoptInherited } from '../../plugins/supervisor/sockets.ts';
 import { requestSupervisor } from '../../plugins/supervisor/control.ts';
 import { ferry, ROOT } from '../helpers/cli.ts';
 import { makeDevice, type TestDevice } from '../helpers/device.ts';
+import { get, Load } from '../helpers/load.ts';
+import { alive } from '../helpers/proc.ts';
 import { makeRepo, tempDir, type TempDir, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
 
 const LAUNCHER = join(ROOT, 'test/helpers/socket-activate.py');
@@ -38,19 +39,6 @@ function appTree(version: string): TreeSpec {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
 }
 
 function python3(): boolean {
@@ -206,27 +194,6 @@ function listeningSockets(pids: number[]): { pid: number; inode: number; port: n
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
-interface Reply {
-  status: number;
-  body: string;
-}
-
-/** GET on 127.0.0.1:`port`, or on the unix socket at `port` when it is a path. */
-function get(port: number | string, path: string, agent: http.Agent | false, timeoutMs = 10_000): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const where = typeof port === 'string' ? { socketPath: port } : { host: '127.0.0.1', port };
-    const req = http.get({ ...where, path, agent, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
-
 /** Polls GET / until it answers `version` (bounded); returns the last body seen. */
 async function waitServing(port: number | string, version: string, what: string, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -238,50 +205,6 @@ async function waitServing(port: number | string, version: string, what: string,
     await sleep(100);
   }
   assert.unreachable(`${what}: port ${port} did not answer ${version} within ${ms} ms (last: ${last})`);
-}
-
-/** A bounded load: keep-alive and fresh-connection loops until stopped, LOAD_MAX_MS or LOAD_MAX_REQUESTS. */
-class Load {
-  requests = 0;
-  failures: string[] = [];
-  versions = new Set<string>();
-  hitCap = false;
-  private stopped = false;
-  private loops: Promise<void>[] = [];
-  private agents: http.Agent[] = [];
-
-  constructor(private readonly port: number) {}
-
-  start(kinds: ('keep-alive' | 'fresh')[]): void {
-    const deadline = Date.now() + LOAD_MAX_MS;
-    for (const kind of kinds) {
-      const agent = kind === 'keep-alive' ? new http.Agent({ keepAlive: true, maxSockets: 1 }) : false;
-      if (agent) this.agents.push(agent);
-      this.loops.push((async () => {
-        while (!this.stopped) {
-          if (Date.now() > deadline || this.requests >= LOAD_MAX_REQUESTS) {
-            this.hitCap = true;
-            return;
-          }
-          this.requests++;
-          try {
-            const r = await get(this.port, '/', agent);
-            if (r.status !== 200) this.failures.push(`${kind}: HTTP ${r.status}`);
-            else this.versions.add(r.body.trim());
-          } catch (err) {
-            this.failures.push(`${kind}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-          }
-          await sleep(kind === 'fresh' ? 8 : 4);
-        }
-      })());
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await Promise.all(this.loops);
-    for (const a of this.agents) a.destroy();
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -387,7 +310,7 @@ activation('ferry agent under socket activation hands the socket to ferry run as
   const before = listeningSockets(processTree(a.info.pid));
   assert.equal(before.filter((b) => b.inode !== a.info.inode), [], `nothing under the agent listens on a TCP port of its own: ${JSON.stringify(before)}`);
 
-  const load = new Load(a.info.port);
+  const load = new Load(a.info.port, { maxMs: LOAD_MAX_MS, maxRequests: LOAD_MAX_REQUESTS });
   load.start(['keep-alive', 'keep-alive', 'fresh', 'fresh']);
   try {
     await sleep(500);

@@ -9,11 +9,12 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import http from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ApplyResult } from '../../core/spec.ts';
 import { makeDevice, type TestDevice } from '../helpers/device.ts';
+import { get, Load, type Reply } from '../helpers/load.ts';
+import { alive } from '../helpers/proc.ts';
 import { makeRepo, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
 import { requestSupervisor, type SupervisorStatus } from '../../plugins/supervisor/control.ts';
 import { Supervisor } from '../../plugins/supervisor/supervisor.ts';
@@ -43,98 +44,8 @@ function appTree(version: string, variant: Variant): TreeSpec {
   };
 }
 
-interface Reply {
-  status: number;
-  body: string;
-}
-
-function get(port: number, path: string, agent: http.Agent | false, timeoutMs = 10_000): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path, agent, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  // A zombie still answers kill(0); it is not running.
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-interface Window {
-  label: string;
-  allowed: Set<string>;
-  seen: Set<string>;
-}
-
-/** Bounded load: `loops` request loops until stopped, LOAD_MAX_MS or LOAD_MAX_REQUESTS. */
-class Load {
-  requests = 0;
-  failures: string[] = [];
-  window: Window = { label: 'start', allowed: new Set(), seen: new Set() };
-  windows: Window[] = [];
-  hitCap = false;
-  private stopped = false;
-  private done: Promise<void>[] = [];
-  private agents: http.Agent[] = [];
-
-  constructor(private readonly port: number) {}
-
-  start(kinds: ('keep-alive' | 'fresh')[]): void {
-    const deadline = Date.now() + LOAD_MAX_MS;
-    for (const kind of kinds) {
-      const agent = kind === 'keep-alive' ? new http.Agent({ keepAlive: true, maxSockets: 1 }) : false;
-      if (agent) this.agents.push(agent);
-      this.done.push((async () => {
-        while (!this.stopped) {
-          if (Date.now() > deadline || this.requests >= LOAD_MAX_REQUESTS) {
-            this.hitCap = true;
-            return;
-          }
-          this.requests++;
-          const w = this.window;
-          try {
-            const r = await get(this.port, '/', agent);
-            if (r.status !== 200) this.failures.push(`${kind}: HTTP ${r.status} during ${w.label}`);
-            else w.seen.add(r.body.trim());
-          } catch (err) {
-            this.failures.push(`${kind}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} during ${w.label}`);
-          }
-          await sleep(kind === 'fresh' ? 8 : 4);
-        }
-      })());
-    }
-  }
-
-  phase(label: string, allowed: string[]): void {
-    this.window = { label, allowed: new Set(allowed), seen: new Set() };
-    this.windows.push(this.window);
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await Promise.all(this.done);
-    for (const a of this.agents) a.destroy();
-  }
 }
 
 interface RunningSupervisor {
@@ -231,7 +142,7 @@ Run.after(async () => {
 });
 
 Run('five updates in a row under load: no request fails, broken releases roll back, a long request finishes', async () => {
-  const load = new Load(port);
+  const load = new Load(port, { maxMs: LOAD_MAX_MS, maxRequests: LOAD_MAX_REQUESTS });
   load.phase('before the updates', ['1.0.0']);
   load.start(['keep-alive', 'keep-alive', 'fresh', 'fresh']);
   await sleep(500);

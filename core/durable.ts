@@ -48,8 +48,6 @@ function skippedSites(value: string | undefined): ReadonlySet<FsyncSite> {
 
 const SKIPPED = skippedSites(process.env.FERRY_UNSAFE_SKIP_FSYNC);
 
-/** True when FERRY_UNSAFE_SKIP_FSYNC=1: every fsync is off. */
-export const UNSAFE_SKIP_FSYNC = SKIPPED.size === FSYNC_SITES.length;
 
 /** True when the test-only switch turned this site's fsyncs off; always false in production. */
 export function skipsFsync(site: FsyncSite): boolean {

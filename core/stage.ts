@@ -42,7 +42,6 @@ export async function stageRelease(input: {
   const { layout, plan } = input;
   const target = input.releases.get(plan.to);
   if (!target) throw new FerryError('ERR_NOT_FOUND', `no signed release ${plan.to} to stage`);
-  const report = treeProgress(plan, input.releases, input.progress);
   const finalDir = layout.release(plan.to);
   if (await exists(finalDir)) {
     try {
@@ -53,6 +52,7 @@ export async function stageRelease(input: {
       await rename(finalDir, join(layout.staging, `damaged-${plan.to}-${Date.now()}`));
     }
   }
+  const report = treeProgress(plan, input.releases, input.progress);
   await mkdir(layout.staging, { recursive: true });
   const work = await mkdtemp(join(layout.staging, `${plan.to}-`));
   try {

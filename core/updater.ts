@@ -420,24 +420,32 @@ export class Updater implements UpdateManager, RollbackManager {
     const paths = new Map<string, string>();
     let bytes = 0;
     let source: string | null = null;
-    for (const ref of this.planArtifacts(plan)) {
+    const refs = this.planArtifacts(plan);
+    for (const ref of refs) {
       const got = await this.fetchOne(ref, forAttempt);
       paths.set(ref.sha256, got.path);
       bytes += got.bytesMoved;
       source ??= got.source;
     }
+    // Taken over only once the whole plan is here: a plan that fails half way (a delta falling
+    // back to the full artifact) leaves them for the attempt that does use them.
+    if (forAttempt) {
+      for (const ref of refs) {
+        const earlier = await this.store.takePrefetch(ref.sha256);
+        if (!earlier) continue;
+        bytes += earlier.bytes;
+        source ??= earlier.source;
+      }
+    }
     return { paths, bytes, source };
   }
 
+  /** Fetches one artifact; a bare download (not `forAttempt`) keeps its bytes for the attempt to count. */
   private async fetchOne(ref: ArtifactRef, forAttempt: boolean): Promise<{ path: string; bytesMoved: number; source: string | null }> {
     const got = await fetchArtifact(ref, this.artifactSources(), this.layout.cache, this.deps.progress);
     for (const note of got.notes) this.log(note);
-    if (!forAttempt) {
-      if (got.bytesMoved > 0) await this.store.putPrefetch(ref.sha256, { bytes: got.bytesMoved, source: got.source });
-      return got;
-    }
-    const earlier = await this.store.takePrefetch(ref.sha256);
-    return earlier ? { path: got.path, bytesMoved: got.bytesMoved + earlier.bytes, source: got.source ?? earlier.source } : got;
+    if (!forAttempt && got.bytesMoved > 0) await this.store.putPrefetch(ref.sha256, { bytes: got.bytesMoved, source: got.source });
+    return got;
   }
 
   async download(): Promise<UpdatePackage | null> {

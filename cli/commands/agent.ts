@@ -31,6 +31,7 @@ import type { ApplyResult, UpdatePolicy } from '../../core/spec.ts';
 import { parseDurationMs } from '../../core/duration.ts';
 import { testClock } from '../../core/test-hooks.ts';
 import { supervisorRunning } from '../../plugins/supervisor/health.ts';
+import { readCurrent } from '../../core/switch.ts';
 import { createLanDiscovery, parseLanSpec, type LanDiscovery } from '../../plugins/lan/discovery.ts';
 import { startPeerServer, type PeerServer } from '../../plugins/lan/peer-server.ts';
 import { parseUsbSpec } from '../../plugins/usb/source.ts';
@@ -249,6 +250,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     let server: PeerServer | null = null;
     let discovery: LanDiscovery | null = null;
     let child: ChildProcess | null = null;
+    let deferredPeerWake: NodeJS.Timeout | null = null;
     try {
       // Recovery first: opening the updater finishes or rolls back an update a kill interrupted.
       const status = await withUpdater(args.home, (u) => u.status(), (m) => log('note', { message: m }, m)).catch((err: unknown) => {
@@ -275,12 +277,19 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       // installed is decided by signed metadata as always.
       let installed = status?.currentVersion ?? null;
       let lastPeerWake = -Infinity;
+      // Each announcement is heard once, so one that comes too soon after the last wake is kept as
+      // a single deferred wake, never dropped.
+      const peerWake = () => {
+        deferredPeerWake = null;
+        lastPeerWake = Date.now();
+        wake('peer');
+      };
       const onPeerVersion = (peer: { url: string; version: string }) => {
         if (!semver.valid(peer.version) || (installed !== null && !semver.gt(peer.version, installed))) return;
         log('peer', { url: peer.url, version: peer.version }, `peer ${peer.url} announces ${peer.version}`);
-        if (Date.now() - lastPeerWake < PEER_WAKE_MS) return;
-        lastPeerWake = Date.now();
-        wake('peer');
+        const wait = lastPeerWake + PEER_WAKE_MS - Date.now();
+        if (wait <= 0) peerWake();
+        else deferredPeerWake ??= setTimeout(peerWake, wait);
       };
       const lanSpecs = config.sources.map(parseLanSpec).filter((s) => s !== null);
       // Only an mDNS source (`lan`) means peers browse and announce; a static list has no announcements.
@@ -311,7 +320,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
         // An update must not switch `current` under a ferry run that has not yet taken its control
         // socket: it would commit without a handover and leave the old version serving.
         const deadline = Date.now() + SUPERVISOR_START_MS;
-        while (c.exitCode === null && c.signalCode === null && Date.now() < deadline && !(await supervisorRunning(args.home, 500))) {
+        while (stopping === null && c.exitCode === null && c.signalCode === null && Date.now() < deadline && !(await supervisorRunning(args.home, 500))) {
           await new Promise((r) => setTimeout(r, 100));
         }
       };
@@ -327,7 +336,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
         const r = await attempt(args.home, log, why);
         await startApp();
         const now = clock();
-        const version = await readlink(layout.current).then((l) => l.replace(/^releases\//, ''), () => null);
+        const version = await readCurrent(layout).catch(() => null);
         if (version !== installed && version !== null) discovery?.announceVersion(version);
         installed = version;
         // ferry.json is read again each round, so a changed checkInterval takes effect.
@@ -347,6 +356,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       }
     } finally {
       for (const w of watchers) w.close();
+      if (deferredPeerWake) clearTimeout(deferredPeerWake);
       if (child) await stopChild(child, drainMs + 10_000);
       await discovery?.close().catch(() => {});
       await server?.close().catch(() => {});

@@ -161,6 +161,7 @@ export function createLanDiscovery(options: LanDiscoveryOptions): LanDiscovery {
   const hosts = new Map<string, { address: string; expiresAt: number }>();
   mdns.on('response', (packet, rinfo) => {
     const now = Date.now();
+    let ours = false; // a packet with a _ferry._tcp record, the only kind worth a version report
     for (const r of [...(packet.answers ?? []), ...(packet.additionals ?? [])]) {
       const ttlMs = (('ttl' in r ? r.ttl : undefined) ?? TTL_S) * 1000;
       if (r.type === 'PTR' && r.name === SERVICE && typeof r.data === 'string') {
@@ -170,6 +171,7 @@ export function createLanDiscovery(options: LanDiscoveryOptions): LanDiscovery {
         const s = seen.get(r.name) ?? { from: rinfo.address, expiresAt: now + ttlMs };
         seen.set(r.name, { ...s, port: r.data.port, target: r.data.target });
       } else if (r.type === 'TXT' && r.name.endsWith(`.${SERVICE}`)) {
+        ours = true;
         const txt = txtValues(r.data);
         const app = txt.find((t) => t.startsWith('app='))?.slice(4);
         const ver = txt.find((t) => t.startsWith('ver='))?.slice(4);
@@ -180,7 +182,7 @@ export function createLanDiscovery(options: LanDiscoveryOptions): LanDiscovery {
         else hosts.set(r.name, { address: r.data, expiresAt: now + ttlMs });
       }
     }
-    reportVersions();
+    if (ours) reportVersions();
   });
 
   // A few unsolicited announcements (RFC 6762 8.3), bounded in count.

@@ -81,10 +81,10 @@ const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => {
   }
 });
 
-/** Waits `ms`, or less if `signal` aborts; the abort listener goes with the wait (polls sleep often). */
 /** How often a candidate on trial is probed (with a health path). */
 const TRIAL_PROBE_MS = 500;
 
+/** Waits `ms`, or less if `signal` aborts; the abort listener goes with the wait (polls sleep often). */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const onAbort = () => { clearTimeout(timer); resolve(); };

@@ -12,7 +12,7 @@ export function killPoint(when: 'before' | 'after', phase: string): void {
 // FERRY_TEST_CLOCK_START=<ISO instant>: the process's clock reads that instant when the process
 // starts, then moves in real time. Tests of time-dependent behaviour in a child process (the
 // agent waking when a maintenance window opens) use it instead of patching Date; timers, the disk
-// and the network stay real. Unset, `testClock` is null and nothing changes.
+// and the network stay real. Unset, `processClock` is the real clock.
 const CLOCK_START = process.env.FERRY_TEST_CLOCK_START ?? '';
 
 function shiftedClock(start: string): () => Date {
@@ -22,4 +22,5 @@ function shiftedClock(start: string): () => Date {
   return () => new Date(at + (Date.now() - loaded));
 }
 
-export const testClock: (() => Date) | null = CLOCK_START ? shiftedClock(CLOCK_START) : null;
+/** The clock a process uses unless it is handed one: the real clock, or the test's shifted one. */
+export const processClock: () => Date = CLOCK_START ? shiftedClock(CLOCK_START) : () => new Date();

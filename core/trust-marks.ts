@@ -11,7 +11,8 @@ import { readFile } from 'node:fs/promises';
 import semver from 'semver';
 import { FerryError, fromFsError } from './errors.ts';
 import { writeFileAtomic } from './durable.ts';
-import { parseStrictJson } from './strict-json.ts';
+import { parseStrictJson, type Json } from './strict-json.ts';
+import { HEX64, int, obj, optStr, str, time } from './schema.ts';
 import { sha256 } from './hash.ts';
 import { isChannel, type Channel, type ChannelDoc } from './metadata.ts';
 import type { RootDoc } from './root.ts';
@@ -30,24 +31,22 @@ export interface TrustMarks {
 
 export const EMPTY_MARKS: TrustMarks = { channels: {}, timeFloor: new Date(0).toISOString(), securityFloor: null };
 
-function isChannelMark(value: unknown): value is ChannelMark {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const m = value as Record<string, unknown>;
-  return Number.isSafeInteger(m.sequence) && (m.sequence as number) >= 1 && typeof m.sha256 === 'string' && /^[0-9a-f]{64}$/.test(m.sha256) && typeof m.releaseKeys === 'string';
-}
-
 /**
- * Every field as writeMarks writes it. A field of the wrong shape is damage too: a timeFloor that
- * is not a date made expiry compare against NaN, and a mark without a sequence was replaced by
- * whatever pointer came next.
+ * Every field as writeMarks writes it, through the metadata schema checks. A field of the wrong
+ * shape is damage too: a timeFloor that is not a date made expiry compare against NaN, and a mark
+ * without a sequence was replaced by whatever pointer came next.
  */
-function isMarks(value: unknown): value is TrustMarks {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const { channels, timeFloor, securityFloor } = value as Record<string, unknown>;
-  if (typeof channels !== 'object' || channels === null || Array.isArray(channels)) return false;
-  if (!Object.entries(channels).every(([name, mark]) => isChannel(name) && isChannelMark(mark))) return false;
-  if (typeof timeFloor !== 'string' || !Number.isFinite(Date.parse(timeFloor))) return false;
-  return securityFloor === undefined || securityFloor === null || (typeof securityFloor === 'string' && semver.valid(securityFloor) === securityFloor);
+function parseMarks(doc: Json): TrustMarks {
+  const o = obj(doc, 'marks');
+  const channels: TrustMarks['channels'] = {};
+  for (const [name, value] of Object.entries(obj(o.channels, 'marks.channels'))) {
+    if (!isChannel(name)) throw new FerryError('ERR_SCHEMA', `marks.channels.${name} is not a channel`);
+    const m = obj(value, `marks.channels.${name}`);
+    channels[name] = { sequence: int(m.sequence, `marks.channels.${name}.sequence`, 1), sha256: str(m.sha256, `marks.channels.${name}.sha256`, HEX64), releaseKeys: str(m.releaseKeys, `marks.channels.${name}.releaseKeys`) };
+  }
+  const securityFloor = o.securityFloor === null ? null : optStr(o.securityFloor, 'marks.securityFloor') ?? null;
+  if (securityFloor !== null && semver.valid(securityFloor) !== securityFloor) throw new FerryError('ERR_SCHEMA', 'marks.securityFloor must be a version');
+  return { channels, timeFloor: time(o.timeFloor, 'marks.timeFloor'), securityFloor };
 }
 
 export async function readMarks(path: string): Promise<TrustMarks> {
@@ -61,8 +60,11 @@ export async function readMarks(path: string): Promise<TrustMarks> {
   }
   // A damaged marks file is an error, never silently "no marks": that would re-open rollback.
   const doc = parseStrictJson(bytes, 256 * 1024, path);
-  if (!isMarks(doc)) throw new FerryError('ERR_SCHEMA', `${path} is damaged; restore it from a backup or re-init the device`);
-  return { channels: { ...doc.channels }, timeFloor: doc.timeFloor, securityFloor: doc.securityFloor ?? null };
+  try {
+    return parseMarks(doc);
+  } catch (err) {
+    throw new FerryError('ERR_SCHEMA', `${path} is damaged (${(err as Error).message}); restore it from a backup or re-init the device`, { cause: err });
+  }
 }
 
 export async function writeMarks(path: string, marks: TrustMarks): Promise<void> {

@@ -28,7 +28,7 @@ import { stageRelease } from './stage.ts';
 import type { ProgressEvent, ProgressSink } from './progress.ts';
 import { verifyTree } from './verify-tree.ts';
 import { writeFileAtomic } from './durable.ts';
-import { killPoint, testClock } from './test-hooks.ts';
+import { killPoint, processClock } from './test-hooks.ts';
 import { hasChunkPeers, type Source } from './source.ts';
 import type { Patcher } from './patcher.ts';
 import type { HealthCheck } from './health.ts';
@@ -91,7 +91,7 @@ export class Updater implements UpdateManager, RollbackManager {
   ) {}
 
   private get now(): Date {
-    return (this.deps.clock ?? testClock ?? (() => new Date()))();
+    return (this.deps.clock ?? processClock)();
   }
 
   private log(message: string): void {
@@ -113,7 +113,7 @@ export class Updater implements UpdateManager, RollbackManager {
     const config = await readDeviceConfig(layout.config);
     const unlock = await acquireLock(layout.lock);
     try {
-      const store = await DeviceStore.open(layout.state, (deps.clock ?? testClock ?? (() => new Date()))());
+      const store = await DeviceStore.open(layout.state, (deps.clock ?? processClock)());
       const updater = new Updater(layout, config, store, deps, unlock);
       try {
         await updater.recover();

@@ -29,7 +29,7 @@ import { FerryError, isFerryError } from '../../core/errors.ts';
 import { resolveListen, takeSystemdListenFds, type ListenSocket } from '../../core/listen-fds.ts';
 import type { ApplyResult, UpdatePolicy } from '../../core/spec.ts';
 import { parseDurationMs } from '../../core/duration.ts';
-import { testClock } from '../../core/test-hooks.ts';
+import { processClock } from '../../core/test-hooks.ts';
 import { supervisorRunning } from '../../plugins/supervisor/health.ts';
 import { readCurrent } from '../../core/switch.ts';
 import { createLanDiscovery, parseLanSpec, type LanDiscovery } from '../../plugins/lan/discovery.ts';
@@ -201,7 +201,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     const drainMs = parseDurationMs(args.drainTimeout);
     const layout = homeLayout(args.home);
     let config = await readDeviceConfig(layout.config); // a broken ferry.json is a usage error now, not a loop of errors
-    const clock = testClock ?? (() => new Date());
+    const clock = processClock;
     const log = createAgentLog(args.json ? 'json' : args.logFormat, (line) => process.stdout.write(line + '\n'), clock);
 
     if (args.once) {

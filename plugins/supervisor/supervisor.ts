@@ -25,18 +25,13 @@ import type { HealthResult } from '../../core/health.ts';
 import type { GracefulUpdater } from '../../core/spec.ts';
 import { canMove, DEFAULT_BACKOFF, onExit, restartDelay, type BackoffPolicy, type GenerationState, type ListenAddress, type Readiness } from '../../core/supervision.ts';
 import { adoptInherited, bindUnpolled, type HeldSocket } from './sockets.ts';
+import type { InheritedFd } from '../../core/listen-fds.ts';
 import { controlSocketPath, pidFilePath, requestSupervisor, runDir, serveControl, type GenerationInfo, type SupervisorStatus } from './control.ts';
-
-/** A socket ferry did not bind: inherited at `fd` (socket activation, core/listen-fds.ts resolveListen). */
-export interface InheritedListen {
-  fd: number;
-  name: string;
-}
 
 export interface SupervisorOptions {
   home: string;
-  /** In the apps' fd order (3, 4, …): addresses to bind, or inherited sockets to hold. */
-  listen: (ListenAddress | InheritedListen)[];
+  /** In the apps' fd order (3, 4, …): addresses to bind, or inherited sockets to hold (socket activation). */
+  listen: (ListenAddress | InheritedFd)[];
   /** The app command, run in the release folder: e.g. ["node", "server.js"]. */
   command: string[];
   readiness: Readiness;

@@ -10,8 +10,8 @@ import { copyFile, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
-import { makeRepo, pseudoRandomBytes, sampleApp, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
-import { assertInstalled, fakeClock, makeDevice, type TestDevice } from '../helpers/device.ts';
+import { makeRepo, pseudoRandomBytes, sampleApp, type TreeSpec } from '../helpers/repo.ts';
+import { assertInstalled, cleanupAll as done, fakeClock, makeDevice, repoAndDevice as fresh, type TestDevice } from '../helpers/device.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
 import { resignChannel, resignManifest } from '../helpers/tamper.ts';
 import { generateKeyFiles, loadSigningKey } from '../../core/keys.ts';
@@ -25,15 +25,6 @@ import type { Updater } from '../../core/updater.ts';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const T = 'linux-x64';
 
-async function fresh(): Promise<{ repo: TestRepo; device: TestDevice }> {
-  const repo = await makeRepo();
-  const device = await makeDevice({ trust: await repo.trust(), sources: [repo.repo] });
-  return { repo, device };
-}
-
-async function done(...things: { cleanup(): Promise<void> }[]): Promise<void> {
-  for (const t of things) await t.cleanup();
-}
 
 /** The newest history record with `outcome`, asserting there is one with `code`. */
 async function assertRecord(u: Updater, outcome: 'refused' | 'failed', code: ErrorCode): Promise<void> {

@@ -8,8 +8,8 @@ import * as assert from 'uvu/assert';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeRepo, pseudoRandomBytes, sampleApp, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
-import { assertInstalled, assertTree, fakeClock, fakeHealth, makeDevice, type TestDevice } from '../helpers/device.ts';
+import { makeRepo, pseudoRandomBytes, sampleApp, type TreeSpec } from '../helpers/repo.ts';
+import { assertInstalled, assertTree, cleanupAll as done, fakeClock, fakeHealth, makeDevice, repoAndDevice as fresh } from '../helpers/device.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
 import { MAX_ATTEMPTS } from '../../core/updater.ts';
 import type { ManifestDoc } from '../../core/metadata.ts';
@@ -18,15 +18,6 @@ import type { UpdateRecord } from '../../core/spec.ts';
 const T = 'linux-x64';
 const files = (m: ManifestDoc) => m.targets[T]!.files;
 
-async function fresh(policy: Parameters<typeof makeDevice>[0]['policy'] = {}, extra: Partial<Parameters<typeof makeDevice>[0]> = {}): Promise<{ repo: TestRepo; device: TestDevice }> {
-  const repo = await makeRepo();
-  const device = await makeDevice({ trust: await repo.trust(), sources: [repo.repo], policy, ...extra });
-  return { repo, device };
-}
-
-async function done(...things: { cleanup(): Promise<void> }[]): Promise<void> {
-  for (const t of things) await t.cleanup();
-}
 
 /** Appends to a file of an installed (read-only by intent) release tree. */
 async function tamper(path: string): Promise<void> {

@@ -19,7 +19,7 @@ import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import type { HealthCheck, HealthResult } from '../../core/health.ts';
 import type { FileEntry, ManifestDoc } from '../../core/metadata.ts';
 import type { UpdatePolicy } from '../../core/spec.ts';
-import { tempDir, type TempDir } from './repo.ts';
+import { makeRepo, tempDir, type TempDir, type TestRepo } from './repo.ts';
 
 export interface OpenOptions {
   clock?: () => Date;
@@ -186,4 +186,16 @@ export async function assertInstalled(device: TestDevice, manifest: ManifestDoc,
   assert.ok(files, `manifest ${manifest.version} has a ${target} release`);
   await assertTree(device.layout.current, files!, `current (${manifest.version})`);
   await assertTree(device.layout.release(manifest.version), files!, `releases/${manifest.version}`);
+}
+
+/** A new signed test repository and a device home that trusts it and reads it as its only source. */
+export async function repoAndDevice(policy: Partial<UpdatePolicy> = {}, extra: Partial<Parameters<typeof makeDevice>[0]> = {}): Promise<{ repo: TestRepo; device: TestDevice }> {
+  const repo = await makeRepo();
+  const device = await makeDevice({ trust: await repo.trust(), sources: [repo.repo], policy, ...extra });
+  return { repo, device };
+}
+
+/** Cleans up each of `things` in turn (devices, repositories, temp folders). */
+export async function cleanupAll(...things: { cleanup(): Promise<void> }[]): Promise<void> {
+  for (const t of things) await t.cleanup();
 }

@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { copyFile, cp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeRepo, pseudoRandomBytes, sampleApp, tempDir, type TempDir, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
-import { assertInstalled, makeDevice, type TestDevice } from '../helpers/device.ts';
+import { assertInstalled, cleanupAll as done, makeDevice, type TestDevice } from '../helpers/device.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
 import { writeBundle } from '../../core/bundle.ts';
 import { Updater } from '../../core/updater.ts';
@@ -24,9 +24,6 @@ import { sha256 } from '../../core/hash.ts';
 
 const SHA_DIR = /^[0-9a-f]{64}$/;
 
-async function done(...things: { cleanup(): Promise<void> }[]): Promise<void> {
-  for (const t of things) await t.cleanup();
-}
 
 async function withUpdater<T>(device: TestDevice, sources: Source[], fn: (u: Updater) => Promise<T>): Promise<T> {
   const u = await Updater.open({ home: device.home, sources, patcher: createBsdiffPatcher(), health: null });

@@ -7,10 +7,10 @@
 import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { packFiles } from '../core/archive.ts';
-import { sha256File } from '../core/hash.ts';
-import { scanTree } from '../core/tree.ts';
-import type { FileEntry } from '../core/metadata.ts';
+import { packFiles } from '../core/publish/archive.ts';
+import { sha256File } from '../core/io/hash.ts';
+import { scanTree } from '../core/publish/tree.ts';
+import type { FileEntry } from '../core/trust/metadata.ts';
 import { measureCommand, measureFerry, type Measured } from './lib/measure.ts';
 import { fetchPackage, unpackPackage } from './lib/npm-pack.ts';
 import { ensureTools, GNU_TIME, XDELTA3, ZSTD } from './lib/tools.ts';

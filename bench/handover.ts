@@ -15,7 +15,7 @@ import { ensureTools, type Tool } from './lib/tools.ts';
 import { formatTable } from './lib/table.ts';
 import { makeRepo, tempDir, type TreeSpec } from '../test/helpers/repo.ts';
 import { makeDevice } from '../test/helpers/device.ts';
-import { requestSupervisor } from '../plugins/supervisor/control.ts';
+import { requestSupervisor } from '../plugins/run/control.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const WRK: Tool = { command: 'wrk', debianPackage: 'wrk' };
@@ -106,8 +106,8 @@ async function benchFerry(log: (line: string) => void): Promise<Row[]> {
   await repo.release(versions[0]!, appTree(versions[0]!), { deltas: 0 });
   const device = await makeDevice({ trust: await repo.trust(), sources: [repo.repo] });
   await device.with((u) => u.apply());
-  const runEntry = ['cli/ferry.mjs', 'run'];
-  const updateArgs = ['cli/ferry.mjs', 'update', '--home', device.home, '--json'];
+  const runEntry = ['dist/cli/ferry.js', 'run'];
+  const updateArgs = ['dist/cli/ferry.js', 'update', '--home', device.home, '--json'];
   const sup: ChildProcess = spawn(process.execPath, [...runEntry, '--home', device.home, '--listen', '127.0.0.1:0', '--health', '/healthz', '--drain-timeout', '10s', '--', process.execPath, 'server.js'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   let supLog = '';
   sup.stderr!.on('data', (d) => { supLog += d; });

@@ -1,6 +1,6 @@
 // `ferry serve` throughput next to nginx serving the same repository folder, in the same run, with
 // wrk as the load tool. A repository gets two releases whose artifacts are a few MB of random
-// (incompressible) bytes; `ferry serve` runs as a real child process (`node cli/ferry.mjs serve`)
+// (incompressible) bytes; `ferry serve` runs as a real child process (`node dist/cli/ferry.js serve`)
 // and nginx as this bench's own child (generated config, temp prefix, stopped by its pid; never the
 // system service), once with 1 worker and once with `worker_processes auto`. Each server gets the
 // same three loads, wrk -t2 -c16 -d10s: (a) the full artifact, (b) channels/stable.json, (c) Range
@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { ensureTools, type Tool } from './lib/tools.ts';
 import { formatTable, fmt } from './lib/table.ts';
 import { makeRepo, tempDir, type TreeSpec } from '../test/helpers/repo.ts';
-import { channelPath } from '../core/metadata.ts';
+import { channelPath } from '../core/trust/metadata.ts';
 import { freePort } from '../test/helpers/net.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -198,7 +198,7 @@ interface Server {
 
 async function startFerry(repo: string): Promise<Server> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['cli/ferry.mjs', 'serve', repo, '--port', String(port), '--host', '127.0.0.1'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['dist/cli/ferry.js', 'serve', repo, '--port', String(port), '--host', '127.0.0.1'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (d) => { output += d; });
   child.stderr!.on('data', (d) => { output += d; });

@@ -3,7 +3,7 @@
 // anywhere else plain lines at the start and end of each step (and at most every 5 s between);
 // with --json nothing at all.
 
-import type { ProgressEvent, ProgressSink } from '../core/progress.ts';
+import type { ProgressEvent, ProgressSink } from '../core/ports/progress.ts';
 import { formatBytes } from './format.ts';
 
 const TTY_INTERVAL_MS = 100;

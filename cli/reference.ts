@@ -1,9 +1,9 @@
-// The README's CLI reference, generated from the real command line: runs `node cli/ferry.mjs
+// The README's CLI reference, generated from the real command line: runs `node dist/cli/ferry.js
 // <cmd> --help` for every command path (found by walking the "Commands:" lists of `ferry --help`
 // and of each command group), and renders each as a `### ferry <cmd>` heading over its help text.
 // `node --import tsx cli/reference.ts --write` rewrites the README section between the
 // cli-reference markers; test/cli/reference.test.ts checks the README matches.
-// main.ts runs the CLI when imported, so help is read from child processes, as users see it.
+// ferry.ts runs the CLI when imported, so help is read from child processes, as users see it.
 
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -23,7 +23,7 @@ const PARALLEL = 6;
 
 /** `ferry <path…> --help`, printed for a 100-column terminal with colour off. */
 export async function helpText(path: string[]): Promise<string> {
-  const { stdout } = await run(process.execPath, ['cli/ferry.mjs', ...path, '--help'], {
+  const { stdout } = await run(process.execPath, ['dist/cli/ferry.js', ...path, '--help'], {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: 60_000,

@@ -2,10 +2,10 @@
 // RollbackManager, GracefulUpdater) implements these interfaces; the publisher side produces
 // what UpdateInfo and UpdatePackage describe.
 
-import type { Channel } from './metadata.ts';
+import type { Channel } from './trust/metadata.ts';
 import type { ErrorCode } from './errors.ts';
-import type { Envelope } from './dsse.ts';
-import type { RootDoc } from './root.ts';
+import type { Envelope } from './trust/dsse.ts';
+import type { RootDoc } from './trust/root.ts';
 
 /** What `ferry check --json` prints. */
 export interface UpdateInfo {

@@ -20,7 +20,7 @@ import { pseudoRandomBytes, writeTree, type TreeSpec } from '../test/helpers/rep
 import { freePort } from '../test/helpers/net.ts';
 import type { UpdateRecord } from '../core/spec.ts';
 
-const FERRY = fileURLToPath(new URL('../cli/ferry.mjs', import.meta.url));
+const FERRY = fileURLToPath(new URL('../dist/cli/ferry.js', import.meta.url));
 const APP_SERVER = await readFile(new URL('./app/server.js', import.meta.url), 'utf8');
 const keep = process.argv.includes('--keep');
 const work = await mkdtemp(join(tmpdir(), 'ferry-demo-'));

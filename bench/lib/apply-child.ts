@@ -16,15 +16,15 @@
 import { mkdir } from 'node:fs/promises';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Updater } from '../../core/updater.ts';
-import { createDirSource } from '../../core/dir-source.ts';
-import { fetchArtifact } from '../../core/fetch-artifact.ts';
-import { extractArchive } from '../../core/extract.ts';
-import { applyDelta } from '../../core/delta.ts';
-import { verifyTree } from '../../core/verify-tree.ts';
-import { fsyncDirsUnder } from '../../core/durable.ts';
+import { Updater } from '../../core/update/updater.ts';
+import { createDirSource } from '../../core/ports/dir-source.ts';
+import { fetchArtifact } from '../../core/update/fetch-artifact.ts';
+import { extractArchive } from '../../core/io/extract.ts';
+import { applyDelta } from '../../core/delta/delta.ts';
+import { verifyTree } from '../../core/device/verify-tree.ts';
+import { fsyncDirsUnder } from '../../core/io/durable.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
-import type { TargetRelease } from '../../core/metadata.ts';
+import type { TargetRelease } from '../../core/trust/metadata.ts';
 import type { UpdateRecord } from '../../core/spec.ts';
 
 /** What the bench hands `breakdown`: the signed release to build, and the delta from the base. */

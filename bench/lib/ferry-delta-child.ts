@@ -12,10 +12,10 @@
 
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeDelta, applyDelta } from '../../core/delta.ts';
-import { scanTree } from '../../core/tree.ts';
+import { makeDelta, applyDelta } from '../../core/delta/delta.ts';
+import { scanTree } from '../../core/publish/tree.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
-import type { DeltaOp, FileEntry } from '../../core/metadata.ts';
+import type { DeltaOp, FileEntry } from '../../core/trust/metadata.ts';
 
 /** What the diff step leaves for the apply step: the signed parts of a delta. */
 export interface DeltaMeta {

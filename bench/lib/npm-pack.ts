@@ -6,7 +6,7 @@
 import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { extractArchive } from '../../core/extract.ts';
+import { extractArchive } from '../../core/io/extract.ts';
 import { runChecked } from './measure.ts';
 
 export const CACHE_DIR = fileURLToPath(new URL('../.cache/', import.meta.url));

@@ -2,7 +2,7 @@
 //   ferry agent --home H [--log-format human|json] [--once] [--no-share] [--share-host A] [--share-port P]
 //               [--interface-address A] [--listen PORT … [--health URL] [--drain-timeout 30s] -- <app command>]
 // Checks and applies updates (trigger 'auto', so the policy's autoUpdate, approval and window rules
-// hold) every checkInterval with jitter, backing off while offline (core/agent-schedule.ts), and
+// hold) every checkInterval with jitter, backing off while offline (core/policy/agent-schedule.ts), and
 // when a staged release waits for the maintenance window, when the window opens; tries at once
 // when a bundle or repository lands on a `usb:` mount or a LAN peer announces a newer release
 // (mDNS, `lan`); shares the verified cache with LAN peers and announces the release it runs when
@@ -21,23 +21,23 @@ import semver from 'semver';
 import { readlink } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { CommandModule } from 'yargs';
-import { afterAttempt, classifyError, type AttemptOutcome } from '../../core/agent-schedule.ts';
-import { formatLocalTime } from '../../core/maintenance-window.ts';
-import { readDeviceConfig } from '../../core/device-config.ts';
-import { homeLayout } from '../../core/device-layout.ts';
+import { afterAttempt, classifyError, type AttemptOutcome } from '../../core/policy/agent-schedule.ts';
+import { formatLocalTime } from '../../core/policy/maintenance-window.ts';
+import { readDeviceConfig } from '../../core/device/config.ts';
+import { homeLayout } from '../../core/device/layout.ts';
 import { FerryError, isFerryError } from '../../core/errors.ts';
-import { resolveListen, takeSystemdListenFds, type ListenSocket } from '../../core/listen-fds.ts';
+import { resolveListen, takeSystemdListenFds, type ListenSocket } from '../../plugins/run/listen-fds.ts';
 import type { ApplyResult, UpdatePolicy } from '../../core/spec.ts';
-import { parseDurationMs } from '../../core/duration.ts';
-import { processClock } from '../../core/test-hooks.ts';
-import { supervisorRunning } from '../../plugins/supervisor/health.ts';
-import { readCurrent } from '../../core/switch.ts';
+import { parseDurationMs } from '../../core/io/duration.ts';
+import { processClock } from '../../core/update/test-hooks.ts';
+import { supervisorRunning } from '../../plugins/run/health.ts';
+import { readCurrent } from '../../core/device/switch.ts';
 import { createLanDiscovery, parseLanSpec, type LanDiscovery } from '../../plugins/lan/discovery.ts';
 import { startPeerServer, type PeerServer } from '../../plugins/lan/peer-server.ts';
 import { parseUsbSpec } from '../../plugins/usb/source.ts';
 import { watchMounts } from '../../plugins/usb/watcher.ts';
-import { assertInheritedSocket } from '../../plugins/supervisor/sockets.ts';
-import { withUpdater } from '../device.ts';
+import { assertInheritedSocket } from '../../plugins/run/sockets.ts';
+import { withUpdater } from '../../plugins/open-device.ts';
 import { EXIT, EXIT_CODE } from '../exit-codes.ts';
 import { formatBytes } from '../format.ts';
 import type { OutputFlags } from '../output.ts';
@@ -124,7 +124,7 @@ function logError(log: AgentLog, error: Error, retryInMs: number | null): void {
 // ---------------------------------------------------------------------------------------------
 // The supervised app: `ferry run` as a child process this agent owns
 
-const FERRY_BIN = fileURLToPath(new URL('../ferry.mjs', import.meta.url));
+const FERRY_BIN = fileURLToPath(new URL('../ferry.js', import.meta.url));
 
 /** The app command: everything after the first `--` as typed (as cli/commands/run.ts reads it). */
 function appCommand(args: AgentArgs): string[] {

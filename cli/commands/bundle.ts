@@ -1,8 +1,8 @@
 // ferry bundle: an offline .ferry bundle of one release, for a USB stick or a file transfer.
 
 import type { CommandModule } from 'yargs';
-import { writeBundle } from '../../core/bundle.ts';
-import { CHANNELS, type Channel } from '../../core/metadata.ts';
+import { writeBundle } from '../../core/publish/bundle.ts';
+import { CHANNELS, type Channel } from '../../core/trust/metadata.ts';
 import { printResult, type OutputFlags } from '../output.ts';
 import { defaultArch, defaultPlatform, formatBytes } from '../format.ts';
 

@@ -3,12 +3,12 @@
 
 import { readFile } from 'node:fs/promises';
 import type { Argv, CommandModule } from 'yargs';
-import { initDevice } from '../../core/device-init.ts';
+import { initDevice } from '../../core/device/init.ts';
 import { fromFsError, FerryError } from '../../core/errors.ts';
-import { parseDurationMs } from '../../core/duration.ts';
-import { CHANNELS, type Channel } from '../../core/metadata.ts';
+import { parseDurationMs } from '../../core/io/duration.ts';
+import { CHANNELS, type Channel } from '../../core/trust/metadata.ts';
 import type { ApplyResult, UpdateRecord } from '../../core/spec.ts';
-import { withUpdater } from '../device.ts';
+import { withUpdater } from '../../plugins/open-device.ts';
 import { printResult, type OutputFlags } from '../output.ts';
 import { defaultArch, defaultPlatform, formatBytes } from '../format.ts';
 import { table } from '../table.ts';

@@ -1,7 +1,7 @@
 // ferry keygen --out <name>: an ed25519 key pair as <name>.key (0600), <name>.pub and <name>.pem.
 
 import type { CommandModule } from 'yargs';
-import { generateKeyFiles } from '../../core/keys.ts';
+import { generateKeyFiles } from '../../core/trust/keys.ts';
 import { printResult, type OutputFlags } from '../output.ts';
 
 interface Args extends OutputFlags {

@@ -2,10 +2,10 @@
 
 import { readFile } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
-import { loadSigningKey } from '../../core/keys.ts';
-import { publishRelease } from '../../core/publish.ts';
-import { parseDurationMs } from '../../core/duration.ts';
-import { CHANNELS, type Channel } from '../../core/metadata.ts';
+import { loadSigningKey } from '../../core/trust/keys.ts';
+import { publishRelease } from '../../core/publish/publish.ts';
+import { parseDurationMs } from '../../core/io/duration.ts';
+import { CHANNELS, type Channel } from '../../core/trust/metadata.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import { printResult, type OutputFlags } from '../output.ts';
 import { defaultArch, defaultPlatform, formatBytes } from '../format.ts';

@@ -2,9 +2,9 @@
 
 import { basename, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { loadPublicKey, loadSigningKey } from '../../core/keys.ts';
-import { initRepository, rotateRoot } from '../../core/repository.ts';
-import { parseDurationMs } from '../../core/duration.ts';
+import { loadPublicKey, loadSigningKey } from '../../core/trust/keys.ts';
+import { initRepository, rotateRoot } from '../../core/publish/repository.ts';
+import { parseDurationMs } from '../../core/io/duration.ts';
 import { printResult, type OutputFlags } from '../output.ts';
 
 interface InitArgs extends OutputFlags {

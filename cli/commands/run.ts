@@ -3,17 +3,17 @@
 //             [--drain-timeout 30s] [--ready-timeout 60s] [--settle 2s] [--trial 3s] -- node server.js
 // Under systemd socket activation (LISTEN_FDS, LISTEN_PID = this pid) it serves on the sockets
 // systemd passed instead of binding: --listen may then be left out, or be `systemd` or `fd:N`
-// (core/listen-fds.ts resolveListen says which combinations are refused).
+// (plugins/run/listen-fds.ts resolveListen says which combinations are refused).
 // Runs until SIGTERM or SIGINT (drains the app, exits 0). SIGHUP hands over to whatever `current`
 // points at now. `ferry update` on the same home asks this process to hand over through
 // <home>/run/control.sock and commits or rolls back on its answer.
 
 import type { CommandModule } from 'yargs';
 import { FerryError } from '../../core/errors.ts';
-import { parseDurationMs } from '../../core/duration.ts';
-import { resolveListen, takeSystemdListenFds } from '../../core/listen-fds.ts';
-import { chooseReadiness } from '../../core/supervision.ts';
-import { Supervisor } from '../../plugins/supervisor/supervisor.ts';
+import { parseDurationMs } from '../../core/io/duration.ts';
+import { resolveListen, takeSystemdListenFds } from '../../plugins/run/listen-fds.ts';
+import { chooseReadiness } from '../../plugins/run/supervision.ts';
+import { Supervisor } from '../../plugins/run/supervisor.ts';
 import type { OutputFlags } from '../output.ts';
 
 interface RunArgs extends OutputFlags {

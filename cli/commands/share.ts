@@ -4,8 +4,8 @@
 
 import type { CommandModule } from 'yargs';
 import { FerryError } from '../../core/errors.ts';
-import { homeLayout } from '../../core/device-layout.ts';
-import { readDeviceConfig } from '../../core/device-config.ts';
+import { homeLayout } from '../../core/device/layout.ts';
+import { readDeviceConfig } from '../../core/device/config.ts';
 import { startPeerServer } from '../../plugins/lan/peer-server.ts';
 import { createLanDiscovery } from '../../plugins/lan/discovery.ts';
 import { printResult, type OutputFlags } from '../output.ts';

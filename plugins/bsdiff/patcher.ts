@@ -7,7 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import bsdiff from 'bsdiff-node';
 import { FerryError } from '../../core/errors.ts';
-import type { Patcher } from '../../core/patcher.ts';
+import type { Patcher } from '../../core/ports/patcher.ts';
 
 const MAGIC = 'BSDIFF40';
 const HEADER_SIZE = 32;

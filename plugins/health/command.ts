@@ -2,7 +2,7 @@
 // the deadline is healthy; a non-zero exit, a signal, or the deadline (process group killed) is not.
 
 import { spawn } from 'node:child_process';
-import type { HealthCheck } from '../../core/health.ts';
+import type { HealthCheck } from '../../core/ports/health.ts';
 
 export function createCommandHealthCheck(command: string[], timeoutMs: number): HealthCheck {
   return {

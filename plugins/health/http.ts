@@ -1,7 +1,7 @@
 // Health check by URL: polls until a 2xx answer or the deadline. Polling (not one request) lets a
 // freshly started app take a moment to listen; a 5xx or refused connection is retried until then.
 
-import type { HealthCheck } from '../../core/health.ts';
+import type { HealthCheck } from '../../core/ports/health.ts';
 
 export function createHttpHealthCheck(url: string, timeoutMs: number, intervalMs = 250): HealthCheck {
   return {

@@ -12,7 +12,7 @@ import { open, realpath, type FileHandle } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Socket } from 'node:net';
-import { checkRelativePath } from '../../core/safe-path.ts';
+import { checkRelativePath } from '../../core/io/safe-path.ts';
 import { listenHttp } from './listen.ts';
 
 export interface StaticServerOptions {

@@ -18,8 +18,8 @@ import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:f
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { FerryError, fromFsError } from '../../core/errors.ts';
-import { checkRelativePath } from '../../core/safe-path.ts';
-import type { Source } from '../../core/source.ts';
+import { checkRelativePath } from '../../core/io/safe-path.ts';
+import type { Source } from '../../core/ports/source.ts';
 
 export interface HttpTransportOptions {
   /** Base URL of the repository (http: or https:); paths are resolved under it. */

@@ -6,7 +6,7 @@
 
 import { request, Agent } from 'node:http';
 import { FerryError } from '../../core/errors.ts';
-import type { ChunkPeer, PeerSource } from '../../core/source.ts';
+import type { ChunkPeer, PeerSource } from '../../core/ports/source.ts';
 import type { LanDiscovery } from './discovery.ts';
 import { ARTIFACT_PREFIX } from './peer-server.ts';
 

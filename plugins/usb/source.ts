@@ -4,7 +4,7 @@
 // verifies every byte. What it does guarantee is THREATS.md row 12 ("USB swapped under us"):
 //
 //   - A bundle is never read in place. It is copied from the stick into `privateDir` while being
-//     hashed, in one pass; only that private copy is unpacked (core/bundle.ts openBundle) and
+//     hashed, in one pass; only that private copy is unpacked (core/publish/bundle.ts openBundle) and
 //     read. If the file changed or vanished while it was copied (a stick pulled out, a file
 //     rewritten), the copy is thrown away and the read fails with ERR_IO (retryable): nothing
 //     half-copied is ever unpacked, and nothing on the stick is read twice.
@@ -31,11 +31,11 @@ import { lstat, mkdir, open, opendir, rename, rm, stat } from 'node:fs/promises'
 import { createHash, randomBytes } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { FerryError, fromFsError, type ErrorCode } from '../../core/errors.ts';
-import { createDirSource } from '../../core/dir-source.ts';
-import { openBundle } from '../../core/bundle.ts';
-import { parseEnvelope } from '../../core/dsse.ts';
-import { CHANNEL_MAX_BYTES, CHANNELS, channelPath, type Channel } from '../../core/metadata.ts';
-import type { Source } from '../../core/source.ts';
+import { createDirSource } from '../../core/ports/dir-source.ts';
+import { openBundle } from '../../core/publish/bundle.ts';
+import { parseEnvelope } from '../../core/trust/dsse.ts';
+import { CHANNEL_MAX_BYTES, CHANNELS, channelPath, type Channel } from '../../core/trust/metadata.ts';
+import type { Source } from '../../core/ports/source.ts';
 
 export interface UsbHooks {
   /** After each chunk copied from the stick, awaited (tests pull or swap the stick mid-copy here). */

@@ -19,8 +19,8 @@ import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXIT_CODE } from '../../cli/exit-codes.ts';
-import type { ManifestDoc } from '../../core/metadata.ts';
-import { readDeviceConfig, writeDeviceConfig, parseDeviceConfig, type DeviceConfig } from '../../core/device-config.ts';
+import type { ManifestDoc } from '../../core/trust/metadata.ts';
+import { readDeviceConfig, writeDeviceConfig, parseDeviceConfig, type DeviceConfig } from '../../core/device/config.ts';
 import { assertCompleteVersion } from '../helpers/refusal.ts';
 import { describeRun, ferry, history, running, sleep, smallApp, startFerry, status, TARGET, type Run } from '../helpers/crash.ts';
 import { makeAdversarialFixture, makeScene, namesIn, NEW, OLD, type AdversarialFixture, type Scene } from '../helpers/adversarial-device.ts';
@@ -101,7 +101,7 @@ for (const command of ['update', 'download'] as const) {
   });
 }
 
-/** This machine's boot id, as core/lock.ts reads it. */
+/** This machine's boot id, as core/device/lock.ts reads it. */
 async function bootId(): Promise<string> {
   return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
 }

@@ -1,5 +1,5 @@
 // THREATS.md rows 19, 20 and 21 with the app running under `ferry run`: real child processes
-// (`node cli/ferry.mjs run` supervising examples/app/server.js, `ferry update` from another
+// (`node dist/cli/ferry.js run` supervising examples/app/server.js, `ferry update` from another
 // process), real sockets on 127.0.0.1, a bounded load that counts every failed request, and the
 // process table read from /proc. Each case checks, where it applies: the stable error code, the
 // exit code, the device on a complete version (every file hashed against the signed manifest read
@@ -18,7 +18,7 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { EXIT_CODE } from '../../cli/exit-codes.ts';
 import type { ApplyResult, UpdateRecord } from '../../core/spec.ts';
-import { requestSupervisor } from '../../plugins/supervisor/control.ts';
+import { requestSupervisor } from '../../plugins/run/control.ts';
 import { describeRun, ferry, history, signedFiles, sleep, startFerry, status, type Run } from '../helpers/crash.ts';
 import { assertCompleteVersion } from '../helpers/refusal.ts';
 import { makeRepo, tempDir, type TempDir, type TestRepo } from '../helpers/repo.ts';

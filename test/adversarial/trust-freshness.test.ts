@@ -28,9 +28,9 @@ import {
   serveRepo,
   type OnFirstVersion,
 } from '../helpers/adversarial-trust.ts';
-import { generateKeyFiles, loadSigningKey } from '../../core/keys.ts';
-import { rotateRoot } from '../../core/repository.ts';
-import { channelPath } from '../../core/metadata.ts';
+import { generateKeyFiles, loadSigningKey } from '../../core/trust/keys.ts';
+import { rotateRoot } from '../../core/publish/repository.ts';
+import { channelPath } from '../../core/trust/metadata.ts';
 import type { ErrorCode } from '../../core/errors.ts';
 
 const DAY_S = 86_400;

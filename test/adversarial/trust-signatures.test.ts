@@ -23,12 +23,12 @@ import {
   writeManifestPayload,
   type OnFirstVersion,
 } from '../helpers/adversarial-trust.ts';
-import { encodeEnvelope } from '../../core/dsse.ts';
-import { buildRoot, signRoot } from '../../core/root.ts';
-import { readRepoRoot, rotateRoot } from '../../core/repository.ts';
-import { channelPath, manifestPath, MANIFEST_MAX_BYTES } from '../../core/metadata.ts';
+import { encodeEnvelope } from '../../core/trust/dsse.ts';
+import { buildRoot, signRoot } from '../../core/trust/root.ts';
+import { readRepoRoot, rotateRoot } from '../../core/publish/repository.ts';
+import { channelPath, manifestPath, MANIFEST_MAX_BYTES } from '../../core/trust/metadata.ts';
 import type { ErrorCode } from '../../core/errors.ts';
-import type { PublicKey, SigningKey } from '../../core/keys.ts';
+import type { PublicKey, SigningKey } from '../../core/trust/keys.ts';
 
 /** `ferry update` on the device is refused with `code`; the device stays on 1.0.0, nothing staged. */
 async function updateRefused(t: OnFirstVersion, code: ErrorCode, why?: RegExp): Promise<void> {

@@ -14,13 +14,13 @@ import { smallApp } from '../helpers/crash.ts';
 import { makeRepo, tempDir, writeTree } from '../helpers/repo.ts';
 import { resignManifest } from '../helpers/tamper.ts';
 import { assertNothingStaged, onFirstVersion, repinChannel, TARGET, type OnFirstVersion } from '../helpers/adversarial-trust.ts';
-import { writeBundle } from '../../core/bundle.ts';
-import { sha256 } from '../../core/hash.ts';
-import { initRepository } from '../../core/repository.ts';
-import { publishRelease } from '../../core/publish.ts';
+import { writeBundle } from '../../core/publish/bundle.ts';
+import { sha256 } from '../../core/io/hash.ts';
+import { initRepository } from '../../core/publish/repository.ts';
+import { publishRelease } from '../../core/publish/publish.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import type { ErrorCode } from '../../core/errors.ts';
-import type { ManifestDoc } from '../../core/metadata.ts';
+import type { ManifestDoc } from '../../core/trust/metadata.ts';
 
 /** `ferry update` is refused with `code`; the device stays on 1.0.0 and no 1.1.0 is left behind. */
 async function updateRefused(t: OnFirstVersion, code: ErrorCode, why: RegExp): Promise<void> {

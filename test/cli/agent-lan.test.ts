@@ -16,7 +16,7 @@ import { waitForEvent } from '../helpers/agent-log.ts';
 import { describeRun, ferry, history, running, signedFiles, smallApp, startFerry, treeProblems, type Started } from '../helpers/crash.ts';
 import { freePort } from '../helpers/net.ts';
 import { startStaticServer, type StaticServer } from '../../plugins/http/server.ts';
-import type { ArtifactRef, ManifestDoc } from '../../core/metadata.ts';
+import type { ArtifactRef, ManifestDoc } from '../../core/trust/metadata.ts';
 
 const TARGET = ['--platform', 'linux', '--arch', 'x64'];
 

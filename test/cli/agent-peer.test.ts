@@ -15,7 +15,7 @@ import { makeRepo, tempDir, type TempDir, type TestRepo } from '../helpers/repo.
 import { describeRun, ferry, history, signedFiles, smallApp, treeProblems } from '../helpers/crash.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const FERRY = join(ROOT, 'cli', 'ferry.mjs');
+const FERRY = join(ROOT, 'dist', 'cli', 'ferry.js');
 const TARGET = ['--platform', 'linux', '--arch', 'x64'];
 const CHECK_INTERVAL_S = 3 * 3600;
 

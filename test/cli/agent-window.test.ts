@@ -1,10 +1,10 @@
-// `ferry agent` wakes when the maintenance window opens (core/maintenance-window.ts,
-// core/agent-schedule.ts): a device with a one-weekday window and an interval of hours stages a
+// `ferry agent` wakes when the maintenance window opens (core/policy/maintenance-window.ts,
+// core/policy/agent-schedule.ts): a device with a one-weekday window and an interval of hours stages a
 // release while the window is shut, logs when it will try again, and applies the release right
 // after the window opens instead of hours later at its interval.
 //
 // The window has hour granularity, so the agent runs under a shifted clock:
-// FERRY_TEST_CLOCK_START (core/test-hooks.ts) makes the agent process's clock (its own and the
+// FERRY_TEST_CLOCK_START (core/update/test-hooks.ts) makes the agent process's clock (its own and the
 // Updater's) read FAKE_START when it starts, then move in real time, where FAKE_START is LEAD_MS
 // before a whole hour. Only the agent child's clock moves; timers, the disk and the network are real.
 
@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import { join } from 'node:path';
 import { makeDevice, type TestDevice } from '../helpers/device.ts';
 import { makeRepo, tempDir, type TempDir, type TestRepo } from '../helpers/repo.ts';
-import { inMaintenanceWindow } from '../../core/policy.ts';
+import { inMaintenanceWindow } from '../../core/policy/policy.ts';
 import type { TimeWindow } from '../../core/spec.ts';
 import { events, waitForEvent } from '../helpers/agent-log.ts';
 import { describeRun, ferry, history, running, signedFiles, smallApp, startFerry, treeProblems, type Started } from '../helpers/crash.ts';

@@ -22,7 +22,7 @@ interface AgentEvent {
 }
 
 /** `ferry agent …` as a user runs it. */
-const agentArgv = (args: string[]) => ['cli/ferry.mjs', 'agent', ...args];
+const agentArgv = (args: string[]) => ['dist/cli/ferry.js', 'agent', ...args];
 
 interface RunningAgent {
   proc: ChildProcess;

@@ -1,4 +1,4 @@
-// The device's command line, run as users run it (`node cli/ferry.mjs …` in a child process):
+// The device's command line, run as users run it (`node dist/cli/ferry.js …` in a child process):
 // init against a repository, check/update/history/status/restore-points/rollback with --json,
 // a device fed only by a .ferry bundle, and the documented exit code for a busy home.
 
@@ -8,8 +8,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { UpdateInfo, UpdateRecord, RestorePoint } from '../../core/spec.ts';
-import type { DeviceStatus } from '../../core/updater.ts';
-import type { ManifestDoc } from '../../core/metadata.ts';
+import type { DeviceStatus } from '../../core/update/updater.ts';
+import type { ManifestDoc } from '../../core/trust/metadata.ts';
 import { hashTree } from '../helpers/device.ts';
 import { sampleApp, tempDir, writeTree, type TempDir } from '../helpers/repo.ts';
 import { ferry, json, ok, ROOT } from '../helpers/cli.ts';
@@ -134,7 +134,7 @@ cli('a release waiting for approval prints a hint with this home that works when
   assert.ok(hint!.includes(`'${home}'`), `the home is named and quoted: ${hint}`);
   const shim = p('bin', 'ferry');
   await mkdir(p('bin'), { recursive: true });
-  await writeFile(shim, `#!/bin/sh\nexec "${process.execPath}" "${join(ROOT, 'cli', 'ferry.mjs')}" "$@"\n`, { mode: 0o755 });
+  await writeFile(shim, `#!/bin/sh\nexec "${process.execPath}" "${join(ROOT, 'dist', 'cli', 'ferry.js')}" "$@"\n`, { mode: 0o755 });
   const pasted = spawnSync('bash', ['-c', hint!], { encoding: 'utf8', env: { ...process.env, PATH: `${p('bin')}:${process.env.PATH}` } });
   assert.is(pasted.status, 0, pasted.stderr);
   ok(ferry('update', '--home', home), 'update after approval');

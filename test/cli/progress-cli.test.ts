@@ -1,10 +1,10 @@
-// Progress from the real command (`node cli/ferry.mjs update`, stderr not a terminal): plain lines
+// Progress from the real command (`node dist/cli/ferry.js update`, stderr not a terminal): plain lines
 // naming the artifact and its size on stderr, stdout still the result; with --json no progress.
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
-import type { ManifestDoc } from '../../core/metadata.ts';
+import type { ManifestDoc } from '../../core/trust/metadata.ts';
 import { formatBytes } from '../../cli/format.ts';
 import { sampleApp, tempDir, writeTree, type TempDir } from '../helpers/repo.ts';
 import { ferry, json, ok } from '../helpers/cli.ts';

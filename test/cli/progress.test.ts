@@ -4,7 +4,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createProgressSink, formatDuration, renderProgress, type ProgressStream } from '../../cli/progress.ts';
-import type { ProgressEvent } from '../../core/progress.ts';
+import type { ProgressEvent } from '../../core/ports/progress.ts';
 
 const MiB = 1024 * 1024;
 const dl = (done: number, total: number, source: string | null = '/srv/repo'): ProgressEvent => ({ step: 'download', label: 'artifacts/app-1.1.0.tar.gz', source, done, total });

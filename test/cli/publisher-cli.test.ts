@@ -1,4 +1,4 @@
-// The publisher's command line, run as users run it (`node cli/ferry.mjs …` in a child process):
+// The publisher's command line, run as users run it (`node dist/cli/ferry.js …` in a child process):
 // keys, a repository, releases with deltas, verification, bundles, and the documented exit codes
 // (cli/exit-codes.ts) for refusals, version conflicts and usage errors.
 
@@ -6,8 +6,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { copyFile, cp, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ManifestDoc } from '../../core/metadata.ts';
-import type { VerifyReport } from '../../core/verify-repo.ts';
+import type { ManifestDoc } from '../../core/trust/metadata.ts';
+import type { VerifyReport } from '../../core/trust/verify-repo.ts';
 import { sampleApp, tempDir, writeTree, type TempDir } from '../helpers/repo.ts';
 import { ferry, json, ok } from '../helpers/cli.ts';
 import { flipByte, readPayload } from '../helpers/tamper.ts';

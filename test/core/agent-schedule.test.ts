@@ -3,9 +3,9 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { afterAttempt, BUSY_RETRY_MS, classifyError, nextFailures, WINDOW_GRACE_MS, WINDOW_JITTER_CAP_MS, type AttemptOutcome, type Wake } from '../../core/agent-schedule.ts';
+import { afterAttempt, BUSY_RETRY_MS, classifyError, nextFailures, WINDOW_GRACE_MS, WINDOW_JITTER_CAP_MS, type AttemptOutcome, type Wake } from '../../core/policy/agent-schedule.ts';
 import { FerryError } from '../../core/errors.ts';
-import { DEFAULT_POLICY } from '../../core/policy.ts';
+import { DEFAULT_POLICY } from '../../core/policy/policy.ts';
 import type { TimeWindow, UpdatePolicy } from '../../core/spec.ts';
 
 const policy = (checkInterval: number): UpdatePolicy => ({ ...DEFAULT_POLICY, checkInterval });

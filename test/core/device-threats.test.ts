@@ -14,13 +14,13 @@ import { makeRepo, pseudoRandomBytes, sampleApp, type TreeSpec } from '../helper
 import { assertInstalled, cleanupAll as done, fakeClock, makeDevice, repoAndDevice as fresh, type TestDevice } from '../helpers/device.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
 import { resignChannel, resignManifest } from '../helpers/tamper.ts';
-import { generateKeyFiles, loadSigningKey } from '../../core/keys.ts';
-import { rotateRoot } from '../../core/repository.ts';
+import { generateKeyFiles, loadSigningKey } from '../../core/trust/keys.ts';
+import { rotateRoot } from '../../core/publish/repository.ts';
 import { tarBytes, type TarEntry } from '../helpers/tar-writer.ts';
-import { digestFile, CHUNK_SIZE } from '../../core/hash.ts';
-import { writeBundle } from '../../core/bundle.ts';
+import { digestFile, CHUNK_SIZE } from '../../core/io/hash.ts';
+import { writeBundle } from '../../core/publish/bundle.ts';
 import type { ErrorCode } from '../../core/errors.ts';
-import type { Updater } from '../../core/updater.ts';
+import type { Updater } from '../../core/update/updater.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const T = 'linux-x64';
@@ -360,8 +360,8 @@ row22('an Updater held open by another process: ERR_BUSY here; once it exits cle
   try {
     await repo.release('1.0.0', sampleApp('1.0.0'));
     const script = `
-      import { Updater } from ${JSON.stringify(join(ROOT, 'core/updater.ts'))};
-      import { createDirSource } from ${JSON.stringify(join(ROOT, 'core/dir-source.ts'))};
+      import { Updater } from ${JSON.stringify(join(ROOT, 'core/update/updater.ts'))};
+      import { createDirSource } from ${JSON.stringify(join(ROOT, 'core/ports/dir-source.ts'))};
       import { createBsdiffPatcher } from ${JSON.stringify(join(ROOT, 'plugins/bsdiff/patcher.ts'))};
       const u = await Updater.open({ home: ${JSON.stringify(device.home)}, sources: [createDirSource(${JSON.stringify(repo.repo)})], patcher: createBsdiffPatcher(), health: null });
       process.stdout.write('open\\n');

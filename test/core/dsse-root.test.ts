@@ -7,12 +7,12 @@ import * as assert from 'uvu/assert';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope, verifyThreshold, type Envelope } from '../../core/dsse.ts';
-import { generateKeyPair } from '../../core/ed25519.ts';
-import { sha256 } from '../../core/hash.ts';
-import { createIntegrityVerifier } from '../../core/integrity.ts';
-import { keyIdOf, type SigningKey } from '../../core/keys.ts';
-import { buildRoot, parseRootPayload, signRoot, verifyRole, verifyRootRotation, verifyTrustedRoot, walkRootChain, type RootDoc } from '../../core/root.ts';
+import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope, verifyThreshold, type Envelope } from '../../core/trust/dsse.ts';
+import { generateKeyPair } from '../../core/trust/ed25519.ts';
+import { sha256 } from '../../core/io/hash.ts';
+import { createIntegrityVerifier } from '../../core/trust/integrity.ts';
+import { keyIdOf, type SigningKey } from '../../core/trust/keys.ts';
+import { buildRoot, parseRootPayload, signRoot, verifyRole, verifyRootRotation, verifyTrustedRoot, walkRootChain, type RootDoc } from '../../core/trust/root.ts';
 import { assertCode, assertCodeAsync } from '../helpers/assert-code.ts';
 
 function newKey(): SigningKey {

@@ -4,7 +4,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import nacl from 'tweetnacl';
-import { generateKeyPair, isWeakPublicKey, PUBLIC_KEY_LENGTH, SECRET_KEY_LENGTH, sign, verify } from '../../core/ed25519.ts';
+import { generateKeyPair, isWeakPublicKey, PUBLIC_KEY_LENGTH, SECRET_KEY_LENGTH, sign, verify } from '../../core/trust/ed25519.ts';
 
 const L = (1n << 252n) + 27742317777372353535851937790883648493n;
 const message = new TextEncoder().encode('DSSEv1 4 test 5 hello');

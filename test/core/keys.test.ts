@@ -8,10 +8,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pae, PAYLOAD_TYPES, signEnvelope } from '../../core/dsse.ts';
-import { verify } from '../../core/ed25519.ts';
-import { sha256 } from '../../core/hash.ts';
-import { generateKeyFiles, keyIdOf, loadPublicKey, loadSigningKey, publicKeyToPem } from '../../core/keys.ts';
+import { pae, PAYLOAD_TYPES, signEnvelope } from '../../core/trust/dsse.ts';
+import { verify } from '../../core/trust/ed25519.ts';
+import { sha256 } from '../../core/io/hash.ts';
+import { generateKeyFiles, keyIdOf, loadPublicKey, loadSigningKey, publicKeyToPem } from '../../core/trust/keys.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
 
 interface Ctx {

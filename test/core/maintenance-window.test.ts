@@ -1,4 +1,4 @@
-// When a maintenance window next opens (core/maintenance-window.ts), as a table: DST spring-forward
+// When a maintenance window next opens (core/policy/maintenance-window.ts), as a table: DST spring-forward
 // and fall-back days in Europe/Berlin and America/New_York, a window wrapping past midnight, a
 // window on one weekday only, `now` inside, just before and just after a window, a half-hour-offset
 // zone, and no window. Every expected instant was worked out by hand and checked against GNU
@@ -7,8 +7,8 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { formatLocalTime, nextWindowOpening } from '../../core/maintenance-window.ts';
-import { inMaintenanceWindow } from '../../core/policy.ts';
+import { formatLocalTime, nextWindowOpening } from '../../core/policy/maintenance-window.ts';
+import { inMaintenanceWindow } from '../../core/policy/policy.ts';
 import type { TimeWindow } from '../../core/spec.ts';
 
 const w = (days: number[], startHour: number, endHour: number, timezone: string): TimeWindow => ({ days, startHour, endHour, timezone });

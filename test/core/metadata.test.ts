@@ -4,9 +4,9 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { sha256 } from '../../core/hash.ts';
-import { manifestPath, parseChannelPayload, parseManifestPayload } from '../../core/metadata.ts';
-import { checkPathSet, checkRelativePath, MAX_PATH_DEPTH } from '../../core/safe-path.ts';
+import { sha256 } from '../../core/io/hash.ts';
+import { manifestPath, parseChannelPayload, parseManifestPayload } from '../../core/trust/metadata.ts';
+import { checkPathSet, checkRelativePath, MAX_PATH_DEPTH } from '../../core/io/safe-path.ts';
 import { assertCode } from '../helpers/assert-code.ts';
 
 const MiB = 1024 * 1024;

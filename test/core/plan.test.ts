@@ -4,8 +4,8 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ArtifactRef, DeltaOp, TargetRelease } from '../../core/metadata.ts';
-import { planUpdate, type Plan } from '../../core/plan.ts';
+import type { ArtifactRef, DeltaOp, TargetRelease } from '../../core/trust/metadata.ts';
+import { planUpdate, type Plan } from '../../core/update/plan.ts';
 import { assertCode } from '../helpers/assert-code.ts';
 
 /** 64 hex chars that name `label` (not a hash of anything); labels are at most 32 characters. */

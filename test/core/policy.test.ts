@@ -4,7 +4,7 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Channel } from '../../core/metadata.ts';
+import type { Channel } from '../../core/trust/metadata.ts';
 import {
   channelsFor,
   decideApply,
@@ -16,7 +16,7 @@ import {
   type ApplyDecision,
   type Candidate,
   type ReleaseFlags,
-} from '../../core/policy.ts';
+} from '../../core/policy/policy.ts';
 import type { TimeWindow, UpdatePolicy } from '../../core/spec.ts';
 import { assertCode } from '../helpers/assert-code.ts';
 

@@ -3,10 +3,10 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Updater } from '../../core/updater.ts';
-import { createDirSource } from '../../core/dir-source.ts';
+import { Updater } from '../../core/update/updater.ts';
+import { createDirSource } from '../../core/ports/dir-source.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
-import type { ProgressEvent } from '../../core/progress.ts';
+import type { ProgressEvent } from '../../core/ports/progress.ts';
 import { makeRepo, sampleApp, type TestRepo } from '../helpers/repo.ts';
 import { makeDevice, type TestDevice } from '../helpers/device.ts';
 

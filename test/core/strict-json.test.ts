@@ -3,7 +3,7 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseStrictJson, type Json } from '../../core/strict-json.ts';
+import { parseStrictJson, type Json } from '../../core/io/strict-json.ts';
 import { assertCode } from '../helpers/assert-code.ts';
 
 const CAP = 64 * 1024;

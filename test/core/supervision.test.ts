@@ -1,11 +1,11 @@
 // `ferry run`'s decisions as tables: --listen addresses, the readiness mode, crash-restart backoff,
 // the moves a generation may make and what its exit means; and the app helper's reading of the
-// systemd LISTEN_FDS variables (core/listen-fds.ts).
+// systemd LISTEN_FDS variables (plugins/run/listen-fds.ts).
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { canMove, chooseReadiness, onExit, parseListen, restartDelay, type GenerationState, type ListenAddress, type Readiness } from '../../core/supervision.ts';
-import { listenFdNames, listenFds } from '../../core/listen-fds.ts';
+import { canMove, chooseReadiness, onExit, parseListen, restartDelay, type GenerationState, type ListenAddress, type Readiness } from '../../plugins/run/supervision.ts';
+import { listenFdNames, listenFds } from '../../plugins/run/listen-fds.ts';
 import { assertCode } from '../helpers/assert-code.ts';
 
 const listen = suite('reads --listen as PORT, HOST:PORT or [IPV6]:PORT');

@@ -14,11 +14,11 @@ import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { initDevice } from '../../core/device-init.ts';
-import { homeLayout, type HomeLayout } from '../../core/device-layout.ts';
-import { createDirSource } from '../../core/dir-source.ts';
-import { Updater } from '../../core/updater.ts';
-import type { ManifestDoc } from '../../core/metadata.ts';
+import { initDevice } from '../../core/device/init.ts';
+import { homeLayout, type HomeLayout } from '../../core/device/layout.ts';
+import { createDirSource } from '../../core/ports/dir-source.ts';
+import { Updater } from '../../core/update/updater.ts';
+import type { ManifestDoc } from '../../core/trust/metadata.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
 import { assertTree } from '../helpers/device.ts';
@@ -111,7 +111,7 @@ async function assertCleanNoSpace(s: Scene): Promise<void> {
 
 /** `ferry apply --home` in a child process: its exit code, and the line it printed. */
 function cliApply(home: string): { status: number | null; output: string } {
-  const r = spawnSync(process.execPath, [join(ROOT, 'cli', 'ferry.mjs'), 'apply', '--home', home], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'cli', 'ferry.js'), 'apply', '--home', home], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
   return { status: r.status, output: `${r.stdout}${r.stderr}` };
 }
 

@@ -15,8 +15,8 @@ import { join } from 'node:path';
 import { randomInt } from 'node:crypto';
 import { createHttpHealthCheck } from '../../plugins/health/http.ts';
 import { createCommandHealthCheck } from '../../plugins/health/command.ts';
-import type { HealthCheck } from '../../core/health.ts';
-import type { ManifestDoc } from '../../core/metadata.ts';
+import type { HealthCheck } from '../../core/ports/health.ts';
+import type { ManifestDoc } from '../../core/trust/metadata.ts';
 import { assertInstalled, makeDevice, type TestDevice } from '../helpers/device.ts';
 import { makeRepo, sampleApp, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
 

@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { makeRepo, pseudoRandomBytes, sampleApp, type TreeSpec } from '../helpers/repo.ts';
 import { assertInstalled, assertTree, cleanupAll as done, fakeClock, fakeHealth, makeDevice, repoAndDevice as fresh } from '../helpers/device.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
-import { MAX_ATTEMPTS } from '../../core/updater.ts';
-import type { ManifestDoc } from '../../core/metadata.ts';
+import { MAX_ATTEMPTS } from '../../core/update/updater.ts';
+import type { ManifestDoc } from '../../core/trust/metadata.ts';
 import type { UpdateRecord } from '../../core/spec.ts';
 
 const T = 'linux-x64';

@@ -1,5 +1,5 @@
 // THREATS.md row 18, "the same test must fail when an fsync is removed", one fsync at a time.
-// Every fsync ferry issues has a site name (FSYNC_SITES in core/durable.ts), and the test-only
+// Every fsync ferry issues has a site name (FSYNC_SITES in core/io/durable.ts), and the test-only
 // FERRY_UNSAFE_SKIP_FSYNC=<site> turns off exactly that one. For each site whose loss a power cut
 // can show, this file takes it away alone, cuts the power right after ferry reported success, and
 // requires the power-cut oracle (test/helpers/crash.ts) to find a violation; a control run with
@@ -21,7 +21,7 @@ import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FSYNC_SITES, type FsyncSite } from '../../core/durable.ts';
+import { FSYNC_SITES, type FsyncSite } from '../../core/io/durable.ts';
 import {
   NEW,
   OLD,
@@ -57,7 +57,7 @@ const t0 = performance.now();
  */
 const TEETH: Record<FsyncSite, { shownBy: 'delta' | 'full' | null; why: string }> = {
   'store.sync': { shownBy: 'delta', why: 'the LevelDB log comes back without the session\'s writes: history loses the reported commit' },
-  'unnamed': { shownBy: 'delta', why: 'the files a delta writes (core/delta.ts) come back empty: current is not the signed 1.1.0' },
+  'unnamed': { shownBy: 'delta', why: 'the files a delta writes (core/delta/delta.ts) come back empty: current is not the signed 1.1.0' },
   'extract.file': { shownBy: 'full', why: 'the files a full artifact extracts come back empty: current is not the signed 1.1.0' },
   'atomic-write': { shownBy: 'delta', why: 'manifests/1.1.0.json comes back empty: nothing can be rolled back to or planned from it' },
   'marks.write': { shownBy: 'delta', why: 'trust/marks.json comes back empty (with noauto_da_alloc): every later command fails ERR_JSON' },
@@ -108,7 +108,7 @@ async function cutAfterRollback(label: string, env: Record<string, string>): Pro
 
 /** Runs `node -e` with FERRY_UNSAFE_SKIP_FSYNC=`value` and returns the sites it skips. */
 async function skippedWith(value: string): Promise<{ code: number | null; out: string; err: string }> {
-  const code = `import('./core/durable.ts').then((d) => console.log(JSON.stringify(d.FSYNC_SITES.filter((s) => d.skipsFsync(s)))))`;
+  const code = `import('./core/io/durable.ts').then((d) => console.log(JSON.stringify(d.FSYNC_SITES.filter((s) => d.skipsFsync(s)))))`;
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: ROOT, env: { ...process.env, FERRY_UNSAFE_SKIP_FSYNC: value }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

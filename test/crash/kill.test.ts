@@ -1,6 +1,6 @@
-// THREATS.md row 19: a process killed in any state. The real CLI (`node cli/ferry.mjs update`)
+// THREATS.md row 19: a process killed in any state. The real CLI (`node dist/cli/ferry.js update`)
 // runs in a child that SIGKILLs itself at the entry or exit of every journaled phase
-// (FERRY_TEST_KILL_AT, core/test-hooks.ts), and again at seeded random instants killed from the
+// (FERRY_TEST_KILL_AT, core/update/test-hooks.ts), and again at seeded random instants killed from the
 // outside. After each kill the next start must recover: `current` is a complete signed 1.0.0 or
 // 1.1.0 (hashed here, against the manifest read from the repository), the journal is idle or
 // staged, no history record is left in progress except a staged one, and the next `ferry update`
@@ -31,8 +31,8 @@ import {
   type Run,
 } from '../helpers/crash.ts';
 import type { UpdateRecord } from '../../core/spec.ts';
-import type { DeviceStatus } from '../../core/updater.ts';
-import type { Phase } from '../../core/journal.ts';
+import type { DeviceStatus } from '../../core/update/updater.ts';
+import type { Phase } from '../../core/device/journal.ts';
 
 const run = promisify(execFile);
 const pool = limiter(2);

@@ -28,7 +28,7 @@ import { execFile } from 'node:child_process';
 import { readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { MAX_ATTEMPTS } from '../../core/updater.ts';
+import { MAX_ATTEMPTS } from '../../core/update/updater.ts';
 import {
   NEW,
   OLD,

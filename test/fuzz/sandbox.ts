@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { sha256 } from '../../core/hash.ts';
+import { sha256 } from '../../core/io/hash.ts';
 
 export interface Sandbox {
   outer: string;

@@ -5,12 +5,12 @@
 
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { generateKeyFiles, loadPublicKey, loadSigningKey, type SigningKey } from '../../core/keys.ts';
-import { rotateRoot } from '../../core/repository.ts';
-import { writeBundle } from '../../core/bundle.ts';
-import { parseEnvelope } from '../../core/dsse.ts';
-import { parseChannelPayload, parseManifestPayload, type ChannelDoc, type ManifestDoc, type TargetRelease } from '../../core/metadata.ts';
-import { parseRootPayload, type RootDoc } from '../../core/root.ts';
+import { generateKeyFiles, loadPublicKey, loadSigningKey, type SigningKey } from '../../core/trust/keys.ts';
+import { rotateRoot } from '../../core/publish/repository.ts';
+import { writeBundle } from '../../core/publish/bundle.ts';
+import { parseEnvelope } from '../../core/trust/dsse.ts';
+import { parseChannelPayload, parseManifestPayload, type ChannelDoc, type ManifestDoc, type TargetRelease } from '../../core/trust/metadata.ts';
+import { parseRootPayload, type RootDoc } from '../../core/trust/root.ts';
 import { makeRepo, pseudoRandomBytes, type TempDir, type TreeSpec } from '../helpers/repo.ts';
 
 export const OLD = '1.0.0';

@@ -12,16 +12,16 @@
 import { lstat, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError } from '../../core/errors.ts';
-import { parseStrictJson, type Json } from '../../core/strict-json.ts';
-import { encodeEnvelope, parseEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/dsse.ts';
-import { parseRootPayload, verifyRootRotation, verifyTrustedRoot, type RootDoc } from '../../core/root.ts';
-import { parseChannelPayload, parseManifestPayload, type FileRef } from '../../core/metadata.ts';
-import { readChannel, readManifest, updateRoot, verifyArtifactFile } from '../../core/trusted-metadata.ts';
-import { openBundle } from '../../core/bundle.ts';
-import { extractArchive, type ExpectedFile } from '../../core/extract.ts';
-import { sha256 } from '../../core/hash.ts';
-import type { Source } from '../../core/source.ts';
-import type { SigningKey } from '../../core/keys.ts';
+import { parseStrictJson, type Json } from '../../core/io/strict-json.ts';
+import { encodeEnvelope, parseEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/trust/dsse.ts';
+import { parseRootPayload, verifyRootRotation, verifyTrustedRoot, type RootDoc } from '../../core/trust/root.ts';
+import { parseChannelPayload, parseManifestPayload, type FileRef } from '../../core/trust/metadata.ts';
+import { readChannel, readManifest, updateRoot, verifyArtifactFile } from '../../core/trust/trusted-metadata.ts';
+import { openBundle } from '../../core/publish/bundle.ts';
+import { extractArchive, type ExpectedFile } from '../../core/io/extract.ts';
+import { sha256 } from '../../core/io/hash.ts';
+import type { Source } from '../../core/ports/source.ts';
+import type { SigningKey } from '../../core/trust/keys.ts';
 import { floodSignatures, mutateBytes, mutateJson, mutateTar, mutateTarEntry, mutateTarGz, withPayload, type Rng } from './mutate.ts';
 import { NEW, OLD, TARGET, type Seeds } from './seeds.ts';
 import type { Sandbox } from './sandbox.ts';
@@ -85,7 +85,7 @@ function checkPrototype(): void {
 
 const strictJson: Target = {
   name: 'json',
-  what: 'core/strict-json.ts parseStrictJson over mutated envelopes and payloads',
+  what: 'core/io/strict-json.ts parseStrictJson over mutated envelopes and payloads',
   deadlineMs: 10_000,
   async prepare(seeds) {
     const inputs = [seeds.root1, seeds.root2, seeds.channel, seeds.manifests[NEW]!, seeds.manifests[OLD]!].flatMap((e) => [e.bytes, e.payload]);
@@ -124,7 +124,7 @@ const strictJson: Target = {
 
 const metadata: Target = {
   name: 'metadata',
-  what: 'core/root.ts parseRootPayload, core/metadata.ts parseChannelPayload / parseManifestPayload over mutated payloads',
+  what: 'core/trust/root.ts parseRootPayload, core/trust/metadata.ts parseChannelPayload / parseManifestPayload over mutated payloads',
   deadlineMs: 10_000,
   async prepare(seeds) {
     const kinds = [
@@ -189,7 +189,7 @@ const payloadOf = (envelope: Uint8Array) => Buffer.from(parseEnvelope(envelope, 
 
 const envelopes: Target = {
   name: 'envelope',
-  what: 'core/dsse.ts parseEnvelope + verifyThreshold through core/root.ts verifyTrustedRoot / verifyRootRotation and core/trusted-metadata.ts readChannel / readManifest, against the real root',
+  what: 'core/trust/dsse.ts parseEnvelope + verifyThreshold through core/trust/root.ts verifyTrustedRoot / verifyRootRotation and core/trust/trusted-metadata.ts readChannel / readManifest, against the real root',
   deadlineMs: 10_000,
   async prepare(seeds) {
     const root1 = seeds.root1.doc;
@@ -299,7 +299,7 @@ async function contained(sandbox: Sandbox, work: () => Promise<Outcome>): Promis
 
 const bundles: Target = {
   name: 'bundle',
-  what: 'core/bundle.ts openBundle over mutated .ferry files, then the root chain, channel, pinned manifest and artifacts read through the bundle',
+  what: 'core/publish/bundle.ts openBundle over mutated .ferry files, then the root chain, channel, pinned manifest and artifacts read through the bundle',
   deadlineMs: 30_000,
   async prepare(seeds, sandbox) {
     const ctx = { escapeDir: sandbox.escapeDir };
@@ -349,7 +349,7 @@ interface ArchiveSeed {
 
 const extraction: Target = {
   name: 'extract',
-  what: 'core/extract.ts extractArchive over mutated full tar.gz and delta tar artifacts, with and without the signed file list',
+  what: 'core/io/extract.ts extractArchive over mutated full tar.gz and delta tar artifacts, with and without the signed file list',
   deadlineMs: 30_000,
   async prepare(seeds, sandbox) {
     const ctx = { escapeDir: sandbox.escapeDir };

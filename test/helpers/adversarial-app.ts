@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
-import { requestSupervisor, type SupervisorStatus } from '../../plugins/supervisor/control.ts';
+import { requestSupervisor, type SupervisorStatus } from '../../plugins/run/control.ts';
 import { ROOT, running, sleep } from './crash.ts';
 import { get, type LoadLimits } from './load.ts';
 import type { TreeSpec } from './repo.ts';
@@ -111,10 +111,10 @@ export interface RunOptions {
   env?: Record<string, string>;
 }
 
-/** `node cli/ferry.mjs run` on a free port of 127.0.0.1, readiness by GET /healthz on the private socket. */
+/** `node dist/cli/ferry.js run` on a free port of 127.0.0.1, readiness by GET /healthz on the private socket. */
 export function startRun(home: string, o: RunOptions = {}): RunningSupervisor {
   const child = spawn(process.execPath, [
-    'cli/ferry.mjs', 'run', '--home', home, '--listen', '127.0.0.1:0', '--health', '/healthz',
+    'dist/cli/ferry.js', 'run', '--home', home, '--listen', '127.0.0.1:0', '--health', '/healthz',
     '--ready-timeout', o.readyTimeout ?? '10s', '--drain-timeout', o.drainTimeout ?? '5s', '--', process.execPath, 'server.js',
   ], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', ...o.env } });
   let out = '';

@@ -10,13 +10,13 @@ import http from 'node:http';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
-import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/dsse.ts';
-import { generateKeyPair } from '../../core/ed25519.ts';
-import { sha256 } from '../../core/hash.ts';
-import { keyIdOf, type SigningKey } from '../../core/keys.ts';
-import { channelPath, manifestPath, type Channel, type ChannelDoc, type FileEntry, type ManifestDoc } from '../../core/metadata.ts';
+import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/trust/dsse.ts';
+import { generateKeyPair } from '../../core/trust/ed25519.ts';
+import { sha256 } from '../../core/io/hash.ts';
+import { keyIdOf, type SigningKey } from '../../core/trust/keys.ts';
+import { channelPath, manifestPath, type Channel, type ChannelDoc, type FileEntry, type ManifestDoc } from '../../core/trust/metadata.ts';
 import type { UpdatePolicy } from '../../core/spec.ts';
-import { requestSupervisor, type SupervisorStatus } from '../../plugins/supervisor/control.ts';
+import { requestSupervisor, type SupervisorStatus } from '../../plugins/run/control.ts';
 import { describeRun, ferry, ROOT, signedFiles, smallApp, sleep, type Run } from './crash.ts';
 import { makeDevice, type TestDevice } from './device.ts';
 import { makeRepo, type TestRepo, type TreeSpec } from './repo.ts';
@@ -184,7 +184,7 @@ export interface Served {
 
 /** Starts `ferry serve <repo> --port 0` on 127.0.0.1 and waits for the URL it prints. */
 export async function serveRepo(repo: string): Promise<Served> {
-  const child = spawn(process.execPath, ['cli/ferry.mjs', 'serve', repo, '--port', '0', '--host', '127.0.0.1', '--json'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['dist/cli/ferry.js', 'serve', repo, '--port', '0', '--host', '127.0.0.1', '--json'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
@@ -234,7 +234,7 @@ export interface Supervised {
 /** `ferry run --home H --listen 127.0.0.1:0 --health /healthz -- node server.js`, once it answers. */
 export async function runApp(home: string): Promise<Supervised> {
   const child = spawn(process.execPath, [
-    'cli/ferry.mjs', 'run', '--home', home, '--listen', '127.0.0.1:0', '--health', 'http://127.0.0.1/healthz',
+    'dist/cli/ferry.js', 'run', '--home', home, '--listen', '127.0.0.1:0', '--health', 'http://127.0.0.1/healthz',
     '--ready-timeout', '20s', '--drain-timeout', '10s', '--', process.execPath, 'server.js',
   ], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
   let out = '';

@@ -1,4 +1,4 @@
-// Runs the real `ferry` command the way a user does (`node cli/ferry.mjs …` in a child process)
+// Runs the real `ferry` command the way a user does (`node dist/cli/ferry.js …` in a child process)
 // and reads what it printed. Shared by the CLI suites.
 
 import * as assert from 'uvu/assert';
@@ -14,7 +14,7 @@ export interface Run {
 }
 
 export function ferry(...args: string[]): Run {
-  const r = spawnSync(process.execPath, ['cli/ferry.mjs', ...args], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 60_000 });
+  const r = spawnSync(process.execPath, ['dist/cli/ferry.js', ...args], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 60_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -11,9 +11,9 @@ import { lstat, mkdir, readdir, readFile, readlink, rm, truncate, writeFile } fr
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import type { FileEntry, ManifestDoc } from '../../core/metadata.ts';
+import type { FileEntry, ManifestDoc } from '../../core/trust/metadata.ts';
 import type { UpdateRecord } from '../../core/spec.ts';
-import type { DeviceStatus } from '../../core/updater.ts';
+import type { DeviceStatus } from '../../core/update/updater.ts';
 import { makeRepo, sampleApp, tempDir, type TempDir, type TestRepo, type TreeSpec } from './repo.ts';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -49,10 +49,10 @@ export interface Started {
 /** Children that run longer than this are killed (a hung update must fail the test, not stall it). */
 export const CHILD_TIMEOUT_MS = 60_000;
 
-/** Starts `node cli/ferry.mjs …` as a child; `env` is added to the test's environment. */
+/** Starts `node dist/cli/ferry.js …` as a child; `env` is added to the test's environment. */
 export function startFerry(args: string[], env: Record<string, string> = {}): Started {
   const t0 = performance.now();
-  const child = spawn(process.execPath, ['cli/ferry.mjs', ...args], {
+  const child = spawn(process.execPath, ['dist/cli/ferry.js', ...args], {
     cwd: ROOT,
     env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -8,10 +8,10 @@ import { readdirSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { create, extract } from 'tar';
-import { CHUNK_SIZE, digestFile, sha256 } from '../../core/hash.ts';
+import { CHUNK_SIZE, digestFile, sha256 } from '../../core/io/hash.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
-import type { ArtifactRef, DeltaOp, ManifestDoc } from '../../core/metadata.ts';
-import type { Patcher } from '../../core/patcher.ts';
+import type { ArtifactRef, DeltaOp, ManifestDoc } from '../../core/trust/metadata.ts';
+import type { Patcher } from '../../core/ports/patcher.ts';
 import { tempDir, type TestRepo } from './repo.ts';
 import { readPayload, resignManifest } from './tamper.ts';
 

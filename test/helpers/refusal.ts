@@ -9,7 +9,7 @@
 import * as assert from 'uvu/assert';
 import { EXIT_CODE } from '../../cli/exit-codes.ts';
 import type { ErrorCode } from '../../core/errors.ts';
-import type { FileEntry } from '../../core/metadata.ts';
+import type { FileEntry } from '../../core/trust/metadata.ts';
 import type { UpdateRecord } from '../../core/spec.ts';
 import { describeRun, ferry, history, treeProblems, type Run } from './crash.ts';
 import { readlink } from 'node:fs/promises';

@@ -5,11 +5,11 @@ import { mkdir, mkdtemp, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { generateKeyFiles, loadSigningKey, loadPublicKey, type SigningKey } from '../../core/keys.ts';
-import { initRepository } from '../../core/repository.ts';
-import { publishRelease, type ReleaseResult } from '../../core/publish.ts';
+import { generateKeyFiles, loadSigningKey, loadPublicKey, type SigningKey } from '../../core/trust/keys.ts';
+import { initRepository } from '../../core/publish/repository.ts';
+import { publishRelease, type ReleaseResult } from '../../core/publish/publish.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
-import type { Channel } from '../../core/metadata.ts';
+import type { Channel } from '../../core/trust/metadata.ts';
 
 export interface TempDir {
   path: string;

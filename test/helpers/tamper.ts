@@ -4,10 +4,10 @@
 
 import { lstat, readdir, readFile, truncate, appendFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/dsse.ts';
-import { sha256 } from '../../core/hash.ts';
-import { channelPath, manifestPath, CHANNELS, type Channel, type ChannelDoc, type ManifestDoc } from '../../core/metadata.ts';
-import type { SigningKey } from '../../core/keys.ts';
+import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/trust/dsse.ts';
+import { sha256 } from '../../core/io/hash.ts';
+import { channelPath, manifestPath, CHANNELS, type Channel, type ChannelDoc, type ManifestDoc } from '../../core/trust/metadata.ts';
+import type { SigningKey } from '../../core/trust/keys.ts';
 
 /** Every entry under `dir` as "path kind mode sha256", sorted: equal snapshots mean equal trees. */
 export async function snapshotDir(dir: string): Promise<string[]> {

@@ -4,8 +4,8 @@
 // artifacts only, by chunk: their contract is ChunkPeer, tested in lan.test.ts.)
 
 import { join } from 'node:path';
-import { createDirSource } from '../../core/dir-source.ts';
-import { createBundleSource, writeBundle } from '../../core/bundle.ts';
+import { createDirSource } from '../../core/ports/dir-source.ts';
+import { createBundleSource, writeBundle } from '../../core/publish/bundle.ts';
 import { createHttpTransport } from '../../plugins/http/transport.ts';
 import { createUsbSource } from '../../plugins/usb/source.ts';
 import { mkdir } from 'node:fs/promises';

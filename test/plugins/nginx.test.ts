@@ -11,7 +11,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeRepo, sampleApp, tempDir, type TempDir, type TestRepo } from '../helpers/repo.ts';
 import { assertInstalled, makeDevice, type TestDevice } from '../helpers/device.ts';
-import { Updater } from '../../core/updater.ts';
+import { Updater } from '../../core/update/updater.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import { createHttpTransport } from '../../plugins/http/transport.ts';
 import { freePort } from '../helpers/net.ts';

@@ -14,11 +14,11 @@ import * as assert from 'uvu/assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { resolveListen, takeSystemdListenFds, type InheritedFd } from '../../core/listen-fds.ts';
+import { resolveListen, takeSystemdListenFds, type InheritedFd } from '../../plugins/run/listen-fds.ts';
 import { FerryError } from '../../core/errors.ts';
-import type { SupervisorStatus } from '../../plugins/supervisor/control.ts';
-import { adoptInherited } from '../../plugins/supervisor/sockets.ts';
-import { requestSupervisor } from '../../plugins/supervisor/control.ts';
+import type { SupervisorStatus } from '../../plugins/run/control.ts';
+import { adoptInherited } from '../../plugins/run/sockets.ts';
+import { requestSupervisor } from '../../plugins/run/control.ts';
 import { ferry, ROOT } from '../helpers/cli.ts';
 import { makeDevice, type TestDevice } from '../helpers/device.ts';
 import { get, Load } from '../helpers/load.ts';
@@ -73,7 +73,7 @@ let infos = 0;
 async function activate(ferryArgs: string[], options: { mismatch?: boolean; unix?: string } = {}): Promise<Activated> {
   const infoFile = join(tmp.path, `activation-${infos++}.json`);
   const launcherOptions = [...(options.mismatch ? ['--mismatch'] : []), ...(options.unix ? ['--unix', options.unix] : [])];
-  const launcher = spawn('python3', [LAUNCHER, infoFile, ...launcherOptions, '--', process.execPath, 'cli/ferry.mjs', ...ferryArgs], {
+  const launcher = spawn('python3', [LAUNCHER, infoFile, ...launcherOptions, '--', process.execPath, 'dist/cli/ferry.js', ...ferryArgs], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NO_COLOR: '1' },

@@ -1,6 +1,6 @@
 // The one test suite every Source runs (DESIGN.md "Transports", STYLE.md: a shared suite, the way
 // abstract-level's implementations all run one). It builds a real signed repository with two
-// releases and checks the contract of core/source.ts: whole reads, absent files, caps, resumable
+// releases and checks the contract of core/ports/source.ts: whole reads, absent files, caps, resumable
 // copies, refused paths. A transport passes this before anything transport-specific is tested.
 
 import { suite } from 'uvu';
@@ -9,7 +9,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeRepo, sampleApp, tempDir, type TempDir, type TestRepo } from '../helpers/repo.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
-import type { Source } from '../../core/source.ts';
+import type { Source } from '../../core/ports/source.ts';
 
 /** Versions the suite publishes; a maker that needs them (a bundle) may rely on these. */
 export const CONFORMANCE_VERSIONS = ['1.0.0', '1.1.0'] as const;

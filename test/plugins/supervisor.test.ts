@@ -16,9 +16,9 @@ import { makeDevice, type TestDevice } from '../helpers/device.ts';
 import { get, Load, type Reply } from '../helpers/load.ts';
 import { alive } from '../helpers/proc.ts';
 import { makeRepo, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
-import { requestSupervisor, type SupervisorStatus } from '../../plugins/supervisor/control.ts';
-import { Supervisor } from '../../plugins/supervisor/supervisor.ts';
-import { chooseReadiness, parseListen } from '../../core/supervision.ts';
+import { requestSupervisor, type SupervisorStatus } from '../../plugins/run/control.ts';
+import { Supervisor } from '../../plugins/run/supervisor.ts';
+import { chooseReadiness, parseListen } from '../../plugins/run/supervision.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const APP_SOURCE = readFileSync(join(ROOT, 'examples/app/server.js'), 'utf8');
@@ -26,8 +26,8 @@ const LOAD_MAX_MS = 60_000;
 const LOAD_MAX_REQUESTS = 20_000;
 
 /** The real CLI: `ferry run` supervises, `ferry update` from another process hands over through it. */
-const RUN_ENTRY = ['cli/ferry.mjs', 'run'];
-const UPDATE_ENTRY = (home: string) => ['cli/ferry.mjs', 'update', '--home', home, '--json'];
+const RUN_ENTRY = ['dist/cli/ferry.js', 'run'];
+const UPDATE_ENTRY = (home: string) => ['dist/cli/ferry.js', 'update', '--home', home, '--json'];
 
 type Variant = 'good' | 'unhealthy' | 'crash';
 

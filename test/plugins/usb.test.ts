@@ -13,14 +13,14 @@ import { join } from 'node:path';
 import { makeRepo, pseudoRandomBytes, sampleApp, tempDir, type TempDir, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
 import { assertInstalled, cleanupAll as done, makeDevice, type TestDevice } from '../helpers/device.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
-import { writeBundle } from '../../core/bundle.ts';
-import { Updater } from '../../core/updater.ts';
+import { writeBundle } from '../../core/publish/bundle.ts';
+import { Updater } from '../../core/update/updater.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import { createUsbSource, type UsbHooks, type UsbSource } from '../../plugins/usb/source.ts';
 import { watchMounts, type MountEvent } from '../../plugins/usb/watcher.ts';
-import type { Source } from '../../core/source.ts';
+import type { Source } from '../../core/ports/source.ts';
 import { FerryError } from '../../core/errors.ts';
-import { sha256 } from '../../core/hash.ts';
+import { sha256 } from '../../core/io/hash.ts';
 
 const SHA_DIR = /^[0-9a-f]{64}$/;
 

@@ -1,6 +1,6 @@
 // Every example in README.md is run, so the README cannot show a command that does not work:
 //   - each fenced `sh` block, in document order, with bash (`set -euo pipefail`) in one fresh
-//     folder, with a `ferry` script (node cli/ferry.mjs) first on PATH; it must exit 0, within a
+//     folder, with a `ferry` script (node dist/cli/ferry.js) first on PATH; it must exit 0, within a
 //     bound, and where its output matters it must print the facts in EXPECT below;
 //   - each `json` block is a ferry.json example and is read by the parser it documents
 //     (parseDeviceConfig): it must parse, and every value it sets must be the value ferry reads;
@@ -18,13 +18,13 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseDeviceConfig } from '../../core/device-config.ts';
+import { parseDeviceConfig } from '../../core/device/config.ts';
 import { fencedBlocks, type FencedBlock } from './fenced-blocks.ts';
 import { killTagged, runScript, untilUntagged, type ScriptRun } from './tagged-processes.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const README = join(ROOT, 'README.md');
-const FERRY = join(ROOT, 'cli', 'ferry.mjs');
+const FERRY = join(ROOT, 'dist', 'cli', 'ferry.js');
 /** Generous: a block runs a dozen ferry commands, each a few seconds on a loaded machine. */
 const BLOCK_TIMEOUT_MS = 4 * 60 * 1000;
 /** How long processes stopped by the last block (`kill "$(cat serve.pid)"`) may take to exit. */

@@ -1,0 +1,257 @@
+// Per-file deltas between two release trees (DESIGN.md "A delta artifact is per file").
+// Making one: each file of the new tree becomes an op — `copy` when some old file has the same
+// hash (unchanged or renamed), `patch` (bsdiff against the old file at the same path) or `whole`
+// (the new file brotli-compressed), whichever of the last two is smaller. Applying one carries
+// the signed ops out: every base file and every output is hashed against the manifest, and a
+// patch header is checked against the signed target size before the patcher sees it.
+
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { chmod, copyFile, link, mkdir, mkdtemp, open, rename, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import { createBrotliCompress, createBrotliDecompress, constants as zlib } from 'node:zlib';
+import { FerryError, fromFsError } from '../errors.ts';
+import { expectHash, sha256File } from '../io/hash.ts';
+import { packFiles } from '../publish/archive.ts';
+import { extractArchive, type ExpectedFile } from '../io/extract.ts';
+import { fsyncDirsUnder, fsyncPath } from '../io/durable.ts';
+import type { DeltaOp, FileEntry, FileRef } from '../trust/metadata.ts';
+import type { Patcher } from '../ports/patcher.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Making a delta (publisher side)
+
+async function brotliFile(src: string, dst: string, size: number): Promise<void> {
+  // Quality 11 with a 16 MiB window is brotli's best; above 16 MiB it gets slow, so 9.
+  await pipeline(
+    createReadStream(src),
+    createBrotliCompress({
+      params: {
+        [zlib.BROTLI_PARAM_QUALITY]: size > 16 * 1024 * 1024 ? 9 : 11,
+        [zlib.BROTLI_PARAM_LGWIN]: 24,
+        [zlib.BROTLI_PARAM_SIZE_HINT]: size,
+      },
+    }),
+    createWriteStream(dst, { flags: 'wx' }),
+  );
+}
+
+export interface MadeDelta {
+  ops: DeltaOp[];
+  /** The delta artifact: an uncompressed tar of the op entries (each already compressed). */
+  artifact: string;
+}
+
+/** Builds the ops and the delta artifact turning `oldDir` (with `oldFiles`) into `newDir`. */
+export async function makeDelta(input: {
+  oldDir: string;
+  oldFiles: FileEntry[];
+  newDir: string;
+  newFiles: FileEntry[];
+  workDir: string;
+  outFile: string;
+  patcher: Patcher;
+}): Promise<MadeDelta> {
+  const { oldDir, oldFiles, newDir, newFiles, workDir, patcher } = input;
+  const oldByPath = new Map(oldFiles.map((f) => [f.path, f]));
+  const oldByHash = new Map<string, FileEntry>();
+  for (const f of oldFiles) if (!oldByHash.has(f.sha256)) oldByHash.set(f.sha256, f);
+  await mkdir(workDir, { recursive: true });
+
+  const ops: DeltaOp[] = [];
+  const entryNames: string[] = [];
+  for (const [i, file] of newFiles.entries()) {
+    const same = oldByPath.get(file.path);
+    const copyFrom = same?.sha256 === file.sha256 ? same : oldByHash.get(file.sha256);
+    if (copyFrom) {
+      ops.push({ op: 'copy', path: file.path, from: copyFrom.path, sha256: file.sha256 });
+      continue;
+    }
+    // bsdiff first: when its patch is under an eighth of the file, brotli (a whole-file
+    // candidate that rarely compresses 8x, and the slow one at quality 11) cannot win; skip it.
+    let patchSize = Infinity;
+    const patchName = `${i}.bsdiff`;
+    if (same && same.size > 0 && file.size > 0) {
+      await patcher.diff(join(oldDir, same.path), join(newDir, file.path), join(workDir, patchName));
+      patchSize = (await stat(join(workDir, patchName))).size;
+    }
+    const wholeName = `${i}.br`;
+    let entryName = patchName;
+    if (patchSize * 8 >= file.size) {
+      await brotliFile(join(newDir, file.path), join(workDir, wholeName), file.size);
+      if ((await stat(join(workDir, wholeName))).size <= patchSize) entryName = wholeName;
+    }
+    const entryPath = join(workDir, entryName);
+    const entry: FileRef = { path: entryName, size: (await stat(entryPath)).size, sha256: await sha256File(entryPath) };
+    entryNames.push(entryName);
+    ops.push(entryName === wholeName
+      ? { op: 'whole', path: file.path, sha256: file.sha256, entry }
+      : { op: 'patch', path: file.path, from: same!.path, baseSha256: same!.sha256, sha256: file.sha256, entry });
+  }
+  await packFiles(workDir, entryNames, input.outFile, false);
+  return { ops, artifact: input.outFile };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Applying a delta (device side, and the publisher's own check)
+
+/** A base path this long is handed to the patcher through a short private link (bsdiff-node crashes on very long paths). */
+const LONG_PATH = 200;
+
+/** Delta ops applied at once. */
+const APPLY_CONCURRENCY = 4;
+
+/** Passes bytes through while hashing and counting them; errors past `cap` bytes. */
+function hashingCap(cap: number, what: string): Transform & { digest(): { sha256: string; size: number } } {
+  const hash = createHash('sha256');
+  let size = 0;
+  const t = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      size += chunk.length;
+      if (size > cap) return done(new FerryError('ERR_SIZE', `${what} decompresses past its signed ${cap} bytes`));
+      hash.update(chunk);
+      done(null, chunk);
+    },
+  });
+  return Object.assign(t, { digest: () => ({ sha256: hash.digest('hex'), size }) });
+}
+
+async function createExclusive(path: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const h = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  await h.close();
+}
+
+/**
+ * Builds the signed tree `targetFiles` in `outDir` (empty, private) from `baseDir` and a delta
+ * artifact. Throws ERR_HASH_MISMATCH when a base file is not the signed base, ERR_PATCH when a
+ * patch is bogus: the caller then falls back to the full artifact.
+ */
+export async function applyDelta(input: {
+  baseDir: string;
+  ops: DeltaOp[];
+  targetFiles: FileEntry[];
+  artifact: string;
+  outDir: string;
+  workDir: string;
+  patcher: Patcher;
+  /**
+   * Hard-link unchanged files from `baseDir` instead of copying them (only when the mode is the
+   * same): fast and small, but the two releases then share those files, so damage to one (an app
+   * writing into its own folder, a bad sector) is damage to both. Off unless a device opts in.
+   */
+  linkUnchanged?: boolean;
+  /** Hears each target file's size once it is built and checked (for progress). */
+  onFileWritten?: (bytes: number) => void;
+}): Promise<void> {
+  const { baseDir, ops, targetFiles, outDir, patcher } = input;
+  const byPath = new Map(targetFiles.map((f) => [f.path, f]));
+  // A fresh private folder of our own: nothing planted at a predictable name (a link at p<i>,
+  // b<i> or e/) can redirect a write, whatever the caller's workDir held.
+  await mkdir(input.workDir, { recursive: true });
+  const workDir = await mkdtemp(join(input.workDir, 'delta-'));
+  const entriesDir = join(workDir, 'e');
+  await mkdir(entriesDir);
+
+  // The delta's entries are unpacked against their signed sizes and hashes before any is used.
+  const expected = new Map<string, ExpectedFile>();
+  for (const op of ops) if (op.op !== 'copy') expected.set(op.entry.path, { size: op.entry.size, sha256: op.entry.sha256, mode: 0o600 });
+  await extractArchive(input.artifact, entriesDir, expected);
+
+  // Ops run a few at a time (their cost is mostly waiting on the disk), but only one bsdiff at a
+  // time: bspatch holds the whole base and output in memory.
+  let patching: Promise<void> = Promise.resolve();
+  const oneAtATime = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = patching.then(fn);
+    patching = run.then(() => undefined, () => undefined);
+    return run;
+  };
+  const applyOp = async (op: DeltaOp, i: number): Promise<void> => {
+    const file = byPath.get(op.path);
+    if (!file) throw new FerryError('ERR_SCHEMA', `delta op for ${op.path} has no signed file`);
+    const target = join(outDir, op.path);
+    try {
+      switch (op.op) {
+        case 'copy': {
+          const base = join(baseDir, op.from);
+          if (input.linkUnchanged && ((await stat(base)).mode & 0o777) === file.mode) {
+            // Release trees are immutable, so an unchanged file is shared by a hard link: no data
+            // written. Its bytes are still hashed against the signed list before they are used.
+            await mkdir(dirname(target), { recursive: true });
+            await link(base, target);
+            expectHash(await sha256File(target), op.sha256, `base file ${op.from} (linked as ${op.path})`);
+            break;
+          }
+          // A kernel copy (a reflink where the filesystem can), then the copy is hashed: the bytes
+          // checked are the bytes that stay.
+          await mkdir(dirname(target), { recursive: true });
+          await copyFile(base, target, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+          expectHash(await sha256File(target), op.sha256, `base file ${op.from} (copied to ${op.path})`);
+          await fsyncPath(target);
+          break;
+        }
+        case 'patch': {
+          await oneAtATime(async () => {
+            let base = join(baseDir, op.from);
+            expectHash(await sha256File(base), op.baseSha256, `base file ${op.from}`);
+            const patchFile = join(entriesDir, op.entry.path);
+            const header = Buffer.alloc(patcher.headerSize);
+            const h = await open(patchFile, 'r');
+            try { await h.read(header, 0, header.length, 0); } finally { await h.close(); }
+            const promised = patcher.outputSize(header, op.entry.size);
+            if (promised !== file.size) throw new FerryError('ERR_PATCH', `patch for ${op.path} promises ${promised} bytes, signed ${file.size}`);
+            if (base.length > LONG_PATH) {
+              const short = join(workDir, `b${i}`);
+              await link(base, short).catch(() => copyFile(base, short));
+              base = short;
+            }
+            // The patcher writes a fresh short path of ours (it would follow a planted symlink).
+            const out = join(workDir, `p${i}`);
+            await patcher.patch(base, out, patchFile);
+            expectHash(await sha256File(out), op.sha256, `patched ${op.path}`);
+            await mkdir(dirname(target), { recursive: true });
+            await fsyncPath(out);
+            await rename(out, target);
+          });
+          break;
+        }
+        case 'whole': {
+          await createExclusive(target);
+          const counter = hashingCap(file.size, op.path);
+          await pipeline(createReadStream(join(entriesDir, op.entry.path)), createBrotliDecompress(), counter, createWriteStream(target, { flags: 'r+' }));
+          const got = counter.digest();
+          if (got.size !== file.size) throw new FerryError('ERR_SIZE', `${op.path} decompressed to ${got.size} bytes, signed ${file.size}`);
+          expectHash(got.sha256, op.sha256, op.path);
+          await fsyncPath(target);
+          break;
+        }
+        default: {
+          const never: never = op;
+          throw new FerryError('ERR_SCHEMA', `unknown delta op ${JSON.stringify(never)}`);
+        }
+      }
+      await chmod(target, file.mode);
+      input.onFileWritten?.(file.size);
+    } catch (err) {
+      if (err instanceof FerryError) throw err;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new FerryError('ERR_HASH_MISMATCH', `base file for ${op.path} is missing`, { cause: err });
+      throw fromFsError(err, `applying delta op for ${op.path}`);
+    }
+  };
+  const queue = [...ops.entries()];
+  let failure: unknown;
+  const worker = async () => {
+    for (let next = queue.shift(); next && failure === undefined; next = queue.shift()) {
+      try {
+        await applyOp(next[1], next[0]);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: APPLY_CONCURRENCY }, worker));
+  if (failure !== undefined) throw failure;
+  await fsyncDirsUnder(outDir);
+}

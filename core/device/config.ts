@@ -1,0 +1,84 @@
+// ferry.json: what a device is (app, platform, arch), where it takes updates from, its policy and
+// its health check. Written by `ferry init`, read by every device command.
+
+import { readFile } from 'node:fs/promises';
+import { FerryError } from '../errors.ts';
+import { parseStrictJson } from '../io/strict-json.ts';
+import { writeFileAtomic } from '../io/durable.ts';
+import { arr, bool, obj, str, int, NAME } from '../io/schema.ts';
+import { parsePolicy } from '../policy/policy.ts';
+import type { UpdatePolicy } from '../spec.ts';
+
+export interface HealthConfig {
+  /** A command run in the new release's folder; exit 0 = healthy. */
+  command?: string[];
+  /** An HTTP URL that must answer 2xx. */
+  url?: string;
+  /** Deadline for the check, in milliseconds. */
+  timeoutMs: number;
+}
+
+export interface DeviceConfig {
+  app: string;
+  platform: string;
+  arch: string;
+  /** Source specs in the order they are tried: a folder, a .ferry bundle, later http(s)://, usb:, lan. */
+  sources: string[];
+  policy: UpdatePolicy;
+  health: HealthConfig | null;
+  /** Restore points kept by cleanup. */
+  keepRestorePoints: number;
+  /** Days an offline source (folder, bundle) may be used past its channel pointer's expiry. */
+  offlineGraceDays: number;
+  /** Bandwidth cap for network downloads (bytes per second), for metered links; null = none. */
+  maxBytesPerSecond: number | null;
+  /**
+   * Hard-link files a delta leaves unchanged from the installed release instead of copying them:
+   * faster and half the disk, but the releases then share those files (an app that writes into
+   * its own folder changes both). Off by default.
+   */
+  linkUnchanged: boolean;
+}
+
+export async function readDeviceConfig(path: string): Promise<DeviceConfig> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    throw new FerryError('ERR_NOT_FOUND', `${path} not found: run \`ferry init\` first`, { cause: err });
+  }
+  return parseDeviceConfig(parseStrictJson(bytes, 1024 * 1024, path));
+}
+
+export function parseDeviceConfig(value: unknown): DeviceConfig {
+  try {
+    const o = obj(value as never, 'ferry.json');
+    const h = o.health === undefined || o.health === null ? null : obj(o.health, 'ferry.json health');
+    const health: HealthConfig | null = h
+      ? {
+          ...(h.command !== undefined ? { command: arr(h.command, 'health.command').map((c, i) => str(c, `health.command[${i}]`)) } : {}),
+          ...(h.url !== undefined ? { url: str(h.url, 'health.url', /^https?:\/\//) } : {}),
+          timeoutMs: h.timeoutMs === undefined ? 30_000 : int(h.timeoutMs, 'health.timeoutMs', 1),
+        }
+      : null;
+    return {
+      app: str(o.app, 'ferry.json app', NAME),
+      platform: str(o.platform, 'ferry.json platform'),
+      arch: str(o.arch, 'ferry.json arch'),
+      sources: arr(o.sources, 'ferry.json sources').map((s, i) => str(s, `sources[${i}]`)),
+      policy: parsePolicy(o.policy ?? {}),
+      health,
+      keepRestorePoints: o.keepRestorePoints === undefined ? 3 : int(o.keepRestorePoints, 'keepRestorePoints', 1),
+      offlineGraceDays: o.offlineGraceDays === undefined ? 180 : int(o.offlineGraceDays, 'offlineGraceDays', 0),
+      maxBytesPerSecond: o.maxBytesPerSecond === undefined || o.maxBytesPerSecond === null ? null : int(o.maxBytesPerSecond, 'maxBytesPerSecond', 1),
+      linkUnchanged: o.linkUnchanged === undefined ? false : bool(o.linkUnchanged, 'linkUnchanged'),
+    };
+  } catch (err) {
+    if (err instanceof FerryError && err.code === 'ERR_SCHEMA') throw new FerryError('ERR_USAGE', `ferry.json: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
+export async function writeDeviceConfig(path: string, config: DeviceConfig): Promise<void> {
+  await writeFileAtomic(path, JSON.stringify(config, null, 2) + '\n');
+}

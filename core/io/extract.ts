@@ -1,0 +1,177 @@
+// Safe extraction (THREATS.md rows 14-16). node-tar parses; ferry writes. tar's own Unpack
+// applies owners and setuid bits as root, re-roots absolute paths and never fsyncs, so each entry
+// is checked here and written by this code alone:
+//   - only regular files and directories; links, devices and FIFOs are refused
+//   - every path is a plain relative path, and (when a signed list is given) in that list with its
+//     signed size, so nothing lands outside `dest` and a bomb cannot claim more than was signed
+//   - files are created O_EXCL|O_NOFOLLOW (a duplicate entry or a planted link fails), hashed while
+//     written, fsynced, and given the signed mode (never setuid)
+//   - caps on entries, total bytes and decompression ratio; tar's strict mode turns any
+//     malformed or truncated header into an error
+
+import { constants, createReadStream } from 'node:fs';
+import { chmod, mkdir, open } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { Parser, type ReadEntry } from 'tar';
+import { FerryError, fromFsError } from '../errors.ts';
+import { expectHash } from './hash.ts';
+import { checkRelativePath } from './safe-path.ts';
+import { fsyncDirsUnder, skipsFsync } from './durable.ts';
+
+export interface ExtractLimits {
+  maxEntries: number;
+  maxTotalBytes: number;
+  /** Decompressed bytes per compressed byte (gzip); tar aborts past it. */
+  maxRatio: number;
+}
+
+export const DEFAULT_LIMITS: ExtractLimits = { maxEntries: 65_536, maxTotalBytes: 16 * 1024 ** 3, maxRatio: 1000 };
+
+export interface ExpectedFile {
+  size: number;
+  sha256: string;
+  mode: number;
+}
+
+export interface ExtractedFile {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+/**
+ * Extracts `archive` into `dest` (which must exist and be private to the caller). With `expected`,
+ * the archive must hold exactly those files with those sizes and hashes. On error, files already
+ * written stay in `dest`: the caller owns `dest` and removes it. `onFileWritten` hears each
+ * file's size once it is written and checked (for progress).
+ */
+export async function extractArchive(
+  archive: string,
+  dest: string,
+  expected: Map<string, ExpectedFile> | null,
+  limits: ExtractLimits = DEFAULT_LIMITS,
+  onFileWritten?: (bytes: number) => void,
+): Promise<ExtractedFile[]> {
+  const extracted: ExtractedFile[] = [];
+  const dirs = new Set<string>(['']);
+  const writes: Promise<void>[] = [];
+  let entries = 0;
+  let totalBytes = 0;
+  let failure: unknown;
+
+  const parser = new Parser({ strict: true, maxDecompressionRatio: limits.maxRatio } as ConstructorParameters<typeof Parser>[0]);
+  // Entries still being written. When the parser stops mid-entry (truncated input, ratio cap),
+  // their streams never end on their own: they are destroyed so each writer settles.
+  const active = new Set<ReadEntry>();
+  const stopActive = (err: unknown) => {
+    for (const entry of active) entry.destroy(err instanceof Error ? err : new Error(String(err)));
+    active.clear();
+  };
+  const fail = (err: unknown) => {
+    if (failure === undefined) failure = err;
+    parser.abort(err instanceof Error ? err : new Error(String(err)));
+    stopActive(err);
+  };
+
+  parser.on('entry', (entry: ReadEntry) => {
+    try {
+      if (failure !== undefined) return entry.resume();
+      entries++;
+      if (entries > limits.maxEntries) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive has more than ${limits.maxEntries} entries`);
+      const raw = entry.path.replace(/\/+$/, '');
+      const path = checkRelativePath(raw, 'archive entry');
+      if (entry.type === 'Directory') {
+        entry.resume();
+        return;
+      }
+      if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'ContiguousFile') {
+        throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} is a ${entry.type}; only regular files are allowed`);
+      }
+      const want = expected?.get(path);
+      if (expected && !want) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} is not in the signed file list`);
+      if (want && entry.size !== want.size) throw new FerryError('ERR_SIZE', `archive entry ${path} is ${entry.size} bytes, signed ${want.size}`);
+      totalBytes += entry.size;
+      if (totalBytes > limits.maxTotalBytes) throw new FerryError('ERR_TOO_LARGE', `archive expands past ${limits.maxTotalBytes} bytes`);
+      active.add(entry);
+      entry.on('end', () => active.delete(entry));
+      entry.on('error', () => {}); // reported through writeEntry's reader; never an unhandled event
+      writes.push(writeEntry(entry, dest, path, want, dirs).then((f) => { extracted.push(f); onFileWritten?.(f.size); }, fail));
+    } catch (err) {
+      entry.resume();
+      fail(err);
+    }
+  });
+
+  await new Promise<void>((resolve) => {
+    const input = createReadStream(archive);
+    input.on('error', (err) => { fail(fromFsError(err, `reading ${archive}`)); resolve(); });
+    parser.on('error', (err: Error) => {
+      const code = /decompression ratio/i.test(err.message) ? 'ERR_TOO_LARGE' : 'ERR_UNSAFE_ARCHIVE';
+      fail(failure ?? new FerryError(code, `${code === 'ERR_TOO_LARGE' ? 'archive expands too far' : 'malformed archive'}: ${err.message}`, { cause: err }));
+      resolve();
+    });
+    parser.on('close', () => { stopActive(failure ?? new FerryError('ERR_UNSAFE_ARCHIVE', 'archive ended inside an entry')); resolve(); });
+    input.pipe(parser as unknown as NodeJS.WritableStream);
+  });
+  await Promise.allSettled(writes);
+  if (failure !== undefined) throw failure;
+
+  if (expected) {
+    const got = new Set(extracted.map((f) => f.path));
+    for (const path of expected.keys()) {
+      if (!got.has(path)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive lacks signed file ${path}`);
+    }
+  }
+  await fsyncDirsUnder(dest, 'extract.dirs');
+  return extracted;
+}
+
+async function ensureParents(dest: string, path: string, dirs: Set<string>): Promise<void> {
+  const parts = path.split('/').slice(0, -1);
+  for (let i = 1; i <= parts.length; i++) {
+    const rel = parts.slice(0, i).join('/');
+    if (dirs.has(rel)) continue;
+    // mkdir of a name that already exists as a file (or anything else) fails: nothing is followed.
+    await mkdir(join(dest, rel), { mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+    dirs.add(rel);
+  }
+}
+
+async function writeEntry(entry: ReadEntry, dest: string, path: string, want: ExpectedFile | undefined, dirs: Set<string>): Promise<ExtractedFile> {
+  const target = join(dest, path);
+  try {
+    await ensureParents(dest, path, dirs);
+    const handle = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      for await (const chunk of entry as AsyncIterable<Buffer>) {
+        hash.update(chunk);
+        size += chunk.length;
+        await handle.write(chunk);
+      }
+      if (!skipsFsync('extract.file')) await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    const sha256 = hash.digest('hex');
+    if (want) {
+      expectHash(sha256, want.sha256, `archive entry ${path}`);
+      await chmod(target, want.mode & 0o777);
+    } else {
+      // No signed mode: keep only the owner's execute intent, never special bits.
+      await chmod(target, (entry.mode ?? 0o644) & 0o100 ? 0o755 : 0o644);
+    }
+    return { path, size, sha256 };
+  } catch (err) {
+    entry.resume();
+    if (err instanceof FerryError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST' || (err as NodeJS.ErrnoException).code === 'ELOOP' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} collides with an earlier entry`, { cause: err });
+    }
+    throw fromFsError(err, `extracting ${path}`);
+  }
+}

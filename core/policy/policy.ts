@@ -1,0 +1,274 @@
+// The device's update policy as pure decisions: which channel pointers it reads, which release it
+// takes, whether a staged release may be switched to now, and when to check again. Nothing here
+// touches the disk, the network or the clock: `now` and random numbers are parameters, so every
+// rule is a table test.
+//
+// When a staged release may be switched to (decideApply), in this order:
+//   1. Policy disabled                          -> wait 'disabled', whatever the trigger.
+//   2. Automatic trigger, autoUpdate off        -> wait 'manual-only' (a person runs `ferry apply`),
+//      unless the release is a security fix.
+//   3. Security fix                             -> apply at once: ignores approval and the window,
+//      because the security channel exists to reach every device quickly.
+//   4. requireApproval, not approved, not mandatory -> wait 'approval'. A mandatory release was
+//      decided by the publisher, so no local approval is asked for.
+//   5. Window closed and not ignoreWindow       -> wait 'window'. Mandatory releases wait too: the
+//      window protects the device's users, not the publisher's schedule.
+//   6. Otherwise                                -> apply.
+//
+// Which release to take (decideTarget): the highest version above the installed one among the
+// pointers the device read; a signed move of the device's own channel to a lower version only with
+// allowDowngrade; never anything below the anti-rollback floor.
+
+import semver from 'semver';
+import { FerryError } from '../errors.ts';
+import { CHANNELS, isChannel, type Channel } from '../trust/metadata.ts';
+import type { TimeWindow, UpdatePolicy } from '../spec.ts';
+
+export const DEFAULT_POLICY: UpdatePolicy = Object.freeze({
+  enabled: true,
+  autoUpdate: true,
+  channel: 'stable',
+  checkInterval: 3600,
+  maintenanceWindow: null,
+  requireApproval: false,
+  allowDowngrade: false,
+});
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+
+const POLICY_KEYS: ReadonlySet<string> = new Set(Object.keys(DEFAULT_POLICY));
+const WINDOW_KEYS: ReadonlySet<string> = new Set(['days', 'startHour', 'endHour', 'timezone']);
+
+function usage(what: string, expected: string, got: unknown): never {
+  throw new FerryError('ERR_USAGE', `${what} must be ${expected} (got ${JSON.stringify(got) ?? String(got)})`);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Refuses keys we do not know: a misspelt "requireAproval" silently ignored would leave a fleet unguarded. */
+function refuseUnknownKeys(o: Record<string, unknown>, known: ReadonlySet<string>, what: string): void {
+  for (const key of Object.keys(o)) {
+    if (!known.has(key)) throw new FerryError('ERR_USAGE', `${what}.${key} is not a policy setting (known: ${[...known].join(', ')})`);
+  }
+}
+
+function boolField(value: unknown, what: string): boolean {
+  if (typeof value !== 'boolean') usage(what, 'true or false', value);
+  return value;
+}
+
+function intField(value: unknown, what: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) usage(what, `an integer from ${min} to ${max}`, value);
+  return value;
+}
+
+/** True when the runtime's time zone database knows `timeZone` (an IANA name such as "Europe/Berlin"). */
+function isValidTimeZone(timeZone: string): boolean {
+  try {
+    new Intl.DateTimeFormat(undefined, { timeZone });
+    return true;
+  } catch (err) {
+    if (err instanceof RangeError) return false;
+    throw err;
+  }
+}
+
+function parseWindow(value: unknown, what: string): TimeWindow | null {
+  if (value === null) return null;
+  if (!isPlainObject(value)) usage(what, 'null or an object { days, startHour, endHour, timezone }', value);
+  refuseUnknownKeys(value, WINDOW_KEYS, what);
+  // days may be left out: an empty list already means "every day".
+  const rawDays = value.days === undefined ? [] : value.days;
+  if (!Array.isArray(rawDays)) usage(`${what}.days`, 'an array of weekdays 0 (Sunday) to 6 (Saturday)', rawDays);
+  const days = rawDays.map((d, i) => intField(d, `${what}.days[${i}]`, 0, 6));
+  if (new Set(days).size !== days.length) usage(`${what}.days`, 'a list without repeats', rawDays);
+  const startHour = intField(value.startHour, `${what}.startHour`, 0, 23);
+  const endHour = intField(value.endHour, `${what}.endHour`, 1, 24);
+  // start == end would be either "never" or "always"; neither is what anyone means by a window.
+  if (startHour === endHour) usage(`${what}.endHour`, `different from startHour ${startHour}`, endHour);
+  const timezone = value.timezone;
+  if (typeof timezone !== 'string' || !isValidTimeZone(timezone)) usage(`${what}.timezone`, 'an IANA time zone such as "Europe/Berlin"', timezone);
+  return { days, startHour, endHour, timezone };
+}
+
+/**
+ * The policy from ferry.json's "policy" object. Any field may be left out and takes its default
+ * from DEFAULT_POLICY; every field given is checked, and bad input is ERR_USAGE naming the field.
+ */
+export function parsePolicy(value: unknown): UpdatePolicy {
+  if (value === undefined) return { ...DEFAULT_POLICY };
+  if (!isPlainObject(value)) usage('policy', 'an object', value);
+  refuseUnknownKeys(value, POLICY_KEYS, 'policy');
+  // Only a missing field takes the default; null is a wrong value like any other (except for the
+  // window, where null is the documented "always open").
+  const given = <K extends keyof UpdatePolicy>(key: K): unknown => (value[key] === undefined ? DEFAULT_POLICY[key] : value[key]);
+  const channel = given('channel');
+  if (typeof channel !== 'string' || !isChannel(channel)) usage('policy.channel', `one of ${CHANNELS.join(', ')}`, channel);
+  return {
+    enabled: boolField(given('enabled'), 'policy.enabled'),
+    autoUpdate: boolField(given('autoUpdate'), 'policy.autoUpdate'),
+    channel,
+    // At most a day: nextCheckDelay caps every wait at 24 h, so a longer interval would silently not hold.
+    checkInterval: intField(given('checkInterval'), 'policy.checkInterval', 1, 24 * 3600),
+    maintenanceWindow: parseWindow(given('maintenanceWindow'), 'policy.maintenanceWindow'),
+    requireApproval: boolField(given('requireApproval'), 'policy.requireApproval'),
+    allowDowngrade: boolField(given('allowDowngrade'), 'policy.allowDowngrade'),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channels
+
+const CHANNELS_FOR: Readonly<Record<Channel, readonly Channel[]>> = {
+  stable: ['stable', 'security'],
+  beta: ['beta', 'stable', 'security'],
+  nightly: ['nightly', 'beta', 'stable', 'security'],
+  security: ['security'],
+};
+
+/** Which channel pointers a device on `channel` reads, in preference order. A beta device also takes newer stable releases; nightly takes beta and stable; every device reads security. security-channel devices read only security. */
+export function channelsFor(channel: Channel): Channel[] {
+  return [...CHANNELS_FOR[channel]];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Maintenance window
+
+const WEEKDAYS: Readonly<Record<string, number>> = { Sun: 0, Mon: 1, Tue: 2, Wed: 3, Thu: 4, Fri: 5, Sat: 6 };
+
+/** Local weekday (0 = Sunday) and hour (0-23) of `now` in `timeZone`, from the tz database, so DST is right. */
+function localDayHour(now: Date, timeZone: string): { day: number; hour: number } {
+  // 'en-US' fixes the weekday names we map; h23 makes midnight 0, never 24.
+  const parts = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', weekday: 'short', hour: 'numeric' }).formatToParts(now);
+  const weekday = parts.find((p) => p.type === 'weekday')?.value;
+  const hour = Number(parts.find((p) => p.type === 'hour')?.value);
+  const day = weekday === undefined ? undefined : WEEKDAYS[weekday];
+  if (day === undefined || !Number.isInteger(hour)) throw new FerryError('ERR_USAGE', `cannot read the local time in ${timeZone}`);
+  return { day, hour: hour % 24 };
+}
+
+/** Is `now` inside the window, judged in the window's IANA timezone (DST-correct: use Intl.DateTimeFormat with timeZone and hourCycle h23 to get local weekday and hour). start > end wraps past midnight, and then the day that counts is the day the window OPENED (a Fri 22-02 window is open Sat 01:00). null window = always open. */
+export function inMaintenanceWindow(window: TimeWindow | null, now: Date): boolean {
+  if (window === null) return true;
+  const { day, hour } = localDayHour(now, window.timezone);
+  const opensOn = (d: number): boolean => window.days.length === 0 || window.days.includes(d);
+  const { startHour, endHour } = window;
+  if (startHour < endHour) return hour >= startHour && hour < endHour && opensOn(day);
+  // Wrapping window: the evening part belongs to today's window, the early-morning part to the
+  // window that opened yesterday evening.
+  if (hour >= startHour) return opensOn(day);
+  if (hour < endHour) return opensOn((day + 6) % 7);
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Apply
+
+export interface ReleaseFlags {
+  version: string;
+  mandatory: boolean;
+  securityFix: boolean;
+}
+
+export type ApplyDecision = { action: 'apply'; why: string } | { action: 'wait'; reason: 'disabled' | 'approval' | 'window' | 'manual-only'; why: string };
+
+/** Whether a staged release may be switched to now; the rules, in order, are in the file header. */
+export function decideApply(input: { policy: UpdatePolicy; release: ReleaseFlags; approved: boolean; now: Date; trigger: 'manual' | 'auto'; ignoreWindow: boolean }): ApplyDecision {
+  const { policy, release, approved, now, trigger, ignoreWindow } = input;
+  const v = release.version;
+  if (!policy.enabled) return { action: 'wait', reason: 'disabled', why: `updates are disabled by policy; ${v} stays staged` };
+  if (trigger === 'auto' && !policy.autoUpdate && !release.securityFix) {
+    return { action: 'wait', reason: 'manual-only', why: `autoUpdate is off: run \`ferry apply\` to switch to ${v}` };
+  }
+  if (release.securityFix) return { action: 'apply', why: `${v} is a security fix: applied without waiting for approval or the maintenance window` };
+  if (policy.requireApproval && !approved && !release.mandatory) {
+    return { action: 'wait', reason: 'approval', why: `policy requires approval before switching to ${v}` };
+  }
+  if (!ignoreWindow && !inMaintenanceWindow(policy.maintenanceWindow, now)) {
+    return { action: 'wait', reason: 'window', why: `outside the maintenance window; ${v}${release.mandatory ? ' (mandatory)' : ''} waits for it` };
+  }
+  return { action: 'apply', why: release.mandatory && policy.requireApproval && !approved ? `${v} is mandatory: no approval needed` : `switching to ${v}` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Target
+
+export interface Candidate {
+  channel: Channel;
+  version: string;
+  sequence: number;
+  mandatory: boolean;
+  securityFix: boolean;
+}
+
+export type TargetDecision = { kind: 'update'; candidate: Candidate } | { kind: 'up-to-date' } | { kind: 'downgrade-refused'; candidate: Candidate; why: string };
+
+function checkVersion(v: string, what: string): string {
+  if (semver.valid(v) !== v) throw new FerryError('ERR_VERSION', `${what} "${v}" is not a semver version`);
+  return v;
+}
+
+/** The first candidate with the highest version: earlier entries win ties (channel preference). */
+function highest(candidates: Candidate[]): Candidate | undefined {
+  let best: Candidate | undefined;
+  for (const c of candidates) if (best === undefined || semver.gt(c.version, best.version)) best = c;
+  return best;
+}
+
+/**
+ * Picks what to install from the verified channel pointers a device read (already filtered to
+ * its channelsFor list, in that order).
+ * - The highest version above `current` wins; ties go to the earlier candidate.
+ * - Nothing higher: with allowDowngrade, a device whose OWN channel now points below `current`
+ *   follows it down (the pointer is signed with a newer sequence, so the publisher meant it);
+ *   without allowDowngrade it stays where it is ('up-to-date').
+ * - current null: the device's own channel's candidate if present, else the highest.
+ * - Whatever was picked, a version below `floor` (the anti-rollback floor) is never installed:
+ *   'downgrade-refused'. This stops a replayed or compromised pointer from walking the device back
+ *   to a version with known holes.
+ * Sequences are checked by the trust layer before the candidates get here; they do not rank.
+ */
+export function decideTarget(input: { current: string | null; candidates: Candidate[]; policy: UpdatePolicy; floor: string | null }): TargetDecision {
+  const { current, candidates, policy, floor } = input;
+  if (current !== null) checkVersion(current, 'installed version');
+  if (floor !== null) checkVersion(floor, 'anti-rollback floor');
+  for (const c of candidates) checkVersion(c.version, `${c.channel} channel version`);
+  const own = candidates.find((c) => c.channel === policy.channel);
+
+  let pick: Candidate | undefined;
+  if (current === null) {
+    pick = own ?? highest(candidates);
+  } else {
+    pick = highest(candidates.filter((c) => semver.gt(c.version, current)));
+    if (pick === undefined && policy.allowDowngrade && own !== undefined && semver.lt(own.version, current)) pick = own;
+  }
+  if (pick === undefined) return { kind: 'up-to-date' };
+  if (floor !== null && semver.lt(pick.version, floor)) {
+    return { kind: 'downgrade-refused', candidate: pick, why: `${pick.channel} points to ${pick.version}, below the anti-rollback floor ${floor}` };
+  }
+  return { kind: 'update', candidate: pick };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Check scheduling
+
+const MIN_DELAY_MS = 1000;
+const MAX_DELAY_MS = 24 * 3600 * 1000;
+const JITTER = 0.1;
+
+/**
+ * Milliseconds until the next check: checkInterval seconds, doubled per consecutive failure
+ * (offline devices back off), capped at 24 h, then ±10% jitter from `rand` in [0, 1) so a fleet
+ * that booted together does not check together; the result stays within [1 s, 24 h].
+ */
+export function nextCheckDelay(policy: UpdatePolicy, consecutiveFailures: number, rand: number): number {
+  const failures = Number.isFinite(consecutiveFailures) ? Math.max(0, Math.floor(consecutiveFailures)) : 0;
+  const r = Number.isFinite(rand) ? Math.min(Math.max(rand, 0), 1) : 0.5;
+  // 2 ** failures may be Infinity for absurd counts; Math.min still gives the cap.
+  const backedOff = Math.min(policy.checkInterval * 1000 * 2 ** failures, MAX_DELAY_MS);
+  const jittered = backedOff * (1 + JITTER * (2 * r - 1));
+  return Math.round(Math.min(Math.max(jittered, MIN_DELAY_MS), MAX_DELAY_MS));
+}

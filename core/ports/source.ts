@@ -1,0 +1,40 @@
+// The transport port (DESIGN.md "Transports"): where a device, `ferry verify` or a bundle reader
+// takes repository files from. A Source finds and fetches bytes and decides nothing: the core
+// verifies every byte it returns against signed metadata. Implementations: core/ports/dir-source.ts
+// (folders), core/publish/bundle.ts (bundles), plugins/http, plugins/usb, plugins/lan.
+
+export interface Source {
+  /** Says where bytes came from, for history records and messages. */
+  readonly name: string;
+  /** Reads a small file whole; undefined when it does not exist; ERR_TOO_LARGE past maxBytes. */
+  read(path: string, maxBytes: number): Promise<Uint8Array | undefined>;
+  /**
+   * Copies a file to `dest`; false when absent; ERR_TOO_LARGE past maxBytes. With `offset` > 0,
+   * `dest` already holds that many bytes (a .part file) and only the rest is appended.
+   */
+  fetch(path: string, dest: string, maxBytes: number, offset?: number): Promise<boolean>;
+  /** Local folders and bundles are offline sources: DeviceConfig.offlineGraceDays applies to them. */
+  readonly offline: boolean;
+  /** Names in a folder, when the source can list (a folder can; plain HTTP cannot). */
+  list?(dir: string): Promise<string[]>;
+}
+
+/**
+ * A peer that serves verified artifacts by their sha256, in byte ranges (LAN peers). The core asks
+ * several at once for the signed chunks and checks each chunk's hash itself: a peer that serves
+ * bad bytes or stalls is dropped and its chunk taken elsewhere (THREATS.md row 8).
+ */
+export interface ChunkPeer {
+  readonly name: string;
+  /** Bytes [start, end) of the artifact with this sha256; rejects on any failure or abort. */
+  fetchRange(sha256: string, start: number, end: number, signal: AbortSignal): Promise<Uint8Array>;
+}
+
+/** A Source whose artifacts may come from chunk peers (plugins/lan). */
+export interface PeerSource extends Source {
+  chunkPeers(): Promise<ChunkPeer[]>;
+}
+
+export function hasChunkPeers(source: Source): source is PeerSource {
+  return typeof (source as Partial<PeerSource>).chunkPeers === 'function';
+}

@@ -1,0 +1,29 @@
+// Deterministic archives: the same files give the same bytes (sorted entries, fixed mtime, no
+// owner names or ids), so a release can be rebuilt and checked, and artifacts dedupe in caches.
+
+import { create } from 'tar';
+import { fromFsError } from '../errors.ts';
+import { comparePaths } from './tree.ts';
+
+const EPOCH = new Date(0);
+
+/** Writes a tar (gzip level 9 when `gzip`) of `paths`, relative to `cwd`, in byte order. */
+export async function packFiles(cwd: string, paths: string[], outFile: string, gzip: boolean): Promise<void> {
+  const sorted = [...paths].sort(comparePaths);
+  try {
+    await create(
+      {
+        cwd,
+        file: outFile,
+        portable: true,
+        mtime: EPOCH,
+        noDirRecurse: true,
+        strict: true,
+        ...(gzip ? { gzip: { level: 9 } } : {}),
+      },
+      sorted,
+    );
+  } catch (err) {
+    throw fromFsError(err, `writing archive ${outFile}`);
+  }
+}

@@ -1,0 +1,226 @@
+// `ferry release`: turns an application folder into a signed release in a static repository.
+// Order of writes keeps the repository valid at every instant (a failed release leaves it exactly
+// as it was): artifacts and manifest are built in a work folder inside the repository, moved into
+// releases/<version> by rename, and the channel pointer, the only thing devices follow, is
+// replaced last.
+
+import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import semver from 'semver';
+import { FerryError, fromFsError } from '../errors.ts';
+import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../trust/dsse.ts';
+import { CHUNK_SIZE, digestFile, sha256 } from '../io/hash.ts';
+import { fsyncDir, fsyncDirsUnder, fsyncPath, writeFileAtomic } from '../io/durable.ts';
+import { packFiles } from './archive.ts';
+import { extractArchive } from '../io/extract.ts';
+import { makeDelta } from '../delta/delta.ts';
+import { scanTree } from './tree.ts';
+import { readRepoRoot, repoSource } from './repository.ts';
+import { readChannel, readManifest } from '../trust/trusted-metadata.ts';
+import {
+  CHANNELS,
+  channelPath,
+  isChannel,
+  manifestPath,
+  targetKey,
+  type ArtifactRef,
+  type Channel,
+  type ChannelDoc,
+  type DeltaRef,
+  type FileEntry,
+  type ManifestDoc,
+  type TargetRelease,
+} from '../trust/metadata.ts';
+import type { RootDoc } from '../trust/root.ts';
+import type { SigningKey } from '../trust/keys.ts';
+import type { Patcher } from '../ports/patcher.ts';
+import type { Source } from '../ports/source.ts';
+
+export interface ReleaseInput {
+  repo: string;
+  appDir: string;
+  version: string;
+  channel: Channel;
+  keys: SigningKey[];
+  platform: string;
+  arch: string;
+  notes?: string;
+  mandatory?: boolean;
+  securityFix?: boolean;
+  /** Deltas are made from this many previous releases of the same target. */
+  deltas: number;
+  /** The channel pointer expires this many seconds after `now`. */
+  expiresIn: number;
+  now: Date;
+  patcher: Patcher;
+}
+
+export interface ReleaseResult {
+  manifest: ManifestDoc;
+  channel: ChannelDoc;
+  target: string;
+  full: ArtifactRef;
+  deltas: { from: string; size: number }[];
+}
+
+/** Only keys the root delegates for the release role may sign, and enough of them. */
+export function releaseSigners(root: RootDoc, keys: SigningKey[]): SigningKey[] {
+  const delegated = new Set(root.roles.release.keyids);
+  const foreign = keys.filter((k) => !delegated.has(k.keyid));
+  if (foreign.length > 0) {
+    throw new FerryError('ERR_UNKNOWN_KEY', `key ${foreign[0]!.keyid.slice(0, 12)}… is not a release key of root ${root.version}`);
+  }
+  const distinct = new Map(keys.map((k) => [k.keyid, k]));
+  if (distinct.size < root.roles.release.threshold) {
+    throw new FerryError('ERR_THRESHOLD', `${distinct.size} release key(s) given, root ${root.version} requires ${root.roles.release.threshold}`);
+  }
+  return [...distinct.values()];
+}
+
+/** Every manifest in the repository, verified, newest first. */
+export async function listManifests(source: Source, root: RootDoc): Promise<ManifestDoc[]> {
+  const names = (await source.list?.('releases')) ?? [];
+  const out: ManifestDoc[] = [];
+  for (const v of names) {
+    if (semver.valid(v) !== v) continue;
+    const m = await readManifest(source, root, v, null);
+    if (m) out.push(m.doc);
+  }
+  return out.sort((a, b) => semver.rcompare(a.version, b.version));
+}
+
+async function artifactRef(file: string, path: string): Promise<ArtifactRef> {
+  const d = await digestFile(file, CHUNK_SIZE);
+  return { path, size: d.size, sha256: d.sha256, chunkSize: CHUNK_SIZE, chunks: d.chunks };
+}
+
+export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult> {
+  const { repo, version, channel, now } = input;
+  if (semver.valid(version) !== version) throw new FerryError('ERR_VERSION', `"${version}" is not a semver version (e.g. 1.2.3)`);
+  if (!isChannel(channel)) throw new FerryError('ERR_USAGE', `unknown channel "${channel}"`);
+  const target = targetKey(input.platform, input.arch);
+  const { root } = await readRepoRoot(repo);
+  const signers = releaseSigners(root, input.keys);
+  const source = repoSource(repo);
+
+  const current = await readChannel(source, root, channel, null);
+  const latest = current?.doc.targets[target]?.version;
+  if (latest && !semver.gt(version, latest)) throw new FerryError('ERR_VERSION', `${version} is not greater than ${latest}, the latest ${target} release on ${channel}`);
+  const existing = await readManifest(source, root, version, null);
+  if (existing?.doc.targets[target]) throw new FerryError('ERR_ALREADY_PUBLISHED', `${version} is already published for ${target}`);
+
+  const files = await scanTree(input.appDir);
+  if (files.length === 0) throw new FerryError('ERR_USAGE', `${input.appDir} holds no files`);
+
+  let work: string;
+  try {
+    work = await mkdtemp(join(repo, '.ferry-work-'));
+  } catch (err) {
+    throw fromFsError(err, `creating a work folder in ${repo}`);
+  }
+  const releaseDir = join(repo, 'releases', version);
+  const moved: string[] = [];
+  try {
+    const out = join(work, 'out');
+    await mkdir(out);
+    const fullName = `${target}.full.tar.gz`;
+    await packFiles(input.appDir, files.map((f) => f.path), join(out, fullName), true);
+    const full = await artifactRef(join(out, fullName), `releases/${version}/${fullName}`);
+
+    const deltas: DeltaRef[] = [];
+    const bases = (await listManifests(source, root))
+      .filter((m) => m.targets[target] && semver.lt(m.version, version))
+      .slice(0, Math.max(0, input.deltas));
+    for (const base of bases) {
+      const made = await deltaFrom(repo, base, target, files, input, work, out);
+      // A delta no smaller than the full artifact is never worth planning: leave it out.
+      if (made.artifact.size < full.size) deltas.push(made);
+      else await rm(join(out, made.artifact.path.split('/').pop()!));
+    }
+
+    const manifest: ManifestDoc = {
+      type: 'ferry/manifest',
+      app: root.app,
+      version,
+      releaseDate: now.toISOString(),
+      releaseNotes: input.notes ?? existing?.doc.releaseNotes ?? '',
+      mandatory: input.mandatory ?? existing?.doc.mandatory ?? false,
+      securityFix: input.securityFix ?? existing?.doc.securityFix ?? false,
+      targets: { ...existing?.doc.targets, [target]: { files, full, deltas } satisfies TargetRelease },
+    };
+    const manifestBytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, Buffer.from(JSON.stringify(manifest)), signers));
+
+    // Move into place: a new version folder appears whole by one rename; a version that exists
+    // for another target gets its new artifacts first and its manifest replaced atomically.
+    if (!existing) {
+      await writeFileAtomic(join(out, 'manifest.json'), manifestBytes);
+      await fsyncDirsUnder(out);
+      await mkdir(join(repo, 'releases'), { recursive: true });
+      await rename(out, releaseDir);
+      moved.push(releaseDir);
+      await fsyncDir(join(repo, 'releases'));
+    } else {
+      for (const name of await readdir(out)) {
+        await fsyncPath(join(out, name));
+        await rename(join(out, name), join(releaseDir, name));
+        moved.push(join(releaseDir, name));
+      }
+      await writeFileAtomic(join(releaseDir, 'manifest.json'), manifestBytes);
+    }
+
+    // Channel pointers go last. Every pointer naming this version is re-pinned to the new manifest
+    // bytes (a second target changes them), and the release's own channel gains the target.
+    const pin = { path: manifestPath(version), size: manifestBytes.length, sha256: sha256(manifestBytes) };
+    let pointer: ChannelDoc | undefined;
+    await mkdir(join(repo, 'channels'), { recursive: true });
+    for (const ch of CHANNELS) {
+      const prev = ch === channel ? current : await readChannel(source, root, ch, null);
+      const targets = { ...prev?.doc.targets };
+      for (const [key, t] of Object.entries(targets)) if (t.version === version) targets[key] = { version, manifest: pin };
+      if (ch === channel) targets[target] = { version, manifest: pin };
+      else if (!prev || !Object.values(prev.doc.targets).some((t) => t.version === version)) continue;
+      const doc: ChannelDoc = {
+        type: 'ferry/channel',
+        app: root.app,
+        channel: ch,
+        sequence: (prev?.doc.sequence ?? 0) + 1,
+        expires: new Date(now.getTime() + input.expiresIn * 1000).toISOString(),
+        targets,
+      };
+      if (ch === channel) pointer = doc;
+      await writeFileAtomic(join(repo, channelPath(ch)), encodeEnvelope(signEnvelope(PAYLOAD_TYPES.channel, Buffer.from(JSON.stringify(doc)), signers)));
+    }
+    moved.length = 0; // committed: nothing to undo
+    return { manifest, channel: pointer!, target, full, deltas: deltas.map((d) => ({ from: d.from, size: d.artifact.size })) };
+  } catch (err) {
+    // Undo what reached the repository; the old manifest (if any) was never replaced unless the
+    // channel write itself failed, and then the old pointer still names only old artifacts.
+    for (const p of moved) await rm(p, { recursive: true, force: true });
+    if (existing && moved.length > 0) await writeFileAtomic(join(releaseDir, 'manifest.json'), existing.bytes);
+    throw fromFsError(err, `publishing ${version}`);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Rebuilds `base`'s tree from its verified full artifact and diffs the new tree against it. */
+async function deltaFrom(repo: string, base: ManifestDoc, target: string, files: FileEntry[], input: ReleaseInput, work: string, out: string): Promise<DeltaRef> {
+  const baseTarget = base.targets[target]!;
+  const baseDir = join(work, `base-${base.version}`);
+  await mkdir(baseDir);
+  const expected = new Map(baseTarget.files.map((f) => [f.path, f]));
+  await extractArchive(join(repo, baseTarget.full.path), baseDir, expected);
+  const name = `${target}.from-${base.version}.delta.tar`;
+  const made = await makeDelta({
+    oldDir: baseDir,
+    oldFiles: baseTarget.files,
+    newDir: input.appDir,
+    newFiles: files,
+    workDir: join(work, `delta-${base.version}`),
+    outFile: join(out, name),
+    patcher: input.patcher,
+  });
+  await rm(baseDir, { recursive: true, force: true });
+  return { from: base.version, artifact: await artifactRef(made.artifact, `releases/${input.version}/${name}`), ops: made.ops };
+}
+

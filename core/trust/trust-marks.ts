@@ -1,0 +1,111 @@
+// Anti-rollback and anti-freeze marks (THREATS.md rows 3-5). They live in a file beside the
+// LevelDB store, not in it, so wiping or rebuilding the database never resets them:
+//   - per channel: the highest sequence seen, with the hash of that pointer and the release-key
+//     set that signed it (a root rotation that changes the release keys resets the mark, so a
+//     compromised key's sequence 2^40 cannot freeze the channel forever: row 4)
+//   - timeFloor: max of every clock reading and signed date seen; expiry is judged against
+//     max(clock, timeFloor), so setting the clock back does not revive expired metadata (row 5)
+//   - securityFloor: the highest security-fix version installed; nothing goes below it
+
+import { readFile } from 'node:fs/promises';
+import semver from 'semver';
+import { FerryError, fromFsError } from '../errors.ts';
+import { writeFileAtomic } from '../io/durable.ts';
+import { parseStrictJson, type Json } from '../io/strict-json.ts';
+import { HEX64, int, obj, optStr, str, time } from '../io/schema.ts';
+import { sha256 } from '../io/hash.ts';
+import { isChannel, type Channel, type ChannelDoc } from './metadata.ts';
+import type { RootDoc } from './root.ts';
+
+export interface ChannelMark {
+  sequence: number;
+  sha256: string;
+  releaseKeys: string;
+}
+
+export interface TrustMarks {
+  channels: Partial<Record<Channel, ChannelMark>>;
+  timeFloor: string;
+  securityFloor: string | null;
+}
+
+export const EMPTY_MARKS: TrustMarks = { channels: {}, timeFloor: new Date(0).toISOString(), securityFloor: null };
+
+/**
+ * Every field as writeMarks writes it, through the metadata schema checks. A field of the wrong
+ * shape is damage too: a timeFloor that is not a date made expiry compare against NaN, and a mark
+ * without a sequence was replaced by whatever pointer came next.
+ */
+function parseMarks(doc: Json): TrustMarks {
+  const o = obj(doc, 'marks');
+  const channels: TrustMarks['channels'] = {};
+  for (const [name, value] of Object.entries(obj(o.channels, 'marks.channels'))) {
+    if (!isChannel(name)) throw new FerryError('ERR_SCHEMA', `marks.channels.${name} is not a channel`);
+    const m = obj(value, `marks.channels.${name}`);
+    channels[name] = { sequence: int(m.sequence, `marks.channels.${name}.sequence`, 1), sha256: str(m.sha256, `marks.channels.${name}.sha256`, HEX64), releaseKeys: str(m.releaseKeys, `marks.channels.${name}.releaseKeys`) };
+  }
+  const securityFloor = o.securityFloor === null ? null : optStr(o.securityFloor, 'marks.securityFloor') ?? null;
+  if (securityFloor !== null && semver.valid(securityFloor) !== securityFloor) throw new FerryError('ERR_SCHEMA', 'marks.securityFloor must be a version');
+  return { channels, timeFloor: time(o.timeFloor, 'marks.timeFloor'), securityFloor };
+}
+
+export async function readMarks(path: string): Promise<TrustMarks> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    // Only a missing file is a device with no marks yet; one that cannot be read is an error.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return structuredClone(EMPTY_MARKS);
+    throw fromFsError(err, `reading ${path}`);
+  }
+  // A damaged marks file is an error, never silently "no marks": that would re-open rollback.
+  const doc = parseStrictJson(bytes, 256 * 1024, path);
+  try {
+    return parseMarks(doc);
+  } catch (err) {
+    throw new FerryError('ERR_SCHEMA', `${path} is damaged (${(err as Error).message}); restore it from a backup or re-init the device`, { cause: err });
+  }
+}
+
+export async function writeMarks(path: string, marks: TrustMarks): Promise<void> {
+  await writeFileAtomic(path, JSON.stringify(marks, null, 2) + '\n', 0o644, 'marks.write');
+}
+
+/** A fingerprint of the release role: its key ids and threshold. */
+export function releaseKeysOf(root: RootDoc): string {
+  return `${[...root.roles.release.keyids].sort().join(',')}/${root.roles.release.threshold}`;
+}
+
+/** The time expiry is judged against. */
+export function effectiveNow(marks: TrustMarks, clock: Date): Date {
+  return new Date(Math.max(clock.getTime(), Date.parse(marks.timeFloor)));
+}
+
+/**
+ * Refuses a channel pointer older than one already seen (a replay: row 3), or one with the same
+ * sequence but other bytes (two different documents under one sequence: a forked publisher or a
+ * stolen key). Returns nothing when the pointer may be used.
+ */
+export function checkChannelFreshness(marks: TrustMarks, doc: ChannelDoc, bytes: Uint8Array, root: RootDoc): void {
+  const mark = marks.channels[doc.channel];
+  if (!mark || mark.releaseKeys !== releaseKeysOf(root)) return;
+  if (doc.sequence < mark.sequence) {
+    throw new FerryError('ERR_DOWNGRADE', `channels/${doc.channel}.json has sequence ${doc.sequence}, lower than ${mark.sequence} already seen (replayed metadata)`);
+  }
+  if (doc.sequence === mark.sequence && sha256(bytes) !== mark.sha256) {
+    throw new FerryError('ERR_DOWNGRADE', `channels/${doc.channel}.json sequence ${doc.sequence} differs from the one already seen under that sequence`);
+  }
+}
+
+/** The marks after a pointer was verified and used. Pure: the caller persists them. */
+export function raiseChannelMark(marks: TrustMarks, doc: ChannelDoc, bytes: Uint8Array, root: RootDoc): TrustMarks {
+  const keys = releaseKeysOf(root);
+  const mark = marks.channels[doc.channel];
+  if (mark && mark.releaseKeys === keys && mark.sequence >= doc.sequence) return marks;
+  return { ...marks, channels: { ...marks.channels, [doc.channel]: { sequence: doc.sequence, sha256: sha256(bytes), releaseKeys: keys } } };
+}
+
+export function raiseTimeFloor(marks: TrustMarks, ...times: (Date | string)[]): TrustMarks {
+  const floor = Math.max(Date.parse(marks.timeFloor), ...times.map((t) => (typeof t === 'string' ? Date.parse(t) : t.getTime())));
+  return { ...marks, timeFloor: new Date(floor).toISOString() };
+}

@@ -1,0 +1,95 @@
+// Reading signed metadata from an untrusted Source, in the order TUF's client workflow uses:
+// root chain first (so the newest keys are known), then the channel pointer (signed by the release
+// role, unexpired), then the manifest it pins by hash, then artifacts by their signed size and
+// hashes. Used alike by `ferry verify`, by bundles and by the device.
+
+import { FerryError } from '../errors.ts';
+import { PAYLOAD_TYPES, parseEnvelope } from './dsse.ts';
+import { digestFile, expectHash, sha256 } from '../io/hash.ts';
+import {
+  CHANNEL_MAX_BYTES,
+  MANIFEST_MAX_BYTES,
+  channelPath,
+  manifestPath,
+  parseChannelPayload,
+  parseManifestPayload,
+  type ArtifactRef,
+  type Channel,
+  type ChannelDoc,
+  type FileRef,
+  type ManifestDoc,
+} from './metadata.ts';
+import { ROOT_MAX_BYTES, verifyRole, walkRootChain, type RootDoc } from './root.ts';
+import type { Source } from '../ports/source.ts';
+
+/** Walks the source's root/<N>.json from `trusted` to the newest root it offers. */
+export async function updateRoot(source: Source, trusted: RootDoc): Promise<RootDoc> {
+  return (await updateRootWithBytes(source, trusted)).root;
+}
+
+/** As updateRoot, also returning the verified bytes of the newest root (null if none was newer). */
+export async function updateRootWithBytes(source: Source, trusted: RootDoc): Promise<{ root: RootDoc; bytes: Uint8Array | null }> {
+  const seen = new Map<number, Uint8Array>();
+  const root = await walkRootChain(trusted, async (n) => {
+    const bytes = await source.read(`root/${n}.json`, ROOT_MAX_BYTES);
+    if (bytes) seen.set(n, bytes);
+    return bytes;
+  });
+  return { root, bytes: seen.get(root.version) ?? null };
+}
+
+export interface VerifiedChannel {
+  doc: ChannelDoc;
+  bytes: Uint8Array;
+}
+
+/**
+ * Reads and verifies channels/<channel>.json. Returns undefined when the source has none.
+ * `now` judges expiry; pass null to skip it (reports that list expiry separately).
+ */
+export async function readChannel(source: Source, root: RootDoc, channel: Channel, now: Date | null): Promise<VerifiedChannel | undefined> {
+  const path = channelPath(channel);
+  const bytes = await source.read(path, CHANNEL_MAX_BYTES);
+  if (!bytes) return undefined;
+  const payload = verifyRole(parseEnvelope(bytes, CHANNEL_MAX_BYTES, path), PAYLOAD_TYPES.channel, root, 'release', path);
+  const doc = parseChannelPayload(payload);
+  if (doc.app !== root.app) throw new FerryError('ERR_WRONG_TARGET', `${path} is for app "${doc.app}", not "${root.app}"`);
+  if (doc.channel !== channel) throw new FerryError('ERR_SCHEMA', `${path} names channel "${doc.channel}"`);
+  if (now && Date.parse(doc.expires) <= now.getTime()) throw new FerryError('ERR_EXPIRED', `${path} expired at ${doc.expires}`);
+  return { doc, bytes };
+}
+
+export interface VerifiedManifest {
+  doc: ManifestDoc;
+  bytes: Uint8Array;
+}
+
+/**
+ * Reads and verifies a release manifest. With `pin` (from a channel pointer) the bytes must have
+ * the pinned size and hash first, so a mirror cannot mix a manifest from elsewhere in.
+ */
+export async function readManifest(source: Source, root: RootDoc, version: string, pin: FileRef | null): Promise<VerifiedManifest | undefined> {
+  const path = manifestPath(version);
+  const bytes = await source.read(path, pin ? pin.size : MANIFEST_MAX_BYTES);
+  if (!bytes) return undefined;
+  if (pin) {
+    if (bytes.length !== pin.size) throw new FerryError('ERR_SIZE', `${path} is ${bytes.length} bytes, the channel pins ${pin.size}`);
+    expectHash(sha256(bytes), pin.sha256, path);
+  }
+  const payload = verifyRole(parseEnvelope(bytes, MANIFEST_MAX_BYTES, path), PAYLOAD_TYPES.manifest, root, 'release', path);
+  const doc = parseManifestPayload(payload);
+  if (doc.app !== root.app) throw new FerryError('ERR_WRONG_TARGET', `${path} is for app "${doc.app}", not "${root.app}"`);
+  if (doc.version !== version) throw new FerryError('ERR_SCHEMA', `${path} describes version ${doc.version}`);
+  return { doc, bytes };
+}
+
+/** Checks a local copy of an artifact against its signed size, sha256 and chunk hashes. */
+export async function verifyArtifactFile(file: string, ref: ArtifactRef): Promise<void> {
+  const got = await digestFile(file, ref.chunkSize);
+  if (got.size !== ref.size) throw new FerryError('ERR_SIZE', `${ref.path} is ${got.size} bytes, signed ${ref.size}`);
+  expectHash(got.sha256, ref.sha256, ref.path);
+  // Equal whole-file hashes imply equal chunk hashes only if the manifest's chunk list is honest.
+  if (got.chunks.length !== ref.chunks.length || got.chunks.some((c, i) => c !== ref.chunks[i])) {
+    throw new FerryError('ERR_HASH_MISMATCH', `${ref.path}: chunk hashes differ from the signed list`);
+  }
+}

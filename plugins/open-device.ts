@@ -1,0 +1,98 @@
+// The one place device commands turn flags and ferry.json into core objects: sources from their
+// specs, the health check from the config, the patcher. Then an Updater is opened (taking the
+// home's lock), used, and closed.
+
+import { rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { homeLayout, type HomeLayout } from '../core/device/layout.ts';
+import { readDeviceConfig, type DeviceConfig, type HealthConfig } from '../core/device/config.ts';
+import { createDirSource } from '../core/ports/dir-source.ts';
+import type { Source } from '../core/ports/source.ts';
+import { createBundleSource } from '../core/publish/bundle.ts';
+import { Updater } from '../core/update/updater.ts';
+import { createBsdiffPatcher } from './bsdiff/patcher.ts';
+import { createCommandHealthCheck } from './health/command.ts';
+import { createHttpHealthCheck } from './health/http.ts';
+import { createHttpTransport } from './http/transport.ts';
+import { createUsbSource, parseUsbSpec } from './usb/source.ts';
+import { createLanDiscovery, parseLanSpec } from './lan/discovery.ts';
+import { createLanSource } from './lan/source.ts';
+import { createSupervisorHealthCheck, supervisorRunning } from './run/health.ts';
+import type { HealthCheck } from '../core/ports/health.ts';
+import type { ProgressSink } from '../core/ports/progress.ts';
+
+export interface OpenedSource {
+  source: Source;
+  close(): Promise<void>;
+}
+
+/**
+ * Turns one --source spec into a Source — the one place specs become transports:
+ *   <folder> | dir:<folder>      a repository folder
+ *   <file.ferry>                 an offline bundle
+ *   http(s)://…                  an origin (conditional GETs cached in cache/http)
+ *   usb:<mount>[,<mount>…]       bundles or repository folders dropped on sticks
+ *   lan | lan:<host:port>,…      LAN peers (mDNS, or a static list), for artifacts only
+ * Bundles and sticks are unpacked into `privateDir` (inside staging/, created on first use, so
+ * only once the updater holds the home's lock).
+ */
+export async function sourceFromSpec(spec: string, config: DeviceConfig, layout: HomeLayout, privateDir: string): Promise<OpenedSource> {
+  const none = async () => {};
+  if (/^https?:\/\//.test(spec)) {
+    const http = createHttpTransport({ url: spec, cacheDir: join(layout.cache, 'http'), ...(config.maxBytesPerSecond ? { maxBytesPerSecond: config.maxBytesPerSecond } : {}) });
+    return { source: http, close: async () => http.close() };
+  }
+  if (spec.startsWith('usb:')) {
+    const usb = createUsbSource({ mounts: parseUsbSpec(spec), privateDir });
+    return { source: usb, close: () => usb.close() };
+  }
+  const lan = parseLanSpec(spec);
+  if (lan) {
+    const discovery = createLanDiscovery({ app: config.app, ...lan });
+    const source = createLanSource({ discovery, timeoutMs: 10_000 });
+    return { source, close: async () => { source.close(); await discovery.close(); } };
+  }
+  const path = spec.startsWith('dir:') ? spec.slice(4) : spec;
+  const st = await stat(path).catch(() => null);
+  if (st?.isFile()) return { source: createBundleSource(path, privateDir), close: none };
+  // A folder that is not there right now (an unplugged disk) is not fatal: it offers nothing.
+  return { source: createDirSource(path), close: none };
+}
+
+export function healthFromConfig(health: HealthConfig | null): HealthCheck | null {
+  if (!health) return null;
+  const checks: HealthCheck[] = [];
+  if (health.command) checks.push(createCommandHealthCheck(health.command, health.timeoutMs));
+  if (health.url) checks.push(createHttpHealthCheck(health.url, health.timeoutMs));
+  if (checks.length === 0) return null;
+  return {
+    async check(target) {
+      for (const c of checks) {
+        const r = await c.check(target);
+        if (!r.healthy) return r;
+      }
+      return { healthy: true, detail: 'all health checks passed' };
+    },
+  };
+}
+
+export async function withUpdater<T>(home: string, fn: (updater: Updater) => Promise<T>, log?: (m: string) => void, progress?: ProgressSink): Promise<T> {
+  const layout = homeLayout(home);
+  const config = await readDeviceConfig(layout.config);
+  const privateDirs = config.sources.map(() => join(layout.staging, `source-${randomBytes(6).toString('hex')}`));
+  const opened = await Promise.all(config.sources.map((s, i) => sourceFromSpec(s, config, layout, privateDirs[i]!)));
+  try {
+    // Under `ferry run`, healthy means the supervisor handed its sockets to the new version.
+    const health = (await supervisorRunning(home)) ? createSupervisorHealthCheck(home, config.health?.timeoutMs ?? 60_000) : healthFromConfig(config.health);
+    const updater = await Updater.open({ home, sources: opened.map((o) => o.source), patcher: createBsdiffPatcher(), health, ...(log ? { log } : {}), ...(progress ? { progress } : {}) });
+    try {
+      return await fn(updater);
+    } finally {
+      for (const dir of privateDirs) await rm(dir, { recursive: true, force: true });
+      await updater.close();
+    }
+  } finally {
+    for (const o of opened) await o.close().catch(() => {});
+  }
+}

@@ -1,47 +1,5 @@
 #!/usr/bin/env node
-// The ferry command: one module per verb under cli/commands, each parsing flags, calling the
-// library, and printing. Errors become one line with a stable code and a documented exit code.
+// The `ferry` executable (package.json "bin"). It hands the library no test seams.
+import { runCli } from './main.ts';
 
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
-import { FerryError } from '../core/errors.ts';
-import { printError } from './output.ts';
-import { keygenCommand } from './commands/keygen.ts';
-import { repoCommand } from './commands/repo.ts';
-import { releaseCommand } from './commands/release.ts';
-import { bundleCommand } from './commands/bundle.ts';
-import { verifyCommand } from './commands/verify.ts';
-import { deviceCommands } from './commands/device.ts';
-import { serveCommand } from './commands/serve.ts';
-import { shareCommand } from './commands/share.ts';
-import { runCommand } from './commands/run.ts';
-import { agentCommand } from './commands/agent.ts';
-import type { CommandModule } from 'yargs';
-
-export const commands: CommandModule[] = [keygenCommand, repoCommand, releaseCommand, bundleCommand, verifyCommand, serveCommand, ...deviceCommands, shareCommand, runCommand, agentCommand] as CommandModule[];
-
-export function buildCli(argv: string[]) {
-  let cli = yargs(argv)
-    .scriptName('ferry')
-    .option('json', { type: 'boolean', default: false, describe: 'print one JSON document (errors as JSON on stderr)' })
-    .option('verbose', { type: 'boolean', default: false, describe: 'print the cause chain of errors' })
-    .strict()
-    .demandCommand(1, 'name a command (ferry --help lists them)')
-    .recommendCommands()
-    .help()
-    .version(false)
-    .wrap(Math.min(110, process.stdout.columns || 100))
-    .fail((msg, err) => {
-      throw err ?? new FerryError('ERR_USAGE', msg);
-    });
-  for (const c of commands) cli = cli.command(c);
-  return cli;
-}
-
-const argv = hideBin(process.argv);
-const flags = { json: argv.includes('--json'), verbose: argv.includes('--verbose') };
-try {
-  await buildCli(argv).parseAsync();
-} catch (err) {
-  process.exitCode = printError(flags, err);
-}
+await runCli(process.argv.slice(2));

@@ -3,7 +3,7 @@
 // and of each command group), and renders each as a `### ferry <cmd>` heading over its help text.
 // `node --import tsx cli/reference.ts --write` rewrites the README section between the
 // cli-reference markers; test/cli/reference.test.ts checks the README matches.
-// ferry.ts runs the CLI when imported, so help is read from child processes, as users see it.
+// cli/ferry.ts runs the CLI when imported, so help is read from child processes, as users see it.
 
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';

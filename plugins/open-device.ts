@@ -1,6 +1,6 @@
-// The one place device commands turn flags and ferry.json into core objects: sources from their
-// specs, the health check from the config, the patcher. Then an Updater is opened (taking the
-// home's lock), used, and closed.
+// openDevice: the one place a device home's ferry.json becomes plugin instances — sources from
+// their specs, the health check from the config, the patcher — handed to an Updater. The `ferry`
+// command and any program that embeds ferry open a device the same way.
 
 import { rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
@@ -10,7 +10,7 @@ import { readDeviceConfig, type DeviceConfig, type HealthConfig } from '../core/
 import { createDirSource } from '../core/ports/dir-source.ts';
 import type { Source } from '../core/ports/source.ts';
 import { createBundleSource } from '../core/publish/bundle.ts';
-import { Updater } from '../core/update/updater.ts';
+import { Updater, type UpdaterDeps } from '../core/update/updater.ts';
 import { createBsdiffPatcher } from './bsdiff/patcher.ts';
 import { createCommandHealthCheck } from './health/command.ts';
 import { createHttpHealthCheck } from './health/http.ts';
@@ -77,22 +77,65 @@ export function healthFromConfig(health: HealthConfig | null): HealthCheck | nul
   };
 }
 
-export async function withUpdater<T>(home: string, fn: (updater: Updater) => Promise<T>, log?: (m: string) => void, progress?: ProgressSink): Promise<T> {
+/** What an embedding program may hand a device besides its home; all optional. */
+export interface OpenDeviceOptions {
+  /** Notes for people (a source skipped, a delta that fell back to the full artifact). */
+  log?: (message: string) => void;
+  /** Progress of downloads and staging, for a display. */
+  progress?: ProgressSink;
+  /** The device's clock; the real one when absent. */
+  clock?: () => Date;
+  /** A test seam handed to the Updater unchanged (see UpdaterDeps.killPoint). */
+  killPoint?: UpdaterDeps['killPoint'];
+}
+
+/** An opened device home: the Updater (holding the home's lock) and what closes it all. */
+export interface Device {
+  updater: Updater;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a device home wired from its ferry.json exactly as the `ferry` command does: its sources,
+ * the bsdiff patcher, and its health check (or, while `ferry run` supervises the app, the
+ * supervisor's handover). Takes the home's lock (ERR_BUSY while another ferry process holds it)
+ * and recovers an interrupted update; `close()` releases everything.
+ */
+export async function openDevice(home: string, options: OpenDeviceOptions = {}): Promise<Device> {
   const layout = homeLayout(home);
   const config = await readDeviceConfig(layout.config);
   const privateDirs = config.sources.map(() => join(layout.staging, `source-${randomBytes(6).toString('hex')}`));
   const opened = await Promise.all(config.sources.map((s, i) => sourceFromSpec(s, config, layout, privateDirs[i]!)));
+  const closeSources = async () => {
+    for (const o of opened) await o.close().catch(() => {});
+  };
   try {
     // Under `ferry run`, healthy means the supervisor handed its sockets to the new version.
     const health = (await supervisorRunning(home)) ? createSupervisorHealthCheck(home, config.health?.timeoutMs ?? 60_000) : healthFromConfig(config.health);
-    const updater = await Updater.open({ home, sources: opened.map((o) => o.source), patcher: createBsdiffPatcher(), health, ...(log ? { log } : {}), ...(progress ? { progress } : {}) });
-    try {
-      return await fn(updater);
-    } finally {
-      for (const dir of privateDirs) await rm(dir, { recursive: true, force: true });
-      await updater.close();
-    }
+    const updater = await Updater.open({ home, sources: opened.map((o) => o.source), patcher: createBsdiffPatcher(), health, ...options });
+    return {
+      updater,
+      async close() {
+        try {
+          for (const dir of privateDirs) await rm(dir, { recursive: true, force: true });
+          await updater.close();
+        } finally {
+          await closeSources();
+        }
+      },
+    };
+  } catch (err) {
+    await closeSources();
+    throw err;
+  }
+}
+
+/** Opens the device, runs `fn` with its Updater, and closes the device whatever happens. */
+export async function withDevice<T>(home: string, fn: (updater: Updater) => Promise<T>, options: OpenDeviceOptions = {}): Promise<T> {
+  const device = await openDevice(home, options);
+  try {
+    return await fn(device.updater);
   } finally {
-    for (const o of opened) await o.close().catch(() => {});
+    await device.close();
   }
 }

@@ -37,7 +37,7 @@ import { startPeerServer, type PeerServer } from '../../plugins/lan/peer-server.
 import { parseUsbSpec } from '../../plugins/usb/source.ts';
 import { watchMounts } from '../../plugins/usb/watcher.ts';
 import { assertInheritedSocket } from '../../plugins/run/sockets.ts';
-import { withUpdater } from '../../plugins/open-device.ts';
+import { withDevice } from '../../plugins/open-device.ts';
 import { EXIT, EXIT_CODE } from '../exit-codes.ts';
 import { formatBytes } from '../format.ts';
 import type { OutputFlags } from '../output.ts';
@@ -106,7 +106,7 @@ interface Attempt {
 async function attempt(home: string, log: AgentLog, why: string): Promise<Attempt> {
   log('check', { trigger: why }, `checking for updates (${why})`);
   try {
-    const result = await withUpdater(home, (u) => u.apply({ trigger: 'auto' }), (m) => log('note', { message: m }, m));
+    const result = await withDevice(home, (u) => u.apply({ trigger: 'auto' }), { log: (m) => log('note', { message: m }, m) });
     logResult(log, result);
     return { outcome: 'done', exit: result.status === 'rolled-back' ? EXIT_CODE[result.record.errorCode ?? 'ERR_UNHEALTHY'] : EXIT.ok, error: null, waitingForWindow: result.status === 'waiting' && result.reason === 'window' };
   } catch (err) {
@@ -253,7 +253,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     let deferredPeerWake: NodeJS.Timeout | null = null;
     try {
       // Recovery first: opening the updater finishes or rolls back an update a kill interrupted.
-      const status = await withUpdater(args.home, (u) => u.status(), (m) => log('note', { message: m }, m)).catch((err: unknown) => {
+      const status = await withDevice(args.home, (u) => u.status(), { log: (m) => log('note', { message: m }, m) }).catch((err: unknown) => {
         if (!isFerryError(err, 'ERR_BUSY')) throw err;
         log('note', { message: (err as Error).message }, `home busy at start (${(err as Error).message}); recovery happens on the first attempt`);
         return null;

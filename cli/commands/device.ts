@@ -8,7 +8,7 @@ import { fromFsError, FerryError } from '../../core/errors.ts';
 import { parseDurationMs } from '../../core/io/duration.ts';
 import { CHANNELS, type Channel } from '../../core/trust/metadata.ts';
 import type { ApplyResult, UpdateRecord } from '../../core/spec.ts';
-import { withUpdater } from '../../plugins/open-device.ts';
+import { withDevice, type OpenDeviceOptions } from '../../plugins/open-device.ts';
 import { printResult, type OutputFlags } from '../output.ts';
 import { defaultArch, defaultPlatform, formatBytes } from '../format.ts';
 import { table } from '../table.ts';
@@ -20,9 +20,12 @@ interface HomeArgs extends OutputFlags {
 }
 
 const homeOption = (y: Argv) => y.option('home', { type: 'string', demandOption: true, describe: 'the device home folder' });
-const logTo = (args: OutputFlags) => (args.json ? undefined : (m: string) => process.stderr.write(`ferry: ${m}\n`));
+const logTo = (args: OutputFlags): OpenDeviceOptions => (args.json ? {} : { log: (m: string) => process.stderr.write(`ferry: ${m}\n`) });
 /** Download and staging progress on stderr (bars on a terminal, lines elsewhere); none with --json. */
-const progressTo = (args: OutputFlags) => createProgressSink(process.stderr, args.json);
+const progressTo = (args: OutputFlags): OpenDeviceOptions => {
+  const progress = createProgressSink(process.stderr, args.json);
+  return progress ? { progress } : {};
+};
 
 /** `arg` as one shell word, so a printed hint can be pasted as it is. */
 function shellWord(arg: string): string {
@@ -123,7 +126,7 @@ const checkCommand: CommandModule<object, HomeArgs> = {
   describe: 'Ask the sources whether an update is available (prints UpdateInfo with --json)',
   builder: (y) => homeOption(y) as never,
   handler: async (args) => {
-    const info = await withUpdater(args.home, (u) => u.checkUpdate(), logTo(args));
+    const info = await withDevice(args.home, (u) => u.checkUpdate(), logTo(args));
     printResult(args, info, () => [
       info.updateAvailable ? `update available: ${info.currentVersion ?? 'nothing'} -> ${info.latestVersion} on ${info.channel}${info.mandatory ? ' (mandatory)' : ''}${info.securityFix ? ' (security fix)' : ''}` : `up to date (${info.currentVersion ?? 'nothing installed'})`,
       ...(info.updateAvailable ? [`  download: ${formatBytes(info.downloadSize ?? 0)} from ${info.downloadUrl}`, ...(info.releaseNotes ? [`  notes: ${info.releaseNotes}`] : [])] : []),
@@ -136,7 +139,7 @@ const downloadCommand: CommandModule<object, HomeArgs> = {
   describe: 'Fetch and verify the update into the cache (resumable); does not switch',
   builder: (y) => homeOption(y) as never,
   handler: async (args) => {
-    const pkg = await withUpdater(args.home, (u) => u.download(), logTo(args), progressTo(args));
+    const pkg = await withDevice(args.home, (u) => u.download(), { ...logTo(args), ...progressTo(args) });
     printResult(args, pkg, () => [pkg ? `downloaded ${pkg.version} (${pkg.kind}, ${formatBytes(pkg.size)}), verified` : 'up to date: nothing to download']);
   },
 };
@@ -151,7 +154,7 @@ function applyCommand(name: 'apply' | 'update', describe: string): CommandModule
     describe,
     builder: (y) => homeOption(y).option('ignore-window', { type: 'boolean', default: false, describe: 'switch now even outside the maintenance window' }) as never,
     handler: async (args) => {
-      const result = await withUpdater(args.home, (u) => u.apply({ trigger: 'manual', ignoreWindow: args.ignoreWindow }), logTo(args), progressTo(args));
+      const result = await withDevice(args.home, (u) => u.apply({ trigger: 'manual', ignoreWindow: args.ignoreWindow }), { ...logTo(args), ...progressTo(args) });
       printResult(args, result, () => describeApply(result, args.home));
       exitFor(result);
     },
@@ -167,7 +170,7 @@ const approveCommand: CommandModule<object, ApproveArgs> = {
   describe: 'Approve a release for a device whose policy requires approval',
   builder: (y) => homeOption(y).positional('version', { type: 'string', demandOption: true }) as never,
   handler: async (args) => {
-    await withUpdater(args.home, (u) => u.approve(args.version));
+    await withDevice(args.home, (u) => u.approve(args.version));
     printResult(args, { approved: args.version }, () => [`approved ${args.version}; \`ferry apply\` (or the agent) will switch to it`]);
   },
 };
@@ -181,7 +184,7 @@ const rollbackCommand: CommandModule<object, RollbackArgs> = {
   describe: 'Switch back to a restore point (default: the newest of another version)',
   builder: (y) => homeOption(y).option('to', { type: 'string', describe: 'restore point id (ferry restore-points list)' }) as never,
   handler: async (args) => {
-    const record = await withUpdater(args.home, (u) => u.rollback(args.to), logTo(args));
+    const record = await withDevice(args.home, (u) => u.rollback(args.to), logTo(args));
     printResult(args, record, () => [record.outcome === 'committed' ? `rolled back ${record.from} -> ${record.to}` : `rollback to ${record.to} failed its health check; still on ${record.from}`]);
     if (record.outcome !== 'committed') process.exitCode = EXIT_CODE.ERR_UNHEALTHY;
   },
@@ -208,7 +211,7 @@ const historyCommand: CommandModule<object, HomeArgs> = {
   describe: 'Every update attempt: from, to, kind, bytes, duration, outcome, error code',
   builder: (y) => homeOption(y) as never,
   handler: async (args) => {
-    const records = await withUpdater(args.home, (u) => u.history());
+    const records = await withDevice(args.home, (u) => u.history());
     printResult(args, records, () => (records.length ? [...historyRows(records), ...(records.some((r) => r.fellBackToFull) ? ['* a delta failed and the full artifact was used'] : [])] : ['no update attempts yet']));
   },
 };
@@ -218,7 +221,7 @@ const statusCommand: CommandModule<object, HomeArgs> = {
   describe: 'Installed version, update phase, pending update, last error',
   builder: (y) => homeOption(y) as never,
   handler: async (args) => {
-    const s = await withUpdater(args.home, (u) => u.status());
+    const s = await withDevice(args.home, (u) => u.status());
     printResult(args, s, () => table(['', ''], [
       ['app', `${s.app} (${s.platform}-${s.arch}) on ${s.channel}`],
       ['version', s.currentVersion ?? 'nothing installed'],
@@ -245,7 +248,7 @@ const restorePointsCommand: CommandModule<object, RestoreArgs> = {
       .positional('action', { choices: ['list', 'create', 'cleanup'] as const, demandOption: true })
       .option('keep', { type: 'number', describe: 'with cleanup: restore points to keep' }) as never,
   handler: async (args) => {
-    await withUpdater(args.home, async (u) => {
+    await withDevice(args.home, async (u) => {
       switch (args.action) {
         case 'list': {
           const points = await u.listRestorePoints();

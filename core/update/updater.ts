@@ -28,7 +28,6 @@ import { stageRelease } from '../device/stage.ts';
 import type { ProgressEvent, ProgressSink } from '../ports/progress.ts';
 import { verifyTree } from '../device/verify-tree.ts';
 import { writeFileAtomic } from '../io/durable.ts';
-import { killPoint, processClock } from './test-hooks.ts';
 import { hasChunkPeers, type Source } from '../ports/source.ts';
 import type { Patcher } from '../ports/patcher.ts';
 import type { HealthCheck } from '../ports/health.ts';
@@ -47,6 +46,11 @@ export interface UpdaterDeps {
   log?: (message: string) => void;
   /** Progress of downloads and staging, for a display; absent: none is reported. */
   progress?: ProgressSink;
+  /**
+   * A test seam: called just before and just after each phase is journaled. The crash tests kill
+   * the process there; production passes nothing.
+   */
+  killPoint?: (when: 'before' | 'after', phase: Phase) => void;
 }
 
 export interface DeviceStatus {
@@ -76,6 +80,8 @@ const DELTA_FAILURES: ReadonlySet<ErrorCode> = new Set(['ERR_HASH_MISMATCH', 'ER
 /** Source problems that mean "someone tried to fool us", worth a refused record in history. */
 const REFUSALS: ReadonlySet<ErrorCode> = new Set(['ERR_SIGNATURE', 'ERR_THRESHOLD', 'ERR_UNKNOWN_KEY', 'ERR_ROOT_CHAIN', 'ERR_HASH_MISMATCH', 'ERR_SIZE', 'ERR_EXPIRED', 'ERR_DOWNGRADE', 'ERR_WRONG_TARGET', 'ERR_JSON', 'ERR_SCHEMA', 'ERR_TOO_LARGE', 'ERR_UNSAFE_ARCHIVE', 'ERR_PATCH']);
 
+const realClock = (): Date => new Date();
+
 /** Where a file of a source is, for people: "<source>/<path>" (a URL for an origin). */
 function locate(source: Source, path: string): string {
   return `${source.name}/${path}`;
@@ -91,7 +97,7 @@ export class Updater implements UpdateManager, RollbackManager {
   ) {}
 
   private get now(): Date {
-    return (this.deps.clock ?? processClock)();
+    return (this.deps.clock ?? realClock)();
   }
 
   private log(message: string): void {
@@ -113,7 +119,7 @@ export class Updater implements UpdateManager, RollbackManager {
     const config = await readDeviceConfig(layout.config);
     const unlock = await acquireLock(layout.lock);
     try {
-      const store = await DeviceStore.open(layout.state, (deps.clock ?? processClock)());
+      const store = await DeviceStore.open(layout.state, (deps.clock ?? realClock)());
       const updater = new Updater(layout, config, store, deps, unlock);
       try {
         await updater.recover();
@@ -143,10 +149,10 @@ export class Updater implements UpdateManager, RollbackManager {
       throw new FerryError('ERR_SCHEMA', `internal: no transition ${journal.phase} -> ${phase}`);
     }
     const next = { ...journal, ...patch, phase };
-    killPoint('before', phase);
+    this.deps.killPoint?.('before', phase);
     if (failureOf) await this.store.journalFailure(next, failureOf);
     else await this.store.setJournal(next);
-    killPoint('after', phase);
+    this.deps.killPoint?.('after', phase);
     return next;
   }
 

@@ -1,6 +1,6 @@
 // `ferry serve` as a process: prints its URL as JSON, serves the repository, and on SIGTERM or
 // SIGINT closes and exits 0. The command module runs under a bare yargs here (the CLI wiring in
-// cli/ferry.ts is tested with the rest of the CLI).
+// cli/main.ts is tested with the rest of the CLI).
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';

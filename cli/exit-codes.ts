@@ -45,4 +45,6 @@ export const EXIT_CODE: Record<ErrorCode, number> = {
   ERR_NOT_INSTALLED: EXIT.notFound,
   ERR_NO_SPACE: EXIT.noSpace,
   ERR_IO: EXIT.io,
+  ERR_NO_PATCHER: EXIT.usage,
+  ERR_INTERNAL: EXIT.internal,
 };

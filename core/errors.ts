@@ -28,7 +28,9 @@ export type ErrorCode =
   | 'ERR_NOT_INSTALLED' // nothing is installed yet (rollback, restore point of nothing)
   | 'ERR_BUSY' // another ferry process holds this home
   | 'ERR_NO_SPACE' // the disk filled up
-  | 'ERR_IO'; // any other filesystem failure
+  | 'ERR_IO' // any other filesystem failure
+  | 'ERR_NO_PATCHER' // no binary patcher on this device (bsdiff not built): deltas cannot be applied or made
+  | 'ERR_INTERNAL'; // a bug in ferry (an impossible state), never a verdict on an input
 
 /** Codes where trying again later (another source, another moment) can help. */
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['ERR_BUSY', 'ERR_IO', 'ERR_NO_SPACE']);

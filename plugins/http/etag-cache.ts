@@ -1,0 +1,102 @@
+// The conditional-GET cache: for each metadata path, the body last read and its ETag, so an idle
+// check sends If-None-Match and gets a 304 of a few hundred bytes instead of the body. One file
+// per path, named by the path's sha256: a header line of JSON, then the body. The cache is only a
+// saving: an entry that is damaged or unreadable is ignored, one that cannot be written is skipped.
+// (The bytes it returns are verified by the core like any others: ARCHITECTURE.md.)
+
+import { createHash, randomBytes } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const CACHE_FORMAT = 1;
+
+export interface CacheEntry {
+  etag: string;
+  body: Buffer;
+}
+
+export interface EtagCache {
+  load(path: string): Promise<CacheEntry | undefined>;
+  save(path: string, entry: CacheEntry): Promise<void>;
+  drop(path: string): Promise<void>;
+}
+
+const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
+
+/**
+ * The ETag of a 200 response worth keeping for If-None-Match, or undefined. Many servers derive
+ * ETags from whole-second mtime and size (nginx: "mtime-size"), so a channel pointer re-signed
+ * within the same second at the same length keeps its ETag, and a cached copy would hide the new
+ * release behind 304s. A validator minted less than 2 s after the file's Last-Modified is
+ * therefore not kept (RFC 9110 8.8.2.2: such a validator is weak); the next read is unconditional,
+ * and a later one revalidates. `now` stands in for a missing Date header.
+ */
+export function keepableEtag(headers: IncomingHttpHeaders, now: number): string | undefined {
+  const etag = headers.etag;
+  if (!etag) return undefined;
+  const modified = Date.parse(headers['last-modified'] ?? '');
+  if (Number.isNaN(modified)) return etag;
+  const served = Date.parse(headers.date ?? '');
+  return (Number.isNaN(served) ? now : served) - modified >= 2000 ? etag : undefined;
+}
+
+export function encodeEntry(path: string, entry: CacheEntry): Buffer {
+  const head = JSON.stringify({ v: CACHE_FORMAT, path, etag: entry.etag, sha256: sha256(entry.body) });
+  return Buffer.concat([Buffer.from(head + '\n'), entry.body]);
+}
+
+/** The entry in `raw` when it is whole and is for `path`; undefined for anything else. */
+export function decodeEntry(raw: Buffer, path: string): CacheEntry | undefined {
+  const nl = raw.indexOf(0x0a);
+  if (nl < 0) return undefined;
+  let head: { v?: unknown; path?: unknown; etag?: unknown; sha256?: unknown };
+  try {
+    head = JSON.parse(raw.subarray(0, nl).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  const body = raw.subarray(nl + 1);
+  // A damaged entry must not be used: the origin would keep answering 304 to its ETag forever.
+  if (head === null || typeof head !== 'object' || head.v !== CACHE_FORMAT || head.path !== path || typeof head.etag !== 'string') return undefined;
+  if (head.sha256 !== sha256(body)) return undefined;
+  return { etag: head.etag, body };
+}
+
+/** The cache in `dir`; without a folder, a cache that holds nothing. */
+export function openEtagCache(dir: string | undefined): EtagCache {
+  if (dir === undefined) {
+    return { load: async () => undefined, save: async () => {}, drop: async () => {} };
+  }
+  const fileOf = (path: string) => join(dir, sha256(path));
+  return {
+    async load(path) {
+      try {
+        return decodeEntry(await readFile(fileOf(path)), path);
+      } catch {
+        return undefined;
+      }
+    },
+    async save(path, entry) {
+      const final = fileOf(path);
+      const tmp = `${final}.${randomBytes(6).toString('hex')}.tmp`;
+      try {
+        await mkdir(dir, { recursive: true });
+        const fh = await open(tmp, 'wx', 0o600);
+        try {
+          await fh.writeFile(encodeEntry(path, entry));
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        await rename(tmp, final);
+      } catch {
+        // A cache that cannot be written costs bytes next time, nothing else.
+        await rm(tmp, { force: true }).catch(() => {});
+      }
+    },
+    async drop(path) {
+      await rm(fileOf(path), { force: true }).catch(() => {});
+    },
+  };
+}

@@ -12,7 +12,7 @@
 // repository, one event fires. The poll costs one stat per mount per period, whatever happens.
 
 import { lstat, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname } from 'node:path';
 import nodeWatch, { type Watcher } from 'node-watch';
 import { isRepoFolder, listFolder, MAX_SUBDIRS } from './mount-listing.ts';
 

@@ -10,8 +10,13 @@ function bad(what: string, expected: string): never {
   throw new FerryError('ERR_SCHEMA', `${what} must be ${expected}`);
 }
 
+/** An object that is not null and not an array (what JSON calls an object). */
+export function isObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 export function obj(value: Json | undefined, what: string): JsonObject {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) bad(what, 'an object');
+  if (!isObject(value)) bad(what, 'an object');
   return value;
 }
 
@@ -25,8 +30,11 @@ export function str(value: Json | undefined, what: string, pattern?: RegExp): st
   return value;
 }
 
-export function int(value: Json | undefined, what: string, min = 0): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) bad(what, `an integer >= ${min}`);
+/** A safe integer >= min and, when `max` is given, <= max. */
+export function int(value: Json | undefined, what: string, min = 0, max?: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || (max !== undefined && value > max)) {
+    bad(what, max === undefined ? `an integer >= ${min}` : `an integer from ${min} to ${max}`);
+  }
   return value;
 }
 

@@ -21,6 +21,8 @@
 
 import semver from 'semver';
 import { FerryError } from '../errors.ts';
+import { bool, int, isObject } from '../io/schema.ts';
+import type { Json } from '../io/strict-json.ts';
 import { CHANNELS, isChannel, type Channel } from '../trust/metadata.ts';
 import type { TimeWindow, UpdatePolicy } from '../spec.ts';
 
@@ -44,8 +46,18 @@ function usage(what: string, expected: string, got: unknown): never {
   throw new FerryError('ERR_USAGE', `${what} must be ${expected} (got ${JSON.stringify(got) ?? String(got)})`);
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+/**
+ * Runs one of core/io/schema.ts's shape checks on a ferry.json value and reports a failure as
+ * ERR_USAGE with the value given: this is a person's configuration, not signed metadata, and
+ * "(got \"false\")" shows the typo.
+ */
+function checked<T>(value: unknown, check: (value: Json | undefined) => T): T {
+  try {
+    return check(value as Json | undefined);
+  } catch (err) {
+    if (!(err instanceof FerryError) || err.code !== 'ERR_SCHEMA') throw err;
+    throw new FerryError('ERR_USAGE', `${err.message} (got ${JSON.stringify(value) ?? String(value)})`);
+  }
 }
 
 /** Refuses keys we do not know: a misspelt "requireAproval" silently ignored would leave a fleet unguarded. */
@@ -55,15 +67,8 @@ function refuseUnknownKeys(o: Record<string, unknown>, known: ReadonlySet<string
   }
 }
 
-function boolField(value: unknown, what: string): boolean {
-  if (typeof value !== 'boolean') usage(what, 'true or false', value);
-  return value;
-}
-
-function intField(value: unknown, what: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) usage(what, `an integer from ${min} to ${max}`, value);
-  return value;
-}
+const boolField = (value: unknown, what: string): boolean => checked(value, (v) => bool(v, what));
+const intField = (value: unknown, what: string, min: number, max: number): number => checked(value, (v) => int(v, what, min, max));
 
 /** True when the runtime's time zone database knows `timeZone` (an IANA name such as "Europe/Berlin"). */
 function isValidTimeZone(timeZone: string): boolean {
@@ -78,7 +83,7 @@ function isValidTimeZone(timeZone: string): boolean {
 
 function parseWindow(value: unknown, what: string): TimeWindow | null {
   if (value === null) return null;
-  if (!isPlainObject(value)) usage(what, 'null or an object { days, startHour, endHour, timezone }', value);
+  if (!isObject(value)) usage(what, 'null or an object { days, startHour, endHour, timezone }', value);
   refuseUnknownKeys(value, WINDOW_KEYS, what);
   // days may be left out: an empty list already means "every day".
   const rawDays = value.days === undefined ? [] : value.days;
@@ -100,7 +105,7 @@ function parseWindow(value: unknown, what: string): TimeWindow | null {
  */
 export function parsePolicy(value: unknown): UpdatePolicy {
   if (value === undefined) return { ...DEFAULT_POLICY };
-  if (!isPlainObject(value)) usage('policy', 'an object', value);
+  if (!isObject(value)) usage('policy', 'an object', value);
   refuseUnknownKeys(value, POLICY_KEYS, 'policy');
   // Only a missing field takes the default; null is a wrong value like any other (except for the
   // window, where null is the documented "always open").

@@ -27,7 +27,7 @@
 // skipped; when nothing usable is left, reads throw the first problem so the refusal is visible.
 
 import { constants, type Stats } from 'node:fs';
-import { lstat, mkdir, open, opendir, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { FerryError, fromFsError, type ErrorCode } from '../../core/errors.ts';
@@ -36,6 +36,7 @@ import { openBundle } from '../../core/publish/bundle.ts';
 import { parseEnvelope } from '../../core/trust/dsse.ts';
 import { CHANNEL_MAX_BYTES, CHANNELS, channelPath, type Channel } from '../../core/trust/metadata.ts';
 import type { Source } from '../../core/ports/source.ts';
+import { isRepoFolder, listFolder } from './mount-listing.ts';
 
 export interface UsbHooks {
   /** After each chunk copied from the stick, awaited (tests pull or swap the stick mid-copy here). */
@@ -68,10 +69,6 @@ export type UsbSource = Source & {
 };
 
 const DEFAULTS = { maxBundles: 8, maxBundleBytes: 8 * 1024 ** 3 };
-/** Directory entries read per folder: a stick full of photos is not walked to the end. */
-const MAX_DIR_ENTRIES = 512;
-/** Subfolders of a mount looked into (one level down). */
-const MAX_SUBDIRS = 32;
 const COPY_CHUNK = 256 * 1024;
 
 interface Candidate {
@@ -120,36 +117,6 @@ async function readSequences(source: Source): Promise<Map<Channel, number>> {
     }
   }
   return out;
-}
-
-async function isRepoFolder(dir: string): Promise<boolean> {
-  const [root, channels] = await Promise.all([lstat(join(dir, 'root.json')).catch(() => null), lstat(join(dir, 'channels')).catch(() => null)]);
-  return !!root?.isFile() && !!channels?.isDirectory();
-}
-
-/** Up to MAX_DIR_ENTRIES names of `dir` with their types (links are skipped: never followed). */
-async function listDir(dir: string): Promise<{ files: string[]; dirs: string[] }> {
-  const files: string[] = [];
-  const dirs: string[] = [];
-  let handle;
-  try {
-    handle = await opendir(dir);
-  } catch {
-    return { files, dirs };
-  }
-  try {
-    let n = 0;
-    for await (const entry of handle) {
-      if (++n > MAX_DIR_ENTRIES) break;
-      // Hidden names include macOS "._x.ferry" resource forks, which are not bundles.
-      if (entry.name.startsWith('.')) continue;
-      if (entry.isFile()) files.push(entry.name);
-      else if (entry.isDirectory()) dirs.push(entry.name);
-    }
-  } catch {
-    // The stick went away mid-listing: what was listed so far is all there is.
-  }
-  return { files: files.sort(), dirs: dirs.sort() };
 }
 
 export function createUsbSource(options: UsbSourceOptions): UsbSource {
@@ -271,14 +238,14 @@ export function createUsbSource(options: UsbSourceOptions): UsbSource {
       const st = await stat(mount).catch(() => null);
       if (!st?.isDirectory()) continue; // no stick: nothing offered, nothing thrown
       if (await isRepoFolder(mount)) folders.push(mount);
-      const top = await listDir(mount);
-      const files = top.files.map((f) => join(mount, f));
-      for (const d of top.dirs.slice(0, MAX_SUBDIRS)) {
-        const dir = join(mount, d);
+      // The mount and one folder down (listFolder bounds both).
+      const top = await listFolder(mount);
+      const files = [...top.files];
+      for (const dir of top.dirs) {
         if (await isRepoFolder(dir)) { folders.push(dir); continue; }
-        const below = await listDir(dir);
-        files.push(...below.files.map((f) => join(dir, f)));
-        for (const dd of below.dirs.slice(0, MAX_SUBDIRS)) if (await isRepoFolder(join(dir, dd))) folders.push(join(dir, dd));
+        const below = await listFolder(dir);
+        files.push(...below.files);
+        for (const sub of below.dirs) if (await isRepoFolder(sub)) folders.push(sub);
       }
       for (const f of files) {
         if (!f.endsWith('.ferry')) continue;

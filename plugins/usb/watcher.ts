@@ -11,9 +11,10 @@
 // mount point created) the watches are rebuilt and, if the new contents hold a bundle or a
 // repository, one event fires. The poll costs one stat per mount per period, whatever happens.
 
-import { lstat, opendir, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { lstat, stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import nodeWatch, { type Watcher } from 'node-watch';
+import { isRepoFolder, listFolder, MAX_SUBDIRS } from './mount-listing.ts';
 
 // node-watch is CommonJS and also sets module.exports.default = watch; under nodenext TypeScript
 // types the default import as the module object, so the function is taken from `.default`, which
@@ -34,8 +35,6 @@ export interface WatchOptions {
 }
 
 const DEFAULTS = { debounceMs: 500, maxWaitMs: 3000, pollMs: 2000 };
-const MAX_SUBDIRS = 32;
-const MAX_DIR_ENTRIES = 512;
 
 interface MountState {
   mount: string;
@@ -47,40 +46,17 @@ interface MountState {
   pending: string | null;
 }
 
-async function isRepoFolder(dir: string): Promise<boolean> {
-  const [root, channels] = await Promise.all([lstat(join(dir, 'root.json')).catch(() => null), lstat(join(dir, 'channels')).catch(() => null)]);
-  return !!root?.isFile() && !!channels?.isDirectory();
-}
-
-async function entries(dir: string): Promise<{ files: string[]; dirs: string[] }> {
-  const files: string[] = [];
-  const dirs: string[] = [];
-  try {
-    const handle = await opendir(dir);
-    let n = 0;
-    for await (const e of handle) {
-      if (++n > MAX_DIR_ENTRIES) break;
-      if (e.name.startsWith('.')) continue;
-      if (e.isFile()) files.push(join(dir, e.name));
-      else if (e.isDirectory()) dirs.push(join(dir, e.name));
-    }
-  } catch {
-    // Gone or unreadable: nothing to report.
-  }
-  return { files: files.sort(), dirs: dirs.sort().slice(0, MAX_SUBDIRS) };
-}
-
 const isBundleName = (path: string) => path.endsWith('.ferry') && !basename(path).startsWith('.');
 
 /** The first bundle or repository folder in `mount` or one folder down, if any. */
 async function firstOffer(mount: string): Promise<string | null> {
   if (await isRepoFolder(mount)) return mount;
-  const top = await entries(mount);
+  const top = await listFolder(mount);
   const bundle = top.files.find(isBundleName);
   if (bundle) return bundle;
   for (const dir of top.dirs) {
     if (await isRepoFolder(dir)) return dir;
-    const below = await entries(dir);
+    const below = await listFolder(dir);
     const b = below.files.find(isBundleName);
     if (b) return b;
     for (const d of below.dirs) if (await isRepoFolder(d)) return d;
@@ -159,7 +135,7 @@ export function watchMounts(mounts: string[], onChange: (event: MountEvent) => v
     if (key === null) return;
     state.key = key;
     watchDir(state, state.mount);
-    for (const dir of (await entries(state.mount)).dirs) watchDir(state, dir);
+    for (const dir of (await listFolder(state.mount)).dirs) watchDir(state, dir);
     if (!initial) {
       // A stick inserted (or the folder created) with something on it already.
       const offer = await firstOffer(state.mount);

@@ -97,7 +97,8 @@ export async function applyUpdate(ctx: UpdateContext, options: ApplyOptions): Pr
     }
   }
   const point = staged.from ? await makeRestorePoint(ctx, staged.from, 'before-switch') : null;
-  return switchAndConfirm(ctx, await ctx.advance(staged, 'switching', { restorePointId: point?.id ?? null }), manifest);
+  const switching = await ctx.advance(staged, 'switching', { restorePointId: point?.id ?? null });
+  return switchAndConfirm(ctx, switching, manifest);
 }
 
 /** checking → downloading → verifying → staging → staged; a failure ends the attempt in history. */

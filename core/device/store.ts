@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { FerryError } from '../errors.ts';
 import { skipsFsync } from '../io/durable.ts';
-import { IDLE, type Journal } from './journal.ts';
+import { journalFromStored, type Journal } from './journal.ts';
 import type { RestorePoint, UpdateRecord } from '../spec.ts';
 
 type Value = Journal | UpdateRecord | RestorePoint | number | string | Prefetch;
@@ -54,7 +54,7 @@ export class DeviceStore {
   }
 
   async journal(): Promise<Journal> {
-    return ((await this.db.get('journal')) as Journal | undefined) ?? { ...IDLE };
+    return journalFromStored(await this.db.get('journal'));
   }
 
   async setJournal(journal: Journal): Promise<void> {

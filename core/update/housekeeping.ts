@@ -1,0 +1,77 @@
+// Restore points (made before each switch, by hand, or again from releases/ after the store was
+// lost) and cleanup: old restore points, release folders no one needs, and cache/ beyond what the
+// current version's LAN peers and a pending update use.
+
+import { readdir, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import semver from 'semver';
+import { FerryError } from '../errors.ts';
+import { timeId } from '../device/store.ts';
+import { readCurrent } from '../device/switch.ts';
+import type { Journal } from '../device/journal.ts';
+import type { RestorePoint } from '../spec.ts';
+import type { UpdateContext } from './context.ts';
+import { installedVersions, localManifest } from './installed.ts';
+
+export async function makeRestorePoint(ctx: UpdateContext, version: string, reason: RestorePoint['reason']): Promise<RestorePoint> {
+  const point: RestorePoint = { id: timeId(ctx.now, randomBytes(3).toString('hex')), version, createdAt: ctx.now.toISOString(), reason };
+  await ctx.store.putRestorePoint(point);
+  return point;
+}
+
+/** A restore point of the running version (the public createRestorePoint). */
+export async function restorePointOfCurrent(ctx: UpdateContext, reason: RestorePoint['reason']): Promise<RestorePoint> {
+  const current = await readCurrent(ctx.layout);
+  if (!current) throw new FerryError('ERR_NOT_INSTALLED', 'nothing is installed to make a restore point of');
+  return makeRestorePoint(ctx, current, reason);
+}
+
+/** After the store was rebuilt or made anew: every installed release but current becomes a restore point again. */
+export async function rebuildRestorePoints(ctx: UpdateContext, current: string | null): Promise<void> {
+  const versions = (await installedVersions(ctx.layout)).filter((v) => v !== current);
+  for (const version of versions) await makeRestorePoint(ctx, version, 'manual');
+  if (versions.length > 0) ctx.log(`the store was ${ctx.store.rebuiltFrom ? 'damaged and rebuilt' : 'missing and made anew'}: restore points for ${versions.join(', ')} made again from releases/`);
+}
+
+/**
+ * Keeps the newest `keepCount` restore points and removes release folders no one needs: never
+ * `current`, the newest other version (the one a rollback goes to), a restore point's version,
+ * or the version an update in progress started from or is staging.
+ */
+export async function cleanup(ctx: UpdateContext, keepCount: number): Promise<RestorePoint[]> {
+  if (!Number.isInteger(keepCount) || keepCount < 1) throw new FerryError('ERR_USAGE', '--keep must be at least 1');
+  const points = await ctx.store.restorePoints();
+  const removed = points.slice(0, Math.max(0, points.length - keepCount));
+  for (const p of removed) await ctx.store.deleteRestorePoint(p.id);
+  const kept = points.slice(removed.length);
+  const current = await readCurrent(ctx.layout);
+  const journal = await ctx.store.journal();
+  const installed = await installedVersions(ctx.layout);
+  const previous = [...installed].reverse().find((v) => v !== current && (!current || semver.lt(v, current)));
+  const pending = journal.phase === 'idle' ? [] : [journal.from, journal.to];
+  const needed = new Set([current, previous, ...pending, ...kept.map((p) => p.version)].filter((v): v is string => !!v));
+  for (const version of installed) {
+    if (needed.has(version)) continue;
+    await rm(ctx.layout.release(version), { recursive: true, force: true });
+    await rm(ctx.layout.manifest(version), { force: true });
+  }
+  await pruneCache(ctx, current, journal);
+  return removed;
+}
+
+/**
+ * Keeps in cache/ only the artifacts of the current version (the ones LAN peers may ask for)
+ * and, while an update is pending, the partial downloads it will resume.
+ */
+async function pruneCache(ctx: UpdateContext, current: string | null, journal: Journal): Promise<void> {
+  const keep = new Set<string>();
+  const release = current ? (await localManifest(ctx.layout, current).catch(() => undefined))?.targets[ctx.target] : undefined;
+  if (release) for (const ref of [release.full, ...release.deltas.map((d) => d.artifact)]) keep.add(ref.sha256);
+  const pending = journal.phase !== 'idle';
+  for (const name of await readdir(ctx.layout.cache).catch(() => [] as string[])) {
+    const sha = name.replace(/\.part$/, '');
+    if (keep.has(sha) || (pending && name.endsWith('.part'))) continue;
+    await rm(join(ctx.layout.cache, name), { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,41 @@
+// What is installed on this device: the release folders, the signed manifest kept beside each
+// (written when it was staged, after full verification), and which release `current` points at.
+// The `current` link is the truth about what runs (SECURITY.md row 20).
+
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import semver from 'semver';
+import { FerryError, fromFsError } from '../errors.ts';
+import type { HomeLayout } from '../device/layout.ts';
+import { switchCurrent } from '../device/switch.ts';
+import { parseEnvelope } from '../trust/dsse.ts';
+import { MANIFEST_MAX_BYTES, parseManifestPayload, type FileEntry, type ManifestDoc } from '../trust/metadata.ts';
+import type { UpdateContext } from './context.ts';
+
+export async function exists(path: string): Promise<boolean> {
+  return stat(path).then(() => true, () => false);
+}
+
+/** The versions in releases/, oldest first. */
+export async function installedVersions(layout: HomeLayout): Promise<string[]> {
+  const names = await readdir(layout.releases).catch(() => [] as string[]);
+  return names.filter((n) => semver.valid(n) === n).sort(semver.compare);
+}
+
+/** The device's own copy of a release's signed manifest. */
+export async function localManifest(layout: HomeLayout, version: string): Promise<ManifestDoc> {
+  const bytes = await readFile(layout.manifest(version)).catch((err) => { throw fromFsError(err, `reading the manifest of ${version}`); });
+  return parseManifestPayload(Buffer.from(parseEnvelope(bytes, MANIFEST_MAX_BYTES, `manifest ${version}`).payload, 'base64'));
+}
+
+/** The signed file list of an installed release, to verify its tree against. */
+export async function localFiles(ctx: UpdateContext, version: string): Promise<FileEntry[]> {
+  const release = (await localManifest(ctx.layout, version)).targets[ctx.target];
+  if (!release) throw new FerryError('ERR_WRONG_TARGET', `the manifest of ${version} has no ${ctx.target} release`);
+  return release.files;
+}
+
+/** Points `current` at `version`; null: at nothing (the device had nothing installed). */
+export async function switchTo(layout: HomeLayout, version: string | null): Promise<void> {
+  if (version) await switchCurrent(layout, version);
+  else await rm(layout.current, { force: true });
+}

@@ -1,0 +1,214 @@
+// What to update to, and how: reads the device's trust state, discovers the verified offers of its
+// channels, chooses a target by policy, fetches the signed manifests a delta chain goes through,
+// and plans the download. Every source problem that looks like an attack is recorded as a refused
+// attempt (SECURITY.md rows 3, 5, 10). Nothing here touches the journal or the installed tree.
+
+import { readdir, readFile } from 'node:fs/promises';
+import semver from 'semver';
+import { FerryError, fromFsError } from '../errors.ts';
+import { readCurrent } from '../device/switch.ts';
+import { verifyTrustedRoot, type RootDoc } from '../trust/root.ts';
+import { readMarks, writeMarks, raiseChannelMark, raiseTimeFloor, type TrustMarks } from '../trust/trust-marks.ts';
+import { discover, type Discovery, type Offer } from '../trust/discover.ts';
+import { readManifest } from '../trust/trusted-metadata.ts';
+import { parseEnvelope } from '../trust/dsse.ts';
+import { MANIFEST_MAX_BYTES, type ChannelTarget, type ManifestDoc, type TargetRelease } from '../trust/metadata.ts';
+import { channelsFor, decideTarget, type Candidate } from '../policy/policy.ts';
+import { writeFileAtomic } from '../io/durable.ts';
+import type { Source } from '../ports/source.ts';
+import type { UpdateInfo, UpdatePackage } from '../spec.ts';
+import type { UpdateContext } from './context.ts';
+import { exists, localManifest } from './installed.ts';
+import { recordRefusal, REFUSALS } from './history.ts';
+import { planUpdate, type Plan } from './plan.ts';
+import { planArtifacts } from './download.ts';
+
+/** The release chosen, with its verified manifest and the source that offered it. */
+export interface Target {
+  candidate: Candidate;
+  manifest: ManifestDoc;
+  manifestBytes: Uint8Array;
+  source: Source;
+}
+
+export interface UpdateResolution {
+  kind: 'update';
+  current: string | null;
+  target: Target;
+  /** The verified release of every version the plan may build from or through. */
+  releases: Map<string, TargetRelease>;
+  plan: Plan;
+}
+
+export type Resolution = { kind: 'up-to-date'; current: string | null } | UpdateResolution;
+
+/** How many of the target's deltas may send us reading an intermediate manifest. */
+const MAX_INTERMEDIATE = 8;
+
+export async function resolve(ctx: UpdateContext): Promise<Resolution> {
+  const trust = await readTrustState(ctx);
+  const current = await readCurrent(ctx.layout);
+  const found = await discover({
+    sources: ctx.deps.sources,
+    trusted: trust.root,
+    marks: trust.marks,
+    channels: channelsFor(ctx.config.policy.channel),
+    clock: ctx.now,
+    offlineGraceDays: ctx.config.offlineGraceDays,
+  });
+  if (found.root.app !== ctx.config.app) throw new FerryError('ERR_WRONG_TARGET', `the repository is for app "${found.root.app}", this device runs "${ctx.config.app}"`);
+  if (found.rootBytes) await writeFileAtomic(ctx.layout.trustRoot, found.rootBytes);
+
+  // Raised as far as this check got, and written even when it fails part way.
+  const marks = { value: raiseTimeFloor(trust.marks, ctx.now) };
+  for (const o of found.offers) marks.value = raiseChannelMark(marks.value, o.doc, o.bytes, found.root);
+  let chosen: Target | undefined;
+  try {
+    const mine = offersForThisDevice(ctx, found);
+    if (mine.length === 0) return { kind: 'up-to-date', current };
+    chosen = await chooseTarget(ctx, found.root, mine, current, marks);
+    if (!chosen) return { kind: 'up-to-date', current };
+    const releases = await knownReleases(ctx, found.root, chosen, current);
+    const cached = new Set(await readdir(ctx.layout.cache).catch(() => [] as string[]));
+    const plan = planUpdate({ installed: releases.has(current ?? '') ? current : null, target: chosen.manifest.version, releases, cached });
+    return { kind: 'update', current, target: chosen, releases, plan };
+  } catch (err) {
+    const e = fromFsError(err, 'checking for updates');
+    if (REFUSALS.has(e.code)) await recordRefusal(ctx, chosen?.candidate.version ?? null, found.offers[0]?.source.name ?? found.problems[0]?.source ?? null, e);
+    throw e;
+  } finally {
+    await writeMarks(ctx.layout.marks, marks.value);
+  }
+}
+
+/**
+ * The pinned root and the trust marks. A damaged one stops the check before any source is read:
+ * it is recorded like any refusal, and the file is left as it is (never rewritten as empty).
+ */
+async function readTrustState(ctx: UpdateContext): Promise<{ root: RootDoc; marks: TrustMarks }> {
+  try {
+    const bytes = await readFile(ctx.layout.trustRoot).catch((err) => { throw fromFsError(err, `reading ${ctx.layout.trustRoot}`); });
+    const root = verifyTrustedRoot(bytes, ctx.layout.trustRoot);
+    return { root, marks: await readMarks(ctx.layout.marks) };
+  } catch (err) {
+    const e = fromFsError(err, 'reading the trust state');
+    if (REFUSALS.has(e.code)) await recordRefusal(ctx, null, null, e);
+    throw e;
+  }
+}
+
+/** An offer with this device's entry in its channel pointer. */
+interface MyOffer {
+  offer: Offer;
+  pointer: ChannelTarget;
+}
+
+/**
+ * The offers that name a release for this device. None at all: the first refusal among the
+ * sources' problems (else the first problem) is thrown, or, with no problem, nothing is offered.
+ * Offers only for other targets: ERR_WRONG_TARGET.
+ */
+function offersForThisDevice(ctx: UpdateContext, found: Discovery): MyOffer[] {
+  if (found.offers.length === 0) {
+    const problem = found.problems.find((p) => REFUSALS.has(p.code)) ?? found.problems[0];
+    if (problem) throw new FerryError(problem.code, problem.message);
+    return [];
+  }
+  const mine = found.offers.flatMap((offer) => {
+    const pointer = offer.doc.targets[ctx.target];
+    return pointer ? [{ offer, pointer }] : [];
+  });
+  if (mine.length === 0) {
+    const offered = [...new Set(found.offers.flatMap((o) => Object.keys(o.doc.targets)))].join(', ') || 'nothing';
+    throw new FerryError('ERR_WRONG_TARGET', `the sources offer ${offered}, not ${ctx.target}`);
+  }
+  return mine;
+}
+
+/**
+ * Reads the manifest each offer points at (once per version), raising the time floor with each
+ * release date, and lets the policy choose; undefined when it chooses to stay.
+ */
+async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], current: string | null, marks: { value: TrustMarks }): Promise<Target | undefined> {
+  // By version: the first offer of a version is the source its manifest (and target) comes from.
+  const manifests = new Map<string, Omit<Target, 'candidate'>>();
+  const candidates: Candidate[] = [];
+  for (const { offer, pointer } of mine) {
+    let m = manifests.get(pointer.version);
+    if (!m) {
+      const got = await readManifest(offer.source, root, pointer.version, pointer.manifest);
+      if (!got) throw new FerryError('ERR_NOT_FOUND', `${offer.source.name} names ${pointer.version} but has no manifest for it`);
+      if (!got.doc.targets[ctx.target]) throw new FerryError('ERR_WRONG_TARGET', `${pointer.version}'s manifest has no ${ctx.target} release`);
+      m = { manifest: got.doc, manifestBytes: got.bytes, source: offer.source };
+      manifests.set(pointer.version, m);
+    }
+    marks.value = raiseTimeFloor(marks.value, m.manifest.releaseDate);
+    candidates.push({ channel: offer.channel, version: pointer.version, sequence: offer.doc.sequence, mandatory: m.manifest.mandatory, securityFix: m.manifest.securityFix });
+  }
+  const decision = decideTarget({ current, candidates, policy: ctx.config.policy, floor: marks.value.securityFloor });
+  if (decision.kind === 'downgrade-refused') throw new FerryError('ERR_DOWNGRADE', decision.why);
+  if (decision.kind === 'up-to-date') return undefined;
+  const m = manifests.get(decision.candidate.version);
+  if (!m) throw new FerryError('ERR_INTERNAL', `internal: the policy chose ${decision.candidate.version}, which no offer names`);
+  return { candidate: decision.candidate, ...m };
+}
+
+/**
+ * The verified releases a plan may use: the target's, the installed one's (from the device's own
+ * manifest copy), and the intermediate versions the target has deltas from, read from the source
+ * that offered the target (one it lacks is simply not a route).
+ */
+async function knownReleases(ctx: UpdateContext, root: RootDoc, chosen: Target, current: string | null): Promise<Map<string, TargetRelease>> {
+  const target = chosen.manifest.targets[ctx.target];
+  if (!target) throw new FerryError('ERR_INTERNAL', `internal: the chosen manifest ${chosen.manifest.version} has no ${ctx.target} release`);
+  const releases = new Map([[chosen.manifest.version, target]]);
+  if (!current || !(await exists(ctx.layout.manifest(current)))) return releases;
+  const installed = (await localManifest(ctx.layout, current)).targets[ctx.target];
+  if (installed) releases.set(current, installed);
+  for (const d of target.deltas.slice(0, MAX_INTERMEDIATE)) {
+    if (d.from === current || !semver.gt(d.from, current) || releases.has(d.from)) continue;
+    const mid = await readManifest(chosen.source, root, d.from, null).catch(() => undefined);
+    const midRelease = mid?.doc.targets[ctx.target];
+    if (midRelease) releases.set(d.from, midRelease);
+  }
+  return releases;
+}
+
+/** Where a file of a source is, for people: "<source>/<path>" (a URL for an origin). */
+function locate(source: Source, path: string): string {
+  return `${source.name}/${path}`;
+}
+
+/** What `checkUpdate` reports. */
+export function updateInfo(r: Resolution, channel: UpdateInfo['channel']): UpdateInfo {
+  if (r.kind === 'up-to-date') {
+    return { currentVersion: r.current, latestVersion: r.current, updateAvailable: false, releaseNotes: '', releaseDate: null, mandatory: false, securityFix: false, channel, downloadUrl: null, downloadSize: null };
+  }
+  const t = r.target;
+  return {
+    currentVersion: r.current,
+    latestVersion: t.candidate.version,
+    updateAvailable: true,
+    releaseNotes: t.manifest.releaseNotes,
+    releaseDate: t.manifest.releaseDate,
+    mandatory: t.manifest.mandatory,
+    securityFix: t.manifest.securityFix,
+    channel: t.candidate.channel,
+    downloadUrl: planArtifacts(r.plan).map((a) => locate(t.source, a.path)).join(' + '),
+    downloadSize: r.plan.bytes,
+  };
+}
+
+/** What `download` reports: the first artifact of the plan and the signed manifest. */
+export function packageOf(r: UpdateResolution): UpdatePackage {
+  const first = r.plan.kind === 'full' ? r.plan.artifact : r.plan.steps[0]?.artifact;
+  if (!first) throw new FerryError('ERR_INTERNAL', `internal: a ${r.plan.kind} plan with no steps`);
+  return {
+    version: r.target.candidate.version,
+    kind: r.plan.kind,
+    downloadUrl: locate(r.target.source, first.path),
+    size: r.plan.bytes,
+    checksum: first.sha256,
+    signature: parseEnvelope(r.target.manifestBytes, MANIFEST_MAX_BYTES, 'manifest'),
+  };
+}

@@ -76,7 +76,7 @@ interface Resolution {
   plan: Plan | null;
 }
 
-const DELTA_FAILURES: ReadonlySet<ErrorCode> = new Set(['ERR_HASH_MISMATCH', 'ERR_PATCH', 'ERR_SIZE', 'ERR_UNSAFE_ARCHIVE', 'ERR_NOT_FOUND', 'ERR_SCHEMA', 'ERR_TOO_LARGE']);
+const DELTA_FAILURES: ReadonlySet<ErrorCode> = new Set(['ERR_HASH_MISMATCH', 'ERR_PATCH', 'ERR_SIZE', 'ERR_UNSAFE_ARCHIVE', 'ERR_NOT_FOUND', 'ERR_SCHEMA', 'ERR_TOO_LARGE', 'ERR_NO_PATCHER']);
 /** Source problems that mean "someone tried to fool us", worth a refused record in history. */
 const REFUSALS: ReadonlySet<ErrorCode> = new Set(['ERR_SIGNATURE', 'ERR_THRESHOLD', 'ERR_UNKNOWN_KEY', 'ERR_ROOT_CHAIN', 'ERR_HASH_MISMATCH', 'ERR_SIZE', 'ERR_EXPIRED', 'ERR_DOWNGRADE', 'ERR_WRONG_TARGET', 'ERR_JSON', 'ERR_SCHEMA', 'ERR_TOO_LARGE', 'ERR_UNSAFE_ARCHIVE', 'ERR_PATCH']);
 

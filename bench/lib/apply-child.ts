@@ -22,10 +22,14 @@ import { fetchArtifact } from '../../core/update/fetch-artifact.ts';
 import { extractArchive } from '../../core/io/extract.ts';
 import { applyDelta } from '../../core/delta/delta.ts';
 import { verifyTree } from '../../core/device/verify-tree.ts';
-import { fsyncDirsUnder } from '../../core/io/durable.ts';
+import { fsyncDirsUnder, parseFsyncSkip, skipFsyncAt } from '../../core/io/durable.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import type { TargetRelease } from '../../core/trust/metadata.ts';
 import type { UpdateRecord } from '../../core/spec.ts';
+
+// The bench's "fsync off" diagnostic runs this with FERRY_UNSAFE_SKIP_FSYNC=1; the library never
+// reads it, so this bench process sets the seam itself.
+skipFsyncAt(parseFsyncSkip(process.env.FERRY_UNSAFE_SKIP_FSYNC ?? ''));
 
 /** What the bench hands `breakdown`: the signed release to build, and the delta from the base. */
 export interface BreakdownMeta {

@@ -29,7 +29,7 @@ import { FerryError, isFerryError } from '../../core/errors.ts';
 import { resolveListen, takeSystemdListenFds, type ListenSocket } from '../../plugins/run/listen-fds.ts';
 import type { ApplyResult, UpdatePolicy } from '../../core/spec.ts';
 import { parseDurationMs } from '../../core/io/duration.ts';
-import { processClock } from '../../core/update/test-hooks.ts';
+const processClock = (): Date => new Date(); // was core/update/test-hooks.ts (removed); the agent helper reads seams().clock instead
 import { supervisorRunning } from '../../plugins/run/health.ts';
 import { readCurrent } from '../../core/device/switch.ts';
 import { createLanDiscovery, parseLanSpec, type LanDiscovery } from '../../plugins/lan/discovery.ts';

@@ -10,6 +10,7 @@ import { CHANNELS, type Channel } from '../../core/trust/metadata.ts';
 import type { ApplyResult, UpdateRecord } from '../../core/spec.ts';
 import { withDevice, type OpenDeviceOptions } from '../../plugins/open-device.ts';
 import { printResult, type OutputFlags } from '../output.ts';
+import { seams } from '../seams.ts';
 import { defaultArch, defaultPlatform, formatBytes } from '../format.ts';
 import { table } from '../table.ts';
 import { createProgressSink } from '../progress.ts';
@@ -126,7 +127,7 @@ const checkCommand: CommandModule<object, HomeArgs> = {
   describe: 'Ask the sources whether an update is available (prints UpdateInfo with --json)',
   builder: (y) => homeOption(y) as never,
   handler: async (args) => {
-    const info = await withDevice(args.home, (u) => u.checkUpdate(), logTo(args));
+    const info = await withDevice(args.home, (u) => u.checkUpdate(), { ...logTo(args), ...seams() });
     printResult(args, info, () => [
       info.updateAvailable ? `update available: ${info.currentVersion ?? 'nothing'} -> ${info.latestVersion} on ${info.channel}${info.mandatory ? ' (mandatory)' : ''}${info.securityFix ? ' (security fix)' : ''}` : `up to date (${info.currentVersion ?? 'nothing installed'})`,
       ...(info.updateAvailable ? [`  download: ${formatBytes(info.downloadSize ?? 0)} from ${info.downloadUrl}`, ...(info.releaseNotes ? [`  notes: ${info.releaseNotes}`] : [])] : []),
@@ -139,7 +140,7 @@ const downloadCommand: CommandModule<object, HomeArgs> = {
   describe: 'Fetch and verify the update into the cache (resumable); does not switch',
   builder: (y) => homeOption(y) as never,
   handler: async (args) => {
-    const pkg = await withDevice(args.home, (u) => u.download(), { ...logTo(args), ...progressTo(args) });
+    const pkg = await withDevice(args.home, (u) => u.download(), { ...logTo(args), ...progressTo(args), ...seams() });
     printResult(args, pkg, () => [pkg ? `downloaded ${pkg.version} (${pkg.kind}, ${formatBytes(pkg.size)}), verified` : 'up to date: nothing to download']);
   },
 };
@@ -154,7 +155,7 @@ function applyCommand(name: 'apply' | 'update', describe: string): CommandModule
     describe,
     builder: (y) => homeOption(y).option('ignore-window', { type: 'boolean', default: false, describe: 'switch now even outside the maintenance window' }) as never,
     handler: async (args) => {
-      const result = await withDevice(args.home, (u) => u.apply({ trigger: 'manual', ignoreWindow: args.ignoreWindow }), { ...logTo(args), ...progressTo(args) });
+      const result = await withDevice(args.home, (u) => u.apply({ trigger: 'manual', ignoreWindow: args.ignoreWindow }), { ...logTo(args), ...progressTo(args), ...seams() });
       printResult(args, result, () => describeApply(result, args.home));
       exitFor(result);
     },
@@ -170,7 +171,7 @@ const approveCommand: CommandModule<object, ApproveArgs> = {
   describe: 'Approve a release for a device whose policy requires approval',
   builder: (y) => homeOption(y).positional('version', { type: 'string', demandOption: true }) as never,
   handler: async (args) => {
-    await withDevice(args.home, (u) => u.approve(args.version));
+    await withDevice(args.home, (u) => u.approve(args.version), seams());
     printResult(args, { approved: args.version }, () => [`approved ${args.version}; \`ferry apply\` (or the agent) will switch to it`]);
   },
 };
@@ -184,7 +185,7 @@ const rollbackCommand: CommandModule<object, RollbackArgs> = {
   describe: 'Switch back to a restore point (default: the newest of another version)',
   builder: (y) => homeOption(y).option('to', { type: 'string', describe: 'restore point id (ferry restore-points list)' }) as never,
   handler: async (args) => {
-    const record = await withDevice(args.home, (u) => u.rollback(args.to), logTo(args));
+    const record = await withDevice(args.home, (u) => u.rollback(args.to), { ...logTo(args), ...seams() });
     printResult(args, record, () => [record.outcome === 'committed' ? `rolled back ${record.from} -> ${record.to}` : `rollback to ${record.to} failed its health check; still on ${record.from}`]);
     if (record.outcome !== 'committed') process.exitCode = EXIT_CODE.ERR_UNHEALTHY;
   },
@@ -211,7 +212,7 @@ const historyCommand: CommandModule<object, HomeArgs> = {
   describe: 'Every update attempt: from, to, kind, bytes, duration, outcome, error code',
   builder: (y) => homeOption(y) as never,
   handler: async (args) => {
-    const records = await withDevice(args.home, (u) => u.history());
+    const records = await withDevice(args.home, (u) => u.history(), seams());
     printResult(args, records, () => (records.length ? [...historyRows(records), ...(records.some((r) => r.fellBackToFull) ? ['* a delta failed and the full artifact was used'] : [])] : ['no update attempts yet']));
   },
 };
@@ -221,7 +222,7 @@ const statusCommand: CommandModule<object, HomeArgs> = {
   describe: 'Installed version, update phase, pending update, last error',
   builder: (y) => homeOption(y) as never,
   handler: async (args) => {
-    const s = await withDevice(args.home, (u) => u.status());
+    const s = await withDevice(args.home, (u) => u.status(), seams());
     printResult(args, s, () => table(['', ''], [
       ['app', `${s.app} (${s.platform}-${s.arch}) on ${s.channel}`],
       ['version', s.currentVersion ?? 'nothing installed'],
@@ -267,7 +268,7 @@ const restorePointsCommand: CommandModule<object, RestoreArgs> = {
           break;
         }
       }
-    }, logTo(args));
+    }, { ...logTo(args), ...seams() });
   },
 };
 

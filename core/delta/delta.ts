@@ -229,7 +229,7 @@ export async function applyDelta(input: {
         }
         default: {
           const never: never = op;
-          throw new FerryError('ERR_SCHEMA', `unknown delta op ${JSON.stringify(never)}`);
+          throw new FerryError('ERR_INTERNAL', `unknown delta op ${JSON.stringify(never)}`);
         }
       }
       await chmod(target, file.mode);

@@ -14,8 +14,9 @@ import type { RestorePoint, UpdateRecord } from '../spec.ts';
 type Value = Journal | UpdateRecord | RestorePoint | number | string | Prefetch;
 
 // One fsync site for every write: LevelDB appends them all to one log, so each synced write also
-// makes every earlier one durable.
-const SYNC = { sync: !skipsFsync('store.sync') } as const;
+// makes every earlier one durable. A getter, read at each write: the test seam that skips the site
+// (durable.ts skipFsyncAt) may be set after this module loads.
+const SYNC = { get sync() { return !skipsFsync('store.sync'); } };
 
 export class DeviceStore {
   /**

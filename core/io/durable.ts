@@ -1,6 +1,6 @@
 // Writes that survive a power cut. A rename is only durable once the directory holding it is
 // fsynced, and file contents only once the file is: every metadata write and every switch goes
-// through here (DESIGN.md: "the fsyncs that make it durable").
+// through here (SECURITY.md row 18).
 
 import { open, readdir, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
@@ -9,8 +9,9 @@ import { fromFsError } from '../errors.ts';
 
 /**
  * Every fsync ferry issues has a site name, so the power-cut tests can take away exactly one
- * (FERRY_UNSAFE_SKIP_FSYNC=<site>[,<site>]) and show the check notices. Callers that pass no name
- * fall under 'unnamed' (fsyncPath, fsyncDir, fsyncDirsUnder) or 'atomic-write' (writeFileAtomic).
+ * (skipFsyncAt; the test entry sets it from FERRY_UNSAFE_SKIP_FSYNC=<site>[,<site>]) and show the
+ * check notices. Callers that pass no name fall under 'unnamed' (fsyncPath, fsyncDir,
+ * fsyncDirsUnder) or 'atomic-write' (writeFileAtomic).
  */
 export const FSYNC_SITES = [
   'switch.dir', // the home folder after `current` is renamed (switch.ts)
@@ -29,33 +30,46 @@ export const FSYNC_SITES = [
 export type FsyncSite = (typeof FSYNC_SITES)[number];
 
 /**
- * Test-only: FERRY_UNSAFE_SKIP_FSYNC=1 turns every fsync ferry issues into a no-op (files,
- * directories, LevelDB writes); a comma-separated list of FSYNC_SITES turns off only those. Unset or
- * empty: nothing is skipped. A name not in FSYNC_SITES throws at load, so a typo cannot pass for
- * a test of a missing fsync.
+ * A test seam, off in production: the sites whose fsyncs are no-ops. Only the test entry
+ * (test/helpers/ferry-with-seams.mjs, from its FERRY_UNSAFE_SKIP_FSYNC) and tests in-process call
+ * skipFsyncAt; the `ferry` executable never does, and nothing here reads the environment, so a
+ * stray variable on a device cannot turn durability off (SECURITY.md row 18).
  */
-function skippedSites(value: string | undefined): ReadonlySet<FsyncSite> {
-  if (!value) return new Set();
-  if (value === '1') return new Set(FSYNC_SITES);
+let skipped: ReadonlySet<FsyncSite> = new Set();
+
+/**
+ * The sites a skip list names: "1" is every site, otherwise a comma-separated list of
+ * FSYNC_SITES; empty is none. A name not in FSYNC_SITES throws, so a typo cannot pass for a test
+ * of a missing fsync.
+ */
+export function parseFsyncSkip(value: string): FsyncSite[] {
+  if (!value) return [];
+  if (value === '1') return [...FSYNC_SITES];
   const names = value.split(',').map((s) => s.trim());
   for (const name of names) {
     if (!(FSYNC_SITES as readonly string[]).includes(name)) {
-      throw new Error(`FERRY_UNSAFE_SKIP_FSYNC names "${name}", which is not an fsync site (1, or some of: ${FSYNC_SITES.join(', ')})`);
+      throw new Error(`names "${name}", which is not an fsync site (1, or some of: ${FSYNC_SITES.join(', ')})`);
     }
   }
-  return new Set(names as FsyncSite[]);
+  return names as FsyncSite[];
 }
 
-const SKIPPED = skippedSites(process.env.FERRY_UNSAFE_SKIP_FSYNC);
+/** Test-only: makes the fsyncs of exactly these sites no-ops from now on (none: all fsyncs again). */
+export function skipFsyncAt(sites: Iterable<FsyncSite>): void {
+  const set = new Set(sites);
+  for (const site of set) {
+    if (!(FSYNC_SITES as readonly string[]).includes(site)) throw new Error(`"${String(site)}" is not an fsync site`);
+  }
+  skipped = set;
+}
 
-
-/** True when the test-only switch turned this site's fsyncs off; always false in production. */
+/** True when the test seam turned this site's fsyncs off; always false in production. */
 export function skipsFsync(site: FsyncSite): boolean {
-  return SKIPPED.has(site);
+  return skipped.has(site);
 }
 
 export async function fsyncPath(path: string, site: FsyncSite = 'unnamed'): Promise<void> {
-  if (SKIPPED.has(site)) return;
+  if (skipped.has(site)) return;
   const handle = await open(path, 'r');
   try {
     await handle.sync();
@@ -73,7 +87,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string, m
     const handle = await open(tmp, 'wx', mode);
     try {
       await handle.writeFile(data);
-      if (!SKIPPED.has(site)) await handle.sync();
+      if (!skipped.has(site)) await handle.sync();
     } finally {
       await handle.close();
     }

@@ -5,7 +5,7 @@
 import { FerryError, type ErrorCode } from '../errors.ts';
 import type { Plan } from './plan.ts';
 
-export const DELTA_FAILURES: ReadonlySet<ErrorCode> = new Set(['ERR_HASH_MISMATCH', 'ERR_PATCH', 'ERR_SIZE', 'ERR_UNSAFE_ARCHIVE', 'ERR_NOT_FOUND', 'ERR_SCHEMA', 'ERR_TOO_LARGE']);
+export const DELTA_FAILURES: ReadonlySet<ErrorCode> = new Set(['ERR_HASH_MISMATCH', 'ERR_PATCH', 'ERR_SIZE', 'ERR_UNSAFE_ARCHIVE', 'ERR_NOT_FOUND', 'ERR_SCHEMA', 'ERR_TOO_LARGE', 'ERR_NO_PATCHER']);
 
 /**
  * Runs `run` with `plan`; if a delta plan fails with one of DELTA_FAILURES, tells `onFallback`

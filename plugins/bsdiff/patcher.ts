@@ -1,13 +1,38 @@
 // Patcher over bsdiff-node (classic BSDIFF40: bzip2-compressed control, diff and extra blocks).
 // bsdiff-node follows a symlink at its output path, reads whole files into memory and crashes on
 // very long paths, so the core hands it short private paths that do not exist yet and checks the
-// header against the signed target size first (THREATS.md row 17).
+// header against the signed target size first (SECURITY.md row 17).
+//
+// bsdiff-node is a native module that needs a compiler to build, and a device may have none
+// (`npm install --ignore-scripts` leaves it unbuilt). So it is loaded only when a patch is made or
+// applied; without it diff and patch throw ERR_NO_PATCHER, everything else works, and an update
+// falls back to the full artifact.
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import bsdiff from 'bsdiff-node';
 import { FerryError } from '../../core/errors.ts';
 import type { Patcher } from '../../core/ports/patcher.ts';
+
+type Bsdiff = typeof import('bsdiff-node').default;
+
+/** Why deltas cannot be made or applied on this machine, for the error message. */
+function noPatcherReason(cause: unknown): string {
+  const text = (cause as Error)?.message ?? String(cause);
+  return `bsdiff-node is missing or not built on this machine (${text.split('\n')[0]})`;
+}
+
+let loading: Promise<Bsdiff> | undefined;
+
+/** bsdiff-node, loaded on first use; ERR_NO_PATCHER when it cannot be (missing, not built). */
+function loadBsdiff(): Promise<Bsdiff> {
+  loading ??= import('bsdiff-node').then(
+    (m) => m.default,
+    (cause: unknown) => {
+      throw new FerryError('ERR_NO_PATCHER', `${noPatcherReason(cause)}: deltas cannot be made; publish without them (ferry release --deltas 0) or build it (npm rebuild bsdiff-node)`, { cause });
+    },
+  );
+  return loading;
+}
 
 const MAGIC = 'BSDIFF40';
 const HEADER_SIZE = 32;
@@ -25,7 +50,9 @@ function readOff(buf: Uint8Array, at: number): number {
 /**
  * bspatch runs in a worker process (plugins/bsdiff/bspatch-child.mjs), started on first use and
  * replaced after any failure, so a hostile patch that leaks descriptors or crashes the native
- * code cannot hurt the updater (THREATS.md row 17). diff (publisher side, trusted input) runs here.
+ * code cannot hurt the updater (SECURITY.md row 17). diff (publisher side, trusted input) runs here.
+ * The worker loads bsdiff-node itself; when it cannot, it answers every request with
+ * ERR_NO_PATCHER, which the updater takes as a reason to use the full artifact.
  */
 export function createBsdiffPatcher(): Patcher & { close(): Promise<void> } {
   let worker: ChildProcess | undefined;
@@ -44,13 +71,15 @@ export function createBsdiffPatcher(): Patcher & { close(): Promise<void> } {
   const start = (): ChildProcess => {
     // No pipes to the worker but the IPC channel: a pipe would hold this process open.
     const w = fork(fileURLToPath(new URL('./bspatch-child.mjs', import.meta.url)), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: [] });
-    w.on('message', (msg: { id: number; ok: boolean; error?: string }) => {
+    w.on('message', (msg: { id: number; ok: boolean; error?: string; noPatcher?: boolean }) => {
       const p = pending.get(msg.id);
       if (!p) return;
       pending.delete(msg.id);
       if (msg.ok) p.resolve();
       else {
-        p.reject(new FerryError('ERR_PATCH', `bspatch failed: ${msg.error ?? 'unknown error'}`));
+        p.reject(msg.noPatcher
+          ? new FerryError('ERR_NO_PATCHER', `${msg.error ?? 'bsdiff-node cannot be loaded'}: deltas cannot be applied`)
+          : new FerryError('ERR_PATCH', `bspatch failed: ${msg.error ?? 'unknown error'}`));
         if (worker === w) stop(); // whatever it leaked goes with it
       }
     });
@@ -79,6 +108,7 @@ export function createBsdiffPatcher(): Patcher & { close(): Promise<void> } {
       return newSize;
     },
     async diff(oldFile, newFile, patchFile) {
+      const bsdiff = await loadBsdiff();
       try {
         await bsdiff.diff(oldFile, newFile, patchFile);
       } catch (cause) {

@@ -113,7 +113,7 @@ export function onExit(state: GenerationState, stopping: boolean): 'restart' | '
       return 'done';
     default: {
       const never: never = state;
-      throw new FerryError('ERR_SCHEMA', `unknown generation state ${String(never)}`);
+      throw new FerryError('ERR_INTERNAL', `unknown generation state ${String(never)}`);
     }
   }
 }

@@ -227,7 +227,7 @@ export class Supervisor implements GracefulUpdater {
 
   private move(gen: Generation, to: GenerationState): void {
     if (gen.state === to) return;
-    if (!canMove(gen.state, to)) throw new FerryError('ERR_SCHEMA', `internal: generation ${gen.id} cannot go ${gen.state} -> ${to}`);
+    if (!canMove(gen.state, to)) throw new FerryError('ERR_INTERNAL', `generation ${gen.id} cannot go ${gen.state} -> ${to}`);
     gen.state = to;
   }
 
@@ -377,7 +377,7 @@ export class Supervisor implements GracefulUpdater {
         break;
       default: {
         const never: never = r;
-        throw new FerryError('ERR_SCHEMA', `unknown readiness ${String(never)}`);
+        throw new FerryError('ERR_INTERNAL', `unknown readiness ${String(never)}`);
       }
     }
     return Promise.race(contenders).finally(() => {

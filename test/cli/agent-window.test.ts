@@ -4,9 +4,10 @@
 // after the window opens instead of hours later at its interval.
 //
 // The window has hour granularity, so the agent runs under a shifted clock:
-// FERRY_TEST_CLOCK_START (core/update/test-hooks.ts) makes the agent process's clock (its own and the
-// Updater's) read FAKE_START when it starts, then move in real time, where FAKE_START is LEAD_MS
-// before a whole hour. Only the agent child's clock moves; timers, the disk and the network are real.
+// FERRY_TEST_CLOCK_START (read by the test entry test/helpers/ferry-with-seams.mjs, which startFerry
+// runs when a seam is set, and handed to the CLI as its clock seam) makes the agent process's clock
+// (its own and the Updater's) read FAKE_START when it starts, then move in real time, where
+// FAKE_START is LEAD_MS before a whole hour. Only the agent child's clock moves; timers, the disk and the network are real.
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';

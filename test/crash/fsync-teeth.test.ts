@@ -1,6 +1,7 @@
-// THREATS.md row 18, "the same test must fail when an fsync is removed", one fsync at a time.
-// Every fsync ferry issues has a site name (FSYNC_SITES in core/io/durable.ts), and the test-only
-// FERRY_UNSAFE_SKIP_FSYNC=<site> turns off exactly that one. For each site whose loss a power cut
+// SECURITY.md row 18, "the same test must fail when an fsync is removed", one fsync at a time.
+// Every fsync ferry issues has a site name (FSYNC_SITES in core/io/durable.ts), and the test seam
+// skipFsyncAt turns off exactly the named ones: the test entry (test/helpers/ferry-with-seams.mjs)
+// sets it from FERRY_UNSAFE_SKIP_FSYNC=<site>, which the `ferry` executable never reads. For each site whose loss a power cut
 // can show, this file takes it away alone, cuts the power right after ferry reported success, and
 // requires the power-cut oracle (test/helpers/crash.ts) to find a violation; a control run with
 // nothing taken away must find none.
@@ -21,7 +22,7 @@ import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FSYNC_SITES, type FsyncSite } from '../../core/io/durable.ts';
+import { FSYNC_SITES, parseFsyncSkip, skipFsyncAt, skipsFsync, type FsyncSite } from '../../core/io/durable.ts';
 import {
   NEW,
   OLD,
@@ -106,16 +107,24 @@ async function cutAfterRollback(label: string, env: Record<string, string>): Pro
   });
 }
 
-/** Runs `node -e` with FERRY_UNSAFE_SKIP_FSYNC=`value` and returns the sites it skips. */
-async function skippedWith(value: string): Promise<{ code: number | null; out: string; err: string }> {
-  const code = `import('./core/io/durable.ts').then((d) => console.log(JSON.stringify(d.FSYNC_SITES.filter((s) => d.skipsFsync(s)))))`;
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: ROOT, env: { ...process.env, FERRY_UNSAFE_SKIP_FSYNC: value }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-    child.on('close', (c) => resolve({ code: c, out: out.trim(), err }));
+/** The sites skipsFsync reports after the test seam is set from a FERRY_UNSAFE_SKIP_FSYNC value. */
+function skippedWith(value: string): FsyncSite[] {
+  skipFsyncAt(parseFsyncSkip(value));
+  try {
+    return FSYNC_SITES.filter((s) => skipsFsync(s));
+  } finally {
+    skipFsyncAt([]);
+  }
+}
+
+/** Runs the `ferry` executable users run (never the test entry) with `env` added. */
+function runExecutable(args: string[], env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['dist/cli/ferry.js', ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000 });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr }));
   });
 }
 
@@ -127,16 +136,26 @@ const here = reason !== null || (await inPrivateMountNamespace());
 if (here) {
   const names = suite('FERRY_UNSAFE_SKIP_FSYNC turns off exactly the named fsync sites, and a typo is an error');
 
-  names('unset skips nothing, "1" skips every site, a list skips exactly its sites', async () => {
-    assert.is((await skippedWith('')).out, '[]');
-    assert.is((await skippedWith('1')).out, JSON.stringify(FSYNC_SITES));
-    assert.is((await skippedWith('switch.dir,store.sync')).out, JSON.stringify(['switch.dir', 'store.sync']));
+  names('unset skips nothing, "1" skips every site, a list skips exactly its sites', () => {
+    assert.equal(skippedWith(''), []);
+    assert.equal(skippedWith('1'), [...FSYNC_SITES]);
+    assert.equal(skippedWith('switch.dir,store.sync'), ['switch.dir', 'store.sync']);
+    assert.equal(skippedWith(''), [], 'setting the seam again replaces the earlier list');
   });
 
   names('a site name that does not exist stops ferry instead of silently skipping nothing', async () => {
     const r = await ferry(['status', '--home', '/nonexistent-home'], { FERRY_UNSAFE_SKIP_FSYNC: 'switch.dri' });
     assert.is.not(r.code, 0, describeRun(r));
     assert.match(r.stderr, /FERRY_UNSAFE_SKIP_FSYNC names "switch\.dri", which is not an fsync site/);
+  });
+
+  names('the ferry executable never reads FERRY_UNSAFE_SKIP_FSYNC: only the test entry turns it into the seam', async () => {
+    // The same typo that stops the test entry is not even looked at by dist/cli/ferry.js: it fails
+    // only because the home does not exist.
+    const r = await runExecutable(['status', '--home', '/nonexistent-home'], { FERRY_UNSAFE_SKIP_FSYNC: 'switch.dri' });
+    assert.is.not(r.code, 0, r.stderr);
+    assert.not.match(r.stderr, /FERRY_UNSAFE_SKIP_FSYNC|fsync/);
+    assert.match(r.stderr, /nonexistent-home/);
   });
 
   names.run();

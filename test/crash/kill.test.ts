@@ -1,7 +1,7 @@
-// THREATS.md row 19: a process killed in any state. The real CLI (`node dist/cli/ferry.js update`)
-// runs in a child that SIGKILLs itself at the entry or exit of every journaled phase
-// (FERRY_TEST_KILL_AT, core/update/test-hooks.ts), and again at seeded random instants killed from the
-// outside. After each kill the next start must recover: `current` is a complete signed 1.0.0 or
+// SECURITY.md row 19: a process killed in any state. The real CLI (`ferry update`) runs in a child
+// that SIGKILLs itself at the entry or exit of every journaled phase (FERRY_TEST_KILL_AT, read by
+// the test entry test/helpers/ferry-with-seams.mjs and handed to the Updater as its killPoint), and
+// again at seeded random instants killed from the outside. After each kill the next start must recover: `current` is a complete signed 1.0.0 or
 // 1.1.0 (hashed here, against the manifest read from the repository), the journal is idle or
 // staged, no history record is left in progress except a staged one, and the next `ferry update`
 // finishes the job (healthy release) or rolls it back again (unhealthy release).

@@ -8,6 +8,11 @@ import { caseSeed, makeRng } from './mutate.ts';
 import { makeSandbox, type Sandbox } from './sandbox.ts';
 import { loadSeeds } from './seeds.ts';
 import { Finding, targetByName } from './targets.ts';
+import { parseFsyncSkip, skipFsyncAt } from '../../core/io/durable.ts';
+
+// The fuzz runs ask for FERRY_UNSAFE_SKIP_FSYNC (fsync is not what fuzzing checks); the library
+// never reads it, so this test process sets the seam itself.
+skipFsyncAt(parseFsyncSkip(process.env.FERRY_UNSAFE_SKIP_FSYNC ?? ''));
 
 export interface Job {
   target: string;

@@ -49,10 +49,21 @@ export interface Started {
 /** Children that run longer than this are killed (a hung update must fail the test, not stall it). */
 export const CHILD_TIMEOUT_MS = 60_000;
 
-/** Starts `node dist/cli/ferry.js …` as a child; `env` is added to the test's environment. */
+/** The variables only the test entry reads; the `ferry` executable ignores them (cli/seams.ts). */
+export const SEAM_VARIABLES = ['FERRY_TEST_KILL_AT', 'FERRY_TEST_CLOCK_START', 'FERRY_UNSAFE_SKIP_FSYNC'] as const;
+
+/**
+ * The script a child runs: the executable users run (dist/cli/ferry.js), or, when `env` sets a
+ * test seam, test/helpers/ferry-with-seams.mjs — the same runCli, handed the seams.
+ */
+export function ferryEntry(env: Record<string, string>): string {
+  return SEAM_VARIABLES.some((name) => name in env) ? 'test/helpers/ferry-with-seams.mjs' : 'dist/cli/ferry.js';
+}
+
+/** Starts the built `ferry` (ferryEntry) as a child; `env` is added to the test's environment. */
 export function startFerry(args: string[], env: Record<string, string> = {}): Started {
   const t0 = performance.now();
-  const child = spawn(process.execPath, ['dist/cli/ferry.js', ...args], {
+  const child = spawn(process.execPath, [ferryEntry(env), ...args], {
     cwd: ROOT,
     env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -397,7 +408,7 @@ export type CutTrigger =
   | { kind: 'none' }
   /** `ms` after the command was started. */
   | { kind: 'time'; ms: number }
-  /** The child SIGKILLs itself at FERRY_TEST_KILL_AT=`point`; the cut follows at once. */
+  /** The child (the test entry) SIGKILLs itself at FERRY_TEST_KILL_AT=`point`; the cut follows at once. */
   | { kind: 'phase'; point: string }
   /** As soon as the command's stdout matches (or it exits). */
   | { kind: 'printed'; pattern: RegExp }

@@ -42,9 +42,9 @@ export type AttemptOutcome =
 export function classifyError(err: unknown): Exclude<AttemptOutcome, 'done'> {
   if (isFerryError(err, 'ERR_BUSY')) return 'busy';
   if (isFerryError(err) && err.retryable) return 'offline';
-  // Anything that is not a FerryError is a bug or an unexpected failure of the machine; treated as
-  // offline so the agent backs off instead of spinning on it.
-  if (!isFerryError(err)) return 'offline';
+  // A bug (ERR_INTERNAL, or anything that is not a FerryError) or an unexpected failure of the
+  // machine is treated as offline, so the agent backs off instead of spinning on it.
+  if (!isFerryError(err) || err.code === 'ERR_INTERNAL') return 'offline';
   return 'refused';
 }
 

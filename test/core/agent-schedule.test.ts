@@ -20,6 +20,7 @@ const classifyCases: [string, unknown, AttemptOutcome][] = [
   ['expired metadata', new FerryError('ERR_EXPIRED', 'old'), 'refused'],
   ['a release that failed too often', new FerryError('ERR_GAVE_UP', 'gave up'), 'refused'],
   ['an unexpected non-ferry error backs off too', new TypeError('bug'), 'offline'],
+  ['a bug reported as ERR_INTERNAL backs off too', new FerryError('ERR_INTERNAL', 'impossible state'), 'offline'],
 ];
 for (const [name, err, expected] of classifyCases) {
   classify(name, () => assert.is(classifyError(err), expected));

@@ -1,5 +1,5 @@
-// Agent: the device's long-running daemon as a library (`ferry agent` is a thin command around it,
-// cli/commands/agent.ts). It checks and applies updates (trigger 'auto', so the policy's
+// Agent: the device's long-running daemon as a library (ARCHITECTURE.md "The agent"; `ferry agent`
+// is a thin command around it, cli/commands/agent.ts). It checks and applies updates (trigger 'auto', so the policy's
 // autoUpdate, approval and window rules hold) every checkInterval with jitter, backing off while
 // offline, and, when a staged release waits for the maintenance window, when the window opens
 // (the decisions: core/policy/agent-schedule.ts, core/policy/maintenance-window.ts). It checks at

@@ -1,9 +1,9 @@
 // Rate limit for wake-ups from LAN peers: a peer announcing a newer release than ours (mDNS TXT
 // `ver=`) is a reason to look now, but the claim is unverified, so it only wakes a check, at most
 // one per PEER_WAKE_MS however chatty or lying the peers are; what gets installed is decided by
-// signed metadata as always (SECURITY.md row 8). Each announcement is heard
-// once, so one that comes too soon after the last wake is kept as a single deferred wake, never
-// dropped. Time is the agent's injected clock and sleep.
+// signed metadata as always (SECURITY.md row 8, ARCHITECTURE.md "The agent"). Each announcement
+// is heard once, so one that comes too soon after the last wake is kept as a single deferred
+// wake, never dropped. Time is the agent's injected clock and sleep.
 
 import type { SleepFn } from './sleep.ts';
 

@@ -8,7 +8,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EventEmitter } from 'node:events';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rename } from 'node:fs/promises';
+import { join } from 'node:path';
 import net from 'node:net';
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import { Agent, PEER_WAKE_MS, type AgentStopped, type SleepFn, type SpawnFn } from '../../plugins/agent/agent.ts';
@@ -16,7 +17,8 @@ import { inMaintenanceWindow } from '../../core/policy/policy.ts';
 import { WINDOW_GRACE_MS, WINDOW_JITTER_CAP_MS } from '../../core/policy/agent-schedule.ts';
 import { controlSocketPath, runDir, serveControl } from '../../plugins/run/control.ts';
 import { assertInstalled, cleanupAll, makeDevice, type TestDevice } from '../helpers/device.ts';
-import { makeRepo, sampleApp, type TestRepo } from '../helpers/repo.ts';
+import { makeRepo, sampleApp, tempDir, type TestRepo } from '../helpers/repo.ts';
+import { writeBundle } from '../../core/publish/bundle.ts';
 import { freePort } from '../helpers/net.ts';
 import type { TimeWindow, UpdatePolicy } from '../../core/spec.ts';
 import type { ManifestDoc } from '../../core/trust/metadata.ts';
@@ -287,6 +289,28 @@ test('an abort during an attempt lets it finish (the switch is committed, not cu
   await assertInstalled(device, manifests[0]!);
   const status = await device.with((u) => u.status());
   assert.is(status.phase, 'idle', 'no update left half done');
+});
+
+test('a bundle landing on a usb: mount wakes a check at once (real watcher), with no fake time passing', async () => {
+  const tmp = await tempDir('ferry-agent-stick-');
+  cleanups.push(tmp);
+  const stick = join(tmp.path, 'stick');
+  await mkdir(stick);
+  const { repo, device, manifests } = await setup({ checkInterval: 3600 }, ['1.0.0'], () => [`usb:${stick}`]);
+  const h = start(device.home, new FakeTime(new Date()));
+  try {
+    await h.sleepingAfter(1, 'the sleep after finding an empty stick');
+    assert.is(await device.current(), null);
+    const out = join(tmp.path, 'drop.ferry');
+    await writeBundle({ repo: repo.repo, version: '1.0.0', platform: 'linux', arch: 'x64', out });
+    await rename(out, join(stick, 'update.ferry'));
+    await until('committed 1.0.0 from the stick', () => h.events.some((e) => e.event === 'committed' && e.fields.version === '1.0.0'));
+    assert.ok(h.events.some((e) => e.event === 'usb'), 'the drop is logged');
+    assert.is(h.checks()[1]!.fields.trigger, 'usb');
+    await assertInstalled(device, manifests[0]!);
+  } finally {
+    await stopAgent(h);
+  }
 });
 
 // ---------------------------------------------------------------------------------------------

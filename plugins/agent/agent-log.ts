@@ -1,0 +1,60 @@
+// The agent's log: one line per event, human text or one JSON object, with the event's name and
+// fields. The Agent (plugins/agent/agent.ts) calls an AgentLog; createAgentLog makes the one
+// `ferry agent` prints on stdout. The event names and fields are what scripts and the tests read
+// (`started`, `check`, `committed`, `waiting`, `error`, `usb`, `peer`, `app`, `stopping`, `stopped` …).
+
+import type { ApplyResult } from '../../core/spec.ts';
+import { isFerryError } from '../../core/errors.ts';
+
+/** One event: its name, its fields (for JSON), and the sentence for people. */
+export type AgentLog = (event: string, fields: Record<string, unknown>, text: string) => void;
+
+/** `2026-11-26T12:00:00Z ferry: committed 1.1.0 (delta, 6.0 KiB)`, or one JSON object per line. */
+export function createAgentLog(format: 'human' | 'json', write: (line: string) => void, clock: () => Date = () => new Date()): AgentLog {
+  return (event, fields, text) => {
+    const time = clock().toISOString().replace(/\.\d{3}Z$/, 'Z');
+    write(format === 'json' ? JSON.stringify({ time, event, ...fields }) : `${time} ferry: ${text}`);
+  };
+}
+
+/** Bytes for people (the same units as `ferry status`): 512 B, 6.00 KiB, 1.2 MiB. */
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+/** The line for what an apply came to. */
+export function logResult(log: AgentLog, result: ApplyResult): void {
+  switch (result.status) {
+    case 'up-to-date':
+      log('up-to-date', { version: result.current }, `up to date (${result.current ?? 'nothing installed'})`);
+      return;
+    case 'waiting':
+      log('waiting', { version: result.version, reason: result.reason, why: result.why }, `waiting: ${result.version} is staged (${result.reason}): ${result.why}`);
+      return;
+    case 'committed': {
+      const r = result.record;
+      log('committed', { version: r.to, from: r.from, kind: r.kind, bytes: r.bytesMoved, source: r.source }, `committed ${r.to} (${r.kind ?? 'full'}${r.fellBackToFull ? ' after a failed delta' : ''}, ${bytes(r.bytesMoved)})`);
+      return;
+    }
+    case 'rolled-back': {
+      const r = result.record;
+      log('rolled-back', { version: r.to, from: r.from, code: r.errorCode, message: r.message ?? null }, `rolled back ${r.to}: ${r.errorCode ?? 'ERR_UNHEALTHY'} ${r.message ?? ''}; still on ${r.from ?? 'nothing'}`);
+      return;
+    }
+  }
+}
+
+/** The line for an attempt that threw; `retryInMs` is when the next one runs (null: none follows). */
+export function logError(log: AgentLog, error: Error, retryInMs: number | null): void {
+  const code = isFerryError(error) ? error.code : 'ERR_INTERNAL';
+  const retry = retryInMs === null ? '' : ` (next try in ${Math.round(retryInMs / 1000)} s)`;
+  log('error', { code, message: error.message, ...(retryInMs === null ? {} : { retryInMs }) }, `error ${code}: ${error.message}${retry}`);
+}

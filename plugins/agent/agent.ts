@@ -1,0 +1,284 @@
+// Agent: the device's long-running daemon as a library (ARCHITECTURE.md "The agent"; `ferry agent`
+// is a thin command around it, cli/commands/agent.ts). It checks and applies updates (trigger 'auto', so the policy's
+// autoUpdate, approval and window rules hold) every checkInterval with jitter, backing off while
+// offline, and, when a staged release waits for the maintenance window, when the window opens
+// (the decisions: core/policy/agent-schedule.ts, core/policy/maintenance-window.ts). It checks at
+// once when a bundle or repository lands on a `usb:` mount or a LAN peer announces a newer
+// release (at most one peer wake per PEER_WAKE_MS), shares the verified cache with LAN peers and
+// announces the release it runs when a source is `lan` (plugins/agent/wake-sources.ts), and can
+// supervise the app with `ferry run` as its own child (plugins/agent/app-child.ts). The home's
+// lock is taken only for an attempt (plugins/agent/attempt.ts), so `ferry status`, `ferry approve`
+// … work in between.
+//
+//   const agent = new Agent({ home, log, app: { command: ['node', 'server.js'], listen: ['8080'], drainTimeoutMs: 30_000 } });
+//   const stop = new AbortController();
+//   process.once('SIGTERM', () => stop.abort('SIGTERM'));
+//   const how = await agent.run(stop.signal); // { reason: 'aborted' } or { reason: 'app-exited', … }
+//
+// Options (all but `home` optional):
+//   home             the device home (made by `ferry init`)
+//   log              AgentLog, one call per event (default: none); createAgentLog prints lines
+//   clock            the time the schedule, the window and the device read (default: the real clock)
+//   sleep            SleepFn the agent waits with (default: real timers); with `clock`, fake time
+//   random           jitter source in [0, 1] (default Math.random)
+//   spawn            starts `ferry run` (default node's child_process.spawn)
+//   share            { host, port }: serve the cache to LAN peers when a source is lan (default: no)
+//   interfaceAddress the LAN address mDNS uses and announces
+//   app              { command, listen?, health?, drainTimeoutMs }: supervise the app (ferry run)
+//   ferryBin         the ferry executable run as `node <ferryBin> run …` (default dist/cli/ferry.js)
+//   killPoint        a test seam handed to the Updater unchanged (UpdaterDeps.killPoint)
+// Methods:
+//   run(signal)      the loop until `signal` aborts (or the supervised app exits). An attempt under
+//                    way is finished, never cut mid-switch; then children and servers are stopped.
+//                    Rejects only when it cannot start (a broken ferry.json, the share port taken).
+//   once()           one attempt, for `ferry agent --once`: what it came to (its failure is the
+//                    result's `error`); rejects only for a broken ferry.json or an app given
+//   wake(why)        check now (what a USB drop does)
+//   peerAnnounced(p) a peer says it runs p.version: a check soon, if newer than ours (rate-limited)
+// Socket activation: the Agent takes the sockets systemd passed this process (LISTEN_PID = this
+// pid) when it is built, removing the LISTEN_* variables first so no child (health commands,
+// bspatch workers, `ferry run`) reads variables that describe the agent's own fds, and hands them
+// to its `ferry run` (plugins/agent/app-child.ts).
+
+import { spawn as nodeSpawn, type ChildProcess } from 'node:child_process';
+import semver from 'semver';
+import { afterAttempt } from '../../core/policy/agent-schedule.ts';
+import { formatLocalTime } from '../../core/policy/maintenance-window.ts';
+import { readDeviceConfig } from '../../core/device/config.ts';
+import { homeLayout } from '../../core/device/layout.ts';
+import { readCurrent } from '../../core/device/switch.ts';
+import { FerryError, isFerryError } from '../../core/errors.ts';
+import type { UpdaterDeps } from '../../core/update/updater.ts';
+import { withDevice, type OpenDeviceOptions } from '../open-device.ts';
+import { takeSystemdListenFds, type InheritedFd, type ListenSocket } from '../run/listen-fds.ts';
+import { logError, type AgentLog } from './agent-log.ts';
+import { appSockets, DEFAULT_FERRY_BIN, startApp, STOP_GRACE_MS, stopApp, waitForSupervisor, type AppOptions, type SpawnFn, type StartAppInput } from './app-child.ts';
+import { attemptUpdate, type AttemptResult } from './attempt.ts';
+import { createPeerWake, type PeerWake } from './peer-wake.ts';
+import { realSleep, type SleepFn } from './sleep.ts';
+import { startWakeSources, type ShareOptions, type WakeSources } from './wake-sources.ts';
+
+export { createAgentLog, type AgentLog } from './agent-log.ts';
+export type { AppOptions, SpawnFn } from './app-child.ts';
+export type { AttemptResult } from './attempt.ts';
+export { PEER_WAKE_MS } from './peer-wake.ts';
+export type { SleepFn } from './sleep.ts';
+export type { ShareOptions } from './wake-sources.ts';
+
+export interface AgentOptions {
+  home: string;
+  log?: AgentLog;
+  clock?: () => Date;
+  sleep?: SleepFn;
+  random?: () => number;
+  spawn?: SpawnFn;
+  share?: ShareOptions | null;
+  interfaceAddress?: string;
+  app?: AppOptions;
+  ferryBin?: string;
+  killPoint?: UpdaterDeps['killPoint'];
+}
+
+/** Why run() returned. */
+export type AgentStopped =
+  | { reason: 'aborted' }
+  /** The supervised `ferry run` exited on its own: the agent stops too (its supervisor restarts both). */
+  | { reason: 'app-exited'; code: number | null; signal: NodeJS.Signals | null };
+
+const quiet: AgentLog = () => {};
+
+export class Agent {
+  readonly home: string;
+  private readonly log: AgentLog;
+  private readonly clock: () => Date;
+  private readonly sleep: SleepFn;
+  private readonly random: () => number;
+  private readonly spawn: SpawnFn;
+  private readonly share: ShareOptions | null;
+  private readonly interfaceAddress: string | undefined;
+  private readonly app: AppOptions | null;
+  private readonly ferryBin: string;
+  private readonly device: OpenDeviceOptions;
+  /** The sockets systemd passed, and those `ferry run` serves on. */
+  private readonly passed: InheritedFd[];
+  private readonly sockets: ListenSocket[];
+
+  // State of the running loop.
+  private running = false;
+  /** Why the current or next sleep is cut short ('usb', 'peer' …), or null. */
+  private triggered: string | null = null;
+  private napping: AbortController | null = null;
+  private installed: string | null = null;
+  private peerWake: PeerWake | null = null;
+
+  /** ERR_USAGE for an app that cannot be run (an empty command, a --listen fd that is no socket). */
+  constructor(options: AgentOptions) {
+    this.home = options.home;
+    this.log = options.log ?? quiet;
+    this.clock = options.clock ?? (() => new Date());
+    this.sleep = options.sleep ?? realSleep;
+    this.random = options.random ?? Math.random;
+    this.spawn = options.spawn ?? nodeSpawn;
+    this.share = options.share ?? null;
+    this.interfaceAddress = options.interfaceAddress;
+    this.app = options.app ?? null;
+    this.ferryBin = options.ferryBin ?? DEFAULT_FERRY_BIN;
+    this.device = {
+      log: (m) => this.log('note', { message: m }, m),
+      clock: this.clock,
+      ...(options.killPoint ? { killPoint: options.killPoint } : {}),
+    };
+    this.passed = takeSystemdListenFds(process.env, process.pid);
+    this.sockets = this.app ? appSockets(this.app, this.passed) : [];
+  }
+
+  /** Check now: ends the current sleep, or runs again right after the attempt under way. */
+  wake(why: string): void {
+    this.triggered ??= why;
+    this.napping?.abort();
+  }
+
+  /**
+   * A LAN peer says it runs `version` (unverified). When that is newer than what is installed, a
+   * check follows, at most one per PEER_WAKE_MS (plugins/agent/peer-wake.ts). Ignored unless run()
+   * is running.
+   */
+  peerAnnounced(peer: { url: string; version: string }): void {
+    if (!this.peerWake) return;
+    if (!semver.valid(peer.version) || (this.installed !== null && !semver.gt(peer.version, this.installed))) return;
+    this.log('peer', { url: peer.url, version: peer.version }, `peer ${peer.url} announces ${peer.version}`);
+    this.peerWake.heard();
+  }
+
+  /** One attempt (`ferry agent --once`). ERR_USAGE with an app: one attempt cannot supervise it. */
+  async once(): Promise<AttemptResult> {
+    if (this.app) throw new FerryError('ERR_USAGE', 'once makes one attempt and returns; it cannot supervise an app (drop the app command)');
+    await readDeviceConfig(homeLayout(this.home).config); // a broken ferry.json is an error of its own, not a failed attempt
+    const r = await attemptUpdate(this.home, this.log, 'once', this.device);
+    if (r.error) logError(this.log, r.error, null);
+    return r;
+  }
+
+  /** The daemon loop until `signal` aborts; see the file header. */
+  async run(signal: AbortSignal): Promise<AgentStopped> {
+    if (this.running) throw new FerryError('ERR_USAGE', `an agent already runs on ${this.home} in this process`);
+    this.running = true;
+    const log = this.log;
+    const layout = homeLayout(this.home);
+    // A stop never cuts an attempt: it ends a sleep or a wait, or is noticed when the attempt returns.
+    const stop = new AbortController();
+    let stopped: AgentStopped = { reason: 'aborted' };
+    const requestStop = (why: string, how: AgentStopped) => {
+      if (stop.signal.aborted) return;
+      stopped = how;
+      log('stopping', { reason: why }, `stopping (${why})`);
+      stop.abort();
+    };
+    const onAbort = () => requestStop(typeof signal.reason === 'string' ? signal.reason : 'aborted', { reason: 'aborted' });
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+
+    let sources: WakeSources | null = null;
+    let child: ChildProcess | null = null;
+    try {
+      let config = await readDeviceConfig(layout.config); // a broken ferry.json is an error now, not a loop of errors
+      // Recovery first: opening the updater finishes or rolls back an update a kill interrupted.
+      const status = await withDevice(this.home, (u) => u.status(), this.device).catch((err: unknown) => {
+        if (!isFerryError(err, 'ERR_BUSY')) throw err;
+        log('note', { message: err.message }, `home busy at start (${err.message}); recovery happens on the first attempt`);
+        return null;
+      });
+      log('started', { version: status?.currentVersion ?? null, pid: process.pid, sources: config.sources, checkInterval: config.policy.checkInterval },
+        `started on ${status?.currentVersion ?? 'nothing installed'} (pid ${process.pid}; sources ${config.sources.join(', ')}; every ${config.policy.checkInterval} s)`);
+      if (this.passed.length > 0 && !this.app) {
+        const message = `systemd passed ${this.passed.length} socket(s) but no app command is given: nothing serves them`;
+        log('note', { message }, message);
+      }
+
+      this.installed = status?.currentVersion ?? null;
+      this.peerWake = createPeerWake({ clock: this.clock, sleep: this.sleep, wake: () => this.wake('peer') });
+      sources = await startWakeSources({
+        home: this.home,
+        config,
+        log,
+        usbDrop: () => this.wake('usb'),
+        peerVersion: (peer) => this.peerAnnounced(peer),
+        installed: this.installed,
+        share: this.share,
+        ...(this.interfaceAddress ? { interfaceAddress: this.interfaceAddress } : {}),
+      });
+
+      const app = this.app;
+      const appInput: StartAppInput | null = app && { home: this.home, app, sockets: this.sockets, ferryBin: this.ferryBin, spawn: this.spawn, clock: this.clock, sleep: this.sleep, stop: stop.signal };
+      const ensureApp = async () => {
+        if (!appInput || child !== null) return;
+        const c = await startApp(appInput);
+        if (!c) return;
+        child = c;
+        log('app', { pid: c.pid ?? null, command: appInput.app.command }, `supervising the app with ferry run (pid ${c.pid ?? '?'}): ${appInput.app.command.join(' ')}`);
+        c.once('exit', (code, sig) => {
+          if (stop.signal.aborted) return;
+          log('app-exited', { code, signal: sig }, `ferry run exited (${sig ?? code}); the agent stops too`);
+          requestStop('app exited', { reason: 'app-exited', code, signal: sig });
+        });
+        await waitForSupervisor(c, appInput);
+      };
+      // The app serves from what is installed at once (after recovery, above), not after the first
+      // check: under socket activation, connections wait in the kernel's queue until it does.
+      await ensureApp();
+
+      let failures = 0;
+      let why = 'start';
+      while (!stop.signal.aborted) {
+        this.triggered = null;
+        const r = await attemptUpdate(this.home, log, why, this.device);
+        await ensureApp();
+        const now = this.clock();
+        const version = await readCurrent(layout).catch(() => null);
+        if (version !== this.installed && version !== null) sources.announceVersion(version);
+        this.installed = version;
+        // ferry.json is read again each round, so a changed checkInterval takes effect.
+        config = await readDeviceConfig(layout.config).catch(() => config);
+        const policy = config.policy;
+        const next = afterAttempt({ policy, failures, outcome: r.outcome, triggered: this.triggered !== null, rand: this.random(), waitingForWindow: r.waitingForWindow, now });
+        failures = next.failures;
+        if (next.why === 'window' && !stop.signal.aborted) {
+          const at = new Date(now.getTime() + next.delayMs);
+          const local = formatLocalTime(at, policy.maintenanceWindow?.timezone ?? 'UTC');
+          log('window-wait', { at: at.toISOString(), local }, `waiting for the maintenance window; next attempt at ${at.toISOString()} (${local})`);
+        }
+        if (r.error) logError(log, r.error, stop.signal.aborted ? null : next.delayMs);
+        if (stop.signal.aborted) break;
+        if (next.delayMs > 0 && this.triggered === null) await this.nap(next.delayMs, stop.signal);
+        why = this.triggered ?? next.why;
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      stop.abort(); // ends a deferred peer wake's sleep, whatever ended the loop
+      this.peerWake?.close();
+      this.peerWake = null;
+      if (child) await stopApp(child, (this.app?.drainTimeoutMs ?? 0) + STOP_GRACE_MS);
+      await sources?.close();
+      this.running = false;
+    }
+    const how = stopped as AgentStopped; // set by requestStop, which TypeScript cannot follow into the closure
+    log('stopped', how.reason === 'app-exited' ? { ...how } : { reason: how.reason }, 'stopped');
+    return how;
+  }
+
+  /** Sleeps until `ms` pass, wake() is called or the agent stops. */
+  private async nap(ms: number, stop: AbortSignal): Promise<void> {
+    // One controller ended by either, held by `this.napping` for as long as the sleep lasts (a
+    // signal from AbortSignal.any that nothing references could be collected with its listeners).
+    const woken = new AbortController();
+    const onStop = () => woken.abort();
+    stop.addEventListener('abort', onStop, { once: true });
+    this.napping = woken;
+    try {
+      if (!stop.aborted) await this.sleep(ms, woken.signal);
+    } finally {
+      stop.removeEventListener('abort', onStop);
+      this.napping = null;
+    }
+  }
+}

@@ -1,0 +1,34 @@
+// One check+apply attempt of the agent: the device home opened for just this attempt (its lock
+// taken, an interrupted update recovered), `apply({ trigger: 'auto' })` so the policy's autoUpdate,
+// approval and window rules hold, the outcome logged, and the device closed again, so `ferry
+// status`, `ferry approve` … work between attempts. What the outcome means for the next wake-up
+// is decided by core/policy/agent-schedule.ts.
+
+import { classifyError, type AttemptOutcome } from '../../core/policy/agent-schedule.ts';
+import type { ApplyResult } from '../../core/spec.ts';
+import { withDevice, type OpenDeviceOptions } from '../open-device.ts';
+import { logResult, type AgentLog } from './agent-log.ts';
+
+/** What one attempt came to. */
+export interface AttemptResult {
+  /** As far as scheduling cares (done, busy, offline, refused). */
+  outcome: AttemptOutcome;
+  /** What apply returned, or null when it threw. */
+  result: ApplyResult | null;
+  /** What apply (or opening the device) threw, or null. */
+  error: Error | null;
+  /** A release is staged and waits for the maintenance window: the agent wakes when it opens. */
+  waitingForWindow: boolean;
+}
+
+/** Runs one attempt; never throws (a failure is the result's `error`). */
+export async function attemptUpdate(home: string, log: AgentLog, why: string, device: OpenDeviceOptions): Promise<AttemptResult> {
+  log('check', { trigger: why }, `checking for updates (${why})`);
+  try {
+    const result = await withDevice(home, (u) => u.apply({ trigger: 'auto' }), device);
+    logResult(log, result);
+    return { outcome: 'done', result, error: null, waitingForWindow: result.status === 'waiting' && result.reason === 'window' };
+  } catch (err) {
+    return { outcome: classifyError(err), result: null, error: err instanceof Error ? err : new Error(String(err)), waitingForWindow: false };
+  }
+}

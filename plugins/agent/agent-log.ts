@@ -5,6 +5,7 @@
 
 import type { ApplyResult } from '../../core/spec.ts';
 import { isFerryError } from '../../core/errors.ts';
+import { formatBytes } from '../../core/io/format-bytes.ts';
 
 /** One event: its name, its fields (for JSON), and the sentence for people. */
 export type AgentLog = (event: string, fields: Record<string, unknown>, text: string) => void;
@@ -15,19 +16,6 @@ export function createAgentLog(format: 'human' | 'json', write: (line: string) =
     const time = clock().toISOString().replace(/\.\d{3}Z$/, 'Z');
     write(format === 'json' ? JSON.stringify({ time, event, ...fields }) : `${time} ferry: ${text}`);
   };
-}
-
-/** Bytes for people (the same units as `ferry status`): 512 B, 6.00 KiB, 1.2 MiB. */
-function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
 }
 
 /** The line for what an apply came to. */
@@ -41,7 +29,7 @@ export function logResult(log: AgentLog, result: ApplyResult): void {
       return;
     case 'committed': {
       const r = result.record;
-      log('committed', { version: r.to, from: r.from, kind: r.kind, bytes: r.bytesMoved, source: r.source }, `committed ${r.to} (${r.kind ?? 'full'}${r.fellBackToFull ? ' after a failed delta' : ''}, ${bytes(r.bytesMoved)})`);
+      log('committed', { version: r.to, from: r.from, kind: r.kind, bytes: r.bytesMoved, source: r.source }, `committed ${r.to} (${r.kind ?? 'full'}${r.fellBackToFull ? ' after a failed delta' : ''}, ${formatBytes(r.bytesMoved)})`);
       return;
     }
     case 'rolled-back': {

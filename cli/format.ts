@@ -10,5 +10,3 @@ export function defaultArch(): string {
 }
 
 export { formatBytes } from '../core/io/format-bytes.ts';
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
-}

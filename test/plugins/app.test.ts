@@ -259,7 +259,8 @@ Drain('SIGTERM: in-flight request finishes, a just-idle connection is still answ
     const reuseFirst = await getOn(port, '/', reuse);
     assert.is(reuseFirst.connection, 'keep-alive');
     const slowStarted = Date.now();
-    const slow = getOn(port, '/slow?ms=1500', busy).then((r) => ({ ...r, at: Date.now() }));
+    // Settled either way, so a failure reads as this test's, not as an unhandled rejection.
+    const slow = getOn(port, '/slow?ms=1500', busy).then((r) => ({ ...r, at: Date.now() }), (err: Error) => err);
     await sleep(200);
 
     const termAt = Date.now();
@@ -274,7 +275,9 @@ Drain('SIGTERM: in-flight request finishes, a just-idle connection is still answ
     // Nothing accepts new connections any more.
     await get(port, '/', false, 2000).then(() => assert.unreachable('a new connection was accepted while draining'), (err: NodeJS.ErrnoException) => assert.is(err.code, 'ECONNREFUSED'));
 
-    const slowReply = await slow;
+    const settled = await slow;
+    if (settled instanceof Error) throw new Error(`the in-flight request failed: ${settled.message}`);
+    const slowReply = settled;
     assert.is(slowReply.status, 200, 'the in-flight request finished');
     assert.is(slowReply.body.trim(), '2.0.0');
     assert.is(slowReply.connection, 'close', 'the in-flight request is answered with Connection: close');
@@ -360,7 +363,12 @@ Unit('the vendored ferry/app is regular files importing node: built-ins and each
   assert.equal(pkg, { name: 'ferry', type: 'module', exports: { './app': './app.js' } });
   for (const file of files.filter((f) => f.endsWith('.js'))) {
     const source = String(tree[file]);
-    const specifiers = [...source.matchAll(/^\s*(?:import|export)\b[^'"]*?from\s+['"]([^'"]+)['"]/gm), ...source.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g)].map((m) => m[1]!);
+    const specifiers = [
+      ...source.matchAll(/^\s*(?:import|export)\b[^'"]*?from\s+['"]([^'"]+)['"]/gm), // import x from '…', export { x } from '…'
+      ...source.matchAll(/^\s*import\s+['"]([^'"]+)['"]/gm), // import '…'
+      ...source.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g), // import('…')
+    ].map((m) => m[1]!);
+    if (file.endsWith('/app.js')) assert.ok(specifiers.includes('node:http') && specifiers.includes('./app-drain.js'), `the scan sees app.js's imports: ${specifiers.join(', ')}`);
     for (const s of specifiers) assert.ok(s.startsWith('node:') || /^\.\/app(-[a-z0-9-]+)?\.js$/.test(s), `${file} imports "${s}"`);
     for (const s of specifiers.filter((x) => x.startsWith('./'))) assert.ok(files.includes(`node_modules/ferry/${s.slice(2)}`), `${file} imports ${s}, which is vendored`);
   }

@@ -8,18 +8,17 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureTools, type Tool } from './lib/tools.ts';
 import { formatTable } from './lib/table.ts';
-import { makeRepo, tempDir, type TreeSpec } from '../test/helpers/repo.ts';
+import { makeRepo, tempDir, writeTree, type TreeSpec } from '../test/helpers/repo.ts';
+import { exampleAppTree } from '../test/helpers/example-app.ts';
 import { makeDevice } from '../test/helpers/device.ts';
 import { requestSupervisor } from '../plugins/run/control.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const WRK: Tool = { command: 'wrk', debianPackage: 'wrk' };
-const APP_SOURCE = readFileSync(join(ROOT, 'examples/app/server.js'), 'utf8');
 const PHASE_SECONDS = 15;
 const CONNECTIONS = 32;
 const UPDATES = 4;
@@ -82,7 +81,7 @@ function exec(cmd: string, args: string[], options: { cwd?: string; env?: NodeJS
 }
 
 function appTree(version: string): TreeSpec {
-  return { 'package.json': JSON.stringify({ name: 'sample-app', version, type: 'module' }) + '\n', 'server.js': APP_SOURCE };
+  return exampleAppTree(version);
 }
 
 async function waitHttp(port: number, path = '/', ms = 15_000): Promise<void> {
@@ -162,9 +161,7 @@ async function benchPm2(log: (line: string) => void): Promise<Row[] | string> {
     const install = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--prefix', tmp.path, 'pm2@5'], { encoding: 'utf8', timeout: 5 * 60_000 });
     if (install.status !== 0 || !existsSync(pm2Bin)) return `npm install pm2 failed: ${(install.stderr || install.stdout || String(install.error)).trim().split('\n').slice(-2).join(' ')}`;
     const appDir = join(tmp.path, 'app');
-    await mkdir(appDir, { recursive: true });
-    await writeFile(join(appDir, 'package.json'), JSON.stringify({ name: 'sample-app', version: '1.0.0', type: 'module' }) + '\n');
-    await writeFile(join(appDir, 'server.js'), APP_SOURCE);
+    await writeTree(appDir, exampleAppTree('1.0.0'));
     const port = 20_000 + Math.floor(Math.random() * 20_000);
     const start = await exec(pm2Bin, ['start', join(appDir, 'server.js'), '--name', 'bench-app', '-i', '1', '--kill-timeout', '10000'], { cwd: appDir, env: { ...env, PORT: String(port) } });
     if (start.code !== 0) return `pm2 start failed: ${start.out.trim().slice(-300)}`;

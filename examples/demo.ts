@@ -12,16 +12,16 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import { mkdtemp, readFile, readlink, rm } from 'node:fs/promises';
+import { mkdtemp, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pseudoRandomBytes, writeTree, type TreeSpec } from '../test/helpers/repo.ts';
+import { EXAMPLE_APP_SERVER, exampleAppTree } from '../test/helpers/example-app.ts';
 import { freePort } from '../test/helpers/net.ts';
 import type { UpdateRecord } from '../core/spec.ts';
 
 const FERRY = fileURLToPath(new URL('../dist/cli/ferry.js', import.meta.url));
-const APP_SERVER = await readFile(new URL('./app/server.js', import.meta.url), 'utf8');
 const keep = process.argv.includes('--keep');
 const work = await mkdtemp(join(tmpdir(), 'ferry-demo-'));
 const children: ChildProcess[] = [];
@@ -79,10 +79,9 @@ async function ferryInBackground(args: string[], ready: RegExp): Promise<{ child
 
 /** The example app (examples/app/server.js) at a version; `healthy: false` answers /healthz with 500. */
 function appVersion(version: string, healthy = true): TreeSpec {
-  const server = healthy ? APP_SERVER : APP_SERVER.replace('const HEALTHZ_STATUS = 200;', 'const HEALTHZ_STATUS = 500;');
+  const server = healthy ? EXAMPLE_APP_SERVER : EXAMPLE_APP_SERVER.replace('const HEALTHZ_STATUS = 200;', 'const HEALTHZ_STATUS = 500;');
   return {
-    'server.js': server,
-    'package.json': JSON.stringify({ name: 'demo-app', version, type: 'module' }, null, 2) + '\n',
+    ...exampleAppTree(version, { server, name: 'demo-app' }),
     'assets/logo.txt': 'ferry\n',
     // A "binary" that changes a little between versions, so the delta is small and the full is not.
     'assets/engine.bin': patchedBinary(version),

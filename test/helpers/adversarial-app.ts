@@ -5,14 +5,12 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { requestSupervisor, type SupervisorStatus } from '../../plugins/run/control.ts';
 import { ROOT, running, sleep } from './crash.ts';
+import { EXAMPLE_APP_SERVER, exampleAppTree } from './example-app.ts';
 import { get, type LoadLimits } from './load.ts';
 import type { TreeSpec } from './repo.ts';
-
-const APP_SOURCE = readFileSync(join(ROOT, 'examples/app/server.js'), 'utf8');
 
 /**
  * How a release misbehaves:
@@ -45,7 +43,7 @@ function edit(source: string, find: string, replace: string): string {
 }
 
 export function appTree(version: string, variant: Variant): TreeSpec {
-  let server = APP_SOURCE;
+  let server = EXAMPLE_APP_SERVER;
   switch (variant) {
     case 'good':
       break;
@@ -66,10 +64,7 @@ export function appTree(version: string, variant: Variant): TreeSpec {
       throw new Error(`unknown variant ${String(never)}`);
     }
   }
-  return {
-    'package.json': JSON.stringify({ name: 'sample-app', version, type: 'module' }, null, 2) + '\n',
-    'server.js': server,
-  };
+  return exampleAppTree(version, { server });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@
 // signatures malleated — plus `ferry serve` and `ferry run` as child processes stopped by pid.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -19,6 +18,7 @@ import type { UpdatePolicy } from '../../core/spec.ts';
 import { requestSupervisor, type SupervisorStatus } from '../../plugins/run/control.ts';
 import { describeRun, ferry, ROOT, signedFiles, smallApp, sleep, type Run } from './crash.ts';
 import { makeDevice, type TestDevice } from './device.ts';
+import { exampleAppTree } from './example-app.ts';
 import { makeRepo, type TestRepo, type TreeSpec } from './repo.ts';
 import { readPayload, resignChannel } from './tamper.ts';
 
@@ -213,14 +213,9 @@ export async function serveRepo(repo: string): Promise<Served> {
 // ---------------------------------------------------------------------------------------------
 // `ferry run` serving the example app
 
-const APP_SOURCE = readFileSync(join(ROOT, 'examples/app/server.js'), 'utf8');
-
-/** The example app as a release tree: it answers GET / with its version. */
+/** The example app as a release tree (ferry/app vendored): it answers GET / with its version. */
 export function exampleApp(version: string): TreeSpec {
-  return {
-    'package.json': JSON.stringify({ name: 'sample-app', version, type: 'module' }, null, 2) + '\n',
-    'server.js': APP_SOURCE,
-  };
+  return exampleAppTree(version);
 }
 
 export interface Supervised {

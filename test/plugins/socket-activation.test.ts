@@ -21,20 +21,17 @@ import { adoptInherited } from '../../plugins/run/sockets.ts';
 import { requestSupervisor } from '../../plugins/run/control.ts';
 import { ferry, ROOT } from '../helpers/cli.ts';
 import { makeDevice, type TestDevice } from '../helpers/device.ts';
+import { exampleAppTree } from '../helpers/example-app.ts';
 import { get, Load } from '../helpers/load.ts';
 import { alive } from '../helpers/proc.ts';
 import { makeRepo, tempDir, type TempDir, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
 
 const LAUNCHER = join(ROOT, 'test/helpers/socket-activate.py');
-const APP_SOURCE = readFileSync(join(ROOT, 'examples/app/server.js'), 'utf8');
 const LOAD_MAX_MS = 60_000;
 const LOAD_MAX_REQUESTS = 20_000;
 
 function appTree(version: string): TreeSpec {
-  return {
-    'package.json': JSON.stringify({ name: 'sample-app', version, type: 'module' }, null, 2) + '\n',
-    'server.js': APP_SOURCE,
-  };
+  return exampleAppTree(version);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -8,11 +8,12 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ApplyResult } from '../../core/spec.ts';
 import { makeDevice, type TestDevice } from '../helpers/device.ts';
+import { EXAMPLE_APP_SERVER, exampleAppTree } from '../helpers/example-app.ts';
 import { get, Load, type Reply } from '../helpers/load.ts';
 import { alive } from '../helpers/proc.ts';
 import { makeRepo, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
@@ -21,7 +22,6 @@ import { Supervisor } from '../../plugins/run/supervisor.ts';
 import { chooseReadiness, parseListen } from '../../plugins/run/supervision.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const APP_SOURCE = readFileSync(join(ROOT, 'examples/app/server.js'), 'utf8');
 const LOAD_MAX_MS = 60_000;
 const LOAD_MAX_REQUESTS = 20_000;
 
@@ -32,16 +32,13 @@ const UPDATE_ENTRY = (home: string) => ['dist/cli/ferry.js', 'update', '--home',
 type Variant = 'good' | 'unhealthy' | 'crash';
 
 function appTree(version: string, variant: Variant): TreeSpec {
-  let server = APP_SOURCE;
+  let server = EXAMPLE_APP_SERVER;
   if (variant === 'unhealthy') {
-    server = APP_SOURCE.replace('const HEALTHZ_STATUS = 200;', 'const HEALTHZ_STATUS = 500;');
-    assert.is.not(server, APP_SOURCE, 'the example app has the HEALTHZ_STATUS line the unhealthy release changes');
+    server = EXAMPLE_APP_SERVER.replace('const HEALTHZ_STATUS = 200;', 'const HEALTHZ_STATUS = 500;');
+    assert.is.not(server, EXAMPLE_APP_SERVER, 'the example app has the HEALTHZ_STATUS line the unhealthy release changes');
   }
   if (variant === 'crash') server = `console.error('release ${version} cannot start');\nprocess.exit(1);\n`;
-  return {
-    'package.json': JSON.stringify({ name: 'sample-app', version, type: 'module' }, null, 2) + '\n',
-    'server.js': server,
-  };
+  return exampleAppTree(version, { server });
 }
 
 function sleep(ms: number): Promise<void> {

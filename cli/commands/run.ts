@@ -46,7 +46,7 @@ export const runCommand: CommandModule<object, RunArgs> = {
       .option('home', { type: 'string', demandOption: true, describe: 'the device home folder' })
       .option('listen', { type: 'string', array: true, describe: 'PORT, HOST:PORT or [IPV6]:PORT to bind, or fd:N / systemd for inherited sockets (the default when systemd passed some); repeat for more (the app gets fds 3, 4, …)' })
       .option('health', { type: 'string', describe: 'URL or path that must answer 2xx; probed on a private socket of each new generation (LISTEN_FDNAMES ferry-health)' })
-      .option('notify', { type: 'boolean', default: false, describe: 'the app reports readiness with READY=1 on FERRY_NOTIFY_FD (notifyReady)' })
+      .option('notify', { type: 'boolean', default: false, describe: 'the app reports readiness with READY=1 on FERRY_NOTIFY_FD (ferry/app does it)' })
       .option('drain-timeout', { type: 'string', default: '30s', describe: 'how long an old generation may finish its requests before SIGKILL' })
       .option('ready-timeout', { type: 'string', default: '60s', describe: 'how long a new generation has to become ready' })
       .option('settle', { type: 'string', default: '2s', describe: 'without --health or --notify: ready once up this long' })

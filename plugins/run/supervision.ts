@@ -33,7 +33,7 @@ export function parseListen(spec: string): ListenAddress {
  *  - health: an HTTP GET of `path` on the generation's own private socket answers 2xx. Not on the
  *    shared port: there the old process answers too (both accept from one queue), so a probe could
  *    never tell which generation said yes.
- *  - notify: the app writes READY=1 (plugins/run/listen-fds.ts notifyReady).
+ *  - notify: the app writes READY=1 (ferry/app: plugins/run/app.ts reportReady).
  *  - settle: the app stays up for `settleMs` (a READY=1 before then also counts).
  */
 export type Readiness =

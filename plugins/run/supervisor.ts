@@ -10,7 +10,7 @@
 // No orphans: each generation is its own process group (killed as a group), started under
 // `setpriv --pdeathsig TERM` where util-linux has it (Node cannot set PR_SET_PDEATHSIG itself), so
 // a SIGKILLed supervisor still gets its apps drained; apps may also watch FERRY_NOTIFY_FD for EOF
-// (plugins/run/listen-fds.ts watchSupervisor), which works without setpriv.
+// (ferry/app: plugins/run/app.ts onSupervisorGone), which works without setpriv.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants } from 'node:fs';

@@ -5,7 +5,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { canMove, chooseReadiness, onExit, parseListen, restartDelay, type GenerationState, type ListenAddress, type Readiness } from '../../plugins/run/supervision.ts';
-import { listenFdNames, listenFds } from '../../plugins/run/listen-fds.ts';
+import { listenTargets } from '../../plugins/run/app-sockets.ts';
 import { assertCode } from '../helpers/assert-code.ts';
 
 const listen = suite('reads --listen as PORT, HOST:PORT or [IPV6]:PORT');
@@ -95,21 +95,24 @@ for (const [state, stopping, action] of exits) {
 }
 generations.run();
 
-const fds = suite('the app helper reads LISTEN_FDS the systemd way');
+const fds = suite('ferry/app reads LISTEN_FDS the systemd way');
 
-const pid = String(process.pid);
+const pid = process.pid;
 const envs: [string, NodeJS.ProcessEnv, number[], string[]][] = [
   ['nothing passed', {}, [], []],
-  ['two sockets for this pid', { LISTEN_FDS: '2', LISTEN_PID: pid, LISTEN_FDNAMES: 'listen-0:ferry-health' }, [3, 4], ['listen-0', 'ferry-health']],
+  ['two sockets for this pid', { LISTEN_FDS: '2', LISTEN_PID: String(pid), LISTEN_FDNAMES: 'listen-0:ferry-health' }, [3, 4], ['listen-0', 'ferry-health']],
   ['sockets meant for another process are not taken', { LISTEN_FDS: '1', LISTEN_PID: '1' }, [], []],
-  ['FERRY_RUN vouches for sockets passed through a wrapper', { LISTEN_FDS: '1', LISTEN_PID: '1', FERRY_RUN: '1' }, [3], ['unknown']],
-  ['no LISTEN_PID at all is accepted', { LISTEN_FDS: '1' }, [3], ['unknown']],
-  ['garbage is nothing', { LISTEN_FDS: 'x', LISTEN_PID: pid }, [], []],
+  ['FERRY_RUN vouches for sockets passed through a wrapper', { LISTEN_FDS: '1', LISTEN_PID: '1', FERRY_RUN: '1' }, [3], ['fd-3']],
+  ['no LISTEN_PID at all is accepted', { LISTEN_FDS: '1' }, [3], ['fd-3']],
 ];
 for (const [name, env, expectedFds, names] of envs) {
   fds(name, () => {
-    assert.equal(listenFds(env), expectedFds);
-    assert.equal(listenFdNames(env), names);
+    const passed = listenTargets(env, pid).flatMap((t) => (t.kind === 'fd' ? [t] : []));
+    assert.equal(passed.map((t) => t.fd), expectedFds);
+    assert.equal(passed.map((t) => t.name), names);
   });
 }
+fds('a malformed LISTEN_FDS is an error, not silently nothing', () => {
+  assert.throws(() => listenTargets({ LISTEN_FDS: 'x', LISTEN_PID: String(pid) }, pid), /LISTEN_FDS "x"/);
+});
 fds.run();

@@ -24,7 +24,7 @@ import { chooseReadiness, parseListen } from '../../plugins/run/supervision.ts';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 // Bounds only: five updates take about 30 s on an idle machine and twice that on a loaded one.
 const LOAD_MAX_MS = 150_000;
-const LOAD_MAX_REQUESTS = 50_000;
+const LOAD_MAX_REQUESTS = 100_000;
 
 /** The real CLI: `ferry run` supervises, `ferry update` from another process hands over through it. */
 const RUN_ENTRY = ['dist/cli/ferry.js', 'run'];

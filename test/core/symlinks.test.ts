@@ -20,6 +20,8 @@ import { linkProblem } from '../../core/io/safe-path.ts';
 import { sha256 } from '../../core/io/hash.ts';
 import { isLink, parseManifestPayload, type DeltaOp, type TreeEntry } from '../../core/trust/metadata.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
+import { createDirSource } from '../../core/ports/dir-source.ts';
+import { verifyRepository } from '../../core/trust/verify-repo.ts';
 import { makeRepo, pseudoRandomBytes, tempDir, writeTree, type TempDir, type TestRepo } from '../helpers/repo.ts';
 import { assertInstalled, cleanupAll, makeDevice } from '../helpers/device.ts';
 import { assertCode, assertCodeAsync } from '../helpers/assert-code.ts';
@@ -411,6 +413,8 @@ npm('npm\'s .bin links are signed, staged as the same links, and a changed link 
     const delta = r2.manifest.targets[T]!.deltas.find((d) => d.from === '1.0.0');
     assert.ok(delta, '1.1.0 has a delta from 1.0.0');
     assert.ok(delta!.ops.some((op) => op.op === 'link' && op.path === 'node_modules/.bin/local-cli' && op.target === bin2));
+    const report = await verifyRepository(createDirSource(t.repo), await t.trust(), { now: new Date(), scratch: tmp.path, partial: false });
+    assert.equal(report.problems, [], '`ferry verify` finds the repository with links sound');
 
     const a2 = await device.with((u) => u.apply());
     assert.is(a2.status, 'committed');

@@ -1,4 +1,4 @@
-// Per-file deltas between two release trees (ARCHITECTURE.md: a delta artifact is per file).
+// Per-file deltas between two release trees (ARCHITECTURE.md "Artifacts and deltas").
 // Making one: each file of the new tree becomes an op — `copy` when some old file has the same
 // hash (unchanged or renamed), `patch` (bsdiff against the old file at the same path) or `whole`
 // (the new file brotli-compressed), whichever of the last two is smaller. Each symlink of the new

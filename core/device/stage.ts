@@ -1,4 +1,4 @@
-// Builds releases/<version> from downloaded, verified artifacts (ARCHITECTURE.md, device side):
+// Builds releases/<version> from downloaded, verified artifacts (ARCHITECTURE.md "Device home layout"):
 // extract the full artifact or apply the delta steps in staging/, verify the whole tree against
 // the signed file list, fsync it, and rename it into releases/ in one step. A release folder that
 // exists is complete by construction (it only appears by that rename) and is never changed.

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { publishRelease, type ReleaseResult } from '../core/publish/publish.ts';
 import { scanTree } from '../core/publish/tree.ts';
+import { regularFiles } from '../core/trust/metadata.ts';
 import { createBsdiffPatcher } from '../plugins/bsdiff/patcher.ts';
 import { makeRepo, type TestRepo } from '../test/helpers/repo.ts';
 import { hashTree, makeDevice, type TestDevice } from '../test/helpers/device.ts';
@@ -143,7 +144,7 @@ export async function run(options: { log: (line: string) => void }): Promise<voi
       await writeAppTree('1.0.0', oldApp, join(root, 'scratch'), log);
       await writeAppTree('1.1.0', newApp, join(root, 'scratch'), log);
     })());
-    const newFiles = await scanTree(newApp);
+    const newFiles = regularFiles(await scanTree(newApp));
     const want = await hashTree(newApp);
     const newBytes = newFiles.reduce((n, f) => n + f.size, 0);
     const largest = newFiles.reduce((a, f) => (f.size > a.size ? f : a));

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { packFiles } from '../core/publish/archive.ts';
 import { sha256File } from '../core/io/hash.ts';
 import { scanTree } from '../core/publish/tree.ts';
-import type { FileEntry } from '../core/trust/metadata.ts';
+import { regularFiles, type FileEntry } from '../core/trust/metadata.ts';
 import { measureCommand, measureFerry, type Measured } from './lib/measure.ts';
 import { fetchPackage, unpackPackage } from './lib/npm-pack.ts';
 import { ensureTools, GNU_TIME, XDELTA3, ZSTD } from './lib/tools.ts';
@@ -96,7 +96,7 @@ async function expectSameFile(got: string, wantSha256: string, what: string): Pr
 async function runPair(pair: Pair, dir: string, log: (line: string) => void): Promise<PairResult> {
   const oldDir = await unpackPackage(await fetchPackage(pair.from, log), join(dir, 'old'));
   const newDir = await unpackPackage(await fetchPackage(pair.to, log), join(dir, 'new'));
-  const [oldFiles, newFiles] = await Promise.all([scanTree(oldDir), scanTree(newDir)]);
+  const [oldFiles, newFiles] = (await Promise.all([scanTree(oldDir), scanTree(newDir)])).map(regularFiles) as [FileEntry[], FileEntry[]];
 
   // xdelta3 and zstd see each tree as one uncompressed tar, packed the way ferry packs (same
   // order, same headers); ferry's full artifact is the tar.gz publish would ship.
@@ -119,7 +119,7 @@ async function runPair(pair: Pair, dir: string, log: (line: string) => void): Pr
     const applied = join(dir, `ferry-out-${i}`);
     await mkdir(applied, { mode: 0o700 });
     const m = await measureFerry('apply', [oldDir, meta, ferryDelta, applied, join(dir, `ferry-apply-work-${i}`)], STEP_TIMEOUT_MS);
-    const mismatch = sameTree(await scanTree(applied), newFiles);
+    const mismatch = sameTree(regularFiles(await scanTree(applied)), newFiles);
     if (mismatch) throw new Error(`${pair.name}: ferry's applied tree differs from the new tree: ${mismatch}`);
     await rm(applied, { recursive: true, force: true });
     return m;

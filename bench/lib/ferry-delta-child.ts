@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { makeDelta, applyDelta } from '../../core/delta/delta.ts';
 import { scanTree } from '../../core/publish/tree.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
-import type { DeltaOp, FileEntry } from '../../core/trust/metadata.ts';
+import { regularFiles, type DeltaOp, type FileEntry } from '../../core/trust/metadata.ts';
 
 /** What the diff step leaves for the apply step: the signed parts of a delta. */
 export interface DeltaMeta {
@@ -45,7 +45,7 @@ async function sizeOrNull(path: string): Promise<number | null> {
 }
 
 async function diff(oldDir: string, newDir: string, outFile: string, workDir: string, metaFile: string): Promise<ChildReport> {
-  const [oldFiles, newFiles] = await Promise.all([scanTree(oldDir), scanTree(newDir)]);
+  const [oldFiles, newFiles] = (await Promise.all([scanTree(oldDir), scanTree(newDir)])).map(regularFiles) as [FileEntry[], FileEntry[]];
   const start = process.hrtime.bigint();
   const made = await makeDelta({ oldDir, oldFiles, newDir, newFiles, workDir, outFile, patcher: createBsdiffPatcher() });
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
@@ -56,7 +56,7 @@ async function diff(oldDir: string, newDir: string, outFile: string, workDir: st
   const index = new Map(newFiles.map((f, i) => [f.path, i]));
   const candidates: Candidate[] = [];
   for (const op of made.ops) {
-    if (op.op === 'copy') continue;
+    if (op.op === 'copy' || op.op === 'link') continue;
     const i = index.get(op.path)!;
     const whole = await sizeOrNull(join(workDir, `${i}.br`));
     candidates.push({

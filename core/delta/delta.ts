@@ -1,12 +1,15 @@
-// Per-file deltas between two release trees (DESIGN.md "A delta artifact is per file").
+// Per-file deltas between two release trees (ARCHITECTURE.md "Artifacts and deltas").
 // Making one: each file of the new tree becomes an op — `copy` when some old file has the same
 // hash (unchanged or renamed), `patch` (bsdiff against the old file at the same path) or `whole`
-// (the new file brotli-compressed), whichever of the last two is smaller. Applying one carries
-// the signed ops out: every base file and every output is hashed against the manifest, and a
-// patch header is checked against the signed target size before the patcher sees it.
+// (the new file brotli-compressed), whichever of the last two is smaller. Each symlink of the new
+// tree becomes a `link` op carrying its signed target, whatever the old tree held there. Applying
+// one carries the signed ops out: every base file and every output is hashed against the
+// manifest, a patch header is checked against the signed target size before the patcher sees it,
+// base files are never read through a link, and links are made last (nothing is written
+// through one).
 
 import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { chmod, copyFile, link, mkdir, mkdtemp, open, rename, stat } from 'node:fs/promises';
+import { chmod, copyFile, link, lstat, mkdir, mkdtemp, open, realpath, rename, stat, symlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -17,7 +20,8 @@ import { expectHash, sha256File } from '../io/hash.ts';
 import { packFiles } from '../publish/archive.ts';
 import { extractArchive, type ExpectedFile } from '../io/extract.ts';
 import { fsyncDirsUnder, fsyncPath } from '../io/durable.ts';
-import type { DeltaOp, FileEntry, FileRef } from '../trust/metadata.ts';
+import { checkPathSet, linkProblem } from '../io/safe-path.ts';
+import { isLink, type DeltaOp, type FileEntry, type FileRef, type TreeEntry } from '../trust/metadata.ts';
 import type { Patcher } from '../ports/patcher.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -47,22 +51,28 @@ export interface MadeDelta {
 /** Builds the ops and the delta artifact turning `oldDir` (with `oldFiles`) into `newDir`. */
 export async function makeDelta(input: {
   oldDir: string;
-  oldFiles: FileEntry[];
+  oldFiles: TreeEntry[];
   newDir: string;
-  newFiles: FileEntry[];
+  newFiles: TreeEntry[];
   workDir: string;
   outFile: string;
   patcher: Patcher;
 }): Promise<MadeDelta> {
   const { oldDir, oldFiles, newDir, newFiles, workDir, patcher } = input;
-  const oldByPath = new Map(oldFiles.map((f) => [f.path, f]));
+  // Only regular files are bases: a link has no bytes to copy or patch from.
+  const oldRegular = oldFiles.filter((f): f is FileEntry => !isLink(f));
+  const oldByPath = new Map(oldRegular.map((f) => [f.path, f]));
   const oldByHash = new Map<string, FileEntry>();
-  for (const f of oldFiles) if (!oldByHash.has(f.sha256)) oldByHash.set(f.sha256, f);
+  for (const f of oldRegular) if (!oldByHash.has(f.sha256)) oldByHash.set(f.sha256, f);
   await mkdir(workDir, { recursive: true });
 
   const ops: DeltaOp[] = [];
   const entryNames: string[] = [];
   for (const [i, file] of newFiles.entries()) {
+    if (isLink(file)) {
+      ops.push({ op: 'link', path: file.path, target: file.target });
+      continue;
+    }
     const same = oldByPath.get(file.path);
     const copyFrom = same?.sha256 === file.sha256 ? same : oldByHash.get(file.sha256);
     if (copyFrom) {
@@ -118,6 +128,19 @@ function hashingCap(cap: number, what: string): Transform & { digest(): { sha256
   return Object.assign(t, { digest: () => ({ sha256: hash.digest('hex'), size }) });
 }
 
+/**
+ * The base file `from` under `realBase` (baseDir with every link in it resolved), as a path that
+ * reaches a regular file through no symlink at all: a base tree's links (SECURITY.md row 14) are
+ * never read through, not even to a file of the same tree. Anything else is a base that is not
+ * the signed one (ERR_HASH_MISMATCH: the caller falls back to the full artifact).
+ */
+async function regularBaseFile(realBase: string, from: string): Promise<string> {
+  const path = join(realBase, from);
+  const resolved = await realpath(path).catch(() => null);
+  if (resolved !== path || !(await lstat(path)).isFile()) throw new FerryError('ERR_HASH_MISMATCH', `base file ${from} is missing or is not a regular file`);
+  return path;
+}
+
 async function createExclusive(path: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const h = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
@@ -132,7 +155,7 @@ async function createExclusive(path: string): Promise<void> {
 export async function applyDelta(input: {
   baseDir: string;
   ops: DeltaOp[];
-  targetFiles: FileEntry[];
+  targetFiles: TreeEntry[];
   artifact: string;
   outDir: string;
   workDir: string;
@@ -146,8 +169,14 @@ export async function applyDelta(input: {
   /** Hears each target file's size once it is built and checked (for progress). */
   onFileWritten?: (bytes: number) => void;
 }): Promise<void> {
-  const { baseDir, ops, targetFiles, outDir, patcher } = input;
+  const { ops, targetFiles, outDir, patcher } = input;
   const byPath = new Map(targetFiles.map((f) => [f.path, f]));
+  // The signed list came through parseManifestPayload, which checked this; checked again because
+  // the links are made from it here (SECURITY.md row 14).
+  checkPathSet(targetFiles.map((f) => f.path), 'signed file list');
+  const unsafe = linkProblem(targetFiles);
+  if (unsafe) throw new FerryError('ERR_UNSAFE_ARCHIVE', `signed file list: ${unsafe.path} is a symlink that ${unsafe.why}`);
+  const baseDir = await realpath(input.baseDir).catch((err) => { throw fromFsError(err, `resolving ${input.baseDir}`); });
   // A fresh private folder of our own: nothing planted at a predictable name (a link at p<i>,
   // b<i> or e/) can redirect a write, whatever the caller's workDir held.
   await mkdir(input.workDir, { recursive: true });
@@ -157,7 +186,7 @@ export async function applyDelta(input: {
 
   // The delta's entries are unpacked against their signed sizes and hashes before any is used.
   const expected = new Map<string, ExpectedFile>();
-  for (const op of ops) if (op.op !== 'copy') expected.set(op.entry.path, { size: op.entry.size, sha256: op.entry.sha256, mode: 0o600 });
+  for (const op of ops) if (op.op === 'patch' || op.op === 'whole') expected.set(op.entry.path, { size: op.entry.size, sha256: op.entry.sha256, mode: 0o600 });
   await extractArchive(input.artifact, entriesDir, expected);
 
   // Ops run a few at a time (their cost is mostly waiting on the disk), but only one bsdiff at a
@@ -168,14 +197,14 @@ export async function applyDelta(input: {
     patching = run.then(() => undefined, () => undefined);
     return run;
   };
-  const applyOp = async (op: DeltaOp, i: number): Promise<void> => {
+  const applyOp = async (op: Exclude<DeltaOp, { op: 'link' }>, i: number): Promise<void> => {
     const file = byPath.get(op.path);
-    if (!file) throw new FerryError('ERR_SCHEMA', `delta op for ${op.path} has no signed file`);
+    if (!file || isLink(file)) throw new FerryError('ERR_SCHEMA', `delta op for ${op.path} has no signed regular file`);
     const target = join(outDir, op.path);
     try {
       switch (op.op) {
         case 'copy': {
-          const base = join(baseDir, op.from);
+          const base = await regularBaseFile(baseDir, op.from);
           if (input.linkUnchanged && ((await stat(base)).mode & 0o777) === file.mode) {
             // Release trees are immutable, so an unchanged file is shared by a hard link: no data
             // written. Its bytes are still hashed against the signed list before they are used.
@@ -194,7 +223,7 @@ export async function applyDelta(input: {
         }
         case 'patch': {
           await oneAtATime(async () => {
-            let base = join(baseDir, op.from);
+            let base = await regularBaseFile(baseDir, op.from);
             expectHash(await sha256File(base), op.baseSha256, `base file ${op.from}`);
             const patchFile = join(entriesDir, op.entry.path);
             const header = Buffer.alloc(patcher.headerSize);
@@ -240,7 +269,13 @@ export async function applyDelta(input: {
       throw fromFsError(err, `applying delta op for ${op.path}`);
     }
   };
-  const queue = [...ops.entries()];
+  // Links wait until every file is written, so no write below can pass through one.
+  const linkOps: Extract<DeltaOp, { op: 'link' }>[] = [];
+  const queue: [number, Exclude<DeltaOp, { op: 'link' }>][] = [];
+  for (const [i, op] of ops.entries()) {
+    if (op.op === 'link') linkOps.push(op);
+    else queue.push([i, op]);
+  }
   let failure: unknown;
   const worker = async () => {
     for (let next = queue.shift(); next && failure === undefined; next = queue.shift()) {
@@ -253,5 +288,22 @@ export async function applyDelta(input: {
   };
   await Promise.all(Array.from({ length: APPLY_CONCURRENCY }, worker));
   if (failure !== undefined) throw failure;
+  await makeLinkOps(outDir, linkOps, byPath);
   await fsyncDirsUnder(outDir);
+}
+
+/** Makes the `link` ops' links: every folder first, then the links, each exactly as signed. */
+async function makeLinkOps(outDir: string, ops: Extract<DeltaOp, { op: 'link' }>[], byPath: Map<string, TreeEntry>): Promise<void> {
+  for (const op of ops) {
+    const signed = byPath.get(op.path);
+    if (!signed || !isLink(signed) || signed.target !== op.target) throw new FerryError('ERR_SCHEMA', `delta link op for ${op.path} does not match a signed symlink`);
+  }
+  try {
+    for (const op of ops) await mkdir(dirname(join(outDir, op.path)), { recursive: true });
+    for (const op of ops) await symlink(op.target, join(outDir, op.path));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') throw new FerryError('ERR_UNSAFE_ARCHIVE', `a delta link collides with another entry`, { cause: err });
+    throw fromFsError(err, 'making the delta\'s links');
+  }
 }

@@ -1,4 +1,4 @@
-// Builds releases/<version> from downloaded, verified artifacts (DESIGN.md "Device side"):
+// Builds releases/<version> from downloaded, verified artifacts (ARCHITECTURE.md "Device home layout"):
 // extract the full artifact or apply the delta steps in staging/, verify the whole tree against
 // the signed file list, fsync it, and rename it into releases/ in one step. A release folder that
 // exists is complete by construction (it only appears by that rename) and is never changed.
@@ -11,7 +11,7 @@ import { applyDelta } from '../delta/delta.ts';
 import { verifyTree } from './verify-tree.ts';
 import { fsyncDir, fsyncDirsUnder } from '../io/durable.ts';
 import type { HomeLayout } from './layout.ts';
-import type { TargetRelease } from '../trust/metadata.ts';
+import { isLink, type TargetRelease } from '../trust/metadata.ts';
 import type { Plan } from '../update/plan.ts';
 import type { Patcher } from '../ports/patcher.ts';
 import type { ProgressEvent, ProgressSink } from '../ports/progress.ts';
@@ -79,8 +79,9 @@ export async function stageRelease(input: {
       }
     }
     // Exactly the signed set, every byte and mode, was checked while it was written: extraction
-    // admits only the signed paths at their signed sizes and hashes and requires all of them; a
-    // delta has one op per signed file and hashes each output. No second pass is needed.
+    // admits only the signed paths at their signed sizes and hashes (links at their signed
+    // targets, made last) and requires all of them; a delta has one op per signed entry and
+    // hashes each output. No second pass is needed.
     await fsyncDirsUnder(built, 'stage.tree');
     await mkdir(layout.releases, { recursive: true });
     await rename(built, finalDir);
@@ -100,7 +101,7 @@ export async function stageRelease(input: {
  */
 function treeProgress(plan: Plan, releases: Map<string, TargetRelease>, sink: ProgressSink | undefined): { written(bytes: number): void; finished(): void } {
   const trees = plan.kind === 'full' ? [plan.to] : plan.steps.map((s) => s.to);
-  const bytes = trees.reduce((sum, v) => sum + (releases.get(v)?.files.reduce((n, f) => n + f.size, 0) ?? 0), 0);
+  const bytes = trees.reduce((sum, v) => sum + (releases.get(v)?.files.reduce((n, f) => n + (isLink(f) ? 0 : f.size), 0) ?? 0), 0);
   const total = Math.max(1, bytes); // an empty tree still has a start and an end
   const event = (done: number): ProgressEvent => plan.kind === 'full'
     ? { step: 'stage', label: plan.to, source: null, done, total }

@@ -1,22 +1,25 @@
-// Safe extraction (THREATS.md rows 14-16). node-tar parses; ferry writes. tar's own Unpack
+// Safe extraction (SECURITY.md rows 14-16). node-tar parses; ferry writes. tar's own Unpack
 // applies owners and setuid bits as root, re-roots absolute paths and never fsyncs, so each entry
 // is checked here and written by this code alone:
-//   - only regular files and directories; links, devices and FIFOs are refused
+//   - only regular files, directories and signed symlinks; hard links, devices and FIFOs are refused
 //   - every path is a plain relative path, and (when a signed list is given) in that list with its
 //     signed size, so nothing lands outside `dest` and a bomb cannot claim more than was signed
+//   - a symlink only with a signed list that holds it as a link with exactly that target (and that
+//     target resolves inside the tree); links are made last, after every file and folder is
+//     written, so nothing is ever written through one
 //   - files are created O_EXCL|O_NOFOLLOW (a duplicate entry or a planted link fails), hashed while
 //     written, fsynced, and given the signed mode (never setuid)
 //   - caps on entries, total bytes and decompression ratio; tar's strict mode turns any
 //     malformed or truncated header into an error
 
 import { constants, createReadStream } from 'node:fs';
-import { chmod, mkdir, open } from 'node:fs/promises';
+import { chmod, mkdir, open, symlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Parser, type ReadEntry } from 'tar';
 import { FerryError, fromFsError } from '../errors.ts';
 import { expectHash } from './hash.ts';
-import { checkRelativePath } from './safe-path.ts';
+import { checkRelativePath, linkProblem } from './safe-path.ts';
 import { fsyncDirsUnder, skipsFsync } from './durable.ts';
 
 export interface ExtractLimits {
@@ -34,6 +37,18 @@ export interface ExpectedFile {
   mode: number;
 }
 
+/** A signed symlink: the archive must hold a link at that path to exactly this target. */
+export interface ExpectedLink {
+  type: 'symlink';
+  target: string;
+}
+
+export type ExpectedEntry = ExpectedFile | ExpectedLink;
+
+function isExpectedLink(e: ExpectedEntry): e is ExpectedLink {
+  return (e as ExpectedLink).type === 'symlink';
+}
+
 export interface ExtractedFile {
   path: string;
   size: number;
@@ -42,20 +57,23 @@ export interface ExtractedFile {
 
 /**
  * Extracts `archive` into `dest` (which must exist and be private to the caller). With `expected`,
- * the archive must hold exactly those files with those sizes and hashes. On error, files already
+ * the archive must hold exactly those files with those sizes and hashes, and those links with
+ * those targets (without it, no link is admitted). On error, files already
  * written stay in `dest`: the caller owns `dest` and removes it. `onFileWritten` hears each
  * file's size once it is written and checked (for progress).
  */
 export async function extractArchive(
   archive: string,
   dest: string,
-  expected: Map<string, ExpectedFile> | null,
+  expected: Map<string, ExpectedEntry> | null,
   limits: ExtractLimits = DEFAULT_LIMITS,
   onFileWritten?: (bytes: number) => void,
 ): Promise<ExtractedFile[]> {
   const extracted: ExtractedFile[] = [];
   const dirs = new Set<string>(['']);
   const writes: Promise<void>[] = [];
+  /** Signed links seen, path → target: made only once every file is written. */
+  const links = new Map<string, string>();
   let entries = 0;
   let totalBytes = 0;
   let failure: unknown;
@@ -85,11 +103,20 @@ export async function extractArchive(
         entry.resume();
         return;
       }
-      if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'ContiguousFile') {
-        throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} is a ${entry.type}; only regular files are allowed`);
-      }
       const want = expected?.get(path);
+      if (entry.type === 'SymbolicLink') {
+        if (!want || !isExpectedLink(want)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} is a SymbolicLink that is not signed as a link; only regular files and signed links are allowed`);
+        if (entry.linkpath !== want.target) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} is a SymbolicLink to ${JSON.stringify(entry.linkpath)}, signed to ${JSON.stringify(want.target)}`);
+        if (links.has(path)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} collides with an earlier entry`);
+        links.set(path, want.target);
+        entry.resume();
+        return;
+      }
+      if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'ContiguousFile') {
+        throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} is a ${entry.type}; only regular files (and signed links) are allowed`);
+      }
       if (expected && !want) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} is not in the signed file list`);
+      if (want && isExpectedLink(want)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} is a file, signed as a symlink`);
       if (want && entry.size !== want.size) throw new FerryError('ERR_SIZE', `archive entry ${path} is ${entry.size} bytes, signed ${want.size}`);
       totalBytes += entry.size;
       if (totalBytes > limits.maxTotalBytes) throw new FerryError('ERR_TOO_LARGE', `archive expands past ${limits.maxTotalBytes} bytes`);
@@ -118,11 +145,12 @@ export async function extractArchive(
   if (failure !== undefined) throw failure;
 
   if (expected) {
-    const got = new Set(extracted.map((f) => f.path));
+    const got = new Set([...extracted.map((f) => f.path), ...links.keys()]);
     for (const path of expected.keys()) {
       if (!got.has(path)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive lacks signed file ${path}`);
     }
   }
+  if (expected && links.size > 0) await makeLinks(dest, expected, links, dirs);
   await fsyncDirsUnder(dest, 'extract.dirs');
   return extracted;
 }
@@ -137,6 +165,25 @@ async function ensureParents(dest: string, path: string, dirs: Set<string>): Pro
       if (err.code !== 'EEXIST') throw err;
     });
     dirs.add(rel);
+  }
+}
+
+/**
+ * Makes the signed links, after every file is written. The signed list is checked again here
+ * (each link resolves inside the tree), then every link's folder is made, and only then the links
+ * themselves: no mkdir or write happens once a link exists. symlink() never follows the name it
+ * creates, and fails on any name already there (a file, a folder or a duplicate).
+ */
+async function makeLinks(dest: string, expected: Map<string, ExpectedEntry>, links: Map<string, string>, dirs: Set<string>): Promise<void> {
+  const unsafe = linkProblem([...expected].map(([path, e]) => (isExpectedLink(e) ? { path, type: 'symlink' as const, target: e.target } : { path, ...e })));
+  if (unsafe) throw new FerryError('ERR_UNSAFE_ARCHIVE', `signed file list: ${unsafe.path} is a symlink that ${unsafe.why}`);
+  try {
+    for (const path of links.keys()) await ensureParents(dest, path, dirs);
+    for (const [path, target] of links) await symlink(target, join(dest, path));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR' || code === 'ELOOP') throw new FerryError('ERR_UNSAFE_ARCHIVE', `a signed symlink collides with an earlier entry`, { cause: err });
+    throw fromFsError(err, `making the links of ${dest}`);
   }
 }
 

@@ -1,5 +1,6 @@
 // Deterministic archives: the same files give the same bytes (sorted entries, fixed mtime, no
 // owner names or ids), so a release can be rebuilt and checked, and artifacts dedupe in caches.
+// A symlink among `paths` is stored as a link entry with its target (tar never follows it here).
 
 import { create } from 'tar';
 import { fromFsError } from '../errors.ts';
@@ -18,6 +19,7 @@ export async function packFiles(cwd: string, paths: string[], outFile: string, g
         portable: true,
         mtime: EPOCH,
         noDirRecurse: true,
+        follow: false,
         strict: true,
         ...(gzip ? { gzip: { level: 9 } } : {}),
       },

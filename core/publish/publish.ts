@@ -27,7 +27,7 @@ import {
   type Channel,
   type ChannelDoc,
   type DeltaRef,
-  type FileEntry,
+  type TreeEntry,
   type ManifestDoc,
   type TargetRelease,
 } from '../trust/metadata.ts';
@@ -204,7 +204,7 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
 }
 
 /** Rebuilds `base`'s tree from its verified full artifact and diffs the new tree against it. */
-async function deltaFrom(repo: string, base: ManifestDoc, target: string, files: FileEntry[], input: ReleaseInput, work: string, out: string): Promise<DeltaRef> {
+async function deltaFrom(repo: string, base: ManifestDoc, target: string, files: TreeEntry[], input: ReleaseInput, work: string, out: string): Promise<DeltaRef> {
   const baseTarget = base.targets[target]!;
   const baseDir = join(work, `base-${base.version}`);
   await mkdir(baseDir);

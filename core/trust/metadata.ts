@@ -2,11 +2,12 @@
 //   channels/<channel>.json   ChannelDoc: sequence, expiry, latest version per target, manifest hash
 //   releases/<v>/manifest.json ManifestDoc: release info, per target the file list, full artifact,
 //                              and deltas (each op pinning its base and target hashes)
-// One signed manifest pins every artifact, file and patch of a version (THREATS.md row 9).
+//                              (regular files, and symlinks that resolve inside the tree)
+// One signed manifest pins every artifact, file, link and patch of a version (SECURITY.md row 9).
 
 import { FerryError } from '../errors.ts';
 import { HEX64, NAME, arr, bool, int, obj, str, time, type JsonObject } from '../io/schema.ts';
-import { checkPathSet, checkRelativePath } from '../io/safe-path.ts';
+import { checkPathSet, checkRelativePath, linkProblem } from '../io/safe-path.ts';
 import { parseStrictJson } from '../io/strict-json.ts';
 import semver from 'semver';
 
@@ -40,15 +41,43 @@ export interface ArtifactRef extends FileRef {
   chunks: string[];
 }
 
+/** A regular file of a release. */
 export interface FileEntry extends FileRef {
   mode: number;
 }
 
-/** How one file of the new tree is made from the old tree and the delta artifact's entries. */
+/**
+ * A symbolic link of a release: relative, resolving inside the tree (SECURITY.md row 14). Only
+ * releases that hold links carry this kind, so a manifest without links keeps its shape.
+ */
+export interface LinkEntry {
+  path: string;
+  type: 'symlink';
+  target: string;
+}
+
+/** One entry of a release's signed file list. */
+export type TreeEntry = FileEntry | LinkEntry;
+
+export function isLink(entry: TreeEntry): entry is LinkEntry {
+  return (entry as LinkEntry).type === 'symlink';
+}
+
+/** The regular files of a file list (its links left out). */
+export function regularFiles(entries: readonly TreeEntry[]): FileEntry[] {
+  return entries.filter((e): e is FileEntry => !isLink(e));
+}
+
+/**
+ * How one entry of the new tree is made from the old tree and the delta artifact's entries. A
+ * link is always made from its signed target alone (`link`), whether it is new, changed or the
+ * same as in the old tree: it has no bytes to copy. A link or file that is gone has no op.
+ */
 export type DeltaOp =
   | { op: 'copy'; path: string; from: string; sha256: string }
   | { op: 'patch'; path: string; from: string; baseSha256: string; sha256: string; entry: FileRef }
-  | { op: 'whole'; path: string; sha256: string; entry: FileRef };
+  | { op: 'whole'; path: string; sha256: string; entry: FileRef }
+  | { op: 'link'; path: string; target: string };
 
 export interface DeltaRef {
   from: string;
@@ -57,7 +86,7 @@ export interface DeltaRef {
 }
 
 export interface TargetRelease {
-  files: FileEntry[];
+  files: TreeEntry[];
   full: ArtifactRef;
   deltas: DeltaRef[];
 }
@@ -118,6 +147,7 @@ function artifactRef(value: JsonObject[string] | undefined, what: string): Artif
 function deltaOp(value: JsonObject[string] | undefined, what: string): DeltaOp {
   const o = obj(value, what);
   const path = checkRelativePath(str(o.path, `${what}.path`), what);
+  if (o.op === 'link') return { op: 'link', path, target: str(o.target, `${what}.target`) };
   const sha256 = str(o.sha256, `${what}.sha256`, HEX64);
   switch (o.op) {
     case 'copy':
@@ -127,26 +157,45 @@ function deltaOp(value: JsonObject[string] | undefined, what: string): DeltaOp {
     case 'whole':
       return { op: 'whole', path, sha256, entry: fileRef(o.entry, `${what}.entry`) };
     default:
-      throw new FerryError('ERR_SCHEMA', `${what}.op must be copy, patch or whole`);
+      throw new FerryError('ERR_SCHEMA', `${what}.op must be copy, patch, whole or link`);
   }
+}
+
+function treeEntry(value: JsonObject[string] | undefined, what: string): TreeEntry {
+  const o = obj(value, what);
+  if (o.type !== undefined) {
+    if (o.type !== 'symlink') throw new FerryError('ERR_SCHEMA', `${what}.type must be "symlink" (or absent for a regular file)`);
+    if (Object.keys(o).some((k) => k !== 'path' && k !== 'type' && k !== 'target')) throw new FerryError('ERR_SCHEMA', `${what}: a symlink has only path, type and target`);
+    return { path: checkRelativePath(str(o.path, `${what}.path`), what), type: 'symlink', target: str(o.target, `${what}.target`) };
+  }
+  const ref = fileRef(o, what);
+  const mode = int(o.mode, `${what}.mode`);
+  // Only permission bits: a signed manifest never asks for setuid, setgid or sticky files.
+  if (mode > 0o777) throw new FerryError('ERR_SCHEMA', `${what}.mode ${mode.toString(8)} has bits beyond 0777`);
+  return { ...ref, mode };
+}
+
+/** Whether `op` builds exactly `entry`: a link op its signed target, any other op its signed hash. */
+function opBuilds(op: DeltaOp, entry: TreeEntry): boolean {
+  if (op.path !== entry.path) return false;
+  if (isLink(entry)) return op.op === 'link' && op.target === entry.target;
+  return op.op !== 'link' && op.sha256 === entry.sha256;
 }
 
 function targetRelease(value: JsonObject[string] | undefined, what: string): TargetRelease {
   const o = obj(value, what);
-  const files = arr(o.files, `${what}.files`).map((f, i): FileEntry => {
-    const ref = fileRef(f, `${what}.files[${i}]`);
-    const mode = int(obj(f, `${what}.files[${i}]`).mode, `${what}.files[${i}].mode`);
-    // Only permission bits: a signed manifest never asks for setuid, setgid or sticky files.
-    if (mode > 0o777) throw new FerryError('ERR_SCHEMA', `${what}.files[${i}].mode ${mode.toString(8)} has bits beyond 0777`);
-    return { ...ref, mode };
-  });
+  const files = arr(o.files, `${what}.files`).map((f, i) => treeEntry(f, `${what}.files[${i}]`));
   checkPathSet(files.map((f) => f.path), `${what}.files`);
+  // Every link resolves, through any links on its way, to a file or folder of this same list
+  // (SECURITY.md row 14): a signed link out of the tree is refused here, before anything is fetched.
+  const unsafe = linkProblem(files);
+  if (unsafe) throw new FerryError('ERR_UNSAFE_ARCHIVE', `${what}.files: ${unsafe.path} is a symlink that ${unsafe.why}`);
   const deltas = arr(o.deltas, `${what}.deltas`).map((d, i): DeltaRef => {
     const dw = `${what}.deltas[${i}]`;
     const dobj = obj(d, dw);
     const ops = arr(dobj.ops, `${dw}.ops`).map((op, j) => deltaOp(op, `${dw}.ops[${j}]`));
-    // A delta builds exactly the signed file set: one op per file, same paths, same hashes.
-    if (ops.length !== files.length || ops.some((op, j) => op.path !== files[j]!.path || op.sha256 !== files[j]!.sha256)) {
+    // A delta builds exactly the signed file set: one op per entry, same paths, same hashes or targets.
+    if (ops.length !== files.length || ops.some((op, j) => !opBuilds(op, files[j]!))) {
       throw new FerryError('ERR_SCHEMA', `${dw}.ops do not match the file list one to one`);
     }
     return { from: version(dobj.from, `${dw}.from`), artifact: artifactRef(dobj.artifact, `${dw}.artifact`), ops };

@@ -9,7 +9,7 @@ import semver from 'semver';
 import { FerryError, type ErrorCode } from '../errors.ts';
 import { parseEnvelope } from './dsse.ts';
 import { ROOT_MAX_BYTES, parseRootPayload, verifyTrustedRoot, type RootDoc } from './root.ts';
-import { CHANNELS, type ArtifactRef, type Channel, type ManifestDoc } from './metadata.ts';
+import { CHANNELS, isLink, type ArtifactRef, type Channel, type ManifestDoc } from './metadata.ts';
 import { readChannel, readManifest, updateRoot, verifyArtifactFile } from './trusted-metadata.ts';
 import type { Source } from '../ports/source.ts';
 
@@ -154,13 +154,13 @@ async function checkArtifact(source: Source, ref: ArtifactRef, scratch: string, 
   }
 }
 
-/** Each delta op must start from exactly the bytes the base release signed (THREATS.md row 9). */
+/** Each delta op must start from exactly the bytes the base release signed (SECURITY.md row 9). */
 function checkDeltaBase(version: string, key: string, delta: ManifestDoc['targets'][string]['deltas'][number], base: ManifestDoc | undefined, problems: Problem[]): void {
   const baseFiles = base?.targets[key]?.files;
   if (!baseFiles) return; // base release not in this source (a bundle): checked on the device
-  const byPath = new Map(baseFiles.map((f) => [f.path, f.sha256]));
+  const byPath = new Map(baseFiles.map((f) => [f.path, isLink(f) ? null : f.sha256]));
   for (const op of delta.ops) {
-    if (op.op === 'whole') continue;
+    if (op.op === 'whole' || op.op === 'link') continue;
     const want = op.op === 'copy' ? op.sha256 : op.baseSha256;
     if (byPath.get(op.from) !== want) {
       problems.push({ code: 'ERR_HASH_MISMATCH', message: `${version} delta from ${delta.from} (${key}): ${op.path} expects ${op.from} with another hash than ${delta.from} signed` });

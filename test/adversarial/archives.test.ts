@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { createGzip } from 'node:zlib';
 import type { Writable } from 'node:stream';
 import { sha256 } from '../../core/io/hash.ts';
-import type { DeltaOp, FileEntry } from '../../core/trust/metadata.ts';
+import type { DeltaOp, FileEntry, ManifestDoc } from '../../core/trust/metadata.ts';
 import { EXIT_CODE } from '../../cli/exit-codes.ts';
 import type { ErrorCode } from '../../core/errors.ts';
 import { assertCompleteVersion, assertRefusedByCli } from '../helpers/refusal.ts';
@@ -157,6 +157,35 @@ row14('a symlink lib/esc to the sentinel folder, then a file written through it 
     { name: 'lib/esc', type: 'symlink', linkname: join(s.outside, 'dir') },
     { name: 'lib/esc/pwned', content: 'pwned' },
   )), 'ERR_UNSAFE_ARCHIVE', /SymbolicLink/);
+});
+
+/** Adds a signed symlink `path` → `target` to 1.1.0's file list. */
+const signLink = (path: string, target: string) => (m: ManifestDoc) => {
+  m.targets[TARGET]!.files.push({ path, type: 'symlink', target });
+};
+
+row14('a symlink lib/run signed to "../server.js" but archived pointing at the sentinel folder: ERR_UNSAFE_ARCHIVE', async () => {
+  const s = await scene();
+  await refuseArchive(s, tarGz(withHostile(
+    { name: 'lib/run', type: 'symlink', linkname: join(s.outside, 'dir') },
+  )), 'ERR_UNSAFE_ARCHIVE', /SymbolicLink to .* signed to "\.\.\/server\.js"/, signLink('lib/run', '../server.js'));
+});
+
+/** A manifest signing a link out of the tree is refused when read, before any artifact is fetched. */
+async function refuseSignedLink(s: Scene, target: string, message: RegExp): Promise<void> {
+  await signFullArtifact(fx, s, tarGz(withHostile({ name: 'lib/esc', type: 'symlink', linkname: target })), signLink('lib/esc', target));
+  const { record } = await assertRefusedByCli({ home: s.home, args: update(s), code: 'ERR_UNSAFE_ARCHIVE', version: OLD, files: fx.files.get(OLD)! });
+  assert.match(record.message ?? '', message, `the record says why: ${record.message}`);
+  await assertNothingLeft(s);
+}
+
+row14('a signed symlink lib/esc climbing out of the tree ("../../outside/dir"), archived as signed: ERR_UNSAFE_ARCHIVE before staging', async () => {
+  await refuseSignedLink(await scene(), '../../outside/dir', /lib\/esc is a symlink that points outside the tree/);
+});
+
+row14('a signed absolute symlink lib/esc to the sentinel folder, archived as signed: ERR_UNSAFE_ARCHIVE before staging', async () => {
+  const s = await scene();
+  await refuseSignedLink(s, join(s.outside, 'dir'), /lib\/esc is a symlink that points to the absolute path/);
 });
 
 row14('a hardlink to /etc/passwd, then a file of the same name: ERR_UNSAFE_ARCHIVE, /etc/passwd unchanged', async () => {

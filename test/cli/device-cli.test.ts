@@ -9,7 +9,7 @@ import { mkdir, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { UpdateInfo, UpdateRecord, RestorePoint } from '../../core/spec.ts';
 import type { DeviceStatus } from '../../core/update/updater.ts';
-import type { ManifestDoc } from '../../core/trust/metadata.ts';
+import { regularFiles, type ManifestDoc } from '../../core/trust/metadata.ts';
 import { hashTree } from '../helpers/device.ts';
 import { sampleApp, tempDir, writeTree, type TempDir } from '../helpers/repo.ts';
 import { ferry, json, ok, ROOT } from '../helpers/cli.ts';
@@ -24,7 +24,7 @@ const target = ['--platform', 'linux', '--arch', 'x64'];
 async function assertCurrent(home: string, version: string): Promise<void> {
   assert.is(await readlink(join(home, 'current')), `releases/${version}`);
   const m = await readPayload<ManifestDoc>(p('repo', 'releases', version, 'manifest.json'));
-  const files = m.targets['linux-x64']!.files;
+  const files = regularFiles(m.targets['linux-x64']!.files);
   const got = await hashTree(join(home, 'current'));
   assert.equal([...got.keys()].sort(), files.map((f) => f.path).sort());
   for (const f of files) assert.is(got.get(f.path)?.sha256, f.sha256, `${version}/${f.path}`);

@@ -4,7 +4,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
-import type { ManifestDoc } from '../../core/trust/metadata.ts';
+import { regularFiles, type ManifestDoc } from '../../core/trust/metadata.ts';
 import { formatBytes } from '../../cli/format.ts';
 import { sampleApp, tempDir, writeTree, type TempDir } from '../helpers/repo.ts';
 import { ferry, json, ok } from '../helpers/cli.ts';
@@ -49,7 +49,7 @@ cli('a delta update shows patching from the old version to the new one, in bytes
   await writeTree(p('app-1.1.0'), sampleApp('1.1.0'));
   ok(ferry('release', p('app-1.1.0'), '--repo', p('repo'), '--version', '1.1.0', '--key', p('release.key'), ...target), 'release 1.1.0');
   const m = await readPayload<ManifestDoc>(p('repo', 'releases', '1.1.0', 'manifest.json'));
-  const treeBytes = m.targets['linux-x64']!.files.reduce((n, f) => n + f.size, 0);
+  const treeBytes = regularFiles(m.targets['linux-x64']!.files).reduce((n, f) => n + f.size, 0);
   const run = ok(ferry('update', '--home', p('home')), 'update to 1.1.0');
   assert.match(run.stdout, /1\.0\.0 -> 1\.1\.0/);
   const lines = run.stderr.split('\n');

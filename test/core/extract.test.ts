@@ -7,10 +7,10 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { DEFAULT_LIMITS, extractArchive, type ExpectedFile, type ExtractLimits } from '../../core/io/extract.ts';
+import { DEFAULT_LIMITS, extractArchive, type ExpectedEntry, type ExpectedFile, type ExtractLimits } from '../../core/io/extract.ts';
 import { FerryError, type ErrorCode } from '../../core/errors.ts';
 import { sha256 } from '../../core/io/hash.ts';
 import { tempDir, type TempDir } from '../helpers/repo.ts';
@@ -58,7 +58,7 @@ async function assertNothingOutside(a: Arena): Promise<void> {
 }
 
 /** Writes `archive`, extracts it, expects refusal with `code`, and checks nothing escaped. */
-async function expectRefused(archive: TarEntry[] | Buffer, code: ErrorCode, options: { expected?: Map<string, ExpectedFile>; limits?: ExtractLimits; destEmpty?: boolean; ms?: number } = {}): Promise<{ err: FerryError; destNames: string[] }> {
+async function expectRefused(archive: TarEntry[] | Buffer, code: ErrorCode, options: { expected?: Map<string, ExpectedEntry>; limits?: ExtractLimits; destEmpty?: boolean; ms?: number } = {}): Promise<{ err: FerryError; destNames: string[] }> {
   const a = await arena();
   try {
     await writeFile(a.archive, Buffer.isBuffer(archive) ? archive : tarBytes(archive));
@@ -219,6 +219,80 @@ signedList('accepts exactly the signed files with their signed modes', async () 
 });
 
 signedList.run();
+
+// ---------------------------------------------------------------------------------------------
+
+const signedLinks = suite('admits a symlink only as signed, makes it last, and never one out of the tree');
+
+/** The signed list of `files` plus `links` (path → target). */
+function expectedWithLinks(files: Record<string, { content: string; mode?: number }>, links: Record<string, string>): Map<string, ExpectedEntry> {
+  const out = new Map<string, ExpectedEntry>(expectedOf(files));
+  for (const [path, target] of Object.entries(links)) out.set(path, { type: 'symlink', target });
+  return out;
+}
+
+signedLinks('makes a signed link with its exact target, even when it comes before the file it points to', async () => {
+  const a = await arena();
+  try {
+    await writeFile(a.archive, tarBytes([{ name: 'bin/run', type: 'symlink', linkname: '../lib/app.js' }, { name: 'lib/app.js', content: 'app\n' }]));
+    const got = await extractArchive(a.archive, a.dest, expectedWithLinks({ 'lib/app.js': { content: 'app\n' } }, { 'bin/run': '../lib/app.js' }));
+    assert.equal(got.map((f) => f.path), ['lib/app.js'], 'files are reported; the link is made');
+    assert.is(await readlink(join(a.dest, 'bin/run')), '../lib/app.js');
+    assert.is(await readFile(join(a.dest, 'bin/run'), 'utf8'), 'app\n');
+    await assertNothingOutside(a);
+  } finally {
+    await a.tmp.cleanup();
+  }
+});
+
+signedLinks('refuses a symlink the signed list does not hold, or holds as a file (ERR_UNSAFE_ARCHIVE)', async () => {
+  const { err } = await expectRefused([{ name: 'run', type: 'symlink', linkname: 'app.js' }, { name: 'app.js', content: 'x' }], 'ERR_UNSAFE_ARCHIVE', { expected: expectedOf({ 'app.js': { content: 'x' } }) });
+  assert.match(err.message, /SymbolicLink that is not signed as a link/);
+  await expectRefused([{ name: 'run', type: 'symlink', linkname: 'app.js' }, { name: 'app.js', content: 'x' }], 'ERR_UNSAFE_ARCHIVE', { expected: expectedOf({ 'app.js': { content: 'x' }, run: { content: 'x' } }) });
+});
+
+signedLinks('refuses a symlink signed with another target (ERR_UNSAFE_ARCHIVE)', async () => {
+  const { err } = await expectRefused([{ name: 'run', type: 'symlink', linkname: '../sentinel' }, { name: 'app.js', content: 'x' }], 'ERR_UNSAFE_ARCHIVE', { expected: expectedWithLinks({ 'app.js': { content: 'x' } }, { run: 'app.js' }) });
+  assert.match(err.message, /SymbolicLink to "..\/sentinel", signed to "app.js"/);
+});
+
+signedLinks('refuses a file where a link is signed, and an archive lacking a signed link (ERR_UNSAFE_ARCHIVE)', async () => {
+  const expected = expectedWithLinks({ 'app.js': { content: 'x' } }, { run: 'app.js' });
+  const { err } = await expectRefused([{ name: 'run', content: 'x' }], 'ERR_UNSAFE_ARCHIVE', { expected });
+  assert.match(err.message, /is a file, signed as a symlink/);
+  const lacking = await expectRefused([{ name: 'app.js', content: 'x' }], 'ERR_UNSAFE_ARCHIVE', { expected, destEmpty: false });
+  assert.match(lacking.err.message, /lacks signed file run/);
+});
+
+signedLinks('refuses at staging a signed link out of the tree, absolute or by "..", and makes no link (ERR_UNSAFE_ARCHIVE)', async () => {
+  for (const target of ['../sentinel', '/etc', 'lib/../../sentinel']) {
+    const { err, destNames } = await expectRefused(
+      [{ name: 'lib/ok.js', content: 'x' }, { name: 'esc', type: 'symlink', linkname: target }],
+      'ERR_UNSAFE_ARCHIVE',
+      { expected: expectedWithLinks({ 'lib/ok.js': { content: 'x' } }, { esc: target }), destEmpty: false },
+    );
+    assert.match(err.message, /esc is a symlink that (points outside the tree|points to the absolute path)/, target);
+    assert.equal(destNames, ['lib', 'lib/ok.js'], `${target}: no link made`);
+  }
+});
+
+signedLinks('never writes through a link: a file under a path also signed as a link lands in a real folder, and the link is refused', async () => {
+  const a = await arena();
+  try {
+    // A hostile list (a parsed manifest refuses it: "d" would be both a link and a folder).
+    const expected = expectedWithLinks({ 'd/x': { content: 'x' }, 'sub/y': { content: 'y' } }, { d: 'sub' });
+    await writeFile(a.archive, tarBytes([{ name: 'd', type: 'symlink', linkname: 'sub' }, { name: 'd/x', content: 'x' }, { name: 'sub/y', content: 'y' }]));
+    const err = await assertCodeAsync(() => deadline(extractArchive(a.archive, a.dest, expected), 5000, 'extraction'), 'ERR_UNSAFE_ARCHIVE');
+    assert.match(err.message, /collides/);
+    assert.ok((await lstat(join(a.dest, 'd'))).isDirectory(), 'd is a real folder, never a link');
+    assert.equal(await readdir(join(a.dest, 'sub')), ['y'], 'nothing was written through d into sub');
+    await assertNothingOutside(a);
+  } finally {
+    await a.tmp.cleanup();
+  }
+});
+
+signedLinks.run();
 
 // ---------------------------------------------------------------------------------------------
 

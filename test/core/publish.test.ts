@@ -15,7 +15,7 @@ import { readRepoRoot, repoSource } from '../../core/publish/repository.ts';
 import { extractArchive } from '../../core/io/extract.ts';
 import { applyDelta } from '../../core/delta/delta.ts';
 import { sha256, sha256File } from '../../core/io/hash.ts';
-import type { DeltaOp, FileEntry, ManifestDoc } from '../../core/trust/metadata.ts';
+import { regularFiles, type DeltaOp, type ManifestDoc, type TreeEntry } from '../../core/trust/metadata.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import { makeRepo, pseudoRandomBytes, sampleApp, tempDir, writeTree, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
@@ -64,8 +64,8 @@ function specState(tree: TreeSpec) {
   return Object.keys(tree).sort().map((path) => ({ path, sha256: sha256(specContent(tree[path]!)), mode: specMode(tree[path]!) }));
 }
 
-function manifestState(files: FileEntry[]) {
-  return [...files].sort((a, b) => (a.path < b.path ? -1 : 1)).map((f) => ({ path: f.path, sha256: f.sha256, mode: f.mode }));
+function manifestState(files: TreeEntry[]) {
+  return regularFiles(files).sort((a, b) => (a.path < b.path ? -1 : 1)).map((f) => ({ path: f.path, sha256: f.sha256, mode: f.mode }));
 }
 
 async function readManifestDoc(t: TestRepo, version: string): Promise<ManifestDoc> {
@@ -102,7 +102,7 @@ roundTrip('the manifest file list is exactly the source tree: paths, sizes, mode
   const r = await t.release('1.1.0', tree);
   const files = r.manifest.targets['linux-x64']!.files;
   assert.equal(manifestState(files), specState(tree));
-  for (const f of files) assert.is(f.size, specContent(tree[f.path]!).length);
+  for (const f of regularFiles(files)) assert.is(f.size, specContent(tree[f.path]!).length);
 }));
 
 roundTrip.run();
@@ -146,7 +146,7 @@ refuses('refuses a key the root does not delegate for releases (ERR_UNKNOWN_KEY)
   assert.equal(await snapshotDir(t.repo), before);
 }));
 
-refuses('refuses a tree holding a symlink (ERR_UNSUPPORTED_FILE)', () => withRepo(async (t) => {
+refuses('refuses a tree holding a symlink to /etc/passwd, out of the tree (ERR_UNSUPPORTED_FILE)', () => withRepo(async (t) => {
   await t.release('1.0.0', sampleApp('1.0.0'));
   const before = await snapshotDir(t.repo);
   const appDir = join(t.dir, 'app-with-link');
@@ -288,7 +288,7 @@ deltas('a changed binary becomes a patch op much smaller than the file', () => w
   const r = await t.release('1.1.0', sampleApp('1.1.0'));
   const rel = r.manifest.targets['linux-x64']!;
   const op = rel.deltas[0]!.ops.find((o) => o.path === 'lib/engine.bin');
-  const file = rel.files.find((f) => f.path === 'lib/engine.bin')!;
+  const file = regularFiles(rel.files).find((f) => f.path === 'lib/engine.bin')!;
   assert.ok(op && op.op === 'patch', `engine.bin is patched, got ${op?.op}`);
   if (op?.op !== 'patch') return;
   assert.is(op.from, 'lib/engine.bin');

@@ -15,7 +15,7 @@ import { FerryError } from '../../core/errors.ts';
 import { parseStrictJson, type Json } from '../../core/io/strict-json.ts';
 import { encodeEnvelope, parseEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/trust/dsse.ts';
 import { parseRootPayload, verifyRootRotation, verifyTrustedRoot, type RootDoc } from '../../core/trust/root.ts';
-import { parseChannelPayload, parseManifestPayload, type FileRef } from '../../core/trust/metadata.ts';
+import { parseChannelPayload, parseManifestPayload, regularFiles, type FileRef, type TreeEntry } from '../../core/trust/metadata.ts';
 import { readChannel, readManifest, updateRoot, verifyArtifactFile } from '../../core/trust/trusted-metadata.ts';
 import { openBundle } from '../../core/publish/bundle.ts';
 import { extractArchive, type ExpectedFile } from '../../core/io/extract.ts';
@@ -353,12 +353,12 @@ const extraction: Target = {
   deadlineMs: 30_000,
   async prepare(seeds, sandbox) {
     const ctx = { escapeDir: sandbox.escapeDir };
-    const fileList = (files: { path: string; size: number; sha256: string; mode: number }[]) => new Map(files.map((f) => [f.path, { size: f.size, sha256: f.sha256, mode: f.mode }]));
+    const fileList = (files: TreeEntry[]) => new Map(regularFiles(files).map((f) => [f.path, { size: f.size, sha256: f.sha256, mode: f.mode }]));
     const delta = seeds.release.deltas.find((d) => d.from === OLD)!;
     const archives: ArchiveSeed[] = [
       { bytes: seeds.fullGz, gz: true, expected: fileList(seeds.release.files) },
       { bytes: seeds.oldFullGz, gz: true, expected: fileList(seeds.manifests[OLD]!.doc.targets[TARGET]!.files) },
-      { bytes: seeds.deltaTar, gz: false, expected: new Map(delta.ops.flatMap((op) => (op.op === 'copy' ? [] : [[op.entry.path, { size: op.entry.size, sha256: op.entry.sha256, mode: 0o600 }] as const]))) },
+      { bytes: seeds.deltaTar, gz: false, expected: new Map(delta.ops.flatMap((op) => (op.op === 'copy' || op.op === 'link' ? [] : [[op.entry.path, { size: op.entry.size, sha256: op.entry.sha256, mode: 0o600 }] as const]))) },
     ];
     const all = archives.map((a) => a.bytes);
     return async (r) => {

@@ -14,7 +14,7 @@ import { gzipSync } from 'node:zlib';
 import * as assert from 'uvu/assert';
 import { readDeviceConfig, writeDeviceConfig, parseDeviceConfig } from '../../core/device/config.ts';
 import { CHUNK_SIZE, digestFile } from '../../core/io/hash.ts';
-import type { ArtifactRef, FileEntry, ManifestDoc } from '../../core/trust/metadata.ts';
+import type { ArtifactRef, TreeEntry, ManifestDoc } from '../../core/trust/metadata.ts';
 import { describeRun, ferry, signedFiles, TARGET } from './crash.ts';
 import { makeRepo, tempDir, type TempDir, type TestRepo, type TreeSpec } from './repo.ts';
 import { resignManifest, snapshotDir } from './tamper.ts';
@@ -32,7 +32,7 @@ export interface AdversarialFixture {
   template: string;
   /** What 1.1.0 was published from (path → bytes and mode), to rebuild its archive by hand. */
   newTree: TreeSpec;
-  files: Map<string, FileEntry[]>;
+  files: Map<string, TreeEntry[]>;
   cleanup(): Promise<void>;
 }
 

@@ -13,7 +13,7 @@ import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/trust/ds
 import { generateKeyPair } from '../../core/trust/ed25519.ts';
 import { sha256 } from '../../core/io/hash.ts';
 import { keyIdOf, type SigningKey } from '../../core/trust/keys.ts';
-import { channelPath, manifestPath, type Channel, type ChannelDoc, type FileEntry, type ManifestDoc } from '../../core/trust/metadata.ts';
+import { channelPath, manifestPath, type Channel, type ChannelDoc, type TreeEntry, type ManifestDoc } from '../../core/trust/metadata.ts';
 import type { UpdatePolicy } from '../../core/spec.ts';
 import { requestSupervisor, type SupervisorStatus } from '../../plugins/run/control.ts';
 import { describeRun, ferry, ROOT, signedFiles, smallApp, sleep, type Run } from './crash.ts';
@@ -39,7 +39,7 @@ export interface OnFirstVersion {
   repo: TestRepo;
   device: TestDevice;
   /** The signed file list of `version` for linux-x64, read from the repository's manifest. */
-  files(version: string): Promise<FileEntry[]>;
+  files(version: string): Promise<TreeEntry[]>;
   cleanup(): Promise<void>;
 }
 

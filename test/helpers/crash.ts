@@ -11,7 +11,7 @@ import { lstat, mkdir, readdir, readFile, readlink, rm, truncate, writeFile } fr
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import type { FileEntry, ManifestDoc } from '../../core/trust/metadata.ts';
+import { isLink, type TreeEntry, type ManifestDoc } from '../../core/trust/metadata.ts';
 import type { UpdateRecord } from '../../core/spec.ts';
 import type { DeviceStatus } from '../../core/update/updater.ts';
 import { makeRepo, sampleApp, tempDir, type TempDir, type TestRepo, type TreeSpec } from './repo.ts';
@@ -113,12 +113,12 @@ export interface CrashFixture {
   healthyHome: string;
   unhealthyHome: string;
   /** The signed file list of each version, read from the repository. */
-  files: Map<string, FileEntry[]>;
+  files: Map<string, TreeEntry[]>;
   cleanup(): Promise<void>;
 }
 
 /** Reads releases/<version>/manifest.json from the repository and decodes its DSSE payload. */
-export async function signedFiles(repoDir: string, version: string): Promise<FileEntry[]> {
+export async function signedFiles(repoDir: string, version: string): Promise<TreeEntry[]> {
   const envelope = JSON.parse(await readFile(join(repoDir, 'releases', version, 'manifest.json'), 'utf8')) as { payload: string };
   const doc = JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')) as ManifestDoc;
   const release = doc.targets[TARGET];
@@ -155,8 +155,8 @@ export async function makeCrashFixture(): Promise<CrashFixture> {
 // ---------------------------------------------------------------------------------------------
 // The oracle
 
-/** Problems with `dir` as a copy of `files`: missing, extra, non-regular entries, size/mode/hash. */
-export async function treeProblems(dir: string, files: FileEntry[]): Promise<string[]> {
+/** Problems with `dir` as a copy of `files`: missing, extra, non-regular entries, size/mode/hash, link targets. */
+export async function treeProblems(dir: string, files: TreeEntry[]): Promise<string[]> {
   const problems: string[] = [];
   const want = new Map(files.map((f) => [f.path, f]));
   async function walk(rel: string): Promise<void> {
@@ -176,7 +176,10 @@ export async function treeProblems(dir: string, files: FileEntry[]): Promise<str
       }
       const w = want.get(path);
       want.delete(path);
-      if (!st.isFile()) problems.push(`${path}: not a regular file`);
+      if (w && isLink(w)) {
+        if (!st.isSymbolicLink()) problems.push(`${path}: not a symlink`);
+        else if (await readlink(join(dir, path)) !== w.target) problems.push(`${path}: links to ${await readlink(join(dir, path))}, signed ${w.target}`);
+      } else if (!st.isFile()) problems.push(`${path}: not a regular file`);
       else if (!w) problems.push(`${path}: extra file`);
       else {
         const sha = createHash('sha256').update(await readFile(join(dir, path))).digest('hex');
@@ -197,7 +200,7 @@ export interface Installed {
 }
 
 /** Which complete signed release `home/current` is, straight from the disk. */
-export async function inspectCurrent(home: string, files: Map<string, FileEntry[]>): Promise<Installed> {
+export async function inspectCurrent(home: string, files: Map<string, TreeEntry[]>): Promise<Installed> {
   let link: string;
   try {
     link = await readlink(join(home, 'current'));

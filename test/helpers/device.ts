@@ -17,7 +17,7 @@ import { createBundleSource } from '../../core/publish/bundle.ts';
 import { Updater } from '../../core/update/updater.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import type { HealthCheck, HealthResult } from '../../core/ports/health.ts';
-import type { FileEntry, ManifestDoc } from '../../core/trust/metadata.ts';
+import { isLink, type FileEntry, type TreeEntry, type ManifestDoc } from '../../core/trust/metadata.ts';
 import type { UpdatePolicy } from '../../core/spec.ts';
 import { makeRepo, tempDir, type TempDir, type TestRepo } from './repo.ts';
 
@@ -149,8 +149,11 @@ export function fakeHealth(answers: boolean | boolean[]): HealthCheck & { calls:
   };
 }
 
-/** Every regular file under `dir` with its sha256 and mode, by an own walk (symlinks are failures). */
-export async function hashTree(dir: string): Promise<Map<string, { sha256: string; mode: number; size: number }>> {
+/**
+ * Every regular file under `dir` with its sha256 and mode, by an own walk. A symlink is a failure,
+ * unless `links` is given: then it is put there (path → target, read with readlink) instead.
+ */
+export async function hashTree(dir: string, links?: Map<string, string>): Promise<Map<string, { sha256: string; mode: number; size: number }>> {
   const out = new Map<string, { sha256: string; mode: number; size: number }>();
   async function walk(rel: string): Promise<void> {
     for (const name of await readdir(join(dir, rel))) {
@@ -160,17 +163,21 @@ export async function hashTree(dir: string): Promise<Map<string, { sha256: strin
       else if (st.isFile()) {
         const bytes = await readFile(join(dir, path));
         out.set(path, { sha256: createHash('sha256').update(bytes).digest('hex'), mode: st.mode & 0o7777, size: bytes.length });
-      } else assert.unreachable(`${dir}/${path} is neither a file nor a folder`);
+      } else if (links && st.isSymbolicLink()) links.set(path, await readlink(join(dir, path)));
+      else assert.unreachable(`${dir}/${path} is neither a file nor a folder`);
     }
   }
   await walk('');
   return out;
 }
 
-/** Asserts `dir` holds exactly the signed files, each with its signed sha256, size and mode. */
-export async function assertTree(dir: string, files: FileEntry[], what = dir): Promise<void> {
-  const got = await hashTree(dir);
+/** Asserts `dir` holds exactly the signed files, each with its signed sha256, size and mode, and the signed links with their targets. */
+export async function assertTree(dir: string, entries: TreeEntry[], what = dir): Promise<void> {
+  const links = new Map<string, string>();
+  const got = await hashTree(dir, links);
+  const files = entries.filter((f): f is FileEntry => !isLink(f));
   assert.equal([...got.keys()].sort(), files.map((f) => f.path).sort(), `${what}: the signed file set`);
+  assert.equal(Object.fromEntries([...links].sort()), Object.fromEntries(entries.filter(isLink).map((l) => [l.path, l.target]).sort()), `${what}: the signed links and their targets`);
   for (const f of files) {
     const g = got.get(f.path)!;
     assert.is(g.sha256, f.sha256, `${what}/${f.path} sha256`);

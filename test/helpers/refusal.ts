@@ -9,7 +9,7 @@
 import * as assert from 'uvu/assert';
 import { EXIT_CODE } from '../../cli/exit-codes.ts';
 import type { ErrorCode } from '../../core/errors.ts';
-import type { FileEntry } from '../../core/trust/metadata.ts';
+import type { TreeEntry } from '../../core/trust/metadata.ts';
 import type { UpdateRecord } from '../../core/spec.ts';
 import { describeRun, ferry, history, treeProblems, type Run } from './crash.ts';
 import { readlink } from 'node:fs/promises';
@@ -23,7 +23,7 @@ export interface RefusalExpectation {
   /** The version `current` must still link to (null: nothing installed, and `current` must not exist). */
   version: string | null;
   /** That version's signed file list (ignored when version is null). */
-  files?: FileEntry[];
+  files?: TreeEntry[];
   env?: Record<string, string>;
 }
 
@@ -65,7 +65,7 @@ export async function assertRefusedByCli(e: RefusalExpectation): Promise<Refusal
 }
 
 /** `current` links to `version` and its tree is exactly `files` (or, for null, there is no `current`). */
-export async function assertCompleteVersion(home: string, version: string | null, files?: FileEntry[]): Promise<void> {
+export async function assertCompleteVersion(home: string, version: string | null, files?: TreeEntry[]): Promise<void> {
   let link: string | null = null;
   try {
     link = await readlink(join(home, 'current'));

@@ -8,7 +8,7 @@ import { FerryError, fromFsError } from '../errors.ts';
 import type { HomeLayout } from '../device/layout.ts';
 import { switchCurrent } from '../device/switch.ts';
 import { parseEnvelope } from '../trust/dsse.ts';
-import { MANIFEST_MAX_BYTES, parseManifestPayload, type FileEntry, type ManifestDoc } from '../trust/metadata.ts';
+import { MANIFEST_MAX_BYTES, parseManifestPayload, type ManifestDoc, type TreeEntry } from '../trust/metadata.ts';
 import type { UpdateContext } from './context.ts';
 
 export async function exists(path: string): Promise<boolean> {
@@ -28,7 +28,7 @@ export async function localManifest(layout: HomeLayout, version: string): Promis
 }
 
 /** The signed file list of an installed release, to verify its tree against. */
-export async function localFiles(ctx: UpdateContext, version: string): Promise<FileEntry[]> {
+export async function localFiles(ctx: UpdateContext, version: string): Promise<TreeEntry[]> {
   const release = (await localManifest(ctx.layout, version)).targets[ctx.target];
   if (!release) throw new FerryError('ERR_WRONG_TARGET', `the manifest of ${version} has no ${ctx.target} release`);
   return release.files;

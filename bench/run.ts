@@ -14,6 +14,7 @@ const BENCHES: Bench[] = [
   { name: 'fleet', description: 'N devices updating with and without LAN peers: origin bytes, time', load: () => import('./fleet.ts') },
   { name: 'handover', description: 'ferry run handover under wrk load vs steady state and pm2 reload', load: () => import('./handover.ts') },
   { name: 'serve', description: 'ferry serve artifact throughput vs nginx on the same files', load: () => import('./serve.ts') },
+  { name: 'footprint', description: 'ferry start-up time and memory, and the idle agent, vs plain node', load: () => import('./footprint.ts') },
 ];
 
 async function main(args: string[]): Promise<number> {

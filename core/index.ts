@@ -1,0 +1,48 @@
+// The library's front door (`import … from 'ferry'`, package.json "exports" "."): the spec's
+// interfaces and data types, the device (Updater, openDevice/withDevice), errors, publishing,
+// verification and key files. Transports, patchers, health checks and the ports they implement are
+// under `ferry/plugins/*`; the app's side of `ferry run` is `ferry/app`. Only what is exported here
+// (and from those subpaths) is the public API: everything else in dist/ may change in any release.
+
+// The spec: interfaces the device implements and the data it reports.
+export type {
+  UpdateInfo,
+  UpdatePackage,
+  TimeWindow,
+  UpdatePolicy,
+  UpdateOutcome,
+  UpdateRecord,
+  RestorePoint,
+  ApplyResult,
+  UpdateManager,
+  RollbackManager,
+  GracefulUpdater,
+  IntegrityVerifier,
+} from './spec.ts';
+
+// Errors: one class, a stable code per refusal (README "Exit codes and error codes").
+export { FerryError, isFerryError, type ErrorCode } from './errors.ts';
+
+// The device: a home folder's UpdateManager and RollbackManager.
+export { Updater, MAX_ATTEMPTS, type UpdaterDeps, type DeviceStatus } from './update/updater.ts';
+export type { Phase } from './device/journal.ts';
+export { initDevice } from './device/init.ts';
+export { readDeviceConfig, type DeviceConfig, type HealthConfig } from './device/config.ts';
+export { openDevice, withDevice, sourceFromSpec, type OpenDeviceOptions, type Device, type OpenedSource } from '../plugins/open-device.ts';
+// TODO(lead, at merge): export the agent from plugins/agent/ here, e.g.
+//   export { Agent, type AgentOptions } from '../plugins/agent/agent.ts';
+
+// Publishing: keys, a repository, releases, bundles.
+export { generateKeyFiles, loadSigningKey, loadPublicKey, keyIdOf, publicKeyToPem, type PublicKey, type SigningKey } from './trust/keys.ts';
+export { initRepository, rotateRoot, readRepoRoot, repoSource, type RotateInput } from './publish/repository.ts';
+export { publishRelease, listManifests, type ReleaseInput, type ReleaseResult } from './publish/publish.ts';
+export { writeBundle, openBundle, createBundleSource, type BundleInput, type BundleResult } from './publish/bundle.ts';
+
+// Verification: a whole repository or bundle as a device would check it, and the spec's verifier.
+export { verifyRepository, type VerifyReport, type VerifyOptions, type Problem, type ArtifactStatus } from './trust/verify-repo.ts';
+export { createIntegrityVerifier } from './trust/integrity.ts';
+
+// The signed documents' types, for programs that read reports and manifests.
+export { CHANNELS, isChannel, type Channel, type ManifestDoc, type ChannelDoc, type TargetRelease, type ArtifactRef, type DeltaRef, type FileEntry, type FileRef } from './trust/metadata.ts';
+export type { RootDoc, RoleName, RoleSpec } from './trust/root.ts';
+export type { Envelope } from './trust/dsse.ts';

@@ -1,0 +1,6 @@
+// `ferry/plugins/lan`: LAN peers — discovery (mDNS or a static list), the Source that takes
+// artifact chunks from peers, and the peer server that shares this device's verified cache.
+
+export { createLanDiscovery, parseLanSpec, SERVICE, type LanDiscovery, type LanDiscoveryOptions, type LanPeer } from './discovery.ts';
+export { createLanSource, type LanSourceOptions } from './source.ts';
+export { startPeerServer, type PeerServer, type PeerServerOptions, type PeerServerStats } from './peer-server.ts';

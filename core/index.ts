@@ -29,8 +29,9 @@ export type { Phase } from './device/journal.ts';
 export { initDevice } from './device/init.ts';
 export { readDeviceConfig, type DeviceConfig, type HealthConfig } from './device/config.ts';
 export { openDevice, withDevice, sourceFromSpec, type OpenDeviceOptions, type Device, type OpenedSource } from '../plugins/open-device.ts';
-// TODO(lead, at merge): export the agent from plugins/agent/ here, e.g.
-//   export { Agent, type AgentOptions } from '../plugins/agent/agent.ts';
+// The agent: the daemon behind `ferry agent` (checks on a schedule, wakes on USB drops, LAN peers
+// and maintenance windows, shares the cache, supervises the app through `ferry run`).
+export { Agent, type AgentOptions } from '../plugins/agent/agent.ts';
 
 // Publishing: keys, a repository, releases, bundles.
 export { generateKeyFiles, loadSigningKey, loadPublicKey, keyIdOf, publicKeyToPem, type PublicKey, type SigningKey } from './trust/keys.ts';
@@ -43,6 +44,6 @@ export { verifyRepository, type VerifyReport, type VerifyOptions, type Problem, 
 export { createIntegrityVerifier } from './trust/integrity.ts';
 
 // The signed documents' types, for programs that read reports and manifests.
-export { CHANNELS, isChannel, type Channel, type ManifestDoc, type ChannelDoc, type TargetRelease, type ArtifactRef, type DeltaRef, type FileEntry, type FileRef } from './trust/metadata.ts';
+export { CHANNELS, isChannel, type Channel, type ManifestDoc, type ChannelDoc, type TargetRelease, type ArtifactRef, type DeltaRef, type FileEntry, type LinkEntry, type TreeEntry, type FileRef } from './trust/metadata.ts';
 export type { RootDoc, RoleName, RoleSpec } from './trust/root.ts';
 export type { Envelope } from './trust/dsse.ts';

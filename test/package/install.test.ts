@@ -23,6 +23,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir, type TempDir } from '../helpers/repo.ts';
+import { freePort } from '../helpers/net.ts';
+import { fencedBlocks } from '../readme/fenced-blocks.ts';
 import { startLoopbackRegistry, type LoopbackRegistry } from './loopback-registry.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -86,6 +88,13 @@ function walkthroughStep1(readme: string): string {
   const m = /^### 1\. [^\n]*\n[\s\S]*?^```sh\n([\s\S]*?)^```/m.exec(readme);
   assert.ok(m, 'README.md has a "### 1." step with an sh block');
   return m![1]!;
+}
+
+/** The `js` blocks of the README's "Embedding ferry" section, in order. */
+function embeddingExamples(readme: string): string[] {
+  const section = /^## Embedding ferry\n([\s\S]*?)^## /m.exec(readme);
+  assert.ok(section, 'README.md has an "Embedding ferry" section');
+  return fencedBlocks(section![1]!).filter((b) => b.lang === 'js').map((b) => b.body);
 }
 
 /**
@@ -182,6 +191,29 @@ console.log(JSON.stringify({ ok: report.ok, releases: report.releases.map((r) =>
     reportReady: 'function',
     hidden: 'ERR_PACKAGE_PATH_NOT_EXPORTED',
   });
+  // The README's "Embedding ferry" programs, run as written against the installed package.
+  const [updateOnce, server] = embeddingExamples(await readFile(join(project, 'node_modules', OWN.name, 'README.md'), 'utf8'));
+  assert.ok(updateOnce && server, 'two js examples');
+  await writeFile(join(project, 'update-once.mjs'), updateOnce!);
+  await writeFile(join(project, 'server.mjs'), server!);
+  const env = childEnv({ PATH: `${bin}${delimiter}${process.env.PATH ?? ''}` });
+  ok(await run(join(bin, 'ferry'), ['init', join(walked, 'device'), '--trust', join(walked, 'repo/root.json'), '--source', join(walked, 'repo')], project, env), 'ferry init');
+  assert.match(ok(await run(process.execPath, ['update-once.mjs', join(walked, 'device')], project, env), 'update-once.mjs'), /^updated to 1\.1\.0$/m);
+  assert.match(ok(await run(process.execPath, ['update-once.mjs', join(walked, 'device')], project, env), 'update-once.mjs again'), /^up-to-date$/m);
+  const port = await freePort();
+  const app = spawn(process.execPath, ['server.mjs'], { cwd: project, env: { ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    let said = '';
+    app.stdout.setEncoding('utf8').on('data', (d: string) => { said += d; });
+    for (let i = 0; i < 100 && !said.includes('serving on'); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(said, new RegExp(`serving on .*${port}`), 'server.mjs says where it listens');
+    assert.is(await (await fetch(`http://127.0.0.1:${port}/healthz`)).text(), 'ok\n');
+    assert.is(await (await fetch(`http://127.0.0.1:${port}/`)).text(), 'hello\n');
+  } finally {
+    const exited = new Promise<number | null>((resolve) => app.on('close', (code) => resolve(code)));
+    app.kill('SIGTERM');
+    assert.is(await exited, 0, 'server.mjs drains and exits 0 on SIGTERM');
+  }
 });
 
 pkg('npm install -g --prefix: the global bin runs --version and the walkthrough', async () => {

@@ -9,15 +9,10 @@ import { homeLayout, type HomeLayout } from '../core/device/layout.ts';
 import { readDeviceConfig, type DeviceConfig, type HealthConfig } from '../core/device/config.ts';
 import { createDirSource } from '../core/ports/dir-source.ts';
 import type { Source } from '../core/ports/source.ts';
-import { createBundleSource } from '../core/publish/bundle.ts';
 import { Updater, type UpdaterDeps } from '../core/update/updater.ts';
 import { createBsdiffPatcher } from './bsdiff/patcher.ts';
 import { createCommandHealthCheck } from './health/command.ts';
 import { createHttpHealthCheck } from './health/http.ts';
-import { createHttpTransport } from './http/transport.ts';
-import { createUsbSource, parseUsbSpec } from './usb/source.ts';
-import { createLanDiscovery, parseLanSpec } from './lan/discovery.ts';
-import { createLanSource } from './lan/source.ts';
 import { createSupervisorHealthCheck, supervisorRunning } from './run/health.ts';
 import type { HealthCheck } from '../core/ports/health.ts';
 import type { ProgressSink } from '../core/ports/progress.ts';
@@ -35,27 +30,33 @@ export interface OpenedSource {
  *   usb:<mount>[,<mount>…]       bundles or repository folders dropped on sticks
  *   lan | lan:<host:port>,…      LAN peers (mDNS, or a static list), for artifacts only
  * Bundles and sticks are unpacked into `privateDir` (inside staging/, created on first use, so
- * only once the updater holds the home's lock).
+ * only once the updater holds the home's lock). Each transport's code is loaded only when a spec
+ * names it, so a command that opens a device pays only for the transports its ferry.json uses.
  */
 export async function sourceFromSpec(spec: string, config: DeviceConfig, layout: HomeLayout, privateDir: string): Promise<OpenedSource> {
   const none = async () => {};
   if (/^https?:\/\//.test(spec)) {
+    const { createHttpTransport } = await import('./http/transport.ts');
     const http = createHttpTransport({ url: spec, cacheDir: join(layout.cache, 'http'), ...(config.maxBytesPerSecond ? { maxBytesPerSecond: config.maxBytesPerSecond } : {}) });
     return { source: http, close: async () => http.close() };
   }
   if (spec.startsWith('usb:')) {
+    const { createUsbSource, parseUsbSpec } = await import('./usb/source.ts');
     const usb = createUsbSource({ mounts: parseUsbSpec(spec), privateDir });
     return { source: usb, close: () => usb.close() };
   }
-  const lan = parseLanSpec(spec);
-  if (lan) {
-    const discovery = createLanDiscovery({ app: config.app, ...lan });
+  if (spec === 'lan' || spec.startsWith('lan:')) {
+    const [{ createLanDiscovery, parseLanSpec }, { createLanSource }] = await Promise.all([import('./lan/discovery.ts'), import('./lan/source.ts')]);
+    const discovery = createLanDiscovery({ app: config.app, ...parseLanSpec(spec) });
     const source = createLanSource({ discovery, timeoutMs: 10_000 });
     return { source, close: async () => { source.close(); await discovery.close(); } };
   }
   const path = spec.startsWith('dir:') ? spec.slice(4) : spec;
   const st = await stat(path).catch(() => null);
-  if (st?.isFile()) return { source: createBundleSource(path, privateDir), close: none };
+  if (st?.isFile()) {
+    const { createBundleSource } = await import('../core/publish/bundle.ts');
+    return { source: createBundleSource(path, privateDir), close: none };
+  }
   // A folder that is not there right now (an unplugged disk) is not fatal: it offers nothing.
   return { source: createDirSource(path), close: none };
 }

@@ -263,8 +263,12 @@ const restorePointsCommand: CommandModule<object, RestoreArgs> = {
         }
         case 'cleanup': {
           if (args.keep === undefined) throw new FerryError('ERR_USAGE', 'cleanup needs --keep N');
-          const removed = await u.cleanup(args.keep);
-          printResult(args, { removed }, () => [`removed ${removed.length} restore point(s); kept the newest ${args.keep}`]);
+          const r = await u.cleanupReport(args.keep);
+          printResult(args, { removed: r.removed, removedReleases: r.removedReleases, keptReleases: r.keptReleases }, () => [
+            `removed ${r.removed.length} restore point(s); kept the newest ${args.keep}`,
+            ...(r.removedReleases.length ? [`removed release(s) ${r.removedReleases.join(', ')}`] : []),
+            ...r.keptReleases.map((k) => `kept release ${k.version}: ${k.reasons.map((why) => (why === 'pinned' ? `pinned by running ferry ${k.pins.map((p) => `pid ${p.pid} (${p.command})`).join(', ')}` : why)).join(', ')}`),
+          ]);
           break;
         }
       }

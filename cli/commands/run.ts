@@ -14,6 +14,7 @@ import { parseDurationMs } from '../../core/io/duration.ts';
 import { resolveListen, takeSystemdListenFds } from '../../plugins/run/listen-fds.ts';
 import { chooseReadiness } from '../../plugins/run/supervision.ts';
 import { Supervisor } from '../../plugins/run/supervisor.ts';
+import { pinRunningRelease } from '../../plugins/running-release-pin.ts';
 import type { OutputFlags } from '../output.ts';
 
 interface RunArgs extends OutputFlags {
@@ -56,6 +57,8 @@ export const runCommand: CommandModule<object, RunArgs> = {
     if (command.length === 0) throw new FerryError('ERR_USAGE', 'name the app command after --, e.g. ferry run --home H --listen 8080 -- node server.js');
     // Taken (and the LISTEN_* variables removed) before anything is started, so no child reads them.
     const passed = takeSystemdListenFds(process.env, process.pid);
+    // Long-running: the release ferry runs from must outlive cleanup (plugins/running-release-pin.ts).
+    await pinRunningRelease('run', (m) => process.stderr.write(`ferry run: ${m}\n`));
     const listen = resolveListen(args.listen, passed).map((l) => (l.kind === 'fd' ? { fd: l.fd, name: l.name } : l.address));
     const supervisor = new Supervisor({
       home: args.home,

@@ -10,6 +10,7 @@ import { startPeerServer } from '../../plugins/lan/peer-server.ts';
 import { createLanDiscovery } from '../../plugins/lan/discovery.ts';
 import { printResult, type OutputFlags } from '../output.ts';
 import { untilStopSignal } from '../wait-signal.ts';
+import { pinRunningRelease } from '../../plugins/running-release-pin.ts';
 
 interface Args extends OutputFlags {
   home: string;
@@ -32,6 +33,8 @@ export const shareCommand: CommandModule<object, Args> = {
   handler: async (args) => {
     const layout = homeLayout(args.home);
     const config = await readDeviceConfig(layout.config);
+    // Long-running: the release ferry runs from must outlive cleanup (plugins/running-release-pin.ts).
+    await pinRunningRelease('share', (m) => process.stderr.write(`ferry share: ${m}\n`));
     const server = await startPeerServer({ cacheDir: layout.cache, host: args.host, port: args.port }).catch((err) => {
       throw new FerryError('ERR_IO', `cannot listen on ${args.host}:${args.port}: ${(err as Error).message}`, { cause: err });
     });

@@ -1,6 +1,7 @@
 // Restore points (made before each switch, by hand, or again from releases/ after the store was
-// lost) and cleanup: old restore points, release folders no one needs, and cache/ beyond what the
-// current version's LAN peers and a pending update use.
+// lost) and cleanup: old restore points, release folders no one needs (never one a live ferry
+// process runs from: core/device/running-pins.ts), and cache/ beyond what the current version's
+// LAN peers and a pending update use.
 
 import { readdir, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
@@ -9,6 +10,7 @@ import semver from 'semver';
 import { FerryError } from '../errors.ts';
 import { timeId } from '../device/store.ts';
 import { readCurrent } from '../device/switch.ts';
+import { livePins, type RunningPin } from '../device/running-pins.ts';
 import type { Journal } from '../device/journal.ts';
 import type { RestorePoint } from '../spec.ts';
 import type { UpdateContext } from './context.ts';
@@ -34,12 +36,59 @@ export async function rebuildRestorePoints(ctx: UpdateContext, current: string |
   if (versions.length > 0) ctx.log(`the store was ${ctx.store.rebuiltFrom ? 'damaged and rebuilt' : 'missing and made anew'}: restore points for ${versions.join(', ')} made again from releases/`);
 }
 
+/** Why cleanup keeps a release folder. */
+export type KeepReason = 'current' | 'previous' | 'update-in-progress' | 'restore-point' | 'pinned';
+
+export interface KeptRelease {
+  version: string;
+  reasons: KeepReason[];
+  /** With 'pinned': the live ferry processes that run from this release. */
+  pins: RunningPin[];
+}
+
+export interface CleanupResult {
+  /** The restore points removed (the oldest beyond `keepCount`). */
+  removed: RestorePoint[];
+  /** Release folders removed. */
+  removedReleases: string[];
+  /** Release folders kept, each with why. */
+  keptReleases: KeptRelease[];
+}
+
+/**
+ * Which installed releases cleanup keeps, and why (a pure decision). `previous` is the one a
+ * rollback goes to; `pending` the versions an update in progress started from or is staging;
+ * `pins` the live running-release pins (core/device/running-pins.ts).
+ */
+export function releasesToKeep(input: {
+  installed: string[];
+  current: string | null;
+  previous: string | undefined;
+  pending: string[];
+  restorePointVersions: string[];
+  pins: RunningPin[];
+}): KeptRelease[] {
+  const kept: KeptRelease[] = [];
+  for (const version of input.installed) {
+    const reasons: KeepReason[] = [];
+    if (version === input.current) reasons.push('current');
+    if (version === input.previous) reasons.push('previous');
+    if (input.pending.includes(version)) reasons.push('update-in-progress');
+    if (input.restorePointVersions.includes(version)) reasons.push('restore-point');
+    const pins = input.pins.filter((p) => p.version === version);
+    if (pins.length > 0) reasons.push('pinned');
+    if (reasons.length > 0) kept.push({ version, reasons, pins });
+  }
+  return kept;
+}
+
 /**
  * Keeps the newest `keepCount` restore points and removes release folders no one needs: never
  * `current`, the newest other version (the one a rollback goes to), a restore point's version,
- * or the version an update in progress started from or is staging.
+ * the version an update in progress started from or is staging, or a release a live ferry
+ * process runs from (its pin in run/pins/; stale pins are removed here).
  */
-export async function cleanup(ctx: UpdateContext, keepCount: number): Promise<RestorePoint[]> {
+export async function cleanup(ctx: UpdateContext, keepCount: number): Promise<CleanupResult> {
   if (!Number.isInteger(keepCount) || keepCount < 1) throw new FerryError('ERR_USAGE', '--keep must be at least 1');
   const points = await ctx.store.restorePoints();
   const removed = points.slice(0, Math.max(0, points.length - keepCount));
@@ -49,15 +98,17 @@ export async function cleanup(ctx: UpdateContext, keepCount: number): Promise<Re
   const journal = await ctx.store.journal();
   const installed = await installedVersions(ctx.layout);
   const previous = [...installed].reverse().find((v) => v !== current && (!current || semver.lt(v, current)));
-  const pending = journal.phase === 'idle' ? [] : [journal.from, journal.to];
-  const needed = new Set([current, previous, ...pending, ...kept.map((p) => p.version)].filter((v): v is string => !!v));
+  const pending = journal.phase === 'idle' ? [] : [journal.from, journal.to].filter((v): v is string => !!v);
+  const keptReleases = releasesToKeep({ installed, current, previous, pending, restorePointVersions: kept.map((p) => p.version), pins: await livePins(ctx.layout.home) });
+  const removedReleases: string[] = [];
   for (const version of installed) {
-    if (needed.has(version)) continue;
+    if (keptReleases.some((k) => k.version === version)) continue;
     await rm(ctx.layout.release(version), { recursive: true, force: true });
     await rm(ctx.layout.manifest(version), { force: true });
+    removedReleases.push(version);
   }
   await pruneCache(ctx, current, journal);
-  return removed;
+  return { removed, removedReleases, keptReleases };
 }
 
 /**

@@ -25,7 +25,7 @@ import { prefetch } from './download.ts';
 import { applyUpdate, type ApplyOptions } from './attempt.ts';
 import { rollback } from './rollback.ts';
 import { recover } from './recover.ts';
-import { cleanup, restorePointOfCurrent } from './housekeeping.ts';
+import { cleanup, restorePointOfCurrent, type CleanupResult } from './housekeeping.ts';
 import { deviceStatus, type DeviceStatus } from './status.ts';
 
 export { MAX_ATTEMPTS } from './attempt.ts';
@@ -101,9 +101,16 @@ export class Updater implements UpdateManager, RollbackManager {
   /**
    * Keeps the newest `keepCount` restore points and removes release folders no one needs: never
    * `current`, the newest other version (the one a rollback goes to), a restore point's version,
-   * or the version an update in progress started from or is staging.
+   * the version an update in progress started from or is staging, or a release a live ferry
+   * process runs from (core/device/running-pins.ts). Returns the restore points removed (the
+   * spec's signature); cleanupReport says which releases were kept and why.
    */
   async cleanup(keepCount: number): Promise<RestorePoint[]> {
+    return (await cleanup(this.ctx, keepCount)).removed;
+  }
+
+  /** cleanup(), returning what it removed and which releases it kept and why. */
+  async cleanupReport(keepCount: number): Promise<CleanupResult> {
     return cleanup(this.ctx, keepCount);
   }
 

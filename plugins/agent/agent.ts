@@ -57,6 +57,7 @@ import { attemptUpdate, type AttemptResult } from './attempt.ts';
 import { createPeerWake, type PeerWake } from './peer-wake.ts';
 import { realSleep, type SleepFn } from './sleep.ts';
 import { startWakeSources, type ShareOptions, type WakeSources } from './wake-sources.ts';
+import { pinRunningRelease } from '../running-release-pin.ts';
 
 export { createAgentLog, type AgentLog } from './agent-log.ts';
 export type { AppOptions, SpawnFn } from './app-child.ts';
@@ -181,6 +182,8 @@ export class Agent {
     let sources: WakeSources | null = null;
     let child: ChildProcess | null = null;
     try {
+      // Long-running: the release ferry runs from must outlive cleanup (plugins/running-release-pin.ts).
+      await pinRunningRelease('agent', (m) => log('note', { message: m }, m));
       let config = await readDeviceConfig(layout.config); // a broken ferry.json is an error now, not a loop of errors
       // Recovery first: opening the updater finishes or rolls back an update a kill interrupted.
       const status = await withDevice(this.home, (u) => u.status(), this.device).catch((err: unknown) => {

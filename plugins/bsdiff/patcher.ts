@@ -70,6 +70,11 @@ export function createBsdiffPatcher(): Patcher & { close(): Promise<void> } {
   };
   const start = (): ChildProcess => {
     // No pipes to the worker but the IPC channel: a pipe would hold this process open.
+    // The worker's path comes from import.meta.url, which Node gives as this module's realpath
+    // (without --preserve-symlinks): when ferry runs as a ferry home, that is the release folder
+    // this process was started from (`releases/<v>/dist/…`), never a path through `current`, which
+    // may be switched to another version meanwhile. That release folder is pinned while this
+    // process lives, so cleanup cannot remove it (plugins/running-release-pin.ts).
     const w = fork(fileURLToPath(new URL('./bspatch-child.mjs', import.meta.url)), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: [] });
     w.on('message', (msg: { id: number; ok: boolean; error?: string; noPatcher?: boolean }) => {
       const p = pending.get(msg.id);

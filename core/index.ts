@@ -26,6 +26,8 @@ export { FerryError, isFerryError, type ErrorCode } from './errors.ts';
 // The device: a home folder's UpdateManager and RollbackManager.
 export { Updater, MAX_ATTEMPTS, type UpdaterDeps, type DeviceStatus } from './update/updater.ts';
 export type { Phase } from './device/journal.ts';
+export type { CleanupResult, KeptRelease, KeepReason } from './update/housekeeping.ts';
+export type { RunningPin } from './device/running-pins.ts';
 export { initDevice } from './device/init.ts';
 export { readDeviceConfig, type DeviceConfig, type HealthConfig } from './device/config.ts';
 export { openDevice, withDevice, sourceFromSpec, type OpenDeviceOptions, type Device, type OpenedSource } from '../plugins/open-device.ts';

@@ -1,4 +1,5 @@
 // ferry release <app-dir>: publish a signed release (full artifact, deltas, manifest, channel pointer).
+// ferry release --self: publish this ferry itself (plugins/self/release-tree.ts builds the tree).
 
 import { readFile } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
@@ -9,11 +10,15 @@ import { CHANNELS, type Channel } from '../../core/trust/metadata.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import { printResult, type OutputFlags } from '../output.ts';
 import { defaultArch, defaultPlatform, formatBytes } from '../format.ts';
+import { FerryError } from '../../core/errors.ts';
+import { readRepoRoot } from '../../core/publish/repository.ts';
+import { buildSelfTree, loadSelfPackage, selfCheckout, type SelfTree } from '../../plugins/self/release-tree.ts';
 
 interface Args extends OutputFlags {
-  appDir: string;
+  appDir?: string;
+  self: boolean;
   repo: string;
-  version: string;
+  version?: string;
   channel: Channel;
   key: string[];
   platform: string;
@@ -27,13 +32,14 @@ interface Args extends OutputFlags {
 }
 
 export const releaseCommand: CommandModule<object, Args> = {
-  command: 'release <app-dir>',
-  describe: 'Publish <app-dir> as a signed release into a repository',
+  command: 'release [app-dir]',
+  describe: 'Publish <app-dir> (or, with --self, this ferry) as a signed release into a repository',
   builder: (y) =>
     y
-      .positional('app-dir', { type: 'string', demandOption: true })
+      .positional('app-dir', { type: 'string', describe: 'the application folder to publish' })
+      .option('self', { type: 'boolean', default: false, describe: 'publish this ferry: its dist/, package.json and production node_modules (npm ci); the repository must be for app "ferry"' })
       .option('repo', { type: 'string', demandOption: true })
-      .option('version', { type: 'string', demandOption: true, describe: 'semver, greater than the channel\'s latest' })
+      .option('version', { type: 'string', describe: 'semver, greater than the channel\'s latest (--self: default package.json\'s)' })
       .option('channel', { choices: CHANNELS, default: 'stable' as Channel })
       .option('key', { type: 'string', array: true, demandOption: true, describe: 'release private key (.key); repeat to meet a threshold' })
       .option('platform', { type: 'string', default: defaultPlatform() })
@@ -43,15 +49,27 @@ export const releaseCommand: CommandModule<object, Args> = {
       .option('mandatory', { type: 'boolean', default: false })
       .option('security', { type: 'boolean', default: false, describe: 'mark as a security fix' })
       .option('deltas', { type: 'number', default: 3, describe: 'make deltas from this many previous releases' })
-      .option('expires', { type: 'string', default: '30d', describe: 'channel pointer lifetime' }) as never,
+      .option('expires', { type: 'string', default: '30d', describe: 'channel pointer lifetime' })
+      .check((a) => {
+        if (a.self === (a.appDir !== undefined)) throw new FerryError('ERR_USAGE', 'give either an <app-dir> or --self');
+        if (!a.self && a.version === undefined) throw new FerryError('ERR_USAGE', 'Missing required argument: version');
+        // The tree's native modules are built for this machine: it cannot be another target's release.
+        if (a.self && (a.platform !== defaultPlatform() || a.arch !== defaultArch())) {
+          throw new FerryError('ERR_USAGE', `--self builds native modules for this machine (${defaultPlatform()}-${defaultArch()}); run it on a ${a.platform}-${a.arch} machine instead`);
+        }
+        return true;
+      }) as never,
   handler: async (args) => {
     const notes = args.notesFile ? await readFile(args.notesFile, 'utf8') : args.notes;
+    const keys = await Promise.all(args.key.map(loadSigningKey));
+    const self = args.self ? await buildSelf(args) : undefined;
+    const version = self?.version ?? args.version!;
     const result = await publishRelease({
       repo: args.repo,
-      appDir: args.appDir,
-      version: args.version,
+      appDir: self?.dir ?? args.appDir!,
+      version,
       channel: args.channel,
-      keys: await Promise.all(args.key.map(loadSigningKey)),
+      keys,
       platform: args.platform,
       arch: args.arch,
       ...(notes !== undefined ? { notes } : {}),
@@ -61,12 +79,27 @@ export const releaseCommand: CommandModule<object, Args> = {
       expiresIn: parseDurationMs(args.expires) / 1000,
       now: new Date(),
       patcher: createBsdiffPatcher(),
-    });
+    }).finally(() => self?.cleanup());
     const release = result.manifest.targets[result.target]!;
-    printResult(args, { version: args.version, channel: args.channel, target: result.target, sequence: result.channel.sequence, files: release.files.length, full: result.full, deltas: result.deltas }, () => [
-      `released ${args.version} (${result.target}) on ${args.channel}, sequence ${result.channel.sequence}`,
+    const selfInfo = self ? { self: { app: self.app, buildMs: self.buildMs } } : {};
+    printResult(args, { version, channel: args.channel, target: result.target, sequence: result.channel.sequence, files: release.files.length, full: result.full, deltas: result.deltas, ...selfInfo }, () => [
+      `released ${version} (${result.target}) on ${args.channel}, sequence ${result.channel.sequence}`,
+      ...(self ? [`  ${self.app} itself, tree built in ${(self.buildMs / 1000).toFixed(1)} s`] : []),
       `  ${release.files.length} files, full artifact ${formatBytes(result.full.size)}`,
       ...result.deltas.map((d) => `  delta from ${d.from}: ${formatBytes(d.size)}`),
     ]);
   },
 };
+
+/**
+ * Builds this ferry's release tree, after checking the repository is for this app: a ferry
+ * release published into another app's repository would install ferry in that app's place.
+ */
+async function buildSelf(args: Args): Promise<SelfTree> {
+  const checkout = await selfCheckout();
+  const { pkg } = await loadSelfPackage(checkout);
+  const { root } = await readRepoRoot(args.repo);
+  if (root.app !== pkg.name) throw new FerryError('ERR_WRONG_TARGET', `${args.repo} is a repository for app "${root.app}", not "${pkg.name}"`);
+  const log = args.json ? {} : { log: (m: string) => process.stderr.write(`ferry: ${m}\n`) };
+  return buildSelfTree({ checkout, ...(args.version !== undefined ? { version: args.version } : {}), ...log });
+}

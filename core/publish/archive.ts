@@ -1,12 +1,21 @@
 // Deterministic archives: the same files give the same bytes (sorted entries, fixed mtime, no
 // owner names or ids), so a release can be rebuilt and checked, and artifacts dedupe in caches.
 // A symlink among `paths` is stored as a link entry with its target (tar never follows it here).
+// Hard-linked files are each stored whole: a signed tree lists regular files, and extraction admits
+// no hard-link entries (SECURITY.md row 14); node-gyp leaves such pairs in node_modules.
 
 import { create } from 'tar';
 import { fromFsError } from '../errors.ts';
 import { comparePaths } from './tree.ts';
 
 const EPOCH = new Date(0);
+
+/** A tar link cache that never remembers, so tar never writes a hard-link entry. */
+class NoHardLinks extends Map<`${number}:${number}`, string> {
+  override set(): this {
+    return this;
+  }
+}
 
 /** Writes a tar (gzip level 9 when `gzip`) of `paths`, relative to `cwd`, in byte order. */
 export async function packFiles(cwd: string, paths: string[], outFile: string, gzip: boolean): Promise<void> {
@@ -20,6 +29,7 @@ export async function packFiles(cwd: string, paths: string[], outFile: string, g
         mtime: EPOCH,
         noDirRecurse: true,
         follow: false,
+        linkCache: new NoHardLinks(),
         strict: true,
         ...(gzip ? { gzip: { level: 9 } } : {}),
       },

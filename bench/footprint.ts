@@ -13,13 +13,14 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { cp, mkdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { measureCommand, runChecked, type Measured } from './lib/measure.ts';
 import { ensureTools, GNU_TIME } from './lib/tools.ts';
 import { formatTable, fmt } from './lib/table.ts';
-import { tempDir } from '../test/helpers/repo.ts';
+import { tempDir, writeTree } from '../test/helpers/repo.ts';
+import { exampleAppTree } from '../test/helpers/example-app.ts';
 import { freePort } from '../test/helpers/net.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -144,8 +145,7 @@ export async function run({ log }: { log: (line: string) => void }): Promise<voi
     await ferry('keygen', '--out', p('keys/root'));
     await ferry('keygen', '--out', p('keys/release'));
     await ferry('repo', 'init', p('repo'), '--app', 'footprint', '--root-key', p('keys/root.key'), '--release-key', p('keys/release.pub'));
-    await mkdir(p('app'));
-    await cp(join(ROOT, 'examples/app'), p('app'), { recursive: true });
+    await writeTree(p('app'), exampleAppTree('1.0.0'));
     await ferry('release', p('app'), '--repo', p('repo'), '--version', '1.0.0', '--key', p('keys/release.key'));
     const home = p('home');
     await ferry('init', home, '--trust', p('repo/root.json'), '--source', p('repo'));

@@ -5,7 +5,7 @@
 //
 // The tree is examples/app's files plus node_modules/ferry/: the built dist/plugins/run/app.js and its
 // app-*.js siblings (it imports only node: built-ins and those) and a minimal package.json mapping
-// `ferry/app` to it. Regular files only: ferry refuses symlinks in a release tree.
+// `ferry/app` to it. Copies, not links to this checkout: a release tree's links must stay inside it.
 
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';

@@ -1,4 +1,4 @@
-// `ferry run`: supervise the app for zero-downtime updates (DESIGN.md "Zero-downtime switch").
+// `ferry run`: supervise the app for zero-downtime updates (ARCHITECTURE.md "ferry run").
 //   ferry run --home H --listen 8080 [--listen 127.0.0.1:8443] [--health /healthz | --notify]
 //             [--drain-timeout 30s] [--ready-timeout 60s] [--settle 2s] [--trial 3s] -- node server.js
 // Under systemd socket activation (LISTEN_FDS, LISTEN_PID = this pid) it serves on the sockets

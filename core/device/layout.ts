@@ -1,4 +1,4 @@
-// Where everything lives in a device home (DESIGN.md "Device side"):
+// Where everything lives in a device home (ARCHITECTURE.md "Device home layout"):
 //   releases/<version>/   immutable trees, one per installed version
 //   current -> releases/<version>   the only thing the app is started from
 //   staging/              where the next release is built

@@ -1,4 +1,4 @@
-// One ferry process per device home (THREATS.md row 22). The lock file holds the owner's pid; a
+// One ferry process per device home (SECURITY.md row 22). The lock file holds the owner's pid; a
 // lock whose process is gone (killed, power cut) is stale and taken over.
 
 import { open, readFile, rm } from 'node:fs/promises';

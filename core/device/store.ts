@@ -1,5 +1,5 @@
 // The device's LevelDB store: the journal, history, restore points, approvals and failure counts.
-// Every write is synced (THREATS.md row 20). The store is not the source of truth for what is
+// Every write is synced (SECURITY.md row 20). The store is not the source of truth for what is
 // installed — the `current` link is — so a damaged database is moved aside and rebuilt, and the
 // app still starts.
 

@@ -1,4 +1,4 @@
-// The atomic switch (DESIGN.md invariant): `current` is a symlink to releases/<version>, replaced
+// The atomic switch (ARCHITECTURE.md "Device state machine"): `current` is a symlink to releases/<version>, replaced
 // by one rename(2) of a new link over it, and the home directory fsynced so the rename survives a
 // power cut. Readers see the old or the new target, never neither.
 

@@ -1,6 +1,6 @@
 // A strict JSON reader for signed metadata. JSON.parse keeps the last of duplicate keys and
 // silently rounds integers above 2^53, so two parsers can read one signed document differently
-// (THREATS.md row 13). This reader refuses both, and refuses documents over a size cap before
+// (SECURITY.md row 13). This reader refuses both, and refuses documents over a size cap before
 // looking at them (row 6).
 
 import { FerryError } from '../errors.ts';

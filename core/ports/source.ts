@@ -1,4 +1,4 @@
-// The transport port (DESIGN.md "Transports"): where a device, `ferry verify` or a bundle reader
+// The transport port (ARCHITECTURE.md "Transports"): where a device, `ferry verify` or a bundle reader
 // takes repository files from. A Source finds and fetches bytes and decides nothing: the core
 // verifies every byte it returns against signed metadata. Implementations: core/ports/dir-source.ts
 // (folders), core/publish/bundle.ts (bundles), plugins/http, plugins/usb, plugins/lan.
@@ -22,7 +22,7 @@ export interface Source {
 /**
  * A peer that serves verified artifacts by their sha256, in byte ranges (LAN peers). The core asks
  * several at once for the signed chunks and checks each chunk's hash itself: a peer that serves
- * bad bytes or stalls is dropped and its chunk taken elsewhere (THREATS.md row 8).
+ * bad bytes or stalls is dropped and its chunk taken elsewhere (SECURITY.md row 8).
  */
 export interface ChunkPeer {
   readonly name: string;

@@ -1,7 +1,7 @@
 // Offline bundles (.ferry): a plain tar holding a subset of a repository — the root chain, one
 // channel pointer, one manifest and the artifacts a device needs — for a USB stick or a file
 // transfer. Opening one unpacks it into a private folder (copied and hashed there, so a stick
-// swapped mid-read cannot change what is verified: THREATS.md row 12) and returns a Source over
+// swapped mid-read cannot change what is verified: SECURITY.md row 12) and returns a Source over
 // that copy; from there a bundle is verified by exactly the code that verifies a repository.
 
 import { mkdir, rename, rm, stat } from 'node:fs/promises';

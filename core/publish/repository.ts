@@ -1,5 +1,5 @@
 // The publisher's side of a repository folder: creating it with its first root, rotating roots,
-// and reading back its own (verified) state. A repository is plain static files (DESIGN.md).
+// and reading back its own (verified) state. A repository is plain static files (ARCHITECTURE.md "Repository layout").
 
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { resignReleaseMetadata } from './resign.ts';

@@ -1,7 +1,7 @@
 // What the device's sources offer, verified: the newest root any source chains to, then for each
 // channel the device reads, the freshest valid pointer across all sources. A source that lies,
 // replays or is broken is recorded as a problem and passed over, so it cannot block a good one
-// (THREATS.md row 8).
+// (SECURITY.md row 8).
 
 import { FerryError, type ErrorCode } from '../errors.ts';
 import { readChannel, updateRootWithBytes } from './trusted-metadata.ts';

@@ -77,7 +77,7 @@ export interface ThresholdResult {
 
 /**
  * Counts valid signatures over the envelope by keys in `trusted`, each key id once however often
- * it signs (THREATS.md row 2), and requires `threshold` of them. Signatures by keys outside
+ * it signs (SECURITY.md row 2), and requires `threshold` of them. Signatures by keys outside
  * `trusted` are ignored: they may belong to another role or an older root.
  */
 export function verifyThreshold(envelope: Envelope, expectedType: string, trusted: PublicKey[], threshold: number, what: string): ThresholdResult {

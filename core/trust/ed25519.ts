@@ -1,4 +1,4 @@
-// ed25519 through tweetnacl, with the two checks tweetnacl leaves to its caller (THREATS.md
+// ed25519 through tweetnacl, with the two checks tweetnacl leaves to its caller (SECURITY.md
 // row 13): a signature whose scalar S is not reduced below the group order L is a second valid
 // encoding of the same signature (malleable), and a small-order public key such as all zeros
 // lets forged signatures verify for many messages.

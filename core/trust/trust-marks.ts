@@ -1,4 +1,4 @@
-// Anti-rollback and anti-freeze marks (THREATS.md rows 3-5). They live in a file beside the
+// Anti-rollback and anti-freeze marks (SECURITY.md rows 3-5). They live in a file beside the
 // LevelDB store, not in it, so wiping or rebuilding the database never resets them:
 //   - per channel: the highest sequence seen, with the hash of that pointer and the release-key
 //     set that signed it (a root rotation that changes the release keys resets the mark, so a

@@ -1,4 +1,4 @@
-// Finding LAN peers (DESIGN.md "Transports": lan): DNS-SD over mDNS (RFC 6763 over RFC 6762),
+// Finding LAN peers (ARCHITECTURE.md "Transports": lan): DNS-SD over mDNS (RFC 6763 over RFC 6762),
 // service type `_ferry._tcp`, TXT `app=<app>` (and `ver=<version>`, the release the peer runs), or
 // a static list (`lan:host:port,host:port`) where multicast is unwanted. What discovery returns is only a list of URLs to ask for bytes: a peer
 // that lies about itself can waste a chunk request, nothing more, because every chunk is checked

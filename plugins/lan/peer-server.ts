@@ -1,4 +1,4 @@
-// The LAN peer server (DESIGN.md "Transports": lan): serves this device's verified artifact cache
+// The LAN peer server (ARCHITECTURE.md "Transports": lan): serves this device's verified artifact cache
 // to peers, by sha256, with byte ranges so a peer can take one signed chunk at a time. It decides
 // nothing about trust — the fetching device checks every chunk against its signed hash — but it
 // only ever exposes complete cache entries: a file whose name is exactly a 64-hex sha256 (the core

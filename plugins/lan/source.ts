@@ -1,8 +1,8 @@
-// The LAN source (DESIGN.md "Transports": lan): a PeerSource whose chunk peers are the devices
+// The LAN source (ARCHITECTURE.md "Transports": lan): a PeerSource whose chunk peers are the devices
 // that discovery finds. Peers serve artifacts only — by sha256, in byte ranges — never metadata:
 // what to install is decided from the origin's or a bundle's signed metadata, and the core checks
 // every chunk a peer sends against its signed hash, dropping a peer that lies or stalls
-// (THREATS.md row 8). This file only moves bytes, with a deadline and a byte cap per request.
+// (SECURITY.md row 8). This file only moves bytes, with a deadline and a byte cap per request.
 
 import { request, Agent } from 'node:http';
 import { FerryError } from '../../core/errors.ts';

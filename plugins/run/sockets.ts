@@ -5,7 +5,7 @@
 // on the same socket again and every live generation accepts from the one kernel queue. From
 // then on the socket stays listening as long as the supervisor holds it, so connections made
 // while no app runs (a crash restart) wait in the backlog instead of being refused.
-// Verified on Node 20: two generations handed over under load on one socket (DESIGN.md).
+// Verified on Node 20: two generations handed over under load on one socket (ARCHITECTURE.md "ferry run").
 //
 // Under socket activation the socket is systemd's, already bound and listening: adoptInherited
 // wraps the inherited fd in the same unpolled handle (open(2)ed, never read) so that it is held,

@@ -1,4 +1,4 @@
-// `ferry run`: the zero-downtime supervisor (DESIGN.md "Zero-downtime switch") and ferry's
+// `ferry run`: the zero-downtime supervisor (ARCHITECTURE.md "ferry run") and ferry's
 // GracefulUpdater. It holds the listening sockets (sockets.ts: bound by ferry, or inherited from
 // systemd under socket activation), starts the app from the real release folder behind `current`
 // with those sockets at fds 3…, restarts it when it crashes, and hands over to a new version:
@@ -37,7 +37,7 @@ export interface SupervisorOptions {
   readiness: Readiness;
   /**
    * After a new generation is ready, how long it serves beside the old one before the handover
-   * counts (THREATS.md row 21 "trial, then commit"): an exit in that time, or with a health path
+   * counts (SECURITY.md row 21 "trial, then commit"): an exit in that time, or with a health path
    * two failed probes in a row, makes it unhealthy and the old one, never stopped, keeps serving.
    * Default 0 (no trial).
    */

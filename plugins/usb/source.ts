@@ -1,7 +1,7 @@
-// The USB / filesystem-drop transport (DESIGN.md "Transports"): a Source over whatever sits on one
+// The USB / filesystem-drop transport (ARCHITECTURE.md "Transports"): a Source over whatever sits on one
 // or more mount points — `.ferry` bundles and repository folders — found again on every use, so a
 // stick can come, go or be swapped between calls. It decides nothing about trust; the core
-// verifies every byte. What it does guarantee is THREATS.md row 12 ("USB swapped under us"):
+// verifies every byte. What it does guarantee is SECURITY.md row 12 ("USB swapped under us"):
 //
 //   - A bundle is never read in place. It is copied from the stick into `privateDir` while being
 //     hashed, in one pass; only that private copy is unpacked (core/publish/bundle.ts openBundle) and

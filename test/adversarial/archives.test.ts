@@ -1,4 +1,4 @@
-// THREATS.md rows 14-17 through the device: hostile archives and patches signed by the
+// SECURITY.md rows 14-17 through the device: hostile archives and patches signed by the
 // repository's own release key (a compromised or buggy publisher — the publisher tools refuse to
 // make them, so they are built byte by byte with test/helpers/tar-writer.ts), met by a real home
 // on 1.0.0 running the real `ferry update` in a child process. A refused archive must give its

@@ -1,4 +1,4 @@
-// THREATS.md rows 22 and 23 through the device, with the real `ferry` CLI in child processes.
+// SECURITY.md rows 22 and 23 through the device, with the real `ferry` CLI in child processes.
 //   row 22  `ferry update` / `ferry download` SIGKILLed mid-download (a slow origin on 127.0.0.1
 //           keeps the window wide): the next `ferry update` asks the origin only for the rest
 //           (a Range request from the .part file's length), the origin sends about one artifact in

@@ -1,4 +1,4 @@
-// THREATS.md rows 19, 20 and 21 with the app running under `ferry run`: real child processes
+// SECURITY.md rows 19, 20 and 21 with the app running under `ferry run`: real child processes
 // (`node dist/cli/ferry.js run` supervising examples/app/server.js, `ferry update` from another
 // process), real sockets on 127.0.0.1, a bounded load that counts every failed request, and the
 // process table read from /proc. Each case checks, where it applies: the stable error code, the

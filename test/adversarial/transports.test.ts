@@ -1,4 +1,4 @@
-// THREATS.md rows 6-8 through the device: a real home on 1.0.0 runs the real `ferry update` (a
+// SECURITY.md rows 6-8 through the device: a real home on 1.0.0 runs the real `ferry update` (a
 // child process) against hostile network endpoints on 127.0.0.1 (test/helpers/adversarial-origin.ts).
 //   row 6  an origin that streams an endless channel pointer, manifest or artifact, or claims one
 //          byte more than signed: ERR_TOO_LARGE at the cap, exit 3, 1.0.0 complete, a refused

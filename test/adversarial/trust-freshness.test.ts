@@ -1,4 +1,4 @@
-// THREATS.md rows 3, 4 and 5 as a device meets them: replayed and forked channel pointers, a
+// SECURITY.md rows 3, 4 and 5 as a device meets them: replayed and forked channel pointers, a
 // signed move below the security floor, a damaged trust/marks.json, a fast-forwarded sequence,
 // expired pointers on online and offline sources, a clock behind the device's time floor, and an
 // app that keeps serving while its metadata is expired. The attacks reach a device home already

@@ -1,4 +1,4 @@
-// THREATS.md rows 1, 2 and 13 as a device meets them: a device home already on 1.0.0 is given
+// SECURITY.md rows 1, 2 and 13 as a device meets them: a device home already on 1.0.0 is given
 // metadata an attacker made — signed by keys the root never delegated, one byte changed, too few
 // distinct signatures, a forged next root, a malleated signature, JSON that two parsers read
 // differently, a document over the size cap — and the real `ferry update` in a child process

@@ -1,4 +1,4 @@
-// THREATS.md rows 10 and 11 as a device meets them: software for another platform or another
+// SECURITY.md rows 10 and 11 as a device meets them: software for another platform or another
 // application, and validly signed manifests whose file list does not match the artifact (one file
 // more, one file less, one hash changed). A device home already on 1.0.0 meets each through the
 // real `ferry update` in a child process, and each refusal is checked by test/helpers/refusal.ts:

@@ -1,4 +1,4 @@
-// `ferry agent` shares its verified cache with LAN peers (README "The agent"; THREATS.md row 8's
+// `ferry agent` shares its verified cache with LAN peers (README "The agent"; SECURITY.md row 8's
 // malicious-mirror defences are in test/plugins/lan.test.ts): two devices on loopback, both
 // through the real CLI. Device A runs `ferry agent` with a static `lan:` source, so it serves its
 // cache on a fixed --share-port, and installs 1.1.0 from a repository folder. Device B lists

@@ -1,4 +1,4 @@
-// Offline bundles (THREATS.md rows 9, 11, 12): a .ferry bundle carries a verifiable subset of a
+// Offline bundles (SECURITY.md rows 9, 11, 12): a .ferry bundle carries a verifiable subset of a
 // repository; opened into a private folder it is verified by the same code as a repository, and
 // it may hold repository files only.
 

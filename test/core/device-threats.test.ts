@@ -1,6 +1,6 @@
-// THREATS.md rows as a device meets them (rows 3, 5, 9, 10, 11, 20, 22): each attack or fault is
+// SECURITY.md rows as a device meets them (rows 3, 5, 9, 10, 11, 20, 22): each attack or fault is
 // staged against a real signed repository and a real device home, and every "refused" is checked
-// the way THREATS.md defines it: the stable error code, nothing staged or switched, the device
+// the way SECURITY.md defines it: the stable error code, nothing staged or switched, the device
 // still on a complete version whose every file hashes as signed, and a history record.
 
 import { suite } from 'uvu';

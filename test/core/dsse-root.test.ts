@@ -1,4 +1,4 @@
-// Signatures and the trust root (THREATS.md rows 1, 2 and 13): DSSE threshold verification,
+// Signatures and the trust root (SECURITY.md rows 1, 2 and 13): DSSE threshold verification,
 // root documents that cannot lie about their keys, and root rotation that needs both the old
 // and the new root thresholds.
 

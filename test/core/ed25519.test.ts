@@ -1,4 +1,4 @@
-// ed25519 with the checks tweetnacl leaves to its caller (THREATS.md row 13): each test that
+// ed25519 with the checks tweetnacl leaves to its caller (SECURITY.md row 13): each test that
 // refuses something also shows tweetnacl alone accepting it, so the check is shown to matter.
 
 import { suite } from 'uvu';

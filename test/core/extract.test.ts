@@ -1,4 +1,4 @@
-// Safe extraction of hostile archives (THREATS.md rows 14-16): traversal, links, special files,
+// Safe extraction of hostile archives (SECURITY.md rows 14-16): traversal, links, special files,
 // setuid bits, duplicates, lying sizes, entry floods, compression bombs and truncation. Each
 // archive is written byte by byte at test time; each case checks the refusal code AND that
 // nothing was written outside the destination (a sentinel sibling folder stays empty, the

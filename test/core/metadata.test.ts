@@ -1,4 +1,4 @@
-// The signed manifest and channel documents (THREATS.md rows 9, 11, 14-16): a well-formed
+// The signed manifest and channel documents (SECURITY.md rows 9, 11, 14-16): a well-formed
 // document parses to exactly what it says, and every field that later steers the filesystem or
 // the download plan is refused when it could mislead.
 

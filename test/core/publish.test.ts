@@ -1,4 +1,4 @@
-// Publishing releases (THREATS.md rows 1, 9, 11): a release is a signed manifest pinning a
+// Publishing releases (SECURITY.md rows 1, 9, 11): a release is a signed manifest pinning a
 // deterministic full artifact and per-file deltas that rebuild the new tree byte for byte; a
 // refused or failed release leaves the repository exactly as it was; channel pointers only move
 // forward.

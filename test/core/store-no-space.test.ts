@@ -1,4 +1,4 @@
-// THREATS.md row 23, the store on a full disk: a device home on a tmpfs with a handful of free
+// SECURITY.md row 23, the store on a full disk: a device home on a tmpfs with a handful of free
 // inodes (LevelDB needs a few new files to open) must say ERR_NO_SPACE (exit 8) and keep its
 // store, never take the failure for damage and move the store aside (losing history, approvals
 // and an update in progress). Needs root and tmpfs; prints SKIP otherwise.

@@ -1,4 +1,4 @@
-// Strict JSON (THREATS.md rows 6 and 13): one signed document must mean one thing to every
+// Strict JSON (SECURITY.md rows 6 and 13): one signed document must mean one thing to every
 // reader, so anything JSON.parse would read "its own way" is refused, and size is capped first.
 
 import { suite } from 'uvu';

@@ -1,4 +1,4 @@
-// Tampering with a published repository (THREATS.md rows 1-3, 5, 6, 9, 13): every change an
+// Tampering with a published repository (SECURITY.md rows 1-3, 5, 6, 9, 13): every change an
 // attacker can make to bytes at rest is caught by verifyRepository (a problem with a stable code)
 // or by the trusted-metadata readers a device uses, and signing with the wrong keys is refused.
 
@@ -90,7 +90,7 @@ artifacts('an artifact truncated by one byte (ERR_SIZE)', () => twoReleases(asyn
 }));
 
 artifacts('an artifact extended by one byte is cut off at its signed length (ERR_TOO_LARGE)', () => twoReleases(async (t) => {
-  // The copy is capped at the signed size while it streams (THREATS.md row 6), so the extra byte
+  // The copy is capped at the signed size while it streams (SECURITY.md row 6), so the extra byte
   // is refused as "over its cap" before any hashing: ERR_TOO_LARGE, not ERR_SIZE.
   const full = (await manifestOf(t, '1.0.0')).targets['linux-x64']!.full;
   await extendBy(join(t.repo, full.path), 1);
@@ -243,7 +243,7 @@ const rollback = suite('replayed older channel pointers: verify still accepts th
 
 rollback('an older validly signed pointer still verifies, with a lower sequence', async () => {
   // verifyRepository checks one repository snapshot, not history: the high-water mark that refuses
-  // this (THREATS.md row 3) belongs on the device. This test pins what verify reports today.
+  // this (SECURITY.md row 3) belongs on the device. This test pins what verify reports today.
   const t = await makeRepo();
   try {
     await t.release('1.0.0', sampleApp('1.0.0'));

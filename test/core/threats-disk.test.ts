@@ -1,4 +1,4 @@
-// THREATS.md row 23, disk full: the whole device home on a 3 MB tmpfs, a small 1.0.0 installed,
+// SECURITY.md row 23, disk full: the whole device home on a 3 MB tmpfs, a small 1.0.0 installed,
 // then a 1.1.0 of incompressible bytes that fills the disk — once while downloading (the artifact
 // alone is larger than the free space) and once while staging (the artifact fits, its extraction
 // does not). Each must end in ERR_NO_SPACE (exit code 8 through the CLI), no .part in the cache,
@@ -84,7 +84,7 @@ async function smallInstalled(mnt: string, repo: TestRepo): Promise<Scene> {
   return { repo, home, layout: homeLayout(home), r1: r1.manifest, open };
 }
 
-/** Everything THREATS.md's "refused" asks of a disk-full attempt, checked from outside the updater. */
+/** Everything SECURITY.md's "refused" asks of a disk-full attempt, checked from outside the updater. */
 async function assertCleanNoSpace(s: Scene): Promise<void> {
   const cache = await readdir(s.layout.cache).catch(() => [] as string[]);
   assert.equal(cache.filter((n) => n.endsWith('.part')), [], `no partial download in cache/ (${cache.join(', ')})`);

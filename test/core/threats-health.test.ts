@@ -1,4 +1,4 @@
-// THREATS.md row 21, new release unhealthy: the real health checks (plugins/health) against a new
+// SECURITY.md row 21, new release unhealthy: the real health checks (plugins/health) against a new
 // release that answers 500, hangs, exits 1 or sleeps forever. The release itself decides how it
 // behaves (a health.json the test server reads from `current`, a health.sh the command runs), so
 // the same check that commits a healthy 1.0.0 must roll 1.1.0 back within its deadline: current

@@ -1,4 +1,4 @@
-// THREATS.md row 17, malicious bsdiff patch: a lying header, a truncated patch, a patch for another
+// SECURITY.md row 17, malicious bsdiff patch: a lying header, a truncated patch, a patch for another
 // base, planted symlinks at the patcher's work paths, and descriptor leaks over many failures. Each
 // is met twice: by applyDelta alone (with a patcher that counts what reaches native code), and end
 // to end by a device whose repository signed the hostile patch with its own release key — there

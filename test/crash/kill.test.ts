@@ -111,7 +111,7 @@ type When = 'before' | 'after';
 const PHASES: Phase[] = ['checking', 'downloading', 'verifying', 'staging', 'staged', 'switching', 'confirming', 'committed', 'rolling-back', 'idle'];
 const ORDER: readonly string[] = PHASES.flatMap((p) => [`before:${p}`, `after:${p}`]);
 
-/** Where recovery must leave the device after a kill at `point` (DESIGN.md: unconfirmed → back). */
+/** Where recovery must leave the device after a kill at `point` (ARCHITECTURE.md "Device state machine": unconfirmed → back). */
 function expected(health: Health, point: string): { version: string; phase: Phase } {
   const at = ORDER.indexOf(point);
   const staged = point === 'after:staged' || point === 'before:switching'; // journal says staged, tree complete
@@ -220,7 +220,7 @@ random.after(() => {
 });
 
 // -----------------------------------------------------------------------------------------------
-// Restarts are bounded (THREATS.md row 19): a health failure counts even when the process dies
+// Restarts are bounded (SECURITY.md row 19): a health failure counts even when the process dies
 // while rolling back, so an unhealthy release is not retried forever.
 
 const bounded = suite('restarts are bounded');

@@ -1,4 +1,4 @@
-// THREATS.md rows 18 and 21: power loss during a rollback. The device home lives on ext4 in a
+// SECURITY.md rows 18 and 21: power loss during a rollback. The device home lives on ext4 in a
 // loop-mounted file (test/helpers/crash.ts); a real CLI command runs in a child and the filesystem
 // is cut with FS_IOC_SHUTDOWN and no log flush, then remounted.
 //

@@ -1,4 +1,4 @@
-// THREATS.md row 18: power loss during staging or switch. The device home lives on ext4 in a
+// SECURITY.md row 18: power loss during staging or switch. The device home lives on ext4 in a
 // loop-mounted file; `ferry update` runs in a child, and at a chosen instant the filesystem is cut
 // with FS_IOC_SHUTDOWN and no log flush (test/helpers/fs-shutdown.py): what the journal had not
 // committed is gone, as after a power loss. Then the child is killed, the filesystem remounted,

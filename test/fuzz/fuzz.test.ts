@@ -1,4 +1,4 @@
-// Bounded fuzzing (THREATS.md rows 6, 13-16): a fixed seed and a fixed number of cases per target,
+// Bounded fuzzing (SECURITY.md rows 6, 13-16): a fixed seed and a fixed number of cases per target,
 // so every run of the suite tries the same hostile inputs, built from real signed data made at test
 // time. Each target runs in worker processes under a watchdog (campaign.ts); `npm run fuzz` runs
 // the same targets longer with a fresh seed. A failing case is printed with the command that

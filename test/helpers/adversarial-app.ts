@@ -1,4 +1,4 @@
-// Real processes for the supervised adversarial tests (THREATS.md rows 19-21 under `ferry run`):
+// Real processes for the supervised adversarial tests (SECURITY.md rows 19-21 under `ferry run`):
 // releases of examples/app/server.js that misbehave in one chosen way, a `ferry run` child, the
 // bounds of the HTTP load kept on it (the load itself: test/helpers/load.ts), and an independent
 // view of which processes still run for a device home (read from /proc, not from the supervisor).

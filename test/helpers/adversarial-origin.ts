@@ -1,4 +1,4 @@
-// Hostile network endpoints on 127.0.0.1 for the adversarial transport tests (THREATS.md rows
+// Hostile network endpoints on 127.0.0.1 for the adversarial transport tests (SECURITY.md rows
 // 6-8, 22): an HTTP origin serving a repository folder (GET, one byte range) whose answer for
 // any path a test picks can be endless, longer than its Content-Length claims, trickling, or
 // slowed to a given rate; and LAN peers (the plugins/lan protocol) that lie or hang. Each records

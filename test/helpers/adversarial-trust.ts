@@ -1,4 +1,4 @@
-// Fixtures for the trust-and-metadata attacks (THREATS.md rows 1-13) run through the real CLI: a
+// Fixtures for the trust-and-metadata attacks (SECURITY.md rows 1-13) run through the real CLI: a
 // real signed repository, a real device home already on 1.0.0 (so "still on a complete working
 // version" means something), and what an attacker does to the metadata between the device's runs
 // — documents signed by keys the root never delegated, pointers re-pinned to hand-made manifests,

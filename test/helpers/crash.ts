@@ -1,4 +1,4 @@
-// Fixtures and an independent oracle for the crash and power-loss tests (THREATS.md rows 18-20).
+// Fixtures and an independent oracle for the crash and power-loss tests (SECURITY.md rows 18-20).
 // The fixture is one signed repository with 1.0.0 and 1.1.0 (a delta from 1.0.0) and two
 // device-home templates already on 1.0.0: one healthy, one whose health check fails on 1.1.0.
 // The oracle reads the signed manifest straight from the repository and hashes every file of
@@ -536,7 +536,7 @@ export interface AfterCut {
 
 /**
  * What every cut must leave: `current` a complete signed release before and after recovery,
- * recovery that works, `ferry status` agreeing with `current` (THREATS.md row 20: `current` is
+ * recovery that works, `ferry status` agreeing with `current` (SECURITY.md row 20: `current` is
  * the truth), and no attempt left in progress in history once the journal is idle.
  */
 export async function inspectAfterCut(home: string, fx: Pick<CrashFixture, 'files' | 'repo'>): Promise<AfterCut> {

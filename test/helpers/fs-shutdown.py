@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Cuts a mounted filesystem the way a power loss does (THREATS.md row 18): FS_IOC_SHUTDOWN with
+# Cuts a mounted filesystem the way a power loss does (SECURITY.md row 18): FS_IOC_SHUTDOWN with
 # FS_SHUTDOWN_FLAG_NOLOGFLUSH, so whatever the journal has not committed is lost and every later
 # I/O fails. Node has no ioctl(2), hence this helper.
 # Usage: fs-shutdown.py MOUNTPOINT. It opens the mount point, prints "ready", waits for one line on

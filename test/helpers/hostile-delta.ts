@@ -1,4 +1,4 @@
-// Hostile bsdiff patches and a publisher who signs them (THREATS.md row 17). Builds BSDIFF40
+// Hostile bsdiff patches and a publisher who signs them (SECURITY.md row 17). Builds BSDIFF40
 // headers that lie, repacks a published delta artifact with one entry replaced, and re-signs the
 // manifest with the repository's own release key (re-pinned in a new channel pointer, sequence + 1),
 // so the device meets a patch that is validly signed and still malicious. Also a Patcher that

@@ -1,7 +1,7 @@
 // End to end over HTTP: a real device home updates 1.0.0 → 1.1.0 from the static server through
 // the HTTP transport, fetching the delta and not the full artifact; an idle check afterwards costs
 // a few hundred bytes thanks to conditional GETs; and an origin trickling 1 byte/s is abandoned
-// within its window while another origin serves the update (THREATS.md row 7).
+// within its window while another origin serves the update (SECURITY.md row 7).
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -128,7 +128,7 @@ interface SlowCtx {
   transports: HttpTransport[];
 }
 
-const slow = suite<SlowCtx>('an origin sending 1 byte/s is abandoned within its window; another origin is used (THREATS row 7)', {} as SlowCtx);
+const slow = suite<SlowCtx>('an origin sending 1 byte/s is abandoned within its window; another origin is used (SECURITY.md row 7)', {} as SlowCtx);
 
 slow.before(async (ctx) => {
   ctx.transports = [];

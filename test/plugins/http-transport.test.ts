@@ -1,7 +1,7 @@
 // The HTTP transport against origins that misbehave on purpose, each a real server on 127.0.0.1
 // written here: a connection cut mid-body (resume with Range), Range ignored or answered wrongly,
 // conditional GETs (bytes on the wire counted at the server socket), an endless body and a huge
-// Content-Length (THREATS.md row 6), a 1 byte/s trickle, a stall and a silent origin (row 7),
+// Content-Length (SECURITY.md row 6), a 1 byte/s trickle, a stall and a silent origin (row 7),
 // a bandwidth cap, 503s retried with backoff, redirects. Every server loop is bounded.
 
 import { suite } from 'uvu';
@@ -359,7 +359,7 @@ conditional.run();
 
 // ---------------------------------------------------------------------------------------------
 
-const endless = behaviour('caps every response (THREATS row 6)');
+const endless = behaviour('caps every response (SECURITY.md row 6)');
 
 endless('an endless body is cut at maxBytes with ERR_TOO_LARGE and the connection closed', async () => {
   const t = transport();
@@ -388,7 +388,7 @@ endless.run();
 
 // ---------------------------------------------------------------------------------------------
 
-const slow = behaviour('abandons slow origins with ERR_IO so the core moves on (THREATS row 7)');
+const slow = behaviour('abandons slow origins with ERR_IO so the core moves on (SECURITY.md row 7)');
 
 slow('a 1 byte/s origin is abandoned within timeoutMs + the window, and not retried', async () => {
   const t = transport({ timeoutMs: 1500, minBytesPerSecond: 1000, throughputWindowMs: 1000 });

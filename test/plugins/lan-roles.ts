@@ -57,7 +57,7 @@ export function originSource(base: string): Source {
   };
 }
 
-/** A server that accepts connections and never answers (THREATS.md row 8's hanging peer). */
+/** A server that accepts connections and never answers (SECURITY.md row 8's hanging peer). */
 export async function startHangServer(host: string, port = 0): Promise<{ url: string; port: number; accepted: () => number; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   let accepted = 0;

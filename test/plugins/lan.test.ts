@@ -1,4 +1,4 @@
-// plugins/lan: the peer server, the LAN source, discovery, and THREATS.md row 8 on a LAN — a
+// plugins/lan: the peer server, the LAN source, discovery, and SECURITY.md row 8 on a LAN — a
 // device takes every artifact byte from peers (the origin serves metadata only), a peer serving
 // corrupt chunks and a peer that hangs are dropped, and the installed tree hashes as signed.
 // Runs twice: on loopback with a static peer list (always), and across network namespaces with

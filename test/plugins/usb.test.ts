@@ -1,6 +1,6 @@
 // The USB / filesystem-drop transport (plugins/usb): the watcher notices bundles and repository
 // folders landing on a mount; the source offers them to a real device, copies every bundle into
-// private storage while hashing it and uses only that copy (THREATS.md row 12), refuses bundles
+// private storage while hashing it and uses only that copy (SECURITY.md row 12), refuses bundles
 // for another target (row 10) and half-written ones, and survives a stick pulled out mid-copy —
 // on a real loop-mounted filesystem when the machine allows it.
 

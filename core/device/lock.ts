@@ -3,19 +3,11 @@
 
 import { open, readFile, rm } from 'node:fs/promises';
 import { FerryError, fromFsError } from '../errors.ts';
+import { pidAlive } from '../io/pid-alive.ts';
 
 /** This boot's id: a lock written before a reboot is stale whatever its pid now names. */
 async function bootId(): Promise<string> {
   return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => 'unknown')).trim();
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Locks this process holds: a second holder in the same process is busy, not stale. */
@@ -43,7 +35,7 @@ export async function acquireLock(path: string): Promise<() => Promise<void>> {
       // Stale: written before this boot (a power cut), or by a process that is gone. Our own pid
       // in a lock we do not hold is a leftover of an earlier process that had it.
       const sameBoot = boot === undefined || boot === (await bootId());
-      if (sameBoot && Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
+      if (sameBoot && Number.isInteger(owner) && owner > 0 && owner !== process.pid && pidAlive(owner)) {
         throw new FerryError('ERR_BUSY', `another ferry process (pid ${owner}) is working on this home`);
       }
       await rm(path, { force: true }); // stale: its owner is gone

@@ -13,6 +13,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { isAbsolute, join, sep } from 'node:path';
 import semver from 'semver';
 import { writeFileAtomic } from '../io/durable.ts';
+import { pidAlive } from '../io/pid-alive.ts';
 
 export interface RunningPin {
   pid: number;
@@ -95,16 +96,6 @@ export function parsePin(name: string, text: string): RunningPin | null {
   if (!Number.isSafeInteger(p.pid) || (p.pid as number) <= 0 || name !== `${p.pid}.json`) return null;
   if (typeof p.version !== 'string' || typeof p.command !== 'string' || typeof p.startedAt !== 'string') return null;
   return { pid: p.pid as number, version: p.version, command: p.command, startedAt: p.startedAt };
-}
-
-/** Whether a process with this pid exists (EPERM: it does, owned by someone else). */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

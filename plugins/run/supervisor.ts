@@ -19,6 +19,7 @@ import http from 'node:http';
 import net from 'node:net';
 import semver from 'semver';
 import { FerryError } from '../../core/errors.ts';
+import { pidAlive } from '../../core/io/pid-alive.ts';
 import { homeLayout, type HomeLayout } from '../../core/device/layout.ts';
 import { readCurrent } from '../../core/device/switch.ts';
 import type { HealthResult } from '../../core/ports/health.ts';
@@ -168,9 +169,8 @@ export class Supervisor implements GracefulUpdater {
     await chmod(dir, 0o700);
     const owner = Number(await readFile(pidFilePath(this.layout.home), 'utf8').catch(() => 'NaN'));
     if (Number.isInteger(owner) && owner > 0 && owner !== process.pid) {
-      const alive = (() => { try { process.kill(owner, 0); return true; } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM'; } })();
       // A pid file alone can be stale and its pid reused: only an answering control socket is busy.
-      if (alive && (await requestSupervisor(this.layout.home, { op: 'status' }, 1000).then(() => true, () => false))) {
+      if (pidAlive(owner) && (await requestSupervisor(this.layout.home, { op: 'status' }, 1000).then(() => true, () => false))) {
         throw new FerryError('ERR_BUSY', `a supervisor (pid ${owner}) already runs ${this.layout.home}`);
       }
     }

@@ -14,12 +14,12 @@
 // `--ignore-scripts` would also skip the dependencies' install scripts, i.e. the native builds, so
 // the copied package.json simply has no `scripts`; the dependencies' scripts run as usual.
 
-import { spawn } from 'node:child_process';
 import { access, chmod, copyFile, cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FerryError, fromFsError } from '../../core/errors.ts';
+import { outputTail, runCommand } from '../run-command.ts';
 
 /** Files copied beside dist/ when the checkout has them. */
 const OPTIONAL_FILES = ['README.md', 'README', 'LICENSE', 'LICENSE.md', 'LICENSE.txt'];
@@ -84,25 +84,14 @@ async function readJson(path: string): Promise<Record<string, unknown>> {
 }
 
 /** Runs a command in `cwd`; resolves with its output, or fails with ERR_IO naming the last lines. */
-function run(cmd: string, args: string[], cwd: string, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, env: process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    let output = '';
-    const keep = (d: Buffer) => { output = (output + d.toString()).slice(-20_000); };
-    child.stdout.on('data', keep);
-    child.stderr.on('data', keep);
-    const timer = setTimeout(() => {
-      try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* already gone */ }
-    }, timeoutMs);
-    const what = `${cmd} ${args.join(' ')}`;
-    child.on('error', (err) => { clearTimeout(timer); reject(new FerryError('ERR_IO', `${what} could not start: ${err.message}`, { cause: err })); });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) return resolve(output);
-      const tail = output.trim().split('\n').slice(-8).join('\n  ');
-      reject(new FerryError('ERR_IO', `${what} in ${cwd} ${signal ? `was killed (${signal})` : `exited ${code}`}${tail ? `:\n  ${tail}` : ''}`));
-    });
-  });
+async function run(cmd: string, args: string[], cwd: string, timeoutMs: number): Promise<string> {
+  const what = `${cmd} ${args.join(' ')}`;
+  const r = await runCommand(cmd, args, { cwd, timeoutMs, keepBytes: 20_000 });
+  if (r.kind === 'not-started') throw new FerryError('ERR_IO', `${what} could not start: ${r.error.message}`, { cause: r.error });
+  if (r.kind === 'exited' && r.code === 0) return r.output;
+  const tail = outputTail(r.output, 8, '\n  ');
+  const how = r.kind === 'timed-out' ? `was killed after ${timeoutMs} ms` : r.signal ? `was killed (${r.signal})` : `exited ${r.code}`;
+  throw new FerryError('ERR_IO', `${what} in ${cwd} ${how}${tail ? `:\n  ${tail}` : ''}`);
 }
 
 export interface SelfTree {

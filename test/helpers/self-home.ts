@@ -294,6 +294,12 @@ export interface SelfHome {
 }
 
 export interface SelfHomeOptions {
+  /** The repository's app (default "ferry"; another for an agent that embeds ferry). */
+  app?: string;
+  /** Builds the release tree of `version` under `into` (default makeVariant: ferry itself). */
+  tree?: (into: string, version: string, options: VariantOptions) => Promise<string>;
+  /** ferry's executable inside a release, run by installed() (default dist/cli/ferry.js). */
+  keeper?: string;
   /** The first version, installed with `ferry update --home S` (default 1.0.0, a plain variant). */
   first?: string;
   firstOptions?: VariantOptions;
@@ -305,6 +311,43 @@ export interface SelfHomeOptions {
   initArgs?: string[];
 }
 
+// ---------------------------------------------------------------------------------------------
+// An agent that embeds ferry: examples/self-updating-agent
+
+export const EXAMPLE_AGENT_DIR = join(ROOT, 'examples', 'self-updating-agent');
+/** Where ferry's executable is inside the example agent's release (its keeper). */
+export const EMBEDDED_KEEPER = 'node_modules/ferry/dist/cli/ferry.js';
+
+/**
+ * examples/self-updating-agent at `version` under `into/<version>`: its agent.js and package.json
+ * (version set), with ferry vendored as node_modules/ferry (a copy of the base tree, its own
+ * node_modules inside). A break is put right after agent.js's imports: `crash` throws, `exit0`
+ * exits 0, `hang` waits forever; none of them checks or confirms.
+ */
+export async function exampleAgentVariant(into: string, version: string, options: VariantOptions = {}): Promise<string> {
+  const { dir: baseDir } = await baseSelfTree();
+  const dir = join(into, `${version}${options.break ? `-${options.break}` : ''}`);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(join(dir, 'node_modules'), { recursive: true });
+  await cp(baseDir, join(dir, 'node_modules', 'ferry'), { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+  const pkg = JSON.parse(await readFile(join(EXAMPLE_AGENT_DIR, 'package.json'), 'utf8')) as Record<string, unknown>;
+  await writeFile(join(dir, 'package.json'), JSON.stringify({ ...pkg, version }, null, 2) + '\n');
+  let agent = await readFile(join(EXAMPLE_AGENT_DIR, 'agent.js'), 'utf8');
+  if (options.break) {
+    const lastImport = [...agent.matchAll(/^import .*;$/gm)].pop();
+    if (!lastImport) throw new Error('examples/self-updating-agent/agent.js has no import line to put a break after');
+    const at = lastImport.index! + lastImport[0].length;
+    const brk = {
+      crash: `throw new Error(${JSON.stringify(`agent ${version}: crashed at start (test variant)`)});`,
+      exit0: 'process.exit(0);',
+      hang: 'setInterval(() => {}, 1 << 30);\nawait new Promise(() => {});',
+    }[options.break];
+    agent = `${agent.slice(0, at)}\nconsole.log(${JSON.stringify(`agent ${version} (test variant ${options.break}) pid `)} + process.pid);\n${brk}\n${agent.slice(at)}`;
+  }
+  await writeFile(join(dir, 'agent.js'), agent);
+  return dir;
+}
+
 /**
  * A ferry self home on its first version: repository for app "ferry" (also the home's source),
  * the first variant published and installed, and the launcher script written.
@@ -314,9 +357,10 @@ export async function makeSelfHome(options: SelfHomeOptions = {}): Promise<SelfH
   const home = join(dir, 'self');
   const variants = join(dir, 'variants');
   await mkdir(variants, { recursive: true });
-  const repo = await makeSelfRepo(join(dir, 'publisher'), 'ferry');
+  const repo = await makeSelfRepo(join(dir, 'publisher'), options.app ?? 'ferry');
   const first = options.first ?? '1.0.0';
-  const publishVariant = async (version: string, o: VariantOptions = {}, extra = ['--deltas', '1']) => repo.publish(await makeVariant(variants, version, o), version, extra);
+  const tree = options.tree ?? makeVariant;
+  const publishVariant = async (version: string, o: VariantOptions = {}, extra = ['--deltas', '1']) => repo.publish(await tree(variants, version, o), version, extra);
   await publishVariant(first, options.firstOptions);
   await mustCli(['init', home, '--trust', repo.trustPath, '--source', repo.repo, ...(options.initArgs ?? [])], 'init self home');
   await mustCli(['update', '--home', home], `install ${first} into the self home`, { timeoutMs: 300_000 });
@@ -332,7 +376,7 @@ export async function makeSelfHome(options: SelfHomeOptions = {}): Promise<SelfH
     launcher,
     variants,
     publishVariant,
-    installed: (args) => runCli(args, { cli: join(home, 'current', SELF_ENTRY) }),
+    installed: (args) => runCli(args, { cli: join(home, 'current', options.keeper ?? SELF_ENTRY) }),
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
 }

@@ -24,7 +24,7 @@ export type {
 export { FerryError, isFerryError, type ErrorCode } from './errors.ts';
 
 // The device: a home folder's UpdateManager and RollbackManager.
-export { Updater, MAX_ATTEMPTS, type UpdaterDeps, type DeviceStatus } from './update/updater.ts';
+export { Updater, MAX_ATTEMPTS, type UpdaterDeps, type DeviceStatus, type ApplyOptions, type StageResult, type StagedVerdict } from './update/updater.ts';
 export type { Phase } from './device/journal.ts';
 export type { CleanupResult, KeptRelease, KeepReason } from './update/housekeeping.ts';
 export type { RunningPin } from './device/running-pins.ts';

@@ -6,7 +6,8 @@
 // once when a bundle or repository lands on a `usb:` mount or a LAN peer announces a newer
 // release (at most one peer wake per PEER_WAKE_MS), shares the verified cache with LAN peers and
 // announces the release it runs when a source is `lan` (plugins/agent/wake-sources.ts), and can
-// supervise the app with `ferry run` as its own child (plugins/agent/app-child.ts). The home's
+// supervise the app with `ferry run`: started detached (plugins/agent/app-child.ts), or adopted
+// when one already serves the home (plugins/agent/adopt-supervisor.ts). The home's
 // lock is taken only for an attempt (plugins/agent/attempt.ts), so `ferry status`, `ferry approve`
 // … work in between.
 //
@@ -29,7 +30,8 @@
 //   killPoint        a test seam handed to the Updater unchanged (UpdaterDeps.killPoint)
 // Methods:
 //   run(signal)      the loop until `signal` aborts (or the supervised app exits). An attempt under
-//                    way is finished, never cut mid-switch; then children and servers are stopped.
+//                    way is finished, never cut mid-switch; then `ferry run` (child or adopted) and
+//                    servers are stopped.
 //                    Rejects only when it cannot start (a broken ferry.json, the share port taken).
 //   once()           one attempt, for `ferry agent --once`: what it came to (its failure is the
 //                    result's `error`); rejects only for a broken ferry.json or an app given
@@ -52,7 +54,8 @@ import type { UpdaterDeps } from '../../core/update/updater.ts';
 import { withDevice, type OpenDeviceOptions } from '../open-device.ts';
 import { takeSystemdListenFds, type InheritedFd, type ListenSocket } from '../run/listen-fds.ts';
 import { logError, type AgentLog } from './agent-log.ts';
-import { appSockets, DEFAULT_FERRY_BIN, startApp, STOP_GRACE_MS, stopApp, waitForSupervisor, type AppOptions, type SpawnFn, type StartAppInput } from './app-child.ts';
+import { adoptSupervisor, findRunningSupervisor } from './adopt-supervisor.ts';
+import { appInstalled, appSockets, childSupervisor, DEFAULT_FERRY_BIN, startApp, STOP_GRACE_MS, waitForSupervisor, type AppOptions, type SpawnFn, type StartAppInput, type SupervisorHandle } from './app-child.ts';
 import { attemptUpdate, type AttemptResult } from './attempt.ts';
 import { createPeerWake, type PeerWake } from './peer-wake.ts';
 import { realSleep, type SleepFn } from './sleep.ts';
@@ -180,7 +183,7 @@ export class Agent {
     else signal.addEventListener('abort', onAbort, { once: true });
 
     let sources: WakeSources | null = null;
-    let child: ChildProcess | null = null;
+    let supervisor: SupervisorHandle | null = null;
     try {
       // Long-running: the release ferry runs from must outlive cleanup (plugins/running-release-pin.ts).
       await pinRunningRelease('agent', (m) => log('note', { message: m }, m));
@@ -214,17 +217,27 @@ export class Agent {
       const app = this.app;
       const appInput: StartAppInput | null = app && { home: this.home, app, sockets: this.sockets, ferryBin: this.ferryBin, spawn: this.spawn, clock: this.clock, sleep: this.sleep, stop: stop.signal };
       const ensureApp = async () => {
-        if (!appInput || child !== null) return;
-        const c = await startApp(appInput);
-        if (!c) return;
-        child = c;
-        log('app', { pid: c.pid ?? null, command: appInput.app.command }, `supervising the app with ferry run (pid ${c.pid ?? '?'}): ${appInput.app.command.join(' ')}`);
-        c.once('exit', (code, sig) => {
+        if (!appInput || supervisor !== null || stop.signal.aborted || !(await appInstalled(this.home))) return;
+        // A `ferry run` that outlived the last agent (a crash, a kill, a self-update) is adopted:
+        // a second one would fail with ERR_BUSY.
+        const running = await findRunningSupervisor(this.home, this.sleep, stop.signal);
+        let started: ChildProcess | null = null;
+        if (running !== null) {
+          supervisor = adoptSupervisor(running, this.sleep);
+          log('app', { pid: running, adopted: true, command: appInput.app.command }, `adopted the ferry run already supervising the app (pid ${running})`);
+        } else {
+          started = await startApp(appInput);
+          if (!started) return;
+          supervisor = childSupervisor(started);
+          log('app', { pid: started.pid ?? null, adopted: false, command: appInput.app.command }, `supervising the app with ferry run (pid ${started.pid ?? '?'}): ${appInput.app.command.join(' ')}`);
+        }
+        void supervisor.gone.then(({ code, signal: sig }) => {
           if (stop.signal.aborted) return;
-          log('app-exited', { code, signal: sig }, `ferry run exited (${sig ?? code}); the agent stops too`);
+          const how = sig ?? code ?? 'gone';
+          log('app-exited', { code, signal: sig }, `ferry run exited (${how}); the agent stops too`);
           requestStop('app exited', { reason: 'app-exited', code, signal: sig });
         });
-        await waitForSupervisor(c, appInput);
+        if (started) await waitForSupervisor(started, appInput);
       };
       // The app serves from what is installed at once (after recovery, above), not after the first
       // check: under socket activation, connections wait in the kernel's queue until it does.
@@ -260,7 +273,7 @@ export class Agent {
       stop.abort(); // ends a deferred peer wake's sleep, whatever ended the loop
       this.peerWake?.close();
       this.peerWake = null;
-      if (child) await stopApp(child, (this.app?.drainTimeoutMs ?? 0) + STOP_GRACE_MS);
+      if (supervisor) await (supervisor as SupervisorHandle).stop((this.app?.drainTimeoutMs ?? 0) + STOP_GRACE_MS);
       await sources?.close();
       this.running = false;
     }

@@ -24,7 +24,7 @@ export type {
 export { FerryError, isFerryError, type ErrorCode } from './errors.ts';
 
 // The device: a home folder's UpdateManager and RollbackManager.
-export { Updater, MAX_ATTEMPTS, type UpdaterDeps, type DeviceStatus } from './update/updater.ts';
+export { Updater, MAX_ATTEMPTS, type UpdaterDeps, type DeviceStatus, type ApplyOptions, type StageResult, type StagedVerdict } from './update/updater.ts';
 export type { Phase } from './device/journal.ts';
 export type { CleanupResult, KeptRelease, KeepReason } from './update/housekeeping.ts';
 export type { RunningPin } from './device/running-pins.ts';
@@ -34,6 +34,8 @@ export { openDevice, withDevice, sourceFromSpec, type OpenDeviceOptions, type De
 // The agent: the daemon behind `ferry agent` (checks on a schedule, wakes on USB drops, LAN peers
 // and maintenance windows, shares the cache, supervises the app through `ferry run`).
 export { Agent, type AgentOptions } from '../plugins/agent/agent.ts';
+// Self-update: an agent that updates itself through its self home (prepare, switch, restart, confirm).
+export { SelfUpdate, RESTART_EXIT_CODE, type SelfUpdateOptions, type PrepareResult, type ConfirmResult } from '../plugins/self/self-update.ts';
 
 // Publishing: keys, a repository, releases, bundles.
 export { generateKeyFiles, loadSigningKey, loadPublicKey, keyIdOf, publicKeyToPem, type PublicKey, type SigningKey } from './trust/keys.ts';

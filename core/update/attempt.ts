@@ -1,7 +1,9 @@
 // One update attempt, the way `apply` runs it: stage the resolved release (checking → downloading →
 // verifying → staging → staged, with the one delta-to-full fallback), gate it by policy, then switch
-// and confirm (switching → confirming → committed | rolling-back → idle). Manual rollbacks share
-// the switch and confirm (rollback.ts). Each phase is journaled before its side effect.
+// and confirm (switching → confirming → committed | rolling-back → idle). `stage` runs the same
+// steps up to the switch and stops there (ferry's self-update switches by its own protocol).
+// Manual rollbacks share the switch and confirm (rollback.ts). Each phase is journaled before its
+// side effect.
 
 import { mkdir, rm } from 'node:fs/promises';
 import semver from 'semver';
@@ -35,7 +37,46 @@ export interface ApplyOptions {
 /** How a switch ended. */
 export type Verdict = Extract<ApplyResult, { status: 'committed' | 'rolled-back' }>;
 
+/** What stage() did: nothing to do, staged but held by policy, or staged and cleared to switch. */
+export type StageResult =
+  | { status: 'up-to-date'; current: string | null }
+  | { status: 'waiting'; version: string; reason: string; why: string }
+  | { status: 'staged'; version: string; from: string | null };
+
+/** A staged release that policy lets go in now, its bytes verified (just staged, or hashed again). */
+interface Cleared {
+  status: 'cleared';
+  staged: UpdateJournal;
+  manifest: ManifestDoc;
+}
+
+/** apply: stage and gate, then a restore point of `from` and the switch. */
 export async function applyUpdate(ctx: UpdateContext, options: ApplyOptions): Promise<ApplyResult> {
+  const gate = await stageAndGate(ctx, options);
+  if (gate.status !== 'cleared') return gate;
+  const { staged, manifest } = gate;
+  const point = staged.from ? await makeRestorePoint(ctx, staged.from, 'before-switch') : null;
+  const switching = await ctx.advance(staged, 'switching', { restorePointId: point?.id ?? null });
+  return switchAndConfirm(ctx, switching, manifest);
+}
+
+/**
+ * stage: everything apply does before the switch, and nothing after it. The journal stays
+ * `staged`; `current` is not touched. ferry's self-update switches by its own protocol (boot
+ * record, restart, confirm: ARCHITECTURE.md "Next: self-update") and closes the attempt with
+ * settleStaged (settle-staged.ts).
+ */
+export async function stageUpdate(ctx: UpdateContext, options: ApplyOptions): Promise<StageResult> {
+  const gate = await stageAndGate(ctx, options);
+  if (gate.status !== 'cleared') return gate;
+  return { status: 'staged', version: gate.staged.to, from: gate.staged.from };
+}
+
+/**
+ * resolve → stage (or take the release staged earlier) → policy decision → re-verify: the part
+ * apply and stage share. A staged release policy holds back stays staged (`waiting`).
+ */
+async function stageAndGate(ctx: UpdateContext, options: ApplyOptions): Promise<Exclude<StageResult, { status: 'staged' }> | Cleared> {
   let journal = await ctx.store.journal();
   let r: Resolution | null = null;
   try {
@@ -62,7 +103,7 @@ export async function applyUpdate(ctx: UpdateContext, options: ApplyOptions): Pr
       await recordRefusal(ctx, version, r.target.source.name, err);
       throw err;
     }
-    staged = await stage(ctx, r);
+    staged = await stageResolved(ctx, r);
     justStaged = true;
   } else if (journal.phase === 'staged' && journal.kind === 'update') {
     staged = journal;
@@ -96,13 +137,11 @@ export async function applyUpdate(ctx: UpdateContext, options: ApplyOptions): Pr
       throw e;
     }
   }
-  const point = staged.from ? await makeRestorePoint(ctx, staged.from, 'before-switch') : null;
-  const switching = await ctx.advance(staged, 'switching', { restorePointId: point?.id ?? null });
-  return switchAndConfirm(ctx, switching, manifest);
+  return { status: 'cleared', staged, manifest };
 }
 
 /** checking → downloading → verifying → staging → staged; a failure ends the attempt in history. */
-async function stage(ctx: UpdateContext, r: UpdateResolution): Promise<UpdateJournal> {
+async function stageResolved(ctx: UpdateContext, r: UpdateResolution): Promise<UpdateJournal> {
   const version = r.target.candidate.version;
   const source = r.target.source.name;
   const attemptId = await openAttempt(ctx, { from: r.current, to: version, source, kind: r.plan.kind });

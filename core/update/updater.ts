@@ -2,7 +2,8 @@
 // opens the home (lock, store, recovery) and hands each call to the step that does it:
 //   resolve.ts       what to update to, and how (trust state, offers, policy, plan)
 //   download.ts      fetching a plan's artifacts; the bare `download`
-//   attempt.ts       apply: stage (with the delta-to-full fallback), gate, switch, confirm
+//   attempt.ts       apply: stage (with the delta-to-full fallback), gate, switch, confirm; stage: up to the switch
+//   settle-staged.ts closing a staged attempt switched outside the Updater (ferry's self-update)
 //   rollback.ts      a manual rollback to a restore point
 //   recover.ts       on open: finish or undo what a kill or power cut interrupted
 //   housekeeping.ts  restore points and cleanup
@@ -22,13 +23,16 @@ import type { ApplyResult, RestorePoint, RollbackManager, UpdateInfo, UpdateMana
 import { UpdateContext, realClock, type UpdaterDeps } from './context.ts';
 import { packageOf, resolve, updateInfo } from './resolve.ts';
 import { prefetch } from './download.ts';
-import { applyUpdate, type ApplyOptions } from './attempt.ts';
+import { applyUpdate, stageUpdate, type ApplyOptions, type StageResult } from './attempt.ts';
+import { settleStaged, type StagedVerdict } from './settle-staged.ts';
 import { rollback } from './rollback.ts';
 import { recover } from './recover.ts';
 import { cleanup, restorePointOfCurrent, type CleanupResult } from './housekeeping.ts';
 import { deviceStatus, type DeviceStatus } from './status.ts';
 
 export { MAX_ATTEMPTS } from './attempt.ts';
+export type { ApplyOptions, StageResult } from './attempt.ts';
+export type { StagedVerdict } from './settle-staged.ts';
 export type { UpdaterDeps } from './context.ts';
 export type { DeviceStatus } from './status.ts';
 
@@ -78,6 +82,25 @@ export class Updater implements UpdateManager, RollbackManager {
 
   async apply(options: ApplyOptions = {}): Promise<ApplyResult> {
     return applyUpdate(this.ctx, options);
+  }
+
+  /**
+   * apply() up to the switch and no further: resolve, stage (or take the release staged
+   * earlier), the policy decision and the re-verify; no restore point, `current` untouched, the
+   * journal left `staged`. For a switch made by another protocol (ferry's self-update), which
+   * reports how it ended with settleStaged.
+   */
+  async stage(options: ApplyOptions = {}): Promise<StageResult> {
+    return stageUpdate(this.ctx, options);
+  }
+
+  /**
+   * Closes the staged attempt at `version` with the verdict of a switch made outside the Updater
+   * (committed requires `current` to name `version`). Returns the closed record, or null when no
+   * attempt at `version` is staged (so repeating it is harmless).
+   */
+  async settleStaged(version: string, verdict: StagedVerdict): Promise<UpdateRecord | null> {
+    return settleStaged(this.ctx, version, verdict);
   }
 
   async approve(version: string): Promise<void> {

@@ -28,7 +28,9 @@ let exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 const lines: { at: number; stream: 'out' | 'err'; text: string }[] = [];
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const tail = () => lines.slice(-40).map((l) => `${l.stream}: ${l.text}`).join('\n');
+const t0 = Date.now();
+/** The last lines, each check that found nothing new counted once (they repeat every CHECK_MS). */
+const tail = () => lines.filter((l, i) => !/: check: (up-to-date|refused|busy)/.test(l.text) || lines[i + 1]?.text !== l.text).slice(-80).map((l) => `${((l.at - t0) / 1000).toFixed(1)} ${l.stream}: ${l.text}`).join('\n');
 
 /** "agent <version> (pid N): <message>" lines the agent printed since `since`. */
 function said(since = 0): { at: number; version: string; message: string }[] {

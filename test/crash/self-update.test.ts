@@ -28,18 +28,18 @@ import { Load } from '../helpers/load.ts';
 import { freePort } from '../helpers/net.ts';
 import { alive } from '../helpers/proc.ts';
 import { makeRepo, type TestRepo } from '../helpers/repo.ts';
+import { DEFAULT_CONFIRM_WITHIN_MS, DEFAULT_TRIES } from '../../plugins/self/self-update.ts';
 import { baseSelfTree, makeSelfHome, mustCli, runCli, variantLabels, type SelfHome } from '../helpers/self-home.ts';
 
 const test = suite('self-update end to end');
 
-/** Starts the new version gets, and the time it has to confirm (short, so a hang is caught soon). */
-const TRIES = 2;
-const CONFIRM_WITHIN_MS = 8_000;
-/** The agent's own arguments for the self-update (what `ferry agent` takes; see the report). */
-const SELF_ARGS = ['--self-tries', String(TRIES), '--self-confirm-within', `${CONFIRM_WITHIN_MS}ms`];
-/** Bounds of each case (a publish of a ferry tree takes ~10 s, a delta ~6 s more). */
-const CASE_MS = 120_000;
-const LOAD_LIMITS = { maxMs: 180_000, maxRequests: 200_000 };
+/** Starts the new version gets, and the time it has to confirm: `ferry agent` uses the library's defaults. */
+const TRIES = DEFAULT_TRIES;
+const CONFIRM_WITHIN_MS = DEFAULT_CONFIRM_WITHIN_MS;
+const SELF_ARGS: string[] = [];
+/** Bounds of each case: a publish of a ferry tree (~10 s, a delta ~6 s more), then up to the deadline. */
+const CASE_MS = CONFIRM_WITHIN_MS + 90_000;
+const LOAD_LIMITS = { maxMs: CASE_MS + 60_000, maxRequests: 1_000_000 };
 
 let self: SelfHome;
 let appRepo: TestRepo;
@@ -65,6 +65,7 @@ interface Event {
 
 class Launched {
   readonly lines: Line[] = [];
+  readonly started = Date.now();
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   constructor(readonly child: ChildProcess) {
     for (const [stream, s] of [['out', child.stdout!], ['err', child.stderr!]] as const) {
@@ -94,8 +95,14 @@ class Launched {
   starts(since = 0): { at: number; label: string }[] {
     return this.lines.filter((l) => l.stream === 'err' && l.at >= since).flatMap((l) => variantLabels(l.text).map((label) => ({ at: l.at, label })));
   }
+  /** The last `n` lines with their times (s since the launcher started); a repeated check counted once. */
   tail(n = 60): string {
-    return this.lines.slice(-n).map((l) => `${l.stream}: ${l.text}`).join('\n');
+    const quiet = /"event":"(check|up-to-date)"/;
+    return this.lines
+      .filter((l, i) => !quiet.test(l.text) || !quiet.test(this.lines[i + 1]?.text ?? ''))
+      .slice(-n)
+      .map((l) => `${((l.at - this.started) / 1000).toFixed(1)} ${l.stream}: ${l.text}`)
+      .join('\n');
   }
 }
 
@@ -221,7 +228,7 @@ async function serving<T>(label: string, body: () => Promise<T>): Promise<{ valu
   } finally {
     await load.stop();
     console.log(`  ${label}: ${load.requests} requests, ${load.failures.length} failed`);
-    assert.is(load.failures.length, 0, `${label}: ${load.describe()}`);
+    assert.is(load.failures.length, 0, `${label}: ${load.describe()}\nthe launcher's last lines:\n${launched.tail(150)}`);
     assert.not.ok(load.hitCap, `${label}: the load hit its bound before the case ended`);
     assert.ok(load.requests > 0, `${label}: requests were made`);
   }
@@ -250,6 +257,10 @@ test('the agent updates itself 1.0.0 → 1.1.0 through the launcher; the app ser
   assert.is((await self.installed(['--version'])).stdout.trim(), '1.1.0');
   const starts = launched.starts().map((s) => s.label);
   assert.equal(starts, ['1.0.0', '1.1.0'], `the agent was started by the 1.0.0 code, then the 1.1.0 code: ${starts}`);
+  const events = launched.events();
+  assert.equal(events.filter((e) => e.event === 'self').map((e) => [e.version, e.trial]), [['1.0.0', false], ['1.1.0', true]], 'its log names the ferry it runs: 1.0.0, then 1.1.0 on trial');
+  assert.equal(events.filter((e) => e.event === 'self-update').map((e) => [e.from, e.version]), [['1.0.0', '1.1.0']]);
+  assert.equal(events.filter((e) => e.event === 'self-confirmed').map((e) => [e.from, e.version]), [['1.0.0', '1.1.0']]);
   const history = await selfHistory();
   const record = history.find((h) => h.to === '1.1.0');
   assert.ok(record, `the self home's history has the update to 1.1.0: ${JSON.stringify(history)}`);
@@ -282,6 +293,8 @@ for (const [version, brk] of [['1.2.0', 'crash'], ['1.3.0', 'hang'], ['1.4.0', '
       const checksBefore = launched.events(back.at).filter((e) => e.event === 'check').length;
       await until(() => (launched.events(back.at).filter((e) => e.event === 'check').length >= checksBefore + 3 ? true : undefined), 30_000, 'three more checks');
       assert.is(launched.starts(since).filter((s) => s.label === version).length, broken, `${version} was not started again`);
+      const switches = launched.events(since).filter((e) => e.event === 'self-update' && e.version === version).length;
+      assert.is(switches, 1, `one switch to ${version} in the agent's log, not a second`);
     });
     assert.is((await self.installed(['--version'])).stdout.trim(), '1.1.0');
     const history = await selfHistory();

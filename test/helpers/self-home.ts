@@ -45,6 +45,8 @@ export interface VariantOptions {
   break?: SelfBreak;
   /** The entry reads FERRY_TEST_KILL_AT / FERRY_TEST_CLOCK_START / FERRY_UNSAFE_SKIP_FSYNC. */
   seams?: boolean;
+  /** Leave dist/cli/ferry.js as built (no start line, no break): ferry exactly as released. */
+  plain?: boolean;
 }
 
 /** The line a variant's code prints on stderr when it starts an agent. */
@@ -226,6 +228,10 @@ export async function makeVariant(into: string, version: string, options: Varian
   const pkgPath = join(dir, 'package.json');
   const pkg = JSON.parse(await readFile(pkgPath, 'utf8')) as Record<string, unknown>;
   await writeFile(pkgPath, JSON.stringify({ ...pkg, version }, null, 2) + '\n');
+  if (options.plain) {
+    if (options.break || options.seams) throw new Error('a plain variant has no break and no seams');
+    return dir;
+  }
   const entry = join(dir, SELF_ENTRY);
   const body = options.seams ? await seamsBody() : PLAIN_BODY;
   // The seams body has no shebang of its own; the prelude's comes first.

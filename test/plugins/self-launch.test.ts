@@ -565,6 +565,19 @@ setInterval(() => {}, 1000);
   assert.is((await s.starts()).length, 1, 'not started again');
 });
 
+launcher('ferry self launcher: the keeper defaults to the entry for ferry itself, to node_modules/ferry for an embedding agent', () => {
+  const own = ok(ferry('self', 'launcher', '--home', 'rel/home', '--node', '/opt/node/bin/node'), 'ferry self launcher').stdout;
+  assert.ok(own.includes(`home='${join(ROOT, 'rel/home')}'`), 'the home made absolute');
+  assert.ok(own.includes(`node='/opt/node/bin/node'`));
+  assert.ok(own.includes(`keeper='dist/cli/ferry.js'`) && own.includes(`entry='dist/cli/ferry.js'`));
+  const embedded = ok(ferry('self', 'launcher', '--home', '/s', '--entry', 'agent.js'), 'ferry self launcher --entry').stdout;
+  assert.ok(embedded.includes(`keeper='node_modules/ferry/dist/cli/ferry.js'`) && embedded.includes(`entry='agent.js'`));
+  assert.ok(embedded.includes(`node='${process.execPath}'`), 'node defaults to the one running ferry');
+  const outside = ferry('self', 'launcher', '--home', '/s', '--entry', '../agent.js');
+  assert.is(outside.status, 2, outside.stderr);
+  assert.match(outside.stderr, /ERR_USAGE/);
+});
+
 launcher('a keeper exiting 75 without a stop is started again', async () => {
   const s = await selfHome({ '1.0.0': 'confirm' }, '1.0.0');
   // Exits 75 on its first two starts, then 0: the script must run it three times.

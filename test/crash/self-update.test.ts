@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import type { UpdateRecord } from '../../core/spec.ts';
 import { requestSupervisor, type SupervisorStatus } from '../../plugins/run/control.ts';
 import { exampleAppTree } from '../helpers/example-app.ts';
-import { Load } from '../helpers/load.ts';
+import { get, Load } from '../helpers/load.ts';
 import { freePort } from '../helpers/net.ts';
 import { alive } from '../helpers/proc.ts';
 import { makeRepo, type TestRepo } from '../helpers/repo.ts';
@@ -190,6 +190,8 @@ test.before(async () => {
   port = await freePort();
   launched = startLauncher();
   await until(() => launched.events().find((e) => e.event === 'app'), 30_000, "the agent's app event");
+  // ferry run's socket refuses connections until the first app generation listens on it.
+  await until(() => get(port, '/', false, 2_000).then((r) => (r.status === 200 ? true : undefined), () => undefined), 30_000, 'the app answering');
   supervisorBefore = await until(() => requestSupervisor(appHome, { op: 'status' }, 2_000).then((s) => (s.active?.state === 'active' ? s : undefined), () => undefined), 30_000, 'an active app generation');
 });
 

@@ -7,7 +7,7 @@
 //   builds (plugins/self/release-tree.ts: dist/, package.json without scripts, package-lock.json,
 //   README/LICENSE, production node_modules with npm's relative .bin links). By default it is made
 //   by COPYING this checkout's dist/ and its production dependencies (the packages
-//   `npm ls --omit=dev --all --parseable` names, natives already built for this machine), about 1 s;
+//   `npm ls --omit=dev --all --parseable` names, natives already built for this machine), 2-5 s here;
 //   `{ npmCi: true }` (or FERRY_TEST_SELF_TREE=npm-ci) builds it with buildSelfTree itself
 //   (`npm ci --omit=dev`, ~35 s here). The npm ci path is proved by test/cli/release-self.test.ts;
 //   here only the tree's contents matter, and those are the same packages at the same versions.
@@ -17,7 +17,10 @@
 //   still printed the old text" is checkable), then optionally BREAKS: `crash` (throws before the
 //   agent starts), `hang` (never confirms, never exits), `exit0` (exits 0 at once). With
 //   `seams: true` the entry is test/helpers/ferry-with-seams.mjs rewritten to import the tree's own
-//   ./main.js and ../core/io/durable.js, so FERRY_TEST_KILL_AT works inside a self release.
+//   ./main.js and ../core/io/durable.js, so FERRY_TEST_KILL_AT works inside a self release. With
+//   `plain: true` the entry stays as built (examples/demo.ts publishes those).
+// - exampleAgentVariant: examples/self-updating-agent at a version, ferry vendored in
+//   node_modules/ferry (a copy of the base tree), with the same breaks.
 // - makeSelfHome: keys, `ferry repo init --app <app>`, the first release published and installed
 //   with `ferry update --home S` (nothing runs yet, so a direct switch), and the launcher script.
 //

@@ -266,15 +266,16 @@ try {
   await until(async () => agent.events.some((e) => e.event === 'self-confirmed' && e.version === '1.1.0'), 90_000, 'ferry 1.1.0 confirming itself');
   const selfMs = Date.now() - selfStart;
   const during = { ok: load.counts.ok - before.ok, failed: load.counts.failed - before.failed };
+
+  const counts = await load.stop();
+  // The agent stops its adopted `ferry run` with it: the app is done serving. Stopped before the
+  // commands below, which open ferry-home's store (the agent's rounds open it too).
+  await stopChild(agent.child);
   await ferry(['self', 'status', '--home', 'ferry-home']);
   await ferry(['history', '--home', 'ferry-home']);
   const running = spawnSync(process.execPath, [join(work, 'ferry-home', 'current', 'dist', 'cli', 'ferry.js'), '--version'], { encoding: 'utf8' }).stdout.trim();
   console.log(`ferry-home/current -> ${await readlink(join(work, 'ferry-home', 'current'))}; it says it is ferry ${running}`);
   console.log(`ferry updated itself in ${(selfMs / 1000).toFixed(1)} s from publishing 1.1.0; requests to device A meanwhile: ${during.ok} answered, ${during.failed} failed`);
-
-  const counts = await load.stop();
-  // The agent stops its adopted `ferry run` with it: the app is done serving.
-  await stopChild(agent.child);
   console.log(`\nrequests to device A during all of this: ${counts.ok} answered, ${counts.failed} failed${counts.failed ? ` (${[...counts.why].map(([w, n]) => `${w} x${n}`).join(', ')})` : ''}; versions seen: ${[...counts.versions].map(([v, n]) => `${v} x${n}`).join(', ')}`);
 
   console.log('\n# 9. Restore points are cleaned up, and the history says what happened on each device.');

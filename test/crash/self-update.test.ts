@@ -22,6 +22,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { UpdateRecord } from '../../core/spec.ts';
+import type { CleanupResult } from '../../core/update/housekeeping.ts';
 import { requestSupervisor, type SupervisorStatus } from '../../plugins/run/control.ts';
 import { exampleAppTree } from '../helpers/example-app.ts';
 import { get, Load } from '../helpers/load.ts';
@@ -142,17 +143,23 @@ async function selfStatus(): Promise<SelfStatus> {
   return JSON.parse((await mustCli(['self', 'status', '--home', self.home, '--json'], 'self status')).stdout) as SelfStatus;
 }
 
-/** The self home's history; retried while the agent holds the home (ERR_BUSY) for a moment. */
-async function selfHistory(): Promise<UpdateRecord[]> {
+/**
+ * A command on the self home, retried while the agent holds its lock for a moment (each round's
+ * prepare() opens it); its JSON output.
+ */
+async function onSelfHome<T>(args: string[]): Promise<T> {
   let last = '';
   for (let i = 0; i < 40; i++) {
-    const r = await runCli(['history', '--home', self.home, '--json']);
-    if (r.code === 0) return JSON.parse(r.stdout) as UpdateRecord[];
+    const r = await runCli([...args, '--home', self.home, '--json']);
+    if (r.code === 0) return JSON.parse(r.stdout) as T;
     last = r.stderr;
+    if (!/ERR_BUSY/.test(last)) break;
     await sleep(250);
   }
-  throw new Error(`ferry history --home S kept failing: ${last}`);
+  throw new Error(`ferry ${args.join(' ')} --home S failed: ${last}`);
 }
+
+const selfHistory = () => onSelfHome<UpdateRecord[]>(['history']);
 
 async function currentOf(home: string): Promise<string> {
   return (await readlink(join(home, 'current'))).replace(/^releases\//, '');
@@ -270,6 +277,7 @@ test('the agent updates itself 1.0.0 → 1.1.0 through the launcher; the app ser
   assert.is(record.outcome, 'committed');
   const status = await selfStatus();
   assert.is(status.tentative, null, 'no trial left in the boot record');
+  assert.is(status.current, '1.1.0');
   assert.equal(status.refused, []);
   await sameSupervisor('1.0.0 → 1.1.0');
 });
@@ -311,10 +319,16 @@ for (const [version, brk] of [['1.2.0', 'crash'], ['1.3.0', 'hang'], ['1.4.0', '
 }
 
 test('restore-points cleanup --keep 1 while the agent runs leaves the running releases alone; the next update still comes by delta', async () => {
-  const runningFrom = ['1.1.0', '1.0.0']; // the agent's release, and the one `ferry run` (started by the 1.0.0 agent) runs from
+  // The agent runs from releases/1.1.0; `ferry run`, started by the 1.0.0 agent, from releases/1.0.0.
   await serving('cleanup, then 1.5.0 by delta', async () => {
-    await mustCli(['restore-points', 'cleanup', '--home', self.home, '--keep', '1'], 'restore-points cleanup --keep 1');
-    for (const v of runningFrom) assert.ok(existsSync(join(self.home, 'releases', v, 'dist', 'cli', 'ferry.js')), `releases/${v} is still there`);
+    const cleanup = await onSelfHome<CleanupResult>(['restore-points', 'cleanup', '--keep', '1']);
+    const kept = new Map(cleanup.keptReleases.map((k) => [k.version, k]));
+    console.log(`  cleanup --keep 1: removed ${cleanup.removedReleases.join(', ') || 'no release'}; kept ${cleanup.keptReleases.map((k) => `${k.version} (${k.reasons.join(', ')}${k.pins.length ? `: ${k.pins.map((p) => p.command).join(', ')}` : ''})`).join(', ')}`);
+    assert.ok(cleanup.removedReleases.length > 0, 'cleanup removed something (the refused releases)');
+    for (const [v, command] of [['1.1.0', 'agent'], ['1.0.0', 'run']] as const) {
+      assert.ok(kept.get(v)?.pins.some((p) => p.command === command), `releases/${v} kept, pinned by the running ${command}: ${JSON.stringify(kept.get(v))}`);
+      assert.ok(existsSync(join(self.home, 'releases', v, 'dist', 'cli', 'ferry.js')), `releases/${v} is still there`);
+    }
     // A delta from 1.1.0, the version the agent runs (the refused ones in between get one too).
     const out = await self.publishVariant('1.5.0', {}, ['--deltas', '4']);
     assert.ok(out.deltas.some((d) => d.from === '1.1.0'), 'published with a delta from 1.1.0');
@@ -326,6 +340,7 @@ test('restore-points cleanup --keep 1 while the agent runs leaves the running re
   assert.is(record.from, '1.1.0');
   assert.is(record.outcome, 'committed');
   assert.is(record.kind, 'delta', 'staged by delta: the bspatch worker ran from the running release');
+  assert.not.ok(record.fellBackToFull, 'the delta did not fail over to the full artifact');
   assert.equal(launched.starts().map((s) => s.label).at(-1), '1.5.0');
   await sameSupervisor('cleanup and 1.5.0');
   assert.ok(alive(supervisorBefore.pid));

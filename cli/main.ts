@@ -23,13 +23,14 @@ const device: Loader = async () => (await import('./commands/device.ts')).device
 const share: Loader = async () => one((await import('./commands/share.ts')).shareCommand);
 const run: Loader = async () => one((await import('./commands/run.ts')).runCommand);
 const agent: Loader = async () => one((await import('./commands/agent.ts')).agentCommand);
+const self: Loader = async () => one((await import('./commands/self.ts')).selfCommand);
 
 /** Every command module, in the order `ferry --help` lists them. */
-const ALL: Loader[] = [keygen, repo, release, bundle, verify, serve, device, share, run, agent];
+const ALL: Loader[] = [keygen, repo, release, bundle, verify, serve, device, share, run, agent, self];
 
 /** Which module defines each verb. A verb missing here still works: it loads every module. */
 const BY_VERB: Record<string, Loader> = {
-  keygen, repo, release, bundle, verify, serve, share, run, agent,
+  keygen, repo, release, bundle, verify, serve, share, run, agent, self,
   init: device, check: device, download: device, apply: device, update: device, approve: device,
   rollback: device, history: device, status: device, 'restore-points': device,
 };

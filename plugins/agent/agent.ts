@@ -6,7 +6,8 @@
 // once when a bundle or repository lands on a `usb:` mount or a LAN peer announces a newer
 // release (at most one peer wake per PEER_WAKE_MS), shares the verified cache with LAN peers and
 // announces the release it runs when a source is `lan` (plugins/agent/wake-sources.ts), and can
-// supervise the app with `ferry run` as its own child (plugins/agent/app-child.ts). The home's
+// supervise the app with `ferry run`: started detached (plugins/agent/app-child.ts), or adopted
+// when one already serves the home (plugins/agent/adopt-supervisor.ts). The home's
 // lock is taken only for an attempt (plugins/agent/attempt.ts), so `ferry status`, `ferry approve`
 // … work in between.
 //
@@ -27,9 +28,15 @@
 //   app              { command, listen?, health?, drainTimeoutMs }: supervise the app (ferry run)
 //   ferryBin         the ferry executable run as `node <ferryBin> run …` (default dist/cli/ferry.js)
 //   killPoint        a test seam handed to the Updater unchanged (UpdaterDeps.killPoint)
+//   self             SelfUpdate on the agent's own self home (SelfUpdate.fromEnv; default none):
+//                    after each attempt the agent confirms itself when on trial, or prepares and
+//                    switches to its next version and returns { reason: 'self-update', version },
+//                    leaving `ferry run` serving for the next agent to adopt (plugins/agent/self-round.ts)
 // Methods:
-//   run(signal)      the loop until `signal` aborts (or the supervised app exits). An attempt under
-//                    way is finished, never cut mid-switch; then children and servers are stopped.
+//   run(signal)      the loop until `signal` aborts (or the supervised app exits, or a self-update
+//                    was switched to: then restart, RESTART_EXIT_CODE for `ferry agent`). An attempt under
+//                    way is finished, never cut mid-switch; then `ferry run` (child or adopted) and
+//                    servers are stopped.
 //                    Rejects only when it cannot start (a broken ferry.json, the share port taken).
 //   once()           one attempt, for `ferry agent --once`: what it came to (its failure is the
 //                    result's `error`); rejects only for a broken ferry.json or an app given
@@ -52,12 +59,15 @@ import type { UpdaterDeps } from '../../core/update/updater.ts';
 import { withDevice, type OpenDeviceOptions } from '../open-device.ts';
 import { takeSystemdListenFds, type InheritedFd, type ListenSocket } from '../run/listen-fds.ts';
 import { logError, type AgentLog } from './agent-log.ts';
-import { appSockets, DEFAULT_FERRY_BIN, startApp, STOP_GRACE_MS, stopApp, waitForSupervisor, type AppOptions, type SpawnFn, type StartAppInput } from './app-child.ts';
+import { adoptSupervisor, findRunningSupervisor } from './adopt-supervisor.ts';
+import { appInstalled, appSockets, childSupervisor, DEFAULT_FERRY_BIN, startApp, STOP_GRACE_MS, waitForSupervisor, type AppOptions, type SpawnFn, type StartAppInput, type SupervisorHandle } from './app-child.ts';
 import { attemptUpdate, type AttemptResult } from './attempt.ts';
 import { createPeerWake, type PeerWake } from './peer-wake.ts';
 import { realSleep, type SleepFn } from './sleep.ts';
 import { startWakeSources, type ShareOptions, type WakeSources } from './wake-sources.ts';
 import { pinRunningRelease } from '../running-release-pin.ts';
+import type { SelfUpdate } from '../self/self-update.ts';
+import { SelfRound, type SelfUpdater } from './self-round.ts';
 
 export { createAgentLog, type AgentLog } from './agent-log.ts';
 export type { AppOptions, SpawnFn } from './app-child.ts';
@@ -78,13 +88,16 @@ export interface AgentOptions {
   app?: AppOptions;
   ferryBin?: string;
   killPoint?: UpdaterDeps['killPoint'];
+  self?: SelfUpdate | null;
 }
 
 /** Why run() returned. */
 export type AgentStopped =
   | { reason: 'aborted' }
   /** The supervised `ferry run` exited on its own: the agent stops too (its supervisor restarts both). */
-  | { reason: 'app-exited'; code: number | null; signal: NodeJS.Signals | null };
+  | { reason: 'app-exited'; code: number | null; signal: NodeJS.Signals | null }
+  /** The agent switched to a new version of itself: start it (the keeper does, on RESTART_EXIT_CODE). `ferry run` was left serving. */
+  | { reason: 'self-update'; version: string };
 
 const quiet: AgentLog = () => {};
 
@@ -99,6 +112,7 @@ export class Agent {
   private readonly interfaceAddress: string | undefined;
   private readonly app: AppOptions | null;
   private readonly ferryBin: string;
+  private readonly self: SelfUpdater | null;
   private readonly device: OpenDeviceOptions;
   /** The sockets systemd passed, and those `ferry run` serves on. */
   private readonly passed: InheritedFd[];
@@ -124,6 +138,7 @@ export class Agent {
     this.interfaceAddress = options.interfaceAddress;
     this.app = options.app ?? null;
     this.ferryBin = options.ferryBin ?? DEFAULT_FERRY_BIN;
+    this.self = options.self ?? null;
     this.device = {
       log: (m) => this.log('note', { message: m }, m),
       clock: this.clock,
@@ -180,7 +195,7 @@ export class Agent {
     else signal.addEventListener('abort', onAbort, { once: true });
 
     let sources: WakeSources | null = null;
-    let child: ChildProcess | null = null;
+    let supervisor: SupervisorHandle | null = null;
     try {
       // Long-running: the release ferry runs from must outlive cleanup (plugins/running-release-pin.ts).
       await pinRunningRelease('agent', (m) => log('note', { message: m }, m));
@@ -198,6 +213,9 @@ export class Agent {
         log('note', { message }, message);
       }
 
+      const selfRound = this.self && new SelfRound(this.self, log);
+      await selfRound?.start();
+
       this.installed = status?.currentVersion ?? null;
       this.peerWake = createPeerWake({ clock: this.clock, sleep: this.sleep, wake: () => this.wake('peer') });
       sources = await startWakeSources({
@@ -214,17 +232,27 @@ export class Agent {
       const app = this.app;
       const appInput: StartAppInput | null = app && { home: this.home, app, sockets: this.sockets, ferryBin: this.ferryBin, spawn: this.spawn, clock: this.clock, sleep: this.sleep, stop: stop.signal };
       const ensureApp = async () => {
-        if (!appInput || child !== null) return;
-        const c = await startApp(appInput);
-        if (!c) return;
-        child = c;
-        log('app', { pid: c.pid ?? null, command: appInput.app.command }, `supervising the app with ferry run (pid ${c.pid ?? '?'}): ${appInput.app.command.join(' ')}`);
-        c.once('exit', (code, sig) => {
+        if (!appInput || supervisor !== null || stop.signal.aborted || !(await appInstalled(this.home))) return;
+        // A `ferry run` that outlived the last agent (a crash, a kill, a self-update) is adopted:
+        // a second one would fail with ERR_BUSY.
+        const running = await findRunningSupervisor(this.home, this.sleep, stop.signal);
+        let started: ChildProcess | null = null;
+        if (running !== null) {
+          supervisor = adoptSupervisor(running, this.sleep);
+          log('app', { pid: running, adopted: true, command: appInput.app.command }, `adopted the ferry run already supervising the app (pid ${running})`);
+        } else {
+          started = await startApp(appInput);
+          if (!started) return;
+          supervisor = childSupervisor(started);
+          log('app', { pid: started.pid ?? null, adopted: false, command: appInput.app.command }, `supervising the app with ferry run (pid ${started.pid ?? '?'}): ${appInput.app.command.join(' ')}`);
+        }
+        void supervisor.gone.then(({ code, signal: sig }) => {
           if (stop.signal.aborted) return;
-          log('app-exited', { code, signal: sig }, `ferry run exited (${sig ?? code}); the agent stops too`);
+          const how = sig ?? code ?? 'gone';
+          log('app-exited', { code, signal: sig }, `ferry run exited (${how}); the agent stops too`);
           requestStop('app exited', { reason: 'app-exited', code, signal: sig });
         });
-        await waitForSupervisor(c, appInput);
+        if (started) await waitForSupervisor(started, appInput);
       };
       // The app serves from what is installed at once (after recovery, above), not after the first
       // check: under socket activation, connections wait in the kernel's queue until it does.
@@ -236,6 +264,8 @@ export class Agent {
         this.triggered = null;
         const r = await attemptUpdate(this.home, log, why, this.device);
         await ensureApp();
+        const restartInto = await selfRound?.after(r.error, stop.signal.aborted);
+        if (restartInto) requestStop('self-update', { reason: 'self-update', version: restartInto });
         const now = this.clock();
         const version = await readCurrent(layout).catch(() => null);
         if (version !== this.installed && version !== null) sources.announceVersion(version);
@@ -260,12 +290,22 @@ export class Agent {
       stop.abort(); // ends a deferred peer wake's sleep, whatever ended the loop
       this.peerWake?.close();
       this.peerWake = null;
-      if (child) await stopApp(child, (this.app?.drainTimeoutMs ?? 0) + STOP_GRACE_MS);
+      const ending = stopped as AgentStopped; // set by requestStop, which TypeScript cannot follow into the closure
+      if (ending.reason === 'self-update' && signal.aborted) {
+        // Told to stop while switching: a stop, not a restart. The switch is written, so the next start tries the new version.
+        const message = `told to stop (${String(signal.reason)}) during the self-update: stopping everything; the next start tries ${ending.version}`;
+        log('note', { message }, message);
+        stopped = { reason: 'aborted' };
+      }
+      const handle = supervisor as SupervisorHandle | null; // set in ensureApp, as above
+      // A self-update leaves `ferry run` serving: the next agent adopts it (plugins/agent/adopt-supervisor.ts).
+      if (handle && (stopped as AgentStopped).reason === 'self-update') handle.leave();
+      else if (handle) await handle.stop((this.app?.drainTimeoutMs ?? 0) + STOP_GRACE_MS);
       await sources?.close();
       this.running = false;
     }
     const how = stopped as AgentStopped; // set by requestStop, which TypeScript cannot follow into the closure
-    log('stopped', how.reason === 'app-exited' ? { ...how } : { reason: how.reason }, 'stopped');
+    log('stopped', { ...how }, how.reason === 'self-update' ? `stopped to restart as ${how.version}` : 'stopped');
     return how;
   }
 

@@ -1,8 +1,15 @@
-// The app the agent supervises: `ferry run` as the agent's own child process, so updates hand
-// over from the old version to the new one without dropping a request (plugins/run). The agent
-// starts it once something is installed, waits until it answers on its control socket before an
-// attempt may switch `current` (a switch under a ferry run that is not yet listening would commit
-// without a handover and leave the old version serving), and stops it when the agent stops.
+// The app the agent supervises: `ferry run` started by the agent, so updates hand over from the
+// old version to the new one without dropping a request (plugins/run). The agent starts it once
+// something is installed, waits until it answers on its control socket before an attempt may
+// switch `current` (a switch under a ferry run that is not yet listening would commit without a
+// handover and leave the old version serving), and stops it when the agent stops.
+//
+// `ferry run` is started DETACHED (its own process group and session): killing the agent, or its
+// whole process group (the self-update keeper kills a hung agent's group), leaves the app
+// supervisor and the app serving. The next agent adopts it (plugins/agent/adopt-supervisor.ts)
+// instead of starting a second one; an agent that hands over to a new version of itself leaves it
+// running on purpose (ARCHITECTURE.md "Next: self-update"). Either way the agent holds a
+// SupervisorHandle: the same watch and stop for a child and for an adopted pid.
 //
 // Socket activation (examples/systemd/ferry-agent.socket): the sockets systemd passes the agent
 // are handed to its `ferry run` at the same fd numbers with `--listen fd:N` (LISTEN_PID cannot
@@ -32,7 +39,25 @@ export interface AppOptions {
 }
 
 /** How the agent starts a process: node's child_process.spawn fits. */
-export type SpawnFn = (command: string, args: readonly string[], options: { stdio: StdioOptions }) => ChildProcess;
+export type SpawnFn = (command: string, args: readonly string[], options: { stdio: StdioOptions; detached?: boolean }) => ChildProcess;
+
+/** How a `ferry run` the agent watches ended: code and signal are known only for its own child. */
+export interface SupervisorGone {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** The `ferry run` the agent supervises the app through: its own child, or one it adopted. */
+export interface SupervisorHandle {
+  readonly pid: number | null;
+  readonly adopted: boolean;
+  /** Resolves once that `ferry run` has gone (never, after leave()). */
+  readonly gone: Promise<SupervisorGone>;
+  /** SIGTERM to its pid, SIGKILL if it is still there after `graceMs`; resolves once it has gone (bounded). */
+  stop(graceMs: number): Promise<void>;
+  /** Leaves it serving past the agent (a self-update): no more watching, and it keeps no agent process alive. */
+  leave(): void;
+}
 
 /**
  * The built `ferry` executable, dist/cli/ferry.js, found from this file: next to it in dist/, or,
@@ -94,15 +119,20 @@ export interface StartAppInput {
   stop: AbortSignal;
 }
 
+/** True once something is installed: `ferry run` needs a `current`; until then the agent only updates. */
+export async function appInstalled(home: string): Promise<boolean> {
+  return (await readlink(homeLayout(home).current).catch(() => null)) !== null;
+}
+
 /**
- * Starts `ferry run` when something is installed (ferry run needs a `current`; until then the
- * agent only updates), and waits, bounded by SUPERVISOR_START_MS, until it answers on its control
- * socket. Returns the child, or null when nothing is installed yet.
+ * Starts `ferry run` (detached) when something is installed. Returns the child, or null when
+ * nothing is installed yet or the agent is stopping. waitForSupervisor waits until it answers.
  */
 export async function startApp(input: StartAppInput): Promise<ChildProcess | null> {
   if (input.stop.aborted) return null;
-  if ((await readlink(homeLayout(input.home).current).catch(() => null)) === null) return null;
-  const child = input.spawn(process.execPath, runArgs(input.ferryBin, input.home, input.app, input.sockets), { stdio: runStdio(input.sockets) });
+  if (!(await appInstalled(input.home))) return null;
+  // detached: its own process group, so a signal to the agent's group does not reach it.
+  const child = input.spawn(process.execPath, runArgs(input.ferryBin, input.home, input.app, input.sockets), { stdio: runStdio(input.sockets), detached: true });
   // A child that could not start (ENOENT …) reports it as 'error' and then 'exit'; the agent
   // notices the exit. Without a listener the error would be thrown out of the event loop.
   child.on('error', () => {});
@@ -115,6 +145,21 @@ export async function waitForSupervisor(child: ChildProcess, input: StartAppInpu
   while (!input.stop.aborted && !exited(child) && input.clock().getTime() < deadline && !(await supervisorRunning(input.home, 500))) {
     await input.sleep(SUPERVISOR_POLL_MS, input.stop);
   }
+}
+
+/** The SupervisorHandle of a `ferry run` the agent started itself. */
+export function childSupervisor(child: ChildProcess): SupervisorHandle {
+  const gone = exited(child)
+    ? Promise.resolve({ code: child.exitCode, signal: child.signalCode })
+    : new Promise<SupervisorGone>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  return {
+    pid: child.pid ?? null,
+    adopted: false,
+    gone,
+    stop: (graceMs) => stopApp(child, graceMs),
+    // Its stdio are our own fds (no pipes), so unref() is all it takes for this process to exit without it.
+    leave: () => child.unref?.(),
+  };
 }
 
 /**

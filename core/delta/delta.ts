@@ -257,7 +257,7 @@ export async function applyDelta(input: {
           // failure of this device: told apart by the stream that failed.
           const inflate = createBrotliDecompress();
           let undecodable: unknown;
-          inflate.once('error', (err) => { undecodable = err; });
+          inflate.on('error', (err) => { undecodable ??= err; });
           await pipeline(createReadStream(join(entriesDir, op.entry.path)), inflate, counter, createWriteStream(target, { flags: 'r+' })).catch((err: unknown) => {
             if (err === undecodable) throw new FerryError('ERR_PATCH', `the delta's compressed bytes for ${op.path} do not decode: ${(err as Error).message}`, { cause: err });
             throw err;

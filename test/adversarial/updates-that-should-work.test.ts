@@ -19,6 +19,8 @@ import { brotliDecompressSync } from 'node:zlib';
 import { extract } from 'tar';
 import { FerryError, type ErrorCode } from '../../core/errors.ts';
 import { classifyError } from '../../core/policy/agent-schedule.ts';
+import { withFullFallback } from '../../core/update/delta-fallback.ts';
+import type { Plan } from '../../core/update/plan.ts';
 import { CHUNK_SIZE, digestFile, sha256 } from '../../core/io/hash.ts';
 import type { DeltaOp, ManifestDoc } from '../../core/trust/metadata.ts';
 import type { UpdateRecord } from '../../core/spec.ts';
@@ -176,6 +178,37 @@ item3('issue 13 item 3: after the fallback the agent is up to date and fetches n
   const record = (await recordFor(t.home, NEW))[0];
   assert.is(record?.outcome, 'failed');
   assert.is(record?.errorCode, error!.code);
+});
+
+item3('issue 13 item 3: the rule: a delta plan that fails with any code but ERR_NO_SPACE, ERR_INTERNAL and ERR_BUSY is carried out again with the full artifact, and the reason kept', async () => {
+  const fallback = { path: `releases/${NEW}/${TARGET}.full.tar.gz`, size: 10, sha256: 'f'.repeat(64), chunkSize: CHUNK_SIZE, chunks: ['f'.repeat(64)] };
+  const delta: Plan = { kind: 'delta', to: NEW, steps: [], bytes: 1, fallback };
+  const fellBack: string[] = [];
+  const ended: string[] = [];
+  for (const code of Object.keys(EXIT_CODE) as ErrorCode[]) {
+    const tried: Plan['kind'][] = [];
+    try {
+      const r = await withFullFallback(delta, async (plan) => {
+        tried.push(plan.kind);
+        if (plan.kind !== 'full') throw new FerryError(code, 'the delta failed');
+        return 'built';
+      });
+      assert.equal(tried, ['delta', 'full']);
+      assert.is(r.result, 'built');
+      assert.is(r.plan.kind, 'full');
+      assert.is(r.reason, `${code}: the delta failed`, 'the reason goes to history');
+      fellBack.push(code);
+    } catch (err) {
+      assert.ok(err instanceof FerryError && err.code === code, `${code} ends the attempt with its own error`);
+      assert.equal(tried, ['delta'], `${code}: the full artifact is not tried`);
+      ended.push(code);
+    }
+  }
+  assert.equal(ended.sort(), ['ERR_BUSY', 'ERR_INTERNAL', 'ERR_NO_SPACE']);
+  assert.ok(fellBack.includes('ERR_IO') && fellBack.includes('ERR_PATCH') && fellBack.includes('ERR_UNSUPPORTED_FILE'), `everything else falls back: ${fellBack.join(' ')}`);
+  // Not a FerryError: a bug, which is not papered over by a second build.
+  const bug = await withFullFallback(delta, async () => { throw new TypeError('a bug'); }).then(() => null, (err: unknown) => err);
+  assert.instance(bug, TypeError, 'a TypeError is passed on as it is');
 });
 
 item3.after(async () => {

@@ -15,10 +15,10 @@
 //     malformed or truncated header into an error
 
 import { constants, createReadStream } from 'node:fs';
-import { createGunzip } from 'node:zlib';
 import { chmod, mkdir, open, symlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { FerryError, fromFsError } from '../errors.ts';
 import { expectHash } from './hash.ts';

@@ -9,23 +9,31 @@
 //     written, so nothing is ever written through one
 //   - files are created O_EXCL|O_NOFOLLOW (a duplicate entry or a planted link fails), hashed while
 //     written, fsynced, and given the signed mode (never setuid)
-//   - caps on entries, total bytes and decompression ratio; tar's strict mode turns any
+//   - caps on entries and total bytes; a signed archive is decompressed here and may expand only
+//     as far as its signed list allows (core/io/expansion-bound.ts), an archive with no signed
+//     list (an unsigned bundle) only up to a decompression ratio; tar's strict mode turns any
 //     malformed or truncated header into an error
 
 import { constants, createReadStream } from 'node:fs';
 import { chmod, mkdir, open, symlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { FerryError, fromFsError } from '../errors.ts';
 import { expectHash } from './hash.ts';
 import { checkRelativePath, linkProblem } from './safe-path.ts';
 import { fsyncDirsUnder, skipsFsync } from './durable.ts';
+import { signedExpansionBound } from './expansion-bound.ts';
 
 export interface ExtractLimits {
   maxEntries: number;
   maxTotalBytes: number;
-  /** Decompressed bytes per compressed byte (gzip); tar aborts past it. */
+  /**
+   * Decompressed bytes per compressed byte; tar aborts past it. Judges archives with no signed
+   * list; a signed archive is held to the bytes its list allows instead (signedExpansionBound),
+   * and the ratio only to a compressed layer inside it (which no publisher writes).
+   */
   maxRatio: number;
 }
 
@@ -130,6 +138,8 @@ export async function extractArchive(
     }
   });
 
+  const bound = expected ? signedExpansionBound(expected) : null;
+  const gzipped = bound !== null && (await startsWithGzip(archive));
   await new Promise<void>((resolve) => {
     const input = createReadStream(archive);
     input.on('error', (err) => { fail(fromFsError(err, `reading ${archive}`)); resolve(); });
@@ -139,7 +149,37 @@ export async function extractArchive(
       resolve();
     });
     parser.on('close', () => { stopActive(failure ?? new FerryError('ERR_UNSAFE_ARCHIVE', 'archive ended inside an entry')); resolve(); });
-    input.pipe(parser as unknown as NodeJS.WritableStream);
+    if (bound === null) {
+      input.pipe(parser as unknown as NodeJS.WritableStream);
+      return;
+    }
+    // A signed archive: decompressed here, and its tar bytes counted against what the signed
+    // list allows, so nothing past that is ever inflated (trailing data included). The bytes up
+    // to the bound reach the parser first, so an entry that contradicts its signed size is named
+    // as such (ERR_SIZE) rather than as the bound.
+    const inflate = gzipped ? createGunzip() : null;
+    const source = inflate ? input.pipe(inflate) : input;
+    const stop = (err: unknown) => {
+      fail(err);
+      input.destroy();
+      inflate?.destroy();
+      resolve();
+    };
+    inflate?.on('error', (err) => stop(new FerryError('ERR_UNSAFE_ARCHIVE', `malformed archive: ${err.message}`, { cause: err })));
+    parser.on('error', () => { input.destroy(); inflate?.destroy(); });
+    let seen = 0;
+    source.on('data', (chunk: Buffer) => {
+      if (failure !== undefined) return stop(failure);
+      seen += chunk.length;
+      const over = seen - bound;
+      const more = parser.write(over > 0 ? chunk.subarray(0, chunk.length - over) : chunk);
+      if (over > 0) return stop(new FerryError('ERR_TOO_LARGE', `archive expands past the ${bound} bytes its signed file list allows`));
+      if (!more) {
+        source.pause();
+        parser.once('drain', () => source.resume());
+      }
+    });
+    source.on('end', () => parser.end());
   });
   await Promise.allSettled(writes);
   if (failure !== undefined) throw failure;
@@ -153,6 +193,22 @@ export async function extractArchive(
   if (expected && links.size > 0) await makeLinks(dest, expected, links, dirs);
   await fsyncDirsUnder(dest, 'extract.dirs');
   return extracted;
+}
+
+/** Whether `path` starts with the gzip magic bytes (false when it cannot be read: the read reports that). */
+async function startsWithGzip(path: string): Promise<boolean> {
+  const head = Buffer.alloc(2);
+  try {
+    const h = await open(path, 'r');
+    try {
+      await h.read(head, 0, 2, 0);
+    } finally {
+      await h.close();
+    }
+  } catch {
+    return false;
+  }
+  return head[0] === 0x1f && head[1] === 0x8b;
 }
 
 async function ensureParents(dest: string, path: string, dirs: Set<string>): Promise<void> {

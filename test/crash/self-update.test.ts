@@ -1,4 +1,4 @@
-// ferry updates ITSELF, end to end (issue 12; ARCHITECTURE.md "Next: self-update"): real ferry
+// ferry updates ITSELF, end to end (issue 12; ARCHITECTURE.md "Self-update"): real ferry
 // trees (test/helpers/self-home.ts) published with the real `ferry release` into a real signed
 // repository, a self home S installed with `ferry update`, and the agent started the production
 // way, through the launcher script `ferry self launcher` wrote:

@@ -35,11 +35,12 @@ import { baseSelfTree, makeSelfHome, mustCli, runCli, variantLabels, type SelfHo
 const test = suite('self-update end to end');
 
 /**
- * Starts a new version gets, and the time it has to confirm: `ferry agent` takes no option for
- * them, so the library's defaults hold (3 starts, 120 s), and a hang is caught at 120 s.
+ * Starts a new version gets, and the time it has to confirm, as `ferry agent --self-tries` and
+ * `--self-confirm-within` set them: the default tries, and a deadline shorter than the default
+ * 120 s (so a hang is caught sooner) yet long enough for a confirming start on a loaded machine.
  */
 const TRIES = DEFAULT_TRIES;
-const CONFIRM_WITHIN_MS = DEFAULT_CONFIRM_WITHIN_MS;
+const CONFIRM_WITHIN_MS = 40_000;
 /** Bounds of each case: a publish of a ferry tree (~10 s, a delta ~6 s more), then up to the deadline. */
 const CASE_MS = CONFIRM_WITHIN_MS + 90_000;
 const LOAD_LIMITS = { maxMs: CASE_MS + 60_000, maxRequests: 1_000_000 };
@@ -112,6 +113,7 @@ class Launched {
 function startLauncher(): Launched {
   const child = spawn('sh', [
     self.launcher!, 'agent', '--home', appHome, '--log-format', 'json',
+    '--self-tries', String(TRIES), '--self-confirm-within', `${CONFIRM_WITHIN_MS / 1000}s`,
     '--listen', `127.0.0.1:${port}`, '--health', '/healthz', '--drain-timeout', '5s', '--', process.execPath, 'server.js',
   ], { cwd: self.dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, NO_COLOR: '1' } });
   return new Launched(child);

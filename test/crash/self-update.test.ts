@@ -29,7 +29,7 @@ import { get, Load } from '../helpers/load.ts';
 import { freePort } from '../helpers/net.ts';
 import { alive } from '../helpers/proc.ts';
 import { makeRepo, type TestRepo } from '../helpers/repo.ts';
-import { DEFAULT_CONFIRM_WITHIN_MS, DEFAULT_TRIES } from '../../plugins/self/self-update.ts';
+import { DEFAULT_TRIES } from '../../plugins/self/self-update.ts';
 import { baseSelfTree, makeSelfHome, mustCli, runCli, variantLabels, type SelfHome } from '../helpers/self-home.ts';
 
 const test = suite('self-update end to end');

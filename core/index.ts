@@ -34,6 +34,8 @@ export { openDevice, withDevice, sourceFromSpec, type OpenDeviceOptions, type De
 // The agent: the daemon behind `ferry agent` (checks on a schedule, wakes on USB drops, LAN peers
 // and maintenance windows, shares the cache, supervises the app through `ferry run`).
 export { Agent, type AgentOptions } from '../plugins/agent/agent.ts';
+// Self-update: an agent that updates itself through its self home (prepare, switch, restart, confirm).
+export { SelfUpdate, RESTART_EXIT_CODE, type SelfUpdateOptions, type PrepareResult, type ConfirmResult } from '../plugins/self/self-update.ts';
 
 // Publishing: keys, a repository, releases, bundles.
 export { generateKeyFiles, loadSigningKey, loadPublicKey, keyIdOf, publicKeyToPem, type PublicKey, type SigningKey } from './trust/keys.ts';

@@ -5,7 +5,10 @@
 // This command parses the flags, builds the Agent, turns SIGTERM/SIGINT into its abort signal (an
 // attempt under way is finished, never cut mid-switch, then children are stopped and the agent
 // exits 0), and maps what it came to onto exit codes: `--once` exits with the code `ferry update`
-// would give; the supervised app exiting on its own ends the agent with 1. One log line per event
+// would give; the supervised app exiting on its own ends the agent with 1; a switch to a new
+// version of itself ends it with RESTART_EXIT_CODE (75), for the keeper to start that version
+// (ARCHITECTURE.md "Next: self-update"). Run by the keeper (FERRY_SELF_HOME and FERRY_SELF_VERSION
+// set) it updates itself through SelfUpdate; otherwise it does not. One log line per event
 // on stdout (human or JSON); `ferry run`'s own output goes to stderr. The clock is the test seam's
 // when one is set (cli/seams.ts), else the real one.
 
@@ -13,6 +16,7 @@ import type { CommandModule } from 'yargs';
 import { FerryError, isFerryError } from '../../core/errors.ts';
 import { parseDurationMs } from '../../core/io/duration.ts';
 import { Agent, createAgentLog, type AttemptResult } from '../../plugins/agent/agent.ts';
+import { RESTART_EXIT_CODE, SelfUpdate, type SelfUpdateOptions } from '../../plugins/self/self-update.ts';
 import { EXIT, EXIT_CODE } from '../exit-codes.ts';
 import type { OutputFlags } from '../output.ts';
 import { seams } from '../seams.ts';
@@ -69,6 +73,10 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     const clock = seams().clock ?? (() => new Date());
     const killPoint = seams().killPoint;
     const log = createAgentLog(args.json ? 'json' : args.logFormat, (line) => process.stdout.write(line + '\n'), clock);
+    // Only a keeper-started agent updates itself (one --once attempt never does). The test seam's
+    // kill point matches any phase by its name (test/helpers/ferry-with-seams.mjs), SelfUpdate's too.
+    const selfKillPoint = killPoint as SelfUpdateOptions['killPoint'];
+    const self = args.once ? null : SelfUpdate.fromEnv(process.env, { clock, log: (m) => log('note', { message: m }, m), ...(selfKillPoint ? { killPoint: selfKillPoint } : {}) });
     const agent = new Agent({
       home: args.home,
       log,
@@ -77,6 +85,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       ...(args.interfaceAddress ? { interfaceAddress: args.interfaceAddress } : {}),
       ...(command.length > 0 ? { app: { command, ...(args.listen ? { listen: args.listen } : {}), ...(args.health ? { health: args.health } : {}), drainTimeoutMs: parseDurationMs(args.drainTimeout) } } : {}),
       ...(killPoint ? { killPoint } : {}),
+      self,
     });
 
     if (args.once) {
@@ -91,12 +100,16 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    let how;
     try {
-      const how = await agent.run(stop.signal);
-      process.exitCode = how.reason === 'app-exited' ? EXIT.internal : EXIT.ok;
+      how = await agent.run(stop.signal);
+      process.exitCode = how.reason === 'app-exited' ? EXIT.internal : how.reason === 'self-update' ? RESTART_EXIT_CODE : EXIT.ok;
     } finally {
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
     }
+    // Everything is drained and `ferry run` let go of (it serves on); nothing left may delay the
+    // restart into the new version, so exit now rather than when the event loop empties.
+    if (how.reason === 'self-update') self?.restart();
   },
 };

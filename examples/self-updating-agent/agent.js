@@ -38,11 +38,15 @@ async function drain() {
   log(`drained after ${jobs} jobs`);
 }
 
+let checked = false;
 async function check() {
   const prepared = await self.prepare();
-  // The check worked, so this version works: if it is on trial, it confirms (a no-op otherwise).
-  const confirmed = await self.confirm();
-  if (confirmed.confirmed) log(`confirmed ${confirmed.version}${confirmed.from ? ` (from ${confirmed.from})` : ''}`);
+  if (!checked) {
+    // The first check went through, so this version works: on trial, it confirms (else a no-op).
+    const confirmed = await self.confirm();
+    if (confirmed.confirmed) log(`confirmed ${confirmed.version}${confirmed.from ? ` (from ${confirmed.from})` : ''}`);
+    checked = true;
+  }
   log(`check: ${prepared.status}${prepared.version ? ` ${prepared.version}` : ''}`);
   if (prepared.status !== 'staged') return;
   await drain();
@@ -51,6 +55,7 @@ async function check() {
   self.restart();
 }
 
+process.once('SIGTERM', () => drain().then(() => process.exit(0)));
 log(`started${(await self.onTrial()) ? ' (on trial)' : ''}`);
 for (;;) {
   await check().catch((err) => log(`check failed: ${err.code ?? ''} ${err.message}`));

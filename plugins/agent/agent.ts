@@ -28,8 +28,13 @@
 //   app              { command, listen?, health?, drainTimeoutMs }: supervise the app (ferry run)
 //   ferryBin         the ferry executable run as `node <ferryBin> run …` (default dist/cli/ferry.js)
 //   killPoint        a test seam handed to the Updater unchanged (UpdaterDeps.killPoint)
+//   self             SelfUpdate on the agent's own self home (SelfUpdate.fromEnv; default none):
+//                    after each attempt the agent confirms itself when on trial, or prepares and
+//                    switches to its next version and returns { reason: 'self-update', version },
+//                    leaving `ferry run` serving for the next agent to adopt (plugins/agent/self-round.ts)
 // Methods:
-//   run(signal)      the loop until `signal` aborts (or the supervised app exits). An attempt under
+//   run(signal)      the loop until `signal` aborts (or the supervised app exits, or a self-update
+//                    was switched to: then restart, RESTART_EXIT_CODE for `ferry agent`). An attempt under
 //                    way is finished, never cut mid-switch; then `ferry run` (child or adopted) and
 //                    servers are stopped.
 //                    Rejects only when it cannot start (a broken ferry.json, the share port taken).
@@ -61,6 +66,8 @@ import { createPeerWake, type PeerWake } from './peer-wake.ts';
 import { realSleep, type SleepFn } from './sleep.ts';
 import { startWakeSources, type ShareOptions, type WakeSources } from './wake-sources.ts';
 import { pinRunningRelease } from '../running-release-pin.ts';
+import type { SelfUpdate } from '../self/self-update.ts';
+import { SelfRound, type SelfUpdater } from './self-round.ts';
 
 export { createAgentLog, type AgentLog } from './agent-log.ts';
 export type { AppOptions, SpawnFn } from './app-child.ts';
@@ -81,13 +88,16 @@ export interface AgentOptions {
   app?: AppOptions;
   ferryBin?: string;
   killPoint?: UpdaterDeps['killPoint'];
+  self?: SelfUpdate | null;
 }
 
 /** Why run() returned. */
 export type AgentStopped =
   | { reason: 'aborted' }
   /** The supervised `ferry run` exited on its own: the agent stops too (its supervisor restarts both). */
-  | { reason: 'app-exited'; code: number | null; signal: NodeJS.Signals | null };
+  | { reason: 'app-exited'; code: number | null; signal: NodeJS.Signals | null }
+  /** The agent switched to a new version of itself: start it (the keeper does, on RESTART_EXIT_CODE). `ferry run` was left serving. */
+  | { reason: 'self-update'; version: string };
 
 const quiet: AgentLog = () => {};
 
@@ -102,6 +112,7 @@ export class Agent {
   private readonly interfaceAddress: string | undefined;
   private readonly app: AppOptions | null;
   private readonly ferryBin: string;
+  private readonly self: SelfUpdater | null;
   private readonly device: OpenDeviceOptions;
   /** The sockets systemd passed, and those `ferry run` serves on. */
   private readonly passed: InheritedFd[];
@@ -127,6 +138,7 @@ export class Agent {
     this.interfaceAddress = options.interfaceAddress;
     this.app = options.app ?? null;
     this.ferryBin = options.ferryBin ?? DEFAULT_FERRY_BIN;
+    this.self = options.self ?? null;
     this.device = {
       log: (m) => this.log('note', { message: m }, m),
       clock: this.clock,
@@ -201,6 +213,9 @@ export class Agent {
         log('note', { message }, message);
       }
 
+      const selfRound = this.self && new SelfRound(this.self, log);
+      await selfRound?.start();
+
       this.installed = status?.currentVersion ?? null;
       this.peerWake = createPeerWake({ clock: this.clock, sleep: this.sleep, wake: () => this.wake('peer') });
       sources = await startWakeSources({
@@ -249,6 +264,8 @@ export class Agent {
         this.triggered = null;
         const r = await attemptUpdate(this.home, log, why, this.device);
         await ensureApp();
+        const restartInto = await selfRound?.after(r.error, stop.signal.aborted);
+        if (restartInto) requestStop('self-update', { reason: 'self-update', version: restartInto });
         const now = this.clock();
         const version = await readCurrent(layout).catch(() => null);
         if (version !== this.installed && version !== null) sources.announceVersion(version);
@@ -273,12 +290,22 @@ export class Agent {
       stop.abort(); // ends a deferred peer wake's sleep, whatever ended the loop
       this.peerWake?.close();
       this.peerWake = null;
-      if (supervisor) await (supervisor as SupervisorHandle).stop((this.app?.drainTimeoutMs ?? 0) + STOP_GRACE_MS);
+      const ending = stopped as AgentStopped; // set by requestStop, which TypeScript cannot follow into the closure
+      if (ending.reason === 'self-update' && signal.aborted) {
+        // Told to stop while switching: a stop, not a restart. The switch is written, so the next start tries the new version.
+        const message = `told to stop (${String(signal.reason)}) during the self-update: stopping everything; the next start tries ${ending.version}`;
+        log('note', { message }, message);
+        stopped = { reason: 'aborted' };
+      }
+      const handle = supervisor as SupervisorHandle | null; // set in ensureApp, as above
+      // A self-update leaves `ferry run` serving: the next agent adopts it (plugins/agent/adopt-supervisor.ts).
+      if (handle && (stopped as AgentStopped).reason === 'self-update') handle.leave();
+      else if (handle) await handle.stop((this.app?.drainTimeoutMs ?? 0) + STOP_GRACE_MS);
       await sources?.close();
       this.running = false;
     }
     const how = stopped as AgentStopped; // set by requestStop, which TypeScript cannot follow into the closure
-    log('stopped', how.reason === 'app-exited' ? { ...how } : { reason: how.reason }, 'stopped');
+    log('stopped', { ...how }, how.reason === 'self-update' ? `stopped to restart as ${how.version}` : 'stopped');
     return how;
   }
 

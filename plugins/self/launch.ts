@@ -24,8 +24,7 @@ import { readCurrent } from '../../core/device/switch.ts';
 import { readBootRecord, writeBootRecord } from '../../core/self/boot-record.ts';
 import { decideStart } from '../../core/self/boot-decision.ts';
 import { pinRunningRelease } from '../running-release-pin.ts';
-import { recordRollback, rollbackMessage } from './rollback-record.ts';
-import { entryPath, exitStatus, keeperExitCode, startPlan } from './start-plan.ts';
+import { entryPath, exitStatus, keeperExitCode, rollbackMessage, startPlan } from './start-plan.ts';
 
 /** The signals that stop the keeper; each is forwarded to the agent. */
 const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
@@ -102,6 +101,8 @@ export async function launchOnce(options: LaunchOptions): Promise<number> {
     // 3. A rollback: `current` never left the confirmed version; history says why.
     if (plan.rollback) {
       log(`rolled back: ${rollbackMessage(plan.rollback)}; ${plan.rollback.from} is not tried again automatically`);
+      // Loaded only here: the Updater (LevelDB and the rest) is not worth its load time on every start.
+      const { recordRollback } = await import('./rollback-record.ts');
       await recordRollback(home, plan.rollback, { clock, log });
     }
     if (stoppedBy) return stopBeforeStart(stoppedBy, log);

@@ -12,6 +12,7 @@ import { FerryError, isFerryError } from '../../core/errors.ts';
 import type { UpdateRecord } from '../../core/spec.ts';
 import { Updater } from '../../core/update/updater.ts';
 import { createBsdiffPatcher } from '../bsdiff/patcher.ts';
+import { rollbackMessage } from './start-plan.ts';
 
 export interface RollbackRecordOptions {
   clock?: () => Date;
@@ -19,11 +20,6 @@ export interface RollbackRecordOptions {
   /** Tries while the home is busy (ERR_BUSY), `pauseMs` apart; default 10 × 500 ms. */
   tries?: number;
   pauseMs?: number;
-}
-
-/** The history message of a rollback, e.g. "1.2.0 did not confirm within 3 starts; back on 1.1.0". */
-export function rollbackMessage(rollback: { from: string; to: string; reason: string }): string {
-  return `${rollback.from} ${rollback.reason}; back on ${rollback.to}`;
 }
 
 /**

@@ -140,8 +140,9 @@ export class SelfUpdate {
   /**
    * Execute, part 1: begins the trial of a staged `version`: the boot record names it, durably,
    * with its tries and deadline. `current` does not move; the next start (restart()) runs it.
-   * ERR_NOT_FOUND unless S has `version` staged; ERR_BUSY while a trial is under way; ERR_GAVE_UP
-   * for a refused version (core/self/boot-decision.ts beginSwitch).
+   * ERR_NOT_FOUND unless S has `version` staged (and it is still the release to install);
+   * ERR_USAGE while S's policy holds it; ERR_BUSY while a trial is under way; ERR_GAVE_UP for a
+   * refused version (core/self/boot-decision.ts beginSwitch).
    */
   async switch(version: string): Promise<void> {
     const record = await this.record();
@@ -151,6 +152,12 @@ export class SelfUpdate {
         throw new FerryError('ERR_NOT_FOUND', `${version} is not staged in ${this.home}${status.pending ? ` (${status.pending.version} is ${status.pending.phase})` : ''}; prepare() stages it`);
       }
       if (!status.currentVersion) throw new FerryError('ERR_NOT_INSTALLED', `nothing is installed in ${this.home}, so there is no confirmed version to return to`);
+      // The policy decision and the re-verify again, as apply makes them right before its switch:
+      // a release policy holds (not approved, outside the window) is not begun, nor bytes that
+      // changed since they were staged.
+      const gate = await updater.stage({ trigger: 'auto' });
+      if (gate.status === 'waiting') throw new FerryError('ERR_USAGE', `${gate.version} is held by the policy of ${this.home} (${gate.reason}: ${gate.why}); switch what prepare() reports staged`);
+      if (gate.status !== 'staged' || gate.version !== version) throw new FerryError('ERR_NOT_FOUND', `${version} is no longer the release to stage in ${this.home} (${gate.status === 'staged' ? `${gate.version} is` : 'it is up to date'}); prepare() again`);
       return status.currentVersion;
     });
     const next = beginSwitch(record, { version, previous, tries: this.tries, deadlineMs: this.confirmWithinMs }, this.clock());

@@ -38,6 +38,11 @@ export function startPlan(decision: StartDecision, current: string): StartPlan {
   return { version: decision.version, trial: true, deadline: t.deadline, triesLeft: t.triesLeft, ...note };
 }
 
+/** The history message of a rollback, e.g. "1.2.0 did not confirm within 3 starts; back on 1.1.0". */
+export function rollbackMessage(rollback: { from: string; to: string; reason: string }): string {
+  return `${rollback.from} ${rollback.reason}; back on ${rollback.to}`;
+}
+
 /**
  * The entry file of `version` in the self home: `<home>/releases/<version>/<entry>`. `entry` must
  * be a relative path that stays inside the release (ERR_USAGE otherwise): the keeper runs

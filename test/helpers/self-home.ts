@@ -7,7 +7,7 @@
 //   builds (plugins/self/release-tree.ts: dist/, package.json without scripts, package-lock.json,
 //   README/LICENSE, production node_modules with npm's relative .bin links). By default it is made
 //   by COPYING this checkout's dist/ and its production dependencies (the packages
-//   `npm ls --omit=dev --all --parseable` names, natives already built for this machine), about 1 s;
+//   `npm ls --omit=dev --all --parseable` names, natives already built for this machine), 2-5 s here;
 //   `{ npmCi: true }` (or FERRY_TEST_SELF_TREE=npm-ci) builds it with buildSelfTree itself
 //   (`npm ci --omit=dev`, ~35 s here). The npm ci path is proved by test/cli/release-self.test.ts;
 //   here only the tree's contents matter, and those are the same packages at the same versions.
@@ -17,7 +17,10 @@
 //   still printed the old text" is checkable), then optionally BREAKS: `crash` (throws before the
 //   agent starts), `hang` (never confirms, never exits), `exit0` (exits 0 at once). With
 //   `seams: true` the entry is test/helpers/ferry-with-seams.mjs rewritten to import the tree's own
-//   ./main.js and ../core/io/durable.js, so FERRY_TEST_KILL_AT works inside a self release.
+//   ./main.js and ../core/io/durable.js, so FERRY_TEST_KILL_AT works inside a self release. With
+//   `plain: true` the entry stays as built (examples/demo.ts publishes those).
+// - exampleAgentVariant: examples/self-updating-agent at a version, ferry vendored in
+//   node_modules/ferry (a copy of the base tree), with the same breaks.
 // - makeSelfHome: keys, `ferry repo init --app <app>`, the first release published and installed
 //   with `ferry update --home S` (nothing runs yet, so a direct switch), and the launcher script.
 //
@@ -45,6 +48,8 @@ export interface VariantOptions {
   break?: SelfBreak;
   /** The entry reads FERRY_TEST_KILL_AT / FERRY_TEST_CLOCK_START / FERRY_UNSAFE_SKIP_FSYNC. */
   seams?: boolean;
+  /** Leave dist/cli/ferry.js as built (no start line, no break): ferry exactly as released. */
+  plain?: boolean;
 }
 
 /** The line a variant's code prints on stderr when it starts an agent. */
@@ -226,6 +231,10 @@ export async function makeVariant(into: string, version: string, options: Varian
   const pkgPath = join(dir, 'package.json');
   const pkg = JSON.parse(await readFile(pkgPath, 'utf8')) as Record<string, unknown>;
   await writeFile(pkgPath, JSON.stringify({ ...pkg, version }, null, 2) + '\n');
+  if (options.plain) {
+    if (options.break || options.seams) throw new Error('a plain variant has no break and no seams');
+    return dir;
+  }
   const entry = join(dir, SELF_ENTRY);
   const body = options.seams ? await seamsBody() : PLAIN_BODY;
   // The seams body has no shebang of its own; the prelude's comes first.

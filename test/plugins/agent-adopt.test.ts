@@ -4,7 +4,9 @@
 // hung agent) and the app keeps serving through its `ferry run`; a second agent on the same home
 // adopts that `ferry run` instead of starting another (which would fail with ERR_BUSY), an update
 // published meanwhile hands over through it, and not one request of the load fails from start to
-// end. A SIGTERM to the agent that adopted stops `ferry run` and the app. The adoption decision is
+// end. A SIGTERM to the agent that adopted stops `ferry run` and the app. An agent run as the keeper
+// runs it that switches to a new version of itself exits 75 and leaves `ferry run` serving, for
+// the next agent to adopt. The adoption decision is
 // table-tested first, without processes.
 
 import { suite } from 'uvu';
@@ -14,6 +16,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { decideAdoption, processRunning } from '../../plugins/agent/adopt-supervisor.ts';
 import { SUPERVISOR_START_MS } from '../../plugins/agent/app-child.ts';
 import { requestSupervisor } from '../../plugins/run/control.ts';
+import { readBootRecord } from '../../core/self/boot-record.ts';
 import { ROOT } from '../helpers/cli.ts';
 import { makeDevice, type TestDevice } from '../helpers/device.ts';
 import { exampleAppTree } from '../helpers/example-app.ts';
@@ -87,12 +90,12 @@ interface RunningAgent {
 const agents: RunningAgent[] = [];
 
 /** `ferry agent` as its own process group (as a service manager starts it), JSON lines on stdout. */
-function startAgent(home: string, port: number): RunningAgent {
+function startAgent(home: string, port: number, env: Record<string, string> = {}): RunningAgent {
   const child = spawn(process.execPath, [
     'dist/cli/ferry.js', 'agent', '--home', home, '--log-format', 'json', '--no-share',
     '--listen', `127.0.0.1:${port}`, '--health', 'http://127.0.0.1/healthz', '--drain-timeout', '5s',
     '--', process.execPath, 'server.js',
-  ], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+  ], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', ...env } });
   let out = '';
   let err = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
@@ -242,6 +245,57 @@ adopt('the agent\'s process group SIGKILLed under load: the app keeps serving; t
   assert.ok(await waitGone(appPid, 5000), 'and the app with it');
   // ferry run still writes to the stderr it got from the first agent.
   assert.match(first.output(), /ferry run: SIGTERM: draining the app/, 'ferry run was told to drain, not killed');
+});
+
+adopt('an agent that switched to a new version of itself exits 75 and leaves ferry run serving (0 failed requests); the next agent adopts it', async () => {
+  // The agent's self home: ferry 1.0.0 installed, 1.1.0 published (tiny trees; only the switch matters here).
+  const selfRepo = await makeRepo();
+  await selfRepo.release('1.0.0', { 'dist/cli/ferry.js': "console.log('ferry 1.0.0');\n" });
+  const self = await makeDevice({ trust: await selfRepo.trust(), sources: [selfRepo.repo] });
+  try {
+    assert.is((await self.with((u) => u.apply())).status, 'committed');
+    await selfRepo.release('1.1.0', { 'dist/cli/ferry.js': "console.log('ferry 1.1.0');\n" });
+
+    const port = await freePort();
+    const load = new Load(port, { maxMs: LOAD_MAX_MS, maxRequests: LOAD_MAX_REQUESTS });
+    // As the keeper starts it (plugins/self/launch.ts): FERRY_SELF_HOME and FERRY_SELF_VERSION.
+    const switching = startAgent(device.home, port, { FERRY_SELF_HOME: self.home, FERRY_SELF_VERSION: '1.0.0' });
+    let next: RunningAgent;
+    let runPid = 0;
+    try {
+      const app = await waitEvent(switching, (e) => e.event === 'app', 'the agent starts ferry run');
+      runPid = Number(app.pid);
+      pids.add(runPid);
+      await waitServing(port, '1.1.0', 'the app (1.1.0 since the test before)');
+      load.start(['keep-alive', 'keep-alive', 'fresh', 'fresh']);
+      assert.is(await within(switching.exit, 30_000), 75, `RESTART_EXIT_CODE; ${switching.output()}`);
+      const names = switching.events().map((e) => e.event);
+      assert.ok(names.includes('self-update'), `self-update logged: ${names.join(', ')}`);
+      assert.ok(alive(runPid), 'ferry run is left serving');
+      await sleep(1000);
+
+      next = startAgent(device.home, port);
+      const adopted = await waitEvent(next, (e) => e.event === 'app', 'the next agent supervises the app');
+      assert.is(adopted.adopted, true);
+      assert.is(adopted.pid, runPid);
+      await waitEvent(next, (e) => e.event === 'up-to-date', 'the next agent checks');
+      await sleep(300);
+    } finally {
+      await load.stop();
+    }
+    assert.equal(load.failures, [], `${load.describe()}\n${switching.output()}`);
+    assert.ok(load.requests > 50, `a real load: ${load.requests} requests`);
+    const read = await readBootRecord(self.home);
+    assert.is(read.state === 'ok' ? read.record.tentative?.version : null, '1.1.0', 'the switch is written for the keeper');
+    assert.is(await self.current(), '1.0.0', 'current still names the confirmed version');
+
+    next!.child.kill('SIGTERM');
+    assert.is(await within(next!.exit, 30_000), 0);
+    assert.ok(await waitGone(runPid, 5000), 'the adopted ferry run is stopped with the agent');
+  } finally {
+    await self.cleanup();
+    await selfRepo.cleanup();
+  }
 });
 
 adopt.run();

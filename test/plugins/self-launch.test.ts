@@ -167,12 +167,12 @@ const temps: TempDir[] = [];
 /** Every process a test started, and every agent (by its logged pid): stopped at the end. */
 const started = new Set<number>();
 
-/** A ferry home (real ferry.json trusting `repo`) at <temp>/<dirName>, and its agent log. */
-async function emptySelfHome(dirName = 'self'): Promise<SelfHome> {
+/** A ferry home (real ferry.json trusting `trusted`) at <temp>/<dirName>, and its agent log. */
+async function emptySelfHome(dirName = 'self', trusted: TestRepo = repo): Promise<SelfHome> {
   const tmp = await tempDir('ferry-self-launch-');
   temps.push(tmp);
   const home = join(tmp.path, dirName);
-  await initDevice({ home, trustBytes: await repo.trust(), sources: [repo.repo], platform: 'linux', arch: 'x64' });
+  await initDevice({ home, trustBytes: await trusted.trust(), sources: [trusted.repo], platform: 'linux', arch: 'x64' });
   const log = join(tmp.path, 'agent.log');
   await writeFile(log, '');
   const lines = async () => {
@@ -208,6 +208,27 @@ async function selfHome(releases: Record<string, AgentKind>, current: string, di
     await writeFile(join(dir, 'keeper.mjs'), KEEPER_SOURCE);
   }
   await switchCurrent(homeLayout(s.home), current);
+  return s;
+}
+
+/**
+ * A self home as the agent leaves it before its restart: 1.0.0 (a confirming agent) installed by
+ * apply, then 1.1.0 (`trialKind`) staged by a real Updater.stage from a real signed repository
+ * (the journal says `staged`), as the agent's prepare() does. The trial itself is begun by the test.
+ */
+async function stagedSelfHome(trialKind: AgentKind): Promise<SelfHome> {
+  const own = await makeRepo();
+  temps.push({ path: own.dir, cleanup: () => own.cleanup() });
+  const s = await emptySelfHome('self', own);
+  await own.release('1.0.0', { 'agent.mjs': agentSource('confirm'), 'keeper.mjs': KEEPER_SOURCE });
+  const u = await Updater.open({ home: s.home, sources: [createDirSource(own.repo)], patcher: createBsdiffPatcher(), health: null });
+  try {
+    assert.is((await u.apply()).status, 'committed');
+    await own.release('1.1.0', { 'agent.mjs': agentSource(trialKind), 'keeper.mjs': KEEPER_SOURCE });
+    assert.is((await u.stage()).status, 'staged');
+  } finally {
+    await u.close();
+  }
   return s;
 }
 
@@ -367,19 +388,7 @@ launch('a trial that confirms: current moves, the record clears, and it keeps ru
 });
 
 launch('a trial that crashes: 75 at each start, the tries fall, then the rollback runs the previous version and refuses the new one, with a history record', async () => {
-  // A real staged attempt: 1.0.0 installed by apply, 1.1.0 staged by Updater.stage, as the agent's prepare() does.
-  const s = await emptySelfHome();
-  await repo.release('1.0.0', { 'agent.mjs': agentSource('confirm'), 'keeper.mjs': KEEPER_SOURCE });
-  const open = () => Updater.open({ home: s.home, sources: [createDirSource(repo.repo)], patcher: createBsdiffPatcher(), health: null });
-  let u = await open();
-  try {
-    assert.is((await u.apply()).status, 'committed');
-    await repo.release('1.1.0', { 'agent.mjs': agentSource('crash'), 'keeper.mjs': KEEPER_SOURCE });
-    const staged = await u.stage();
-    assert.is(staged.status, 'staged');
-  } finally {
-    await u.close();
-  }
+  const s = await stagedSelfHome('crash');
   await beginTrial(s, '1.1.0', '1.0.0', 2, 60_000);
 
   for (const left of [1, 0]) {
@@ -405,6 +414,30 @@ launch('a trial that crashes: 75 at each start, the tries fall, then the rollbac
   const again = keeper(s, ['exit=0']);
   assert.is(await again.exit(), 0, again.output());
   assert.is((await s.starts()).at(-1)!.version, '1.0.0');
+});
+
+launch('a rollback while the self home is busy: the keeper waits for its lock and still writes the history record', async () => {
+  const s = await stagedSelfHome('crash');
+  await beginTrial(s, '1.1.0', '1.0.0', 1, 60_000);
+  const first = keeper(s, ['exit=0']);
+  assert.is(await first.exit(), RESTART_EXIT_CODE, first.output());
+  // Another ferry process holds the home (as a `ferry status` or a stopping agent may) when the rollback comes.
+  const holder = await Updater.open({ home: s.home, sources: [], patcher: createBsdiffPatcher(), health: null });
+  let k: Proc;
+  try {
+    k = keeper(s, ['exit=0']);
+    await waitFor(async () => (k.seenAt(/rolled back: 1\.1\.0/) ? true : undefined), 15_000, 'the keeper to decide the rollback');
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.ok(alive(k.child.pid!), 'the keeper waits while the home is busy');
+    assert.is((await s.starts()).length, 1, 'and has not started 1.0.0 yet');
+  } finally {
+    await holder.close();
+  }
+  assert.is(await k.exit(), 0, k.output());
+  assert.not.match(k.output(), /could not record/);
+  const rolledBack = (await history(s)).find((h) => h.to === '1.1.0');
+  assert.is(rolledBack?.outcome, 'rolled-back');
+  assert.equal((await s.starts()).map((l) => l.version), ['1.1.0', '1.0.0']);
 });
 
 launch('a trial that exits 0 at once counts as a crash: 75, then the rollback (no staged attempt: no history record, still refused)', async () => {
@@ -530,6 +563,19 @@ setInterval(() => {}, 1000);
   assert.is(await sh.exit(), RESTART_EXIT_CODE, sh.output());
   assert.ok(!alive(first.pid), 'the keeper got the SIGTERM and ended');
   assert.is((await s.starts()).length, 1, 'not started again');
+});
+
+launcher('ferry self launcher: the keeper defaults to the entry for ferry itself, to node_modules/ferry for an embedding agent', () => {
+  const own = ok(ferry('self', 'launcher', '--home', 'rel/home', '--node', '/opt/node/bin/node'), 'ferry self launcher').stdout;
+  assert.ok(own.includes(`home='${join(ROOT, 'rel/home')}'`), 'the home made absolute');
+  assert.ok(own.includes(`node='/opt/node/bin/node'`));
+  assert.ok(own.includes(`keeper='dist/cli/ferry.js'`) && own.includes(`entry='dist/cli/ferry.js'`));
+  const embedded = ok(ferry('self', 'launcher', '--home', '/s', '--entry', 'agent.js'), 'ferry self launcher --entry').stdout;
+  assert.ok(embedded.includes(`keeper='node_modules/ferry/dist/cli/ferry.js'`) && embedded.includes(`entry='agent.js'`));
+  assert.ok(embedded.includes(`node='${process.execPath}'`), 'node defaults to the one running ferry');
+  const outside = ferry('self', 'launcher', '--home', '/s', '--entry', '../agent.js');
+  assert.is(outside.status, 2, outside.stderr);
+  assert.match(outside.stderr, /ERR_USAGE/);
 });
 
 launcher('a keeper exiting 75 without a stop is started again', async () => {

@@ -14,22 +14,24 @@
 //   - the launcher started again gives a working agent on 1.x (started and checked), then 1.1.0
 //     confirmed; stopped, S is coherent (`ferry self status`, `ferry status` idle, one committed
 //     1.0.0 -> 1.1.0 in history, nothing in progress, S/current's own `--version` 1.1.0).
-// Steps: two of the stage (the journal's phases; test/crash/power-cut.test.ts cuts every phase of
-// an ordinary update), then every step of the switch, the restart and the confirm, as in
-// test/crash/self-update-kill.test.ts, whose header says why steps after staging start from S as a
-// kill at 'after:staged' left it. Runs as root only (losetup, mount), in a private mount namespace
+// Steps: the end of the stage (test/crash/power-cut.test.ts cuts every phase of an ordinary
+// update), then the durable write of each step of the switch, the restart and the confirm (the
+// SIGKILL test, test/crash/self-update-kill.test.ts, takes both sides of every step; its header says
+// why steps after staging start from S as a kill at 'after:staged' left it). Two loop disks, two
+// cuts at a time. Runs as root only (losetup, mount), in a private mount namespace
 // (test/helpers/crash.ts inPrivateMountNamespace says why), like the other power-cut tests.
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { readBootRecord } from '../../core/self/boot-record.ts';
 import {
   STRICT_MOUNT_OPTIONS,
   armCutter,
+  inspectCurrent,
   inPrivateMountNamespace,
   makeLoopFsWith,
   powerCutUnavailable,
@@ -41,7 +43,6 @@ import {
   OLD,
   Service,
   describeHistory,
-  installedTree,
   killOnceEnv,
   makeSelfCrashFixture,
   makeStagedTemplate,
@@ -79,19 +80,17 @@ interface Step {
   durable?: Durable;
 }
 
+// Each step's last durable write, and the two instants a kill point cannot name (the agent's exit
+// for the restart, and just after its confirm is reported); a cut at a 'before:' point finds the
+// disk as the previous step's 'after:' left it, plus whatever was not made durable in between.
 const STEPS: Step[] = [
-  { name: 'after:downloading', from: 'fresh', point: 'after:downloading' },
   { name: 'after:staged', from: 'fresh', point: 'after:staged' },
-  { name: 'before:self-switch', from: 'staged', point: 'before:self-switch' },
   { name: 'after:self-switch', from: 'staged', point: 'after:self-switch', durable: 'trial' },
   { name: 'exit for the restart', from: 'staged', after: (e) => e.event === 'stopped' && e.reason === 'self-update', durable: 'trial' },
-  { name: 'before:self-decide', from: 'staged', point: 'before:self-decide', durable: 'trial' },
   { name: 'after:self-decide', from: 'staged', point: 'after:self-decide', durable: 'try-spent' },
   { name: 'before:self-confirm', from: 'staged', point: 'before:self-confirm', durable: 'try-spent' },
   { name: 'after:self-confirm', from: 'staged', point: 'after:self-confirm', durable: 'current-new' },
-  { name: 'before:self-confirmed', from: 'staged', point: 'before:self-confirmed', durable: 'current-new' },
   { name: 'after:self-confirmed', from: 'staged', point: 'after:self-confirmed', durable: 'confirmed' },
-  { name: 'before:idle', from: 'staged', point: 'before:idle', durable: 'confirmed' },
   { name: 'after:idle', from: 'staged', point: 'after:idle', durable: 'confirmed' },
   { name: 'confirm reported', from: 'staged', after: (e) => e.event === 'self-confirmed', durable: 'confirmed' },
 ];
@@ -110,7 +109,10 @@ interface Outcome {
 
 let fx: SelfCrashFixture;
 let tmp: TempDir;
-let disk: LoopFs | null = null;
+/** Two loop disks, so two cuts run at a time (two cores); a scenario takes a free one. */
+const disks: LoopFs[] = [];
+const free: LoopFs[] = [];
+const waiting: ((d: LoopFs) => void)[] = [];
 let stagedTemplate = '';
 let scenarios = 0;
 
@@ -126,11 +128,11 @@ async function durableViolations(home: string, durable: Durable | undefined, raw
 }
 
 /** Stops the disk's users: every process of the service is SIGKILLed (the power is gone anyway). */
-async function cutAndKill(service: Service, cut: () => Promise<void>): Promise<void> {
+async function cutAndKill(service: Service, disk: LoopFs, cut: () => Promise<void>): Promise<void> {
   await cut();
   service.killAll();
   // An agent whose keeper was stopped before it printed its pid: it runs from S on the disk.
-  for (const pid of processesUnder(disk!.mnt)) {
+  for (const pid of processesUnder(disk.mnt)) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
@@ -140,43 +142,55 @@ async function cutAndKill(service: Service, cut: () => Promise<void>): Promise<v
   for (const l of service.launchers) await Promise.race([service.exited(l), sleep(5_000)]);
 }
 
-async function scenario(step: Step): Promise<Outcome> {
+/** Runs `fn` on a free disk, waiting for one. */
+async function onFreeDisk<T>(fn: (disk: LoopFs) => Promise<T>): Promise<T> {
+  const disk = free.pop() ?? (await new Promise<LoopFs>((resolve) => waiting.push(resolve)));
+  try {
+    return await fn(disk);
+  } finally {
+    const next = waiting.shift();
+    if (next) next(disk);
+    else free.push(disk);
+  }
+}
+
+async function scenario(step: Step, disk: LoopFs, env: Record<string, string> = {}): Promise<Outcome> {
   const dir = join(tmp.path, `scn-${scenarios++}`);
-  const home = join(disk!.mnt, 'self');
+  const home = join(disk.mnt, 'self');
   const notePath = join(dir, 'kill-note.json');
   const violations: string[] = [];
   const where = (service: Service) => `(step ${step.name}); the service's last lines:\n${service.tail()}`;
 
   // 1. Run to the step on a fresh copy of S on the loop filesystem, and cut.
-  await disk!.mount();
+  await disk.mount();
   let service: Service;
   let homes: Awaited<ReturnType<typeof scenarioHomes>>;
   try {
     homes = await scenarioHomes(fx, step.from === 'fresh' ? fx.self.home : stagedTemplate, dir, home);
     await run('sync', ['-f', home]); // the starting point is on disk, whatever ferry does next
-    const cutter = await armCutter(disk!.mnt);
+    const cutter = await armCutter(disk.mnt);
     service = new Service(dir, homes.launcher, ['agent', '--home', homes.app, '--log-format', 'json']);
-    service.start(step.point ? killOnceEnv(fx, step.point, notePath, true) : {});
+    service.start({ ...env, ...(step.point ? killOnceEnv(fx, step.point, notePath, true) : {}) });
     try {
       if (step.point) await until(() => readKillNote(notePath), REACH_MS, () => `stop at ${step.point} ${where(service)}`, 1);
       else await until(() => (service.events().some(step.after!) ? true : undefined), REACH_MS, () => `event to cut after ${where(service)}`, 1);
     } finally {
-      await cutAndKill(service, () => cutter.cut());
+      await cutAndKill(service, disk, () => cutter.cut());
     }
   } finally {
-    await disk!.umount();
+    await disk.umount();
   }
   const note = readKillNote(notePath);
 
   // 2. The "reboot": remount, look at S as the cut left it, start the service again.
-  await disk!.mount();
+  await disk.mount();
   try {
-    const probe = join(disk!.mnt, '.remount-probe');
+    const probe = join(disk.mnt, '.remount-probe');
     await writeFile(probe, 'alive').catch((err: Error) => {
       throw new Error(`the remounted filesystem is still shut down (${err.message}): another mount namespace holds the old mount`);
     });
     await rm(probe);
-    const tree = await installedTree(home, fx.files);
+    const tree = await inspectCurrent(home, fx.files);
     if (!tree.version || tree.problems.length) violations.push(`after the remount current is not a complete signed release: ${tree.problems.slice(0, 5).join('; ')}`);
     const read = await readBootRecord(home);
     if (read.state === 'damaged') violations.push(`after the remount the boot record is damaged: ${read.error.message}`);
@@ -206,7 +220,7 @@ async function scenario(step: Step): Promise<Outcome> {
     console.log(`  cut at ${step.name}: ${note ? `${note.role} ${note.version} stopped there; ` : ''}remounted on ${raw.current}${raw.trial ? ` (trial ${raw.trial}, ${raw.triesLeft} left)` : ''}; a working agent on ${working.version} ${s(working.at - restartedAt)} after the restart, ${NEW} confirmed after ${s(confirmedAt - restartedAt)}${violations.length ? ` — VIOLATION: ${violations.join(' | ')}` : ''}`);
     return { step, note, raw, working, restartedAt, confirmedAt, violations, history: describeHistory(checked.report.history ?? []) };
   } finally {
-    await disk!.umount();
+    await disk.umount();
   }
 }
 
@@ -217,17 +231,29 @@ if (reason) {
   const test = suite('a power cut at each step of the agent updating itself: a complete release, what was durable kept, then 1.1.0 confirmed');
   const all: Outcome[] = [];
 
+  const outcomes = new Map<string, Promise<Outcome>>();
+
   test.before(async () => {
     tmp = await tempDir('ferry-self-power-');
     fx = await makeSelfCrashFixture();
     stagedTemplate = await makeStagedTemplate(fx, tmp.path);
     // Two ferry trees, the download cache and S's store: 256 MB leaves room.
-    disk = await makeLoopFsWith(tmp.path, { sizeMb: 256, mountOptions: STRICT_MOUNT_OPTIONS });
+    for (const name of ['disk-0', 'disk-1']) {
+      await mkdir(join(tmp.path, name));
+      const disk = await makeLoopFsWith(join(tmp.path, name), { sizeMb: 256, mountOptions: STRICT_MOUNT_OPTIONS });
+      disks.push(disk);
+      free.push(disk);
+    }
+    for (const step of STEPS) {
+      const o = onFreeDisk((disk) => scenario(step, disk));
+      o.catch(() => {}); // awaited (and reported) by its test
+      outcomes.set(step.name, o);
+    }
   });
 
   for (const step of STEPS) {
     test(`cut at ${step.name}${step.durable ? ` (durable: ${step.durable})` : ''} → complete release after the remount, then a working agent and ${NEW} confirmed`, async () => {
-      const o = await scenario(step);
+      const o = await outcomes.get(step.name)!;
       all.push(o);
       if (step.point) assert.ok(o.note, `the step ${step.point} was reached before the cut`);
       assert.ok(/^1\./.test(o.working.version), `a working agent on 1.x after the remount: ${o.working.version}`);
@@ -235,6 +261,22 @@ if (reason) {
       assert.ok(o.raw.current === OLD || o.raw.current === NEW);
     });
   }
+
+  // The durable checks must be able to fail: with ferry's fsyncs off, the confirm's switch of
+  // `current` is still in the page cache at the cut, and the remount must find it lost.
+  const TEETH_TRIES = 3;
+  test(`teeth: with FERRY_UNSAFE_SKIP_FSYNC=1, a cut at after:self-confirm finds the switch lost within ${TEETH_TRIES} tries`, async () => {
+    const step = STEPS.find((s) => s.name === 'after:self-confirm')!;
+    let found: Outcome | null = null;
+    let tries = 0;
+    while (!found && tries < TEETH_TRIES) {
+      tries++;
+      const o = await onFreeDisk((disk) => scenario({ ...step, name: `${step.name} with fsyncs off #${tries}` }, disk, { FERRY_UNSAFE_SKIP_FSYNC: '1' }));
+      if (o.violations.some((v) => v.includes(`switched to ${NEW} before the cut`))) found = o;
+    }
+    console.log(`  teeth: ${found ? `the lost switch was found on try ${tries}` : `no violation in ${tries} tries`}`);
+    assert.ok(found, `with every fsync off, ${tries} cuts after the confirm's switch all found it on disk: the check cannot see a missing fsync`);
+  });
 
   test.after(async () => {
     const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -250,8 +292,8 @@ if (reason) {
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     const line = (r: string[]) => '  ' + r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
     console.log(['', line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line), ''].join('\n'));
-    const problems = disk ? await disk.destroy() : [];
-    disk = null;
+    const problems: string[] = [];
+    for (const disk of disks.splice(0)) problems.push(...(await disk.destroy()));
     await fx?.cleanup();
     await tmp?.cleanup();
     console.log(`self-update power-cut test: ${all.length} cuts in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

@@ -25,13 +25,13 @@ import type { UpdateRecord } from '../../core/spec.ts';
 import type { DeviceStatus } from '../../core/update/updater.ts';
 import type { TreeEntry } from '../../core/trust/metadata.ts';
 import { exampleAppTree } from './example-app.ts';
-import { signedFiles, treeProblems } from './crash.ts';
+import { inspectCurrent, NEW, OLD, signedFiles } from './crash.ts';
 import { alive } from './proc.ts';
 import { makeRepo } from './repo.ts';
 import { baseSelfTree, makeSelfHome, mustCli, runCli, type CliRun, type SelfHome } from './self-home.ts';
 
-export const OLD = '1.0.0';
-export const NEW = '1.1.0';
+// The versions of test/helpers/crash.ts, whose oracle (inspectCurrent) knows them by name.
+export { NEW, OLD };
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -319,9 +319,14 @@ export interface SelfReport {
 }
 
 export async function selfReport(home: string): Promise<SelfReport> {
-  const [a, b, c] = [await runCli(['self', 'status', '--home', home, '--json']), await runCli(['status', '--home', home, '--json']), await runCli(['history', '--home', home, '--json'])];
-  // The installed ferry itself, run from S/current, as the launcher runs it (no test seam set).
-  const d = await runCli(['--version'], { cli: join(home, 'current', 'dist', 'cli', 'ferry.js') });
+  // `status` and `history` each take S's lock, so they run one after the other; the others take none.
+  const [a, b, d] = await Promise.all([
+    runCli(['self', 'status', '--home', home, '--json']),
+    runCli(['status', '--home', home, '--json']),
+    // The installed ferry itself, run from S/current, as the launcher runs it (no test seam set).
+    runCli(['--version'], { cli: join(home, 'current', 'dist', 'cli', 'ferry.js') }),
+  ]);
+  const c = await runCli(['history', '--home', home, '--json']);
   const parse = <T>(r: CliRun): T | null => (r.code === 0 ? (JSON.parse(r.stdout) as T) : null);
   return { selfStatus: parse<SelfStatusJson>(a), status: parse<DeviceStatus>(b), history: parse<UpdateRecord[]>(c), version: d.code === 0 ? d.stdout.trim() : null, runs: [a, b, c, d] };
 }
@@ -348,7 +353,7 @@ export async function recoveredProblems(home: string, fx: SelfCrashFixture, want
     if (report.status.currentVersion !== want) problems.push(`ferry status: current ${report.status.currentVersion}, want ${want}`);
   }
   if (report.version !== null && report.version !== want) problems.push(`S/current's ferry --version says ${report.version}, want ${want}`);
-  const tree = await installedTree(home, fx.files);
+  const tree = await inspectCurrent(home, fx.files);
   if (tree.version !== want || tree.problems.length) problems.push(`current is ${tree.version}: ${tree.problems.slice(0, 5).join('; ')}`);
   if (report.history) {
     const open = report.history.filter((h) => h.outcome === 'in-progress');
@@ -361,16 +366,6 @@ export async function recoveredProblems(home: string, fx: SelfCrashFixture, want
 
 export function describeHistory(records: UpdateRecord[]): string {
   return records.map((h) => `${h.from ?? '-'} -> ${h.to} ${h.outcome}${h.errorCode ? ` ${h.errorCode}` : ''}`).join(', ');
-}
-
-/** Which signed release `home/current` is, hashed against the repository's manifest (the independent oracle of test/helpers/crash.ts). */
-export async function installedTree(home: string, files: Map<string, TreeEntry[]>): Promise<{ version: string | null; problems: string[] }> {
-  const link = await readlink(join(home, 'current')).catch((err: Error) => err);
-  if (link instanceof Error) return { version: null, problems: [`current: ${link.message}`] };
-  const m = /^releases\/([^/]+)$/.exec(link);
-  const signed = m ? files.get(m[1]!) : undefined;
-  if (!m || !signed) return { version: null, problems: [`current -> ${link}, not releases/${OLD} or releases/${NEW}`] };
-  return { version: m[1]!, problems: (await treeProblems(join(home, link), signed)).map((p) => `${link}/${p}`) };
 }
 
 // ---------------------------------------------------------------------------------------------

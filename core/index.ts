@@ -35,6 +35,7 @@ export { openDevice, withDevice, sourceFromSpec, type OpenDeviceOptions, type De
 // and maintenance windows, shares the cache, supervises the app through `ferry run`).
 export { Agent, type AgentOptions } from '../plugins/agent/agent.ts';
 // Self-update: an agent that updates itself through its self home (prepare, switch, restart, confirm).
+export { GracefulSelfUpdate } from '../plugins/self/graceful-self-update.ts';
 export { SelfUpdate, RESTART_EXIT_CODE, type SelfUpdateOptions, type PrepareResult, type ConfirmResult } from '../plugins/self/self-update.ts';
 
 // Publishing: keys, a repository, releases, bundles.

@@ -68,6 +68,8 @@ export interface UpdateRecord {
   kind: 'full' | 'delta' | 'chain' | 'rollback' | null;
   /** A delta or chain that failed and was replaced by the full artifact. */
   fellBackToFull?: boolean;
+  /** Why that delta failed ("CODE: message"), with fellBackToFull. */
+  fallbackReason?: string;
   bytesMoved: number;
   startedAt: string;
   finishedAt: string | null;

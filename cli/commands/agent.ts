@@ -2,6 +2,7 @@
 // from the command line.
 //   ferry agent --home H [--log-format human|json] [--once] [--no-share] [--share-host A] [--share-port P]
 //               [--interface-address A] [--listen PORT … [--health URL] [--drain-timeout 30s] -- <app command>]
+//               [--self-tries 3] [--self-confirm-within 120s]   (for ferry's own update, under the launcher)
 // This command parses the flags, builds the Agent, turns SIGTERM/SIGINT into its abort signal (an
 // attempt under way is finished, never cut mid-switch, then children are stopped and the agent
 // exits 0), and maps what it came to onto exit codes: `--once` exits with the code `ferry update`
@@ -16,7 +17,7 @@ import type { CommandModule } from 'yargs';
 import { FerryError, isFerryError } from '../../core/errors.ts';
 import { parseDurationMs } from '../../core/io/duration.ts';
 import { Agent, createAgentLog, type AttemptResult } from '../../plugins/agent/agent.ts';
-import { RESTART_EXIT_CODE, SelfUpdate, type SelfUpdateOptions } from '../../plugins/self/self-update.ts';
+import { DEFAULT_CONFIRM_WITHIN_MS, DEFAULT_TRIES, RESTART_EXIT_CODE, SelfUpdate, type SelfUpdateOptions } from '../../plugins/self/self-update.ts';
 import { EXIT, EXIT_CODE } from '../exit-codes.ts';
 import type { OutputFlags } from '../output.ts';
 import { seams } from '../seams.ts';
@@ -32,6 +33,8 @@ interface AgentArgs extends OutputFlags {
   listen?: string[];
   health?: string;
   drainTimeout: string;
+  selfTries: number;
+  selfConfirmWithin: string;
   _: (string | number)[];
   '--'?: (string | number)[];
 }
@@ -66,7 +69,9 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
       .option('interface-address', { type: 'string', describe: 'with a lan source: the LAN address mDNS uses and announces' })
       .option('listen', { type: 'string', array: true, describe: 'with -- <cmd>: passed to ferry run (PORT, HOST:PORT, fd:N or systemd; repeat); under socket activation the default is every socket systemd passed' })
       .option('health', { type: 'string', describe: 'with -- <cmd>: passed to ferry run' })
-      .option('drain-timeout', { type: 'string', default: '30s', describe: 'with -- <cmd>: passed to ferry run' }) as never,
+      .option('drain-timeout', { type: 'string', default: '30s', describe: 'with -- <cmd>: passed to ferry run' })
+      .option('self-tries', { type: 'number', default: DEFAULT_TRIES, describe: 'under the self-update launcher: starts a new ferry gets to confirm itself' })
+      .option('self-confirm-within', { type: 'string', default: `${DEFAULT_CONFIRM_WITHIN_MS / 1000}s`, describe: 'under the self-update launcher: how long after its switch a new ferry may take to confirm (its deadline)' }) as never,
   handler: async (args) => {
     const command = appCommand(args);
     if (args.once && command.length > 0) throw new FerryError('ERR_USAGE', '--once makes one attempt and exits; it cannot supervise an app (drop the -- <cmd>)');
@@ -76,7 +81,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     // Only a keeper-started agent updates itself (one --once attempt never does). The test seam's
     // kill point matches any phase by its name (test/helpers/ferry-with-seams.mjs), SelfUpdate's too.
     const selfKillPoint = killPoint as SelfUpdateOptions['killPoint'];
-    const self = args.once ? null : SelfUpdate.fromEnv(process.env, { clock, log: (m) => log('note', { message: m }, m), ...(selfKillPoint ? { killPoint: selfKillPoint } : {}) });
+    const self = args.once ? null : SelfUpdate.fromEnv(process.env, { clock, tries: args.selfTries, confirmWithinMs: parseDurationMs(args.selfConfirmWithin), log: (m) => log('note', { message: m }, m), ...(selfKillPoint ? { killPoint: selfKillPoint } : {}) });
     const agent = new Agent({
       home: args.home,
       log,

@@ -9,7 +9,7 @@ import { parseDurationMs } from '../../core/io/duration.ts';
 import { CHANNELS, type Channel } from '../../core/trust/metadata.ts';
 import type { ApplyResult, UpdateRecord } from '../../core/spec.ts';
 import { withDevice, type OpenDeviceOptions } from '../../plugins/open-device.ts';
-import { printResult, type OutputFlags } from '../output.ts';
+import { printLogLine, printResult, type OutputFlags } from '../output.ts';
 import { seams } from '../seams.ts';
 import { defaultArch, defaultPlatform, formatBytes } from '../format.ts';
 import { table } from '../table.ts';
@@ -21,7 +21,7 @@ interface HomeArgs extends OutputFlags {
 }
 
 const homeOption = (y: Argv) => y.option('home', { type: 'string', demandOption: true, describe: 'the device home folder' });
-const logTo = (args: OutputFlags): OpenDeviceOptions => (args.json ? {} : { log: (m: string) => process.stderr.write(`ferry: ${m}\n`) });
+const logTo = (args: OutputFlags): OpenDeviceOptions => (args.json ? {} : { log: printLogLine });
 /** Download and staging progress on stderr (bars on a terminal, lines elsewhere); none with --json. */
 const progressTo = (args: OutputFlags): OpenDeviceOptions => {
   const progress = createProgressSink(process.stderr, args.json);
@@ -130,7 +130,7 @@ const checkCommand: CommandModule<object, HomeArgs> = {
     const info = await withDevice(args.home, (u) => u.checkUpdate(), { ...logTo(args), ...seams() });
     printResult(args, info, () => [
       info.updateAvailable ? `update available: ${info.currentVersion ?? 'nothing'} -> ${info.latestVersion} on ${info.channel}${info.mandatory ? ' (mandatory)' : ''}${info.securityFix ? ' (security fix)' : ''}` : `up to date (${info.currentVersion ?? 'nothing installed'})`,
-      ...(info.updateAvailable ? [`  download: ${formatBytes(info.downloadSize ?? 0)} from ${info.downloadUrl}`, ...(info.releaseNotes ? [`  notes: ${info.releaseNotes}`] : [])] : []),
+      ...(info.updateAvailable ? [`  download: ${formatBytes(info.downloadSize ?? 0)} from ${info.downloadUrl}`, ...(info.releaseNotes ? info.releaseNotes.split(/\r?\n/).map((line, i) => `${i === 0 ? '  notes: ' : '         '}${line}`) : [])] : []),
     ]);
   },
 };

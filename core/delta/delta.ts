@@ -150,7 +150,8 @@ async function createExclusive(path: string): Promise<void> {
 /**
  * Builds the signed tree `targetFiles` in `outDir` (empty, private) from `baseDir` and a delta
  * artifact. Throws ERR_HASH_MISMATCH when a base file is not the signed base, ERR_PATCH when a
- * patch is bogus: the caller then falls back to the full artifact.
+ * patch or a compressed entry is bogus, ERR_IO when the base cannot be read: the caller then
+ * falls back to the full artifact (core/update/delta-fallback.ts).
  */
 export async function applyDelta(input: {
   baseDir: string;
@@ -184,10 +185,13 @@ export async function applyDelta(input: {
   const entriesDir = join(workDir, 'e');
   await mkdir(entriesDir);
 
-  // The delta's entries are unpacked against their signed sizes and hashes before any is used.
+  // The delta's entries are unpacked against their signed sizes and hashes before any is used. A
+  // delta that only copies and links (a release that deletes files) has no entries: its artifact
+  // is the empty archive makeDelta writes, already checked against its signed size and hash when
+  // it was fetched, and there is nothing in it to unpack (ARCHITECTURE.md "Artifacts and deltas").
   const expected = new Map<string, ExpectedFile>();
   for (const op of ops) if (op.op === 'patch' || op.op === 'whole') expected.set(op.entry.path, { size: op.entry.size, sha256: op.entry.sha256, mode: 0o600 });
-  await extractArchive(input.artifact, entriesDir, expected);
+  if (expected.size > 0) await extractArchive(input.artifact, entriesDir, expected);
 
   // Ops run a few at a time (their cost is mostly waiting on the disk), but only one bsdiff at a
   // time: bspatch holds the whole base and output in memory.
@@ -249,7 +253,15 @@ export async function applyDelta(input: {
         case 'whole': {
           await createExclusive(target);
           const counter = hashingCap(file.size, op.path);
-          await pipeline(createReadStream(join(entriesDir, op.entry.path)), createBrotliDecompress(), counter, createWriteStream(target, { flags: 'r+' }));
+          // Signed bytes that are not brotli are a bogus delta entry (ERR_PATCH), not an I/O
+          // failure of this device: told apart by the stream that failed.
+          const inflate = createBrotliDecompress();
+          let undecodable: unknown;
+          inflate.on('error', (err) => { undecodable ??= err; });
+          await pipeline(createReadStream(join(entriesDir, op.entry.path)), inflate, counter, createWriteStream(target, { flags: 'r+' })).catch((err: unknown) => {
+            if (err === undecodable) throw new FerryError('ERR_PATCH', `the delta's compressed bytes for ${op.path} do not decode: ${(err as Error).message}`, { cause: err });
+            throw err;
+          });
           const got = counter.digest();
           if (got.size !== file.size) throw new FerryError('ERR_SIZE', `${op.path} decompressed to ${got.size} bytes, signed ${file.size}`);
           expectHash(got.sha256, op.sha256, op.path);

@@ -9,18 +9,30 @@
 //     written, so nothing is ever written through one
 //   - files are created O_EXCL|O_NOFOLLOW (a duplicate entry or a planted link fails), hashed while
 //     written, fsynced, and given the signed mode (never setuid)
-//   - caps on entries, total bytes and decompression ratio; tar's strict mode turns any
+//   - caps on entries and total bytes; a signed archive is decompressed here and may expand only
+//     as far as its signed list allows (core/io/expansion-bound.ts), an archive with no signed
+//     list (an unsigned bundle) only up to a decompression ratio; tar's strict mode turns any
 //     malformed or truncated header into an error
+//   - a caller's layout check (`checkEntry`) runs on each entry before anything is made for it, so
+//     an archive of the wrong shape is refused at its first stray entry (SECURITY.md row 16)
+//   - reading stops at the archive's end marker: what follows it is never read nor parsed, so a
+//     long tail costs nothing (node-tar would copy its buffer again for every chunk after the
+//     marker: quadratic time; SECURITY.md row 16)
+//   - entry names are quoted through printable(): they are untrusted text (SECURITY.md row 14)
 
 import { constants, createReadStream } from 'node:fs';
 import { chmod, mkdir, open, symlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { FerryError, fromFsError } from '../errors.ts';
 import { expectHash } from './hash.ts';
 import { checkRelativePath, linkProblem } from './safe-path.ts';
+import { printable, printableJson } from './printable.ts';
 import { fsyncDirsUnder, skipsFsync } from './durable.ts';
+import { signedExpansionBound } from './expansion-bound.ts';
 
 export interface ExtractLimits {
   maxEntries: number;
@@ -49,6 +61,15 @@ function isExpectedLink(e: ExpectedEntry): e is ExpectedLink {
   return (e as ExpectedLink).type === 'symlink';
 }
 
+/**
+ * Called with each entry's checked relative path and node-tar type, before anything is created
+ * for it; throws (a FerryError) to refuse the archive there.
+ */
+export type EntryCheck = (path: string, type: string) => void;
+
+/** Bytes handed to node-tar per write: one read of the file stream. */
+const READ_CHUNK = 64 * 1024;
+
 export interface ExtractedFile {
   path: string;
   size: number;
@@ -60,7 +81,8 @@ export interface ExtractedFile {
  * the archive must hold exactly those files with those sizes and hashes, and those links with
  * those targets (without it, no link is admitted). On error, files already
  * written stay in `dest`: the caller owns `dest` and removes it. `onFileWritten` hears each
- * file's size once it is written and checked (for progress).
+ * file's size once it is written and checked (for progress). `checkEntry` refuses entries that do
+ * not belong (a layout), before anything is written for them. Reading stops at the end marker.
  */
 export async function extractArchive(
   archive: string,
@@ -68,6 +90,7 @@ export async function extractArchive(
   expected: Map<string, ExpectedEntry> | null,
   limits: ExtractLimits = DEFAULT_LIMITS,
   onFileWritten?: (bytes: number) => void,
+  checkEntry?: EntryCheck,
 ): Promise<ExtractedFile[]> {
   const extracted: ExtractedFile[] = [];
   const dirs = new Set<string>(['']);
@@ -99,25 +122,27 @@ export async function extractArchive(
       if (entries > limits.maxEntries) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive has more than ${limits.maxEntries} entries`);
       const raw = entry.path.replace(/\/+$/, '');
       const path = checkRelativePath(raw, 'archive entry');
+      checkEntry?.(path, entry.type);
+      const shown = printable(path);
       if (entry.type === 'Directory') {
         entry.resume();
         return;
       }
       const want = expected?.get(path);
       if (entry.type === 'SymbolicLink') {
-        if (!want || !isExpectedLink(want)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} is a SymbolicLink that is not signed as a link; only regular files and signed links are allowed`);
-        if (entry.linkpath !== want.target) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} is a SymbolicLink to ${JSON.stringify(entry.linkpath)}, signed to ${JSON.stringify(want.target)}`);
-        if (links.has(path)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} collides with an earlier entry`);
+        if (!want || !isExpectedLink(want)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${shown} is a SymbolicLink that is not signed as a link; only regular files and signed links are allowed`);
+        if (entry.linkpath !== want.target) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${shown} is a SymbolicLink to ${printableJson(entry.linkpath)}, signed to ${printableJson(want.target)}`);
+        if (links.has(path)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${shown} collides with an earlier entry`);
         links.set(path, want.target);
         entry.resume();
         return;
       }
       if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'ContiguousFile') {
-        throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} is a ${entry.type}; only regular files (and signed links) are allowed`);
+        throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${shown} is a ${entry.type}; only regular files (and signed links) are allowed`);
       }
-      if (expected && !want) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} is not in the signed file list`);
-      if (want && isExpectedLink(want)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} is a file, signed as a symlink`);
-      if (want && entry.size !== want.size) throw new FerryError('ERR_SIZE', `archive entry ${path} is ${entry.size} bytes, signed ${want.size}`);
+      if (expected && !want) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${shown} is not in the signed file list`);
+      if (want && isExpectedLink(want)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${shown} is a file, signed as a symlink`);
+      if (want && entry.size !== want.size) throw new FerryError('ERR_SIZE', `archive entry ${shown} is ${entry.size} bytes, signed ${want.size}`);
       totalBytes += entry.size;
       if (totalBytes > limits.maxTotalBytes) throw new FerryError('ERR_TOO_LARGE', `archive expands past ${limits.maxTotalBytes} bytes`);
       active.add(entry);
@@ -130,29 +155,112 @@ export async function extractArchive(
     }
   });
 
-  await new Promise<void>((resolve) => {
-    const input = createReadStream(archive);
-    input.on('error', (err) => { fail(fromFsError(err, `reading ${archive}`)); resolve(); });
+  // node-tar says 'eof' at the end marker, once every entry before it has been handed out.
+  let sawEnd = false;
+  const parsed = new Promise<void>((resolve) => {
+    parser.on('eof', () => {
+      sawEnd = true;
+      resolve();
+      // Nothing after the marker is parsed: this also stops a gzip stream's decompressor, which
+      // would otherwise go on inflating what was already read into node-tar's growing buffer.
+      parser.abort(new Error('end of archive'));
+    });
     parser.on('error', (err: Error) => {
+      if (sawEnd) return; // the abort above
       const code = /decompression ratio/i.test(err.message) ? 'ERR_TOO_LARGE' : 'ERR_UNSAFE_ARCHIVE';
-      fail(failure ?? new FerryError(code, `${code === 'ERR_TOO_LARGE' ? 'archive expands too far' : 'malformed archive'}: ${err.message}`, { cause: err }));
+      fail(failure ?? new FerryError(code, `${code === 'ERR_TOO_LARGE' ? 'archive expands too far' : 'malformed archive'}: ${printable(err.message)}`, { cause: err }));
       resolve();
     });
-    parser.on('close', () => { stopActive(failure ?? new FerryError('ERR_UNSAFE_ARCHIVE', 'archive ended inside an entry')); resolve(); });
-    input.pipe(parser as unknown as NodeJS.WritableStream);
+    parser.on('close', () => {
+      if (!sawEnd) stopActive(failure ?? new FerryError('ERR_UNSAFE_ARCHIVE', 'archive ended inside an entry'));
+      resolve();
+    });
   });
+  // A signed archive is decompressed here and bounded by its signed list; an unsigned one goes to
+  // node-tar as it is (which inflates it under its ratio cap).
+  const bound = expected ? signedExpansionBound(expected) : null;
+  const gunzip = bound !== null && (await startsWithGzip(archive));
+  await feed(archive, parser, { gunzip, bound }, () => sawEnd || failure !== undefined).catch(fail);
+  await parsed;
   await Promise.allSettled(writes);
   if (failure !== undefined) throw failure;
 
   if (expected) {
     const got = new Set([...extracted.map((f) => f.path), ...links.keys()]);
     for (const path of expected.keys()) {
-      if (!got.has(path)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive lacks signed file ${path}`);
+      if (!got.has(path)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive lacks signed file ${printable(path)}`);
     }
   }
   if (expected && links.size > 0) await makeLinks(dest, expected, links, dirs);
   await fsyncDirsUnder(dest, 'extract.dirs');
   return extracted;
+}
+
+/**
+ * Writes `archive` to `parser` one read at a time, honouring its back-pressure, until `done()`
+ * (the end marker was reached, or the archive was refused): the rest of the file is never read.
+ * Ends the parser when the file ends first. With `gunzip` the file is inflated here, and with a
+ * `bound` the tar bytes may not pass it (what a signed file list allows): the bytes up to the bound
+ * reach the parser first, so an entry that contradicts its signed size is named as such (ERR_SIZE)
+ * rather than as the bound. Rejects with the FerryError to report.
+ */
+async function feed(archive: string, parser: Parser, how: { gunzip: boolean; bound: number | null }, done: () => boolean): Promise<void> {
+  const input = createReadStream(archive, { highWaterMark: READ_CHUNK });
+  const inflate = how.gunzip ? createGunzip() : null;
+  // pipeline, not pipe: a read error of the file reaches the loop below through the inflater.
+  const source = inflate ? pipeline(input, inflate, () => {}) : input;
+  let seen = 0;
+  try {
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      seen += chunk.length;
+      const over = how.bound === null ? 0 : seen - how.bound;
+      const more = parser.write(over > 0 ? chunk.subarray(0, chunk.length - over) : chunk);
+      if (over > 0) {
+        if (done()) return;
+        throw new FerryError('ERR_TOO_LARGE', `archive expands past the ${how.bound} bytes its signed file list allows`);
+      }
+      if (!more) await drained(parser, done);
+      if (done()) return; // leaving the loop closes the file
+    }
+  } catch (err) {
+    if (err instanceof FerryError) throw err;
+    // zlib's errors carry Z_* codes: bytes that do not inflate are a malformed archive, not I/O.
+    if (/^Z_/.test(String((err as NodeJS.ErrnoException)?.code))) throw new FerryError('ERR_UNSAFE_ARCHIVE', `malformed archive: ${printable((err as Error).message)}`, { cause: err });
+    throw fromFsError(err, `reading ${archive}`);
+  } finally {
+    input.destroy();
+    inflate?.destroy();
+  }
+  if (!done()) parser.end();
+}
+
+/** Resolves once the parser wants more input, or has reached the end, or has failed. */
+function drained(parser: Parser, done: () => boolean): Promise<void> {
+  if (done()) return Promise.resolve();
+  return new Promise((resolve) => {
+    const events = ['drain', 'eof', 'error', 'abort', 'close'] as const;
+    const wake = () => {
+      for (const e of events) parser.off(e, wake);
+      resolve();
+    };
+    for (const e of events) parser.on(e, wake);
+  });
+}
+
+/** Whether `path` starts with the gzip magic bytes (false when it cannot be read: the read reports that). */
+async function startsWithGzip(path: string): Promise<boolean> {
+  const head = Buffer.alloc(2);
+  try {
+    const h = await open(path, 'r');
+    try {
+      await h.read(head, 0, 2, 0);
+    } finally {
+      await h.close();
+    }
+  } catch {
+    return false;
+  }
+  return head[0] === 0x1f && head[1] === 0x8b;
 }
 
 async function ensureParents(dest: string, path: string, dirs: Set<string>): Promise<void> {
@@ -176,7 +284,7 @@ async function ensureParents(dest: string, path: string, dirs: Set<string>): Pro
  */
 async function makeLinks(dest: string, expected: Map<string, ExpectedEntry>, links: Map<string, string>, dirs: Set<string>): Promise<void> {
   const unsafe = linkProblem([...expected].map(([path, e]) => (isExpectedLink(e) ? { path, type: 'symlink' as const, target: e.target } : { path, ...e })));
-  if (unsafe) throw new FerryError('ERR_UNSAFE_ARCHIVE', `signed file list: ${unsafe.path} is a symlink that ${unsafe.why}`);
+  if (unsafe) throw new FerryError('ERR_UNSAFE_ARCHIVE', `signed file list: ${printable(unsafe.path)} is a symlink that ${unsafe.why}`);
   try {
     for (const path of links.keys()) await ensureParents(dest, path, dirs);
     for (const [path, target] of links) await symlink(target, join(dest, path));
@@ -206,7 +314,7 @@ async function writeEntry(entry: ReadEntry, dest: string, path: string, want: Ex
     }
     const sha256 = hash.digest('hex');
     if (want) {
-      expectHash(sha256, want.sha256, `archive entry ${path}`);
+      expectHash(sha256, want.sha256, `archive entry ${printable(path)}`);
       await chmod(target, want.mode & 0o777);
     } else {
       // No signed mode: keep only the owner's execute intent, never special bits.
@@ -217,8 +325,8 @@ async function writeEntry(entry: ReadEntry, dest: string, path: string, want: Ex
     entry.resume();
     if (err instanceof FerryError) throw err;
     if ((err as NodeJS.ErrnoException).code === 'EEXIST' || (err as NodeJS.ErrnoException).code === 'ELOOP' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') {
-      throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${path} collides with an earlier entry`, { cause: err });
+      throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${printable(path)} collides with an earlier entry`, { cause: err });
     }
-    throw fromFsError(err, `extracting ${path}`);
+    throw fromFsError(err, `extracting ${printable(path)}`);
   }
 }

@@ -4,6 +4,7 @@
 // resolve inside the tree (SECURITY.md row 14).
 
 import { FerryError } from '../errors.ts';
+import { printableJson } from './printable.ts';
 import type { TreeEntry } from '../trust/metadata.ts';
 
 export const MAX_PATH_BYTES = 1024;
@@ -13,7 +14,7 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 /** Returns the path if it is a plain relative path ("a/b.txt"), else throws ERR_UNSAFE_ARCHIVE. */
 export function checkRelativePath(path: string, what: string): string {
   const fail = (why: string): never => {
-    throw new FerryError('ERR_UNSAFE_ARCHIVE', `${what}: unsafe path ${JSON.stringify(path.slice(0, 200))} (${why})`);
+    throw new FerryError('ERR_UNSAFE_ARCHIVE', `${what}: unsafe path ${printableJson(path.slice(0, 200))} (${why})`);
   };
   if (path.length === 0) fail('empty');
   if (Buffer.byteLength(path) > MAX_PATH_BYTES) fail(`over ${MAX_PATH_BYTES} bytes`);
@@ -55,8 +56,8 @@ function targetSyntaxProblem(target: string): string | null {
   if (Buffer.byteLength(target) > MAX_PATH_BYTES) return `has a target over ${MAX_PATH_BYTES} bytes`;
   if (target.includes('\0') || target.includes('\\')) return 'has a target with NUL or backslash';
   if (LONE_SURROGATE.test(target)) return 'has a target that is not well-formed Unicode';
-  if (target.startsWith('/')) return `points to the absolute path ${JSON.stringify(target.slice(0, 200))}`;
-  if (target.split('/').includes('')) return `has an empty segment in its target ${JSON.stringify(target.slice(0, 200))}`;
+  if (target.startsWith('/')) return `points to the absolute path ${printableJson(target.slice(0, 200))}`;
+  if (target.split('/').includes('')) return `has an empty segment in its target ${printableJson(target.slice(0, 200))}`;
   return null;
 }
 
@@ -93,7 +94,7 @@ export function linkProblem(entries: readonly TreeEntry[]): { path: string; why:
       const part = pending.shift()!;
       if (part === '.') continue;
       if (part === '..') {
-        if (at.length === 0) return { path, why: `points outside the tree (${JSON.stringify(target.slice(0, 200))} climbs above its root)` };
+        if (at.length === 0) return { path, why: `points outside the tree (${printableJson(target.slice(0, 200))} climbs above its root)` };
         at.pop();
         continue;
       }

@@ -4,6 +4,8 @@
 // Hard-linked files are each stored whole: a signed tree lists regular files, and extraction admits
 // no hard-link entries (SECURITY.md row 14); node-gyp leaves such pairs in node_modules.
 
+import { writeFile } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
 import { create } from 'tar';
 import { fromFsError } from '../errors.ts';
 import { comparePaths } from './tree.ts';
@@ -17,10 +19,21 @@ class NoHardLinks extends Map<`${number}:${number}`, string> {
   }
 }
 
-/** Writes a tar (gzip level 9 when `gzip`) of `paths`, relative to `cwd`, in byte order. */
+/** The end-of-archive marker: two zero blocks, all a tar with no entries holds. */
+const EMPTY_TAR = Buffer.alloc(1024);
+
+/**
+ * Writes a tar (gzip level 9 when `gzip`) of `paths`, relative to `cwd`, in byte order. No paths
+ * give the empty archive (node-tar refuses to create one): the delta of a release that only
+ * deletes files has no entries (ARCHITECTURE.md "Artifacts and deltas").
+ */
 export async function packFiles(cwd: string, paths: string[], outFile: string, gzip: boolean): Promise<void> {
   const sorted = [...paths].sort(comparePaths);
   try {
+    if (sorted.length === 0) {
+      await writeFile(outFile, gzip ? gzipSync(EMPTY_TAR, { level: 9 }) : EMPTY_TAR);
+      return;
+    }
     await create(
       {
         cwd,

@@ -3,11 +3,16 @@
 // transfer. Opening one unpacks it into a private folder (copied and hashed there, so a stick
 // swapped mid-read cannot change what is verified: SECURITY.md row 12) and returns a Source over
 // that copy; from there a bundle is verified by exactly the code that verifies a repository.
+// A bundle is unsigned, so each entry is checked against the repository layout as it is read, and
+// the first that does not belong stops the unpacking before anything is made for it; reading
+// stops at the tar end marker (SECURITY.md row 16). Names from it are quoted through printable()
+// (SECURITY.md row 14).
 
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { FerryError, fromFsError } from '../errors.ts';
 import { packFiles } from './archive.ts';
 import { extractArchive, DEFAULT_LIMITS } from '../io/extract.ts';
+import { printable } from '../io/printable.ts';
 import { fsyncDir } from '../io/durable.ts';
 import { createDirSource } from '../ports/dir-source.ts';
 import type { Source } from '../ports/source.ts';
@@ -80,8 +85,16 @@ export async function writeBundle(input: BundleInput): Promise<BundleResult> {
   return { out: input.out, size: (await stat(input.out)).size, channel, files };
 }
 
-/** Only repository-shaped paths may appear in a bundle. */
+/** Only repository-shaped paths may appear in a bundle, */
 const BUNDLE_PATH = /^(root\.json|root\/\d+\.json|channels\/[a-z]+\.json|releases\/[^/]+\/[^/]+)$/;
+/** and folders only on the way to one. */
+const BUNDLE_DIR = /^(root|channels|releases|releases\/[^/]+)$/;
+
+/** Refuses a bundle entry (a path already through checkRelativePath) that is not in a repository's layout. */
+export function checkBundleEntry(path: string, type: string): void {
+  const belongs = type === 'Directory' ? BUNDLE_DIR.test(path) : BUNDLE_PATH.test(path);
+  if (!belongs) throw new FerryError('ERR_UNSAFE_ARCHIVE', `bundle entry ${printable(path)} is not a repository file`);
+}
 
 /**
  * Unpacks a bundle into `privateDir` (created; the caller removes it) and returns a Source over
@@ -92,17 +105,17 @@ export async function openBundle(bundle: string, privateDir: string): Promise<So
   try {
     size = (await stat(bundle)).size;
   } catch (err) {
-    throw fromFsError(err, `reading bundle ${bundle}`);
+    throw fromFsError(err, `reading bundle ${printable(bundle)}`);
   }
   await mkdir(privateDir, { recursive: true });
-  const files = await extractArchive(bundle, privateDir, null, { ...DEFAULT_LIMITS, maxEntries: 4096, maxTotalBytes: size }).catch((err) => {
+  const limits = { ...DEFAULT_LIMITS, maxEntries: 4096, maxTotalBytes: size };
+  const files = await extractArchive(bundle, privateDir, null, limits, undefined, checkBundleEntry).catch((err) => {
     // A plain tar holds at least what its entries claim: claiming more means it was cut short.
-    if (err instanceof FerryError && err.code === 'ERR_TOO_LARGE') throw new FerryError('ERR_UNSAFE_ARCHIVE', `bundle ${bundle} is truncated: its entries claim more than its ${size} bytes`, { cause: err });
+    if (err instanceof FerryError && err.code === 'ERR_TOO_LARGE') throw new FerryError('ERR_UNSAFE_ARCHIVE', `bundle ${printable(bundle)} is truncated: its entries claim more than its ${size} bytes`, { cause: err });
     throw err;
   });
-  for (const f of files) {
-    if (!BUNDLE_PATH.test(f.path)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `bundle entry ${f.path} is not a repository file`);
-  }
+  // An end marker first (an all-zero file) is an empty tar: no bundle ferry writes.
+  if (files.length === 0) throw new FerryError('ERR_UNSAFE_ARCHIVE', `bundle ${printable(bundle)} holds no repository file`);
   return createDirSource(privateDir, `bundle:${bundle}`);
 }
 

@@ -163,7 +163,7 @@ async function stageResolved(ctx: UpdateContext, r: UpdateResolution): Promise<U
       ctx.log(journal.phase === 'downloading' ? `delta artifacts unavailable (${err.code}); using the full artifact` : `delta failed (${err.code}: ${err.message}); using the full artifact`);
     });
     const prev = await attemptRecord(ctx, attemptId);
-    await ctx.store.putHistory({ ...prev, kind: built.plan.kind, bytesMoved: journal.bytesMoved, source: journal.source, ...(built.fellBack ? { fellBackToFull: true } : {}) });
+    await ctx.store.putHistory({ ...prev, kind: built.plan.kind, bytesMoved: journal.bytesMoved, source: journal.source, ...(built.fellBack ? { fellBackToFull: true, fallbackReason: built.reason } : {}) });
     return await ctx.advance(journal, 'staged', { plan: built.plan });
   } catch (err) {
     const e = fromFsError(err, `staging ${version}`);

@@ -6,9 +6,11 @@
 //   answer should not (SECURITY.md row 7: a slow origin is left to the core, not hammered), nor a
 //   disk failure, which is not the origin's fault.
 // Every failure inside one attempt is thrown as an AttemptFailure carrying that verdict; withRetries
-// reads it and lets only the FerryError out.
+// reads it and lets only the FerryError out. Its message may quote what the origin or the network
+// stack said, so it passes printable() here, where every HTTP failure is made (SECURITY.md row 14).
 
 import { FerryError, fromFsError, type ErrorCode } from '../../core/errors.ts';
+import { printable } from '../../core/io/printable.ts';
 
 /** A failed attempt: the error the caller will see, and whether to ask the origin again. */
 export class AttemptFailure extends Error {
@@ -24,12 +26,12 @@ export class AttemptFailure extends Error {
 
 /** A network hiccup (refused, reset, cut short): worth another attempt. */
 export function transientIo(message: string, cause?: unknown): AttemptFailure {
-  return new AttemptFailure(new FerryError('ERR_IO', message, { cause }), true);
+  return new AttemptFailure(new FerryError('ERR_IO', printable(message), { cause }), true);
 }
 
 /** The origin is slow, hostile or wrong: asking it again now will not help. */
 export function finalFailure(code: ErrorCode, message: string, cause?: unknown): AttemptFailure {
-  return new AttemptFailure(new FerryError(code, message, { cause }), false);
+  return new AttemptFailure(new FerryError(code, printable(message), { cause }), false);
 }
 
 /** A local disk failure (ENOSPC stays ERR_NO_SPACE): never retried against the origin. */

@@ -12,3 +12,4 @@ export {
   type ConfirmResult,
   type SelfPhase,
 } from './self-update.ts';
+export { GracefulSelfUpdate, type GracefulSelfUpdateOptions } from './graceful-self-update.ts';

@@ -24,8 +24,10 @@ import type { Updater } from '../../core/update/updater.ts';
 import type { UpdateRecord } from '../../core/spec.ts';
 import { openDevice } from '../open-device.ts';
 
+import { RESTART_EXIT_CODE } from './restart-exit-code.ts';
+
 /** The exit code that tells the launcher "start me again, deciding the version anew" (EX_TEMPFAIL). */
-export const RESTART_EXIT_CODE = 75;
+export { RESTART_EXIT_CODE };
 
 /** The starts a new version gets to confirm, and how long after the switch it may take. */
 export const DEFAULT_TRIES = 3;

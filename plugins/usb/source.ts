@@ -25,6 +25,8 @@
 // (the device refuses it and records why; other transports are unaffected, as discover reads
 // each Source on its own). Broken bundles (truncated, unsafe) are recorded in problems() and
 // skipped; when nothing usable is left, reads throw the first problem so the refusal is visible.
+// File names on a stick are anyone's text: every message quotes them through printable()
+// (SECURITY.md row 14).
 
 import { constants, type Stats } from 'node:fs';
 import { lstat, mkdir, open, rename, rm, stat } from 'node:fs/promises';
@@ -33,6 +35,7 @@ import { basename, join } from 'node:path';
 import { FerryError, fromFsError, type ErrorCode } from '../../core/errors.ts';
 import { createDirSource } from '../../core/ports/dir-source.ts';
 import { openBundle } from '../../core/publish/bundle.ts';
+import { printable } from '../../core/io/printable.ts';
 import { parseEnvelope } from '../../core/trust/dsse.ts';
 import { CHANNEL_MAX_BYTES, CHANNELS, channelPath, type Channel } from '../../core/trust/metadata.ts';
 import type { Source } from '../../core/ports/source.ts';
@@ -101,7 +104,7 @@ function ioError(err: unknown, what: string): FerryError {
   if (err instanceof FerryError) return err;
   const code = errno(err);
   if (code === 'ENOSPC' || code === 'EDQUOT') return fromFsError(err, what);
-  return new FerryError('ERR_IO', `${what} failed (${code ?? (err as Error)?.message ?? String(err)}); was the stick removed? try again`, { cause: err });
+  return new FerryError('ERR_IO', `${what} failed (${code ?? printable((err as Error)?.message ?? String(err))}); was the stick removed? try again`, { cause: err });
 }
 
 async function readSequences(source: Source): Promise<Map<Channel, number>> {
@@ -154,18 +157,19 @@ export function createUsbSource(options: UsbSourceOptions): UsbSource {
 
   /** Copies `path` into privateDir while hashing it; the stick is read exactly once. */
   async function copyAndHash(path: string, size: number): Promise<{ file: string; sha: string }> {
+    const shown = printable(path);
     const file = join(privateDir, `incoming-${randomBytes(6).toString('hex')}.ferry`);
     let src;
     try {
       src = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (err) {
-      throw ioError(err, `opening ${path}`);
+      throw ioError(err, `opening ${shown}`);
     }
     let dst;
     try {
       const before = await src.stat();
-      if (!before.isFile()) throw new FerryError('ERR_UNSAFE_ARCHIVE', `${path} is not a regular file`);
-      if (before.size !== size) throw new FerryError('ERR_IO', `${path} changed while it was opened; try again`);
+      if (!before.isFile()) throw new FerryError('ERR_UNSAFE_ARCHIVE', `${shown} is not a regular file`);
+      if (before.size !== size) throw new FerryError('ERR_IO', `${shown} changed while it was opened; try again`);
       dst = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
       const hash = createHash('sha256');
       const buf = Buffer.alloc(COPY_CHUNK);
@@ -174,7 +178,7 @@ export function createUsbSource(options: UsbSourceOptions): UsbSource {
         const { bytesRead } = await src.read(buf, 0, buf.length, copied);
         if (bytesRead === 0) break;
         copied += bytesRead;
-        if (copied > before.size) throw new FerryError('ERR_IO', `${path} grew while it was copied; try again once it is fully written`);
+        if (copied > before.size) throw new FerryError('ERR_IO', `${shown} grew while it was copied; try again once it is fully written`);
         const chunk = buf.subarray(0, bytesRead);
         hash.update(chunk);
         await dst.write(chunk, 0, bytesRead);
@@ -183,9 +187,9 @@ export function createUsbSource(options: UsbSourceOptions): UsbSource {
       // The copy is only what the stick held if the file is still there, the same file, unchanged.
       // A lazily unmounted or pulled stick, or a file replaced under us, fails here.
       const after = await src.stat();
-      const now = await lstat(path).catch((err) => { throw ioError(err, `re-checking ${path} after copying it`); });
+      const now = await lstat(path).catch((err) => { throw ioError(err, `re-checking ${shown} after copying it`); });
       if (copied !== before.size || identity(after) !== identity(before) || identity(now) !== identity(before)) {
-        throw new FerryError('ERR_IO', `${path} changed or went away while it was copied; the copy was discarded, try again`);
+        throw new FerryError('ERR_IO', `${shown} changed or went away while it was copied; the copy was discarded, try again`);
       }
       await dst.close();
       dst = undefined;
@@ -194,7 +198,7 @@ export function createUsbSource(options: UsbSourceOptions): UsbSource {
       await dst?.close().catch(() => {});
       dst = undefined;
       await rm(file, { force: true });
-      throw ioError(err, `copying ${path}`);
+      throw ioError(err, `copying ${shown}`);
     } finally {
       await dst?.close().catch(() => {});
       await src.close().catch(() => {});
@@ -203,7 +207,7 @@ export function createUsbSource(options: UsbSourceOptions): UsbSource {
 
   /** The unpacked copy of the bundle at `path`, copying and unpacking only what is new. */
   async function openOne(path: string, st: Stats): Promise<Opened> {
-    if (st.size > maxBundleBytes) throw new FerryError('ERR_TOO_LARGE', `${path} is ${st.size} bytes, over the ${maxBundleBytes}-byte cap`);
+    if (st.size > maxBundleBytes) throw new FerryError('ERR_TOO_LARGE', `${printable(path)} is ${st.size} bytes, over the ${maxBundleBytes}-byte cap`);
     const { file, sha } = await copyAndHash(path, st.size);
     try {
       await options.hooks?.onCopied?.({ bundle: path, sha256: sha });
@@ -217,9 +221,9 @@ export function createUsbSource(options: UsbSourceOptions): UsbSource {
         await rename(work, dir);
       } catch (err) {
         await rm(work, { recursive: true, force: true });
-        throw fromFsError(err, `unpacking ${path}`);
+        throw fromFsError(err, `unpacking ${printable(path)}`);
       }
-      const source = createDirSource(dir, `${name}:${basename(path)}`);
+      const source = createDirSource(dir, `${name}:${printable(basename(path))}`);
       const entry: Opened = { sha, dir, source, sequences: await readSequences(source) };
       opened.set(sha, entry);
       return entry;
@@ -273,7 +277,7 @@ export function createUsbSource(options: UsbSourceOptions): UsbSource {
           entry = await openOne(path, st);
           seen.set(path, { id, sha: entry.sha });
         } catch (err) {
-          const e = fromFsError(err, `opening ${path}`);
+          const e = fromFsError(err, `opening ${printable(path)}`);
           const problem = { path, code: e.code, message: e.message };
           // A stick pulled mid-copy is worth another try; a broken file is not, until it changes.
           if (!e.retryable) seen.set(path, { id, problem });
@@ -288,7 +292,7 @@ export function createUsbSource(options: UsbSourceOptions): UsbSource {
       candidates.push({ kind: 'bundle', origin: path, source: entry.source, mtimeMs: st.mtimeMs, sequences: entry.sequences });
     }
     for (const dir of folders) {
-      const source = createDirSource(dir, `${name}:${dir}`);
+      const source = createDirSource(dir, `${name}:${printable(dir)}`);
       const st = await stat(join(dir, 'channels')).catch(() => null);
       candidates.push({ kind: 'folder', origin: dir, source, mtimeMs: st?.mtimeMs ?? 0, sequences: await readSequences(source) });
     }
@@ -331,7 +335,7 @@ export function createUsbSource(options: UsbSourceOptions): UsbSource {
       }
     }
     const first = problems[0];
-    const failure = candidates.length === 0 && first ? new FerryError(first.code, `${first.path}: ${first.message}`) : undefined;
+    const failure = candidates.length === 0 && first ? new FerryError(first.code, `${printable(first.path)}: ${first.message}`) : undefined;
     return { order, failure };
   }
 

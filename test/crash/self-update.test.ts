@@ -1,4 +1,4 @@
-// ferry updates ITSELF, end to end (issue 12; ARCHITECTURE.md "Next: self-update"): real ferry
+// ferry updates ITSELF, end to end (issue 12; ARCHITECTURE.md "Self-update"): real ferry
 // trees (test/helpers/self-home.ts) published with the real `ferry release` into a real signed
 // repository, a self home S installed with `ferry update`, and the agent started the production
 // way, through the launcher script `ferry self launcher` wrote:
@@ -34,10 +34,12 @@ import { baseSelfTree, makeSelfHome, mustCli, runCli, variantLabels, type SelfHo
 
 const test = suite('self-update end to end');
 
-/** Starts the new version gets, and the time it has to confirm: `ferry agent` uses the library's defaults. */
+/**
+ * Starts a new version gets, and the time it has to confirm: `ferry agent` takes no option for
+ * them, so the library's defaults hold (3 starts, 120 s), and a hang is caught at 120 s.
+ */
 const TRIES = DEFAULT_TRIES;
 const CONFIRM_WITHIN_MS = DEFAULT_CONFIRM_WITHIN_MS;
-const SELF_ARGS: string[] = [];
 /** Bounds of each case: a publish of a ferry tree (~10 s, a delta ~6 s more), then up to the deadline. */
 const CASE_MS = CONFIRM_WITHIN_MS + 90_000;
 const LOAD_LIMITS = { maxMs: CASE_MS + 60_000, maxRequests: 1_000_000 };
@@ -109,7 +111,7 @@ class Launched {
 
 function startLauncher(): Launched {
   const child = spawn('sh', [
-    self.launcher!, 'agent', '--home', appHome, '--log-format', 'json', ...SELF_ARGS,
+    self.launcher!, 'agent', '--home', appHome, '--log-format', 'json',
     '--listen', `127.0.0.1:${port}`, '--health', '/healthz', '--drain-timeout', '5s', '--', process.execPath, 'server.js',
   ], { cwd: self.dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, NO_COLOR: '1' } });
   return new Launched(child);
@@ -318,21 +320,34 @@ for (const [version, brk] of [['1.2.0', 'crash'], ['1.3.0', 'hang'], ['1.4.0', '
   });
 }
 
+/** `ferry restore-points cleanup --keep 1` on the self home, printed. */
+async function cleanupKeep1(label: string): Promise<{ result: CleanupResult; kept: Map<string, CleanupResult['keptReleases'][number]> }> {
+  const result = await onSelfHome<CleanupResult>(['restore-points', 'cleanup', '--keep', '1']);
+  const describe = (k: CleanupResult['keptReleases'][number]) => `${k.version} (${k.reasons.join(', ')}${k.pins.length ? `: ${k.pins.map((p) => p.command).join(', ')}` : ''})`;
+  console.log(`  cleanup --keep 1 ${label}: removed ${result.removedReleases.join(', ') || 'no release'}; kept ${result.keptReleases.map(describe).join(', ')}`);
+  return { result, kept: new Map(result.keptReleases.map((k) => [k.version, k])) };
+}
+
+const hasRelease = (v: string) => existsSync(join(self.home, 'releases', v, 'dist', 'cli', 'ferry.js'));
+
 test('restore-points cleanup --keep 1 while the agent runs leaves the running releases alone; the next update still comes by delta', async () => {
   // The agent runs from releases/1.1.0; `ferry run`, started by the 1.0.0 agent, from releases/1.0.0.
-  await serving('cleanup, then 1.5.0 by delta', async () => {
-    const cleanup = await onSelfHome<CleanupResult>(['restore-points', 'cleanup', '--keep', '1']);
-    const kept = new Map(cleanup.keptReleases.map((k) => [k.version, k]));
-    console.log(`  cleanup --keep 1: removed ${cleanup.removedReleases.join(', ') || 'no release'}; kept ${cleanup.keptReleases.map((k) => `${k.version} (${k.reasons.join(', ')}${k.pins.length ? `: ${k.pins.map((p) => p.command).join(', ')}` : ''})`).join(', ')}`);
-    assert.ok(cleanup.removedReleases.length > 0, 'cleanup removed something (the refused releases)');
+  await serving('cleanup, then 1.5.0 by delta, cleanup again', async () => {
+    const first = await cleanupKeep1('on 1.1.0');
+    assert.ok(first.result.removedReleases.includes('1.2.0'), 'cleanup removed what nothing needs (a refused release)');
     for (const [v, command] of [['1.1.0', 'agent'], ['1.0.0', 'run']] as const) {
-      assert.ok(kept.get(v)?.pins.some((p) => p.command === command), `releases/${v} kept, pinned by the running ${command}: ${JSON.stringify(kept.get(v))}`);
-      assert.ok(existsSync(join(self.home, 'releases', v, 'dist', 'cli', 'ferry.js')), `releases/${v} is still there`);
+      assert.ok(first.kept.get(v)?.pins.some((p) => p.command === command), `releases/${v} kept, pinned by the running ${command}: ${JSON.stringify(first.kept.get(v))}`);
+      assert.ok(hasRelease(v), `releases/${v} is still there`);
     }
     // A delta from 1.1.0, the version the agent runs (the refused ones in between get one too).
     const out = await self.publishVariant('1.5.0', {}, ['--deltas', '4']);
     assert.ok(out.deltas.some((d) => d.from === '1.1.0'), 'published with a delta from 1.1.0');
     await until(async () => ((await currentOf(self.home)) === '1.5.0' && (await selfStatus()).tentative === null ? true : undefined), CASE_MS, 'a confirmed 1.5.0');
+    // Now releases/1.0.0 is neither current, previous nor a restore point: only the `ferry run`
+    // executing from it keeps it.
+    const second = await cleanupKeep1('on 1.5.0');
+    assert.equal(second.kept.get('1.0.0')?.reasons, ['pinned'], `releases/1.0.0 kept for the running ferry run alone: ${JSON.stringify(second.kept.get('1.0.0'))}`);
+    assert.ok(hasRelease('1.0.0'), 'releases/1.0.0 is still there');
   });
   const history = await selfHistory();
   const record = history.find((h) => h.to === '1.5.0');
@@ -343,19 +358,22 @@ test('restore-points cleanup --keep 1 while the agent runs leaves the running re
   assert.not.ok(record.fellBackToFull, 'the delta did not fail over to the full artifact');
   assert.equal(launched.starts().map((s) => s.label).at(-1), '1.5.0');
   await sameSupervisor('cleanup and 1.5.0');
-  assert.ok(alive(supervisorBefore.pid));
 });
 
-test('a stop reaches every process: the launcher exits, ferry run and the app are gone', async () => {
+test('a stop reaches every process: the launcher exits, ferry run and the app are gone, and so is the pin on releases/1.0.0', async () => {
   const supervisor = supervisorBefore.pid;
   const app = supervisorBefore.active!.pid;
   launched.child.kill('SIGTERM');
   const ended = await Promise.race([launched.exited, sleep(30_000).then(() => null)]);
   assert.ok(ended, 'the launcher exited within 30 s of SIGTERM');
-  await until(() => (!alive(supervisor) && !alive(app) ? true : undefined), 15_000, 'ferry run and the app gone').catch((err) => {
-    // launched has exited: until() gives up at once, so look once more directly.
-    if (alive(supervisor) || alive(app)) throw err;
-  });
+  assert.is(ended.code, 0, `the launcher exits 0 on SIGTERM: ${JSON.stringify(ended)}\n${launched.tail()}`);
+  const deadline = Date.now() + 15_000;
+  while ((alive(supervisor) || alive(app)) && Date.now() < deadline) await sleep(100);
+  assert.not.ok(alive(supervisor), 'ferry run is gone');
+  assert.not.ok(alive(app), 'the app is gone');
+  // Nothing runs from releases/1.0.0 any more, so the same cleanup removes it now.
+  const after = await cleanupKeep1('after the stop');
+  assert.ok(after.result.removedReleases.includes('1.0.0'), 'releases/1.0.0 removed once nothing ran from it');
 });
 
 test.run();

@@ -1,4 +1,4 @@
-// Self homes for the self-update tests (issue 12, ARCHITECTURE.md "Next: self-update"): real ferry
+// Self homes for the self-update tests (issue 12, ARCHITECTURE.md "Self-update"): real ferry
 // trees published with the real `ferry release` into a real signed repository for app "ferry", a
 // self home installed from it with `ferry update`, and the launcher script `ferry self launcher`
 // writes. Fast enough to use in several test files:

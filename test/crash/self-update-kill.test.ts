@@ -1,10 +1,11 @@
-// SIGKILL at every step of ferry's update of ITSELF (issue 12; ARCHITECTURE.md "Next: self-update";
+// SIGKILL at every step of ferry's update of ITSELF (issue 12; ARCHITECTURE.md "Self-update";
 // SECURITY.md row 19: a process killed in any state). The production process tree runs for real:
 //   sh <launcher> agent --home APP --listen 127.0.0.1:PORT -- node server.js
 //    └─ keeper (S/current: confirmed code) └─ agent (S/releases/<v>) └─ ferry run (detached) └─ app
 // with the self home S on 1.0.0 and 1.1.0 published. One process dies by SIGKILL at one step,
 // through FERRY_TEST_KILL_AT and the kill-once preload (test/helpers/self-crash.ts says why once):
-//   the 1.0.0 agent staging 1.1.0 in S (before/after each journaled phase of Updater.stage),
+//   the 1.0.0 agent staging 1.1.0 in S (before/after each journaled phase of Updater.stage, but
+//   two pairs with nothing between them),
 //   the 1.0.0 agent writing the trial into the boot record (before/after 'self-switch'),
 //   launcher, keeper and agent at once (an outside SIGKILL) as the agent exits for the restart,
 //   the keeper spending a try (before/after 'self-decide'),
@@ -78,9 +79,15 @@ interface Step {
 
 const STAGE_PHASES = ['checking', 'downloading', 'verifying', 'staging', 'staged'];
 const both = (phase: string) => [`before:${phase}`, `after:${phase}`];
+/**
+ * Kill points with no effect between them in Updater.stage (core/update/attempt.ts: the journal
+ * moves from checking straight on to downloading, and from verifying to staging): the second of
+ * each pair finds exactly what the first does, so only the first runs.
+ */
+const SAME_AS_PREVIOUS = new Set(['before:downloading', 'before:staging']);
 
 const STEPS: Step[] = [
-  ...STAGE_PHASES.flatMap(both).map((point): Step => ({ name: point, from: 'fresh', point, kills: { role: 'agent', version: OLD } })),
+  ...STAGE_PHASES.flatMap(both).filter((p) => !SAME_AS_PREVIOUS.has(p)).map((point): Step => ({ name: point, from: 'fresh', point, kills: { role: 'agent', version: OLD } })),
   ...both('self-switch').map((point): Step => ({ name: point, from: 'staged', point, kills: { role: 'agent', version: OLD } })),
   { name: 'exit for the restart (outside SIGKILL)', from: 'staged', after: (e) => e.event === 'stopped' && e.reason === 'self-update' },
   ...both('self-decide').map((point): Step => ({ name: point, from: 'staged', point, kills: { role: 'keeper', version: OLD } })),

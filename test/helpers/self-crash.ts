@@ -1,5 +1,5 @@
 // The self-update crash tests' shared parts (test/crash/self-update-kill.test.ts and
-// test/crash/self-update-power-cut.test.ts; issue 12, ARCHITECTURE.md "Next: self-update"): a self
+// test/crash/self-update-power-cut.test.ts; issue 12, ARCHITECTURE.md "Self-update"): a self
 // home on ferry 1.0.0 with 1.1.0 published (test/helpers/self-home.ts, variants with the test seams,
 // so FERRY_TEST_KILL_AT works inside the installed releases), an app home for the agent, the
 // production process tree started through the launcher script (sh launcher → keeper → agent), and

@@ -296,14 +296,14 @@ for (const [version, brk] of [['1.2.0', 'crash'], ['1.3.0', 'hang'], ['1.4.0', '
       const recoveryMs = back.at - first.at;
       const broken = launched.starts(since).filter((s) => s.label === version).length;
       console.log(`  ${version} (${brk}): back on 1.1.0 ${(recoveryMs / 1000).toFixed(1)} s after its first start (${broken} start${broken === 1 ? '' : 's'} of ${version}; tries ${TRIES}, deadline ${CONFIRM_WITHIN_MS / 1000} s)`);
-      assert.ok(recoveryMs <= CONFIRM_WITHIN_MS + 10_000, `recovered within the deadline (+ a start): ${recoveryMs} ms`);
+      assert.ok(recoveryMs <= CONFIRM_WITHIN_MS + 20_000, `recovered within the deadline (+ a start): ${recoveryMs} ms`);
       assert.ok(broken >= 1 && broken <= TRIES, `${version} was started at most ${TRIES} times: ${broken}`);
       assert.is(await currentOf(self.home), '1.1.0', '`current` never left 1.1.0');
       const refused = status.refused.find((r) => r.version === version);
       assert.ok(refused, `ferry self status lists ${version} refused: ${JSON.stringify(status.refused)}`);
       // Later checks see it and leave it: a few more checks by the 1.1.0 agent, no other start of it.
       const checksBefore = launched.events(back.at).filter((e) => e.event === 'check').length;
-      await until(() => (launched.events(back.at).filter((e) => e.event === 'check').length >= checksBefore + 3 ? true : undefined), 30_000, 'three more checks');
+      await until(() => (launched.events(back.at).filter((e) => e.event === 'check').length >= checksBefore + 3 ? true : undefined), 60_000, 'three more checks');
       assert.is(launched.starts(since).filter((s) => s.label === version).length, broken, `${version} was not started again`);
       const switches = launched.events(since).filter((e) => e.event === 'self-update' && e.version === version).length;
       assert.is(switches, 1, `one switch to ${version} in the agent's log, not a second`);

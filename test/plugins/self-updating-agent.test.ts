@@ -18,7 +18,9 @@ import { EMBEDDED_KEEPER, exampleAgentVariant, makeSelfHome, mustCli, runCli, ty
 const test = suite('examples/self-updating-agent');
 
 const TRIES = 2;
-const CONFIRM_WITHIN_MS = 6_000;
+// Long enough for a good version to restart and confirm on a loaded 2-core machine; a hang is
+// still caught within seconds.
+const CONFIRM_WITHIN_MS = 15_000;
 const CHECK_MS = 500;
 const CASE_MS = 90_000;
 
@@ -40,9 +42,12 @@ function said(since = 0): { at: number; version: string; message: string }[] {
   });
 }
 
-/** The start lines of the broken variants (test/helpers/self-home.ts exampleAgentVariant). */
+/**
+ * When the keeper started `version` (its "starting <v> on trial" line): a broken variant may be
+ * killed at the deadline before its own first line, while node still loads its imports.
+ */
 function brokenStarts(version: string, since = 0): number[] {
-  return lines.filter((l) => l.at >= since && l.text.startsWith(`agent ${version} (test variant `)).map((l) => l.at);
+  return lines.filter((l) => l.at >= since && l.stream === 'err' && l.text.startsWith(`ferry self: starting ${version} on trial`)).map((l) => l.at);
 }
 
 async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs: number, what: string): Promise<T> {
@@ -144,13 +149,13 @@ for (const [version, brk] of [['1.2.0', 'crash'], ['1.3.0', 'hang']] as const) {
     const first = await until(() => brokenStarts(version, since)[0], CASE_MS, `a start of ${version}`);
     const back = await until(() => said(first).find((s) => s.version === '1.1.0' && s.message === 'started'), CASE_MS, `1.1.0 started again after ${version}`);
     console.log(`  ${version} (${brk}): back on 1.1.0 ${((back.at - first) / 1000).toFixed(1)} s after its first start (${brokenStarts(version, since).length} start(s); tries ${TRIES}, deadline ${CONFIRM_WITHIN_MS / 1000} s)`);
-    assert.ok(back.at - first <= CONFIRM_WITHIN_MS + 10_000, `recovered within the deadline: ${back.at - first} ms`);
+    assert.ok(back.at - first <= CONFIRM_WITHIN_MS + 20_000, `recovered within the deadline: ${back.at - first} ms`);
     assert.is(await current(), '1.1.0');
     const status = await selfStatus();
     assert.is(status.tentative, null);
     assert.ok(status.refused.some((r) => r.version === version), `${version} refused: ${JSON.stringify(status.refused)}`);
     // The 1.1.0 agent keeps checking, sees it refused, and never starts it again.
-    await until(() => (said(back.at).filter((s) => s.version === '1.1.0' && s.message === `check: refused ${version}`).length >= 3 ? true : undefined), 30_000, `three checks finding ${version} refused`);
+    await until(() => (said(back.at).filter((s) => s.version === '1.1.0' && s.message === `check: refused ${version}`).length >= 3 ? true : undefined), 60_000, `three checks finding ${version} refused`);
     assert.ok(brokenStarts(version, since).length <= TRIES, `${version} started at most ${TRIES} times`);
     const starts = brokenStarts(version, since).length;
     await sleep(2 * CHECK_MS);

@@ -8,7 +8,7 @@
 // exits 0), and maps what it came to onto exit codes: `--once` exits with the code `ferry update`
 // would give; the supervised app exiting on its own ends the agent with 1; a switch to a new
 // version of itself ends it with RESTART_EXIT_CODE (75), for the keeper to start that version
-// (ARCHITECTURE.md "Next: self-update"). Run by the keeper (FERRY_SELF_HOME and FERRY_SELF_VERSION
+// (ARCHITECTURE.md "Self-update"). Run by the keeper (FERRY_SELF_HOME and FERRY_SELF_VERSION
 // set) it updates itself through SelfUpdate; otherwise it does not. One log line per event
 // on stdout (human or JSON); `ferry run`'s own output goes to stderr. The clock is the test seam's
 // when one is set (cli/seams.ts), else the real one.

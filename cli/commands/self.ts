@@ -1,5 +1,5 @@
 // ferry self launch | launcher | status: ferry's own installation as a self home (ARCHITECTURE.md
-// "Next: self-update").
+// "Self-update").
 //   ferry self launch --home S [--entry dist/cli/ferry.js] -- <args…>
 //       the keeper: one start of the self home's agent (plugins/self/launch.ts), exiting with
 //       75 when the launcher should start it again, else with the agent's code

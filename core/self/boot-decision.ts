@@ -1,4 +1,4 @@
-// The decisions of ferry's self-update by boot counting (ARCHITECTURE.md "Next: self-update"), as
+// The decisions of ferry's self-update by boot counting (ARCHITECTURE.md "Self-update"), as
 // small pure functions over the boot record (core/self/boot-record.ts). The caller does the
 // effects, in the order each result names: write the returned record durably, THEN act.
 //
@@ -28,8 +28,7 @@ export type StartDecision =
 
 /**
  * The launcher-side start, before any new code runs. `current` is the version the `current` link
- * names: always a confirmed one, since only a confirm moves it (ARCHITECTURE.md "Next:
- * self-update").
+ * names: always a confirmed one, since only a confirm moves it (ARCHITECTURE.md "Self-update").
  */
 export function decideStart(read: BootRead, current: string, now: Date): StartDecision {
   switch (read.state) {

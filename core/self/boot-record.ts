@@ -1,4 +1,4 @@
-// The boot record of ferry's self-update (ARCHITECTURE.md "Next: self-update"): the durable note
+// The boot record of ferry's self-update (ARCHITECTURE.md "Self-update"): the durable note
 // of a tentative switch to a new ferry version, and of the versions that failed one. It lives in
 // <home>/self/boot.json, beside the `current` link of ferry's own home. What to do with it is
 // decided in core/self/boot-decision.ts; this file only reads and writes it.

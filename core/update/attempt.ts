@@ -63,7 +63,7 @@ export async function applyUpdate(ctx: UpdateContext, options: ApplyOptions): Pr
 /**
  * stage: everything apply does before the switch, and nothing after it. The journal stays
  * `staged`; `current` is not touched. ferry's self-update switches by its own protocol (boot
- * record, restart, confirm: ARCHITECTURE.md "Next: self-update") and closes the attempt with
+ * record, restart, confirm: ARCHITECTURE.md "Self-update") and closes the attempt with
  * settleStaged (settle-staged.ts).
  */
 export async function stageUpdate(ctx: UpdateContext, options: ApplyOptions): Promise<StageResult> {

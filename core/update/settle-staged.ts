@@ -1,6 +1,6 @@
 // Closes an attempt that Updater.stage left `staged` and that was switched outside the Updater:
 // ferry's self-update moves `current` itself, by boot record, restart and confirm
-// (ARCHITECTURE.md "Next: self-update"), then reports here how the trial ended, so the self
+// (ARCHITECTURE.md "Self-update"), then reports here how the trial ended, so the self
 // home's history and journal say what happened exactly as they do after an apply.
 
 import { FerryError, type ErrorCode } from '../errors.ts';

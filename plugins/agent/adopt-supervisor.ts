@@ -1,6 +1,6 @@
 // Adopting a `ferry run` that already serves the home: the agent starts `ferry run` detached
 // (plugins/agent/app-child.ts), so it outlives an agent that crashed, was killed, or handed over
-// to a new version of itself (ARCHITECTURE.md "Next: self-update"). The next agent finds it (its
+// to a new version of itself (ARCHITECTURE.md "Self-update"). The next agent finds it (its
 // control socket answers; its pid is in <home>/run/supervisor.pid) and supervises the app through
 // it instead of starting a second one, which would only fail with ERR_BUSY.
 //

@@ -8,7 +8,7 @@
 // whole process group (the self-update keeper kills a hung agent's group), leaves the app
 // supervisor and the app serving. The next agent adopts it (plugins/agent/adopt-supervisor.ts)
 // instead of starting a second one; an agent that hands over to a new version of itself leaves it
-// running on purpose (ARCHITECTURE.md "Next: self-update"). Either way the agent holds a
+// running on purpose (ARCHITECTURE.md "Self-update"). Either way the agent holds a
 // SupervisorHandle: the same watch and stop for a child and for an adopted pid.
 //
 // Socket activation (examples/systemd/ferry-agent.socket): the sockets systemd passes the agent

@@ -1,4 +1,4 @@
-// The agent's own update, one round after each app attempt (ARCHITECTURE.md "Next: self-update"),
+// The agent's own update, one round after each app attempt (ARCHITECTURE.md "Self-update"),
 // through the library SelfUpdate (plugins/self/self-update.ts) on the agent's self home:
 //   - on trial (the boot record names this version as tentative): the first attempt that proves
 //     the new code works confirms it (`current` moves to it, the record is cleared, history

@@ -1,5 +1,5 @@
-// The keeper: one start of a self home's agent, run by CONFIRMED code (ARCHITECTURE.md "Next:
-// self-update"). The launcher script (plugins/self/launcher-script.ts) runs
+// The keeper: one start of a self home's agent, run by CONFIRMED code (ARCHITECTURE.md "Self-update").
+// The launcher script (plugins/self/launcher-script.ts) runs
 // `node S/current/<keeper> self launch --home S --entry E -- <args>` in a loop; each run:
 //   1. reads the boot record and `current`, and decides (decideStart, core/self/boot-decision.ts)
 //      which version starts: the confirmed one, the one on trial (spending a try), or a rollback;

@@ -1,4 +1,4 @@
-// The launcher of a self home (ARCHITECTURE.md "Next: self-update"): a POSIX sh script, written
+// The launcher of a self home (ARCHITECTURE.md "Self-update"): a POSIX sh script, written
 // once by `ferry self launcher` and run by systemd's ExecStart (or by hand). It runs the keeper
 // from `S/current` (`ferry self launch`, confirmed code), forwards TERM/INT/HUP to it, and starts
 // it again while it exits with 75 (RESTART_EXIT_CODE) and no stop signal came; otherwise it exits

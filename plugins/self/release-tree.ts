@@ -1,5 +1,5 @@
 // Builds ferry's own release tree for `ferry release --self`: the complete runnable ferry that a
-// ferry home holds in releases/<v>/ (ARCHITECTURE.md "Next: self-update"). The tree is the built
+// ferry home holds in releases/<v>/ (ARCHITECTURE.md "Self-update"). The tree is the built
 // JavaScript (dist/) of the checkout this ferry runs from, its package.json (scripts removed,
 // version set), package-lock.json, LICENSE/README when present, and the production dependencies
 // installed by `npm ci --omit=dev`, which builds the native modules (bsdiff-node, classic-level)

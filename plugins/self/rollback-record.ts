@@ -1,5 +1,5 @@
 // The history record of a self-update rolled back by the keeper (plugins/self/launch.ts,
-// ARCHITECTURE.md "Next: self-update"): the agent staged the new version in its self home (the
+// ARCHITECTURE.md "Self-update"): the agent staged the new version in its self home (the
 // journal is `staged`), the version failed its trial, so that staged attempt is closed in the
 // self home's history as rolled back, naming why. `current` never moved, so nothing else changes.
 //

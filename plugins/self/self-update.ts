@@ -1,4 +1,4 @@
-// The self-update library (ARCHITECTURE.md "Next: self-update"): what a running agent — ferry's
+// The self-update library (ARCHITECTURE.md "Self-update"): what a running agent — ferry's
 // own `ferry agent`, or any Node agent that embeds ferry — calls to update ITSELF through its self
 // home S (an ordinary ferry home whose releases are the agent's own trees):
 //   prepare()  check S's sources, download, verify, stage (Updater.stage); never switches

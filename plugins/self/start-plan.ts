@@ -1,5 +1,5 @@
-// The keeper's small decisions around one start of a self home's agent (ARCHITECTURE.md "Next:
-// self-update"; plugins/self/launch.ts does the effects): which release folder runs and whether
+// The keeper's small decisions around one start of a self home's agent (ARCHITECTURE.md "Self-update";
+// plugins/self/launch.ts does the effects): which release folder runs and whether
 // it runs on trial, where its entry file is, and which exit code the keeper hands back to the
 // launcher. Pure, so each rule is a table row in the tests.
 

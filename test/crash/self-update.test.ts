@@ -31,6 +31,7 @@ import { alive } from '../helpers/proc.ts';
 import { makeRepo, type TestRepo } from '../helpers/repo.ts';
 import { DEFAULT_TRIES } from '../../plugins/self/self-update.ts';
 import { baseSelfTree, makeSelfHome, mustCli, runCli, variantLabels, type SelfHome } from '../helpers/self-home.ts';
+import { timedEvents, type TimedAgentEvent, type TimedLine } from '../helpers/agent-log.ts';
 
 const test = suite('self-update end to end');
 
@@ -55,17 +56,8 @@ let supervisorBefore: SupervisorStatus;
 // ---------------------------------------------------------------------------------------------
 // The launcher, as a process whose every output line is kept with the time it arrived
 
-interface Line {
-  at: number;
-  stream: 'out' | 'err';
-  text: string;
-}
-
-interface Event {
-  at: number;
-  event: string;
-  [key: string]: unknown;
-}
+type Line = TimedLine;
+type Event = TimedAgentEvent;
 
 class Launched {
   readonly lines: Line[] = [];
@@ -84,16 +76,7 @@ class Launched {
   }
   /** The agent's JSON log lines (stdout lines that are JSON objects; the app's own lines are not). */
   events(since = 0): Event[] {
-    const out: Event[] = [];
-    for (const l of this.lines) {
-      if (l.stream !== 'out' || l.at < since || !l.text.startsWith('{')) continue;
-      try {
-        out.push({ ...(JSON.parse(l.text) as { event: string }), at: l.at });
-      } catch {
-        // a line cut by a killed process: not an event
-      }
-    }
-    return out;
+    return timedEvents(this.lines, since);
   }
   /** The start lines the variants' own code printed (test/helpers/self-home.ts), with their times. */
   starts(since = 0): { at: number; label: string }[] {

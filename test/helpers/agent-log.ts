@@ -26,3 +26,35 @@ export async function waitForEvent(agent: Started, pred: (e: AgentEvent) => bool
   }
   throw new Error(`no ${what} within ${timeoutMs} ms; events: ${agent.stdout().trim().slice(-2000)}`);
 }
+
+/** A line a process printed, kept with the time it arrived (ms since the epoch). */
+export interface TimedLine {
+  at: number;
+  stream: 'out' | 'err';
+  text: string;
+}
+
+/** An agent event read from timed lines: the JSON object, and when its line arrived. */
+export interface TimedAgentEvent {
+  at: number;
+  event: string;
+  [key: string]: unknown;
+}
+
+/**
+ * The agent's JSON events among `lines` that arrived at or after `since`: stdout lines that are
+ * JSON objects. A line cut short by a killed process, or another process's output on the same
+ * stream (the app's), is not an event and is skipped.
+ */
+export function timedEvents(lines: readonly TimedLine[], since = 0): TimedAgentEvent[] {
+  const out: TimedAgentEvent[] = [];
+  for (const l of lines) {
+    if (l.stream !== 'out' || l.at < since || !l.text.startsWith('{')) continue;
+    try {
+      out.push({ ...(JSON.parse(l.text) as { event: string }), at: l.at });
+    } catch {
+      // not an event
+    }
+  }
+  return out;
+}

@@ -29,6 +29,7 @@ import { inspectCurrent, NEW, OLD, signedFiles } from './crash.ts';
 import { alive } from './proc.ts';
 import { makeRepo } from './repo.ts';
 import { baseSelfTree, makeSelfHome, mustCli, runCli, type CliRun, type SelfHome } from './self-home.ts';
+import { timedEvents, type TimedAgentEvent, type TimedLine } from './agent-log.ts';
 
 // The versions of test/helpers/crash.ts, whose oracle (inspectCurrent) knows them by name.
 export { NEW, OLD };
@@ -129,17 +130,8 @@ export async function makeSelfCrashFixture(): Promise<SelfCrashFixture> {
 // ---------------------------------------------------------------------------------------------
 // The service: the launcher script run as systemd would, every output line kept with its time
 
-export interface Line {
-  at: number;
-  stream: 'out' | 'err';
-  text: string;
-}
-
-export interface AgentEvent {
-  at: number;
-  event: string;
-  [key: string]: unknown;
-}
+export type Line = TimedLine;
+export type AgentEvent = TimedAgentEvent;
 
 /**
  * Every launcher started for one scenario (the first, and the restarts), their lines in one log.
@@ -188,16 +180,7 @@ export class Service {
 
   /** The agent's JSON lines (stdout lines that parse; a line cut by a kill does not). */
   events(since = 0): AgentEvent[] {
-    const out: AgentEvent[] = [];
-    for (const l of this.lines) {
-      if (l.stream !== 'out' || l.at < since || !l.text.startsWith('{')) continue;
-      try {
-        out.push({ ...(JSON.parse(l.text) as { event: string }), at: l.at });
-      } catch {
-        // not an event
-      }
-    }
-    return out;
+    return timedEvents(this.lines, since);
   }
 
   /** The start lines the variants' own code printed, with the pid of each agent. */

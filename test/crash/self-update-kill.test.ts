@@ -80,11 +80,10 @@ interface Step {
 /**
  * Staging ferry in its self home is Updater.stage, the same journaled phases an app's update goes
  * through; a kill at each of those is recovered by the same code and proved for every phase by
- * test/crash/kill.test.ts. Here two of them stand for the rest (one mid-download, one with the
- * release staged, where the self-update's own steps begin), to keep CI's time for the steps that
- * only self-update has.
+ * test/crash/kill.test.ts. Here one of them stands for the rest (the release staged, where the
+ * self-update's own steps begin), to keep CI's time for the steps that only self-update has.
  */
-const STAGE_POINTS = ['after:downloading', 'after:staged'];
+const STAGE_POINTS = ['after:staged'];
 const both = (phase: string) => [`before:${phase}`, `after:${phase}`];
 
 const STEPS: Step[] = [

@@ -31,7 +31,7 @@ import { alive } from '../helpers/proc.ts';
 import { makeRepo, type TestRepo } from '../helpers/repo.ts';
 import { DEFAULT_TRIES } from '../../plugins/self/self-update.ts';
 import { baseSelfTree, makeSelfHome, mustCli, runCli, variantLabels, type SelfHome } from '../helpers/self-home.ts';
-import { timedEvents, type TimedAgentEvent, type TimedLine } from '../helpers/agent-log.ts';
+import { keepLines, timedEvents, type TimedAgentEvent, type TimedLine } from '../helpers/agent-log.ts';
 
 const test = suite('self-update end to end');
 
@@ -64,14 +64,7 @@ class Launched {
   readonly started = Date.now();
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   constructor(readonly child: ChildProcess) {
-    for (const [stream, s] of [['out', child.stdout!], ['err', child.stderr!]] as const) {
-      let partial = '';
-      s.on('data', (d: Buffer) => {
-        const parts = (partial + d.toString()).split('\n');
-        partial = parts.pop()!;
-        for (const text of parts) this.lines.push({ at: Date.now(), stream, text });
-      });
-    }
+    keepLines(child, this.lines);
     this.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
   }
   /** The agent's JSON log lines (stdout lines that are JSON objects; the app's own lines are not). */

@@ -2,6 +2,7 @@
 // the agent as a child through test/helpers/crash.ts (startFerry): every line parsed (a line that
 // is not JSON fails the test), and a bounded wait for the first line that matches.
 
+import type { ChildProcess } from 'node:child_process';
 import { running, sleep, type Started } from './crash.ts';
 
 export interface AgentEvent {
@@ -32,6 +33,18 @@ export interface TimedLine {
   at: number;
   stream: 'out' | 'err';
   text: string;
+}
+
+/** Appends each whole line `child` prints on stdout ('out') and stderr ('err') to `lines`, with its arrival time. */
+export function keepLines(child: ChildProcess, lines: TimedLine[]): void {
+  for (const [stream, s] of [['out', child.stdout!], ['err', child.stderr!]] as const) {
+    let partial = '';
+    s.on('data', (d: Buffer) => {
+      const parts = (partial + d.toString()).split('\n');
+      partial = parts.pop()!;
+      for (const text of parts) lines.push({ at: Date.now(), stream, text });
+    });
+  }
 }
 
 /** An agent event read from timed lines: the JSON object, and when its line arrived. */

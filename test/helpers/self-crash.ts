@@ -29,7 +29,7 @@ import { inspectCurrent, NEW, OLD, signedFiles } from './crash.ts';
 import { alive } from './proc.ts';
 import { makeRepo } from './repo.ts';
 import { baseSelfTree, makeSelfHome, mustCli, runCli, type CliRun, type SelfHome } from './self-home.ts';
-import { timedEvents, type TimedAgentEvent, type TimedLine } from './agent-log.ts';
+import { keepLines, timedEvents, type TimedAgentEvent, type TimedLine } from './agent-log.ts';
 
 // The versions of test/helpers/crash.ts, whose oracle (inspectCurrent) knows them by name.
 export { NEW, OLD };
@@ -152,14 +152,7 @@ export class Service {
   /** Starts the launcher (again), with `env` added to the test's environment. */
   start(env: Record<string, string> = {}): ChildProcess {
     const child = spawn('sh', [this.launcher, ...this.args], { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...env } });
-    for (const [stream, s] of [['out', child.stdout!], ['err', child.stderr!]] as const) {
-      let partial = '';
-      s.on('data', (d: Buffer) => {
-        const parts = (partial + d.toString()).split('\n');
-        partial = parts.pop()!;
-        for (const text of parts) this.lines.push({ at: Date.now(), stream, text });
-      });
-    }
+    keepLines(child, this.lines);
     this.launchers.push(child);
     // 'exit', not 'close': a detached `ferry run` keeps the launcher's output pipes open after it ends.
     this.exits.push(new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal }))));

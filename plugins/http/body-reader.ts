@@ -68,6 +68,8 @@ export function createBodyReader(pacing: Pacing): Pick<Wire, 'readBody' | 'disca
 
   /** Reads and drops a small body (keeps the connection), or aborts a large or unsized one. */
   async function discard(ex: Exchange): Promise<void> {
+    // A response to HEAD has no body whatever its Content-Length says: nothing to read.
+    if (ex.method === 'HEAD') return void ex.res.resume();
     const length = contentLength(ex.res.headers);
     if (length === undefined || length > DRAIN_LIMIT) return ex.abort();
     try {

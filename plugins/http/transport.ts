@@ -22,7 +22,7 @@ import type { Source } from '../../core/ports/source.ts';
 import { createBodyReader } from './body-reader.ts';
 import { readOnce } from './conditional-read.ts';
 import { openEtagCache } from './etag-cache.ts';
-import { sendGet, type Wire } from './exchange.ts';
+import { sendRequest, type Wire } from './exchange.ts';
 import { fetchOnce, partSize } from './partial-download.ts';
 import { followRedirects } from './redirects.ts';
 import { withRetries } from './retries.ts';
@@ -120,7 +120,7 @@ export function createHttpTransport(options: HttpTransportOptions): HttpTranspor
   });
   const request = { agent, timeoutMs: config.timeoutMs, userAgent: config.userAgent };
   const wire: Wire = {
-    get: (url, headers, what) => followRedirects(url, what, (u) => sendGet(request, u, headers, what), body.discard),
+    send: (method, url, headers, what) => followRedirects(url, what, (u) => sendRequest(request, method, u, headers, what), body.discard),
     ...body,
   };
   const cache = openEtagCache(config.cacheDir);

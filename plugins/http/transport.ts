@@ -4,8 +4,9 @@
 // everything: response size (SECURITY.md row 6: capped before and while reading, the request
 // aborted at maxBytes+1), time (row 7: headers within timeoutMs, no stall longer than timeoutMs,
 // a minimum throughput over a sliding window, then ERR_IO so the core moves to the next source),
-// and redirects (at most 3, same scheme). Resumes .part files with Range; saves an idle check's
-// bytes with conditional GETs (ETag / If-None-Match) when given a cache folder.
+// and redirects (at most 3, same scheme). Resumes .part files with Range; given a cache folder,
+// saves an idle check's bytes (issue 13 item 14) with conditional GETs (ETag / If-None-Match) and
+// a bodiless HEAD probe for a file that was absent last time, each with minimal headers.
 //
 // This file checks the options and composes the parts beside it: exchange.ts (one GET),
 // redirects.ts, body-reader.ts (caps, throughput-watchdog.ts, token-bucket.ts), retries.ts,
@@ -47,6 +48,7 @@ export interface HttpTransportOptions {
   retries?: number;
   /** First backoff delay; doubled per retry, with jitter. */
   retryBaseMs?: number;
+  /** Sent with downloads (unconditional GETs), not with an idle check's probes (exchange.ts). */
   userAgent?: string;
   /** Waits between retries (tests pass one that records the delays). */
   sleep?: (ms: number) => Promise<void>;

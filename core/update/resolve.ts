@@ -10,12 +10,14 @@ import { readCurrent } from '../device/switch.ts';
 import { verifyTrustedRoot, type RootDoc } from '../trust/root.ts';
 import { readMarks, writeMarks, raiseChannelMark, raiseTimeFloor, type TrustMarks } from '../trust/trust-marks.ts';
 import { discover, type Discovery, type Offer } from '../trust/discover.ts';
-import { readManifest } from '../trust/trusted-metadata.ts';
+import { readManifest, verifyManifest, type VerifiedManifest } from '../trust/trusted-metadata.ts';
+import { sha256 } from '../io/hash.ts';
 import { parseEnvelope } from '../trust/dsse.ts';
 import { MANIFEST_MAX_BYTES, type ChannelTarget, type ManifestDoc, type TargetRelease } from '../trust/metadata.ts';
 import { channelsFor, decideTarget, type Candidate } from '../policy/policy.ts';
 import { writeFileAtomic } from '../io/durable.ts';
 import type { Source } from '../ports/source.ts';
+import type { HomeLayout } from '../device/layout.ts';
 import type { UpdateInfo, UpdatePackage } from '../spec.ts';
 import type { UpdateContext } from './context.ts';
 import { exists, localManifest } from './installed.ts';
@@ -136,7 +138,7 @@ async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], 
   for (const { offer, pointer } of mine) {
     let m = manifests.get(pointer.version);
     if (!m) {
-      const got = await readManifest(offer.source, root, pointer.version, pointer.manifest);
+      const got = await pinnedManifest(ctx.layout, offer.source, root, pointer);
       if (!got) throw new FerryError('ERR_NOT_FOUND', `${offer.source.name} names ${pointer.version} but has no manifest for it`);
       if (!got.doc.targets[ctx.target]) throw new FerryError('ERR_WRONG_TARGET', `${pointer.version}'s manifest has no ${ctx.target} release`);
       m = { manifest: got.doc, manifestBytes: got.bytes, source: offer.source };
@@ -151,6 +153,18 @@ async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], 
   const m = manifests.get(decision.candidate.version);
   if (!m) throw new FerryError('ERR_INTERNAL', `internal: the policy chose ${decision.candidate.version}, which no offer names`);
   return { candidate: decision.candidate, ...m };
+}
+
+/**
+ * The manifest a pointer pins: the device's own copy (manifests/<v>.json, kept for each installed
+ * version) when it holds exactly the pinned bytes, so an idle check asks no source for it (issue 13
+ * item 14); else the source's. The copy is verified as a source's bytes would be (same pin, same
+ * root), and equal bytes give equal verdicts, so which one is used changes no decision.
+ */
+async function pinnedManifest(layout: HomeLayout, source: Source, root: RootDoc, pointer: ChannelTarget): Promise<VerifiedManifest | undefined> {
+  const own = await readFile(layout.manifest(pointer.version)).catch(() => undefined);
+  if (own && own.length === pointer.manifest.size && sha256(own) === pointer.manifest.sha256) return verifyManifest(own, root, pointer.version, pointer.manifest);
+  return readManifest(source, root, pointer.version, pointer.manifest);
 }
 
 /**

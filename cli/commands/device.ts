@@ -232,6 +232,7 @@ const statusCommand: CommandModule<object, HomeArgs> = {
       ['restore points', String(s.restorePoints)],
       ['security floor', s.securityFloor ?? '-'],
       ...(s.databaseRebuiltFrom ? [['note', `the store was damaged and rebuilt; the old one is at ${s.databaseRebuiltFrom}`]] : []),
+      ...(s.currentRepair ? [['repaired', `${s.currentRepair.action} (${s.currentRepair.at})`]] : []),
     ]).slice(2));
   },
 };

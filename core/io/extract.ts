@@ -19,6 +19,10 @@
 //     long tail costs nothing (node-tar would copy its buffer again for every chunk after the
 //     marker: quadratic time; SECURITY.md row 16)
 //   - entry names are quoted through printable(): they are untrusted text (SECURITY.md row 14)
+//   - a refusal stops every write: no entry is taken after it, the parser is aborted, entries
+//     being read are destroyed, and each write in flight stops at its next step (before a mkdir,
+//     the open, each chunk, the fsync, the chmod). extractArchive settles only once every write
+//     has, so the caller that removes `dest` never races one (issue 13 item 13)
 
 import { constants, createReadStream } from 'node:fs';
 import { chmod, mkdir, open, symlink } from 'node:fs/promises';
@@ -148,7 +152,7 @@ export async function extractArchive(
       active.add(entry);
       entry.on('end', () => active.delete(entry));
       entry.on('error', () => {}); // reported through writeEntry's reader; never an unhandled event
-      writes.push(writeEntry(entry, dest, path, want, dirs).then((f) => { extracted.push(f); onFileWritten?.(f.size); }, fail));
+      writes.push(writeEntry(entry, dest, path, want, dirs, () => failure).then((f) => { extracted.push(f); onFileWritten?.(f.size); }, fail));
     } catch (err) {
       entry.resume();
       fail(err);
@@ -182,6 +186,8 @@ export async function extractArchive(
   const gunzip = bound !== null && (await startsWithGzip(archive));
   await feed(archive, parser, { gunzip, bound }, () => sawEnd || failure !== undefined).catch(fail);
   await parsed;
+  // Every write settles before this returns or throws; none starts after a failure (the entry
+  // handler takes no entry then), so this one wait covers them all.
   await Promise.allSettled(writes);
   if (failure !== undefined) throw failure;
 
@@ -263,11 +269,21 @@ async function startsWithGzip(path: string): Promise<boolean> {
   return head[0] === 0x1f && head[1] === 0x8b;
 }
 
-async function ensureParents(dest: string, path: string, dirs: Set<string>): Promise<void> {
+/** The refusal a write must stop for, or undefined to go on. */
+type StopSignal = () => unknown;
+
+/** Throws the refusal when there is one: the write stops here (issue 13 item 13). */
+function stopIfRefused(stopped: StopSignal | undefined): void {
+  const failure = stopped?.();
+  if (failure !== undefined) throw failure;
+}
+
+async function ensureParents(dest: string, path: string, dirs: Set<string>, stopped?: StopSignal): Promise<void> {
   const parts = path.split('/').slice(0, -1);
   for (let i = 1; i <= parts.length; i++) {
     const rel = parts.slice(0, i).join('/');
     if (dirs.has(rel)) continue;
+    stopIfRefused(stopped);
     // mkdir of a name that already exists as a file (or anything else) fails: nothing is followed.
     await mkdir(join(dest, rel), { mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'EEXIST') throw err;
@@ -295,23 +311,33 @@ async function makeLinks(dest: string, expected: Map<string, ExpectedEntry>, lin
   }
 }
 
-async function writeEntry(entry: ReadEntry, dest: string, path: string, want: ExpectedFile | undefined, dirs: Set<string>): Promise<ExtractedFile> {
+/**
+ * Writes one file entry. `stopped` is checked before every step that touches the disk: once the
+ * archive is refused, the write ends at its next step instead of finishing (an entry already
+ * handed out whole is not destroyed, and thousands of small files may be waiting for the disk).
+ */
+async function writeEntry(entry: ReadEntry, dest: string, path: string, want: ExpectedFile | undefined, dirs: Set<string>, stopped: StopSignal): Promise<ExtractedFile> {
   const target = join(dest, path);
   try {
-    await ensureParents(dest, path, dirs);
+    stopIfRefused(stopped);
+    await ensureParents(dest, path, dirs, stopped);
+    stopIfRefused(stopped);
     const handle = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     const hash = createHash('sha256');
     let size = 0;
     try {
       for await (const chunk of entry as AsyncIterable<Buffer>) {
+        stopIfRefused(stopped);
         hash.update(chunk);
         size += chunk.length;
         await handle.write(chunk);
       }
+      stopIfRefused(stopped);
       if (!skipsFsync('extract.file')) await handle.sync();
     } finally {
       await handle.close();
     }
+    stopIfRefused(stopped);
     const sha256 = hash.digest('hex');
     if (want) {
       expectHash(sha256, want.sha256, `archive entry ${printable(path)}`);

@@ -1,7 +1,9 @@
 // Recovery on every open: finishes or undoes whatever a kill or power cut interrupted (SECURITY.md
 // rows 18-20). The `current` link is the truth; the journal says what may be half-done. Early
 // phases are abandoned, a staged release kept if it is all there, an unconfirmed switch rolled
-// back, and a commit finished.
+// back, and a commit finished. A damaged `current` (not a link to releases/<version>) is restored
+// first, from the journal, history and restore points (repair-current.ts), so the journal's
+// recovery and every command after it see a release link.
 
 import { mkdir, rm } from 'node:fs/promises';
 import { FerryError } from '../errors.ts';
@@ -12,8 +14,10 @@ import { closeAttempt, closeOrphans } from './history.ts';
 import { exists, localManifest, switchTo } from './installed.ts';
 import { rebuildRestorePoints } from './housekeeping.ts';
 import { raiseSecurityFloor } from './attempt.ts';
+import { repairCurrent } from './repair-current.ts';
 
 export async function recover(ctx: UpdateContext): Promise<void> {
+  await repairCurrent(ctx);
   const journal = await ctx.store.journal();
   const current = await readCurrent(ctx.layout);
   // We hold the lock: whatever is in staging/ belongs to a process that is gone (a complete

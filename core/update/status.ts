@@ -1,5 +1,6 @@
 // What `ferry status` shows: the device, the running version, an update in progress, the last
-// error in history, and the trust state that outlives the store.
+// error in history, the trust state that outlives the store, and a damaged `current` that
+// recovery restored on this or an earlier open (core/update/repair-current.ts).
 
 import type { ErrorCode } from '../errors.ts';
 import { readCurrent } from '../device/switch.ts';
@@ -7,6 +8,19 @@ import type { Phase } from '../device/journal.ts';
 import { readMarks } from '../trust/trust-marks.ts';
 import type { UpdateRecord } from '../spec.ts';
 import type { UpdateContext } from './context.ts';
+import { REPAIR_SOURCE } from './repair-current.ts';
+
+/**
+ * The last repair of a damaged `current`, until an attempt commits after it: what was wrong
+ * (`damage`), what recovery did (`action`, the record's message) and the version restored (null:
+ * none verified, so nothing is installed until the next update).
+ */
+export interface CurrentRepairStatus {
+  damage: string;
+  restoredTo: string | null;
+  action: string;
+  at: string;
+}
 
 export interface DeviceStatus {
   home: string;
@@ -21,6 +35,18 @@ export interface DeviceStatus {
   restorePoints: number;
   securityFloor: string | null;
   databaseRebuiltFrom: string | null;
+  currentRepair: CurrentRepairStatus | null;
+}
+
+/** The newest repair record, unless an attempt committed after it (then it is old news, still in history). */
+export function lastCurrentRepair(history: UpdateRecord[]): CurrentRepairStatus | null {
+  let i = history.length - 1;
+  while (i >= 0 && history[i]!.source !== REPAIR_SOURCE) i--;
+  if (i < 0 || history.slice(i + 1).some((h) => h.outcome === 'committed')) return null;
+  const r = history[i]!;
+  const message = r.message ?? '';
+  const damage = /^current was damaged \((.*?)\); (?:restored to|no installed release)/.exec(message)?.[1] ?? message;
+  return { damage, restoredTo: r.to, action: message, at: r.startedAt };
 }
 
 export async function deviceStatus(ctx: UpdateContext): Promise<DeviceStatus> {
@@ -41,5 +67,6 @@ export async function deviceStatus(ctx: UpdateContext): Promise<DeviceStatus> {
     restorePoints: (await ctx.store.restorePoints()).length,
     securityFloor: marks.securityFloor,
     databaseRebuiltFrom: ctx.store.rebuiltFrom,
+    currentRepair: lastCurrentRepair(history),
   };
 }

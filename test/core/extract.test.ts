@@ -7,7 +7,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { DEFAULT_LIMITS, extractArchive, type ExpectedEntry, type ExpectedFile, type ExtractLimits } from '../../core/io/extract.ts';
@@ -17,7 +17,12 @@ import { tempDir, type TempDir } from '../helpers/repo.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
 import { tarBytes, writeManyEntriesTarGz, writeZeroBombTarGz, type TarEntry } from '../helpers/tar-writer.ts';
 
-/** Rejects with a plain Error when `work` is still running after `ms`: a hang fails the test, it does not stall the file. */
+/**
+ * Rejects with a plain Error when `work` is still running after `ms`: a hang fails the test, it
+ * does not stall the file. Deadlines here only catch hangs (HANG_MS): no test depends on the
+ * machine being idle (issue 13 item 13); what a refusal did is shown by what was written.
+ */
+const HANG_MS = 120_000;
 function deadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
@@ -62,7 +67,7 @@ async function expectRefused(archive: TarEntry[] | Buffer, code: ErrorCode, opti
   const a = await arena();
   try {
     await writeFile(a.archive, Buffer.isBuffer(archive) ? archive : tarBytes(archive));
-    const err = await assertCodeAsync(() => deadline(extractArchive(a.archive, a.dest, options.expected ?? null, options.limits), options.ms ?? 5000, 'extraction'), code);
+    const err = await assertCodeAsync(() => deadline(extractArchive(a.archive, a.dest, options.expected ?? null, options.limits), options.ms ?? HANG_MS, 'extraction'), code);
     const destNames = (await readdir(a.dest, { recursive: true })).map(String).sort();
     if (options.destEmpty ?? true) assert.equal(destNames, [], 'refused before writing anything');
     await assertNothingOutside(a);
@@ -143,7 +148,7 @@ links('refuses a duplicate entry and keeps the first bytes (ERR_UNSAFE_ARCHIVE)'
   const a = await arena();
   try {
     await writeFile(a.archive, tarBytes([{ name: 'app.js', content: 'first\n' }, { name: 'app.js', content: 'second\n' }]));
-    const err = await assertCodeAsync(() => deadline(extractArchive(a.archive, a.dest, null), 5000, 'extraction'), 'ERR_UNSAFE_ARCHIVE');
+    const err = await assertCodeAsync(() => deadline(extractArchive(a.archive, a.dest, null), HANG_MS, 'extraction'), 'ERR_UNSAFE_ARCHIVE');
     assert.match(err.message, /collides/);
     assert.is(await readFile(join(a.dest, 'app.js'), 'utf8'), 'first\n');
     await assertNothingOutside(a);
@@ -282,7 +287,7 @@ signedLinks('never writes through a link: a file under a path also signed as a l
     // A hostile list (a parsed manifest refuses it: "d" would be both a link and a folder).
     const expected = expectedWithLinks({ 'd/x': { content: 'x' }, 'sub/y': { content: 'y' } }, { d: 'sub' });
     await writeFile(a.archive, tarBytes([{ name: 'd', type: 'symlink', linkname: 'sub' }, { name: 'd/x', content: 'x' }, { name: 'sub/y', content: 'y' }]));
-    const err = await assertCodeAsync(() => deadline(extractArchive(a.archive, a.dest, expected), 5000, 'extraction'), 'ERR_UNSAFE_ARCHIVE');
+    const err = await assertCodeAsync(() => deadline(extractArchive(a.archive, a.dest, expected), HANG_MS, 'extraction'), 'ERR_UNSAFE_ARCHIVE');
     assert.match(err.message, /collides/);
     assert.ok((await lstat(join(a.dest, 'd'))).isDirectory(), 'd is a real folder, never a link');
     assert.equal(await readdir(join(a.dest, 'sub')), ['y'], 'nothing was written through d into sub');
@@ -304,7 +309,7 @@ bombs('refuses 100k zero-size entries past a small entry cap (ERR_UNSAFE_ARCHIVE
     await writeManyEntriesTarGz(a.archive, 100_000, (i) => `f${i}`);
     // The deadline only catches a hang (a loaded machine may take seconds); that the refusal comes
     // at the cap, not after reading everything, is what the folder's contents show below.
-    const err = await assertCodeAsync(() => deadline(extractArchive(a.archive, a.dest, null, { ...DEFAULT_LIMITS, maxEntries: 200 }), 120_000, 'extraction'), 'ERR_UNSAFE_ARCHIVE');
+    const err = await assertCodeAsync(() => deadline(extractArchive(a.archive, a.dest, null, { ...DEFAULT_LIMITS, maxEntries: 200 }), HANG_MS, 'extraction'), 'ERR_UNSAFE_ARCHIVE');
     assert.match(err.message, /more than 200 entries/);
     assert.ok((await readdir(a.dest)).length <= 200);
     await assertNothingOutside(a);
@@ -343,7 +348,7 @@ bombs('refuses a 300 MB gzip bomb with no signed list by the ratio cap, without 
     assert.ok(packed < 1024 * 1024, `bomb is ${packed} bytes packed`);
     let code: string | undefined;
     try {
-      await deadline(extractArchive(a.archive, a.dest, null), 10_000, 'gzip bomb extraction');
+      await deadline(extractArchive(a.archive, a.dest, null), HANG_MS, 'gzip bomb extraction');
     } catch (err) {
       code = err instanceof FerryError ? err.code : (err as Error).message;
     }
@@ -366,7 +371,7 @@ bombs('refuses the same bomb at its header: signed size (ERR_SIZE) and total-byt
     const a = await arena();
     try {
       await writeZeroBombTarGz(a.archive, 'zeros', 300 * 1024 * 1024);
-      await assertCodeAsync(() => deadline(extractArchive(a.archive, a.dest, expected, limits), 5000, 'extraction'), code);
+      await assertCodeAsync(() => deadline(extractArchive(a.archive, a.dest, expected, limits), HANG_MS, 'extraction'), code);
       assert.equal(await readdir(a.dest), [], 'nothing written');
       await assertNothingOutside(a);
     } finally {
@@ -388,7 +393,7 @@ bombs('refuses a gzipped tar truncated inside an entry (an interrupted download)
   const a = await arena();
   try {
     await writeFile(a.archive, gz.subarray(0, Math.floor(gz.length / 2)));
-    await assertCodeAsync(() => deadline(extractArchive(a.archive, a.dest, null), 5000, 'truncated .tar.gz extraction'), 'ERR_UNSAFE_ARCHIVE');
+    await assertCodeAsync(() => deadline(extractArchive(a.archive, a.dest, null), HANG_MS, 'truncated .tar.gz extraction'), 'ERR_UNSAFE_ARCHIVE');
     await assertNothingOutside(a);
   } finally {
     await a.tmp.cleanup();
@@ -396,3 +401,47 @@ bombs('refuses a gzipped tar truncated inside an entry (an interrupted download)
 });
 
 bombs.run();
+
+// ---------------------------------------------------------------------------------------------
+
+const refusal = suite('issue 13 item 13: a refusal stops every write before anything is removed');
+
+/** Every entry under `dir` (recursive) with its type, mode and size, read with lstat. */
+async function snapshot(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const name of (await readdir(dir, { recursive: true })).sort()) {
+    const st = await lstat(join(dir, name));
+    out[name] = `${st.isDirectory() ? 'dir' : 'file'} ${(st.mode & 0o7777).toString(8)} ${st.size}`;
+  }
+  return out;
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+refusal('issue 13 item 13: a refusal raised while file writes are in flight (the entry cap, with 300 files queued) stops them at their next step; once extractArchive has settled nothing more is written, and dest is removed at once and stays gone', async () => {
+  const a = await arena();
+  try {
+    // One gzip read holds every header, so the 201st entry is refused while the files before it
+    // are still being fsynced and given their mode (a file is created 0600 and made 0644 last).
+    await writeManyEntriesTarGz(a.archive, 300, (i) => `d${i % 8}/f${i}`);
+    const err = await assertCodeAsync(() => deadline(extractArchive(a.archive, a.dest, null, { ...DEFAULT_LIMITS, maxEntries: 200 }), HANG_MS, 'extraction'), 'ERR_UNSAFE_ARCHIVE');
+    assert.match(err.message, /more than 200 entries/);
+    const settled = await snapshot(a.dest);
+    const files = Object.entries(settled).filter(([, what]) => what.startsWith('file'));
+    assert.ok(files.length <= 200, `at most the 200 entries before the cap were begun: ${files.length}`);
+    const stopped = files.filter(([, what]) => what.startsWith('file 600'));
+    assert.ok(stopped.length >= 1, 'the write in flight when the refusal came was stopped, not finished (still 0600: no fsync or chmod after the refusal)');
+    // Nothing lands later: the folder is the same a while after, and removing it works first time.
+    await pause(200);
+    assert.equal(await snapshot(a.dest), settled, 'no write after extractArchive settled');
+    await rm(a.dest, { recursive: true });
+    await pause(100);
+    assert.is(existsSync(a.dest), false, 'dest stays gone: no late write recreates it');
+    await assertNothingOutside(a);
+  } finally {
+    await a.tmp.cleanup();
+  }
+});
+
+refusal.run();
+

@@ -102,7 +102,7 @@ function alive(pid: number): boolean {
 
 async function stopAgent(agent: RunningAgent): Promise<number | null> {
   agent.proc.kill('SIGTERM');
-  return agent.exited(15_000);
+  return agent.exited(30_000);
 }
 
 let tmp: TempDir;
@@ -193,10 +193,12 @@ agent('a bundle dropped on a usb: mount triggers an update at once, not after th
     await new Promise((r) => setTimeout(r, 300));
     const dropped = Date.now();
     await rename(join(tmp.path, 'drop.ferry'), join(mount, 'update.ferry'));
-    await a.waitFor((e) => e.event === 'usb', 5_000, 'usb drop');
-    await a.waitFor((e) => e.event === 'committed' && e.version === '1.1.0', 8_000, 'committed 1.1.0 from the stick');
+    await a.waitFor((e) => e.event === 'usb', 30_000, 'usb drop');
+    await a.waitFor((e) => e.event === 'committed' && e.version === '1.1.0', 60_000, 'committed 1.1.0 from the stick');
     const took = Date.now() - dropped;
-    assert.ok(took < 6_000, `committed ${took} ms after the drop`);
+    // The drop wakes the agent at once; without it the next round is an hour away. The bound is wide
+    // so a loaded machine cannot fail it (issue 13 item 13).
+    assert.ok(took < 60_000, `committed ${took} ms after the drop (the interval is an hour)`);
     assert.is(await d.current(), '1.1.0');
   } finally {
     assert.is(await stopAgent(a), 0);
@@ -223,7 +225,7 @@ agent('with -- <cmd> it runs the app under ferry run; SIGTERM exits 0 promptly a
   } finally {
     const t0 = Date.now();
     assert.is(await stopAgent(a), 0, `exit 0 (stderr: ${a.stderr().slice(-1000)})`);
-    assert.ok(Date.now() - t0 < 10_000, `stopped in ${Date.now() - t0} ms`);
+    assert.ok(Date.now() - t0 < 30_000, `stopped in ${Date.now() - t0} ms`);
   }
   assert.not.ok(alive(runPid), 'ferry run is gone');
   for (let i = 0; i < 20 && alive(appPid); i++) await new Promise((r) => setTimeout(r, 100));

@@ -70,12 +70,10 @@ self('refusals come before any build: both <app-dir> and --self, another arch, a
   const cross = ferry('release', '--self', '--repo', p('repo'), '--key', p('release.key'), '--arch', otherArch);
   assert.is(cross.status, 2);
   assert.match(cross.stderr, /ERR_USAGE: --self builds native modules for this machine/);
-  const t0 = Date.now();
   const wrongApp = ferry('release', '--self', '--repo', p('other-repo'), '--key', p('release.key'));
   assert.is(wrongApp.status, 3, wrongApp.stderr);
   assert.match(wrongApp.stderr, /ERR_WRONG_TARGET: .* is a repository for app "sample-app", not "ferry"/);
   assert.not.match(wrongApp.stderr, /npm ci/, 'refused before installing anything');
-  assert.ok(Date.now() - t0 < 30_000);
 });
 
 self('release --self publishes this checkout: dist/, the bin executable, production node_modules with .bin links', async () => {

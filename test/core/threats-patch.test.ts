@@ -117,7 +117,8 @@ unit('a header promising 8 GiB: ERR_PATCH before the patcher runs, fast, with no
     const grew = process.memoryUsage().rss - rss0;
     assert.match(err.message, /8589934592/, `the message names the promised size: ${err.message}`);
     assert.is(p.patchCalls.length, 0, 'the patcher never saw the patch');
-    assert.ok(elapsed < 2000, `refused in ${elapsed.toFixed(0)} ms`);
+    // Reading 8 GiB would take minutes; the bound only has to tell that apart (issue 13 item 13).
+    assert.ok(elapsed < 20_000, `refused in ${elapsed.toFixed(0)} ms`);
     assert.ok(grew < 64 * MiB, `RSS grew ${(grew / MiB).toFixed(1)} MiB`);
     assert.equal(await readdir(outDir), [], 'nothing written to the output folder');
   } finally {
@@ -365,7 +366,7 @@ e2e('signed patch whose header claims 8 GiB: ERR_PATCH before patching, fallback
     await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: garbagePatch(8 * GiB) });
     const t0 = performance.now();
     await expectFallback(s, /ERR_PATCH.*8589934592/, { patcherMayRun: false, rssBudget: 128 * MiB });
-    assert.ok(performance.now() - t0 < 10_000, 'done quickly');
+    assert.ok(performance.now() - t0 < 60_000, 'done without reading 8 GiB');
   } finally {
     await s.device.cleanup();
     await s.repo.cleanup();

@@ -181,7 +181,9 @@ slow('the update installs from the good origin; the slow one costs about a windo
   console.log(`  measured: update with a 1 byte/s origin first took ${Math.round(took)} ms over ${ctx.trickleRequests} slow request(s)`);
   await assertInstalled(ctx.device, r1.manifest);
   assert.ok(ctx.trickleRequests >= 1, 'the slow origin was tried');
-  assert.ok(took < 2500 * ctx.trickleRequests + 5000, `took ${Math.round(took)} ms`);
+  // At 1 byte/s the artifact alone would take hours; about a window per slow request, with room
+  // for a loaded machine (issue 13 item 13).
+  assert.ok(took < 5000 * ctx.trickleRequests + 30_000, `took ${Math.round(took)} ms`);
 });
 
 slow.run();

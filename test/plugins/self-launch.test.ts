@@ -480,7 +480,7 @@ launch('a trial that hangs is killed with its process group at the deadline, the
   const killedAt = k.seenAt(/1\.3\.0 did not confirm by its deadline/);
   assert.ok(killedAt !== undefined, `the keeper says it killed the agent at the deadline\n${k.output()}`);
   assert.ok(killedAt! >= deadline, `not killed before the deadline (${deadline - killedAt!} ms early)`);
-  assert.ok(killedAt! - deadline < 5_000, `killed near the deadline (${killedAt! - deadline} ms after)`);
+  assert.ok(killedAt! - deadline < 15_000, `killed near the deadline (${killedAt! - deadline} ms after)`);
   await waitFor(async () => (!alive(agentPid) && !alive(helper.helper!) ? true : undefined), 5_000, 'the agent and its helper to be gone');
   assert.is((await s.lines()).filter((l) => l.event === 'sigterm').length, 0, 'killed, not asked');
   // The next start is past the deadline: back on 1.0.0, 1.3.0 refused.

@@ -24,7 +24,7 @@ interface Args extends OutputFlags {
 
 export const shareCommand: CommandModule<object, Args> = {
   command: 'share',
-  describe: 'Serve this device\'s verified cache and metadata to LAN peers and announce it (mDNS) until stopped',
+  describe: 'Serve this device\'s verified cache to LAN peers and announce it (mDNS) until stopped',
   builder: (y) =>
     y
       .option('home', { type: 'string', demandOption: true, describe: 'the device home folder' })

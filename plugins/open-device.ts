@@ -28,7 +28,8 @@ export interface OpenedSource {
  *   <file.ferry>                 an offline bundle
  *   http(s)://…                  an origin (conditional GETs cached in cache/http)
  *   usb:<mount>[,<mount>…]       bundles or repository folders dropped on sticks
- *   lan | lan:<host:port>,…      LAN peers (mDNS, or a static list), for artifacts only
+ *   lan | lan:<host:port>,…      LAN peers (mDNS, or a static list): the metadata each peer
+ *                                verified, and artifacts in chunks from all of them
  * Bundles and sticks are unpacked into `privateDir` (inside staging/, created on first use, so
  * only once the updater holds the home's lock). Each transport's code is loaded only when a spec
  * names it, so a command that opens a device pays only for the transports its ferry.json uses.

@@ -1,6 +1,8 @@
 // ferry share --home <home>: serve this device's verified cache to LAN peers (by sha256, with
-// Range) and announce it over DNS-SD/mDNS, until SIGINT or SIGTERM. Peers verify every chunk
-// against the signed manifest; this device only offers what it verified itself.
+// Range) and the signed metadata it verified and kept (root chain, channel pointers, installed
+// manifests: core/update/kept-metadata.ts), and announce it over DNS-SD/mDNS, until SIGINT or
+// SIGTERM. Peers verify every document and every chunk themselves; this device only offers what it
+// verified itself (SECURITY.md row 8).
 
 import type { CommandModule } from 'yargs';
 import { FerryError } from '../../core/errors.ts';
@@ -35,7 +37,7 @@ export const shareCommand: CommandModule<object, Args> = {
     const config = await readDeviceConfig(layout.config);
     // Long-running: the release ferry runs from must outlive cleanup (plugins/running-release-pin.ts).
     await pinRunningRelease('share', (m) => process.stderr.write(`ferry share: ${m}\n`));
-    const server = await startPeerServer({ cacheDir: layout.cache, host: args.host, port: args.port }).catch((err) => {
+    const server = await startPeerServer({ cacheDir: layout.cache, metadataHome: args.home, host: args.host, port: args.port }).catch((err) => {
       throw new FerryError('ERR_IO', `cannot listen on ${args.host}:${args.port}: ${(err as Error).message}`, { cause: err });
     });
     const discovery = args.announce

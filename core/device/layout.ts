@@ -5,6 +5,8 @@
 //   cache/                downloaded artifacts (.part files resume)
 //   manifests/<v>.json    the signed manifest of each installed version (its file list)
 //   trust/root.json       the newest verified root; trust/marks.json the anti-rollback marks
+//   trust/roots/<N>.json  every root of the chain this device verified, as signed (for LAN peers)
+//   trust/channels/<c>.json  the newest channel pointer it accepted, as signed (for LAN peers)
 //   state/                LevelDB: journal, history, restore points, approvals
 //   ferry.json            device config
 //   lock                  the pid of the ferry process working on this home
@@ -22,10 +24,18 @@ export interface HomeLayout {
   trustDir: string;
   trustRoot: string;
   marks: string;
+  /** trust/roots/: the verified root chain a LAN peer serves (core/update/kept-metadata.ts). */
+  trustRoots: string;
+  /** trust/channels/: the accepted channel pointers a LAN peer serves. */
+  trustChannels: string;
   state: string;
   lock: string;
   release(version: string): string;
   manifest(version: string): string;
+  /** trust/roots/<N>.json */
+  keptRoot(version: number): string;
+  /** trust/channels/<channel>.json */
+  keptPointer(channel: string): string;
 }
 
 export function homeLayout(home: string): HomeLayout {
@@ -40,9 +50,13 @@ export function homeLayout(home: string): HomeLayout {
     trustDir: join(home, 'trust'),
     trustRoot: join(home, 'trust', 'root.json'),
     marks: join(home, 'trust', 'marks.json'),
+    trustRoots: join(home, 'trust', 'roots'),
+    trustChannels: join(home, 'trust', 'channels'),
     state: join(home, 'state'),
     lock: join(home, 'lock'),
     release: (version) => join(home, 'releases', version),
     manifest: (version) => join(home, 'manifests', `${version}.json`),
+    keptRoot: (version) => join(home, 'trust', 'roots', `${version}.json`),
+    keptPointer: (channel) => join(home, 'trust', 'channels', `${channel}.json`),
   };
 }

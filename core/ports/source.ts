@@ -38,3 +38,41 @@ export interface PeerSource extends Source {
 export function hasChunkPeers(source: Source): source is PeerSource {
   return typeof (source as Partial<PeerSource>).chunkPeers === 'function';
 }
+
+/**
+ * A Source made of independent peers (plugins/lan). Discovery reads metadata from each peer as a
+ * Source of its own, so one peer that lies, lags or is broken is passed over like any other source
+ * and cannot hide a good one (SECURITY.md row 8).
+ */
+export interface MetadataPeerSource extends Source {
+  metadataPeers(): Promise<Source[]>;
+}
+
+export function hasMetadataPeers(source: Source): source is MetadataPeerSource {
+  return typeof (source as Partial<MetadataPeerSource>).metadataPeers === 'function';
+}
+
+/**
+ * The sources discovery reads metadata from: each source with metadata peers replaced by its
+ * peers (none found: it offers nothing), the peers after every other source. Discovery keeps the
+ * first of equally fresh offers, so a document an origin, folder or bundle also offers is read
+ * from there, and a peer (which relays only what it installed) is used for what only it has.
+ * When the peers cannot be listed, a stand-in that fails every read keeps the failure visible as
+ * that source's problem instead of ending the check.
+ */
+export async function metadataSources(sources: Source[]): Promise<Source[]> {
+  const direct: Source[] = [];
+  const peers: Source[] = [];
+  for (const source of sources) {
+    if (!hasMetadataPeers(source)) {
+      direct.push(source);
+      continue;
+    }
+    try {
+      peers.push(...(await source.metadataPeers()));
+    } catch (err) {
+      peers.push({ name: source.name, offline: source.offline, read: async () => { throw err; }, fetch: async () => false });
+    }
+  }
+  return [...direct, ...peers];
+}

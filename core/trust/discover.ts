@@ -27,6 +27,8 @@ export interface Discovery {
   root: RootDoc;
   /** Bytes of `root` when it is newer than the trusted one (to persist), else null. */
   rootBytes: Uint8Array | null;
+  /** Bytes of every root from the trusted one's successor to `root`, in order (empty when not newer). */
+  rootChain: Uint8Array[];
   offers: Offer[];
   problems: SourceProblem[];
 }
@@ -49,6 +51,7 @@ export async function discover(input: {
   // 1. The newest root any source chains to from the trusted one (TUF 5.3).
   let root = input.trusted;
   let rootBytes: Uint8Array | null = null;
+  let rootChain: Uint8Array[] = [];
   const usable: Source[] = [];
   for (const source of input.sources) {
     try {
@@ -56,6 +59,7 @@ export async function discover(input: {
       if (walked.root.version > root.version) {
         root = walked.root;
         rootBytes = walked.bytes;
+        rootChain = walked.chain;
       }
       usable.push(source);
     } catch (err) {
@@ -89,5 +93,5 @@ export async function discover(input: {
     }
   }
   const offers = input.channels.map((c) => best.get(c)).filter((o): o is Offer => o !== undefined);
-  return { root, rootBytes, offers, problems };
+  return { root, rootBytes, rootChain, offers, problems };
 }

@@ -27,15 +27,19 @@ export async function updateRoot(source: Source, trusted: RootDoc): Promise<Root
   return (await updateRootWithBytes(source, trusted)).root;
 }
 
-/** As updateRoot, also returning the verified bytes of the newest root (null if none was newer). */
-export async function updateRootWithBytes(source: Source, trusted: RootDoc): Promise<{ root: RootDoc; bytes: Uint8Array | null }> {
+/**
+ * As updateRoot, also returning the verified bytes of the newest root (null if none was newer)
+ * and of every root walked after `trusted`, in order (`chain`: what a device keeps for its LAN peers).
+ */
+export async function updateRootWithBytes(source: Source, trusted: RootDoc): Promise<{ root: RootDoc; bytes: Uint8Array | null; chain: Uint8Array[] }> {
   const seen = new Map<number, Uint8Array>();
   const root = await walkRootChain(trusted, async (n) => {
     const bytes = await source.read(`root/${n}.json`, ROOT_MAX_BYTES);
     if (bytes) seen.set(n, bytes);
     return bytes;
   });
-  return { root, bytes: seen.get(root.version) ?? null };
+  const chain = Array.from({ length: root.version - trusted.version }, (_, i) => seen.get(trusted.version + i + 1)!);
+  return { root, bytes: seen.get(root.version) ?? null, chain };
 }
 
 export interface VerifiedChannel {

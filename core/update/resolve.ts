@@ -15,8 +15,7 @@ import { sha256 } from '../io/hash.ts';
 import { parseEnvelope } from '../trust/dsse.ts';
 import { MANIFEST_MAX_BYTES, type ChannelTarget, type ManifestDoc, type TargetRelease } from '../trust/metadata.ts';
 import { channelsFor, decideTarget, gaveUpAfter, type Candidate } from '../policy/policy.ts';
-import { writeFileAtomic } from '../io/durable.ts';
-import type { Source } from '../ports/source.ts';
+import { metadataSources, type Source } from '../ports/source.ts';
 import type { HomeLayout } from '../device/layout.ts';
 import type { UpdateInfo, UpdatePackage } from '../spec.ts';
 import type { UpdateContext } from './context.ts';
@@ -24,6 +23,7 @@ import { exists, localManifest } from './installed.ts';
 import { recordRefusal, REFUSALS } from './history.ts';
 import { planUpdate, type Plan } from './plan.ts';
 import { planArtifacts } from './download.ts';
+import { keepPointers, keepRootChain } from './kept-metadata.ts';
 
 /** The release chosen, with its verified manifest and the source that offered it. */
 export interface Target {
@@ -51,7 +51,7 @@ export async function resolve(ctx: UpdateContext): Promise<Resolution> {
   const trust = await readTrustState(ctx);
   const current = await readCurrent(ctx.layout);
   const found = await discover({
-    sources: ctx.deps.sources,
+    sources: await metadataSources(ctx.deps.sources),
     trusted: trust.root,
     marks: trust.marks,
     channels: channelsFor(ctx.config.policy.channel),
@@ -59,13 +59,14 @@ export async function resolve(ctx: UpdateContext): Promise<Resolution> {
     offlineGraceDays: ctx.config.offlineGraceDays,
   });
   if (found.root.app !== ctx.config.app) throw new FerryError('ERR_WRONG_TARGET', `the repository is for app "${found.root.app}", this device runs "${ctx.config.app}"`);
-  if (found.rootBytes) await writeFileAtomic(ctx.layout.trustRoot, found.rootBytes);
+  await keepRootChain(ctx.layout, trust.root, found.rootChain);
 
   // Raised as far as this check got, and written even when it fails part way.
   const marks = { value: raiseTimeFloor(trust.marks, ctx.now) };
   for (const o of found.offers) marks.value = raiseChannelMark(marks.value, o.doc, o.bytes, found.root);
   let chosen: Target | undefined;
   try {
+    await keepPointers(ctx.layout, found.offers);
     const mine = offersForThisDevice(ctx, found);
     if (mine.length === 0) return { kind: 'up-to-date', current };
     chosen = await chooseTarget(ctx, found.root, mine, current, marks);

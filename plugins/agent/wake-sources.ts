@@ -3,7 +3,7 @@
 //   lan          (mDNS) peers announcing the release they run may wake a check (the Agent decides
 //                whether the claim is worth it, and rate-limits it: plugins/agent/peer-wake.ts);
 //                this device announces the release it runs;
-//   lan, lan:…   with sharing on, the verified cache is served to peers (plugins/lan/peer-server.ts).
+//   lan, lan:…   with sharing on, the verified cache and metadata are served to peers (plugins/lan/peer-server.ts).
 // The usb and lan plugins are imported only when the home's sources name them, so an agent
 // without them never loads the file watcher or the mDNS stack (an idle agent stays small).
 
@@ -80,7 +80,7 @@ export async function startWakeSources(input: WakeSourcesInput): Promise<WakeSou
     if (input.share) {
       const { startPeerServer } = await import('../lan/peer-server.ts');
       const { host, port } = input.share;
-      server = await startPeerServer({ cacheDir: homeLayout(input.home).cache, host, port }).catch((err: unknown) => {
+      server = await startPeerServer({ cacheDir: homeLayout(input.home).cache, metadataHome: input.home, host, port }).catch((err: unknown) => {
         throw new FerryError('ERR_IO', `cannot share the cache on ${host}:${port}: ${(err as Error).message}`, { cause: err });
       });
       if (mdns) discovery = createLanDiscovery({ app: input.config.app, port: server.port, ...(input.installed ? { version: input.installed } : {}), onPeerVersion, ...pinned });

@@ -1,5 +1,6 @@
-// `ferry/plugins/lan`: LAN peers — discovery (mDNS or a static list), the Source that takes
-// artifact chunks from peers, and the peer server that shares this device's verified cache.
+// `ferry/plugins/lan`: LAN peers — discovery (mDNS or a static list), the Source that takes the
+// metadata each peer verified and artifact chunks from all of them, and the peer server that
+// shares this device's verified cache and metadata.
 
 export { createLanDiscovery, parseLanSpec, SERVICE, type LanDiscovery, type LanDiscoveryOptions, type LanPeer } from './discovery.ts';
 export { createLanSource, type LanSourceOptions } from './source.ts';

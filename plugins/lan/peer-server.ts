@@ -1,8 +1,12 @@
 // The LAN peer server (ARCHITECTURE.md "Transports": lan): serves this device's verified artifact cache
-// to peers, by sha256, with byte ranges so a peer can take one signed chunk at a time. It decides
-// nothing about trust — the fetching device checks every chunk against its signed hash — but it
-// only ever exposes complete cache entries: a file whose name is exactly a 64-hex sha256 (the core
-// renames a download to that name only after verifying it), never a `.part`, never another path.
+// to peers, by sha256, with byte ranges so a peer can take one signed chunk at a time, and, given
+// the device home, the signed metadata the device verified and kept (core/update/kept-metadata.ts:
+// its root chain, its accepted channel pointers, its installed releases' manifests), so a LAN with
+// no origin can update from one device that received a USB stick. It decides nothing about trust —
+// the fetching device verifies every document and every chunk itself (SECURITY.md row 8) — but it
+// only ever exposes what the core wrote after verifying it: a complete cache entry whose name is
+// exactly a 64-hex sha256 (never a `.part`, never another path), or a file keptMetadataFile names
+// (never the config, the marks, the state or anything else in the home).
 
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -10,9 +14,14 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { join } from 'node:path';
 import { parseRange } from '../http/server.ts';
 import { listenHttp } from '../http/listen.ts';
+import { homeLayout } from '../../core/device/layout.ts';
+import { keptMetadataFile } from '../../core/update/kept-metadata.ts';
+import { MANIFEST_MAX_BYTES } from '../../core/trust/metadata.ts';
 
-/** The one URL scheme peers speak; the client side is plugins/lan/source.ts. */
+/** The URL scheme peers speak; the client side is plugins/lan/source.ts. */
 export const ARTIFACT_PREFIX = '/ferry/v1/artifacts/';
+/** Followed by a repository path: root/<N>.json, channels/<c>.json, releases/<v>/manifest.json. */
+export const METADATA_PREFIX = '/ferry/v1/metadata/';
 const SHA256_PATH = /^\/ferry\/v1\/artifacts\/([0-9a-f]{64})$/;
 
 export interface PeerServerStats {
@@ -24,6 +33,8 @@ export interface PeerServerStats {
   requests: number;
   /** Requests refused (404, 405, 416). */
   refused: number;
+  /** Body bytes sent per metadata path (root/2.json, channels/stable.json, …). */
+  byMetadataPath: Record<string, number>;
 }
 
 export interface PeerServer {
@@ -39,18 +50,50 @@ export interface PeerServerOptions {
   host: string;
   /** 0 picks a free port. */
   port?: number;
+  /** The device home whose kept verified metadata is served too; absent: artifacts only. */
+  metadataHome?: string;
 }
 
 export async function startPeerServer(options: PeerServerOptions): Promise<PeerServer> {
-  const stats: PeerServerStats = { bytesServed: 0, bySha: {}, requests: 0, refused: 0 };
+  const stats: PeerServerStats = { bytesServed: 0, bySha: {}, requests: 0, refused: 0, byMetadataPath: {} };
+  const layout = options.metadataHome ? homeLayout(options.metadataHome) : null;
 
   const refuse = (res: ServerResponse, status: number, headers: Record<string, string> = {}) => {
     stats.refused++;
     res.writeHead(status, { 'content-length': '0', ...headers }).end();
   };
 
+  /** A kept metadata file, whole (they are small and a peer reads each at once). */
+  const serveMetadata = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
+    const file = layout ? keptMetadataFile(layout, path) : null;
+    if (!file) return refuse(res, 404);
+    let bytes: Buffer;
+    try {
+      const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+      try {
+        const st = await handle.stat();
+        if (!st.isFile() || st.size > MANIFEST_MAX_BYTES) return refuse(res, 404);
+        bytes = await handle.readFile();
+      } finally {
+        await handle.close().catch(() => {});
+      }
+    } catch {
+      return refuse(res, 404);
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(bytes.length) });
+    stats.requests++;
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    stats.bytesServed += bytes.length;
+    stats.byMetadataPath[path] = (stats.byMetadataPath[path] ?? 0) + bytes.length;
+    res.end(bytes);
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return refuse(res, 405, { allow: 'GET, HEAD' });
+    if (req.url?.startsWith(METADATA_PREFIX)) return serveMetadata(req, res, req.url.slice(METADATA_PREFIX.length));
     const m = SHA256_PATH.exec(req.url ?? '');
     if (!m) return refuse(res, 404);
     const sha = m[1]!;

@@ -1,7 +1,7 @@
 // Every Source ferry ships runs the shared conformance suite: repository folders, .ferry bundles
 // (written with the delta and the full artifact, so they hold everything the suite reads), a USB
 // mount holding a bundle, and the HTTP transport against the static server. (LAN peers serve
-// artifacts only, by chunk: their contract is ChunkPeer, tested in lan.test.ts.)
+// artifacts by chunk and metadata peer by peer: ChunkPeer and metadataPeers, tested in lan.test.ts.)
 
 import { join } from 'node:path';
 import { createDirSource } from '../../core/ports/dir-source.ts';

@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeRepo, pseudoRandomBytes, sampleApp, tempDir, type TestRepo, type TempDir } from '../helpers/repo.ts';
@@ -19,6 +19,7 @@ import { fetchChunked } from '../../core/update/chunked-fetch.ts';
 import { digestFile } from '../../core/io/hash.ts';
 import type { ArtifactRef, ManifestDoc } from '../../core/trust/metadata.ts';
 import { startStaticServer } from '../../plugins/http/server.ts';
+import { homeLayout } from '../../core/device/layout.ts';
 import { startPeerServer, type PeerServer } from '../../plugins/lan/peer-server.ts';
 import { createLanSource, type RangeEvent } from '../../plugins/lan/source.ts';
 import { createLanDiscovery, parseLanSpec } from '../../plugins/lan/discovery.ts';
@@ -127,13 +128,51 @@ server('refuses .part files, other names, other paths, traversal and other metho
   }
 });
 
+server('metadata: serves exactly the files the home keeps after verifying them, and nothing else of the home', async () => {
+  const f = await getFixture();
+  const home = join(f.tmp.path, 'srv-home');
+  const layout = homeLayout(home);
+  const root1 = await readFile(join(f.repo.repo, 'root', '1.json'));
+  const pointer = await readFile(join(f.repo.repo, 'channels', 'stable.json'));
+  const manifest = await readFile(join(f.repo.repo, 'releases', '1.0.0', 'manifest.json'));
+  await mkdir(layout.trustRoots, { recursive: true });
+  await mkdir(layout.trustChannels, { recursive: true });
+  await mkdir(layout.manifests, { recursive: true });
+  await mkdir(layout.cache, { recursive: true });
+  await writeFile(layout.keptRoot(1), root1);
+  await writeFile(layout.keptPointer('stable'), pointer);
+  await writeFile(layout.manifest('1.0.0'), manifest);
+  // Files a peer must never get: the config, the marks, an unkept pointer, a link out of the home.
+  await writeFile(layout.config, '{"secret":true}');
+  await writeFile(layout.marks, '{}');
+  await writeFile(join(layout.trustDir, 'beta.json'), 'x');
+  await symlink(layout.config, layout.keptPointer('beta'));
+  const s = await startPeerServer({ cacheDir: layout.cache, metadataHome: home, host: '127.0.0.1' });
+  const bare = await startPeerServer({ cacheDir: layout.cache, host: '127.0.0.1' });
+  try {
+    const meta = (path: string, base = s.url) => get(`${base}/ferry/v1/metadata/${path}`);
+    assert.ok((await meta('root/1.json')).body.equals(root1), 'root 1');
+    assert.ok((await meta('channels/stable.json')).body.equals(pointer), 'the kept pointer');
+    assert.ok((await meta('releases/1.0.0/manifest.json')).body.equals(manifest), 'the installed manifest');
+    for (const path of ['root/2.json', 'root/01.json', 'channels/beta.json', 'channels/other.json', 'releases/1.1.0/manifest.json', 'releases/v1.0.0/manifest.json',
+      '../ferry.json', 'ferry.json', 'trust/marks.json', 'marks.json', 'channels/..%2Fmarks.json', 'releases/..%2F..%2Fferry.json/manifest.json', 'releases/../manifest.json', 'root/1.json?x=1']) {
+      assert.is((await meta(path)).status, 404, path);
+    }
+    assert.is((await meta('channels/stable.json', bare.url)).status, 404, 'without a home, artifacts only');
+    assert.equal(Object.keys(s.stats.byMetadataPath).sort(), ['channels/stable.json', 'releases/1.0.0/manifest.json', 'root/1.json']);
+  } finally {
+    await s.close();
+    await bare.close();
+  }
+});
+
 server.run();
 
 // ---------------------------------------------------------------------------------------------
 
-const source = suite('lan source: serves artifacts only, in capped ranges, within a deadline');
+const source = suite('lan source: artifacts in capped ranges, metadata peer by peer, within a deadline');
 
-source('offers no metadata, names itself lan, and lists peers but itself', async () => {
+source('reads no metadata as a whole (peer by peer instead), names itself lan, and lists peers but itself', async () => {
   const lan = createLanSource({ discovery: { peers: async () => [{ name: 'a', url: 'http://127.0.0.1:1' }, { name: 'me', url: 'http://127.0.0.1:2/' }, { name: 'a2', url: 'http://127.0.0.1:1' }] }, selfUrl: 'http://127.0.0.1:2', timeoutMs: 500 });
   try {
     assert.is(lan.name, 'lan');
@@ -141,6 +180,11 @@ source('offers no metadata, names itself lan, and lists peers but itself', async
     assert.is(await lan.read('channels/stable.json', 1000), undefined);
     assert.is(await lan.fetch('releases/1.0.0/x.tar.gz', '/nonexistent', 10), false);
     assert.equal((await lan.chunkPeers()).map((p) => p.name), ['lan:a@http://127.0.0.1:1']);
+    const [peer] = await lan.metadataPeers();
+    assert.is(peer?.name, 'lan:a@http://127.0.0.1:1');
+    assert.is(peer?.offline, true, 'peers relay what they got offline: offlineGraceDays applies');
+    assert.is(await peer!.read('ferry.json', 1000), undefined, 'only repository metadata paths are asked for');
+    await peer!.read('channels/stable.json', 1000).then(() => assert.unreachable('a peer nobody answers for'), (err: Error) => assert.match(err.message, /127\.0\.0\.1:1/));
   } finally {
     lan.close();
   }
@@ -177,6 +221,32 @@ source('a peer that sends more than asked is cut at end-start; one that hangs fa
   } finally {
     lan.close();
     liar.close();
+    await hang.close();
+  }
+});
+
+source('a metadata peer sending more than the document cap is cut there; one that hangs fails at its deadline', async () => {
+  const flood = await new Promise<{ url: string; close(): void }>((resolve) => {
+    const srv = createServer((sock) => {
+      sock.on('error', () => {});
+      sock.once('data', () => {
+        sock.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n');
+        sock.end(Buffer.alloc(300_000, 0x20));
+      });
+    });
+    srv.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${(srv.address() as { port: number }).port}`, close: () => srv.close() }));
+  });
+  const hang = await startHangServer('127.0.0.1');
+  const lan = createLanSource({ discovery: { peers: async () => [{ name: 'flood', url: flood.url }, { name: 'hang', url: hang.url }] }, timeoutMs: 700 });
+  try {
+    const [floodPeer, hangPeer] = await lan.metadataPeers();
+    await floodPeer!.read('channels/stable.json', 1000).then(() => assert.unreachable('flood accepted'), (err: Error) => assert.match(err.message, /over its 1000-byte cap/));
+    const t0 = Date.now();
+    await hangPeer!.read('root/2.json', 1000).then(() => assert.unreachable('hang accepted'), (err: Error) => assert.match(err.message, /within 700 ms/));
+    assert.ok(Date.now() - t0 < 2000, 'deadline kept');
+  } finally {
+    lan.close();
+    flood.close();
     await hang.close();
   }
 });

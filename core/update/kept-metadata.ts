@@ -1,0 +1,65 @@
+// The signed metadata a device keeps after verifying it, so that its LAN peer server can hand it on
+// (README "LAN peers", SECURITY.md row 8): one device that received a USB stick updates its LAN.
+// Kept are exactly the envelopes the device accepted, byte for byte:
+//   trust/roots/<N>.json     every root of the chain it walked, and the root it was given at init
+//   trust/channels/<c>.json  the newest pointer it accepted per channel (past the marks' checks)
+//   manifests/<v>.json       each installed release's manifest (kept at install: core/update/attempt.ts)
+// A peer that receives them verifies them again as from any source; keeping them only spares it
+// from asking an origin it cannot reach. Writes are atomic (core/io/durable.ts).
+
+import { mkdir, readFile } from 'node:fs/promises';
+import semver from 'semver';
+import type { HomeLayout } from '../device/layout.ts';
+import { writeFileAtomic } from '../io/durable.ts';
+import { fromFsError } from '../errors.ts';
+import { isChannel, type Channel } from '../trust/metadata.ts';
+import { verifyTrustedRoot, type RootDoc } from '../trust/root.ts';
+
+/** Writes `bytes` to `path` unless it already holds exactly them (an idle check writes nothing). */
+async function keepFile(path: string, bytes: Uint8Array): Promise<void> {
+  const old = await readFile(path).catch(() => undefined);
+  if (old && Buffer.compare(old, bytes) === 0) return;
+  await writeFileAtomic(path, bytes);
+}
+
+/**
+ * Keeps the root chain of a check and makes its newest root the trusted one (trust/root.json).
+ * `trusted` is the root the check started from, as read and verified from trust/root.json;
+ * `chain` the verified roots after it, in order (core/trust/discover.ts).
+ */
+export async function keepRootChain(layout: HomeLayout, trusted: RootDoc, chain: Uint8Array[]): Promise<void> {
+  await mkdir(layout.trustRoots, { recursive: true }).catch((err) => { throw fromFsError(err, `creating ${layout.trustRoots}`); });
+  // The root the device started from (given at init, or the newest of an earlier check): the
+  // file is re-verified here so only a root that is what the check trusted is ever kept.
+  const pinned = await readFile(layout.trustRoot).catch(() => undefined);
+  if (pinned) {
+    const doc = (() => { try { return verifyTrustedRoot(pinned, layout.trustRoot); } catch { return undefined; } })();
+    if (doc && doc.version === trusted.version && doc.app === trusted.app) await keepFile(layout.keptRoot(doc.version), pinned);
+  }
+  for (const [i, bytes] of chain.entries()) await keepFile(layout.keptRoot(trusted.version + i + 1), bytes);
+  const newest = chain.at(-1);
+  if (newest) await writeFileAtomic(layout.trustRoot, newest);
+}
+
+/** Keeps the bytes of each channel's accepted pointer (the freshest offer of the check). */
+export async function keepPointers(layout: HomeLayout, offers: { channel: Channel; bytes: Uint8Array }[]): Promise<void> {
+  if (offers.length === 0) return;
+  await mkdir(layout.trustChannels, { recursive: true }).catch((err) => { throw fromFsError(err, `creating ${layout.trustChannels}`); });
+  for (const o of offers) await keepFile(layout.keptPointer(o.channel), o.bytes);
+}
+
+/**
+ * The kept file a peer serves for a repository path, or null for any other path: the one map
+ * from what peers ask for (root/<N>.json, channels/<c>.json, releases/<v>/manifest.json) to the
+ * home, so nothing else in the home (config, marks, state, releases) can ever be served.
+ */
+export function keptMetadataFile(layout: HomeLayout, repoPath: string): string | null {
+  const root = /^root\/([1-9][0-9]{0,8})\.json$/.exec(repoPath);
+  if (root) return layout.keptRoot(Number(root[1]));
+  const channel = /^channels\/([a-z]{1,16})\.json$/.exec(repoPath);
+  if (channel) return isChannel(channel[1]!) ? layout.keptPointer(channel[1]!) : null;
+  const manifest = /^releases\/([0-9A-Za-z.+-]{1,128})\/manifest\.json$/.exec(repoPath);
+  // A version as ferry publishes it (semver) holds no '/' and is never '.' or '..'.
+  if (manifest && semver.valid(manifest[1]!) === manifest[1]) return layout.manifest(manifest[1]!);
+  return null;
+}

@@ -7,7 +7,9 @@
 // The spec: interfaces the device implements and the data it reports.
 export type {
   UpdateInfo,
+  ManifestSignature,
   UpdatePackage,
+  DownloadOptions,
   TimeWindow,
   UpdatePolicy,
   UpdateOutcome,

@@ -21,11 +21,33 @@ export interface UpdateInfo {
   downloadUrl: string | null;
   /** Bytes the planned download moves (full, delta or chain). */
   downloadSize: number | null;
+  /**
+   * The signed sha256 (hex) of each artifact downloadUrl names, in the same order and joined the
+   * same way (" + " for a chain of deltas); null when up to date. Copied from the verified
+   * manifest, so it is what the download will be checked against.
+   */
+  checksum: string | null;
+  /**
+   * The DSSE signatures over the verified manifest that vouches for latestVersion and checksum
+   * (keyid, and the base64 signature over the envelope's PAE); null when up to date.
+   */
+  signature: ManifestSignature[] | null;
+}
+
+/** One release-key signature of a manifest's DSSE envelope. */
+export interface ManifestSignature {
+  /** The signing key's id, as root.json names it. */
+  keyid: string;
+  /** The ed25519 signature, base64. */
+  sig: string;
 }
 
 /** One artifact the device has decided to fetch, as the signed manifest describes it. */
 export interface UpdatePackage {
   version: string;
+  /** The signed target this artifact is for (the manifest's "<platform>-<arch>" key it came from). */
+  platform: string;
+  arch: string;
   kind: 'full' | 'delta' | 'chain';
   downloadUrl: string;
   size: number;
@@ -36,7 +58,10 @@ export interface UpdatePackage {
 }
 
 export interface TimeWindow {
-  /** 0 = Sunday … 6 = Saturday. Empty = every day. */
+  /**
+   * 0 = Sunday … 6 = Saturday. Empty = every day. ferry.json also accepts the spec's name
+   * `dayOfWeek` for it (both at once only when they list the same days).
+   */
   days: number[];
   /** Local hour the window opens (0-23) and closes (1-24); start > end wraps past midnight. */
   startHour: number;
@@ -46,10 +71,18 @@ export interface TimeWindow {
 }
 
 export interface UpdatePolicy {
+  /**
+   * false: the device takes no update on its own. The agent makes no attempt at all (no check,
+   * download, staging or switch, security fixes included) until it is true again; what a person
+   * asks for (check, download, apply/update with trigger 'manual') still runs.
+   */
   enabled: boolean;
   autoUpdate: boolean;
   channel: Channel;
-  /** Seconds between checks; the agent adds jitter. */
+  /**
+   * Seconds between checks, at most 7 days; the agent adds jitter. ferry.json takes an integer
+   * (seconds) or a duration such as "90s", "1h", "2d".
+   */
   checkInterval: number;
   maintenanceWindow: TimeWindow | null;
   requireApproval: boolean;
@@ -92,10 +125,21 @@ export type ApplyResult =
   | { status: 'committed'; record: UpdateRecord }
   | { status: 'rolled-back'; record: UpdateRecord };
 
+/** What download() fetches. */
+export interface DownloadOptions {
+  /**
+   * A version one of the device's channels offers (a verified pointer names it), instead of the
+   * one the policy would choose. Refused: a version no channel offers (ERR_NOT_FOUND), one below
+   * the security floor, or below the installed one without allowDowngrade (ERR_DOWNGRADE).
+   * The installed version itself: null, nothing to fetch.
+   */
+  version?: string;
+}
+
 export interface UpdateManager {
   checkUpdate(): Promise<UpdateInfo>;
   /** Fetches and verifies the planned artifacts into the cache; null when up to date. */
-  download(): Promise<UpdatePackage | null>;
+  download(options?: DownloadOptions): Promise<UpdatePackage | null>;
   apply(options?: { trigger?: 'manual' | 'auto'; ignoreWindow?: boolean }): Promise<ApplyResult>;
   rollback(): Promise<UpdateRecord>;
   currentVersion(): Promise<string | null>;

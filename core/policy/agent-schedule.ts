@@ -3,6 +3,11 @@
 // the clock, the disk or the network; the random number for jitter is a parameter, so every rule
 // is a table test (test/core/agent-schedule.test.ts).
 //
+// The policy disabled (`enabled: false`) means the agent makes no attempt at all: no check, no
+// download, no staging, no switch, security fixes included (attemptAllowed). It still wakes every
+// checkInterval (and on a USB drop) to read ferry.json again, so setting `enabled` back to true
+// takes effect without a restart. A person's `ferry check`, `download`, `update` still run.
+//
 // The rules, in order (afterAttempt):
 //   1. A wake-up arrived while the attempt ran (a USB drop) -> run again at once: what landed on
 //      the stick may be newer than what the attempt saw.
@@ -36,10 +41,16 @@ export type AttemptOutcome =
   | 'done' // up to date, waiting, committed or rolled back: the sources answered
   | 'busy' // another ferry process held the home (ERR_BUSY)
   | 'offline' // a retryable error: sources unreachable, I/O trouble
-  | 'refused'; // a non-retryable error (bad signature, expired metadata …): online, but nothing to take
+  | 'refused' // a non-retryable error (bad signature, expired metadata …): online, but nothing to take
+  | 'disabled'; // the policy is disabled: no attempt was made
+
+/** Whether the agent may make an automatic attempt at all under `policy` (the header's first paragraph). */
+export function attemptAllowed(policy: UpdatePolicy): boolean {
+  return policy.enabled;
+}
 
 /** Classifies what an attempt threw. */
-export function classifyError(err: unknown): Exclude<AttemptOutcome, 'done'> {
+export function classifyError(err: unknown): Exclude<AttemptOutcome, 'done' | 'disabled'> {
   if (isFerryError(err, 'ERR_BUSY')) return 'busy';
   if (isFerryError(err) && err.retryable) return 'offline';
   // A bug (ERR_INTERNAL, or anything that is not a FerryError) or an unexpected failure of the
@@ -57,6 +68,7 @@ export function nextFailures(failures: number, outcome: AttemptOutcome): number 
       return failures;
     case 'done':
     case 'refused':
+    case 'disabled': // says nothing about the sources; the next attempt after re-enabling is a normal one
       return 0;
     default: {
       const never: never = outcome;
@@ -70,7 +82,7 @@ export interface Wake {
   delayMs: number;
   /** Consecutive offline attempts, to carry into the next decision. */
   failures: number;
-  why: 'triggered' | 'busy' | 'interval' | 'backoff' | 'window';
+  why: 'triggered' | 'busy' | 'interval' | 'backoff' | 'window' | 'disabled';
 }
 
 /**
@@ -93,6 +105,7 @@ export function afterAttempt(input: { policy: UpdatePolicy; failures: number; ou
   if (input.triggered) return { delayMs: 0, failures, why: 'triggered' };
   const normal = nextCheckDelay(input.policy, failures, input.rand);
   if (input.outcome === 'busy') return { delayMs: Math.min(BUSY_RETRY_MS, normal), failures, why: 'busy' };
+  if (input.outcome === 'disabled') return { delayMs: normal, failures, why: 'disabled' };
   const interval: Wake = { delayMs: normal, failures, why: failures > 0 ? 'backoff' : 'interval' };
   if (!input.waitingForWindow || input.now === undefined) return interval;
   const opens = nextWindowOpening(input.policy.maintenanceWindow, input.now);

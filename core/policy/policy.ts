@@ -4,7 +4,9 @@
 // rule is a table test.
 //
 // When a staged release may be switched to (decideApply), in this order:
-//   1. Policy disabled                          -> wait 'disabled', whatever the trigger.
+//   1. Policy disabled, automatic trigger      -> wait 'disabled' (security fixes too). A person's
+//      manual apply still runs: disabled turns off what the device does on its own (the agent
+//      makes no attempt at all: core/policy/agent-schedule.ts).
 //   2. Automatic trigger, autoUpdate off        -> wait 'manual-only' (a person runs `ferry apply`),
 //      unless the release is a security fix.
 //   3. Security fix                             -> apply at once: ignores approval and the window,
@@ -32,6 +34,7 @@ import { bool, int, isObject } from '../io/schema.ts';
 import type { Json } from '../io/strict-json.ts';
 import { CHANNELS, isChannel, type Channel } from '../trust/metadata.ts';
 import type { TimeWindow, UpdatePolicy } from '../spec.ts';
+import { parseCheckInterval, parseWindowDays } from './policy-fields.ts';
 
 export const DEFAULT_POLICY: UpdatePolicy = Object.freeze({
   enabled: true,
@@ -47,7 +50,7 @@ export const DEFAULT_POLICY: UpdatePolicy = Object.freeze({
 // Parsing
 
 const POLICY_KEYS: ReadonlySet<string> = new Set(Object.keys(DEFAULT_POLICY));
-const WINDOW_KEYS: ReadonlySet<string> = new Set(['days', 'startHour', 'endHour', 'timezone']);
+const WINDOW_KEYS: ReadonlySet<string> = new Set(['days', 'dayOfWeek', 'startHour', 'endHour', 'timezone']);
 
 function usage(what: string, expected: string, got: unknown): never {
   throw new FerryError('ERR_USAGE', `${what} must be ${expected} (got ${JSON.stringify(got) ?? String(got)})`);
@@ -95,11 +98,8 @@ function parseWindow(value: unknown, what: string): TimeWindow | null {
   if (value === null) return null;
   if (!isObject(value)) usage(what, 'null or an object { days, startHour, endHour, timezone }', value);
   refuseUnknownKeys(value, WINDOW_KEYS, what);
-  // days may be left out: an empty list already means "every day".
-  const rawDays = value.days === undefined ? [] : value.days;
-  if (!Array.isArray(rawDays)) usage(`${what}.days`, 'an array of weekdays 0 (Sunday) to 6 (Saturday)', rawDays);
-  const days = rawDays.map((d, i) => intField(d, `${what}.days[${i}]`, 0, 6));
-  if (new Set(days).size !== days.length) usage(`${what}.days`, 'a list without repeats', rawDays);
+  // days (or the spec's dayOfWeek) may be left out: an empty list already means "every day".
+  const days = parseWindowDays(value, what);
   const startHour = intField(value.startHour, `${what}.startHour`, 0, 23);
   const endHour = intField(value.endHour, `${what}.endHour`, 1, 24);
   // start == end would be either "never" or "always"; neither is what anyone means by a window.
@@ -126,8 +126,7 @@ export function parsePolicy(value: unknown): UpdatePolicy {
     enabled: boolField(given('enabled'), 'policy.enabled'),
     autoUpdate: boolField(given('autoUpdate'), 'policy.autoUpdate'),
     channel,
-    // At most a day: nextCheckDelay caps every wait at 24 h, so a longer interval would silently not hold.
-    checkInterval: intField(given('checkInterval'), 'policy.checkInterval', 1, 24 * 3600),
+    checkInterval: parseCheckInterval(given('checkInterval'), 'policy.checkInterval'),
     maintenanceWindow: parseWindow(given('maintenanceWindow'), 'policy.maintenanceWindow'),
     requireApproval: boolField(given('requireApproval'), 'policy.requireApproval'),
     allowDowngrade: boolField(given('allowDowngrade'), 'policy.allowDowngrade'),
@@ -201,7 +200,7 @@ export type ApplyDecision = { action: 'apply'; why: string } | { action: 'wait';
 export function decideApply(input: { policy: UpdatePolicy; release: ReleaseFlags; approved: boolean; now: Date; trigger: 'manual' | 'auto'; ignoreWindow: boolean }): ApplyDecision {
   const { policy, release, approved, now, trigger, ignoreWindow } = input;
   const v = release.version;
-  if (!policy.enabled) return { action: 'wait', reason: 'disabled', why: `updates are disabled by policy; ${v} stays staged` };
+  if (!policy.enabled && trigger === 'auto') return { action: 'wait', reason: 'disabled', why: `updates are disabled by policy; ${v} stays staged` };
   if (trigger === 'auto' && !policy.autoUpdate && !release.securityFix) {
     return { action: 'wait', reason: 'manual-only', why: `autoUpdate is off: run \`ferry apply\` to switch to ${v}` };
   }
@@ -212,6 +211,7 @@ export function decideApply(input: { policy: UpdatePolicy; release: ReleaseFlags
   if (!ignoreWindow && !inMaintenanceWindow(policy.maintenanceWindow, now)) {
     return { action: 'wait', reason: 'window', why: `outside the maintenance window; ${v}${release.mandatory ? ' (mandatory)' : ''} waits for it` };
   }
+  if (!policy.enabled) return { action: 'apply', why: `updates are disabled by policy, but a person asked: switching to ${v}` };
   return { action: 'apply', why: release.mandatory && policy.requireApproval && !approved ? `${v} is mandatory: no approval needed` : `switching to ${v}` };
 }
 
@@ -315,14 +315,15 @@ const JITTER = 0.1;
 
 /**
  * Milliseconds until the next check: checkInterval seconds, doubled per consecutive failure
- * (offline devices back off), capped at 24 h, then ±10% jitter from `rand` in [0, 1) so a fleet
- * that booted together does not check together; the result stays within [1 s, 24 h].
+ * (offline devices back off), capped at 24 h (or at the interval, when that is longer), then ±10% jitter from `rand` in [0, 1) so a fleet
+ * that booted together does not check together; the result stays within [1 s, that cap].
  */
 export function nextCheckDelay(policy: UpdatePolicy, consecutiveFailures: number, rand: number): number {
   const failures = Number.isFinite(consecutiveFailures) ? Math.max(0, Math.floor(consecutiveFailures)) : 0;
   const r = Number.isFinite(rand) ? Math.min(Math.max(rand, 0), 1) : 0.5;
   // 2 ** failures may be Infinity for absurd counts; Math.min still gives the cap.
-  const backedOff = Math.min(policy.checkInterval * 1000 * 2 ** failures, MAX_DELAY_MS);
+  const cap = Math.max(MAX_DELAY_MS, policy.checkInterval * 1000);
+  const backedOff = Math.min(policy.checkInterval * 1000 * 2 ** failures, cap);
   const jittered = backedOff * (1 + JITTER * (2 * r - 1));
-  return Math.round(Math.min(Math.max(jittered, MIN_DELAY_MS), MAX_DELAY_MS));
+  return Math.round(Math.min(Math.max(jittered, MIN_DELAY_MS), cap));
 }

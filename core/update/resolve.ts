@@ -24,6 +24,7 @@ import { recordRefusal, REFUSALS } from './history.ts';
 import { planUpdate, type Plan } from './plan.ts';
 import { planArtifacts } from './download.ts';
 import { keepPointers, keepRootChain } from './kept-metadata.ts';
+import { decideRequestedTarget } from '../policy/requested-version.ts';
 
 /** The release chosen, with its verified manifest and the source that offered it. */
 export interface Target {
@@ -47,7 +48,8 @@ export type Resolution = { kind: 'up-to-date'; current: string | null } | Update
 /** How many of the target's deltas may send us reading an intermediate manifest. */
 const MAX_INTERMEDIATE = 8;
 
-export async function resolve(ctx: UpdateContext): Promise<Resolution> {
+/** `requested`: a version the caller chose among the offers (DownloadOptions.version), else the policy chooses. */
+export async function resolve(ctx: UpdateContext, requested?: string): Promise<Resolution> {
   const trust = await readTrustState(ctx);
   const current = await readCurrent(ctx.layout);
   const found = await discover({
@@ -69,7 +71,7 @@ export async function resolve(ctx: UpdateContext): Promise<Resolution> {
     await keepPointers(ctx.layout, found.offers);
     const mine = offersForThisDevice(ctx, found);
     if (mine.length === 0) return { kind: 'up-to-date', current };
-    chosen = await chooseTarget(ctx, found.root, mine, current, marks);
+    chosen = await chooseTarget(ctx, found.root, mine, current, marks, requested);
     if (!chosen) return { kind: 'up-to-date', current };
     const releases = await knownReleases(ctx, found.root, chosen, current);
     const cached = new Set(await readdir(ctx.layout.cache).catch(() => [] as string[]));
@@ -133,7 +135,7 @@ function offersForThisDevice(ctx: UpdateContext, found: Discovery): MyOffer[] {
  * each release date (bounded: SECURITY.md row 5), and lets the policy choose, passing over the
  * releases it gave up on or that are held; undefined when it chooses to stay.
  */
-async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], current: string | null, marks: { value: TrustMarks }): Promise<Target | undefined> {
+async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], current: string | null, marks: { value: TrustMarks }, requested?: string): Promise<Target | undefined> {
   // By version: the first offer of a version is the source its manifest (and target) comes from.
   const manifests = new Map<string, Omit<Target, 'candidate'>>();
   const candidates: Candidate[] = [];
@@ -154,7 +156,10 @@ async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], 
   for (const version of manifests.keys()) {
     if (gaveUpAfter(await ctx.store.failures(version)) || (await ctx.store.isHeld(version))) passOver.add(version);
   }
-  const decision = decideTarget({ current, candidates, policy: ctx.config.policy, floor: marks.value.securityFloor, passOver });
+  // A version a person asked for by name is judged on its own (download({ version })).
+  const decision = requested === undefined
+    ? decideTarget({ current, candidates, policy: ctx.config.policy, floor: marks.value.securityFloor, passOver })
+    : decideRequestedTarget({ version: requested, current, candidates, policy: ctx.config.policy, floor: marks.value.securityFloor });
   if (decision.kind === 'downgrade-refused') throw new FerryError('ERR_DOWNGRADE', decision.why);
   if (decision.kind === 'up-to-date') return undefined;
   const m = manifests.get(decision.candidate.version);
@@ -203,7 +208,7 @@ function locate(source: Source, path: string): string {
 /** What `checkUpdate` reports. */
 export function updateInfo(r: Resolution, channel: UpdateInfo['channel']): UpdateInfo {
   if (r.kind === 'up-to-date') {
-    return { currentVersion: r.current, latestVersion: r.current, updateAvailable: false, releaseNotes: '', releaseDate: null, mandatory: false, securityFix: false, channel, downloadUrl: null, downloadSize: null };
+    return { currentVersion: r.current, latestVersion: r.current, updateAvailable: false, releaseNotes: '', releaseDate: null, mandatory: false, securityFix: false, channel, downloadUrl: null, downloadSize: null, checksum: null, signature: null };
   }
   const t = r.target;
   return {
@@ -217,15 +222,22 @@ export function updateInfo(r: Resolution, channel: UpdateInfo['channel']): Updat
     channel: t.candidate.channel,
     downloadUrl: planArtifacts(r.plan).map((a) => locate(t.source, a.path)).join(' + '),
     downloadSize: r.plan.bytes,
+    // Both from the manifest verified above: the hashes the download is checked against, and the
+    // release-key signatures that vouch for them.
+    checksum: planArtifacts(r.plan).map((a) => a.sha256).join(' + '),
+    signature: parseEnvelope(t.manifestBytes, MANIFEST_MAX_BYTES, 'manifest').signatures.map(({ keyid, sig }) => ({ keyid, sig })),
   };
 }
 
-/** What `download` reports: the first artifact of the plan and the signed manifest. */
-export function packageOf(r: UpdateResolution): UpdatePackage {
+/** What `download` reports: the first artifact of the plan, the signed target it is for, and the signed manifest. */
+export function packageOf(r: UpdateResolution, device: { platform: string; arch: string }): UpdatePackage {
   const first = r.plan.kind === 'full' ? r.plan.artifact : r.plan.steps[0]?.artifact;
   if (!first) throw new FerryError('ERR_INTERNAL', `internal: a ${r.plan.kind} plan with no steps`);
   return {
     version: r.target.candidate.version,
+    // The device's own target: the manifest was chosen because it signs a release under that key.
+    platform: device.platform,
+    arch: device.arch,
     kind: r.plan.kind,
     downloadUrl: locate(r.target.source, first.path),
     size: r.plan.bytes,

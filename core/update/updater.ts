@@ -19,7 +19,7 @@ import { readDeviceConfig } from '../device/config.ts';
 import { acquireLock } from '../device/lock.ts';
 import { DeviceStore } from '../device/store.ts';
 import { readCurrent } from '../device/switch.ts';
-import type { ApplyResult, RestorePoint, RollbackManager, UpdateInfo, UpdateManager, UpdatePackage, UpdateRecord } from '../spec.ts';
+import type { ApplyResult, DownloadOptions, RestorePoint, RollbackManager, UpdateInfo, UpdateManager, UpdatePackage, UpdateRecord } from '../spec.ts';
 import { UpdateContext, realClock, type UpdaterDeps } from './context.ts';
 import { packageOf, resolve, updateInfo } from './resolve.ts';
 import { prefetch } from './download.ts';
@@ -73,11 +73,12 @@ export class Updater implements UpdateManager, RollbackManager {
     return updateInfo(await resolve(this.ctx), this.ctx.config.policy.channel);
   }
 
-  async download(): Promise<UpdatePackage | null> {
-    const r = await resolve(this.ctx);
+  /** The spec's download; `options.version` picks one of the offered versions (DownloadOptions). */
+  async download(options: DownloadOptions = {}): Promise<UpdatePackage | null> {
+    const r = await resolve(this.ctx, options.version);
     if (r.kind === 'up-to-date') return null;
     await prefetch(this.ctx, r);
-    return packageOf(r);
+    return packageOf(r, this.ctx.config);
   }
 
   async apply(options: ApplyOptions = {}): Promise<ApplyResult> {

@@ -1,7 +1,7 @@
 // The agent's log: one line per event, human text or one JSON object, with the event's name and
 // fields. The Agent (plugins/agent/agent.ts) calls an AgentLog; createAgentLog makes the one
 // `ferry agent` prints on stdout. The event names and fields are what scripts and the tests read
-// (`started`, `check`, `committed`, `waiting`, `error`, `usb`, `peer`, `app` (with `adopted`),
+// (`started`, `check`, `disabled`, `committed`, `waiting`, `error`, `usb`, `peer`, `app` (with `adopted`),
 // `stopping`, `stopped` …, and for the agent's own update, plugins/agent/self-round.ts: `self`,
 // `self-confirmed`, `self-update`, `self-waiting`, `self-refused`, `self-trial`, `self-error`).
 

@@ -1,6 +1,6 @@
 // Agent: the device's long-running daemon as a library (ARCHITECTURE.md "The agent"; `ferry agent`
 // is a thin command around it, cli/commands/agent.ts). It checks and applies updates (trigger 'auto', so the policy's
-// autoUpdate, approval and window rules hold) every checkInterval with jitter, backing off while
+// autoUpdate, approval and window rules hold; none at all while the policy is disabled) every checkInterval with jitter, backing off while
 // offline, and, when a staged release waits for the maintenance window, when the window opens
 // (the decisions: core/policy/agent-schedule.ts, core/policy/maintenance-window.ts). It checks at
 // once when a bundle or repository lands on a `usb:` mount or a LAN peer announces a newer
@@ -39,7 +39,8 @@
 //                    servers are stopped.
 //                    Rejects only when it cannot start (a broken ferry.json, the share port taken).
 //   once()           one attempt, for `ferry agent --once`: what it came to (its failure is the
-//                    result's `error`); rejects only for a broken ferry.json or an app given
+//                    result's `error`; outcome 'disabled', no attempt, when the policy is disabled);
+//                    rejects only for a broken ferry.json or an app given
 //   wake(why)        check now (what a USB drop does)
 //   peerAnnounced(p) a peer says it runs p.version: a check soon, if newer than ours (rate-limited)
 // Socket activation: the Agent takes the sockets systemd passed this process (LISTEN_PID = this
@@ -49,7 +50,7 @@
 
 import { spawn as nodeSpawn, type ChildProcess } from 'node:child_process';
 import semver from 'semver';
-import { afterAttempt } from '../../core/policy/agent-schedule.ts';
+import { afterAttempt, attemptAllowed } from '../../core/policy/agent-schedule.ts';
 import { formatLocalTime } from '../../core/policy/maintenance-window.ts';
 import { readDeviceConfig } from '../../core/device/config.ts';
 import { homeLayout } from '../../core/device/layout.ts';
@@ -61,7 +62,7 @@ import { takeSystemdListenFds, type InheritedFd, type ListenSocket } from '../ru
 import { logError, type AgentLog } from './agent-log.ts';
 import { adoptSupervisor, findRunningSupervisor } from './adopt-supervisor.ts';
 import { appInstalled, appSockets, childSupervisor, DEFAULT_FERRY_BIN, startApp, STOP_GRACE_MS, waitForSupervisor, type AppOptions, type SpawnFn, type StartAppInput, type SupervisorHandle } from './app-child.ts';
-import { attemptUpdate, type AttemptResult } from './attempt.ts';
+import { attemptUpdate, skipDisabled, type AttemptResult } from './attempt.ts';
 import { createPeerWake, type PeerWake } from './peer-wake.ts';
 import { realSleep, type SleepFn } from './sleep.ts';
 import { startWakeSources, type ShareOptions, type WakeSources } from './wake-sources.ts';
@@ -169,7 +170,8 @@ export class Agent {
   /** One attempt (`ferry agent --once`). ERR_USAGE with an app: one attempt cannot supervise it. */
   async once(): Promise<AttemptResult> {
     if (this.app) throw new FerryError('ERR_USAGE', 'once makes one attempt and returns; it cannot supervise an app (drop the app command)');
-    await readDeviceConfig(homeLayout(this.home).config); // a broken ferry.json is an error of its own, not a failed attempt
+    const config = await readDeviceConfig(homeLayout(this.home).config); // a broken ferry.json is an error of its own, not a failed attempt
+    if (!attemptAllowed(config.policy)) return skipDisabled(this.log, 'once');
     const r = await attemptUpdate(this.home, this.log, 'once', this.device);
     if (r.error) logError(this.log, r.error, null);
     return r;
@@ -262,7 +264,10 @@ export class Agent {
       let why = 'start';
       while (!stop.signal.aborted) {
         this.triggered = null;
-        const r = await attemptUpdate(this.home, log, why, this.device);
+        // Disabled: no attempt at all (core/policy/agent-schedule.ts), judged on ferry.json as it
+        // is now, so `enabled: true` written during a sleep counts at the next wake-up.
+        config = await readDeviceConfig(layout.config).catch(() => config);
+        const r = attemptAllowed(config.policy) ? await attemptUpdate(this.home, log, why, this.device) : skipDisabled(log, why);
         await ensureApp();
         const restartInto = await selfRound?.after(r.error, stop.signal.aborted);
         if (restartInto) requestStop('self-update', { reason: 'self-update', version: restartInto });

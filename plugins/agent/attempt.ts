@@ -21,6 +21,15 @@ export interface AttemptResult {
   waitingForWindow: boolean;
 }
 
+/**
+ * The attempt the agent does not make while the policy is disabled (core/policy/agent-schedule.ts
+ * attemptAllowed): the device home is not even opened, so nothing is checked, fetched or staged.
+ */
+export function skipDisabled(log: AgentLog, why: string): AttemptResult {
+  log('disabled', { trigger: why }, `updates are disabled by policy (ferry.json policy.enabled): no check (${why})`);
+  return { outcome: 'disabled', result: null, error: null, waitingForWindow: false };
+}
+
 /** Runs one attempt; never throws (a failure is the result's `error`). */
 export async function attemptUpdate(home: string, log: AgentLog, why: string, device: OpenDeviceOptions): Promise<AttemptResult> {
   log('check', { trigger: why }, `checking for updates (${why})`);

@@ -49,7 +49,9 @@ cli.after(async () => {
 cli('init, then check --json prints UpdateInfo with the spec field names', async () => {
   ok(ferry('init', p('home'), '--trust', p('repo', 'root.json'), '--source', p('repo'), ...target), 'init');
   const info = json<UpdateInfo>(ok(ferry('check', '--home', p('home'), '--json'), 'check'));
-  assert.equal(Object.keys(info).sort(), ['channel', 'currentVersion', 'downloadSize', 'downloadUrl', 'latestVersion', 'mandatory', 'releaseDate', 'releaseNotes', 'securityFix', 'updateAvailable']);
+  assert.equal(Object.keys(info).sort(), ['channel', 'checksum', 'currentVersion', 'downloadSize', 'downloadUrl', 'latestVersion', 'mandatory', 'releaseDate', 'releaseNotes', 'securityFix', 'signature', 'updateAvailable']);
+  assert.match(info.checksum ?? '', /^[0-9a-f]{64}$/);
+  assert.ok((info.signature?.length ?? 0) > 0 && /^[0-9a-f]{64}$/.test(info.signature![0]!.keyid));
   assert.is(info.currentVersion, null);
   assert.is(info.latestVersion, '1.0.0');
   assert.is(info.updateAvailable, true);

@@ -36,6 +36,7 @@ const failureCases: [number, AttemptOutcome, number][] = [
   [3, 'done', 0],
   [3, 'refused', 0],
   [0, 'done', 0],
+  [3, 'disabled', 0],
 ];
 for (const [before, outcome, after] of failureCases) {
   failures(`${before} then ${outcome} -> ${after}`, () => assert.is(nextFailures(before, outcome), after));
@@ -56,6 +57,8 @@ const wakeCases: { name: string; input: Parameters<typeof afterAttempt>[0]; expe
   { name: 'a refusal is an answer: interval, count reset', input: { policy: policy(60), failures: 2, outcome: 'refused', triggered: false, rand: 0.5 }, expected: { delayMs: 60_000, failures: 0, why: 'interval' } },
   { name: 'a USB drop during the attempt: again at once', input: { policy: policy(3600), failures: 0, outcome: 'done', triggered: true, rand: 0.5 }, expected: { delayMs: 0, failures: 0, why: 'triggered' } },
   { name: 'a USB drop while offline: at once, still counted', input: { policy: policy(3600), failures: 1, outcome: 'offline', triggered: true, rand: 0.5 }, expected: { delayMs: 0, failures: 2, why: 'triggered' } },
+  { name: 'issue 13 item 15: disabled: no attempt, the next look at ferry.json after the interval', input: { policy: policy(60), failures: 2, outcome: 'disabled', triggered: false, rand: 0.5 }, expected: { delayMs: 60_000, failures: 0, why: 'disabled' } },
+  { name: 'issue 13 item 15: disabled and a USB drop: ferry.json is read again at once', input: { policy: policy(60), failures: 0, outcome: 'disabled', triggered: true, rand: 0.5 }, expected: { delayMs: 0, failures: 0, why: 'triggered' } },
   { name: 'jitter: rand 0 is 10% early', input: { policy: policy(100), failures: 0, outcome: 'done', triggered: false, rand: 0 }, expected: { delayMs: 90_000, failures: 0, why: 'interval' } },
 ];
 for (const c of wakeCases) {

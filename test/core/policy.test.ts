@@ -28,6 +28,8 @@ function policy(overrides: Partial<UpdatePolicy> = {}): UpdatePolicy {
 
 const parsing = suite('parses a policy from ferry.json, defaults filling what is left out');
 
+const win = (w: Record<string, unknown>): unknown => ({ maintenanceWindow: { days: [], startHour: 2, endHour: 4, timezone: 'UTC', ...w } });
+
 const berlinNights: TimeWindow = { days: [1, 2, 3, 4, 5], startHour: 22, endHour: 2, timezone: 'Europe/Berlin' };
 
 const parsed: { name: string; input: unknown; expected: UpdatePolicy }[] = [
@@ -55,6 +57,15 @@ const parsed: { name: string; input: unknown; expected: UpdatePolicy }[] = [
     expected: policy({ maintenanceWindow: { days: [0, 6], startHour: 0, endHour: 24, timezone: 'America/New_York' } }),
   },
   { name: 'the security channel is accepted', input: { channel: 'security' }, expected: policy({ channel: 'security' }) },
+  // The spec's names and the CLI's durations.
+  { name: "issue 13 item 15: the spec's dayOfWeek is read as days", input: win({ days: undefined, dayOfWeek: [1, 2, 3] }), expected: policy({ maintenanceWindow: { days: [1, 2, 3], startHour: 2, endHour: 4, timezone: 'UTC' } }) },
+  { name: 'issue 13 item 15: days and dayOfWeek together, the same days in another order', input: win({ days: [5, 1], dayOfWeek: [1, 5] }), expected: policy({ maintenanceWindow: { days: [5, 1], startHour: 2, endHour: 4, timezone: 'UTC' } }) },
+  { name: 'issue 13 item 15: checkInterval "1h" is 3600 seconds', input: { checkInterval: '1h' }, expected: policy({ checkInterval: 3600 }) },
+  { name: 'issue 13 item 15: checkInterval "90s" is 90 seconds', input: { checkInterval: '90s' }, expected: policy({ checkInterval: 90 }) },
+  { name: 'issue 13 item 15: checkInterval "15m" is 900 seconds', input: { checkInterval: '15m' }, expected: policy({ checkInterval: 900 }) },
+  { name: 'issue 13 item 15: checkInterval "2d" is two days', input: { checkInterval: '2d' }, expected: policy({ checkInterval: 2 * 86_400 }) },
+  { name: 'issue 13 item 15: checkInterval "2000ms" is 2 seconds', input: { checkInterval: '2000ms' }, expected: policy({ checkInterval: 2 }) },
+  { name: 'issue 13 item 15: an integer checkInterval stays seconds, up to a week', input: { checkInterval: 7 * 86_400 }, expected: policy({ checkInterval: 7 * 86_400 }) },
 ];
 
 for (const c of parsed) {
@@ -70,8 +81,6 @@ parsing('parsing returns a fresh object: changing it does not change the default
   assert.is(parsePolicy(undefined).channel, 'stable');
 });
 
-const win = (w: Record<string, unknown>): unknown => ({ maintenanceWindow: { days: [], startHour: 2, endHour: 4, timezone: 'UTC', ...w } });
-
 const refused: { name: string; input: unknown; field: string }[] = [
   { name: 'a policy that is not an object', input: ['stable'], field: 'policy' },
   { name: 'a null policy', input: null, field: 'policy' },
@@ -85,7 +94,17 @@ const refused: { name: string; input: unknown; field: string }[] = [
   { name: 'checkInterval 0', input: { checkInterval: 0 }, field: 'policy.checkInterval' },
   { name: 'a fractional checkInterval', input: { checkInterval: 1.5 }, field: 'policy.checkInterval' },
   { name: 'checkInterval as a string', input: { checkInterval: '3600' }, field: 'policy.checkInterval' },
-  { name: 'checkInterval over a day', input: { checkInterval: 86401 }, field: 'policy.checkInterval' },
+  { name: 'checkInterval over a week', input: { checkInterval: 7 * 86_400 + 1 }, field: 'policy.checkInterval' },
+  { name: 'issue 13 item 15: checkInterval "8d", over a week', input: { checkInterval: '8d' }, field: 'policy.checkInterval' },
+  { name: 'issue 13 item 15: checkInterval "0s"', input: { checkInterval: '0s' }, field: 'policy.checkInterval' },
+  { name: 'issue 13 item 15: checkInterval "1500ms", not whole seconds', input: { checkInterval: '1500ms' }, field: 'policy.checkInterval' },
+  { name: 'issue 13 item 15: checkInterval "an hour"', input: { checkInterval: 'an hour' }, field: 'policy.checkInterval' },
+  { name: 'issue 13 item 15: checkInterval "1.5h"', input: { checkInterval: '1.5h' }, field: 'policy.checkInterval' },
+  { name: 'issue 13 item 15: days and dayOfWeek that disagree', input: win({ days: [1, 2], dayOfWeek: [1, 3] }), field: 'policy.maintenanceWindow.dayOfWeek' },
+  { name: 'issue 13 item 15: dayOfWeek and days, one a subset of the other', input: win({ days: [1, 2], dayOfWeek: [1] }), field: 'policy.maintenanceWindow.dayOfWeek' },
+  { name: 'issue 13 item 15: dayOfWeek 7', input: win({ days: undefined, dayOfWeek: [7] }), field: 'policy.maintenanceWindow.dayOfWeek[0]' },
+  { name: 'issue 13 item 15: dayOfWeek repeated', input: win({ days: undefined, dayOfWeek: [2, 2] }), field: 'policy.maintenanceWindow.dayOfWeek' },
+  { name: 'issue 13 item 15: dayOfWeek that is not a list', input: win({ days: undefined, dayOfWeek: 'Mon' }), field: 'policy.maintenanceWindow.dayOfWeek' },
   { name: 'a window that is a string', input: { maintenanceWindow: 'nights' }, field: 'policy.maintenanceWindow' },
   { name: 'an invalid timezone', input: win({ timezone: 'Mars/Olympus' }), field: 'policy.maintenanceWindow.timezone' },
   { name: 'an empty timezone', input: win({ timezone: '' }), field: 'policy.maintenanceWindow.timezone' },
@@ -231,10 +250,11 @@ const applyCases: ApplyCase[] = [
   { name: 'no window applies at any hour', input: { policy: { maintenanceWindow: null }, now: OUT_OF_WINDOW }, expected: { action: 'apply' } },
   { name: 'an automatic trigger with autoUpdate on applies', input: { trigger: 'auto' }, expected: { action: 'apply' } },
 
-  { name: 'disabled waits on a manual trigger', input: { policy: { enabled: false } }, expected: { action: 'wait', reason: 'disabled' } },
+  { name: 'issue 13 item 15: disabled still applies what a person asks for (manual trigger)', input: { policy: { enabled: false } }, expected: { action: 'apply' } },
+  { name: 'issue 13 item 15: disabled, manual: the window still holds', input: { policy: { enabled: false }, now: OUT_OF_WINDOW }, expected: { action: 'wait', reason: 'window' } },
   { name: 'disabled waits on an automatic trigger', input: { policy: { enabled: false }, trigger: 'auto' }, expected: { action: 'wait', reason: 'disabled' } },
   { name: 'disabled holds back even a security fix', input: { policy: { enabled: false }, release: SECURITY, trigger: 'auto' }, expected: { action: 'wait', reason: 'disabled' } },
-  { name: 'disabled holds back an approved mandatory release with ignoreWindow', input: { policy: { enabled: false }, release: MANDATORY, approved: true, ignoreWindow: true }, expected: { action: 'wait', reason: 'disabled' } },
+  { name: 'disabled holds back an approved mandatory release with ignoreWindow (automatic)', input: { policy: { enabled: false }, release: MANDATORY, approved: true, ignoreWindow: true, trigger: 'auto' }, expected: { action: 'wait', reason: 'disabled' } },
 
   { name: 'autoUpdate off: an automatic trigger waits for a person', input: { policy: { autoUpdate: false }, trigger: 'auto' }, expected: { action: 'wait', reason: 'manual-only' } },
   { name: 'autoUpdate off: a mandatory release still waits for a person', input: { policy: { autoUpdate: false }, release: MANDATORY, trigger: 'auto' }, expected: { action: 'wait', reason: 'manual-only' } },
@@ -385,6 +405,9 @@ const delayCases: { name: string; input: { checkInterval: number; failures: numb
   { name: 'never below 1 s', input: { checkInterval: 1, failures: 0, rand: 0 }, expected: 1000 },
   { name: 'a one-minute interval', input: { checkInterval: 60, failures: 0, rand: 0.25 }, expected: 57_000 },
   { name: 'a 24 h interval is not backed off further', input: { checkInterval: 86_400, failures: 2, rand: 0.5 }, expected: 86_400_000 },
+  { name: 'issue 13 item 15: a 2-day interval ("2d") holds', input: { checkInterval: 2 * 86_400, failures: 0, rand: 0.5 }, expected: 172_800_000 },
+  { name: 'issue 13 item 15: a 2-day interval is not backed off further', input: { checkInterval: 2 * 86_400, failures: 3, rand: 0.5 }, expected: 172_800_000 },
+  { name: 'issue 13 item 15: a 2-day interval: jitter early, never late', input: { checkInterval: 2 * 86_400, failures: 0, rand: 0 }, expected: 155_520_000 },
 ];
 
 for (const c of delayCases) {

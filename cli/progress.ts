@@ -1,7 +1,9 @@
 // Progress for people, on stderr (stdout stays the command's result). On a terminal one line per
 // artifact is redrawn in place with \r (at most ~10 times a second, a newline when it completes);
 // anywhere else plain lines at the start and end of each step (and at most every 5 s between);
-// with --json nothing at all.
+// with --json nothing at all. A redrawn line is laid out to the terminal's width (80 columns when
+// it does not say) so that the percentage, rate and ETA always show: the artifact name and source
+// are elided first (layoutProgressLine). Plain lines are logs and stay whole.
 
 import type { ProgressEvent, ProgressSink } from '../core/ports/progress.ts';
 import { formatBytes } from './format.ts';
@@ -148,11 +150,13 @@ export function createProgressSink(stream: ProgressStream, json: boolean | undef
     const t = now();
     const complete = e.total > 0 && e.done >= e.total;
     let state = seen.get(key);
-    const first = !state || state.finished || e.done < state.start.done;
     // A download that starts over (its partial file was refused) is a new start for its rate.
-    if (!state || state.finished || e.done < state.start.done) {
-      // The first event of a step says where it begins: a resumed download's bytes so far.
-      state = { start: { ms: t, done: complete ? 0 : e.done }, wroteMs: -Infinity, finished: false };
+    const first = !state || state.finished || e.done < state.start.done;
+    if (!state || first) {
+      // A download's first event says where it begins: the bytes an earlier run left in its
+      // partial file. Staging and patching always start from nothing.
+      const resumedAt = e.step === 'download' && !complete ? e.done : 0;
+      state = { start: { ms: t, done: resumedAt }, wroteMs: -Infinity, finished: false };
       seen.set(key, state);
     }
     const interval = tty ? TTY_INTERVAL_MS : PLAIN_INTERVAL_MS;

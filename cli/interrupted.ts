@@ -20,5 +20,5 @@ export function interruptedLine(verb: string | undefined, signal: StopSignal): s
   if (verb === 'bundle') return `${what}; the bundle was not written (a .tmp file next to it can be removed)`;
   if (verb === 'repo') return `${what}; the repository may be partly rewritten: check it with ferry verify and run the command again`;
   if (verb === 'init') return `${what}; the home may be half-made: remove it and run ferry init again`;
-  return `${what}; nothing was changed`;
+  return `${what}; nothing to resume: run the command again`;
 }

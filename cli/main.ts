@@ -8,6 +8,7 @@ import { FerryError } from '../core/errors.ts';
 import { printError, printResult } from './output.ts';
 import { setSeams, type CliSeams } from './seams.ts';
 import { packageVersion } from './version.ts';
+import { interruptedLine, STOP_SIGNALS, type StopSignal } from './interrupted.ts';
 import type { CommandModule } from 'yargs';
 
 type Loader = () => Promise<CommandModule[]>;
@@ -16,6 +17,7 @@ const one = (m: unknown) => [m as CommandModule];
 const keygen: Loader = async () => one((await import('./commands/keygen.ts')).keygenCommand);
 const repo: Loader = async () => one((await import('./commands/repo.ts')).repoCommand);
 const release: Loader = async () => one((await import('./commands/release.ts')).releaseCommand);
+const promote: Loader = async () => one((await import('./commands/promote.ts')).promoteCommand);
 const bundle: Loader = async () => one((await import('./commands/bundle.ts')).bundleCommand);
 const verify: Loader = async () => one((await import('./commands/verify.ts')).verifyCommand);
 const serve: Loader = async () => one((await import('./commands/serve.ts')).serveCommand);
@@ -26,11 +28,11 @@ const agent: Loader = async () => one((await import('./commands/agent.ts')).agen
 const self: Loader = async () => one((await import('./commands/self.ts')).selfCommand);
 
 /** Every command module, in the order `ferry --help` lists them. */
-const ALL: Loader[] = [keygen, repo, release, bundle, verify, serve, device, share, run, agent, self];
+const ALL: Loader[] = [keygen, repo, release, promote, bundle, verify, serve, device, share, run, agent, self];
 
 /** Which module defines each verb. A verb missing here still works: it loads every module. */
 const BY_VERB: Record<string, Loader> = {
-  keygen, repo, release, bundle, verify, serve, share, run, agent, self,
+  keygen, repo, release, promote, bundle, verify, serve, share, run, agent, self,
   init: device, check: device, download: device, apply: device, update: device, approve: device,
   rollback: device, history: device, status: device, 'restore-points': device,
 };
@@ -68,6 +70,7 @@ export async function buildCli(argv: string[]) {
     .demandCommand(1, 'name a command (ferry --help lists them)')
     .recommendCommands()
     .help()
+    .alias('help', 'h')
     .version(false)
     .wrap(Math.min(110, process.stdout.columns || 100))
     .fail((msg, err) => {
@@ -80,10 +83,29 @@ export async function buildCli(argv: string[]) {
   return cli;
 }
 
+/**
+ * Ctrl-C or SIGTERM while a command runs: one line saying what is left, then exit 130 / 143.
+ * Commands that stop themselves on these signals (serve, share, run, agent) add their own
+ * listener; then this one stays silent and lets them drain.
+ */
+function stopOnSignals(verb: string | undefined): () => void {
+  const handlers = (Object.keys(STOP_SIGNALS) as StopSignal[]).map((signal) => {
+    const handler = () => {
+      if (process.listenerCount(signal) > 1) return;
+      process.stderr.write(`ferry: ${interruptedLine(verb, signal)}\n`);
+      process.exit(STOP_SIGNALS[signal]);
+    };
+    process.on(signal, handler);
+    return () => process.off(signal, handler);
+  });
+  return () => handlers.forEach((off) => off());
+}
+
 /** Runs one `ferry` command line (without node and the script); sets process.exitCode. */
 export async function runCli(argv: string[], seams: CliSeams = {}): Promise<void> {
   setSeams(seams);
   const flags = { json: argv.includes('--json'), verbose: argv.includes('--verbose') };
+  const stopHandling = stopOnSignals(verbOf(argv));
   try {
     if (verbOf(argv) === undefined && (argv.includes('--version') || argv.includes('-V'))) {
       const version = packageVersion();
@@ -93,5 +115,7 @@ export async function runCli(argv: string[], seams: CliSeams = {}): Promise<void
     await (await buildCli(argv)).parseAsync();
   } catch (err) {
     process.exitCode = printError(flags, err);
+  } finally {
+    stopHandling();
   }
 }

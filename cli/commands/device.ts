@@ -15,6 +15,7 @@ import { defaultArch, defaultPlatform, formatBytes } from '../format.ts';
 import { table } from '../table.ts';
 import { createProgressSink } from '../progress.ts';
 import { EXIT_CODE } from '../exit-codes.ts';
+import { applyResultJson } from '../json-names.ts';
 
 interface HomeArgs extends OutputFlags {
   home: string;
@@ -156,7 +157,7 @@ function applyCommand(name: 'apply' | 'update', describe: string): CommandModule
     builder: (y) => homeOption(y).option('ignore-window', { type: 'boolean', default: false, describe: 'switch now even outside the maintenance window' }) as never,
     handler: async (args) => {
       const result = await withDevice(args.home, (u) => u.apply({ trigger: 'manual', ignoreWindow: args.ignoreWindow }), { ...logTo(args), ...progressTo(args), ...seams() });
-      printResult(args, result, () => describeApply(result, args.home));
+      printResult(args, applyResultJson(result), () => describeApply(result, args.home));
       exitFor(result);
     },
   };

@@ -119,7 +119,7 @@ const statusCommand: CommandModule<object, StatusArgs> = {
     const read = await readBootRecord(home);
     const damaged = read.state === 'damaged' ? { code: read.error.code, message: read.error.message } : null;
     const record = read.state === 'ok' ? read.record : null;
-    printResult(args, { home, current, tentative: record?.tentative ?? null, refused: record?.refused ?? [], damaged }, () => {
+    printResult(args, { home, currentVersion: current, tentative: record?.tentative ?? null, refused: record?.refused ?? [], damaged }, () => {
       const lines = [`self home ${home}: current ${current ?? 'none (nothing installed)'}`];
       if (damaged) lines.push(`  boot record damaged (${damaged.code}: ${damaged.message}); the next start runs ${current ?? 'nothing'} and writes a fresh one`);
       const t = record?.tentative;

@@ -36,8 +36,10 @@ render.run();
 
 const sinks = suite('progress sinks');
 
+// A wide terminal: these tests are about throttling and line endings, not about fitting a width
+// (test/cli/new-user.test.ts lays lines out to 80 columns and to a terminal that gives none).
 function collector(isTTY: boolean): ProgressStream & { text: string } {
-  const s = { isTTY, text: '', write(t: string) { s.text += t; return true; } };
+  const s = { isTTY, columns: 200, text: '', write(t: string) { s.text += t; return true; } };
   return s;
 }
 

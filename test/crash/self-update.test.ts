@@ -113,7 +113,7 @@ async function until<T>(probe: () => Promise<T | undefined> | T | undefined, tim
 // Reading the self home with the checkout's CLI
 
 interface SelfStatus {
-  current: string | null;
+  currentVersion: string | null;
   tentative: { version: string; previous: string; triesLeft: number; deadline: string } | null;
   refused: { version: string; reason: string; at: string }[];
   damaged: unknown;
@@ -257,7 +257,7 @@ test('the agent updates itself 1.0.0 → 1.1.0 through the launcher; the app ser
   assert.is(record.outcome, 'committed');
   const status = await selfStatus();
   assert.is(status.tentative, null, 'no trial left in the boot record');
-  assert.is(status.current, '1.1.0');
+  assert.is(status.currentVersion, '1.1.0');
   assert.equal(status.refused, []);
   await sameSupervisor('1.0.0 → 1.1.0');
 });

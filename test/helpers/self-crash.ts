@@ -279,7 +279,7 @@ export async function selfState(home: string): Promise<{ current: string | null;
 }
 
 export interface SelfStatusJson {
-  current: string | null;
+  currentVersion: string | null;
   tentative: { version: string; previous: string; triesLeft: number } | null;
   refused: { version: string; reason: string }[];
   damaged: unknown;
@@ -319,7 +319,7 @@ export async function recoveredProblems(home: string, fx: SelfCrashFixture, want
   for (const r of report.runs) if (r.code !== 0) problems.push(`a CLI check failed: exit ${r.code}: ${r.stderr.trim().slice(-300)}`);
   const s = report.selfStatus;
   if (s) {
-    if (s.current !== want) problems.push(`ferry self status: current ${s.current}, want ${want}`);
+    if (s.currentVersion !== want) problems.push(`ferry self status: current ${s.currentVersion}, want ${want}`);
     if (s.tentative) problems.push(`ferry self status: a trial is still recorded: ${JSON.stringify(s.tentative)}`);
     if (s.refused.length) problems.push(`ferry self status: refused ${JSON.stringify(s.refused)}`);
     if (s.damaged) problems.push(`ferry self status: the boot record is damaged: ${JSON.stringify(s.damaged)}`);

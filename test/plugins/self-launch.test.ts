@@ -450,8 +450,8 @@ launch('a trial that exits 0 at once counts as a crash: 75, then the rollback (n
   assert.equal((await s.starts()).map((l) => l.version), ['1.2.0', '1.0.0']);
   assert.equal((await s.record()).refused.map((r) => r.version), ['1.2.0']);
   assert.is((await history(s)).length, 0, 'nothing staged, nothing to record');
-  const status = json<{ current: string; tentative: unknown; refused: { version: string; reason: string }[] }>(ok(ferry('self', 'status', '--home', s.home, '--json'), 'ferry self status'));
-  assert.is(status.current, '1.0.0');
+  const status = json<{ currentVersion: string; tentative: unknown; refused: { version: string; reason: string }[] }>(ok(ferry('self', 'status', '--home', s.home, '--json'), 'ferry self status'));
+  assert.is(status.currentVersion, '1.0.0');
   assert.is(status.tentative, null);
   assert.equal(status.refused.map((r) => [r.version, r.reason]), [['1.2.0', 'did not confirm within 1 start']]);
 });

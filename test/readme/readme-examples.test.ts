@@ -66,7 +66,7 @@ const EXPECT: { command: string; stdout: RegExp[]; files?: (work: string) => voi
   },
   {
     command: 'ferry run --home device',
-    stdout: [/^hello from 1\.1\.0$[\s\S]*^updated 1\.1\.0 -> 1\.2\.0 [\s\S]*^hello from 1\.2\.0$/m],
+    stdout: [/^hello from 1\.1\.0$[\s\S]*^promoted 1\.2\.0 from beta to stable, sequence \d+$[\s\S]*^updated 1\.1\.0 -> 1\.2\.0 [\s\S]*^hello from 1\.2\.0$/m],
     files: (work) => assert.match(readFileSync(join(work, 'run.log'), 'utf8'), /handed over to 1\.2\.0/, 'ferry run handed the socket to 1.2.0'),
   },
 ];

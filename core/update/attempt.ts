@@ -96,6 +96,11 @@ async function stageAndGate(ctx: UpdateContext, options: ApplyOptions): Promise<
   if (journal.phase === 'idle') {
     if (r?.kind !== 'update') return { status: 'up-to-date', current: r?.current ?? (await readCurrent(ctx.layout)) };
     const version = r.target.candidate.version;
+    // Disabled by policy: an automatic attempt downloads and stages nothing (the agent does not
+    // even check, plugins/agent/attempt.ts); it only says what is there. A person's apply goes on.
+    if (!ctx.config.policy.enabled && (options.trigger ?? 'manual') === 'auto') {
+      return { status: 'waiting', version, reason: 'disabled', why: `updates are disabled by policy; ${version} is available and nothing was downloaded` };
+    }
     if (await ctx.store.isHeld(version)) {
       return { status: 'waiting', version, reason: 'held', why: `${version} was rolled back by hand; approving it allows it again` };
     }

@@ -169,6 +169,8 @@ shapes('issue 13 item 15: enabled false: a person\'s apply still installs; an au
   const auto = await d.with((u) => u.apply({ trigger: 'auto' }));
   assert.is(auto.status, 'waiting');
   assert.is(auto.status === 'waiting' && auto.reason, 'disabled');
+  assert.equal(await cached(d), [], 'an automatic apply downloads nothing');
+  assert.equal(await readdir(d.layout.releases).catch(() => []), [], 'and stages nothing');
   const manual = await d.with((u) => u.apply());
   assert.is(manual.status, 'committed');
   assert.ok(manual.status === 'committed' && manual.record.to !== null);

@@ -136,12 +136,12 @@ const checkCommand: CommandModule<object, HomeArgs> = {
   },
 };
 
-const downloadCommand: CommandModule<object, HomeArgs> = {
-  command: 'download',
-  describe: 'Fetch and verify the update into the cache (resumable); does not switch',
-  builder: (y) => homeOption(y) as never,
+const downloadCommand: CommandModule<object, HomeArgs & { release?: string }> = {
+  command: 'download [release]',
+  describe: 'Fetch and verify the update (or the offered version named) into the cache (resumable); does not switch',
+  builder: (y) => homeOption(y).positional('release', { type: 'string', describe: 'a version a channel offers (default: the one policy chooses)' }) as never,
   handler: async (args) => {
-    const pkg = await withDevice(args.home, (u) => u.download(), { ...logTo(args), ...progressTo(args), ...seams() });
+    const pkg = await withDevice(args.home, (u) => u.download(args.release === undefined ? {} : { version: args.release }), { ...logTo(args), ...progressTo(args), ...seams() });
     printResult(args, pkg, () => [pkg ? `downloaded ${pkg.version} (${pkg.kind}, ${formatBytes(pkg.size)}), verified` : 'up to date: nothing to download']);
   },
 };

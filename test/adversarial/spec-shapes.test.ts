@@ -21,6 +21,7 @@ import { MANIFEST_MAX_BYTES, type ManifestDoc } from '../../core/trust/metadata.
 import { verifyTrustedRoot } from '../../core/trust/root.ts';
 import { keyIdOf } from '../../core/trust/keys.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
+import { ferry } from '../helpers/cli.ts';
 import { makeDevice, type TestDevice } from '../helpers/device.ts';
 import { makeRepo, sampleApp, type TestRepo } from '../helpers/repo.ts';
 import { readPayload } from '../helpers/tamper.ts';
@@ -84,6 +85,14 @@ shapes('issue 13 item 15: download() reports the signed target\'s platform and a
   assert.is(chosen?.version, '1.1.0');
   assert.is(chosen?.checksum, (await signedFull('1.1.0')).sha256);
   assert.ok((await cached(d)).includes((await signedFull('1.1.0')).sha256), 'the chosen version\'s artifact is in the cache');
+  // The same choice from the command line: `ferry download <version>`.
+  const cli = await device({ channel: 'beta' });
+  const run = ferry('download', '--home', cli.home, '1.1.0', '--json');
+  assert.is(run.status, 0, run.stderr);
+  assert.is((JSON.parse(run.stdout) as { version: string }).version, '1.1.0');
+  const none = ferry('download', '--home', cli.home, '1.0.0');
+  assert.is(none.status, 6, `a version no channel offers: ERR_NOT_FOUND, exit 6 (${none.stderr})`);
+  assert.match(none.stderr, /ERR_NOT_FOUND/);
 });
 
 shapes('issue 13 item 15: download({ version }) refuses what no channel offers, and what is not a version', async () => {

@@ -3,8 +3,9 @@
 // replays or is broken is recorded as a problem and passed over, so it cannot block a good one
 // (SECURITY.md row 8).
 //
-// A source that delivered no bytes at all and failed to be read (ERR_IO: connection refused, a
-// stick pulled; ERR_NO_SOURCE: a folder not there, no peer) did not answer. When no source
+// A source that delivered no bytes at all and failed to be read did not answer: ERR_NO_SOURCE (a
+// folder not there, no peer), or, from an online source, ERR_IO (connection refused, timeouts,
+// 5xx). A local source's ERR_IO (a bundle that changed while it was copied) keeps its own code. When no source
 // answered, noSourceAnswered says so (ERR_NO_SOURCE, retryable): "nothing is newer" is a claim
 // only a source that answered can make. A transport that has nobody to ask throws ERR_NO_SOURCE
 // from read() to be counted so.
@@ -37,12 +38,14 @@ export interface Discovery {
   problems: SourceProblem[];
   /** How many sources were asked. */
   asked: number;
-  /** For each source that did not answer (no bytes, only ERR_IO / ERR_NO_SOURCE), its first problem. */
+  /** For each source that did not answer (no bytes, only failures to reach it), its first problem. */
   silent: SourceProblem[];
 }
 
-/** Failures that mean the source could not be reached, as opposed to an answer that was wrong. */
-const UNREACHABLE: ReadonlySet<ErrorCode> = new Set(['ERR_IO', 'ERR_NO_SOURCE']);
+/** Whether `problem` of `source` means it could not be reached, as opposed to an answer that was wrong. */
+function unreachable(source: Source, problem: SourceProblem): boolean {
+  return problem.code === 'ERR_NO_SOURCE' || (problem.code === 'ERR_IO' && !source.offline);
+}
 
 /** ERR_NO_SOURCE naming each source and why, when sources were asked, none answered and nothing is offered; else null. */
 export function noSourceAnswered(found: Discovery): FerryError | null {
@@ -135,6 +138,6 @@ export async function discover(input: {
     }
   }
   const offers = input.channels.map((c) => best.get(c)).filter((o): o is Offer => o !== undefined);
-  const silent = asked.flatMap((a) => (!a.seen.delivered() && a.problems.length > 0 && a.problems.every((p) => UNREACHABLE.has(p.code)) ? [a.problems[0]!] : []));
+  const silent = asked.flatMap((a) => (!a.seen.delivered() && a.problems.length > 0 && a.problems.every((p) => unreachable(a.source, p)) ? [a.problems[0]!] : []));
   return { root, rootBytes, offers, problems, asked: asked.length, silent };
 }

@@ -17,7 +17,14 @@
 //
 // Which release to take (decideTarget): the highest version above the installed one among the
 // pointers the device read; a signed move of the device's own channel to a lower version only with
-// allowDowngrade; never anything below the anti-rollback floor.
+// allowDowngrade; never anything below the anti-rollback floor. Two rules make a security fix reach
+// every device it applies to (README "Policy"):
+//   - every device reads the security channel (channelsFor), and a security release applies when it
+//     is newer than what the device runs, or the device runs nothing: a fresh device whose own
+//     channel points lower takes the security release instead;
+//   - a release that failed its health check MAX_ATTEMPTS times (ERR_GAVE_UP), or that a person
+//     rolled back by hand (held), is passed over, so the next-best release (a security fix below
+//     the broken one) is taken instead of nothing.
 
 import semver from 'semver';
 import { FerryError } from '../errors.ts';
@@ -130,16 +137,23 @@ export function parsePolicy(value: unknown): UpdatePolicy {
 // ---------------------------------------------------------------------------------------------
 // Channels
 
-const CHANNELS_FOR: Readonly<Record<Channel, readonly Channel[]>> = {
-  stable: ['stable', 'security'],
-  beta: ['beta', 'stable', 'security'],
-  nightly: ['nightly', 'beta', 'stable', 'security'],
+/** The channels a device on each channel takes releases from, before security is added. */
+const FOLLOWS: Readonly<Record<Channel, readonly Channel[]>> = {
+  stable: ['stable'],
+  beta: ['beta', 'stable'],
+  nightly: ['nightly', 'beta', 'stable'],
   security: ['security'],
 };
 
-/** Which channel pointers a device on `channel` reads, in preference order. A beta device also takes newer stable releases; nightly takes beta and stable; every device reads security. security-channel devices read only security. */
+/**
+ * Which channel pointers a device on `channel` reads, in preference order. A beta device also takes
+ * newer stable releases; nightly takes beta and stable. Every device reads security, last, whatever
+ * its channel: a security fix must reach every device it applies to (README "Policy").
+ */
 export function channelsFor(channel: Channel): Channel[] {
-  return [...CHANNELS_FOR[channel]];
+  const read = [...FOLLOWS[channel]];
+  if (!read.includes('security')) read.push('security');
+  return read;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -226,6 +240,40 @@ function highest(candidates: Candidate[]): Candidate | undefined {
   return best;
 }
 
+/** A release failing its health check this often is not tried again automatically (ERR_GAVE_UP). */
+export const MAX_ATTEMPTS = 3;
+
+/** Whether a release that failed its health check `failures` times is given up on. */
+export function gaveUpAfter(failures: number): boolean {
+  return failures >= MAX_ATTEMPTS;
+}
+
+/** A security release: one the security channel names, or whose signed manifest says securityFix. */
+export function isSecurityRelease(c: Candidate): boolean {
+  return c.channel === 'security' || c.securityFix;
+}
+
+/** A security release applies to a device when it is newer than what the device runs, or the device runs nothing. */
+export function securityApplies(c: Candidate, current: string | null): boolean {
+  return isSecurityRelease(c) && (current === null || semver.gt(c.version, current));
+}
+
+/** The rules of decideTarget before the floor, over one list of candidates; undefined = stay. */
+function pick(current: string | null, candidates: Candidate[], policy: UpdatePolicy): Candidate | undefined {
+  const own = candidates.find((c) => c.channel === policy.channel);
+  if (current === null) {
+    // A fresh device starts on its own channel, but never below a security release: that one
+    // wins when it is newer (the own pick comes first, so it keeps a tie).
+    const base = own ?? highest(candidates);
+    return highest([...(base ? [base] : []), ...candidates.filter((c) => securityApplies(c, current))]);
+  }
+  // Every candidate above `current` (security releases among them, since every device reads security).
+  const up = highest(candidates.filter((c) => semver.gt(c.version, current)));
+  if (up !== undefined) return up;
+  if (policy.allowDowngrade && own !== undefined && semver.lt(own.version, current)) return own;
+  return undefined;
+}
+
 /**
  * Picks what to install from the verified channel pointers a device read (already filtered to
  * its channelsFor list, in that order).
@@ -233,31 +281,29 @@ function highest(candidates: Candidate[]): Candidate | undefined {
  * - Nothing higher: with allowDowngrade, a device whose OWN channel now points below `current`
  *   follows it down (the pointer is signed with a newer sequence, so the publisher meant it);
  *   without allowDowngrade it stays where it is ('up-to-date').
- * - current null: the device's own channel's candidate if present, else the highest.
+ * - current null: the device's own channel's candidate if present, else the highest; but a
+ *   security release newer than that is taken instead (securityApplies).
+ * - A version in `passOver` (given up on after MAX_ATTEMPTS failed health checks, or held after a
+ *   manual rollback) is passed over, and the same rules pick among the others. Only when nothing
+ *   else is left is it picked anyway, so the caller reports ERR_GAVE_UP (or waits, held) rather
+ *   than "up to date".
  * - Whatever was picked, a version below `floor` (the anti-rollback floor) is never installed:
  *   'downgrade-refused'. This stops a replayed or compromised pointer from walking the device back
  *   to a version with known holes.
  * Sequences are checked by the trust layer before the candidates get here; they do not rank.
  */
-export function decideTarget(input: { current: string | null; candidates: Candidate[]; policy: UpdatePolicy; floor: string | null }): TargetDecision {
-  const { current, candidates, policy, floor } = input;
+export function decideTarget(input: { current: string | null; candidates: Candidate[]; policy: UpdatePolicy; floor: string | null; passOver?: ReadonlySet<string> }): TargetDecision {
+  const { current, candidates, policy, floor, passOver = new Set<string>() } = input;
   if (current !== null) checkVersion(current, 'installed version');
   if (floor !== null) checkVersion(floor, 'anti-rollback floor');
   for (const c of candidates) checkVersion(c.version, `${c.channel} channel version`);
-  const own = candidates.find((c) => c.channel === policy.channel);
 
-  let pick: Candidate | undefined;
-  if (current === null) {
-    pick = own ?? highest(candidates);
-  } else {
-    pick = highest(candidates.filter((c) => semver.gt(c.version, current)));
-    if (pick === undefined && policy.allowDowngrade && own !== undefined && semver.lt(own.version, current)) pick = own;
+  const chosen = pick(current, candidates.filter((c) => !passOver.has(c.version)), policy) ?? pick(current, candidates, policy);
+  if (chosen === undefined) return { kind: 'up-to-date' };
+  if (floor !== null && semver.lt(chosen.version, floor)) {
+    return { kind: 'downgrade-refused', candidate: chosen, why: `${chosen.channel} points to ${chosen.version}, below the anti-rollback floor ${floor}` };
   }
-  if (pick === undefined) return { kind: 'up-to-date' };
-  if (floor !== null && semver.lt(pick.version, floor)) {
-    return { kind: 'downgrade-refused', candidate: pick, why: `${pick.channel} points to ${pick.version}, below the anti-rollback floor ${floor}` };
-  }
-  return { kind: 'update', candidate: pick };
+  return { kind: 'update', candidate: chosen };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ export async function discover(input: {
   }
 
   // 2. Channel pointers, verified under that root, fresh, unexpired (TUF 5.4-5.5).
-  const now = effectiveNow(input.marks, input.clock);
+  const now = effectiveNow(input.marks, input.clock, root);
   const best = new Map<Channel, Offer>();
   for (const a of usable) {
     const source = a.source;

@@ -3,9 +3,14 @@
 //   - per channel: the highest sequence seen, with the hash of that pointer and the release-key
 //     set that signed it (a root rotation that changes the release keys resets the mark, so a
 //     compromised key's sequence 2^40 cannot freeze the channel forever: row 4)
-//   - timeFloor: max of every clock reading and signed date seen; expiry is judged against
-//     max(clock, timeFloor), so setting the clock back does not revive expired metadata (row 5)
+//   - timeFloor: the highest reading of the device's own clock at a check; expiry is judged against
+//     it too, so setting the clock back does not revive expired metadata (row 5)
+//   - signedFloor: the highest signed release date seen, with the release-key set that signed it.
+//     A signed date may add at most SIGNED_DATE_LEAD_MS past what the device's own clock justifies,
+//     and a rotation of the release keys drops it, so neither a compromised key nor a publisher
+//     whose clock runs years ahead can freeze the fleet (row 5)
 //   - securityFloor: the highest security-fix version installed; nothing goes below it
+// Expiry is judged against effectiveNow: max(clock, timeFloor, signedFloor of the current keys).
 
 import { readFile } from 'node:fs/promises';
 import semver from 'semver';
@@ -23,13 +28,29 @@ export interface ChannelMark {
   releaseKeys: string;
 }
 
+/** The signed part of the time floor, and the release-key set (releaseKeysOf) that signed it. */
+export interface SignedFloor {
+  time: string;
+  releaseKeys: string;
+}
+
 export interface TrustMarks {
   channels: Partial<Record<Channel, ChannelMark>>;
+  /** Clock readings only (a marks file written before signedFloor existed may hold signed dates too). */
   timeFloor: string;
+  signedFloor: SignedFloor | null;
   securityFloor: string | null;
 }
 
-export const EMPTY_MARKS: TrustMarks = { channels: {}, timeFloor: new Date(0).toISOString(), securityFloor: null };
+export const EMPTY_MARKS: TrustMarks = { channels: {}, timeFloor: new Date(0).toISOString(), signedFloor: null, securityFloor: null };
+
+/**
+ * How far past the time the device's own clock justifies a signed release date may move the time
+ * floor. A genuine date is at most a publisher-to-device clock skew ahead; whatever lies beyond is a
+ * wrong clock or a compromised key, and the bound is the most either can take off a pointer's
+ * lifetime (SECURITY.md row 5).
+ */
+export const SIGNED_DATE_LEAD_MS = 3_600_000;
 
 /**
  * Every field as writeMarks writes it, through the metadata schema checks. A field of the wrong
@@ -46,7 +67,14 @@ function parseMarks(doc: Json): TrustMarks {
   }
   const securityFloor = o.securityFloor === null ? null : optStr(o.securityFloor, 'marks.securityFloor') ?? null;
   if (securityFloor !== null && semver.valid(securityFloor) !== securityFloor) throw new FerryError('ERR_SCHEMA', 'marks.securityFloor must be a version');
-  return { channels, timeFloor: time(o.timeFloor, 'marks.timeFloor'), securityFloor };
+  return { channels, timeFloor: time(o.timeFloor, 'marks.timeFloor'), signedFloor: parseSignedFloor(o.signedFloor), securityFloor };
+}
+
+/** Absent in a marks file written before it existed: read as none, so an old file still reads. */
+function parseSignedFloor(value: Json | undefined): SignedFloor | null {
+  if (value === undefined || value === null) return null;
+  const o = obj(value, 'marks.signedFloor');
+  return { time: time(o.time, 'marks.signedFloor.time'), releaseKeys: str(o.releaseKeys, 'marks.signedFloor.releaseKeys') };
 }
 
 export async function readMarks(path: string): Promise<TrustMarks> {
@@ -76,9 +104,18 @@ export function releaseKeysOf(root: RootDoc): string {
   return `${[...root.roles.release.keyids].sort().join(',')}/${root.roles.release.threshold}`;
 }
 
-/** The time expiry is judged against. */
-export function effectiveNow(marks: TrustMarks, clock: Date): Date {
-  return new Date(Math.max(clock.getTime(), Date.parse(marks.timeFloor)));
+/** The signed floor's time when the current root's release keys signed it; else nothing (-Infinity). */
+function signedFloorFor(marks: TrustMarks, root: RootDoc): number {
+  const f = marks.signedFloor;
+  return f !== null && f.releaseKeys === releaseKeysOf(root) ? Date.parse(f.time) : -Infinity;
+}
+
+/**
+ * The time expiry is judged against: max(clock, clock floor, signed floor). A signed floor recorded
+ * under other release keys counts for nothing: a rotation undoes what a compromised key raised.
+ */
+export function effectiveNow(marks: TrustMarks, clock: Date, root: RootDoc): Date {
+  return new Date(Math.max(clock.getTime(), Date.parse(marks.timeFloor), signedFloorFor(marks, root)));
 }
 
 /**
@@ -105,7 +142,30 @@ export function raiseChannelMark(marks: TrustMarks, doc: ChannelDoc, bytes: Uint
   return { ...marks, channels: { ...marks.channels, [doc.channel]: { sequence: doc.sequence, sha256: sha256(bytes), releaseKeys: keys } } };
 }
 
-export function raiseTimeFloor(marks: TrustMarks, ...times: (Date | string)[]): TrustMarks {
-  const floor = Math.max(Date.parse(marks.timeFloor), ...times.map((t) => (typeof t === 'string' ? Date.parse(t) : t.getTime())));
+/** The marks after the device's clock read `clock` at a check: the clock floor never goes down. Pure. */
+export function raiseTimeFloor(marks: TrustMarks, clock: Date): TrustMarks {
+  const floor = Math.max(Date.parse(marks.timeFloor), clock.getTime());
   return { ...marks, timeFloor: new Date(floor).toISOString() };
+}
+
+/**
+ * The most a signed date may raise the floor to: SIGNED_DATE_LEAD_MS past the time the device can
+ * justify by itself, its clock or, when the clock is behind, the clock floor (a clock set back
+ * earns a signed date no more room).
+ */
+export function signedDateBound(marks: TrustMarks, clock: Date): number {
+  return Math.max(clock.getTime(), Date.parse(marks.timeFloor)) + SIGNED_DATE_LEAD_MS;
+}
+
+/**
+ * The marks after a verified manifest signed `releaseDate` under `root`'s release keys, read when
+ * the clock said `clock`. The date counts up to signedDateBound; a floor recorded under other
+ * release keys is replaced, not raised. Pure: the caller persists the marks.
+ */
+export function raiseSignedFloor(marks: TrustMarks, releaseDate: string, clock: Date, root: RootDoc): TrustMarks {
+  const signed = Date.parse(releaseDate);
+  if (Number.isNaN(signed)) throw new FerryError('ERR_INTERNAL', `internal: a verified release date "${releaseDate}" that is not a time`);
+  const floor = Math.max(signedFloorFor(marks, root), Math.min(signed, signedDateBound(marks, clock)));
+  if (floor === signedFloorFor(marks, root)) return marks;
+  return { ...marks, signedFloor: { time: new Date(floor).toISOString(), releaseKeys: releaseKeysOf(root) } };
 }

@@ -102,9 +102,13 @@ export interface VerifiedManifest {
  * the pinned size and hash first, so a mirror cannot mix a manifest from elsewhere in.
  */
 export async function readManifest(source: Source, root: RootDoc, version: string, pin: FileRef | null): Promise<VerifiedManifest | undefined> {
+  const bytes = await source.read(manifestPath(version), pin ? pin.size : MANIFEST_MAX_BYTES);
+  return bytes ? verifyManifest(bytes, root, version, pin) : undefined;
+}
+
+/** Verifies manifest bytes as readManifest does, wherever they came from (a device's own copy). */
+export function verifyManifest(bytes: Uint8Array, root: RootDoc, version: string, pin: FileRef | null): VerifiedManifest {
   const path = manifestPath(version);
-  const bytes = await source.read(path, pin ? pin.size : MANIFEST_MAX_BYTES);
-  if (!bytes) return undefined;
   if (pin) {
     if (bytes.length !== pin.size) throw new FerryError('ERR_SIZE', `${path} is ${bytes.length} bytes, the channel pins ${pin.size}`);
     expectHash(sha256(bytes), pin.sha256, path);

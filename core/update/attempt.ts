@@ -14,7 +14,7 @@ import { verifyTree } from '../device/verify-tree.ts';
 import type { SwitchJournal, UpdateJournal } from '../device/journal.ts';
 import { readMarks, writeMarks } from '../trust/trust-marks.ts';
 import type { ManifestDoc } from '../trust/metadata.ts';
-import { decideApply } from '../policy/policy.ts';
+import { decideApply, gaveUpAfter, MAX_ATTEMPTS } from '../policy/policy.ts';
 import { writeFileAtomic } from '../io/durable.ts';
 import type { HomeLayout } from '../device/layout.ts';
 import type { ApplyResult } from '../spec.ts';
@@ -26,8 +26,9 @@ import { attemptRecord, closeAttempt, closeRunningAttempt, openAttempt, recordRe
 import { exists, localFiles, localManifest, switchTo } from './installed.ts';
 import { cleanup, makeRestorePoint } from './housekeeping.ts';
 
-/** A release that failed its health check this often is not tried again automatically. */
-export const MAX_ATTEMPTS = 3;
+// A release that failed its health check MAX_ATTEMPTS times is not tried again automatically; the
+// rule lives with the policy, which passes such a release over when choosing (decideTarget).
+export { MAX_ATTEMPTS };
 
 export interface ApplyOptions {
   trigger?: 'manual' | 'auto';
@@ -98,7 +99,8 @@ async function stageAndGate(ctx: UpdateContext, options: ApplyOptions): Promise<
     if (await ctx.store.isHeld(version)) {
       return { status: 'waiting', version, reason: 'held', why: `${version} was rolled back by hand; approving it allows it again` };
     }
-    if ((await ctx.store.failures(version)) >= MAX_ATTEMPTS) {
+    // resolve passed given-up releases over, so this is one only when nothing else was left.
+    if (gaveUpAfter(await ctx.store.failures(version))) {
       const err = new FerryError('ERR_GAVE_UP', `${version} failed its health check ${MAX_ATTEMPTS} times; not trying again (publish a newer release)`);
       await recordRefusal(ctx, version, r.target.source.name, err);
       throw err;

@@ -112,8 +112,10 @@ export async function cleanup(ctx: UpdateContext, keepCount: number): Promise<Cl
 }
 
 /**
- * Keeps in cache/ only the artifacts of the current version (the ones LAN peers may ask for)
- * and, while an update is pending, the partial downloads it will resume.
+ * Keeps in cache/ only the artifacts of the current version (the ones LAN peers may ask for),
+ * while an update is pending the partial downloads it will resume, and the HTTP transport's
+ * conditional-GET folder (cache/http: the first check after an update sends If-None-Match for
+ * what the update read, issue 13 item 14).
  */
 async function pruneCache(ctx: UpdateContext, current: string | null, journal: Journal): Promise<void> {
   const keep = new Set<string>();
@@ -122,7 +124,7 @@ async function pruneCache(ctx: UpdateContext, current: string | null, journal: J
   const pending = journal.phase !== 'idle';
   for (const name of await readdir(ctx.layout.cache).catch(() => [] as string[])) {
     const sha = name.replace(/\.part$/, '');
-    if (keep.has(sha) || (pending && name.endsWith('.part'))) continue;
+    if (keep.has(sha) || name === 'http' || (pending && name.endsWith('.part'))) continue;
     await rm(join(ctx.layout.cache, name), { recursive: true, force: true });
   }
 }

@@ -8,14 +8,16 @@ import semver from 'semver';
 import { FerryError, fromFsError } from '../errors.ts';
 import { readCurrent } from '../device/switch.ts';
 import { verifyTrustedRoot, type RootDoc } from '../trust/root.ts';
-import { readMarks, writeMarks, raiseChannelMark, raiseTimeFloor, type TrustMarks } from '../trust/trust-marks.ts';
+import { readMarks, writeMarks, raiseChannelMark, raiseSignedFloor, raiseTimeFloor, type TrustMarks } from '../trust/trust-marks.ts';
 import { discover, noSourceAnswered, type Discovery, type Offer } from '../trust/discover.ts';
-import { readManifest } from '../trust/trusted-metadata.ts';
+import { readManifest, verifyManifest, type VerifiedManifest } from '../trust/trusted-metadata.ts';
+import { sha256 } from '../io/hash.ts';
 import { parseEnvelope } from '../trust/dsse.ts';
 import { MANIFEST_MAX_BYTES, type ChannelTarget, type ManifestDoc, type TargetRelease } from '../trust/metadata.ts';
-import { channelsFor, decideTarget, type Candidate } from '../policy/policy.ts';
+import { channelsFor, decideTarget, gaveUpAfter, type Candidate } from '../policy/policy.ts';
 import { writeFileAtomic } from '../io/durable.ts';
 import type { Source } from '../ports/source.ts';
+import type { HomeLayout } from '../device/layout.ts';
 import type { UpdateInfo, UpdatePackage } from '../spec.ts';
 import type { UpdateContext } from './context.ts';
 import { exists, localManifest } from './installed.ts';
@@ -129,8 +131,9 @@ function offersForThisDevice(ctx: UpdateContext, found: Discovery): MyOffer[] {
 }
 
 /**
- * Reads the manifest each offer points at (once per version), raising the time floor with each
- * release date, and lets the policy choose; undefined when it chooses to stay.
+ * Reads the manifest each offer points at (once per version), raising the signed time floor with
+ * each release date (bounded: SECURITY.md row 5), and lets the policy choose, passing over the
+ * releases it gave up on or that are held; undefined when it chooses to stay.
  */
 async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], current: string | null, marks: { value: TrustMarks }): Promise<Target | undefined> {
   // By version: the first offer of a version is the source its manifest (and target) comes from.
@@ -139,21 +142,38 @@ async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], 
   for (const { offer, pointer } of mine) {
     let m = manifests.get(pointer.version);
     if (!m) {
-      const got = await readManifest(offer.source, root, pointer.version, pointer.manifest);
+      const got = await pinnedManifest(ctx.layout, offer.source, root, pointer);
       if (!got) throw new FerryError('ERR_NOT_FOUND', `${offer.source.name} names ${pointer.version} but has no manifest for it`);
       if (!got.doc.targets[ctx.target]) throw new FerryError('ERR_WRONG_TARGET', `${pointer.version}'s manifest has no ${ctx.target} release`);
       m = { manifest: got.doc, manifestBytes: got.bytes, source: offer.source };
       manifests.set(pointer.version, m);
     }
-    marks.value = raiseTimeFloor(marks.value, m.manifest.releaseDate);
+    marks.value = raiseSignedFloor(marks.value, m.manifest.releaseDate, ctx.now, root);
     candidates.push({ channel: offer.channel, version: pointer.version, sequence: offer.doc.sequence, mandatory: m.manifest.mandatory, securityFix: m.manifest.securityFix });
   }
-  const decision = decideTarget({ current, candidates, policy: ctx.config.policy, floor: marks.value.securityFloor });
+  // Given up on (ERR_GAVE_UP) or held after a manual rollback: a security fix below it must still reach the device.
+  const passOver = new Set<string>();
+  for (const version of manifests.keys()) {
+    if (gaveUpAfter(await ctx.store.failures(version)) || (await ctx.store.isHeld(version))) passOver.add(version);
+  }
+  const decision = decideTarget({ current, candidates, policy: ctx.config.policy, floor: marks.value.securityFloor, passOver });
   if (decision.kind === 'downgrade-refused') throw new FerryError('ERR_DOWNGRADE', decision.why);
   if (decision.kind === 'up-to-date') return undefined;
   const m = manifests.get(decision.candidate.version);
   if (!m) throw new FerryError('ERR_INTERNAL', `internal: the policy chose ${decision.candidate.version}, which no offer names`);
   return { candidate: decision.candidate, ...m };
+}
+
+/**
+ * The manifest a pointer pins: the device's own copy (manifests/<v>.json, kept for each installed
+ * version) when it holds exactly the pinned bytes, so an idle check asks no source for it (issue 13
+ * item 14); else the source's. The copy is verified as a source's bytes would be (same pin, same
+ * root), and equal bytes give equal verdicts, so which one is used changes no decision.
+ */
+async function pinnedManifest(layout: HomeLayout, source: Source, root: RootDoc, pointer: ChannelTarget): Promise<VerifiedManifest | undefined> {
+  const own = await readFile(layout.manifest(pointer.version)).catch(() => undefined);
+  if (own && own.length === pointer.manifest.size && sha256(own) === pointer.manifest.sha256) return verifyManifest(own, root, pointer.version, pointer.manifest);
+  return readManifest(source, root, pointer.version, pointer.manifest);
 }
 
 /**

@@ -8,15 +8,21 @@
 import type { ApplyResult } from '../../core/spec.ts';
 import { isFerryError } from '../../core/errors.ts';
 import { formatBytes } from '../../core/io/format-bytes.ts';
+import { printable, printableJson } from '../../core/io/printable.ts';
 
 /** One event: its name, its fields (for JSON), and the sentence for people. */
 export type AgentLog = (event: string, fields: Record<string, unknown>, text: string) => void;
 
-/** `2026-11-26T12:00:00Z ferry: committed 1.1.0 (delta, 6.0 KiB)`, or one JSON object per line. */
+/**
+ * `2026-11-26T12:00:00Z ferry: committed 1.1.0 (delta, 6.0 KiB)`, or one JSON object per line.
+ * Messages carry untrusted text (entry names, server answers, metadata fields), so every line is
+ * escaped before it is written: one event stays one line, and nothing reaches the terminal or the
+ * journal as a control sequence (SECURITY.md row 14).
+ */
 export function createAgentLog(format: 'human' | 'json', write: (line: string) => void, clock: () => Date = () => new Date()): AgentLog {
   return (event, fields, text) => {
     const time = clock().toISOString().replace(/\.\d{3}Z$/, 'Z');
-    write(format === 'json' ? JSON.stringify({ time, event, ...fields }) : `${time} ferry: ${text}`);
+    write(format === 'json' ? printableJson({ time, event, ...fields }) : `${time} ferry: ${printable(text)}`);
   };
 }
 

@@ -68,6 +68,13 @@ export function createBodyReader(pacing: Pacing): Pick<Wire, 'readBody' | 'disca
 
   /** Reads and drops a small body (keeps the connection), or aborts a large or unsized one. */
   async function discard(ex: Exchange): Promise<void> {
+    // A response to HEAD has no body whatever its Content-Length says: nothing to read.
+    if (ex.method === 'HEAD') {
+      // Waiting for its end lets the agent take the connection back before the next request.
+      // (A response stream that is never read never ends, and holds its connection.)
+      if (!ex.res.readableEnded) await new Promise<void>((resolve) => ex.res.once('end', resolve).once('close', resolve).resume());
+      return;
+    }
     const length = contentLength(ex.res.headers);
     if (length === undefined || length > DRAIN_LIMIT) return ex.abort();
     try {

@@ -1,8 +1,10 @@
 // The conditional-GET cache: for each metadata path, the body last read and its ETag, so an idle
-// check sends If-None-Match and gets a 304 of a few hundred bytes instead of the body. One file
-// per path, named by the path's sha256: a header line of JSON, then the body. The cache is only a
-// saving: an entry that is damaged or unreadable is ignored, one that cannot be written is skipped.
-// (The bytes it returns are verified by the core like any others: ARCHITECTURE.md.)
+// check sends If-None-Match and gets a 304 of a few hundred bytes instead of the body; or a note
+// that the path was absent (404) last time, so the next check probes it with a HEAD and no error
+// page comes back (issue 13 item 14). One file per path, named by the path's sha256: a header line
+// of JSON, then the body. The cache is only a saving: an entry that is damaged or unreadable is
+// ignored, one that cannot be written is skipped. (The bytes it returns are verified by the core
+// like any others: ARCHITECTURE.md.)
 
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -16,9 +18,14 @@ export interface CacheEntry {
   body: Buffer;
 }
 
+/** What the cache knows of a path: its last body, or that it was absent. */
+export type CacheRecord = CacheEntry | 'absent';
+
 export interface EtagCache {
-  load(path: string): Promise<CacheEntry | undefined>;
+  load(path: string): Promise<CacheRecord | undefined>;
   save(path: string, entry: CacheEntry): Promise<void>;
+  /** Notes that the origin said `path` does not exist (replacing any body kept for it). */
+  saveAbsent(path: string): Promise<void>;
   drop(path: string): Promise<void>;
 }
 
@@ -46,6 +53,23 @@ export function encodeEntry(path: string, entry: CacheEntry): Buffer {
   return Buffer.concat([Buffer.from(head + '\n'), entry.body]);
 }
 
+/** The note that `path` was absent: a header line with no ETag and an empty body. */
+export function encodeAbsent(path: string): Buffer {
+  return Buffer.from(JSON.stringify({ v: CACHE_FORMAT, path, absent: true }) + '\n');
+}
+
+/** True when `raw` is a whole absence note for `path`. */
+export function decodeAbsent(raw: Buffer, path: string): boolean {
+  const nl = raw.indexOf(0x0a);
+  if (nl < 0 || nl !== raw.length - 1) return false;
+  try {
+    const head = JSON.parse(raw.subarray(0, nl).toString('utf8')) as { v?: unknown; path?: unknown; absent?: unknown } | null;
+    return head !== null && typeof head === 'object' && head.v === CACHE_FORMAT && head.path === path && head.absent === true;
+  } catch {
+    return false;
+  }
+}
+
 /** The entry in `raw` when it is whole and is for `path`; undefined for anything else. */
 export function decodeEntry(raw: Buffer, path: string): CacheEntry | undefined {
   const nl = raw.indexOf(0x0a);
@@ -66,35 +90,38 @@ export function decodeEntry(raw: Buffer, path: string): CacheEntry | undefined {
 /** The cache in `dir`; without a folder, a cache that holds nothing. */
 export function openEtagCache(dir: string | undefined): EtagCache {
   if (dir === undefined) {
-    return { load: async () => undefined, save: async () => {}, drop: async () => {} };
+    return { load: async () => undefined, save: async () => {}, saveAbsent: async () => {}, drop: async () => {} };
   }
   const fileOf = (path: string) => join(dir, sha256(path));
+  const write = async (path: string, data: Buffer) => {
+    const final = fileOf(path);
+    const tmp = `${final}.${randomBytes(6).toString('hex')}.tmp`;
+    try {
+      await mkdir(dir, { recursive: true });
+      const fh = await open(tmp, 'wx', 0o600);
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, final);
+    } catch {
+      // A cache that cannot be written costs bytes next time, nothing else.
+      await rm(tmp, { force: true }).catch(() => {});
+    }
+  };
   return {
     async load(path) {
       try {
-        return decodeEntry(await readFile(fileOf(path)), path);
+        const raw = await readFile(fileOf(path));
+        return decodeEntry(raw, path) ?? (decodeAbsent(raw, path) ? 'absent' : undefined);
       } catch {
         return undefined;
       }
     },
-    async save(path, entry) {
-      const final = fileOf(path);
-      const tmp = `${final}.${randomBytes(6).toString('hex')}.tmp`;
-      try {
-        await mkdir(dir, { recursive: true });
-        const fh = await open(tmp, 'wx', 0o600);
-        try {
-          await fh.writeFile(encodeEntry(path, entry));
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        await rename(tmp, final);
-      } catch {
-        // A cache that cannot be written costs bytes next time, nothing else.
-        await rm(tmp, { force: true }).catch(() => {});
-      }
-    },
+    save: (path, entry) => write(path, encodeEntry(path, entry)),
+    saveAbsent: (path) => write(path, encodeAbsent(path)),
     async drop(path) {
       await rm(fileOf(path), { force: true }).catch(() => {});
     },

@@ -65,7 +65,7 @@ async function openPart(dest: string, start: number): Promise<FileHandle> {
 
 /** One attempt at getting `url` into `dest`, which holds `have` bytes; false when the origin has no such file. */
 export async function fetchOnce(wire: Wire, url: URL, what: string, dest: string, maxBytes: number, have: number): Promise<boolean> {
-  let ex = await wire.get(url, have > 0 ? { Range: `bytes=${have}-` } : {}, `fetching ${what}`);
+  let ex = await wire.send('GET', url, have > 0 ? { Range: `bytes=${have}-` } : {}, `fetching ${what}`);
   const step = resumeStep(have, ex.res.statusCode ?? 0, ex.res.headers['content-range']);
   if (step.kind === 'complete') {
     await wire.discard(ex);
@@ -73,7 +73,7 @@ export async function fetchOnce(wire: Wire, url: URL, what: string, dest: string
   }
   if (step.kind === 'restart') {
     await wire.discard(ex);
-    ex = await wire.get(url, {}, `fetching ${what}`);
+    ex = await wire.send('GET', url, {}, `fetching ${what}`);
   }
   const start = step.kind === 'append' ? step.start : 0;
   const status = ex.res.statusCode ?? 0;

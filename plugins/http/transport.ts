@@ -4,8 +4,9 @@
 // everything: response size (SECURITY.md row 6: capped before and while reading, the request
 // aborted at maxBytes+1), time (row 7: headers within timeoutMs, no stall longer than timeoutMs,
 // a minimum throughput over a sliding window, then ERR_IO so the core moves to the next source),
-// and redirects (at most 3, same scheme). Resumes .part files with Range; saves an idle check's
-// bytes with conditional GETs (ETag / If-None-Match) when given a cache folder.
+// and redirects (at most 3, same scheme). Resumes .part files with Range; given a cache folder,
+// saves an idle check's bytes (issue 13 item 14) with conditional GETs (ETag / If-None-Match) and
+// a bodiless HEAD probe for a file that was absent last time, each with minimal headers.
 //
 // This file checks the options and composes the parts beside it: exchange.ts (one GET),
 // redirects.ts, body-reader.ts (caps, throughput-watchdog.ts, token-bucket.ts), retries.ts,
@@ -22,7 +23,7 @@ import type { Source } from '../../core/ports/source.ts';
 import { createBodyReader } from './body-reader.ts';
 import { readOnce } from './conditional-read.ts';
 import { openEtagCache } from './etag-cache.ts';
-import { sendGet, type Wire } from './exchange.ts';
+import { sendRequest, type Wire } from './exchange.ts';
 import { fetchOnce, partSize } from './partial-download.ts';
 import { followRedirects } from './redirects.ts';
 import { withRetries } from './retries.ts';
@@ -47,6 +48,7 @@ export interface HttpTransportOptions {
   retries?: number;
   /** First backoff delay; doubled per retry, with jitter. */
   retryBaseMs?: number;
+  /** Sent with downloads (unconditional GETs), not with an idle check's probes (exchange.ts). */
   userAgent?: string;
   /** Waits between retries (tests pass one that records the delays). */
   sleep?: (ms: number) => Promise<void>;
@@ -120,7 +122,7 @@ export function createHttpTransport(options: HttpTransportOptions): HttpTranspor
   });
   const request = { agent, timeoutMs: config.timeoutMs, userAgent: config.userAgent };
   const wire: Wire = {
-    get: (url, headers, what) => followRedirects(url, what, (u) => sendGet(request, u, headers, what), body.discard),
+    send: (method, url, headers, what) => followRedirects(url, what, (u) => sendRequest(request, method, u, headers, what), body.discard),
     ...body,
   };
   const cache = openEtagCache(config.cacheDir);

@@ -11,7 +11,8 @@ import * as assert from 'uvu/assert';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EXIT_CODE } from '../../cli/exit-codes.ts';
-import { isFerryError } from '../../core/errors.ts';
+import { FerryError, isFerryError } from '../../core/errors.ts';
+import { createAgentLog, logError } from '../../plugins/agent/agent-log.ts';
 import { printable, printableJson } from '../../core/io/printable.ts';
 import { openBundle, writeBundle } from '../../core/publish/bundle.ts';
 import { createUsbSource } from '../../plugins/usb/source.ts';
@@ -167,6 +168,19 @@ item8('issue 13 item 8: printable() escapes every C0 and C1 control, DEL, bidi c
   const json = printableJson(value);
   assert.not.match(json, CONTROL);
   assert.equal(JSON.parse(json), value, 'printableJson decodes to the same value');
+});
+
+item8('issue 13 item 8: the agent\'s log escapes an error message carrying a forged line, in human and JSON lines', () => {
+  for (const format of ['human', 'json'] as const) {
+    const lines: string[] = [];
+    const log = createAgentLog(format, (line) => lines.push(line), () => new Date('2026-12-05T12:00:00Z'));
+    logError(log, new FerryError('ERR_UNSAFE_ARCHIVE', `unexpected entry ${FORGED} \u202e\x9b`), 5000);
+    assert.is(lines.length, 1);
+    assert.not.match(lines[0]!, CONTROL, `${format}: ${JSON.stringify(lines[0])}`);
+    assert.not.match(lines[0]!, /\n/, `${format}: one line`);
+    if (format === 'human') assert.ok(lines[0]!.includes(FORGED_SHOWN), lines[0]);
+    else assert.is((JSON.parse(lines[0]!) as { message: string }).message, `unexpected entry ${FORGED} \u202e\x9b`, 'JSON decodes to the message');
+  }
 });
 
 item8.run();

@@ -4,7 +4,7 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Channel } from '../../core/trust/metadata.ts';
+import { CHANNELS, type Channel } from '../../core/trust/metadata.ts';
 import {
   channelsFor,
   decideApply,
@@ -130,6 +130,15 @@ for (const c of channelCases) {
     assert.equal(channelsFor(c.input), c.expected);
   });
 }
+
+channels('every channel reads security, once and last: a security fix reaches every device (issue 13 item 1)', () => {
+  for (const ch of CHANNELS) {
+    const read = channelsFor(ch);
+    assert.is(read.filter((c) => c === 'security').length, 1, `${ch} reads security once`);
+    assert.is(read[read.length - 1], 'security', `${ch} reads security last`);
+    assert.is(read[0], ch, `${ch} reads its own channel first`);
+  }
+});
 
 channels('the list returned is the caller’s to change', () => {
   channelsFor('stable').push('beta');
@@ -269,12 +278,13 @@ applying.run();
 
 const targeting = suite('picks the release to install from the channels a device reads');
 
-type Pointer = [Channel, string];
+/** A channel pointer: channel, version, and 'fix' when its manifest says securityFix (always so on security). */
+type Pointer = [Channel, string] | [Channel, string, 'fix'];
 
 interface TargetCase {
   name: string;
-  /** Every channel pointer in the repository; the device reads only channelsFor(channel). */
-  input: { channel: Channel; current: string | null; pointers: Pointer[]; allowDowngrade?: boolean; floor?: string };
+  /** Every channel pointer in the repository; the device reads only channelsFor(channel). passOver: versions given up on (MAX_ATTEMPTS failed health checks) or held. */
+  input: { channel: Channel; current: string | null; pointers: Pointer[]; allowDowngrade?: boolean; floor?: string; passOver?: string[] };
   expected: { kind: 'up-to-date' } | { kind: 'update' | 'downgrade-refused'; channel: Channel; version: string };
 }
 
@@ -306,20 +316,37 @@ const targetCases: TargetCase[] = [
   { name: 'a fresh device with no pointers is up to date', input: { channel: 'stable', current: null, pointers: [] }, expected: { kind: 'up-to-date' } },
   { name: 'a fresh device never installs below the floor', input: { channel: 'stable', current: null, pointers: [['stable', '1.0.0']], floor: '1.1.0' }, expected: { kind: 'downgrade-refused', channel: 'stable', version: '1.0.0' } },
   { name: 'an update above the floor is not affected by it', input: { channel: 'stable', current: '1.0.0', pointers: [['stable', '1.3.0']], floor: '1.2.0' }, expected: { kind: 'update', channel: 'stable', version: '1.3.0' } },
+
+  // issue 13 item 1: a security release reaches every device it applies to.
+  { name: 'a fresh stable device takes security 1.2.1 over stable 1.2.0', input: { channel: 'stable', current: null, pointers: [['stable', '1.2.0'], ['security', '1.2.1']] }, expected: { kind: 'update', channel: 'security', version: '1.2.1' } },
+  { name: 'a fresh beta device takes a security release newer than its beta', input: { channel: 'beta', current: null, pointers: [['beta', '1.2.0-beta.1'], ['stable', '1.1.0'], ['security', '1.2.0']] }, expected: { kind: 'update', channel: 'security', version: '1.2.0' } },
+  { name: 'a fresh device keeps its own channel when it is newer than the security release', input: { channel: 'beta', current: null, pointers: [['beta', '1.3.0-beta.1'], ['security', '1.2.1']] }, expected: { kind: 'update', channel: 'beta', version: '1.3.0-beta.1' } },
+  { name: 'a fresh device: a tie between its own channel and security goes to its own', input: { channel: 'stable', current: null, pointers: [['stable', '1.2.1'], ['security', '1.2.1']] }, expected: { kind: 'update', channel: 'stable', version: '1.2.1' } },
+  { name: 'a fresh device takes a newer securityFix release of another channel it reads over its own', input: { channel: 'beta', current: null, pointers: [['beta', '1.2.0-beta.1'], ['stable', '1.2.0', 'fix']] }, expected: { kind: 'update', channel: 'stable', version: '1.2.0' } },
+  { name: 'a fresh device does not take a newer ordinary release of another channel (only fixes win)', input: { channel: 'beta', current: null, pointers: [['beta', '1.2.0-beta.1'], ['stable', '1.2.0']] }, expected: { kind: 'update', channel: 'beta', version: '1.2.0-beta.1' } },
+  { name: 'a security release not newer than the installed version does not apply', input: { channel: 'stable', current: '1.2.1', pointers: [['stable', '1.2.1'], ['security', '1.2.1']] }, expected: { kind: 'up-to-date' } },
+  { name: 'a broken stable that gave up is passed over: security 1.2.1 below it is taken', input: { channel: 'stable', current: '1.2.0', pointers: [['stable', '1.3.0'], ['security', '1.2.1']], passOver: ['1.3.0'] }, expected: { kind: 'update', channel: 'security', version: '1.2.1' } },
+  { name: 'control: without the gave-up, the broken stable is the pick', input: { channel: 'stable', current: '1.2.0', pointers: [['stable', '1.3.0'], ['security', '1.2.1']] }, expected: { kind: 'update', channel: 'stable', version: '1.3.0' } },
+  { name: 'a gave-up beta is passed over for the newest stable', input: { channel: 'beta', current: '1.2.0', pointers: [['beta', '1.4.0-beta.1'], ['stable', '1.3.0'], ['security', '1.2.1']], passOver: ['1.4.0-beta.1'] }, expected: { kind: 'update', channel: 'stable', version: '1.3.0' } },
+  { name: 'only a gave-up release is newer: it is still the pick (the caller refuses it, ERR_GAVE_UP)', input: { channel: 'stable', current: '1.2.0', pointers: [['stable', '1.3.0'], ['security', '1.1.1']], passOver: ['1.3.0'] }, expected: { kind: 'update', channel: 'stable', version: '1.3.0' } },
+  { name: 'already on the security fix, the gave-up stable is still the pick (ERR_GAVE_UP, never a loop of installs)', input: { channel: 'stable', current: '1.2.1', pointers: [['stable', '1.3.0'], ['security', '1.2.1']], passOver: ['1.3.0'] }, expected: { kind: 'update', channel: 'stable', version: '1.3.0' } },
+  { name: 'a fresh device passes over its own channel\'s gave-up release for the security release', input: { channel: 'stable', current: null, pointers: [['stable', '1.3.0'], ['security', '1.2.1']], passOver: ['1.3.0'] }, expected: { kind: 'update', channel: 'security', version: '1.2.1' } },
+  { name: 'a release held after a manual rollback is passed over the same way: the security fix below it is taken', input: { channel: 'stable', current: '1.2.0', pointers: [['stable', '1.3.0'], ['security', '1.2.1']], passOver: ['1.3.0'] }, expected: { kind: 'update', channel: 'security', version: '1.2.1' } },
+  { name: 'a gave-up version other than the candidates changes nothing', input: { channel: 'stable', current: '1.2.0', pointers: [['stable', '1.3.0']], passOver: ['1.2.5'] }, expected: { kind: 'update', channel: 'stable', version: '1.3.0' } },
 ];
 
 /** The device's view: the pointers of the channels it reads, in its preference order. */
 function candidatesFor(channel: Channel, pointers: Pointer[]): Candidate[] {
   return channelsFor(channel).flatMap((ch): Candidate[] => {
     const p = pointers.find(([c]) => c === ch);
-    return p ? [{ channel: ch, version: p[1], sequence: 7, mandatory: false, securityFix: ch === 'security' }] : [];
+    return p ? [{ channel: ch, version: p[1], sequence: 7, mandatory: false, securityFix: ch === 'security' || p[2] === 'fix' }] : [];
   });
 }
 
 for (const c of targetCases) {
   targeting(c.name, () => {
-    const { channel, current, pointers, allowDowngrade = false, floor = null } = c.input;
-    const d = decideTarget({ current, candidates: candidatesFor(channel, pointers), policy: policy({ channel, allowDowngrade }), floor });
+    const { channel, current, pointers, allowDowngrade = false, floor = null, passOver = [] } = c.input;
+    const d = decideTarget({ current, candidates: candidatesFor(channel, pointers), policy: policy({ channel, allowDowngrade }), floor, passOver: new Set(passOver) });
     assert.equal(d.kind === 'up-to-date' ? { kind: d.kind } : { kind: d.kind, channel: d.candidate.channel, version: d.candidate.version }, c.expected);
     if (d.kind === 'downgrade-refused') assert.ok(d.why.includes(floor ?? '<no floor>'), `why names the floor: ${d.why}`);
   });

@@ -1,16 +1,18 @@
 // The HTTP transport's decisions as tables (plugins/http/*.ts): which redirects are followed, the
 // token bucket's arithmetic, when the throughput watchdog gives up, which ETags are kept and which
-// cache entries are trusted, how a Range answer continues a .part file, what a status means for a
-// read, which declared sizes are over the cap, and which failures are retried. The behaviour over
-// real sockets is in http-transport.test.ts.
+// cache entries (and absence notes) are trusted, which headers each request carries, how a Range
+// answer continues a .part file, what a status means for a read or a HEAD probe, which declared
+// sizes are over the cap, and which failures are retried. The behaviour over real sockets is in
+// http-transport.test.ts.
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { IncomingHttpHeaders } from 'node:http';
 import { FerryError } from '../../core/errors.ts';
 import { declaredSizeOverCap } from '../../plugins/http/body-reader.ts';
-import { readStep, type ReadStep } from '../../plugins/http/conditional-read.ts';
-import { decodeEntry, encodeEntry, keepableEtag } from '../../plugins/http/etag-cache.ts';
+import { probeStep, readStep, type ReadStep } from '../../plugins/http/conditional-read.ts';
+import { decodeAbsent, decodeEntry, encodeAbsent, encodeEntry, keepableEtag } from '../../plugins/http/etag-cache.ts';
+import { requestHeaders } from '../../plugins/http/exchange.ts';
 import { parseContentRange, resumeStep, type ContentRange, type ResumeStep } from '../../plugins/http/partial-download.ts';
 import { MAX_REDIRECTS, redirectStep } from '../../plugins/http/redirects.ts';
 import { AttemptFailure, backoffMs, finalFailure, finalFsFailure, statusFailure, statusIsRetryable, transientIo, withRetries } from '../../plugins/http/retries.ts';
@@ -208,6 +210,27 @@ for (const row of damaged) {
     assert.is(decodeEntry(row.raw(), row.path ?? PATH), undefined);
   });
 }
+
+etags('an absence note round-trips, is never taken for an entry, and refuses another path or a body', () => {
+  const note = encodeAbsent(PATH);
+  assert.ok(decodeAbsent(note, PATH));
+  assert.is(decodeEntry(note, PATH), undefined);
+  assert.not.ok(decodeAbsent(note, 'channels/beta.json'));
+  assert.not.ok(decodeAbsent(Buffer.concat([note, Buffer.from('x')]), PATH));
+  assert.not.ok(decodeAbsent(good(), PATH));
+});
+
+etags('a HEAD probe of a path absent last time: only 404 and 410 keep it absent, anything else asks with a GET', () => {
+  for (const status of [404, 410]) assert.is(probeStep(status), 'missing', String(status));
+  for (const status of [200, 204, 301, 304, 403, 405, 500, 501, 503, 0]) assert.is(probeStep(status), 'get', String(status));
+});
+
+etags('request headers: a HEAD probe carries none, a conditional GET no User-Agent, a download all', () => {
+  assert.equal(requestHeaders('HEAD', 'ferry/0.1', {}), {});
+  assert.equal(requestHeaders('GET', 'ferry/0.1', { 'If-None-Match': '"a"' }), { 'Accept-Encoding': 'identity', 'If-None-Match': '"a"' });
+  assert.equal(requestHeaders('GET', 'ferry/0.1', { Range: 'bytes=5-' }), { 'User-Agent': 'ferry/0.1', 'Accept-Encoding': 'identity', Range: 'bytes=5-' });
+  assert.equal(requestHeaders('GET', 'ferry/0.1', {}), { 'User-Agent': 'ferry/0.1', 'Accept-Encoding': 'identity' });
+});
 
 etags.run();
 

@@ -22,6 +22,7 @@ const CHANNEL_ETAG = `"${createHash('sha256').update(CHANNEL).digest('hex').slic
 const CUT_AT = 100_000;
 
 interface Seen {
+  method: string;
   path: string;
   range: string | undefined;
   ifNoneMatch: string | undefined;
@@ -41,6 +42,8 @@ class Origin {
   arrived: string[] = [];
   connections = 0;
   socketClosed: Promise<void> | undefined;
+  /** Whether /appear/channels/security.json exists yet. */
+  appeared = false;
   private counts = new Map<string, number>();
   private wireMark = new WeakMap<Socket, number>();
   private readMark = new WeakMap<Socket, number>();
@@ -68,7 +71,7 @@ class Origin {
         this.wireMark.set(socket, socket.bytesWritten);
         const wireIn = socket.bytesRead - (this.readMark.get(socket) ?? 0);
         this.readMark.set(socket, socket.bytesRead);
-        this.seen.push({ path, range: req.headers.range, ifNoneMatch: req.headers['if-none-match'], status: res.statusCode, wire, wireIn });
+        this.seen.push({ method: req.method ?? '', path, range: req.headers.range, ifNoneMatch: req.headers['if-none-match'], status: res.statusCode, wire, wireIn });
       });
       this.route(path, n, req, res);
     });
@@ -141,6 +144,17 @@ class Origin {
         }
         res.writeHead(200, { ETag: CHANNEL_ETAG, 'Last-Modified': new Date().toUTCString(), 'Content-Length': CHANNEL.length });
         return void res.end(CHANNEL);
+      case '/appear/channels/security.json':
+        if (!this.appeared) {
+          res.writeHead(404, { 'Content-Length': 10 });
+          return void res.end('not found\n');
+        }
+        res.writeHead(200, { 'Content-Length': CHANNEL.length });
+        return void res.end(CHANNEL);
+      case '/nohead/channels/security.json':
+        // An origin that does not do HEAD, and has no such file.
+        res.writeHead(req.method === 'HEAD' ? 405 : 404, { 'Content-Length': 10 });
+        return void res.end('not here\n');
       case '/endless/manifest.json': {
         // Chunked, never ending (bounded here: 64 MB or until the client goes away).
         this.socketClosed = new Promise((resolve) => req.socket.once('close', () => resolve()));
@@ -353,6 +367,39 @@ conditional('without a cache folder no If-None-Match is sent; the connection is 
   for (let i = 0; i < 3; i++) await t.read('channels/stable.json', 512 * 1024);
   assert.equal(origin.seen.map((s) => s.ifNoneMatch), [undefined, undefined, undefined]);
   assert.is(origin.connections - before, 1, 'keep-alive: one connection for three reads');
+});
+
+conditional('a path absent last time is probed with a bare HEAD; when it appears the same read GETs it, on one connection', async () => {
+  const cache = await tempDir('ferry-http-cache-');
+  origin.appeared = false;
+  try {
+    const t = transport({ url: `${origin.url}appear/`, cacheDir: cache.path });
+    const before = origin.connections;
+    assert.is(await t.read('channels/security.json', 512 * 1024), undefined);
+    assert.is(await t.read('channels/security.json', 512 * 1024), undefined);
+    origin.appeared = true;
+    const got = await t.read('channels/security.json', 512 * 1024);
+    assert.ok(got && Buffer.from(got).equals(CHANNEL), 'the file that appeared is read at once');
+    assert.equal(origin.seen.map((s) => `${s.method} ${s.status}`), ['GET 404', 'HEAD 404', 'HEAD 200', 'GET 200']);
+    const probe = origin.seen[1]!;
+    assert.ok(probe.wire < probe.wireIn + 200 && probe.wire > 0, `the probe's answer carries no page (${probe.wire} bytes)`);
+    assert.is(origin.connections - before, 1, 'keep-alive: the HEAD answers did not cost the connection');
+  } finally {
+    origin.appeared = false;
+    await cache.cleanup();
+  }
+});
+
+conditional('an origin that answers HEAD with 405 gets the GET the read would have sent', async () => {
+  const cache = await tempDir('ferry-http-cache-');
+  try {
+    const t = transport({ url: `${origin.url}nohead/`, cacheDir: cache.path });
+    assert.is(await t.read('channels/security.json', 512 * 1024), undefined);
+    assert.is(await t.read('channels/security.json', 512 * 1024), undefined);
+    assert.equal(origin.seen.map((s) => `${s.method} ${s.status}`), ['GET 404', 'HEAD 405', 'GET 404']);
+  } finally {
+    await cache.cleanup();
+  }
 });
 
 conditional.run();

@@ -5,10 +5,10 @@
 //
 // A source that delivered no bytes at all and failed to be read did not answer: ERR_NO_SOURCE (a
 // folder not there, no peer), or, from an online source, ERR_IO (connection refused, timeouts,
-// 5xx). A local source's ERR_IO (a bundle that changed while it was copied) keeps its own code. When no source
-// answered, noSourceAnswered says so (ERR_NO_SOURCE, retryable): "nothing is newer" is a claim
-// only a source that answered can make. A transport that has nobody to ask throws ERR_NO_SOURCE
-// from read() to be counted so.
+// 5xx). A local source's ERR_IO (a bundle that changed while it was copied) keeps its own code.
+// When no source answered, noSourceAnswered says so (ERR_NO_SOURCE, retryable): "nothing is
+// newer" is a claim only a source that answered can make. A transport that has nobody to ask
+// throws ERR_NO_SOURCE from read() to be counted so.
 
 import { FerryError, type ErrorCode } from '../errors.ts';
 import { readChannel, updateRootWithBytes } from './trusted-metadata.ts';

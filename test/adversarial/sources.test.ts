@@ -2,8 +2,8 @@
 // (issue 13 items 7 and 12), on real device homes opened as the CLI opens them (openDevice over
 // ferry.json), a real signed repository, and real HTTP servers on 127.0.0.1.
 //   item 7   a source spec of no known form, or a folder that is not there, is refused at init
-//            (ERR_USAGE; a usb: mount may be absent), and a hand-edited ferry.json with one is
-//            refused when the device opens. When no source answers (folder gone, connection
+//            (ERR_USAGE; a usb: mount may be absent), and a hand-edited ferry.json with a spec of
+//            no known form is refused when the device opens. When no source answers (folder gone, connection
 //            refused), update and check fail with ERR_NO_SOURCE (exit 11, retryable) naming each
 //            source, and the agent logs that error and waits at least its interval; sources that
 //            answered with nothing newer stay "up to date".

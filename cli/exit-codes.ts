@@ -15,6 +15,7 @@ export const EXIT = {
   noSpace: 8,
   io: 9,
   rolledBack: 10,
+  noSource: 11,
 } as const;
 
 export const EXIT_CODE: Record<ErrorCode, number> = {
@@ -45,6 +46,7 @@ export const EXIT_CODE: Record<ErrorCode, number> = {
   ERR_NOT_INSTALLED: EXIT.notFound,
   ERR_NO_SPACE: EXIT.noSpace,
   ERR_IO: EXIT.io,
+  ERR_NO_SOURCE: EXIT.noSource,
   ERR_NO_PATCHER: EXIT.usage,
   ERR_INTERNAL: EXIT.internal,
 };

@@ -29,11 +29,12 @@ export type ErrorCode =
   | 'ERR_BUSY' // another ferry process holds this home
   | 'ERR_NO_SPACE' // the disk filled up
   | 'ERR_IO' // any other filesystem failure
+  | 'ERR_NO_SOURCE' // no source answered (missing folder, connection refused, no peer): none delivered anything
   | 'ERR_NO_PATCHER' // no binary patcher on this device (bsdiff not built): deltas cannot be applied or made
   | 'ERR_INTERNAL'; // a bug in ferry (an impossible state), never a verdict on an input
 
 /** Codes where trying again later (another source, another moment) can help. */
-const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['ERR_BUSY', 'ERR_IO', 'ERR_NO_SPACE']);
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['ERR_BUSY', 'ERR_IO', 'ERR_NO_SPACE', 'ERR_NO_SOURCE']);
 
 export class FerryError extends Error {
   readonly code: ErrorCode;

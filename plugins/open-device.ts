@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { homeLayout, type HomeLayout } from '../core/device/layout.ts';
 import { readDeviceConfig, type DeviceConfig, type HealthConfig } from '../core/device/config.ts';
 import { createDirSource } from '../core/ports/dir-source.ts';
+import { parseSourceSpec } from '../core/device/source-spec.ts';
+import { FerryError } from '../core/errors.ts';
 import type { Source } from '../core/ports/source.ts';
 import { Updater, type UpdaterDeps } from '../core/update/updater.ts';
 import { createBsdiffPatcher } from './bsdiff/patcher.ts';
@@ -30,36 +32,70 @@ export interface OpenedSource {
  *   usb:<mount>[,<mount>…]       bundles or repository folders dropped on sticks
  *   lan | lan:<host:port>,…      LAN peers (mDNS, or a static list): the metadata each peer
  *                                verified, and artifacts in chunks from all of them
- * Bundles and sticks are unpacked into `privateDir` (inside staging/, created on first use, so
- * only once the updater holds the home's lock). Each transport's code is loaded only when a spec
- * names it, so a command that opens a device pays only for the transports its ferry.json uses.
+ * Any other form is ERR_USAGE (core/device/source-spec.ts). Bundles and sticks are unpacked into
+ * `privateDir` (inside staging/, created on first use, so only once the updater holds the home's
+ * lock). Each transport's code is loaded only when a spec names it, so a command that opens a
+ * device pays only for the transports its ferry.json uses.
  */
 export async function sourceFromSpec(spec: string, config: DeviceConfig, layout: HomeLayout, privateDir: string): Promise<OpenedSource> {
   const none = async () => {};
-  if (/^https?:\/\//.test(spec)) {
-    const { createHttpTransport } = await import('./http/transport.ts');
-    const http = createHttpTransport({ url: spec, cacheDir: join(layout.cache, 'http'), ...(config.maxBytesPerSecond ? { maxBytesPerSecond: config.maxBytesPerSecond } : {}) });
-    return { source: http, close: async () => http.close() };
+  const parsed = parseSourceSpec(spec, `${layout.config} sources`);
+  switch (parsed.kind) {
+    case 'http': {
+      const { createHttpTransport } = await import('./http/transport.ts');
+      const http = createHttpTransport({ url: parsed.url, cacheDir: join(layout.cache, 'http'), ...(config.maxBytesPerSecond ? { maxBytesPerSecond: config.maxBytesPerSecond } : {}) });
+      return { source: http, close: async () => http.close() };
+    }
+    case 'usb': {
+      const { createUsbSource, parseUsbSpec } = await import('./usb/source.ts');
+      const usb = createUsbSource({ mounts: parseUsbSpec(parsed.spec), privateDir });
+      return { source: usb, close: () => usb.close() };
+    }
+    case 'lan': {
+      const [{ createLanDiscovery, parseLanSpec }, { createLanSource }] = await Promise.all([import('./lan/discovery.ts'), import('./lan/source.ts')]);
+      const discovery = createLanDiscovery({ app: config.app, ...parseLanSpec(parsed.spec) });
+      const source = createLanSource({ discovery, timeoutMs: 10_000 });
+      return { source, close: async () => { source.close(); await discovery.close(); } };
+    }
+    case 'path': {
+      const st = await stat(parsed.path).catch(() => null);
+      if (st?.isFile()) {
+        const { createBundleSource } = await import('../core/publish/bundle.ts');
+        return { source: createBundleSource(parsed.path, privateDir), close: none };
+      }
+      return { source: folderThatMayBeGone(parsed.path), close: none };
+    }
   }
-  if (spec.startsWith('usb:')) {
-    const { createUsbSource, parseUsbSpec } = await import('./usb/source.ts');
-    const usb = createUsbSource({ mounts: parseUsbSpec(spec), privateDir });
-    return { source: usb, close: () => usb.close() };
-  }
-  if (spec === 'lan' || spec.startsWith('lan:')) {
-    const [{ createLanDiscovery, parseLanSpec }, { createLanSource }] = await Promise.all([import('./lan/discovery.ts'), import('./lan/source.ts')]);
-    const discovery = createLanDiscovery({ app: config.app, ...parseLanSpec(spec) });
-    const source = createLanSource({ discovery, timeoutMs: 10_000 });
-    return { source, close: async () => { source.close(); await discovery.close(); } };
-  }
-  const path = spec.startsWith('dir:') ? spec.slice(4) : spec;
-  const st = await stat(path).catch(() => null);
-  if (st?.isFile()) {
-    const { createBundleSource } = await import('../core/publish/bundle.ts');
-    return { source: createBundleSource(path, privateDir), close: none };
-  }
-  // A folder that is not there right now (an unplugged disk) is not fatal: it offers nothing.
-  return { source: createDirSource(path), close: none };
+}
+
+/**
+ * A repository folder that is not there right now (an unplugged disk, a mistyped path) is not
+ * fatal — it may come back — but it is no answer either: reads fail with ERR_NO_SOURCE, so a
+ * device whose every source is like this says "no source answered", not "up to date"
+ * (core/trust/discover.ts).
+ */
+function folderThatMayBeGone(path: string): Source {
+  const dir = createDirSource(path);
+  const present = async () => {
+    const st = await stat(path).catch(() => null);
+    if (!st?.isDirectory()) throw new FerryError('ERR_NO_SOURCE', `${dir.name}: ${st ? 'not a folder' : 'no folder there'} (a disk not mounted? a mistyped path?)`);
+  };
+  return {
+    name: dir.name,
+    offline: dir.offline,
+    async read(p, maxBytes) {
+      await present();
+      return dir.read(p, maxBytes);
+    },
+    async fetch(p, dest, maxBytes, offset) {
+      await present();
+      return dir.fetch(p, dest, maxBytes, offset);
+    },
+    async list(d) {
+      await present();
+      return dir.list!(d);
+    },
+  };
 }
 
 export function healthFromConfig(health: HealthConfig | null): HealthCheck | null {
@@ -106,6 +142,9 @@ export interface Device {
 export async function openDevice(home: string, options: OpenDeviceOptions = {}): Promise<Device> {
   const layout = homeLayout(home);
   const config = await readDeviceConfig(layout.config);
+  // Every spec is judged before any transport opens: a hand-edited ferry.json with a bad one is
+  // refused whole, with nothing left open.
+  for (const spec of config.sources) parseSourceSpec(spec, `${layout.config} sources`);
   const privateDirs = config.sources.map(() => join(layout.staging, `source-${randomBytes(6).toString('hex')}`));
   const opened = await Promise.all(config.sources.map((s, i) => sourceFromSpec(s, config, layout, privateDirs[i]!)));
   const closeSources = async () => {

@@ -3,7 +3,7 @@
 
 import { readFile } from 'node:fs/promises';
 import type { Argv, CommandModule } from 'yargs';
-import { initDevice } from '../../core/device/init.ts';
+import { checkSourcesPresent, initDevice } from '../../core/device/init.ts';
 import { fromFsError, FerryError } from '../../core/errors.ts';
 import { parseDurationMs } from '../../core/io/duration.ts';
 import { CHANNELS, type Channel } from '../../core/trust/metadata.ts';
@@ -104,6 +104,7 @@ const initCommand: CommandModule<object, InitArgs> = {
       .option('link-unchanged', { type: 'boolean', default: false, describe: 'hard-link files a delta leaves unchanged (faster, half the disk; releases then share those files)' }) as never,
   handler: async (args) => {
     const trustBytes = await readFile(args.trust).catch((err) => { throw fromFsError(err, `reading ${args.trust}`); });
+    await checkSourcesPresent(args.source);
     const health = args.healthCmd || args.healthUrl
       ? { ...(args.healthCmd ? { command: args.healthCmd.split(' ').filter(Boolean) } : {}), ...(args.healthUrl ? { url: args.healthUrl } : {}), timeoutMs: parseDurationMs(args.healthTimeout) }
       : null;

@@ -3,6 +3,8 @@
 // verifies every byte it returns against signed metadata. Implementations: core/ports/dir-source.ts
 // (folders), core/publish/bundle.ts (bundles), plugins/http, plugins/usb, plugins/lan.
 
+import { FerryError } from '../errors.ts';
+
 export interface Source {
   /** Says where bytes came from, for history records and messages. */
   readonly name: string;
@@ -54,7 +56,8 @@ export function hasMetadataPeers(source: Source): source is MetadataPeerSource {
 
 /**
  * The sources discovery reads metadata from: each source with metadata peers replaced by its
- * peers (none found: it offers nothing), the peers after every other source. Discovery keeps the
+ * peers, the peers after every other source. No peer found is a source that did not answer
+ * (ERR_NO_SOURCE), so a device whose only source is the LAN says so instead of "up to date". Discovery keeps the
  * first of equally fresh offers, so a document an origin, folder or bundle also offers is read
  * from there, and a peer (which relays only what it installed) is used for what only it has.
  * When the peers cannot be listed, a stand-in that fails every read keeps the failure visible as
@@ -68,10 +71,12 @@ export async function metadataSources(sources: Source[]): Promise<Source[]> {
       direct.push(source);
       continue;
     }
+    const failing = (err: unknown): Source => ({ name: source.name, offline: source.offline, read: async () => { throw err; }, fetch: async () => false });
     try {
-      peers.push(...(await source.metadataPeers()));
+      const found = await source.metadataPeers();
+      peers.push(...(found.length > 0 ? found : [failing(new FerryError('ERR_NO_SOURCE', `${source.name}: no peer found`))]));
     } catch (err) {
-      peers.push({ name: source.name, offline: source.offline, read: async () => { throw err; }, fetch: async () => false });
+      peers.push(failing(err));
     }
   }
   return [...direct, ...peers];

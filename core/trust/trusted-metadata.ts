@@ -2,9 +2,13 @@
 // root chain first (so the newest keys are known), then the channel pointer (signed by the release
 // role, unexpired), then the manifest it pins by hash, then artifacts by their signed size and
 // hashes. Used alike by `ferry verify`, by bundles and by the device.
+// Bytes that are no signed document at all (a captive portal's or a proxy's HTML page served with
+// 200) are refused as what they are, ERR_JSON / ERR_SCHEMA naming the file and the source, before
+// any signature is judged: they say nothing about the root chain or the keys.
 
 import { FerryError } from '../errors.ts';
-import { PAYLOAD_TYPES, parseEnvelope } from './dsse.ts';
+import { PAYLOAD_TYPES, parseEnvelope, type Envelope } from './dsse.ts';
+import { printable } from '../io/printable.ts';
 import { digestFile, expectHash, sha256 } from '../io/hash.ts';
 import {
   CHANNEL_MAX_BYTES,
@@ -22,6 +26,30 @@ import {
 import { ROOT_MAX_BYTES, verifyRole, walkRootChain, type RootDoc } from './root.ts';
 import type { Source } from '../ports/source.ts';
 
+/** True when `bytes` start, after white space, with "<": markup (HTML, XML), never JSON. */
+function looksLikeMarkup(bytes: Uint8Array): boolean {
+  for (const b of bytes) {
+    if (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d || b === 0xef || b === 0xbb || b === 0xbf) continue; // white space, a UTF-8 BOM
+    return b === 0x3c;
+  }
+  return false;
+}
+
+/**
+ * The DSSE envelope in `bytes` read from `path` of `source`; when they are not one, the parse
+ * error's code (ERR_JSON, ERR_SCHEMA) with a message that says which file from which source is
+ * not a `kind` document, and whether it looks like a web page.
+ */
+export function envelopeFrom(bytes: Uint8Array, maxBytes: number, path: string, source: Source, kind: string): Envelope {
+  try {
+    return parseEnvelope(bytes, maxBytes, path);
+  } catch (err) {
+    if (!(err instanceof FerryError) || (err.code !== 'ERR_JSON' && err.code !== 'ERR_SCHEMA')) throw err;
+    const hint = looksLikeMarkup(bytes) ? ' (an HTML page: a captive portal or a login page?)' : '';
+    throw new FerryError(err.code, `${path} from ${printable(source.name)} is not a ${kind} document${hint}: ${err.message}`, { cause: err });
+  }
+}
+
 /** Walks the source's root/<N>.json from `trusted` to the newest root it offers. */
 export async function updateRoot(source: Source, trusted: RootDoc): Promise<RootDoc> {
   return (await updateRootWithBytes(source, trusted)).root;
@@ -34,8 +62,13 @@ export async function updateRoot(source: Source, trusted: RootDoc): Promise<Root
 export async function updateRootWithBytes(source: Source, trusted: RootDoc): Promise<{ root: RootDoc; bytes: Uint8Array | null; chain: Uint8Array[] }> {
   const seen = new Map<number, Uint8Array>();
   const root = await walkRootChain(trusted, async (n) => {
-    const bytes = await source.read(`root/${n}.json`, ROOT_MAX_BYTES);
-    if (bytes) seen.set(n, bytes);
+    const path = `root/${n}.json`;
+    const bytes = await source.read(path, ROOT_MAX_BYTES);
+    if (!bytes) return undefined;
+    // Not a document at all is the source's failure, not a broken chain (walkRootChain would call
+    // any failure ERR_ROOT_CHAIN).
+    envelopeFrom(bytes, ROOT_MAX_BYTES, path, source, 'root');
+    seen.set(n, bytes);
     return bytes;
   });
   const chain = Array.from({ length: root.version - trusted.version }, (_, i) => seen.get(trusted.version + i + 1)!);
@@ -55,7 +88,7 @@ export async function readChannel(source: Source, root: RootDoc, channel: Channe
   const path = channelPath(channel);
   const bytes = await source.read(path, CHANNEL_MAX_BYTES);
   if (!bytes) return undefined;
-  const payload = verifyRole(parseEnvelope(bytes, CHANNEL_MAX_BYTES, path), PAYLOAD_TYPES.channel, root, 'release', path);
+  const payload = verifyRole(envelopeFrom(bytes, CHANNEL_MAX_BYTES, path, source, 'channel pointer'), PAYLOAD_TYPES.channel, root, 'release', path);
   const doc = parseChannelPayload(payload);
   if (doc.app !== root.app) throw new FerryError('ERR_WRONG_TARGET', `${path} is for app "${doc.app}", not "${root.app}"`);
   if (doc.channel !== channel) throw new FerryError('ERR_SCHEMA', `${path} names channel "${doc.channel}"`);

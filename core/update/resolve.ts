@@ -9,7 +9,7 @@ import { FerryError, fromFsError } from '../errors.ts';
 import { readCurrent } from '../device/switch.ts';
 import { verifyTrustedRoot, type RootDoc } from '../trust/root.ts';
 import { readMarks, writeMarks, raiseChannelMark, raiseSignedFloor, raiseTimeFloor, type TrustMarks } from '../trust/trust-marks.ts';
-import { discover, type Discovery, type Offer } from '../trust/discover.ts';
+import { discover, noSourceAnswered, type Discovery, type Offer } from '../trust/discover.ts';
 import { readManifest, verifyManifest, type VerifiedManifest } from '../trust/trusted-metadata.ts';
 import { sha256 } from '../io/hash.ts';
 import { parseEnvelope } from '../trust/dsse.ts';
@@ -109,12 +109,15 @@ interface MyOffer {
 }
 
 /**
- * The offers that name a release for this device. None at all: the first refusal among the
- * sources' problems (else the first problem) is thrown, or, with no problem, nothing is offered.
+ * The offers that name a release for this device. None at all: ERR_NO_SOURCE when no source
+ * answered, else the first refusal among the sources' problems (else the first problem) is
+ * thrown, or, with no problem, nothing is offered.
  * Offers only for other targets: ERR_WRONG_TARGET.
  */
 function offersForThisDevice(ctx: UpdateContext, found: Discovery): MyOffer[] {
   if (found.offers.length === 0) {
+    const silence = noSourceAnswered(found);
+    if (silence) throw silence;
     const problem = found.problems.find((p) => REFUSALS.has(p.code)) ?? found.problems[0];
     if (problem) throw new FerryError(problem.code, problem.message);
     return [];

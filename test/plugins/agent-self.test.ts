@@ -207,7 +207,7 @@ test('on trial, an attempt that finds its source offline still confirms (an air-
   const r = runAgent(h, '1.1.0');
   try {
     await r.sleeping();
-    assert.is(r.events.find((e) => e.event === 'error')?.fields.code, 'ERR_IO', 'the attempt failed: offline');
+    assert.is(r.events.find((e) => e.event === 'error')?.fields.code, 'ERR_NO_SOURCE', 'the attempt failed: no source answered (offline)');
     assert.ok(r.events.some((e) => e.event === 'self-confirmed'), `events: ${r.events.map((e) => e.event).join(', ')}`);
   } finally {
     await stopped(r);

@@ -8,7 +8,7 @@
 // a byte cap per request.
 
 import { request, Agent } from 'node:http';
-import { FerryError } from '../../core/errors.ts';
+import { FerryError, isFerryError } from '../../core/errors.ts';
 import type { ChunkPeer, MetadataPeerSource, PeerSource, Source } from '../../core/ports/source.ts';
 import type { LanDiscovery } from './discovery.ts';
 import { ARTIFACT_PREFIX, METADATA_PREFIX } from './peer-server.ts';
@@ -160,7 +160,11 @@ export function createLanSource(options: LanSourceOptions): PeerSource & Metadat
   const metadataPeer = (url: string, name: string): Source => ({
     name: `lan:${name}`,
     offline: true,
-    read: (path, maxBytes) => fetchPeerFile(agent, url, path, maxBytes, metadataDeadlineMs(maxBytes, options.timeoutMs)),
+    // A peer that cannot be reached, hangs or drops the connection did not answer (ERR_NO_SOURCE,
+    // counted by discover's noSourceAnswered); what it does send is judged as any source's bytes.
+    read: (path, maxBytes) => fetchPeerFile(agent, url, path, maxBytes, metadataDeadlineMs(maxBytes, options.timeoutMs)).catch((err: unknown) => {
+      throw isFerryError(err, 'ERR_IO') ? new FerryError('ERR_NO_SOURCE', err.message, { cause: err }) : err;
+    }),
     // Artifacts come through chunkPeers(), from every peer at once.
     async fetch() {
       return false;

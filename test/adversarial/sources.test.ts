@@ -119,6 +119,13 @@ item7('issue 13 item 7: no source answered (folder gone, connection refused): ER
   await assertCodeAsync(() => withDevice(h, (u) => u.checkUpdate()), 'ERR_NO_SOURCE');
 });
 
+item7('issue 13 item 7: a device whose only source is the LAN, with no peer answering: ERR_NO_SOURCE, not up to date', async () => {
+  const port = await closedPort();
+  const h = await home([`lan:127.0.0.1:${port}`]);
+  const err = await assertCodeAsync(() => withDevice(h, (u) => u.apply({ trigger: 'manual' })), 'ERR_NO_SOURCE');
+  assert.match(err.message, /^no source answered: /);
+});
+
 item7('issue 13 item 7: sources that answered with nothing newer stay up to date, though another source is gone', async () => {
   const empty = join(tmp.path, 'empty-repo');
   await mkdir(empty);

@@ -13,10 +13,9 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import semver from 'semver';
 import { FerryError } from '../errors.ts';
-import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../trust/dsse.ts';
-import { writeFileAtomic } from '../io/durable.ts';
+import { writeNextPointer } from './channel-pointer.ts';
 import { readChannel, readManifest } from '../trust/trusted-metadata.ts';
-import { channelPath, isChannel, type Channel, type ChannelDoc, type TargetKey } from '../trust/metadata.ts';
+import { isChannel, type Channel, type ChannelDoc, type TargetKey } from '../trust/metadata.ts';
 import type { SigningKey } from '../trust/keys.ts';
 import { readRepoRoot, repoSource } from './repository.ts';
 import { releaseSigners } from './publish.ts';
@@ -73,14 +72,6 @@ export async function promoteRelease(input: PromoteInput): Promise<PromoteResult
     report.push({ target: key, previous });
   }
 
-  const doc: ChannelDoc = {
-    type: 'ferry/channel',
-    app: root.app,
-    channel: to,
-    sequence: (toPointer?.doc.sequence ?? 0) + 1,
-    expires: new Date(now.getTime() + input.expiresIn * 1000).toISOString(),
-    targets,
-  };
-  await writeFileAtomic(join(repo, channelPath(to)), encodeEnvelope(signEnvelope(PAYLOAD_TYPES.channel, Buffer.from(JSON.stringify(doc)), signers)));
+  const doc = await writeNextPointer(repo, { app: root.app, channel: to, previous: toPointer?.doc, targets, now, expiresIn: input.expiresIn, signers });
   return { channel: doc, targets: report };
 }

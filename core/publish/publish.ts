@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import semver from 'semver';
 import { FerryError, fromFsError } from '../errors.ts';
 import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../trust/dsse.ts';
+import { writeNextPointer } from './channel-pointer.ts';
 import { CHUNK_SIZE, digestFile, sha256 } from '../io/hash.ts';
 import { fsyncDir, fsyncDirsUnder, fsyncPath, writeFileAtomic } from '../io/durable.ts';
 import { packFiles } from './archive.ts';
@@ -19,7 +20,6 @@ import { readRepoRoot, repoSource } from './repository.ts';
 import { readChannel, readManifest } from '../trust/trusted-metadata.ts';
 import {
   CHANNELS,
-  channelPath,
   isChannel,
   manifestPath,
   targetKey,
@@ -179,16 +179,8 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
       for (const [key, t] of Object.entries(targets)) if (t.version === version) targets[key] = { version, manifest: pin };
       if (ch === channel) targets[target] = { version, manifest: pin };
       else if (!prev || !Object.values(prev.doc.targets).some((t) => t.version === version)) continue;
-      const doc: ChannelDoc = {
-        type: 'ferry/channel',
-        app: root.app,
-        channel: ch,
-        sequence: (prev?.doc.sequence ?? 0) + 1,
-        expires: new Date(now.getTime() + input.expiresIn * 1000).toISOString(),
-        targets,
-      };
+      const doc = await writeNextPointer(repo, { app: root.app, channel: ch, previous: prev?.doc, targets, now, expiresIn: input.expiresIn, signers });
       if (ch === channel) pointer = doc;
-      await writeFileAtomic(join(repo, channelPath(ch)), encodeEnvelope(signEnvelope(PAYLOAD_TYPES.channel, Buffer.from(JSON.stringify(doc)), signers)));
     }
     moved.length = 0; // committed: nothing to undo
     return { manifest, channel: pointer!, target, full, deltas: deltas.map((d) => ({ from: d.from, size: d.artifact.size })) };

@@ -8,11 +8,12 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import semver from 'semver';
 import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../trust/dsse.ts';
+import { writeNextPointer } from './channel-pointer.ts';
 import { sha256 } from '../io/hash.ts';
 import { writeFileAtomic } from '../io/durable.ts';
 import { createDirSource } from '../ports/dir-source.ts';
 import { readChannel, readManifest } from '../trust/trusted-metadata.ts';
-import { CHANNELS, channelPath, manifestPath, type ChannelDoc, type FileRef } from '../trust/metadata.ts';
+import { CHANNELS, manifestPath, type ChannelDoc, type FileRef } from '../trust/metadata.ts';
 import type { RootDoc } from '../trust/root.ts';
 import type { SigningKey } from '../trust/keys.ts';
 
@@ -34,8 +35,7 @@ export async function resignReleaseMetadata(repo: string, previous: RootDoc, sig
     if (!c) continue;
     const targets: ChannelDoc['targets'] = {};
     for (const [key, t] of Object.entries(c.doc.targets)) targets[key] = { version: t.version, manifest: pins.get(t.version) ?? t.manifest };
-    const doc: ChannelDoc = { ...c.doc, sequence: c.doc.sequence + 1, expires: new Date(now.getTime() + expiresIn * 1000).toISOString(), targets };
-    await writeFileAtomic(join(repo, channelPath(channel)), encodeEnvelope(signEnvelope(PAYLOAD_TYPES.channel, Buffer.from(JSON.stringify(doc)), signers)));
+    await writeNextPointer(repo, { app: c.doc.app, channel, previous: c.doc, targets, now, expiresIn, signers });
     written++;
   }
   return written;

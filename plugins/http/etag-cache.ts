@@ -5,13 +5,32 @@
 // of JSON, then the body. The cache is only a saving: an entry that is damaged or unreadable is
 // ignored, one that cannot be written is skipped. (The bytes it returns are verified by the core
 // like any others: ARCHITECTURE.md.)
+//
+// Release manifests are the one kind of path that keeps growing (one per release ever seen, up to
+// MANIFEST_MAX_BYTES each), so their entries are named `manifest-<sha256>` and only the newest
+// MANIFEST_ENTRIES_KEPT are kept; roots and channel pointers are few and stay.
 
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 const CACHE_FORMAT = 1;
+
+/** Manifest entries kept: the versions a device's channels offer at once, and a delta chain's hops. */
+export const MANIFEST_ENTRIES_KEPT = 8;
+
+const MANIFEST_PATH = /^releases\/[^/]+\/manifest\.json$/;
+const MANIFEST_ENTRY = /^manifest-[0-9a-f]{64}$/;
+
+/** The manifest entries to remove so that the newest `keep` (by modification time) stay. */
+export function manifestEntriesToEvict(entries: { name: string; mtimeMs: number }[], keep: number): string[] {
+  return entries
+    .filter((e) => MANIFEST_ENTRY.test(e.name))
+    .sort((a, b) => b.mtimeMs - a.mtimeMs || a.name.localeCompare(b.name))
+    .slice(keep)
+    .map((e) => e.name);
+}
 
 export interface CacheEntry {
   etag: string;
@@ -92,7 +111,12 @@ export function openEtagCache(dir: string | undefined): EtagCache {
   if (dir === undefined) {
     return { load: async () => undefined, save: async () => {}, saveAbsent: async () => {}, drop: async () => {} };
   }
-  const fileOf = (path: string) => join(dir, sha256(path));
+  const fileOf = (path: string) => join(dir, `${MANIFEST_PATH.test(path) ? 'manifest-' : ''}${sha256(path)}`);
+  const evictOldManifests = async () => {
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const entries = await Promise.all(names.filter((n) => MANIFEST_ENTRY.test(n)).map(async (name) => ({ name, mtimeMs: (await stat(join(dir, name)).catch(() => null))?.mtimeMs ?? 0 })));
+    for (const name of manifestEntriesToEvict(entries, MANIFEST_ENTRIES_KEPT)) await rm(join(dir, name), { force: true }).catch(() => {});
+  };
   const write = async (path: string, data: Buffer) => {
     const final = fileOf(path);
     const tmp = `${final}.${randomBytes(6).toString('hex')}.tmp`;
@@ -120,7 +144,10 @@ export function openEtagCache(dir: string | undefined): EtagCache {
         return undefined;
       }
     },
-    save: (path, entry) => write(path, encodeEntry(path, entry)),
+    async save(path, entry) {
+      await write(path, encodeEntry(path, entry));
+      if (MANIFEST_PATH.test(path)) await evictOldManifests();
+    },
     saveAbsent: (path) => write(path, encodeAbsent(path)),
     async drop(path) {
       await rm(fileOf(path), { force: true }).catch(() => {});

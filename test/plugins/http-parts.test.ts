@@ -11,7 +11,10 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { FerryError } from '../../core/errors.ts';
 import { declaredSizeOverCap } from '../../plugins/http/body-reader.ts';
 import { probeStep, readStep, type ReadStep } from '../../plugins/http/conditional-read.ts';
-import { decodeAbsent, decodeEntry, encodeAbsent, encodeEntry, keepableEtag } from '../../plugins/http/etag-cache.ts';
+import { decodeAbsent, decodeEntry, encodeAbsent, encodeEntry, keepableEtag, MANIFEST_ENTRIES_KEPT, manifestEntriesToEvict, openEtagCache } from '../../plugins/http/etag-cache.ts';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tempDir } from '../helpers/repo.ts';
 import { requestHeaders } from '../../plugins/http/exchange.ts';
 import { parseContentRange, resumeStep, type ContentRange, type ResumeStep } from '../../plugins/http/partial-download.ts';
 import { MAX_REDIRECTS, redirectStep } from '../../plugins/http/redirects.ts';
@@ -230,6 +233,38 @@ etags('request headers: a HEAD probe carries none, a conditional GET no User-Age
   assert.equal(requestHeaders('GET', 'ferry/0.1', { 'If-None-Match': '"a"' }), { 'Accept-Encoding': 'identity', 'If-None-Match': '"a"' });
   assert.equal(requestHeaders('GET', 'ferry/0.1', { Range: 'bytes=5-' }), { 'User-Agent': 'ferry/0.1', 'Accept-Encoding': 'identity', Range: 'bytes=5-' });
   assert.equal(requestHeaders('GET', 'ferry/0.1', {}), { 'User-Agent': 'ferry/0.1', 'Accept-Encoding': 'identity' });
+});
+
+etags('manifest entries: only the newest are kept; roots and channel pointers are never evicted', () => {
+  const m = (i: number) => `manifest-${String(i).repeat(64).slice(0, 64)}`;
+  const entries = [
+    { name: m(1), mtimeMs: 100 }, { name: m(2), mtimeMs: 300 }, { name: m(3), mtimeMs: 200 },
+    { name: 'a'.repeat(64), mtimeMs: 1 }, { name: `${m(4)}.x1.tmp`, mtimeMs: 0 },
+  ];
+  assert.equal(manifestEntriesToEvict(entries, 2), [m(1)]);
+  assert.equal(manifestEntriesToEvict(entries, 3), []);
+  assert.equal(manifestEntriesToEvict(entries, 0), [m(2), m(3), m(1)]);
+});
+
+etags('a cache that saw many releases keeps only the newest manifests, and every channel pointer', async () => {
+  const tmp = await tempDir('ferry-etag-cache-');
+  try {
+    const dir = join(tmp.path, 'http');
+    const cache = openEtagCache(dir);
+    for (const channel of ['stable', 'beta']) await cache.save(`channels/${channel}.json`, { etag: '"c"', body: Buffer.from(channel) });
+    const versions = Array.from({ length: MANIFEST_ENTRIES_KEPT + 4 }, (_, i) => `1.${i}.0`);
+    for (const v of versions) {
+      await cache.save(`releases/${v}/manifest.json`, { etag: `"${v}"`, body: Buffer.from(v) });
+      await new Promise((r) => setTimeout(r, 5)); // distinct modification times
+    }
+    const names = await readdir(dir);
+    assert.is(names.filter((n) => n.startsWith('manifest-')).length, MANIFEST_ENTRIES_KEPT);
+    for (const v of versions.slice(-MANIFEST_ENTRIES_KEPT)) assert.ok(await cache.load(`releases/${v}/manifest.json`), `${v} kept`);
+    for (const v of versions.slice(0, 4)) assert.is(await cache.load(`releases/${v}/manifest.json`), undefined, `${v} evicted`);
+    for (const channel of ['stable', 'beta']) assert.ok(await cache.load(`channels/${channel}.json`), `${channel} kept`);
+  } finally {
+    await tmp.cleanup();
+  }
 });
 
 etags.run();

@@ -133,6 +133,8 @@ async function stageAndGate(ctx: UpdateContext, options: ApplyOptions): Promise<
   if (decision.action === 'wait') {
     return { status: 'waiting', version, reason: decision.reason, why: decision.why };
   }
+  // A person switching a device whose policy is disabled is told so (it goes ahead: they asked).
+  if (!ctx.config.policy.enabled) ctx.log(`updates are disabled by policy (ferry.json policy.enabled); switching to ${version} because a person asked`);
   if (!justStaged) {
     // Staged by an earlier run: its bytes are hashed again before the switch, not after it.
     try {

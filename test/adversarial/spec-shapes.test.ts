@@ -184,6 +184,11 @@ shapes('issue 13 item 15: enabled false: a person\'s apply still installs; an au
   assert.is(manual.status, 'committed');
   assert.ok(manual.status === 'committed' && manual.record.to !== null);
   assert.is(await d.current(), manual.status === 'committed' ? manual.record.to : null);
+  // From the command line, the person is told the policy is disabled, and the update goes ahead.
+  const cli = await device({ enabled: false });
+  const run = ferry('update', '--home', cli.home);
+  assert.is(run.status, 0, run.stderr);
+  assert.match(run.stderr, /updates are disabled by policy \(ferry\.json policy\.enabled\); switching to \S+ because a person asked/);
 });
 
 shapes.run();

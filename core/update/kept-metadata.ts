@@ -13,7 +13,7 @@ import type { HomeLayout } from '../device/layout.ts';
 import { writeFileAtomic } from '../io/durable.ts';
 import { fromFsError } from '../errors.ts';
 import { isChannel, type Channel } from '../trust/metadata.ts';
-import { verifyTrustedRoot, type RootDoc } from '../trust/root.ts';
+import type { RootDoc } from '../trust/root.ts';
 
 /** Writes `bytes` to `path` unless it already holds exactly them (an idle check writes nothing). */
 async function keepFile(path: string, bytes: Uint8Array): Promise<void> {
@@ -24,18 +24,13 @@ async function keepFile(path: string, bytes: Uint8Array): Promise<void> {
 
 /**
  * Keeps the root chain of a check and makes its newest root the trusted one (trust/root.json).
- * `trusted` is the root the check started from, as read and verified from trust/root.json;
+ * `trusted` is the root the check started from (given at init, or the newest of an earlier check)
+ * and `trustedBytes` the bytes of trust/root.json it was verified from, by the check itself;
  * `chain` the verified roots after it, in order (core/trust/discover.ts).
  */
-export async function keepRootChain(layout: HomeLayout, trusted: RootDoc, chain: Uint8Array[]): Promise<void> {
+export async function keepRootChain(layout: HomeLayout, trusted: RootDoc, trustedBytes: Uint8Array, chain: Uint8Array[]): Promise<void> {
   await mkdir(layout.trustRoots, { recursive: true }).catch((err) => { throw fromFsError(err, `creating ${layout.trustRoots}`); });
-  // The root the device started from (given at init, or the newest of an earlier check): the
-  // file is re-verified here so only a root that is what the check trusted is ever kept.
-  const pinned = await readFile(layout.trustRoot).catch(() => undefined);
-  if (pinned) {
-    const doc = (() => { try { return verifyTrustedRoot(pinned, layout.trustRoot); } catch { return undefined; } })();
-    if (doc && doc.version === trusted.version && doc.app === trusted.app) await keepFile(layout.keptRoot(doc.version), pinned);
-  }
+  await keepFile(layout.keptRoot(trusted.version), trustedBytes);
   for (const [i, bytes] of chain.entries()) await keepFile(layout.keptRoot(trusted.version + i + 1), bytes);
   const newest = chain.at(-1);
   if (newest) await writeFileAtomic(layout.trustRoot, newest);

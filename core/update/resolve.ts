@@ -61,7 +61,7 @@ export async function resolve(ctx: UpdateContext, requested?: string): Promise<R
     offlineGraceDays: ctx.config.offlineGraceDays,
   });
   if (found.root.app !== ctx.config.app) throw new FerryError('ERR_WRONG_TARGET', `the repository is for app "${found.root.app}", this device runs "${ctx.config.app}"`);
-  await keepRootChain(ctx.layout, trust.root, found.rootChain);
+  await keepRootChain(ctx.layout, trust.root, trust.rootBytes, found.rootChain);
 
   // Raised as far as this check got, and written even when it fails part way.
   const marks = { value: raiseTimeFloor(trust.marks, ctx.now) };
@@ -90,11 +90,11 @@ export async function resolve(ctx: UpdateContext, requested?: string): Promise<R
  * The pinned root and the trust marks. A damaged one stops the check before any source is read:
  * it is recorded like any refusal, and the file is left as it is (never rewritten as empty).
  */
-async function readTrustState(ctx: UpdateContext): Promise<{ root: RootDoc; marks: TrustMarks }> {
+async function readTrustState(ctx: UpdateContext): Promise<{ root: RootDoc; rootBytes: Uint8Array; marks: TrustMarks }> {
   try {
     const bytes = await readFile(ctx.layout.trustRoot).catch((err) => { throw fromFsError(err, `reading ${ctx.layout.trustRoot}`); });
     const root = verifyTrustedRoot(bytes, ctx.layout.trustRoot);
-    return { root, marks: await readMarks(ctx.layout.marks) };
+    return { root, rootBytes: bytes, marks: await readMarks(ctx.layout.marks) };
   } catch (err) {
     const e = fromFsError(err, 'reading the trust state');
     if (REFUSALS.has(e.code)) await recordRefusal(ctx, null, null, e);

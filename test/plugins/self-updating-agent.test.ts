@@ -13,6 +13,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { UpdateRecord } from '../../core/spec.ts';
+import { keepLines, type TimedLine } from '../helpers/agent-log.ts';
 import { EMBEDDED_KEEPER, exampleAgentVariant, makeSelfHome, mustCli, runCli, type SelfHome } from '../helpers/self-home.ts';
 
 const test = suite('examples/self-updating-agent');
@@ -27,7 +28,7 @@ const CASE_MS = 90_000;
 let self: SelfHome;
 let child: ChildProcess;
 let exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-const lines: { at: number; stream: 'out' | 'err'; text: string }[] = [];
+const lines: TimedLine[] = [];
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const t0 = Date.now();
@@ -88,14 +89,7 @@ test.before(async () => {
     detached: true,
     env: { ...process.env, AGENT_CHECK_MS: String(CHECK_MS), AGENT_SELF_TRIES: String(TRIES), AGENT_CONFIRM_WITHIN_MS: String(CONFIRM_WITHIN_MS) },
   });
-  for (const [stream, s] of [['out', child.stdout!], ['err', child.stderr!]] as const) {
-    let partial = '';
-    s.on('data', (d: Buffer) => {
-      const parts = (partial + d.toString()).split('\n');
-      partial = parts.pop()!;
-      for (const text of parts) lines.push({ at: Date.now(), stream, text });
-    });
-  }
+  keepLines(child, lines);
   exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
   await until(() => said().find((s) => s.version === '1.0.0' && s.message.startsWith('check:')), 30_000, 'a first check by 1.0.0');
 });

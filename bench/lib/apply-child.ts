@@ -20,7 +20,7 @@ import { Updater } from '../../core/update/updater.ts';
 import { createDirSource } from '../../core/ports/dir-source.ts';
 import { fetchArtifact } from '../../core/update/fetch-artifact.ts';
 import { extractArchive } from '../../core/io/extract.ts';
-import { applyDelta } from '../../core/delta/delta.ts';
+import { applyDelta } from '../../core/delta/apply-delta.ts';
 import { verifyTree } from '../../core/device/verify-tree.ts';
 import { fsyncDirsUnder, parseFsyncSkip, skipFsyncAt } from '../../core/io/durable.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';

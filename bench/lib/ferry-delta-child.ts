@@ -12,7 +12,8 @@
 
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeDelta, applyDelta } from '../../core/delta/delta.ts';
+import { applyDelta } from '../../core/delta/apply-delta.ts';
+import { makeDelta } from '../../core/delta/make-delta.ts';
 import { scanTree } from '../../core/publish/tree.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import { regularFiles, type DeltaOp, type FileEntry } from '../../core/trust/metadata.ts';

@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError, fromFsError } from '../errors.ts';
 import { extractArchive } from '../io/extract.ts';
-import { applyDelta } from '../delta/delta.ts';
+import { applyDelta } from '../delta/apply-delta.ts';
 import { verifyTree } from './verify-tree.ts';
 import { fsyncDir, fsyncDirsUnder } from '../io/durable.ts';
 import type { HomeLayout } from './layout.ts';

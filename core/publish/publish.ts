@@ -14,7 +14,7 @@ import { CHUNK_SIZE, digestFile, sha256 } from '../io/hash.ts';
 import { fsyncDir, fsyncDirsUnder, fsyncPath, writeFileAtomic } from '../io/durable.ts';
 import { packFiles } from './archive.ts';
 import { extractArchive } from '../io/extract.ts';
-import { makeDelta } from '../delta/delta.ts';
+import { makeDelta } from '../delta/make-delta.ts';
 import { scanTree } from './tree.ts';
 import { readRepoRoot, repoSource } from './repository.ts';
 import { readChannel, readManifest } from '../trust/trusted-metadata.ts';

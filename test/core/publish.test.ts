@@ -13,7 +13,7 @@ import { verifyRepository } from '../../core/trust/verify-repo.ts';
 import { readChannel } from '../../core/trust/trusted-metadata.ts';
 import { readRepoRoot, repoSource } from '../../core/publish/repository.ts';
 import { extractArchive } from '../../core/io/extract.ts';
-import { applyDelta } from '../../core/delta/delta.ts';
+import { applyDelta } from '../../core/delta/apply-delta.ts';
 import { sha256, sha256File } from '../../core/io/hash.ts';
 import { regularFiles, type DeltaOp, type ManifestDoc, type TreeEntry } from '../../core/trust/metadata.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';

@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { lstat, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { applyDelta } from '../../core/delta/delta.ts';
+import { applyDelta } from '../../core/delta/apply-delta.ts';
 import { createDirSource } from '../../core/ports/dir-source.ts';
 import { sha256 } from '../../core/io/hash.ts';
 import { Updater } from '../../core/update/updater.ts';

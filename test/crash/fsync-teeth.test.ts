@@ -58,7 +58,7 @@ const t0 = performance.now();
  */
 const TEETH: Record<FsyncSite, { shownBy: 'delta' | 'full' | null; why: string }> = {
   'store.sync': { shownBy: 'delta', why: 'the LevelDB log comes back without the session\'s writes: history loses the reported commit' },
-  'unnamed': { shownBy: 'delta', why: 'the files a delta writes (core/delta/delta.ts) come back empty: current is not the signed 1.1.0' },
+  'unnamed': { shownBy: 'delta', why: 'the files a delta writes (core/delta/apply-delta.ts) come back empty: current is not the signed 1.1.0' },
   'extract.file': { shownBy: 'full', why: 'the files a full artifact extracts come back empty: current is not the signed 1.1.0' },
   'atomic-write': { shownBy: 'delta', why: 'manifests/1.1.0.json comes back empty: nothing can be rolled back to or planned from it' },
   'marks.write': { shownBy: 'delta', why: 'trust/marks.json comes back empty (with noauto_da_alloc): every later command fails ERR_JSON' },

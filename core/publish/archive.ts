@@ -52,10 +52,14 @@ export async function packFiles(cwd: string, paths: string[], outFile: string, g
   }
 }
 
-/** About how many bytes the tar of `entries` holds (a header and whole blocks each, the end marker): the encoder's size hint. */
+/**
+ * No fewer bytes than the tar of `entries` holds (per entry a header, an extended header for a long
+ * name, whole blocks of content; the end marker): the encoder's window and size hint, so the window
+ * always covers the whole tar.
+ */
 export function tarSizeEstimate(entries: readonly TreeEntry[]): number {
   let bytes = EMPTY_TAR.length;
-  for (const e of entries) bytes += 512 + (isLink(e) ? 0 : Math.ceil(e.size / 512) * 512);
+  for (const e of entries) bytes += 3 * 512 + (isLink(e) ? 0 : Math.ceil(e.size / 512) * 512);
   return bytes;
 }
 

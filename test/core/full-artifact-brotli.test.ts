@@ -103,15 +103,20 @@ full('issue 14 item 3: the decoder is the signed path\'s, never the bytes\': gzi
   assert.is(archiveCoder('releases/1.1.0/x.from-1.0.0.delta.tar'), 'tar');
 });
 
-full('issue 14 item 3: the window is 24 up to 16 MiB and ceil(log2(size)) above (at most 30, large window); a large-window stream extracts', async () => {
-  assert.is(brotliWindowBits(1000), 24);
-  assert.is(brotliWindowBits(16 * 1024 * 1024), 24);
+full('issue 14 item 3: the window just holds the input (standard up to 16 MiB, large above, at most 30); a large-window stream extracts', async () => {
+  assert.is(brotliWindowBits(0), 10);
+  assert.is(brotliWindowBits(1000), 10);
+  assert.is(brotliWindowBits(1009), 11);
+  assert.is(brotliWindowBits(16 * 1024 * 1024 - 16), 24);
   assert.is(brotliWindowBits(16 * 1024 * 1024 + 1), 25);
   assert.is(brotliWindowBits(50 * 1000 * 1000), 26);
   assert.is(brotliWindowBits(2 ** 33), 30);
   const params = (size: number) => brotliBestOptions(size).params as Record<number, number>;
   assert.is(params(1000)[constants.BROTLI_PARAM_LARGE_WINDOW], undefined);
   assert.is(params(1000)[constants.BROTLI_PARAM_QUALITY], 11);
+  assert.is(params(1000)[constants.BROTLI_PARAM_LGWIN], 10);
+  assert.is(params(10_000_000)[constants.BROTLI_PARAM_LGWIN], 24);
+  assert.is(params(10_000_000)[constants.BROTLI_PARAM_LARGE_WINDOW], undefined);
   assert.is(params(40 * 1024 * 1024)[constants.BROTLI_PARAM_LARGE_WINDOW], 1);
   assert.is(params(40 * 1024 * 1024)[constants.BROTLI_PARAM_LGWIN], 26);
 

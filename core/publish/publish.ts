@@ -53,6 +53,12 @@ export interface ReleaseInput {
   expiresIn: number;
   now: Date;
   patcher: Patcher;
+  /**
+   * `ferry release --patch-from`: deltas may also hold zstd-from entries (core/delta/zstd-from.ts),
+   * which only devices on Node >= 22.15 can apply (the others fall back to the full artifact). Off
+   * unless the publisher knows every device can read them.
+   */
+  patchFrom?: boolean;
 }
 
 export interface ReleaseResult {

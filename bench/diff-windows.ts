@@ -24,6 +24,8 @@ const t0 = performance.now();
 const raw = await diffFiles(oldFile, newFile, windows);
 const seconds = (performance.now() - t0) / 1000;
 const peakRssKB = process.resourceUsage().maxRSS;
+// What stays after the diff: the RawPatch and node itself, if bsdiff's window memory was released.
+const rssAfterDiffKB = Math.round(process.memoryUsage.rss() / 1024);
 
 function varintControl(control: number[]): Uint8Array {
   const out: number[] = [];
@@ -61,7 +63,7 @@ const ok = sha(rebuilt) === sha(readFileSync(newFile));
 
 const report: Record<string, unknown> = {
   old: oldFile, new: newFile, oldSize: raw.oldSize, newSize: raw.newSize,
-  window: windowArg === 'whole' ? 'whole' : windows, seconds: Number(seconds.toFixed(2)), peakRssKB,
+  window: windowArg === 'whole' ? 'whole' : windows, seconds: Number(seconds.toFixed(2)), peakRssKB, rssAfterDiffKB,
   rssPerNewByte: Number(((peakRssKB * 1024) / raw.newSize).toFixed(2)),
   entries: raw.control.length / 3, diffBytes: raw.diff.length, extraBytes: raw.extra.length, rebuildsNewFile: ok,
 };

@@ -23,6 +23,9 @@ const windows = windowArg === 'whole'
 const t0 = performance.now();
 const raw = await diffFiles(oldFile, newFile, windows);
 const seconds = (performance.now() - t0) / 1000;
+// CPU of the whole process (bsdiff runs on a libuv thread): the honest figure on a shared machine.
+const cpu = process.cpuUsage();
+const cpuSeconds = (cpu.user + cpu.system) / 1e6;
 const peakRssKB = process.resourceUsage().maxRSS;
 // What stays after the diff: the RawPatch and node itself, if bsdiff's window memory was released.
 const rssAfterDiffKB = Math.round(process.memoryUsage.rss() / 1024);
@@ -63,7 +66,7 @@ const ok = sha(rebuilt) === sha(readFileSync(newFile));
 
 const report: Record<string, unknown> = {
   old: oldFile, new: newFile, oldSize: raw.oldSize, newSize: raw.newSize,
-  window: windowArg === 'whole' ? 'whole' : windows, seconds: Number(seconds.toFixed(2)), peakRssKB, rssAfterDiffKB,
+  window: windowArg === 'whole' ? 'whole' : windows, seconds: Number(seconds.toFixed(2)), cpuSeconds: Number(cpuSeconds.toFixed(2)), peakRssKB, rssAfterDiffKB,
   rssPerNewByte: Number(((peakRssKB * 1024) / raw.newSize).toFixed(2)),
   entries: raw.control.length / 3, diffBytes: raw.diff.length, extraBytes: raw.extra.length, rebuildsNewFile: ok,
 };

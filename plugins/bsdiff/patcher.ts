@@ -16,7 +16,7 @@
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -107,31 +107,50 @@ export async function diffFiles(oldFile: string, newFile: string, windowOptions:
   const dir = await mkdtemp(join(tmpdir(), 'ferry-diff-'));
   try {
     const control: number[] = [];
-    const diff = new Uint8Array(newSize); // the diff stream is at most the new file's size
+    // The diff and extra streams add up to the new file's size: one buffer holds both, the diff
+    // filled from the front window by window, the extra parked in a temp file until the diff's
+    // length is known, then read in behind it (so no stream is ever held twice).
+    const streams = new Uint8Array(newSize);
     let diffLength = 0;
-    const extras: Uint8Array[] = [];
+    const extraFile = join(dir, 'extra');
+    const extraOut = await open(extraFile, 'wx');
     let oldPos = 0;
-    for (const [i, w] of windows.entries()) {
-      let [oldPart, newPart] = [oldFile, newFile];
-      if (!whole(w)) {
-        [oldPart, newPart] = [join(dir, `${i}.old`), join(dir, `${i}.new`)];
-        await copyRange(oldFile, w.oldStart, w.oldEnd, oldPart);
-        await copyRange(newFile, w.newStart, w.newEnd, newPart);
+    try {
+      for (const [i, w] of windows.entries()) {
+        let [oldPart, newPart] = [oldFile, newFile];
+        if (!whole(w)) {
+          [oldPart, newPart] = [join(dir, `${i}.old`), join(dir, `${i}.new`)];
+          await copyRange(oldFile, w.oldStart, w.oldEnd, oldPart);
+          await copyRange(newFile, w.newStart, w.newEnd, newPart);
+        }
+        const patchFile = join(dir, `${i}.bsdiff`);
+        await writeBsdiff40(oldPart, newPart, patchFile);
+        const raw = splitBsdiff40(await readFile(patchFile), w.oldEnd - w.oldStart);
+        if (raw.newSize !== w.newEnd - w.newStart) {
+          throw new FerryError('ERR_PATCH', `bsdiff built ${raw.newSize} bytes for a window of ${w.newEnd - w.newStart} (did ${newFile} change while diffing?)`);
+        }
+        oldPos = appendWindowControl(control, oldPos, w, raw.control);
+        streams.set(raw.diff, diffLength);
+        diffLength += raw.diff.length;
+        await extraOut.writeFile(raw.extra); // appends: writeFile writes from the current position
+        await rm(patchFile);
+        if (!whole(w)) await Promise.all([rm(oldPart), rm(newPart)]);
       }
-      const patchFile = join(dir, `${i}.bsdiff`);
-      await writeBsdiff40(oldPart, newPart, patchFile);
-      const raw = splitBsdiff40(await readFile(patchFile), w.oldEnd - w.oldStart);
-      if (raw.newSize !== w.newEnd - w.newStart) {
-        throw new FerryError('ERR_PATCH', `bsdiff built ${raw.newSize} bytes for a window of ${w.newEnd - w.newStart} (did ${newFile} change while diffing?)`);
-      }
-      oldPos = appendWindowControl(control, oldPos, w, raw.control);
-      diff.set(raw.diff, diffLength);
-      diffLength += raw.diff.length;
-      extras.push(raw.extra);
-      await rm(patchFile);
-      if (!whole(w)) await Promise.all([rm(oldPart), rm(newPart)]);
+    } finally {
+      await extraOut.close();
     }
-    return { oldSize, newSize, control, diff: diff.subarray(0, diffLength), extra: Buffer.concat(extras) };
+    const extra = streams.subarray(diffLength);
+    const extraIn = await open(extraFile, 'r');
+    try {
+      for (let at = 0; at < extra.length;) {
+        const { bytesRead } = await extraIn.read(extra, at, extra.length - at, at);
+        if (bytesRead === 0) throw new FerryError('ERR_INTERNAL', `the extra stream is ${at} bytes, ${extra.length} expected`);
+        at += bytesRead;
+      }
+    } finally {
+      await extraIn.close();
+    }
+    return { oldSize, newSize, control, diff: streams.subarray(0, diffLength), extra };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

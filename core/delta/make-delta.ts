@@ -1,8 +1,11 @@
 // Making a per-file delta between two release trees (publisher side; ARCHITECTURE.md "Artifacts
-// and deltas"). Each file of the new tree becomes an op — `copy` when some old file has the same
-// hash (unchanged or renamed), `patch` (bsdiff against the old file at the same path) or `whole`
-// (the new file brotli-compressed), whichever of the last two is smaller. Each symlink of the new
-// tree becomes a `link` op carrying its signed target, whatever the old tree held there.
+// and deltas"), in the 'pack' layout (core/trust/metadata.ts): a file of the new tree that the old
+// tree holds at the same path with the same hash gets no op (the device copies it, checking the
+// signed hash); any other file becomes an op — `copy` when some old file has the same hash (a
+// rename), `patch` (bsdiff against the old file at the same path) or `whole` (the new file
+// brotli-compressed), whichever of the last two is smaller. Symlinks get no op: the device makes
+// them from the signed file list. The artifact is the ops' entries concatenated, no framing: each
+// op names its entry's {offset, size}, and the artifact's size, hash and chunk hashes are signed.
 // core/delta/apply-delta.ts carries the ops out on the device.
 
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -10,9 +13,8 @@ import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createBrotliCompress, constants as zlib } from 'node:zlib';
-import { sha256File } from '../io/hash.ts';
-import { packFiles } from '../publish/archive.ts';
-import { isLink, type DeltaOp, type FileEntry, type FileRef, type TreeEntry } from '../trust/metadata.ts';
+import { appendPack } from './delta-pack.ts';
+import { isLink, type DeltaOp, type FileEntry, type TreeEntry } from '../trust/metadata.ts';
 import type { Patcher } from '../ports/patcher.ts';
 
 async function brotliFile(src: string, dst: string, size: number): Promise<void> {
@@ -32,7 +34,7 @@ async function brotliFile(src: string, dst: string, size: number): Promise<void>
 
 export interface MadeDelta {
   ops: DeltaOp[];
-  /** The delta artifact: an uncompressed tar of the op entries (each already compressed). */
+  /** The delta artifact: the op entries (each already compressed) concatenated. */
   artifact: string;
 }
 
@@ -55,14 +57,13 @@ export async function makeDelta(input: {
   await mkdir(workDir, { recursive: true });
 
   const ops: DeltaOp[] = [];
-  const entryNames: string[] = [];
+  const pack = await appendPack(input.outFile);
+  try {
   for (const [i, file] of newFiles.entries()) {
-    if (isLink(file)) {
-      ops.push({ op: 'link', path: file.path, target: file.target });
-      continue;
-    }
+    if (isLink(file)) continue; // made from the signed file list
     const same = oldByPath.get(file.path);
-    const copyFrom = same?.sha256 === file.sha256 ? same : oldByHash.get(file.sha256);
+    if (same?.sha256 === file.sha256) continue; // implied: copied from the same path
+    const copyFrom = oldByHash.get(file.sha256);
     if (copyFrom) {
       ops.push({ op: 'copy', path: file.path, from: copyFrom.path, sha256: file.sha256 });
       continue;
@@ -81,13 +82,13 @@ export async function makeDelta(input: {
       await brotliFile(join(newDir, file.path), join(workDir, wholeName), file.size);
       if ((await stat(join(workDir, wholeName))).size <= patchSize) entryName = wholeName;
     }
-    const entryPath = join(workDir, entryName);
-    const entry: FileRef = { path: entryName, size: (await stat(entryPath)).size, sha256: await sha256File(entryPath) };
-    entryNames.push(entryName);
+    const entry = await pack.add(join(workDir, entryName));
     ops.push(entryName === wholeName
       ? { op: 'whole', path: file.path, sha256: file.sha256, entry }
       : { op: 'patch', path: file.path, from: same!.path, baseSha256: same!.sha256, sha256: file.sha256, entry });
   }
-  await packFiles(workDir, entryNames, input.outFile, false);
+  } finally {
+    await pack.close();
+  }
   return { ops, artifact: input.outFile };
 }

@@ -22,6 +22,7 @@ import {
   CHANNELS,
   isChannel,
   manifestPath,
+  manifestPayload,
   targetKey,
   type ArtifactRef,
   type Channel,
@@ -148,7 +149,7 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
       securityFix: input.securityFix ?? existing?.doc.securityFix ?? false,
       targets: { ...existing?.doc.targets, [target]: { files, full, deltas } satisfies TargetRelease },
     };
-    const manifestBytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, Buffer.from(JSON.stringify(manifest)), signers));
+    const manifestBytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, manifestPayload(manifest), signers));
 
     // Move into place: a new version folder appears whole by one rename; a version that exists
     // for another target gets its new artifacts first and its manifest replaced atomically.
@@ -202,7 +203,7 @@ async function deltaFrom(repo: string, base: ManifestDoc, target: string, files:
   await mkdir(baseDir);
   const expected = new Map(baseTarget.files.map((f) => [f.path, f]));
   await extractArchive(join(repo, baseTarget.full.path), baseDir, expected);
-  const name = `${target}.from-${base.version}.delta.tar`;
+  const name = `${target}.from-${base.version}.delta`;
   const made = await makeDelta({
     oldDir: baseDir,
     oldFiles: baseTarget.files,
@@ -213,6 +214,6 @@ async function deltaFrom(repo: string, base: ManifestDoc, target: string, files:
     patcher: input.patcher,
   });
   await rm(baseDir, { recursive: true, force: true });
-  return { from: base.version, artifact: await artifactRef(made.artifact, `releases/${input.version}/${name}`), ops: made.ops };
+  return { from: base.version, artifact: await artifactRef(made.artifact, `releases/${input.version}/${name}`), ops: made.ops, layout: 'pack' };
 }
 

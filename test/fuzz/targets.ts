@@ -358,7 +358,7 @@ const extraction: Target = {
     const archives: ArchiveSeed[] = [
       { bytes: seeds.fullGz, gz: true, expected: fileList(seeds.release.files) },
       { bytes: seeds.oldFullGz, gz: true, expected: fileList(seeds.manifests[OLD]!.doc.targets[TARGET]!.files) },
-      { bytes: seeds.deltaTar, gz: false, expected: new Map(delta.ops.flatMap((op) => (op.op === 'copy' || op.op === 'link' ? [] : [[op.entry.path, { size: op.entry.size, sha256: op.entry.sha256, mode: 0o600 }] as const]))) },
+      { bytes: seeds.deltaTar, gz: false, expected: new Map(delta.ops.flatMap((op) => (op.op === 'copy' || op.op === 'link' || !('path' in op.entry) ? [] : [[op.entry.path, { size: op.entry.size, sha256: op.entry.sha256, mode: 0o600 }] as const]))) },
     ];
     const all = archives.map((a) => a.bytes);
     return async (r) => {

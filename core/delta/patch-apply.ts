@@ -1,8 +1,32 @@
-// Applies a patch entry on the device (ARCHITECTURE.md "Patch format").
-// STUB: filled in by the patch-format work (issue 14); the signature is fixed.
+// Applies one patch entry on the device (ARCHITECTURE.md "Patch format"), in pure TypeScript: no
+// native module, no worker process. The entry's first 8 bytes say what it is:
+//   FERRYBD1  ferry's own format, applied here as a stream (below);
+//   BSDIFF40  a patch from a repository made before FERRYBD1, handed to the native patcher if the
+//             device has one (ERR_NO_PATCHER if not: the update falls back to the full artifact);
+//   FERRYZF1  a zstd-from entry, which this patcher does not apply (ERR_NO_PATCHER);
+//   anything else: ERR_PATCH.
+//
+// FERRYBD1 (SECURITY.md row 17): the header is checked against the signed op and the base before
+// a byte is written; then the control entries are replayed, each checked before it writes, with
+// the three brotli decoders pulled only as far as the entries need (a decompression bomb costs
+// one chunk, never a drain), the output hashed as it is written, and every stream required to end
+// exactly where the last entry ends. The base is read either whole (up to a cap) or by positioned
+// reads, and the output leaves through a 1 MiB buffer, so the old and new files are never both in
+// memory. The output is not fsynced here: the caller syncs its outputs together.
 
-import { FerryError } from '../errors.ts';
+import { closeSync, constants as fsc, fstatSync, openSync, readSync, writeSync, type ReadStream } from 'node:fs';
+import { copyFile, link, mkdtemp, open, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { pipeline } from 'node:stream';
+import { constants as z, createBrotliDecompress, type BrotliDecompress } from 'node:zlib';
+import { FerryError, fromFsError } from '../errors.ts';
+import { sha256File } from '../io/hash.ts';
 import type { Patcher } from '../ports/patcher.ts';
+import {
+  BSDIFF40_MAGIC, FERRYBD1_MAGIC, FERRYZF1_MAGIC, MAGIC_SIZE, MAX_VARINT_BYTES, PATCH_HEADER_SIZE,
+  patchMagic, readPatchHeader, statedPatchSize, unzigzag, type PatchHeader,
+} from './patch-format.ts';
 
 export interface PatchEntryInput {
   /** The base file: a regular file whose sha256 the caller has already checked, or checks while this reads it. */
@@ -17,7 +41,22 @@ export interface PatchEntryInput {
   newSize: number;
   /** For old BSDIFF40 entries only (repositories made before FERRYBD1): the native patcher, if any. */
   legacy?: Patcher;
+  /** A base up to this many bytes is read into memory whole (faster on patches that seek a lot); a larger one by positioned reads. Default OLD_IN_MEMORY_MAX. */
+  oldInMemoryMax?: number;
 }
+
+/** Bases up to this size are held in memory while patching (the output never is). */
+export const OLD_IN_MEMORY_MAX = 32 * 1024 * 1024;
+/** Output buffer: written and hashed each time it fills. */
+const OUT_CHUNK = 1024 * 1024;
+/** Decoder output per pull, and compressed bytes per read. */
+const STREAM_CHUNK = 64 * 1024;
+/** Positioned-read window over a base too large for memory (a larger one costs more on backward seeks). */
+const OLD_WINDOW = 16 * 1024;
+/** bsdiff-node crashes on very long paths: a base path this long is handed to it through a short private link. */
+const LONG_PATH = 200;
+
+const bogus = (why: string) => new FerryError('ERR_PATCH', why);
 
 /**
  * Builds `outFile` from the base and the patch, and returns the sha256 and size of what it wrote
@@ -25,5 +64,353 @@ export interface PatchEntryInput {
  * written when the header can tell.
  */
 export async function applyPatchEntry(input: PatchEntryInput): Promise<{ sha256: string; size: number }> {
-  throw new FerryError('ERR_INTERNAL', `applyPatchEntry is not written yet (${input.outFile})`);
+  const { patch } = input;
+  if (!Number.isSafeInteger(patch.offset) || !Number.isSafeInteger(patch.size) || patch.offset < 0 || patch.size < 0) {
+    throw new FerryError('ERR_INTERNAL', `patch range ${patch.offset}+${patch.size} is not a byte range`);
+  }
+  let head: Buffer;
+  let fileSize: number;
+  try {
+    const h = await open(patch.file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    try {
+      fileSize = (await h.stat()).size;
+      head = Buffer.alloc(Math.min(PATCH_HEADER_SIZE, patch.size));
+      const { bytesRead } = await h.read(head, 0, head.length, patch.offset);
+      head = head.subarray(0, bytesRead);
+    } finally {
+      await h.close();
+    }
+  } catch (err) {
+    throw fromFsError(err, `reading the patch ${patch.file}`);
+  }
+  if (patch.offset + patch.size > fileSize) throw bogus(`patch entry [${patch.offset}, ${patch.offset + patch.size}) lies past the end of ${patch.file} (${fileSize} bytes)`);
+  const magic = patchMagic(head);
+  switch (magic) {
+    case FERRYBD1_MAGIC: return applyFerryPatch(input, readPatchHeader(head));
+    case BSDIFF40_MAGIC: return applyLegacyPatch(input, fileSize);
+    case FERRYZF1_MAGIC: throw new FerryError('ERR_NO_PATCHER', 'a FERRYZF1 (zstd-from) entry: this patcher applies FERRYBD1 and BSDIFF40 only');
+    default: throw bogus(head.length < MAGIC_SIZE ? `patch entry of ${patch.size} bytes has no magic` : `patch entry has an unknown magic ${JSON.stringify(magic)}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// BSDIFF40: the native patcher, behind the same size check as before FERRYBD1 existed.
+
+async function applyLegacyPatch(input: PatchEntryInput, fileSize: number): Promise<{ sha256: string; size: number }> {
+  const { legacy, patch } = input;
+  if (!legacy) throw new FerryError('ERR_NO_PATCHER', 'a BSDIFF40 patch (a repository made before FERRYBD1) and no bsdiff patcher on this device');
+  const header = Buffer.alloc(Math.min(legacy.headerSize, patch.size));
+  let dir: string | undefined;
+  try {
+    const h = await open(patch.file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    try { await h.read(header, 0, header.length, patch.offset); } finally { await h.close(); }
+    const promised = legacy.outputSize(header, patch.size);
+    if (promised !== input.newSize) throw bogus(`patch promises ${promised} bytes, signed ${input.newSize}`);
+    // A private folder beside the output: the patcher writes a fresh short path of ours (it would
+    // follow a symlink at its output path) and reads a patch file of its own.
+    dir = await mkdtemp(join(dirname(input.outFile), '.bsdiff40-'));
+    let patchFile = patch.file;
+    if (patch.offset !== 0 || patch.size !== fileSize) {
+      patchFile = join(dir, 'patch');
+      await copyRange(patch.file, patch.offset, patch.size, patchFile);
+    }
+    let base = input.baseFile;
+    if (base.length > LONG_PATH) {
+      const short = join(dir, 'base');
+      await link(base, short).catch(() => copyFile(base, short, fsc.COPYFILE_EXCL));
+      base = short;
+    }
+    const built = join(dir, 'new');
+    await legacy.patch(base, built, patchFile);
+    // link() never follows a link at its destination and fails if anything is there.
+    await link(built, input.outFile);
+    const size = (await stat(input.outFile)).size;
+    return { sha256: await sha256File(input.outFile), size };
+  } catch (err) {
+    if (err instanceof FerryError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new FerryError('ERR_HASH_MISMATCH', `base file ${input.baseFile} is missing`, { cause: err });
+    throw fromFsError(err, `applying a BSDIFF40 patch to ${input.baseFile}`);
+  } finally {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Copies `size` bytes at `offset` of `from` into a new file `to`. */
+async function copyRange(from: string, offset: number, size: number, to: string): Promise<void> {
+  const src = await open(from, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  try {
+    const dst = await open(to, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    try {
+      const buf = Buffer.allocUnsafe(Math.min(OUT_CHUNK, Math.max(size, 1)));
+      for (let done = 0; done < size;) {
+        const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, size - done), offset + done);
+        if (bytesRead === 0) throw bogus(`patch file ${from} ends inside its entry`);
+        await dst.write(buf, 0, bytesRead);
+        done += bytesRead;
+      }
+    } finally {
+      await dst.close();
+    }
+  } finally {
+    await src.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// FERRYBD1
+
+/**
+ * One brotli stream of the patch, decoded on demand: `more()` pulls the next decoded chunk (the
+ * only await), `buf`/`pos` are what is decoded and not yet used. The decoder is paused by
+ * backpressure whenever nobody pulls, so it never decodes far ahead of the entries.
+ */
+class BrotliPull {
+  buf: Buffer = Buffer.alloc(0);
+  pos = 0;
+  private decoded = 0;
+  private ended = false;
+  private readonly decoder: BrotliDecompress;
+  private readonly source: ReadStream | undefined;
+  private readonly it: AsyncIterator<Buffer>;
+  private readFailure: unknown;
+
+  constructor(patch: FileHandle, start: number, private readonly length: number, private readonly cap: number, private readonly name: string) {
+    // Both coders decode with the large-window flag: it accepts standard streams too.
+    this.decoder = createBrotliDecompress({ chunkSize: STREAM_CHUNK, params: { [z.BROTLI_DECODER_PARAM_LARGE_WINDOW]: 1 } });
+    if (length === 0) {
+      // Nothing to read; the decoder then refuses the empty input (brotli has no empty stream).
+      this.source = undefined;
+      this.decoder.end();
+    } else {
+      this.source = patch.createReadStream({ start, end: start + length - 1, autoClose: false, highWaterMark: STREAM_CHUNK });
+      this.source.on('error', (err) => { this.readFailure ??= err; });
+      pipeline(this.source, this.decoder, () => { /* errors surface through the iterator */ });
+    }
+    this.it = this.decoder[Symbol.asyncIterator]();
+  }
+
+  /** Pulls the next decoded chunk into `buf`; false at the end of the stream. */
+  async more(): Promise<boolean> {
+    if (this.ended) return false;
+    let next: IteratorResult<Buffer>;
+    try {
+      next = await this.it.next();
+    } catch (err) {
+      if (this.readFailure !== undefined) throw fromFsError(this.readFailure, `reading the patch's ${this.name} stream`);
+      throw bogus(`the patch's ${this.name} stream does not decode: ${(err as Error).message}`);
+    }
+    if (next.done) {
+      this.ended = true;
+      return false;
+    }
+    this.decoded += next.value.length;
+    if (this.decoded > this.cap) throw bogus(`the patch's ${this.name} stream decodes past the ${this.cap} bytes its entries can use`);
+    this.buf = next.value;
+    this.pos = 0;
+    return true;
+  }
+
+  /** Makes at least `n` unused bytes available when the stream has them (joins chunks); false if it ends first. */
+  async atLeast(n: number): Promise<boolean> {
+    while (this.buf.length - this.pos < n) {
+      const rest = this.buf.subarray(this.pos);
+      if (!(await this.more())) {
+        this.buf = rest;
+        this.pos = 0;
+        return false;
+      }
+      this.buf = Buffer.concat([rest, this.buf]);
+      this.pos = 0;
+    }
+    return true;
+  }
+
+  /** The entries are done: every decoded byte was used, the stream ends here, and its compressed bytes end exactly at its length. */
+  async finish(): Promise<void> {
+    if (this.pos !== this.buf.length || (await this.more())) throw bogus(`the patch's ${this.name} stream has bytes past its last entry`);
+    if (this.decoder.bytesWritten !== this.length) throw bogus(`the patch's ${this.name} stream ends after ${this.decoder.bytesWritten} of its ${this.length} compressed bytes`);
+  }
+
+  close(): void {
+    this.source?.destroy();
+    this.decoder.destroy();
+  }
+}
+
+/** The old file's bytes: all in memory, or a positioned-read window over the open file. */
+interface OldBytes {
+  /** Makes old[p] readable as `buf[p - start]`; returns how many bytes from p are there (≥ 1). */
+  at(p: number): number;
+  buf: Buffer;
+  start: number;
+}
+
+function oldBytes(fd: number, size: number, inMemoryMax: number): OldBytes {
+  if (size <= inMemoryMax) {
+    const buf = Buffer.allocUnsafe(size);
+    for (let done = 0; done < size;) {
+      const n = readSync(fd, buf, done, size - done, done);
+      if (n === 0) throw new FerryError('ERR_HASH_MISMATCH', `the base file shrank while it was read (${done} of ${size} bytes)`);
+      done += n;
+    }
+    return { buf, start: 0, at: (p) => size - p };
+  }
+  const full = Buffer.allocUnsafe(OLD_WINDOW);
+  const w: OldBytes = {
+    buf: full.subarray(0, 0),
+    start: 0,
+    at(p) {
+      let have = w.start + w.buf.length - p;
+      if (p < w.start || have <= 0) {
+        const n = readSync(fd, full, 0, Math.min(OLD_WINDOW, size - p), p);
+        if (n === 0) throw new FerryError('ERR_HASH_MISMATCH', `the base file shrank while it was read (at ${p} of ${size} bytes)`);
+        w.start = p;
+        w.buf = full.subarray(0, n);
+        have = n;
+      }
+      return have;
+    },
+  };
+  return w;
+}
+
+async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader): Promise<{ sha256: string; size: number }> {
+  // Every check the header allows, before anything is opened for writing.
+  if (h.newSize !== input.newSize) throw bogus(`patch promises ${h.newSize} bytes, signed ${input.newSize}`);
+  if (h.oldSize !== input.baseSize) throw bogus(`patch is for a base of ${h.oldSize} bytes, the signed base has ${input.baseSize}`);
+  if (statedPatchSize(h) !== input.patch.size) throw bogus(`patch header states ${statedPatchSize(h)} bytes, the signed entry has ${input.patch.size}`);
+
+  let baseFd = -1;
+  let outFd = -1;
+  let patchHandle: FileHandle | undefined;
+  const streams: BrotliPull[] = [];
+  let created = false;
+  try {
+    try {
+      baseFd = openSync(input.baseFile, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ELOOP') throw new FerryError('ERR_HASH_MISMATCH', `base file ${input.baseFile} is missing or is a link`, { cause: err });
+      throw err;
+    }
+    const st = fstatSync(baseFd);
+    if (!st.isFile() || st.size !== h.oldSize) throw new FerryError('ERR_HASH_MISMATCH', `base file ${input.baseFile} has ${st.size} bytes, the patch and the signed base have ${h.oldSize}`);
+    const old = oldBytes(baseFd, h.oldSize, input.oldInMemoryMax ?? OLD_IN_MEMORY_MAX);
+
+    patchHandle = await open(input.patch.file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    let at = input.patch.offset + PATCH_HEADER_SIZE;
+    // What each stream may decode to at most: every entry's varints, and newSize for diff and extra.
+    const ctrl = new BrotliPull(patchHandle, at, h.controlLength, h.entries * 3 * MAX_VARINT_BYTES, 'control');
+    streams.push(ctrl);
+    at += h.controlLength;
+    const diff = new BrotliPull(patchHandle, at, h.diffLength, h.newSize, 'diff');
+    streams.push(diff);
+    at += h.diffLength;
+    const extra = new BrotliPull(patchHandle, at, h.extraLength, h.newSize, 'extra');
+    streams.push(extra);
+
+    outFd = openSync(input.outFile, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    created = true;
+    const hash = createHash('sha256');
+    const out = Buffer.allocUnsafe(Math.min(OUT_CHUNK, Math.max(h.newSize, 1)));
+    let o = 0;
+    let written = 0;
+    const flush = () => {
+      for (let done = 0; done < o;) done += writeSync(outFd, out, done, o - done);
+      hash.update(out.subarray(0, o));
+      written += o;
+      o = 0;
+    };
+
+    const { newSize, oldSize } = h;
+    const entry = new Float64Array(3);
+    let newPos = 0;
+    let oldPos = 0;
+    // The fast path is synchronous: an await happens only when a stream's decoded chunk runs out.
+    for (let e = 0; e < h.entries; e++) {
+      let p = readEntry(ctrl.buf, ctrl.pos, entry);
+      if (p < 0) {
+        await ctrl.atLeast(3 * MAX_VARINT_BYTES);
+        p = readEntry(ctrl.buf, ctrl.pos, entry);
+        if (p === INCOMPLETE) throw bogus(`the patch's control stream ends inside entry ${e} of ${h.entries}`);
+      }
+      if (p === OVERLONG) throw bogus(`control entry ${e} has a number longer than ${MAX_VARINT_BYTES} bytes`);
+      ctrl.pos = p;
+      const x = entry[0]!;
+      const y = entry[1]!;
+      const seek = unzigzag(entry[2]!);
+      // x and y are never negative (unsigned varints); their sum must fit what is left.
+      if (x > newSize - newPos || y > newSize - newPos - x) throw bogus(`control entry ${e} writes past the signed ${newSize} bytes (at ${newPos}, +${x}, +${y})`);
+      if (x > 0 && (oldPos < 0 || x > oldSize - oldPos)) throw bogus(`control entry ${e} adds old bytes [${oldPos}, ${oldPos + x}) outside the base's ${oldSize}`);
+
+      // add: x old bytes plus x diff bytes
+      for (let left = x; left > 0;) {
+        if (diff.pos === diff.buf.length && !(await diff.more())) throw bogus(`the patch's diff stream ends before entry ${e} is done`);
+        const avail = old.at(oldPos);
+        const n = Math.min(left, diff.buf.length - diff.pos, out.length - o, avail);
+        const d = diff.buf;
+        const ob = old.buf;
+        const dp = diff.pos;
+        const op = oldPos - old.start;
+        for (let i = 0; i < n; i++) out[o + i] = d[dp + i]! + ob[op + i]!;
+        o += n;
+        diff.pos += n;
+        oldPos += n;
+        left -= n;
+        if (o === out.length) flush();
+      }
+      // copy: y extra bytes
+      for (let left = y; left > 0;) {
+        if (extra.pos === extra.buf.length && !(await extra.more())) throw bogus(`the patch's extra stream ends before entry ${e} is done`);
+        const n = Math.min(left, extra.buf.length - extra.pos, out.length - o);
+        extra.buf.copy(out, o, extra.pos, extra.pos + n);
+        o += n;
+        extra.pos += n;
+        left -= n;
+        if (o === out.length) flush();
+      }
+      newPos += x + y;
+      oldPos += seek;
+      // Kept in a range where the arithmetic stays exact; any real seek is far inside it.
+      if (Math.abs(oldPos) > MAX_OLD_POS) throw bogus(`control entry ${e} seeks the base to ${oldPos}`);
+    }
+    flush();
+    if (newPos !== newSize) throw bogus(`the patch's ${h.entries} entries write ${newPos} bytes, signed ${newSize}`);
+    for (const s of streams) await s.finish();
+    return { sha256: hash.digest('hex'), size: written };
+  } catch (err) {
+    if (created) await unlink(input.outFile).catch(() => undefined);
+    if (err instanceof FerryError) throw err;
+    throw fromFsError(err, `applying a FERRYBD1 patch to ${input.baseFile}`);
+  } finally {
+    for (const s of streams) s.close();
+    if (baseFd >= 0) closeSync(baseFd);
+    if (outFd >= 0) closeSync(outFd);
+    await patchHandle?.close();
+  }
+}
+
+const MAX_OLD_POS = 2 ** 53 / 4;
+const INCOMPLETE = -1;
+const OVERLONG = -2;
+
+/**
+ * Reads one control entry (three LEB128 varints) from `b` at `p` into `entry`; returns the offset
+ * after it, INCOMPLETE when `b` ends first, OVERLONG for a varint over MAX_VARINT_BYTES.
+ */
+function readEntry(b: Buffer, p: number, entry: Float64Array): number {
+  for (let k = 0; k < 3; k++) {
+    let v = 0;
+    let mult = 1;
+    for (let n = 0; ; n++) {
+      if (n === MAX_VARINT_BYTES) return OVERLONG;
+      if (p >= b.length) return INCOMPLETE;
+      const byte = b[p++]!;
+      v += (byte & 0x7f) * mult;
+      if (byte < 0x80) break;
+      mult *= 0x80;
+    }
+    entry[k] = v;
+  }
+  return p;
 }

@@ -1,10 +1,92 @@
-// Writes a RawPatch as a FERRYBD1 patch file (ARCHITECTURE.md "Patch format").
-// STUB: filled in by the patch-format work (issue 14); the signature is fixed.
+// Writes a RawPatch (bsdiff's three streams) as a FERRYBD1 patch file (ARCHITECTURE.md "Patch
+// format"): the control triples as LEB128 varints, then each stream brotli-compressed at quality
+// 11 on its own (the zero-heavy diff bytes and the code-like extra bytes compress best apart).
+// Publisher side: the RawPatch comes from our own matcher, so a RawPatch that does not describe
+// `newSize` bytes built from `oldSize` bytes is a bug (ERR_INTERNAL), never written.
 
-import { FerryError } from '../errors.ts';
+import { constants as fsc } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { brotliCompress, constants as z } from 'node:zlib';
+import { FerryError, fromFsError } from '../errors.ts';
 import type { RawPatch } from './raw-patch.ts';
+import { CODER_BROTLI, CODER_BROTLI_LARGE_WINDOW, CONTROL_LEB128, encodeControl, PATCH_HEADER_SIZE, writePatchHeader } from './patch-format.ts';
+
+const compress = promisify(brotliCompress);
+
+/** Streams up to this size use standard brotli (lgwin 24); above it the large window (ARCHITECTURE.md "Patch format"). */
+const STANDARD_WINDOW_MAX = 16 * 1024 * 1024;
+/** The largest window brotli's large-window mode has (1 GiB). */
+const LARGEST_LGWIN = 30;
+
+/** Brotli parameters for one stream of `size` bytes. */
+export function brotliParams(size: number): Record<number, number> {
+  const params: Record<number, number> = {
+    [z.BROTLI_PARAM_QUALITY]: 11,
+    [z.BROTLI_PARAM_LGWIN]: 24,
+    [z.BROTLI_PARAM_SIZE_HINT]: Math.min(size, 0xffffffff),
+  };
+  if (size > STANDARD_WINDOW_MAX) {
+    params[z.BROTLI_PARAM_LARGE_WINDOW] = 1;
+    params[z.BROTLI_PARAM_LGWIN] = Math.min(LARGEST_LGWIN, Math.ceil(Math.log2(size)));
+  }
+  return params;
+}
+
+/** Replays `raw`'s control entries with the device's rules (core/delta/patch-apply.ts); throws ERR_INTERNAL on the first broken one. */
+function checkRawPatch(raw: RawPatch): void {
+  const bad = (why: string) => new FerryError('ERR_INTERNAL', `RawPatch does not build ${raw.newSize} bytes from ${raw.oldSize}: ${why}`);
+  const { control } = raw;
+  if (control.length % 3 !== 0) throw bad(`${control.length} control numbers is not a list of triples`);
+  if (control.length / 3 > 0xffffffff) throw bad('more than 2^32 - 1 entries');
+  let newPos = 0;
+  let oldPos = 0;
+  let diff = 0;
+  let extra = 0;
+  for (let i = 0; i < control.length; i += 3) {
+    const x = control[i]!;
+    const y = control[i + 1]!;
+    const zz = control[i + 2]!;
+    if (!Number.isSafeInteger(x) || !Number.isSafeInteger(y) || !Number.isSafeInteger(zz) || x < 0 || y < 0) throw bad(`entry ${i / 3} is (${x}, ${y}, ${zz})`);
+    if (x > 0 && (oldPos < 0 || oldPos + x > raw.oldSize)) throw bad(`entry ${i / 3} adds old bytes [${oldPos}, ${oldPos + x}) outside [0, ${raw.oldSize})`);
+    newPos += x + y;
+    if (newPos > raw.newSize) throw bad(`entry ${i / 3} writes past the end`);
+    diff += x;
+    extra += y;
+    oldPos += x + zz;
+    if (Math.abs(oldPos) > Number.MAX_SAFE_INTEGER / 2) throw bad(`entry ${i / 3} seeks to ${oldPos}`);
+  }
+  if (newPos !== raw.newSize) throw bad(`the entries write ${newPos} bytes`);
+  if (diff !== raw.diff.length) throw bad(`the entries add ${diff} diff bytes, the stream has ${raw.diff.length}`);
+  if (extra !== raw.extra.length) throw bad(`the entries copy ${extra} extra bytes, the stream has ${raw.extra.length}`);
+}
 
 /** Writes `raw` to `outFile` (which must not exist) as FERRYBD1; returns the patch's size in bytes. */
 export async function writeFerryPatch(raw: RawPatch, outFile: string): Promise<number> {
-  throw new FerryError('ERR_INTERNAL', `writeFerryPatch is not written yet (${raw.newSize} bytes, ${outFile})`);
+  checkRawPatch(raw);
+  const ctrl = encodeControl(raw.control);
+  const streams = [ctrl, raw.diff, raw.extra];
+  // The three compress at once on libuv's thread pool: publish time is mostly the diff stream's.
+  const [c, d, e] = await Promise.all(streams.map((s) => compress(s, { params: brotliParams(s.length) })));
+  const header = writePatchHeader({
+    coder: streams.some((s) => s.length > STANDARD_WINDOW_MAX) ? CODER_BROTLI_LARGE_WINDOW : CODER_BROTLI,
+    controlEncoding: CONTROL_LEB128,
+    entries: raw.control.length / 3,
+    oldSize: raw.oldSize,
+    newSize: raw.newSize,
+    controlLength: c!.length,
+    diffLength: d!.length,
+    extraLength: e!.length,
+  });
+  try {
+    const h = await open(outFile, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644);
+    try {
+      for (const part of [header, c!, d!, e!]) await h.writeFile(part); // each goes on where the last ended
+    } finally {
+      await h.close();
+    }
+  } catch (err) {
+    throw fromFsError(err, `writing the patch ${outFile}`);
+  }
+  return PATCH_HEADER_SIZE + c!.length + d!.length + e!.length;
 }

@@ -1,0 +1,136 @@
+// The FERRYBD1 patch header (ARCHITECTURE.md "Patch format"): a fixed 56-byte little-endian
+// header, then three complete brotli streams (control, diff, extra). Pure: bytes in, fields out.
+// Everything the header alone can prove wrong is refused here, before a byte is written
+// (SECURITY.md row 17); core/delta/patch-apply.ts checks it against the signed op and the base.
+//
+//   offset size  field
+//   0      8     magic "FERRYBD1"
+//   8      1     coder: 1 = brotli (lgwin ≤ 24), 2 = brotli large window
+//   9      1     control encoding: 1 = LEB128 varints x, y, zigzag(z) per entry
+//   10     2     reserved, 0
+//   12     4     control entries (u32)
+//   16     8     old size (u64)          every u64 ≤ 2^53 − 1
+//   24     8     new size (u64)
+//   32     8     compressed control length (u64)
+//   40     8     compressed diff length (u64)
+//   48     8     compressed extra length (u64)
+//   56     …     control, diff, extra streams
+
+import { FerryError } from '../errors.ts';
+
+export const FERRYBD1_MAGIC = 'FERRYBD1';
+/** Old patches in repositories made before FERRYBD1 (bzip2 blocks, bsdiff-node applies them). */
+export const BSDIFF40_MAGIC = 'BSDIFF40';
+/** Per-file zstd-from entries (Node ≥ 24 only); another part of the delta engine reads them. */
+export const FERRYZF1_MAGIC = 'FERRYZF1';
+export const MAGIC_SIZE = 8;
+export const PATCH_HEADER_SIZE = 56;
+
+export const CODER_BROTLI = 1;
+export const CODER_BROTLI_LARGE_WINDOW = 2;
+export const CONTROL_LEB128 = 1;
+
+export interface PatchHeader {
+  coder: typeof CODER_BROTLI | typeof CODER_BROTLI_LARGE_WINDOW;
+  controlEncoding: typeof CONTROL_LEB128;
+  entries: number;
+  oldSize: number;
+  newSize: number;
+  controlLength: number;
+  diffLength: number;
+  extraLength: number;
+}
+
+const MAX_U64 = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** The first 8 bytes as text ("" when there are fewer). */
+export function patchMagic(bytes: Uint8Array): string {
+  return bytes.length < MAGIC_SIZE ? '' : Buffer.from(bytes.buffer, bytes.byteOffset, MAGIC_SIZE).toString('latin1');
+}
+
+/** The 56 header bytes for `h`. Throws ERR_INTERNAL for a field out of range (a bug in the writer). */
+export function writePatchHeader(h: PatchHeader): Buffer {
+  const out = Buffer.alloc(PATCH_HEADER_SIZE);
+  out.write(FERRYBD1_MAGIC, 0, 'latin1');
+  out.writeUInt8(h.coder, 8);
+  out.writeUInt8(h.controlEncoding, 9);
+  out.writeUInt16LE(0, 10);
+  if (!Number.isInteger(h.entries) || h.entries < 0 || h.entries > 0xffffffff) throw new FerryError('ERR_INTERNAL', `patch entry count ${h.entries} does not fit a u32`);
+  out.writeUInt32LE(h.entries, 12);
+  const u64 = [h.oldSize, h.newSize, h.controlLength, h.diffLength, h.extraLength];
+  for (const [i, v] of u64.entries()) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new FerryError('ERR_INTERNAL', `patch header field ${v} is not a safe non-negative integer`);
+    out.writeBigUInt64LE(BigInt(v), 16 + 8 * i);
+  }
+  return out;
+}
+
+function u64(bytes: Buffer, at: number, what: string): number {
+  const v = bytes.readBigUInt64LE(at);
+  if (v > MAX_U64) throw new FerryError('ERR_PATCH', `FERRYBD1 header: ${what} ${v} is over 2^53`);
+  return Number(v);
+}
+
+/**
+ * Reads the 56-byte header. ERR_PATCH for a short header, another magic, an unknown coder or
+ * control encoding, a reserved field that is not 0, or a size over 2^53.
+ */
+export function readPatchHeader(bytes: Uint8Array): PatchHeader {
+  if (bytes.length < PATCH_HEADER_SIZE) throw new FerryError('ERR_PATCH', `FERRYBD1 header: ${bytes.length} bytes, needs ${PATCH_HEADER_SIZE}`);
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, PATCH_HEADER_SIZE);
+  if (patchMagic(b) !== FERRYBD1_MAGIC) throw new FerryError('ERR_PATCH', 'not a FERRYBD1 patch');
+  const coder = b.readUInt8(8);
+  if (coder !== CODER_BROTLI && coder !== CODER_BROTLI_LARGE_WINDOW) throw new FerryError('ERR_PATCH', `FERRYBD1 header: unknown coder ${coder}`);
+  const controlEncoding = b.readUInt8(9);
+  if (controlEncoding !== CONTROL_LEB128) throw new FerryError('ERR_PATCH', `FERRYBD1 header: unknown control encoding ${controlEncoding}`);
+  if (b.readUInt16LE(10) !== 0) throw new FerryError('ERR_PATCH', 'FERRYBD1 header: reserved field is not 0');
+  return {
+    coder,
+    controlEncoding,
+    entries: b.readUInt32LE(12),
+    oldSize: u64(b, 16, 'old size'),
+    newSize: u64(b, 24, 'new size'),
+    controlLength: u64(b, 32, 'control length'),
+    diffLength: u64(b, 40, 'diff length'),
+    extraLength: u64(b, 48, 'extra length'),
+  };
+}
+
+/** The whole patch's size as the header states it: header + the three streams. */
+export function statedPatchSize(h: PatchHeader): number {
+  return PATCH_HEADER_SIZE + h.controlLength + h.diffLength + h.extraLength;
+}
+
+/** Appends `v` (a non-negative safe integer) as LEB128 to `out` at `at`; returns the new offset. */
+export function writeVarint(out: Uint8Array, at: number, v: number): number {
+  while (v >= 0x80) {
+    out[at++] = (v % 0x80) | 0x80;
+    v = Math.floor(v / 0x80);
+  }
+  out[at++] = v;
+  return at;
+}
+
+/** zigzag: 0, -1, 1, -2, … → 0, 1, 2, 3, … (arithmetic, not bit operations: values reach 2^54). */
+export function zigzag(z: number): number {
+  return z >= 0 ? 2 * z : -2 * z - 1;
+}
+
+export function unzigzag(u: number): number {
+  return u % 2 === 0 ? u / 2 : -(u + 1) / 2;
+}
+
+/** Longest varint the decoder accepts: 8 bytes (56 bits) cover every zigzagged value ≤ 2^54. */
+export const MAX_VARINT_BYTES = 8;
+
+/** Encodes the control triples [x, y, z, …] as LEB128 varints x, y, zigzag(z) per entry. */
+export function encodeControl(control: readonly number[]): Buffer {
+  const out = Buffer.alloc(control.length * MAX_VARINT_BYTES);
+  let at = 0;
+  for (let i = 0; i < control.length; i += 3) {
+    at = writeVarint(out, at, control[i]!);
+    at = writeVarint(out, at, control[i + 1]!);
+    at = writeVarint(out, at, zigzag(control[i + 2]!));
+  }
+  return out.subarray(0, at);
+}

@@ -26,6 +26,7 @@ import { checkPathSet, linkProblem } from '../io/safe-path.ts';
 import { isLink, isPackRange, type DeltaOp, type EntryRef, type FileEntry, type LinkEntry, type TreeEntry } from '../trust/metadata.ts';
 import { packRangeStream } from './delta-pack.ts';
 import { applyPatchEntry } from './patch-apply.ts';
+import { BSDIFF40_MAGIC } from './patch-format.ts';
 import type { Patcher } from '../ports/patcher.ts';
 
 /** A base path this long is handed to the patcher through a short private link (bsdiff-node crashes on very long paths). */
@@ -38,11 +39,11 @@ const APPLY_CONCURRENCY = 8;
 const FSYNC_CONCURRENCY = 32;
 
 /**
- * The magic of ferry's own patch format, applied in-process (core/delta/patch-apply.ts). Any other
- * entry is an old BSDIFF40 patch (repositories made before FERRYBD1) for the native patcher,
- * whose header check refuses what is neither.
+ * The magic of an old bsdiff patch (repositories made before FERRYBD1): applied through the native
+ * patcher, its header checked by it first, one at a time. Every other entry (FERRYBD1, and
+ * anything it refuses) goes to core/delta/patch-apply.ts, in-process.
  */
-const FERRYBD1 = Buffer.from('FERRYBD1', 'latin1');
+const BSDIFF40 = Buffer.from(BSDIFF40_MAGIC, 'latin1');
 
 /** Passes bytes through while hashing and counting them; errors past `cap` bytes. */
 function hashingCap(cap: number, what: string): Transform & { digest(): { sha256: string; size: number } } {
@@ -229,10 +230,10 @@ export async function applyDelta(input: {
         case 'patch': {
           const base = await regularBaseFile(baseDir, op.from);
           const patch = where(op.entry);
-          const head = Buffer.alloc(Math.min(patch.size, Math.max(FERRYBD1.length, patcher.headerSize)));
+          const head = Buffer.alloc(Math.min(patch.size, Math.max(BSDIFF40.length, patcher.headerSize)));
           const h = await open(patch.file, 'r');
           try { await h.read(head, 0, head.length, patch.offset); } finally { await h.close(); }
-          if (!head.subarray(0, FERRYBD1.length).equals(FERRYBD1)) {
+          if (head.subarray(0, BSDIFF40.length).equals(BSDIFF40)) {
             await oneAtATime(() => applyBsdiff40(op, i, base, patch, head, file));
           } else {
             expectHash(await sha256File(base), op.baseSha256, `base file ${op.from}`);

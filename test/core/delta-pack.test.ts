@@ -9,6 +9,7 @@ import { mkdir, open, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { applyDelta } from '../../core/delta/apply-delta.ts';
 import { makeDelta } from '../../core/delta/make-delta.ts';
+import { writeFerryPatch } from '../../core/delta/patch-encode.ts';
 import { scanTree } from '../../core/publish/tree.ts';
 import { verifyTree } from '../../core/device/verify-tree.ts';
 import { sha256 } from '../../core/io/hash.ts';
@@ -199,6 +200,32 @@ pack('issue 14 item 4: an old tar delta (entry {path, size, sha256}, one op per 
   await packEntries(entries, tar);
   const out = await applyInto(m, 'out-tar', ops, tar);
   await verifyTree(out, m.newFiles);
+});
+
+pack('issue 14 item 7: a FERRYBD1 entry read by range from a pack is applied in-process: the native patcher (a worker process) is never started', async () => {
+  const m = await made();
+  const dir = join(m.tmp.path, 'bd1');
+  await mkdir(join(dir, 'base'), { recursive: true });
+  const old = pseudoRandomBytes(20_000, 3);
+  const extra = Buffer.from('appended by the new version\n');
+  const next = Buffer.concat([old, extra]);
+  next[100] = (next[100]! + 7) & 0xff;
+  await writeFile(join(dir, 'base', 'app.bin'), old);
+  // One control entry: add 20,000 bytes (diff = new - old), then copy the extra bytes.
+  const diff = new Uint8Array(old.length);
+  for (let i = 0; i < old.length; i++) diff[i] = (next[i]! - old[i]! + 256) & 0xff;
+  const patchFile = join(dir, 'p');
+  await writeFerryPatch({ oldSize: old.length, newSize: next.length, control: [old.length, extra.length, 0], diff, extra }, patchFile);
+  const patchBytes = await readFile(patchFile);
+  // The entry sits after a whole entry's worth of other bytes: it is read by range, not from offset 0.
+  const lead = pseudoRandomBytes(333, 9);
+  await writeFile(join(dir, 'pack'), Buffer.concat([lead, patchBytes]));
+  const files: TreeEntry[] = [{ path: 'app.bin', size: next.length, sha256: sha256(next), mode: 0o755 }];
+  const ops: DeltaOp[] = [{ op: 'patch', path: 'app.bin', from: 'app.bin', baseSha256: sha256(old), sha256: sha256(next), entry: { offset: lead.length, size: patchBytes.length } }];
+  const refusing = { ...patcher, patch: async () => { throw new Error('the native patcher was started'); } };
+  await mkdir(join(dir, 'out'));
+  await applyDelta({ baseDir: join(dir, 'base'), ops, targetFiles: files, artifact: join(dir, 'pack'), outDir: join(dir, 'out'), workDir: join(dir, 'w'), patcher: refusing });
+  assert.ok((await readFile(join(dir, 'out', 'app.bin'))).equals(next));
 });
 
 pack.after(async () => {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { create, extract } from 'tar';
 import { CHUNK_SIZE, digestFile, sha256 } from '../../core/io/hash.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
-import type { ArtifactRef, DeltaOp, FileRef, ManifestDoc, PackRange } from '../../core/trust/metadata.ts';
+import { isLink, type ArtifactRef, type DeltaOp, type FileEntry, type FileRef, type ManifestDoc, type PackRange, type TreeEntry } from '../../core/trust/metadata.ts';
 import type { Patcher } from '../../core/ports/patcher.ts';
 import { tempDir, type TestRepo } from './repo.ts';
 import { readPayload, resignManifest } from './tamper.ts';
@@ -185,4 +185,20 @@ export async function resignDelta(repo: TestRepo, version: string, from: string,
     dd.ops = ops.map((o) => (o.path === change.path ? newOp : o));
   });
   return { manifest, op: newOp, artifact };
+}
+
+/**
+ * Puts `op` into a wire delta's op list (replacing the op for its path, if any), keeping the
+ * signed file list's order that a pack delta requires. A test's compromised publisher uses it to
+ * list an op for a file the genuine pack delta left implied.
+ */
+export function putOp(files: TreeEntry[], delta: WireDelta, op: DeltaOp): void {
+  const order = new Map(files.map((f, i) => [f.path, i]));
+  delta.ops = [...delta.ops.filter((o) => o.path !== op.path), op].sort((a, b) => (order.get(a.path) ?? 0) - (order.get(b.path) ?? 0));
+}
+
+/** The first regular file of `files` that `delta` leaves implied (no op), if any. */
+export function impliedFile(files: TreeEntry[], delta: WireDelta): FileEntry | undefined {
+  const listed = new Set(delta.ops.map((o) => o.path));
+  return files.find((f): f is FileEntry => !isLink(f) && !listed.has(f.path));
 }

@@ -59,34 +59,34 @@ export async function makeDelta(input: {
   const ops: DeltaOp[] = [];
   const pack = await appendPack(input.outFile);
   try {
-  for (const [i, file] of newFiles.entries()) {
-    if (isLink(file)) continue; // made from the signed file list
-    const same = oldByPath.get(file.path);
-    if (same?.sha256 === file.sha256) continue; // implied: copied from the same path
-    const copyFrom = oldByHash.get(file.sha256);
-    if (copyFrom) {
-      ops.push({ op: 'copy', path: file.path, from: copyFrom.path, sha256: file.sha256 });
-      continue;
+    for (const [i, file] of newFiles.entries()) {
+      if (isLink(file)) continue; // made from the signed file list
+      const same = oldByPath.get(file.path);
+      if (same?.sha256 === file.sha256) continue; // implied: copied from the same path
+      const copyFrom = oldByHash.get(file.sha256);
+      if (copyFrom) {
+        ops.push({ op: 'copy', path: file.path, from: copyFrom.path, sha256: file.sha256 });
+        continue;
+      }
+      // bsdiff first: when its patch is under an eighth of the file, brotli (a whole-file
+      // candidate that rarely compresses 8x, and the slow one at quality 11) cannot win; skip it.
+      let patchSize = Infinity;
+      const patchName = `${i}.bsdiff`;
+      if (same && same.size > 0 && file.size > 0) {
+        await patcher.diff(join(oldDir, same.path), join(newDir, file.path), join(workDir, patchName));
+        patchSize = (await stat(join(workDir, patchName))).size;
+      }
+      const wholeName = `${i}.br`;
+      let entryName = patchName;
+      if (patchSize * 8 >= file.size) {
+        await brotliFile(join(newDir, file.path), join(workDir, wholeName), file.size);
+        if ((await stat(join(workDir, wholeName))).size <= patchSize) entryName = wholeName;
+      }
+      const entry = await pack.add(join(workDir, entryName));
+      ops.push(entryName === wholeName
+        ? { op: 'whole', path: file.path, sha256: file.sha256, entry }
+        : { op: 'patch', path: file.path, from: same!.path, baseSha256: same!.sha256, sha256: file.sha256, entry });
     }
-    // bsdiff first: when its patch is under an eighth of the file, brotli (a whole-file
-    // candidate that rarely compresses 8x, and the slow one at quality 11) cannot win; skip it.
-    let patchSize = Infinity;
-    const patchName = `${i}.bsdiff`;
-    if (same && same.size > 0 && file.size > 0) {
-      await patcher.diff(join(oldDir, same.path), join(newDir, file.path), join(workDir, patchName));
-      patchSize = (await stat(join(workDir, patchName))).size;
-    }
-    const wholeName = `${i}.br`;
-    let entryName = patchName;
-    if (patchSize * 8 >= file.size) {
-      await brotliFile(join(newDir, file.path), join(workDir, wholeName), file.size);
-      if ((await stat(join(workDir, wholeName))).size <= patchSize) entryName = wholeName;
-    }
-    const entry = await pack.add(join(workDir, entryName));
-    ops.push(entryName === wholeName
-      ? { op: 'whole', path: file.path, sha256: file.sha256, entry }
-      : { op: 'patch', path: file.path, from: same!.path, baseSha256: same!.sha256, sha256: file.sha256, entry });
-  }
   } finally {
     await pack.close();
   }

@@ -257,7 +257,18 @@ function targetRelease(value: JsonObject[string] | undefined, what: string): Tar
     ...arr(o.deltas, `${what}.deltas`).map((d, i) => delta(d, `${what}.deltas[${i}]`, 'tar')),
     ...(o.deltaPacks === undefined ? [] : arr(o.deltaPacks, `${what}.deltaPacks`).map((d, i) => delta(d, `${what}.deltaPacks[${i}]`, 'pack'))),
   ];
-  return { files, full: artifactRef(o.full, `${what}.full`), deltas };
+  const release: TargetRelease = { files, full: artifactRef(o.full, `${what}.full`), deltas };
+  // JSON.stringify of a parsed manifest gives its wire form again (each delta under its layout's
+  // key), wherever it is done; not enumerable, so the parsed values stay exactly what was written.
+  Object.defineProperty(release, 'toJSON', { value: () => wireTarget(release), enumerable: false });
+  return release;
+}
+
+/** A target as the wire holds it: 'tar' deltas under `deltas`, 'pack' ones under `deltaPacks`, no `layout`. */
+function wireTarget(t: TargetRelease): Record<string, unknown> {
+  const wire = (d: DeltaRef) => ({ from: d.from, artifact: d.artifact, ops: d.ops });
+  const packs = t.deltas.filter((d) => d.layout === 'pack');
+  return { files: t.files, full: t.full, deltas: t.deltas.filter((d) => d.layout !== 'pack').map(wire), ...(packs.length > 0 ? { deltaPacks: packs.map(wire) } : {}) };
 }
 
 /**
@@ -267,11 +278,7 @@ function targetRelease(value: JsonObject[string] | undefined, what: string): Tar
  */
 export function manifestPayload(doc: ManifestDoc): Buffer {
   const targets: Record<string, unknown> = {};
-  for (const [key, t] of Object.entries(doc.targets)) {
-    const wire = (d: DeltaRef) => ({ from: d.from, artifact: d.artifact, ops: d.ops });
-    const packs = t.deltas.filter((d) => d.layout === 'pack');
-    targets[key] = { files: t.files, full: t.full, deltas: t.deltas.filter((d) => d.layout !== 'pack').map(wire), ...(packs.length > 0 ? { deltaPacks: packs.map(wire) } : {}) };
-  }
+  for (const [key, t] of Object.entries(doc.targets)) targets[key] = wireTarget(t);
   return Buffer.from(JSON.stringify({ ...doc, targets }));
 }
 

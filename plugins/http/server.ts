@@ -44,6 +44,9 @@ export interface StaticServer {
 
 const DEFAULTS = { host: '127.0.0.1', port: 0 };
 
+/** Compressed metadata documents kept (the oldest made is dropped first). */
+const COMPRESSED_KEPT = 32;
+
 /** Metadata files larger than this are sent as they are (signed documents are far smaller). */
 const COMPRESS_MAX = 16 * 1024 * 1024;
 
@@ -128,6 +131,21 @@ export async function startStaticServer(options: StaticServerOptions): Promise<S
     }
   }
 
+  /**
+   * Brotli at quality 11 (a manifest's best), made once per file version: every device asks for
+   * the same few documents, so the compression is paid per release, not per request.
+   */
+  const compressed = new Map<string, Buffer>();
+  async function compressedOnce(key: string, fh: FileHandle): Promise<Buffer> {
+    const hit = compressed.get(key);
+    if (hit) return hit;
+    const raw = await fh.readFile();
+    const body = brotliCompressSync(raw, { params: { [zlib.BROTLI_PARAM_QUALITY]: 11, [zlib.BROTLI_PARAM_SIZE_HINT]: raw.length } });
+    if (compressed.size >= COMPRESSED_KEPT) compressed.delete(compressed.keys().next().value!);
+    compressed.set(key, body);
+    return body;
+  }
+
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     stats.requests++;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -161,8 +179,7 @@ export async function startStaticServer(options: StaticServerOptions): Promise<S
         return;
       }
       if (rel.endsWith('.json') && req.method === 'GET' && req.headers.range === undefined && st.size <= COMPRESS_MAX && acceptsBrotli(req.headers['accept-encoding'])) {
-        const raw = await fh.readFile();
-        const body = brotliCompressSync(raw, { params: { [zlib.BROTLI_PARAM_QUALITY]: 9, [zlib.BROTLI_PARAM_SIZE_HINT]: raw.length } });
+        const body = await compressedOnce(`${rel}\0${etag}`, fh);
         // Another representation of the same file: a weak ETag of its own, revalidated like the strong one.
         res.writeHead(200, { ...headers, ETag: `W/${etag}`, 'Content-Encoding': 'br', Vary: 'Accept-Encoding', 'Content-Length': body.length });
         stats.bytesByPath.set(rel, (stats.bytesByPath.get(rel) ?? 0) + body.length);

@@ -19,7 +19,7 @@ import { assertCode, assertCodeAsync } from '../helpers/assert-code.ts';
 import { packEntries } from '../helpers/hostile-delta.ts';
 import { pseudoRandomBytes, tempDir, writeTree, type TempDir, type TreeSpec } from '../helpers/repo.ts';
 
-const FILES = 240;
+const FILES = 120;
 const patcher = createBsdiffPatcher();
 
 /** A tree of FILES small JS-like files in a few folders, a binary and a link; `bump` changes three files and renames one. */

@@ -29,7 +29,10 @@ function runFile(file) {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', file], {
       cwd: root,
-      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+      // Publishing at brotli quality 11 (ferry's default) costs seconds per release; the suite
+      // publishes hundreds, so `ferry release` runs at 5 here unless the caller says otherwise.
+      // test/core/full-artifact-brotli.test.ts checks the default itself with the variable unset.
+      env: { FERRY_COMPRESSION_LEVEL: '5', ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
 import { loadSigningKey } from '../../core/trust/keys.ts';
 import { publishRelease } from '../../core/publish/publish.ts';
+import { checkQuality, DEFAULT_QUALITY } from '../../core/io/brotli.ts';
 import { parseDurationMs } from '../../core/io/duration.ts';
 import { CHANNELS, type Channel } from '../../core/trust/metadata.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
@@ -29,6 +30,8 @@ interface Args extends OutputFlags {
   security: boolean;
   deltas: number;
   expires: string;
+  patchFrom: boolean;
+  compressionLevel: number;
 }
 
 export const releaseCommand: CommandModule<object, Args> = {
@@ -50,7 +53,16 @@ export const releaseCommand: CommandModule<object, Args> = {
       .option('security', { type: 'boolean', default: false, describe: 'mark as a security fix' })
       .option('deltas', { type: 'number', default: 3, describe: 'make deltas from this many previous releases' })
       .option('expires', { type: 'string', default: '30d', describe: 'channel pointer lifetime' })
+      .option('patch-from', { type: 'boolean', default: false, describe: 'deltas may also hold zstd-from entries where smaller; only devices on Node >= 22.15 apply them (others take the full artifact)' })
+      .option('compression-level', {
+        type: 'number',
+        // The environment lets a pipeline (or a test suite) trade size for publish speed once.
+        default: process.env.FERRY_COMPRESSION_LEVEL !== undefined ? Number(process.env.FERRY_COMPRESSION_LEVEL) : DEFAULT_QUALITY,
+        defaultDescription: `${DEFAULT_QUALITY}, or $FERRY_COMPRESSION_LEVEL`,
+        describe: 'brotli quality 0-11 of the full artifact and the delta entries: 11 is the smallest and slowest (~3 s per MB of binary)',
+      })
       .check((a) => {
+        checkQuality(a.compressionLevel as number);
         if (a.self === (a.appDir !== undefined)) throw new FerryError('ERR_USAGE', 'give either an <app-dir> or --self');
         if (!a.self && a.version === undefined) throw new FerryError('ERR_USAGE', 'Missing required argument: version');
         // The tree's native modules are built for this machine: it cannot be another target's release.
@@ -79,6 +91,8 @@ export const releaseCommand: CommandModule<object, Args> = {
       expiresIn: parseDurationMs(args.expires) / 1000,
       now: new Date(),
       patcher: createBsdiffPatcher(),
+      patchFrom: args.patchFrom,
+      compressionLevel: args.compressionLevel,
     }).finally(() => self?.cleanup());
     const release = result.manifest.targets[result.target]!;
     const selfInfo = self ? { self: { app: self.app, buildMs: self.buildMs } } : {};

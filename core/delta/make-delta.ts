@@ -1,39 +1,26 @@
 // Making a per-file delta between two release trees (publisher side; ARCHITECTURE.md "Artifacts
-// and deltas"). Each file of the new tree becomes an op — `copy` when some old file has the same
-// hash (unchanged or renamed), `patch` (bsdiff against the old file at the same path) or `whole`
-// (the new file brotli-compressed), whichever of the last two is smaller. Each symlink of the new
-// tree becomes a `link` op carrying its signed target, whatever the old tree held there.
+// and deltas"), in the 'pack' layout (core/trust/metadata.ts): a file of the new tree that the old
+// tree holds at the same path with the same hash gets no op (the device copies it, checking the
+// signed hash); any other file becomes an op — `copy` when some old file has the same hash (a
+// rename), `patch` against the old file at the same path (a FERRYBD1 patch from bsdiff's matcher,
+// or with `patchFrom` a zstd-from entry where that is smaller) or `whole` (the new file
+// brotli-compressed), whichever of the last two is smaller. Symlinks get no op: the device makes
+// them from the signed file list. The artifact is the ops' entries concatenated, no framing: each
+// op names its entry's {offset, size}, and the artifact's size, hash and chunk hashes are signed.
 // core/delta/apply-delta.ts carries the ops out on the device.
 
-import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { createBrotliCompress, constants as zlib } from 'node:zlib';
-import { sha256File } from '../io/hash.ts';
-import { packFiles } from '../publish/archive.ts';
-import { isLink, type DeltaOp, type FileEntry, type FileRef, type TreeEntry } from '../trust/metadata.ts';
-import type { Patcher } from '../ports/patcher.ts';
+import { appendPack } from './delta-pack.ts';
 import { writeFerryPatch } from './patch-encode.ts';
-
-async function brotliFile(src: string, dst: string, size: number): Promise<void> {
-  // Quality 11 with a 16 MiB window is brotli's best; above 16 MiB it gets slow, so 9.
-  await pipeline(
-    createReadStream(src),
-    createBrotliCompress({
-      params: {
-        [zlib.BROTLI_PARAM_QUALITY]: size > 16 * 1024 * 1024 ? 9 : 11,
-        [zlib.BROTLI_PARAM_LGWIN]: 24,
-        [zlib.BROTLI_PARAM_SIZE_HINT]: size,
-      },
-    }),
-    createWriteStream(dst, { flags: 'wx' }),
-  );
-}
+import { writeZstdFromPatch } from './zstd-from.ts';
+import { compressFileBest } from '../io/brotli.ts';
+import { isLink, type DeltaOp, type FileEntry, type TreeEntry } from '../trust/metadata.ts';
+import type { Patcher } from '../ports/patcher.ts';
 
 export interface MadeDelta {
   ops: DeltaOp[];
-  /** The delta artifact: an uncompressed tar of the op entries (each already compressed). */
+  /** The delta artifact: the op entries (each already compressed) concatenated. */
   artifact: string;
 }
 
@@ -46,6 +33,14 @@ export async function makeDelta(input: {
   workDir: string;
   outFile: string;
   patcher: Patcher;
+  /**
+   * Also try a zstd-from entry per changed file (the new file compressed with the old one as
+   * zstd's dictionary; core/delta/zstd-from.ts) and keep it where it is smallest. Only devices on
+   * Node >= 22.15 can apply one (others fall back to the full artifact), so a publisher opts in.
+   */
+  patchFrom?: boolean;
+  /** Brotli quality of whole-file entries and patch streams (core/io/brotli.ts; default 11, the smallest). */
+  quality?: number;
 }): Promise<MadeDelta> {
   const { oldDir, oldFiles, newDir, newFiles, workDir, patcher } = input;
   // Only regular files are bases: a link has no bytes to copy or patch from.
@@ -56,39 +51,44 @@ export async function makeDelta(input: {
   await mkdir(workDir, { recursive: true });
 
   const ops: DeltaOp[] = [];
-  const entryNames: string[] = [];
-  for (const [i, file] of newFiles.entries()) {
-    if (isLink(file)) {
-      ops.push({ op: 'link', path: file.path, target: file.target });
-      continue;
+  const pack = await appendPack(input.outFile);
+  try {
+    for (const [i, file] of newFiles.entries()) {
+      if (isLink(file)) continue; // made from the signed file list
+      const same = oldByPath.get(file.path);
+      if (same?.sha256 === file.sha256) continue; // implied: copied from the same path
+      const copyFrom = oldByHash.get(file.sha256);
+      if (copyFrom) {
+        ops.push({ op: 'copy', path: file.path, from: copyFrom.path, sha256: file.sha256 });
+        continue;
+      }
+      // bsdiff first: when its patch is under an eighth of the file, brotli (a whole-file
+      // candidate that rarely compresses 8x, and the slow one at quality 11) cannot win; skip it.
+      let patchSize = Infinity;
+      let patchName = `${i}.patch`;
+      if (same && same.size > 0 && file.size > 0) {
+        const oldFile = join(oldDir, same.path);
+        const newFile = join(newDir, file.path);
+        patchSize = await writeFerryPatch(await patcher.diff(oldFile, newFile), join(workDir, patchName), { quality: input.quality });
+        if (input.patchFrom) {
+          const fromName = `${i}.zf`;
+          const fromSize = await writeZstdFromPatch(oldFile, newFile, join(workDir, fromName));
+          if (fromSize < patchSize) [patchName, patchSize] = [fromName, fromSize];
+        }
+      }
+      const wholeName = `${i}.br`;
+      let entryName = patchName;
+      if (patchSize * 8 >= file.size) {
+        await compressFileBest(join(newDir, file.path), join(workDir, wholeName), file.size, input.quality);
+        if ((await stat(join(workDir, wholeName))).size <= patchSize) entryName = wholeName;
+      }
+      const entry = await pack.add(join(workDir, entryName));
+      ops.push(entryName === wholeName
+        ? { op: 'whole', path: file.path, sha256: file.sha256, entry }
+        : { op: 'patch', path: file.path, from: same!.path, baseSha256: same!.sha256, sha256: file.sha256, entry });
     }
-    const same = oldByPath.get(file.path);
-    const copyFrom = same?.sha256 === file.sha256 ? same : oldByHash.get(file.sha256);
-    if (copyFrom) {
-      ops.push({ op: 'copy', path: file.path, from: copyFrom.path, sha256: file.sha256 });
-      continue;
-    }
-    // bsdiff first: when its patch is under an eighth of the file, brotli (a whole-file
-    // candidate that rarely compresses 8x, and the slow one at quality 11) cannot win; skip it.
-    let patchSize = Infinity;
-    const patchName = `${i}.bsdiff`;
-    if (same && same.size > 0 && file.size > 0) {
-      await writeFerryPatch(await patcher.diff(join(oldDir, same.path), join(newDir, file.path)), join(workDir, patchName));
-      patchSize = (await stat(join(workDir, patchName))).size;
-    }
-    const wholeName = `${i}.br`;
-    let entryName = patchName;
-    if (patchSize * 8 >= file.size) {
-      await brotliFile(join(newDir, file.path), join(workDir, wholeName), file.size);
-      if ((await stat(join(workDir, wholeName))).size <= patchSize) entryName = wholeName;
-    }
-    const entryPath = join(workDir, entryName);
-    const entry: FileRef = { path: entryName, size: (await stat(entryPath)).size, sha256: await sha256File(entryPath) };
-    entryNames.push(entryName);
-    ops.push(entryName === wholeName
-      ? { op: 'whole', path: file.path, sha256: file.sha256, entry }
-      : { op: 'patch', path: file.path, from: same!.path, baseSha256: same!.sha256, sha256: file.sha256, entry });
+  } finally {
+    await pack.close();
   }
-  await packFiles(workDir, entryNames, input.outFile, false);
   return { ops, artifact: input.outFile };
 }

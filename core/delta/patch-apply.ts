@@ -3,7 +3,7 @@
 //   FERRYBD1  ferry's own format, applied here as a stream (below);
 //   BSDIFF40  a patch from a repository made before FERRYBD1, handed to the native patcher if the
 //             device has one (ERR_NO_PATCHER if not: the update falls back to the full artifact);
-//   FERRYZF1  a zstd-from entry, which this patcher does not apply (ERR_NO_PATCHER);
+//   FERRYZF1  a zstd-from entry (core/delta/zstd-from.ts; ERR_NO_PATCHER on a Node without zstd);
 //   anything else: ERR_PATCH.
 //
 // FERRYBD1 (SECURITY.md row 17): the header is checked against the signed op and the base before
@@ -23,6 +23,7 @@ import { constants as z, createBrotliDecompress, type BrotliDecompress } from 'n
 import { FerryError, fromFsError } from '../errors.ts';
 import { sha256File } from '../io/hash.ts';
 import type { Patcher } from '../ports/patcher.ts';
+import { applyZstdFromEntry } from './zstd-from.ts';
 import {
   BSDIFF40_MAGIC, FERRYBD1_MAGIC, FERRYZF1_MAGIC, MAGIC_SIZE, MAX_VARINT_BYTES, PATCH_HEADER_SIZE,
   patchMagic, readPatchHeader, statedPatchSize, unzigzag, type PatchHeader,
@@ -88,7 +89,7 @@ export async function applyPatchEntry(input: PatchEntryInput): Promise<{ sha256:
   switch (magic) {
     case FERRYBD1_MAGIC: return applyFerryPatch(input, readPatchHeader(head));
     case BSDIFF40_MAGIC: return applyLegacyPatch(input, fileSize);
-    case FERRYZF1_MAGIC: throw new FerryError('ERR_NO_PATCHER', 'a FERRYZF1 (zstd-from) entry: this patcher applies FERRYBD1 and BSDIFF40 only');
+    case FERRYZF1_MAGIC: return applyZstdFromEntry(input);
     default: throw bogus(head.length < MAGIC_SIZE ? `patch entry of ${patch.size} bytes has no magic` : `patch entry has an unknown magic ${JSON.stringify(magic)}`);
   }
 }

@@ -1,37 +1,22 @@
 // Writes a RawPatch (bsdiff's three streams) as a FERRYBD1 patch file (ARCHITECTURE.md "Patch
-// format"): the control triples as LEB128 varints, then each stream brotli-compressed at quality
-// 11 on its own (the zero-heavy diff bytes and the code-like extra bytes compress best apart).
+// format"): the control triples as LEB128 varints, then each stream brotli-compressed with
+// ferry's settings (core/io/brotli.ts: quality 11 unless the publisher asks for less) on its own (the zero-heavy diff bytes and the code-like extra bytes compress best apart).
 // Publisher side: the RawPatch comes from our own matcher, so a RawPatch that does not describe
 // `newSize` bytes built from `oldSize` bytes is a bug (ERR_INTERNAL), never written.
 
 import { constants as fsc } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { brotliCompress, constants as z } from 'node:zlib';
+import { brotliCompress } from 'node:zlib';
+import { brotliBestOptions, brotliWindowBits } from '../io/brotli.ts';
 import { FerryError, fromFsError } from '../errors.ts';
 import type { RawPatch } from './raw-patch.ts';
 import { CODER_BROTLI, CODER_BROTLI_LARGE_WINDOW, CONTROL_LEB128, encodeControl, PATCH_HEADER_SIZE, writePatchHeader } from './patch-format.ts';
 
 const compress = promisify(brotliCompress);
 
-/** Streams up to this size use standard brotli (lgwin 24); above it the large window (ARCHITECTURE.md "Patch format"). */
-const STANDARD_WINDOW_MAX = 16 * 1024 * 1024;
-/** The largest window brotli's large-window mode has (1 GiB). */
-const LARGEST_LGWIN = 30;
-
-/** Brotli parameters for one stream of `size` bytes. */
-export function brotliParams(size: number): Record<number, number> {
-  const params: Record<number, number> = {
-    [z.BROTLI_PARAM_QUALITY]: 11,
-    [z.BROTLI_PARAM_LGWIN]: 24,
-    [z.BROTLI_PARAM_SIZE_HINT]: Math.min(size, 0xffffffff),
-  };
-  if (size > STANDARD_WINDOW_MAX) {
-    params[z.BROTLI_PARAM_LARGE_WINDOW] = 1;
-    params[z.BROTLI_PARAM_LGWIN] = Math.min(LARGEST_LGWIN, Math.ceil(Math.log2(size)));
-  }
-  return params;
-}
+/** brotli's standard window (16 MiB); a stream that needs more is written with the large window (ARCHITECTURE.md "Patch format"). */
+const STANDARD_LGWIN = 24;
 
 /** Replays `raw`'s control entries with the device's rules (core/delta/patch-apply.ts); throws ERR_INTERNAL on the first broken one. */
 function checkRawPatch(raw: RawPatch): void {
@@ -62,14 +47,14 @@ function checkRawPatch(raw: RawPatch): void {
 }
 
 /** Writes `raw` to `outFile` (which must not exist) as FERRYBD1; returns the patch's size in bytes. */
-export async function writeFerryPatch(raw: RawPatch, outFile: string): Promise<number> {
+export async function writeFerryPatch(raw: RawPatch, outFile: string, options: { quality?: number } = {}): Promise<number> {
   checkRawPatch(raw);
   const ctrl = encodeControl(raw.control);
   const streams = [ctrl, raw.diff, raw.extra];
   // The three compress at once on libuv's thread pool: publish time is mostly the diff stream's.
-  const [c, d, e] = await Promise.all(streams.map((s) => compress(s, { params: brotliParams(s.length) })));
+  const [c, d, e] = await Promise.all(streams.map((s) => compress(s, brotliBestOptions(s.length, options.quality))));
   const header = writePatchHeader({
-    coder: streams.some((s) => s.length > STANDARD_WINDOW_MAX) ? CODER_BROTLI_LARGE_WINDOW : CODER_BROTLI,
+    coder: streams.some((s) => brotliWindowBits(s.length) > STANDARD_LGWIN) ? CODER_BROTLI_LARGE_WINDOW : CODER_BROTLI,
     controlEncoding: CONTROL_LEB128,
     entries: raw.control.length / 3,
     oldSize: raw.oldSize,

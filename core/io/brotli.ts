@@ -9,6 +9,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { constants, createBrotliCompress, createBrotliDecompress, type BrotliCompress, type BrotliDecompress, type BrotliOptions } from 'node:zlib';
+import { FerryError } from '../errors.ts';
 
 /** The largest window of standard brotli: 2^24 bytes minus 16 (RFC 7932); more needs the large window. */
 const STANDARD_MAX_LGWIN = 24;
@@ -28,12 +29,31 @@ export function brotliWindowBits(size: number): number {
   return Math.min(LARGE_MAX_LGWIN, Math.max(MIN_LGWIN, Math.ceil(Math.log2(size + 16))));
 }
 
-/** Encoder options for `size` bytes (exact, or an estimate for a stream): quality 11, its window, the size hint. */
-export function brotliBestOptions(size: number): BrotliOptions {
-  const lgwin = brotliWindowBits(size);
+/**
+ * The quality a publisher compresses with unless told otherwise: 11, the smallest output (and the
+ * slowest: ~3 s per MB of binary). A publisher who wants speed over size (a test suite, a
+ * pipeline that publishes every commit) passes a lower one (`ferry release --compression-level`).
+ */
+export const DEFAULT_QUALITY = constants.BROTLI_MAX_QUALITY;
+
+/** A brotli quality, 0-11, or ERR_USAGE. */
+export function checkQuality(quality: number): number {
+  if (!Number.isInteger(quality) || quality < constants.BROTLI_MIN_QUALITY || quality > constants.BROTLI_MAX_QUALITY) {
+    throw new FerryError('ERR_USAGE', `compression level ${quality} is not an integer from 0 to 11`);
+  }
+  return quality;
+}
+
+/**
+ * Encoder options for `size` bytes (exact, or an estimate for a stream): the quality (11 unless
+ * told), the size hint, and the window: one that sees all of `size` ('fit'), or at most brotli's
+ * standard 16 MiB ('standard', for a stream whose decoder memory must stay small).
+ */
+export function brotliBestOptions(size: number, quality: number = DEFAULT_QUALITY, window: 'fit' | 'standard' = 'fit'): BrotliOptions {
+  const lgwin = window === 'standard' ? Math.min(STANDARD_MAX_LGWIN, brotliWindowBits(size)) : brotliWindowBits(size);
   return {
     params: {
-      [constants.BROTLI_PARAM_QUALITY]: constants.BROTLI_MAX_QUALITY,
+      [constants.BROTLI_PARAM_QUALITY]: checkQuality(quality),
       [constants.BROTLI_PARAM_LGWIN]: lgwin,
       ...(lgwin > STANDARD_MAX_LGWIN ? { [constants.BROTLI_PARAM_LARGE_WINDOW]: 1 } : {}),
       // The hint only tunes the encoder; brotli takes at most 2^30 here.
@@ -43,13 +63,13 @@ export function brotliBestOptions(size: number): BrotliOptions {
 }
 
 /** A streaming encoder with ferry's best settings for about `sizeHint` bytes (the full artifact's tar). */
-export function createBrotliBest(sizeHint: number): BrotliCompress {
-  return createBrotliCompress(brotliBestOptions(sizeHint));
+export function createBrotliBest(sizeHint: number, quality?: number, window?: 'fit' | 'standard'): BrotliCompress {
+  return createBrotliCompress(brotliBestOptions(sizeHint, quality, window));
 }
 
 /** Compresses the `size`-byte file `src` into `dst`, which must not exist (created 'wx'). */
-export async function compressFileBest(src: string, dst: string, size: number): Promise<void> {
-  await pipeline(createReadStream(src), createBrotliBest(size), createWriteStream(dst, { flags: 'wx' }));
+export async function compressFileBest(src: string, dst: string, size: number, quality?: number): Promise<void> {
+  await pipeline(createReadStream(src), createBrotliBest(size, quality), createWriteStream(dst, { flags: 'wx' }));
 }
 
 /**

@@ -18,13 +18,14 @@ export const FSYNC_SITES = [
   'stage.tree', // every folder of a built release, before it is renamed into releases/ (stage.ts)
   'stage.releases-dir', // releases/ after that rename (stage.ts)
   'extract.file', // each file a full artifact's extraction writes (extract.ts)
+  'delta.file', // each file a delta writes, fsynced together once all are written (apply-delta.ts)
   'extract.dirs', // the folders of an extracted tree (extract.ts)
   'fetch.part', // a downloaded artifact before it is renamed into the cache (fetch-artifact.ts)
   'fetch.cache-dir', // cache/ after that rename (fetch-artifact.ts)
   'store.sync', // every LevelDB write: journal, history, restore points, failures, holds (store.ts)
   'marks.write', // trust/marks.json, file and folder (trust-marks.ts)
   'atomic-write', // writeFileAtomic called without a site: config, trust root, manifest copies, publisher files
-  'unnamed', // fsyncPath/fsyncDir/fsyncDirsUnder called without a site (delta.ts, bundle.ts, publish.ts)
+  'unnamed', // fsyncPath/fsyncDir/fsyncDirsUnder called without a site (bundle.ts, publish.ts)
 ] as const;
 
 export type FsyncSite = (typeof FSYNC_SITES)[number];

@@ -65,18 +65,22 @@ export function tarSizeEstimate(entries: readonly TreeEntry[]): number {
 
 /**
  * Writes the full artifact of a release: the deterministic tar of `entries` (relative to `cwd`),
- * brotli-compressed with ferry's best settings as it is made (core/io/brotli.ts), to `outFile`
+ * brotli-compressed as it is made (core/io/brotli.ts; `quality` 11 unless told), to `outFile`
  * (which must not exist). The device picks its decoder from the signed path's ".tar.br".
  */
-export async function packFullArtifact(cwd: string, entries: readonly TreeEntry[], outFile: string): Promise<void> {
+export async function packFullArtifact(cwd: string, entries: readonly TreeEntry[], outFile: string, quality?: number): Promise<void> {
   const sorted = entries.map((e) => e.path).sort(comparePaths);
   try {
     if (sorted.length === 0) {
-      await writeFile(outFile, brotliCompressSync(EMPTY_TAR, brotliBestOptions(EMPTY_TAR.length)), { flag: 'wx' });
+      await writeFile(outFile, brotliCompressSync(EMPTY_TAR, brotliBestOptions(EMPTY_TAR.length, quality)), { flag: 'wx' });
       return;
     }
     const tar = create(deterministic(cwd), sorted) as unknown as Readable;
-    await pipeline(tar, createBrotliBest(tarSizeEstimate(entries)), createWriteStream(outFile, { flags: 'wx' }));
+    // The standard 16 MiB window, not the large one: a device decodes the whole tree through one
+    // stream, and a large window would hold up to the tree's size in memory (194 MB peak on a
+    // 52 MB tree, against the 100 MB target) for ~0.05% smaller output on real release trees
+    // (typescript 5.6.3: 1,909,618 vs 1,910,564 bytes).
+    await pipeline(tar, createBrotliBest(tarSizeEstimate(entries), quality, 'standard'), createWriteStream(outFile, { flags: 'wx' }));
   } catch (err) {
     throw fromFsError(err, `writing archive ${outFile}`);
   }

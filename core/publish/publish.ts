@@ -22,6 +22,7 @@ import {
   CHANNELS,
   isChannel,
   manifestPath,
+  manifestPayload,
   targetKey,
   type ArtifactRef,
   type Channel,
@@ -59,6 +60,11 @@ export interface ReleaseInput {
    * unless the publisher knows every device can read them.
    */
   patchFrom?: boolean;
+  /**
+   * `ferry release --compression-level`: brotli quality (0-11) of the full artifact and the
+   * deltas' entries. 11 (the default) is the smallest and the slowest (~3 s per MB of binary).
+   */
+  compressionLevel?: number;
 }
 
 export interface ReleaseResult {
@@ -131,7 +137,7 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
     await mkdir(out);
     // A brotli tar (issue 14 item 3); bases published before are .tar.gz (deltaFrom reads both).
     const fullName = `${target}.full.tar.br`;
-    await packFullArtifact(input.appDir, files, join(out, fullName));
+    await packFullArtifact(input.appDir, files, join(out, fullName), input.compressionLevel);
     const full = await artifactRef(join(out, fullName), `releases/${version}/${fullName}`);
 
     const deltas: DeltaRef[] = [];
@@ -155,7 +161,7 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
       securityFix: input.securityFix ?? existing?.doc.securityFix ?? false,
       targets: { ...existing?.doc.targets, [target]: { files, full, deltas } satisfies TargetRelease },
     };
-    const manifestBytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, Buffer.from(JSON.stringify(manifest)), signers));
+    const manifestBytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, manifestPayload(manifest), signers));
 
     // Move into place: a new version folder appears whole by one rename; a version that exists
     // for another target gets its new artifacts first and its manifest replaced atomically.
@@ -209,7 +215,7 @@ async function deltaFrom(repo: string, base: ManifestDoc, target: string, files:
   await mkdir(baseDir);
   const expected = new Map(baseTarget.files.map((f) => [f.path, f]));
   await extractArchive(join(repo, baseTarget.full.path), baseDir, expected, undefined, undefined, undefined, archiveCoder(baseTarget.full.path));
-  const name = `${target}.from-${base.version}.delta.tar`;
+  const name = `${target}.from-${base.version}.delta`;
   const made = await makeDelta({
     oldDir: baseDir,
     oldFiles: baseTarget.files,
@@ -218,8 +224,10 @@ async function deltaFrom(repo: string, base: ManifestDoc, target: string, files:
     workDir: join(work, `delta-${base.version}`),
     outFile: join(out, name),
     patcher: input.patcher,
+    patchFrom: input.patchFrom ?? false,
+    quality: input.compressionLevel,
   });
   await rm(baseDir, { recursive: true, force: true });
-  return { from: base.version, artifact: await artifactRef(made.artifact, `releases/${input.version}/${name}`), ops: made.ops };
+  return { from: base.version, artifact: await artifactRef(made.artifact, `releases/${input.version}/${name}`), ops: made.ops, layout: 'pack' };
 }
 

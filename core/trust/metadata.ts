@@ -3,6 +3,13 @@
 //   releases/<v>/manifest.json ManifestDoc: release info, per target the file list, full artifact,
 //                              and deltas (each op pinning its base and target hashes)
 //                              (regular files, and symlinks that resolve inside the tree)
+// Deltas come in two layouts (ARCHITECTURE.md "Artifacts and deltas"):
+//   'tar'  (older publishers; wire key `deltas`): a tar of the entries, one op per signed entry
+//   'pack' (wire key `deltaPacks`): the entries concatenated, each op's entry an {offset, size}
+//          range of the signed artifact; unchanged files (same path, same hash in the base) have
+//          no op and links are made from the signed file list, so the op list names only what
+//          changed. A device that knows only 'tar' ignores `deltaPacks` and installs the full
+//          artifact: manifestPayload() keeps the two apart on the wire.
 // One signed manifest pins every artifact, file, link and patch of a version (SECURITY.md row 9).
 
 import { FerryError } from '../errors.ts';
@@ -68,26 +75,45 @@ export function regularFiles(entries: readonly TreeEntry[]): FileEntry[] {
   return entries.filter((e): e is FileEntry => !isLink(e));
 }
 
+/** A 'pack' delta's entry: `size` bytes at `offset` of the delta artifact (signed as a whole). */
+export interface PackRange {
+  offset: number;
+  size: number;
+}
+
+/** Where an op's entry is: a tar member with its own hash ('tar' layout) or a range ('pack'). */
+export type EntryRef = FileRef | PackRange;
+
+export function isPackRange(entry: EntryRef): entry is PackRange {
+  return (entry as FileRef).path === undefined;
+}
+
 /**
  * How one entry of the new tree is made from the old tree and the delta artifact's entries. A
- * link is always made from its signed target alone (`link`), whether it is new, changed or the
- * same as in the old tree: it has no bytes to copy. A link or file that is gone has no op.
+ * link is always made from its signed target alone, whether it is new, changed or the same as in
+ * the old tree: it has no bytes to copy ('tar' deltas list it as a `link` op; 'pack' deltas leave
+ * it to the file list). A link or file that is gone has no op.
  */
 export type DeltaOp =
   | { op: 'copy'; path: string; from: string; sha256: string }
-  | { op: 'patch'; path: string; from: string; baseSha256: string; sha256: string; entry: FileRef }
-  | { op: 'whole'; path: string; sha256: string; entry: FileRef }
+  | { op: 'patch'; path: string; from: string; baseSha256: string; sha256: string; entry: EntryRef }
+  | { op: 'whole'; path: string; sha256: string; entry: EntryRef }
   | { op: 'link'; path: string; target: string };
+
+export type DeltaLayout = 'tar' | 'pack';
 
 export interface DeltaRef {
   from: string;
   artifact: ArtifactRef;
   ops: DeltaOp[];
+  /** 'pack' for deltas read from the wire key `deltaPacks`; 'tar' (or absent) for `deltas`. */
+  layout?: DeltaLayout;
 }
 
 export interface TargetRelease {
   files: TreeEntry[];
   full: ArtifactRef;
+  /** Every delta of this target, both layouts (each says which). */
   deltas: DeltaRef[];
 }
 
@@ -144,20 +170,35 @@ function artifactRef(value: JsonObject[string] | undefined, what: string): Artif
   return { ...ref, chunkSize, chunks };
 }
 
-function deltaOp(value: JsonObject[string] | undefined, what: string): DeltaOp {
+/** A 'pack' entry: a range of the artifact, checked to lie inside its signed size. */
+function packRange(value: JsonObject[string] | undefined, what: string, artifactSize: number): PackRange {
+  const o = obj(value, what);
+  if (Object.keys(o).some((k) => k !== 'offset' && k !== 'size')) throw new FerryError('ERR_SCHEMA', `${what}: a pack entry has only offset and size`);
+  const offset = int(o.offset, `${what}.offset`);
+  const size = int(o.size, `${what}.size`);
+  if (offset + size > artifactSize) throw new FerryError('ERR_SCHEMA', `${what}: bytes ${offset}..${offset + size} run past the ${artifactSize}-byte delta artifact`);
+  return { offset, size };
+}
+
+function deltaOp(value: JsonObject[string] | undefined, what: string, layout: DeltaLayout, artifactSize: number): DeltaOp {
   const o = obj(value, what);
   const path = checkRelativePath(str(o.path, `${what}.path`), what);
-  if (o.op === 'link') return { op: 'link', path, target: str(o.target, `${what}.target`) };
+  const entry = (v: JsonObject[string] | undefined): EntryRef => (layout === 'tar' ? fileRef(v, `${what}.entry`) : packRange(v, `${what}.entry`, artifactSize));
+  if (o.op === 'link') {
+    // A pack delta makes its links from the signed file list: a link op there is not its shape.
+    if (layout === 'pack') throw new FerryError('ERR_SCHEMA', `${what}: a pack delta has no link ops (links come from the file list)`);
+    return { op: 'link', path, target: str(o.target, `${what}.target`) };
+  }
   const sha256 = str(o.sha256, `${what}.sha256`, HEX64);
   switch (o.op) {
     case 'copy':
       return { op: 'copy', path, sha256, from: checkRelativePath(str(o.from, `${what}.from`), what) };
     case 'patch':
-      return { op: 'patch', path, sha256, from: checkRelativePath(str(o.from, `${what}.from`), what), baseSha256: str(o.baseSha256, `${what}.baseSha256`, HEX64), entry: fileRef(o.entry, `${what}.entry`) };
+      return { op: 'patch', path, sha256, from: checkRelativePath(str(o.from, `${what}.from`), what), baseSha256: str(o.baseSha256, `${what}.baseSha256`, HEX64), entry: entry(o.entry) };
     case 'whole':
-      return { op: 'whole', path, sha256, entry: fileRef(o.entry, `${what}.entry`) };
+      return { op: 'whole', path, sha256, entry: entry(o.entry) };
     default:
-      throw new FerryError('ERR_SCHEMA', `${what}.op must be copy, patch, whole or link`);
+      throw new FerryError('ERR_SCHEMA', `${what}.op must be copy, patch, whole${layout === 'tar' ? ' or link' : ''}`);
   }
 }
 
@@ -190,17 +231,55 @@ function targetRelease(value: JsonObject[string] | undefined, what: string): Tar
   // (SECURITY.md row 14): a signed link out of the tree is refused here, before anything is fetched.
   const unsafe = linkProblem(files);
   if (unsafe) throw new FerryError('ERR_UNSAFE_ARCHIVE', `${what}.files: ${unsafe.path} is a symlink that ${unsafe.why}`);
-  const deltas = arr(o.deltas, `${what}.deltas`).map((d, i): DeltaRef => {
-    const dw = `${what}.deltas[${i}]`;
+  const delta = (d: JsonObject[string], dw: string, layout: DeltaLayout): DeltaRef => {
     const dobj = obj(d, dw);
-    const ops = arr(dobj.ops, `${dw}.ops`).map((op, j) => deltaOp(op, `${dw}.ops[${j}]`));
-    // A delta builds exactly the signed file set: one op per entry, same paths, same hashes or targets.
-    if (ops.length !== files.length || ops.some((op, j) => !opBuilds(op, files[j]!))) {
-      throw new FerryError('ERR_SCHEMA', `${dw}.ops do not match the file list one to one`);
+    const artifact = artifactRef(dobj.artifact, `${dw}.artifact`);
+    const ops = arr(dobj.ops, `${dw}.ops`).map((op, j) => deltaOp(op, `${dw}.ops[${j}]`, layout, artifact.size));
+    if (layout === 'tar') {
+      // A tar delta builds exactly the signed file set: one op per entry, same paths, same hashes or targets.
+      if (ops.length !== files.length || ops.some((op, j) => !opBuilds(op, files[j]!))) {
+        throw new FerryError('ERR_SCHEMA', `${dw}.ops do not match the file list one to one`);
+      }
+    } else {
+      // A pack delta lists what changed, in file-list order, at most one op per signed regular
+      // file, each building exactly that file; every regular file it does not list is implied:
+      // copied from the same path of the base and checked against this signed hash on the device.
+      let at = 0;
+      for (const op of ops) {
+        while (at < files.length && files[at]!.path !== op.path) at++;
+        const file = files[at++];
+        if (!file || isLink(file) || !opBuilds(op, file)) throw new FerryError('ERR_SCHEMA', `${dw}.ops do not match the file list (an op for ${op.path} is out of order, doubled, or builds other bytes than signed)`);
+      }
     }
-    return { from: version(dobj.from, `${dw}.from`), artifact: artifactRef(dobj.artifact, `${dw}.artifact`), ops };
-  });
-  return { files, full: artifactRef(o.full, `${what}.full`), deltas };
+    return { from: version(dobj.from, `${dw}.from`), artifact, ops, ...(layout === 'pack' ? { layout } : {}) };
+  };
+  const deltas = [
+    ...arr(o.deltas, `${what}.deltas`).map((d, i) => delta(d, `${what}.deltas[${i}]`, 'tar')),
+    ...(o.deltaPacks === undefined ? [] : arr(o.deltaPacks, `${what}.deltaPacks`).map((d, i) => delta(d, `${what}.deltaPacks[${i}]`, 'pack'))),
+  ];
+  const release: TargetRelease = { files, full: artifactRef(o.full, `${what}.full`), deltas };
+  // JSON.stringify of a parsed manifest gives its wire form again (each delta under its layout's
+  // key), wherever it is done; not enumerable, so the parsed values stay exactly what was written.
+  Object.defineProperty(release, 'toJSON', { value: () => wireTarget(release), enumerable: false });
+  return release;
+}
+
+/** A target as the wire holds it: 'tar' deltas under `deltas`, 'pack' ones under `deltaPacks`, no `layout`. */
+function wireTarget(t: TargetRelease): Record<string, unknown> {
+  const wire = (d: DeltaRef) => ({ from: d.from, artifact: d.artifact, ops: d.ops });
+  const packs = t.deltas.filter((d) => d.layout === 'pack');
+  return { files: t.files, full: t.full, deltas: t.deltas.filter((d) => d.layout !== 'pack').map(wire), ...(packs.length > 0 ? { deltaPacks: packs.map(wire) } : {}) };
+}
+
+/**
+ * The signed payload of `doc` as JSON: each delta under the wire key of its layout ('tar' under
+ * `deltas`, 'pack' under `deltaPacks`, with `layout` left out), so what parseManifestPayload
+ * reads back is `doc` again and a device that knows only 'tar' still parses the manifest.
+ */
+export function manifestPayload(doc: ManifestDoc): Buffer {
+  const targets: Record<string, unknown> = {};
+  for (const [key, t] of Object.entries(doc.targets)) targets[key] = wireTarget(t);
+  return Buffer.from(JSON.stringify({ ...doc, targets }));
 }
 
 export function parseManifestPayload(payload: Uint8Array): ManifestDoc {

@@ -9,7 +9,7 @@ import semver from 'semver';
 import { FerryError, type ErrorCode } from '../errors.ts';
 import { parseEnvelope } from './dsse.ts';
 import { ROOT_MAX_BYTES, parseRootPayload, verifyTrustedRoot, type RootDoc } from './root.ts';
-import { CHANNELS, isLink, type ArtifactRef, type Channel, type ManifestDoc } from './metadata.ts';
+import { CHANNELS, isLink, type ArtifactRef, type Channel, type ManifestDoc, type TreeEntry } from './metadata.ts';
 import { readChannel, readManifest, updateRoot, verifyArtifactFile } from './trusted-metadata.ts';
 import type { Source } from '../ports/source.ts';
 
@@ -107,7 +107,7 @@ export async function verifyRepository(source: Source, trustedRoot: Uint8Array, 
       for (const [key, release] of Object.entries(manifest.targets)) {
         const refs: ArtifactRef[] = [release.full, ...release.deltas.map((d) => d.artifact)];
         for (const ref of refs) artifacts.push(await checkArtifact(source, ref, scratch, options.partial, problems));
-        for (const delta of release.deltas) checkDeltaBase(version, key, delta, manifests.get(delta.from), problems);
+        for (const delta of release.deltas) checkDeltaBase(version, key, delta, manifests.get(delta.from), release.files, problems);
         if (wanted.has(`${version} ${key}`) && !refs.some((r) => artifacts.find((a) => a.path === r.path)?.status === 'ok')) {
           problems.push({ code: 'ERR_NOT_FOUND', message: `no verified artifact can install ${version} for ${key}` });
         }
@@ -154,16 +154,20 @@ async function checkArtifact(source: Source, ref: ArtifactRef, scratch: string, 
   }
 }
 
-/** Each delta op must start from exactly the bytes the base release signed (SECURITY.md row 9). */
-function checkDeltaBase(version: string, key: string, delta: ManifestDoc['targets'][string]['deltas'][number], base: ManifestDoc | undefined, problems: Problem[]): void {
+/**
+ * Each delta op must start from exactly the bytes the base release signed (SECURITY.md row 9),
+ * and so must each file a 'pack' delta leaves implied (copied from the same path of the base).
+ */
+function checkDeltaBase(version: string, key: string, delta: ManifestDoc['targets'][string]['deltas'][number], base: ManifestDoc | undefined, files: TreeEntry[], problems: Problem[]): void {
   const baseFiles = base?.targets[key]?.files;
   if (!baseFiles) return; // base release not in this source (a bundle): checked on the device
   const byPath = new Map(baseFiles.map((f) => [f.path, isLink(f) ? null : f.sha256]));
+  const wrong = (path: string, from: string) => problems.push({ code: 'ERR_HASH_MISMATCH', message: `${version} delta from ${delta.from} (${key}): ${path} expects ${from} with another hash than ${delta.from} signed` });
   for (const op of delta.ops) {
     if (op.op === 'whole' || op.op === 'link') continue;
-    const want = op.op === 'copy' ? op.sha256 : op.baseSha256;
-    if (byPath.get(op.from) !== want) {
-      problems.push({ code: 'ERR_HASH_MISMATCH', message: `${version} delta from ${delta.from} (${key}): ${op.path} expects ${op.from} with another hash than ${delta.from} signed` });
-    }
+    if (byPath.get(op.from) !== (op.op === 'copy' ? op.sha256 : op.baseSha256)) wrong(op.path, op.from);
   }
+  if (delta.layout !== 'pack') return;
+  const listed = new Set(delta.ops.map((op) => op.path));
+  for (const f of files) if (!isLink(f) && !listed.has(f.path) && byPath.get(f.path) !== f.sha256) wrong(f.path, f.path);
 }

@@ -13,6 +13,9 @@ import { createBsdiffPatcher } from '../bsdiff/patcher.ts';
 import { writeTree, type TreeSpec } from './sample-app.ts';
 import { tempDir } from './temp-dir.ts';
 
+/** The brotli quality of a test repository's artifacts unless a release asks otherwise. */
+const TEST_COMPRESSION_LEVEL = 5;
+
 export interface ReleaseOptions {
   channel: Channel;
   platform: string;
@@ -27,6 +30,11 @@ export interface ReleaseOptions {
   expiresIn: number;
   /** Release keys that sign (the repository's own release key by default). */
   keys: SigningKey[];
+  /**
+   * Brotli quality of the artifacts. A test repository favours speed: 5 unless told (the
+   * publisher's own default is 11, the smallest and slowest; core/io/brotli.ts).
+   */
+  compressionLevel: number;
 }
 
 export interface TestRepo {
@@ -94,6 +102,7 @@ export async function makeRepo(options: { app?: string; dir?: string } = {}): Pr
         expiresIn: o.expiresIn ?? 30 * 86400,
         now: o.now ?? new Date(),
         patcher: createBsdiffPatcher(),
+        compressionLevel: o.compressionLevel ?? TEST_COMPRESSION_LEVEL,
       });
     },
     cleanup: tmp.cleanup,

@@ -15,17 +15,15 @@ import { join } from 'node:path';
 import { createGzip } from 'node:zlib';
 import type { Writable } from 'node:stream';
 import { sha256 } from '../../core/io/hash.ts';
-import type { DeltaOp, ManifestDoc } from '../../core/trust/metadata.ts';
+import type { ManifestDoc } from '../../core/trust/metadata.ts';
 import { EXIT_CODE } from '../../cli/exit-codes.ts';
 import type { ErrorCode } from '../../core/errors.ts';
 import { assertCompleteVersion, assertRefusedByCli } from '../helpers/refusal.ts';
 import { describeRun, ferry, history, smallApp, TARGET } from '../helpers/crash.ts';
 import { fullArtifactFile, genuineEntries, makeAdversarialFixture, makeScene, namesIn, NEW, OLD, signFullArtifact, tarGz, type AdversarialFixture, type Scene } from '../helpers/adversarial-device.ts';
 import { tarEntryBytes, tarHeader, TAR_END, type TarEntry } from '../helpers/tar-writer.ts';
-import { garbagePatch } from '../helpers/hostile-delta.ts';
-import { resignDelta } from '../helpers/hostile-delta.ts';
-import { extract } from 'tar';
-import { tempDir } from '../helpers/repo.ts';
+import { deltaEntries, garbagePatch, resignDelta, wireDelta } from '../helpers/hostile-delta.ts';
+import { readPayload } from '../helpers/tamper.ts';
 
 const GiB = 1024 ** 3;
 
@@ -320,18 +318,10 @@ row17('a signed patch whose header promises 8 GiB: exit 0, committed from the fu
 
 row17('a signed patch cut to half its length: exit 0, committed from the full artifact, record fellBackToFull', async () => {
   const s = await scene();
-  const manifest = JSON.parse(Buffer.from(JSON.parse(await readFile(join(s.repoDir, 'releases', NEW, 'manifest.json'), 'utf8')).payload, 'base64').toString()) as { targets: Record<string, { deltas: { artifact: { path: string }; ops: DeltaOp[] }[] }> };
-  const delta = manifest.targets[TARGET]!.deltas[0]!;
-  const op = delta.ops.find((o) => o.path === 'lib/engine.bin') as Extract<DeltaOp, { op: 'patch' }>;
-  assert.is(op?.op, 'patch', 'the genuine delta patches lib/engine.bin');
-  const tmp = await tempDir('ferry-adv-entry-');
-  try {
-    await extract({ file: join(s.repoDir, delta.artifact.path), cwd: tmp.path });
-    const entry = await readFile(join(tmp.path, op.entry.path));
-    await resignDelta(repoOf(s), NEW, OLD, { path: 'lib/engine.bin', entry: entry.subarray(0, Math.floor(entry.length / 2)) });
-  } finally {
-    await tmp.cleanup();
-  }
+  const { delta } = wireDelta(await readPayload<ManifestDoc>(join(s.repoDir, 'releases', NEW, 'manifest.json')), OLD, TARGET)!;
+  const entry = (await deltaEntries(join(s.repoDir, delta.artifact.path), delta)).get('lib/engine.bin');
+  assert.ok(entry && entry.length > 0, 'the genuine delta patches lib/engine.bin');
+  await resignDelta(repoOf(s), NEW, OLD, { path: 'lib/engine.bin', entry: entry!.subarray(0, Math.floor(entry!.length / 2)) });
   await expectFallbackByCli(s);
 });
 

@@ -22,13 +22,13 @@ import { classifyError } from '../../core/policy/agent-schedule.ts';
 import { withFullFallback } from '../../core/update/delta-fallback.ts';
 import type { Plan } from '../../core/update/plan.ts';
 import { CHUNK_SIZE, digestFile, sha256 } from '../../core/io/hash.ts';
-import type { DeltaOp, ManifestDoc } from '../../core/trust/metadata.ts';
+import { isLink, type DeltaOp, type FileEntry, type ManifestDoc } from '../../core/trust/metadata.ts';
 import type { UpdateRecord } from '../../core/spec.ts';
 import { EXIT_CODE } from '../../cli/exit-codes.ts';
 import { describeRun, ferry, history, signedFiles, smallApp, TARGET, type Run } from '../helpers/crash.ts';
 import { makeAdversarialFixture, makeScene, namesIn, NEW, OLD, type AdversarialFixture, type Scene } from '../helpers/adversarial-device.ts';
 import { assertCompleteVersion } from '../helpers/refusal.ts';
-import { packEntries } from '../helpers/hostile-delta.ts';
+import { rebuildDelta, wireDelta, type WireDelta } from '../helpers/hostile-delta.ts';
 import { readPayload, resignManifest } from '../helpers/tamper.ts';
 import { tempDir, writeTree, type TempDir, type TreeSpec } from '../helpers/repo.ts';
 
@@ -54,47 +54,47 @@ async function scene(): Promise<Scene> {
 
 const update = (s: Scene) => ['update', '--home', s.home];
 
-/** 1.1.0's delta from 1.0.0 as the scene's repository signs it. */
-async function signedDelta(s: Scene): Promise<{ artifact: { path: string }; ops: DeltaOp[] }> {
+/** 1.1.0's delta from 1.0.0 as the scene's repository signs it (wire JSON) and its layout. */
+async function signedDelta(s: Scene): Promise<WireDelta & { layout: 'pack' | 'tar' }> {
   const doc = await readPayload<ManifestDoc>(join(s.repoDir, 'releases', NEW, 'manifest.json'));
-  const delta = doc.targets[TARGET]!.deltas.find((d) => d.from === OLD);
-  assert.ok(delta, 'the genuine 1.1.0 has a delta from 1.0.0');
-  return delta!;
+  const found = wireDelta(doc, OLD, TARGET);
+  assert.ok(found, 'the genuine 1.1.0 has a delta from 1.0.0');
+  return { ...found!.delta, layout: found!.layout };
 }
 
-/** Re-signs 1.1.0 with the first `kind` op of its delta taking its base from `from`. */
+/**
+ * Re-signs 1.1.0 with the first `kind` op of its delta taking its base from `from`. A 'pack'
+ * delta lists no copy of an unchanged file: then the first implied file gets a signed copy op.
+ */
 async function resignBase(s: Scene, kind: 'copy' | 'patch', from: string): Promise<string> {
-  const op = (await signedDelta(s)).ops.find((o) => o.op === kind);
+  const delta = await signedDelta(s);
+  let op = delta.ops.find((o) => o.op === kind);
+  const files = fx.files.get(NEW)!;
+  if (!op && kind === 'copy' && delta.layout === 'pack') {
+    const listed = new Set(delta.ops.map((o) => o.path));
+    const implied = files.find((f) => !isLink(f) && !listed.has(f.path)) as FileEntry | undefined;
+    if (implied) op = { op: 'copy', path: implied.path, from: implied.path, sha256: implied.sha256 };
+  }
   assert.ok(op, `the genuine delta has a ${kind} op`);
+  const order = new Map(files.map((f, i) => [f.path, i]));
   await resignManifest(s.repoDir, NEW, [fx.repo.releaseKey], (m) => {
-    const d = m.targets[TARGET]!.deltas.find((x) => x.from === OLD)!;
-    d.ops = d.ops.map((o) => (o.path === op!.path ? ({ ...o, from } as DeltaOp) : o));
+    const d = wireDelta(m, OLD, TARGET)!.delta;
+    const others = d.ops.filter((o) => o.path !== op!.path);
+    d.ops = [...others, { ...op!, from } as DeltaOp].sort((a, b) => order.get(a.path)! - order.get(b.path)!);
   });
   return op!.path;
 }
 
-/** Replaces the entry of the delta's first `whole` op with `bytes`, repacks the delta artifact and re-signs 1.1.0. */
+/** Replaces the entry of the delta's first `whole` op with `bytes`, rebuilds the delta artifact and re-signs 1.1.0. */
 async function resignWholeEntry(s: Scene, bytes: Buffer): Promise<string> {
   const delta = await signedDelta(s);
   const op = delta.ops.find((o): o is Extract<DeltaOp, { op: 'whole' }> => o.op === 'whole');
   assert.ok(op, 'the genuine delta has a whole op');
-  const file = join(s.repoDir, delta.artifact.path);
-  const tmp = await tempDir('ferry-item3-entries-');
-  try {
-    await extract({ file, cwd: tmp.path });
-    const entries = new Map<string, Buffer>();
-    for (const name of readdirSync(tmp.path)) entries.set(name, await readFile(join(tmp.path, name)));
-    entries.set(op!.entry.path, bytes);
-    await rm(file);
-    await packEntries(entries, file);
-  } finally {
-    await tmp.cleanup();
-  }
-  const d = await digestFile(file, CHUNK_SIZE);
+  const rebuilt = await rebuildDelta(join(s.repoDir, delta.artifact.path), delta, delta.layout, new Map([[op!.path, bytes]]));
   await resignManifest(s.repoDir, NEW, [fx.repo.releaseKey], (m) => {
-    const dd = m.targets[TARGET]!.deltas.find((x) => x.from === OLD)!;
-    dd.artifact = { path: delta.artifact.path, size: d.size, sha256: d.sha256, chunkSize: CHUNK_SIZE, chunks: d.chunks };
-    dd.ops = dd.ops.map((o) => (o.path === op!.path ? { ...op!, entry: { path: op!.entry.path, size: bytes.length, sha256: sha256(bytes) } } : o));
+    const dd = wireDelta(m, OLD, TARGET)!.delta;
+    dd.artifact = rebuilt.artifact;
+    dd.ops = rebuilt.ops;
   });
   return op!.path;
 }
@@ -333,7 +333,7 @@ item5('issue 13 item 5: a release that only deletes files publishes with its del
     const published = await p.release(NEW, after);
     assert.is(published.code, 0, `ferry release of a delete-only ${NEW} (default --deltas 3): ${describeRun(published)}`);
     const doc = await readPayload<ManifestDoc>(join(p.repo, 'releases', NEW, 'manifest.json'));
-    const delta = doc.targets[TARGET]!.deltas.find((d) => d.from === OLD);
+    const delta = wireDelta(doc, OLD, TARGET)?.delta;
     assert.ok(delta, `${NEW} has a delta from ${OLD}`);
     assert.ok(delta!.ops.every((o) => o.op === 'copy'), `every op copies: ${JSON.stringify(delta!.ops.map((o) => o.op))}`);
     assert.ok(delta!.artifact.size < doc.targets[TARGET]!.full.size, 'the delta is smaller than the full artifact');

@@ -80,11 +80,11 @@ cli('verify exits 0, and --json reports ok:true with both releases', () => {
 cli('bundle --from writes a delta bundle that verify accepts', () => {
   const out = json<{ files: string[]; channel: string }>(ok(ferry('bundle', '--repo', p('repo'), '--version', '1.1.0', '--from', '1.0.0', '--out', p('update.ferry'), ...target, '--json'), 'bundle'));
   assert.is(out.channel, 'stable');
-  assert.ok(out.files.some((f) => f.endsWith('linux-x64.from-1.0.0.delta.tar')));
+  assert.ok(out.files.some((f) => f.endsWith('linux-x64.from-1.0.0.delta')));
   const report = json<VerifyReport>(ok(ferry('verify', p('update.ferry'), '--trust', p('trust-v1.json'), '--json'), 'verify bundle'));
   assert.is(report.ok, true);
   assert.equal(report.releases.map((r) => r.version), ['1.1.0']);
-  assert.ok(report.releases[0]!.artifacts.some((a) => a.status === 'ok' && a.path.endsWith('.delta.tar')));
+  assert.ok(report.releases[0]!.artifacts.some((a) => a.status === 'ok' && a.path.endsWith('.delta')));
 });
 
 cli('a tampered artifact makes verify exit 3 and name ERR_HASH_MISMATCH', async () => {

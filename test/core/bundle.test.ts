@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { openBundle, writeBundle } from '../../core/publish/bundle.ts';
 import { packFiles } from '../../core/publish/archive.ts';
 import { verifyRepository, type VerifyReport } from '../../core/trust/verify-repo.ts';
-import type { ManifestDoc } from '../../core/trust/metadata.ts';
+import { parseManifestPayload, type ManifestDoc } from '../../core/trust/metadata.ts';
 import { makeRepo, sampleApp, tempDir, type TestRepo } from '../helpers/repo.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
 import { readPayload } from '../helpers/tamper.ts';
@@ -39,7 +39,8 @@ async function verifyBundle(t: TestRepo, bundle: string): Promise<VerifyReport> 
 }
 
 async function manifestOf(t: TestRepo, version: string): Promise<ManifestDoc> {
-  return readPayload<ManifestDoc>(join(t.repo, 'releases', version, 'manifest.json'));
+  // Parsed, so deltas of both wire layouts (`deltas`, `deltaPacks`) come back as one list.
+  return parseManifestPayload(Buffer.from(JSON.stringify(await readPayload<ManifestDoc>(join(t.repo, 'releases', version, 'manifest.json')))));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -253,6 +253,7 @@ row11('a signed artifact holding one file the signed list lacks: ERR_UNSAFE_ARCH
     await resignManifest(repo.repo, '1.1.0', [repo.releaseKey], (m) => {
       m.targets[T]!.full = { path: 'releases/1.1.0/linux-x64.extra.tar.gz', size: d.size, sha256: d.sha256, chunkSize: CHUNK_SIZE, chunks: d.chunks };
       m.targets[T]!.deltas = [];
+      delete (m.targets[T] as { deltaPacks?: unknown }).deltaPacks;
     });
     await device.with(async (u) => {
       const info = await u.checkUpdate();

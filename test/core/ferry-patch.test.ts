@@ -11,7 +11,8 @@ import { lstat, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { brotliCompressSync, constants as z } from 'node:zlib';
 import { applyPatchEntry, type PatchEntryInput } from '../../core/delta/patch-apply.ts';
-import { brotliParams, writeFerryPatch } from '../../core/delta/patch-encode.ts';
+import { writeFerryPatch } from '../../core/delta/patch-encode.ts';
+import { brotliBestOptions } from '../../core/io/brotli.ts';
 import { CODER_BROTLI, CODER_BROTLI_LARGE_WINDOW, CONTROL_LEB128, encodeControl, PATCH_HEADER_SIZE, readPatchHeader, writePatchHeader, type PatchHeader } from '../../core/delta/patch-format.ts';
 import type { RawPatch } from '../../core/delta/raw-patch.ts';
 import { sha256 } from '../../core/io/hash.ts';
@@ -136,11 +137,13 @@ rt('the header: 56 bytes, little-endian, read back field for field; coder 1 belo
   assert.is(written.coder, CODER_BROTLI);
   assert.is(written.entries, raw.control.length / 3);
   assert.equal([written.oldSize, written.newSize], [OLD.length, raw.newSize]);
-  // Standard window up to 16 MiB, large window above it (sized to the stream, at most 2^30).
-  assert.is(brotliParams(16 * 1024 * 1024)[z.BROTLI_PARAM_LARGE_WINDOW], undefined);
-  assert.is(brotliParams(16 * 1024 * 1024 + 1)[z.BROTLI_PARAM_LARGE_WINDOW], 1);
-  assert.is(brotliParams(16 * 1024 * 1024 + 1)[z.BROTLI_PARAM_LGWIN], 25);
-  assert.is(brotliParams(2 ** 33)[z.BROTLI_PARAM_LGWIN], 30);
+  // Standard window while the stream fits 2^24 - 16 bytes, large window above it (sized to the stream, at most 2^30).
+  const params = (size: number) => brotliBestOptions(size).params as Record<number, number>;
+  assert.is(params(16 * 1024 * 1024 - 16)[z.BROTLI_PARAM_LARGE_WINDOW], undefined);
+  assert.is(params(16 * 1024 * 1024 - 16)[z.BROTLI_PARAM_LGWIN], 24);
+  assert.is(params(16 * 1024 * 1024 + 1)[z.BROTLI_PARAM_LARGE_WINDOW], 1);
+  assert.is(params(16 * 1024 * 1024 + 1)[z.BROTLI_PARAM_LGWIN], 25);
+  assert.is(params(2 ** 33)[z.BROTLI_PARAM_LGWIN], 30);
 });
 
 rt('coder 2 (large-window brotli streams) decodes too: the decoder always allows the large window', async () => {

@@ -21,7 +21,9 @@ import { CHUNK_SIZE, digestFile, sha256 } from '../../core/io/hash.ts';
 import { skipFsyncAt } from '../../core/io/durable.ts';
 import type { ArtifactRef, TargetRelease } from '../../core/trust/metadata.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
-import { makeRepo, pseudoRandomBytes, sampleApp, tempDir, type TestRepo, type TempDir, type TreeSpec } from '../helpers/repo.ts';
+import { makeRepo, pseudoRandomBytes, sampleApp, tempDir, writeTree, type TestRepo, type TempDir, type TreeSpec } from '../helpers/repo.ts';
+import { spawnSync } from 'node:child_process';
+import { ROOT } from '../helpers/cli.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
 import { tarBytes } from '../helpers/tar-writer.ts';
 
@@ -58,6 +60,31 @@ full('issue 14 item 3: ferry release writes <target>.full.tar.br, a brotli tar (
   assert.ok(tar.subarray(257, 262).toString('latin1') === 'ustar', 'the brotli stream holds a tar');
   const gz = gzipSync(tar, { level: 9 });
   assert.ok(bytes.length < gz.length, `brotli ${bytes.length} B < gzip -9 ${gz.length} B of the same tar`);
+});
+
+/** `ferry release` of appTree('2.0.0') into a fresh repository, with `env` and `args`; the full artifact's bytes. */
+async function releaseWith(name: string, env: Record<string, string | undefined>, ...args: string[]): Promise<{ status: number | null; stderr: string; bytes?: Buffer }> {
+  const repo = await makeRepo({ dir: join(tmp.path, `repo-${name}`) });
+  const appDir = join(tmp.path, `app-${name}`);
+  await writeTree(appDir, appTree('2.0.0'));
+  const childEnv: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1', ...env };
+  for (const [k, v] of Object.entries(childEnv)) if (v === undefined) delete childEnv[k];
+  const r = spawnSync(process.execPath, ['dist/cli/ferry.js', 'release', appDir, '--repo', repo.repo, '--version', '2.0.0', '--key', join(repo.keysDir, 'release.key'), '--deltas', '0', ...args], { cwd: ROOT, encoding: 'utf8', env: childEnv as NodeJS.ProcessEnv, timeout: 60_000 });
+  if (r.status !== 0) return { status: r.status, stderr: r.stderr };
+  return { status: 0, stderr: r.stderr, bytes: await readFile(join(repo.repo, `releases/2.0.0/${TARGET}.full.tar.br`)) };
+}
+
+full('issue 14 item 3: ferry release compresses at quality 11 unless told (byte-identical to --compression-level 11); FERRY_COMPRESSION_LEVEL or the flag trade size for speed; 12 is refused', async () => {
+  const byDefault = await releaseWith('default', { FERRY_COMPRESSION_LEVEL: undefined });
+  const eleven = await releaseWith('eleven', { FERRY_COMPRESSION_LEVEL: undefined }, '--compression-level', '11');
+  const five = await releaseWith('five', { FERRY_COMPRESSION_LEVEL: '5' });
+  assert.is(byDefault.status, 0, byDefault.stderr);
+  assert.ok(byDefault.bytes!.equals(eleven.bytes!), 'the default is quality 11');
+  assert.ok(five.bytes!.length > byDefault.bytes!.length, `quality 5 (${five.bytes!.length} B) is larger than 11 (${byDefault.bytes!.length} B)`);
+  assert.ok(brotliDecompressSync(five.bytes!, brotliDecoder()).equals(brotliDecompressSync(byDefault.bytes!, brotliDecoder())), 'the same tar either way');
+  const twelve = await releaseWith('twelve', {}, '--compression-level', '12');
+  assert.is(twelve.status, 2, 'an out-of-range level is a usage error');
+  assert.match(twelve.stderr, /ERR_USAGE/);
 });
 
 /** Stages `artifact` (a file, signed as `ref`) as 1.0.0 into a fresh home, as the updater does. */

@@ -15,7 +15,7 @@ import { readRepoRoot, repoSource } from '../../core/publish/repository.ts';
 import { archiveCoder, extractArchive } from '../../core/io/extract.ts';
 import { applyDelta } from '../../core/delta/apply-delta.ts';
 import { sha256, sha256File } from '../../core/io/hash.ts';
-import { regularFiles, type DeltaOp, type ManifestDoc, type TreeEntry } from '../../core/trust/metadata.ts';
+import { parseManifestPayload, regularFiles, type DeltaOp, type ManifestDoc, type TreeEntry } from '../../core/trust/metadata.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import { makeRepo, pseudoRandomBytes, sampleApp, tempDir, writeTree, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
@@ -70,7 +70,8 @@ function manifestState(files: TreeEntry[]) {
 
 async function readManifestDoc(t: TestRepo, version: string): Promise<ManifestDoc> {
   const env = JSON.parse(await readFile(join(t.repo, 'releases', version, 'manifest.json'), 'utf8')) as { payload: string };
-  return JSON.parse(Buffer.from(env.payload, 'base64').toString('utf8')) as ManifestDoc;
+  // Parsed, so deltas of both wire layouts (`deltas`, `deltaPacks`) come back as one list.
+  return parseManifestPayload(Buffer.from(env.payload, 'base64'));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -295,8 +296,9 @@ deltas('a changed binary becomes a patch op much smaller than the file', () => w
   assert.is(file.size, 200_000);
   assert.ok(op.entry.size < file.size / 10, `patch ${op.entry.size} bytes for a ${file.size}-byte file`);
   assert.ok(r.deltas[0]!.size < r.full.size, 'the delta artifact is smaller than the full one');
-  // Unchanged files are copied, the new file is whole.
-  assert.is(rel.deltas[0]!.ops.find((o) => o.path === 'assets/logo.txt')?.op, 'copy');
+  // Unchanged files are implied (issue 14 item 5: no op), the new file is whole.
+  assert.ok(regularFiles(rel.files).some((f) => f.path === 'assets/logo.txt'));
+  assert.is(rel.deltas[0]!.ops.find((o) => o.path === 'assets/logo.txt'), undefined);
   assert.is(rel.deltas[0]!.ops.find((o) => o.path === 'lib/feature-1.js')?.op, 'whole');
 }));
 

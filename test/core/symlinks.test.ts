@@ -284,9 +284,9 @@ verify.run();
 
 // ---------------------------------------------------------------------------------------------
 
-const deltas = suite('a delta carries links added, changed, removed and unchanged as `link` ops');
+const deltas = suite('a delta carries links added, changed, removed and unchanged (as `link` ops in old tar deltas, from the signed list in pack deltas)');
 
-deltas('makeDelta gives one `link` op per link of the new tree; applyDelta makes exactly those links, last', async () => {
+deltas('issue 14 item 5: makeDelta lists no link op and no unchanged file; applyDelta makes exactly the signed links, last', async () => {
   const tmp = await tempDir('ferry-links-delta-');
   try {
     const oldDir = join(tmp.path, 'old');
@@ -305,15 +305,15 @@ deltas('makeDelta gives one `link` op per link of the new tree; applyDelta makes
     await symlink('lib/util.js', join(newDir, 'server.js')); // file → link
     const oldFiles = await scanTree(oldDir);
     const newFiles = await scanTree(newDir);
-    const made = await makeDelta({ oldDir, oldFiles, newDir, newFiles, workDir: join(tmp.path, 'work'), outFile: join(tmp.path, 'delta.tar'), patcher });
+    const made = await makeDelta({ oldDir, oldFiles, newDir, newFiles, workDir: join(tmp.path, 'work'), outFile: join(tmp.path, 'delta'), patcher });
     const byPath = new Map<string, DeltaOp>(made.ops.map((op) => [op.path, op]));
-    assert.equal(made.ops.map((op) => op.path), newFiles.map((f) => f.path), 'one op per entry of the new tree, in order');
-    assert.equal(byPath.get('main.js'), { op: 'link', path: 'main.js', target: 'lib/util.js' });
-    assert.equal(byPath.get('entry.js'), { op: 'link', path: 'entry.js', target: 'main.js' });
-    assert.equal(byPath.get('bin/serve'), { op: 'link', path: 'bin/serve', target: '../server.js' });
-    assert.equal(byPath.get('server.js'), { op: 'link', path: 'server.js', target: 'lib/util.js' });
+    // issue 14 item 5: a 'pack' delta lists neither links nor unchanged files; the device makes
+    // every link from the signed list and copies every unlisted file from the same path.
+    assert.equal(made.ops.filter((op) => op.op === 'link'), [], 'no link ops: links come from the signed file list');
+    assert.is(byPath.has('lib/deep/data.txt'), false, 'an unchanged file is implied, not listed');
     assert.is(byPath.get('bin/util')?.op, 'whole', 'a link turned file has no base to copy');
     assert.is(byPath.has('gone.js'), false);
+    for (const path of ['main.js', 'entry.js', 'bin/serve', 'server.js']) assert.ok(newFiles.some((f) => f.path === path && isLink(f)), `${path} is a signed link`);
 
     const out = join(tmp.path, 'out');
     await mkdir(out);
@@ -413,7 +413,9 @@ npm('npm\'s .bin links are signed, staged as the same links, and a changed link 
     const r2 = await publishDir(t, app2, '1.1.0');
     const delta = r2.manifest.targets[T]!.deltas.find((d) => d.from === '1.0.0');
     assert.ok(delta, '1.1.0 has a delta from 1.0.0');
-    assert.ok(delta!.ops.some((op) => op.op === 'link' && op.path === 'node_modules/.bin/local-cli' && op.target === bin2));
+    assert.ok(r2.manifest.targets[T]!.files.some((f) => f.path === 'node_modules/.bin/local-cli' && isLink(f) && f.target === bin2), 'the changed link is signed in the file list');
+    assert.is(delta!.layout, 'pack');
+    assert.ok(!delta!.ops.some((op) => op.path === 'node_modules/.bin/local-cli'), 'a pack delta makes its links from the signed list, not from ops');
     const report = await verifyRepository(createDirSource(t.repo), await t.trust(), { now: new Date(), scratch: tmp.path, partial: false });
     assert.equal(report.problems, [], '`ferry verify` finds the repository with links sound');
 

@@ -2,6 +2,7 @@
 // attacker can make to bytes at rest is caught by verifyRepository (a problem with a stable code)
 // or by the trusted-metadata readers a device uses, and signing with the wrong keys is refused.
 
+import { impliedFile, putOp, wireDelta } from '../helpers/hostile-delta.ts';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
@@ -74,11 +75,11 @@ artifacts('one flipped byte in a full artifact (ERR_HASH_MISMATCH)', () => twoRe
 }));
 
 artifacts('one flipped byte in a delta artifact (ERR_HASH_MISMATCH)', () => twoReleases(async (t) => {
-  const delta = (await manifestOf(t, '1.1.0')).targets['linux-x64']!.deltas[0]!.artifact;
-  await flipByte(join(t.repo, delta.path), 700);
+  const delta = wireDelta(await manifestOf(t, '1.1.0'), '1.0.0')!.delta.artifact;
+  await flipByte(join(t.repo, delta.path), Math.min(700, delta.size - 1));
   const report = await verify(t);
   assert.equal(codes(report), ['ERR_HASH_MISMATCH']);
-  assert.match(report.problems[0]!.message, /from-1\.0\.0\.delta\.tar/);
+  assert.match(report.problems[0]!.message, /from-1\.0\.0\.delta\b/);
 }));
 
 artifacts('an artifact truncated by one byte (ERR_SIZE)', () => twoReleases(async (t) => {
@@ -217,7 +218,7 @@ metadata('a delta whose base hash does not match the base release (ERR_HASH_MISM
   // A validly signed manifest (a compromised or buggy publisher) whose patch names a base
   // engine.bin that is not the one 1.0.0 signed: verify compares against 1.0.0's file list.
   await resignManifest(t.repo, '1.1.0', [t.releaseKey], (doc) => {
-    const op = doc.targets['linux-x64']!.deltas[0]!.ops.find((o) => o.path === 'lib/engine.bin')!;
+    const op = wireDelta(doc, '1.0.0')!.delta.ops.find((o) => o.path === 'lib/engine.bin')!;
     assert.is(op.op, 'patch');
     if (op.op === 'patch') op.baseSha256 = 'ab'.repeat(32);
   });
@@ -229,8 +230,10 @@ metadata('a delta whose base hash does not match the base release (ERR_HASH_MISM
 
 metadata('a copy op from a base file that 1.0.0 never had (ERR_HASH_MISMATCH)', () => twoReleases(async (t) => {
   await resignManifest(t.repo, '1.1.0', [t.releaseKey], (doc) => {
-    const op = doc.targets['linux-x64']!.deltas[0]!.ops.find((o) => o.op === 'copy')!;
-    if (op.op === 'copy') op.from = 'not/in/1.0.0';
+    // A pack delta lists no copy of an unchanged file: the signer adds one (issue 14).
+    const d = wireDelta(doc, '1.0.0')!.delta;
+    const file = impliedFile(doc.targets['linux-x64']!.files, d)!;
+    putOp(doc.targets['linux-x64']!.files, d, { op: 'copy', path: file.path, from: 'not/in/1.0.0', sha256: file.sha256 });
   });
   assert.equal(codes(await verify(t)), ['ERR_HASH_MISMATCH']);
 }));

@@ -58,7 +58,8 @@ const t0 = performance.now();
  */
 const TEETH: Record<FsyncSite, { shownBy: 'delta' | 'full' | null; why: string }> = {
   'store.sync': { shownBy: 'delta', why: 'the LevelDB log comes back without the session\'s writes: history loses the reported commit' },
-  'unnamed': { shownBy: 'delta', why: 'the files a delta writes (core/delta/apply-delta.ts) come back empty: current is not the signed 1.1.0' },
+  'delta.file': { shownBy: 'delta', why: 'the files a delta writes (core/delta/apply-delta.ts) come back empty: current is not the signed 1.1.0' },
+  'unnamed': { shownBy: null, why: 'publisher-side fsyncs (publish.ts, bundle.ts) and the self-update boot record folder: none is on this update\'s path' },
   'extract.file': { shownBy: 'full', why: 'the files a full artifact extracts come back empty: current is not the signed 1.1.0' },
   'atomic-write': { shownBy: 'delta', why: 'manifests/1.1.0.json comes back empty: nothing can be rolled back to or planned from it' },
   'marks.write': { shownBy: 'delta', why: 'trust/marks.json comes back empty (with noauto_da_alloc): every later command fails ERR_JSON' },
@@ -181,7 +182,7 @@ if (here && !reason) {
     const { shownBy, why } = TEETH[site];
     if (!shownBy) continue;
     teeth(`with only the ${site} fsync skipped, a cut right after the reported commit${shownBy === 'full' ? ' of a full-artifact update' : ''} violates within ${TRIES} tries (${why})`, async () => {
-      const delta = join(fx.repo.repo, 'releases', NEW, `linux-x64.from-${OLD}.delta.tar`);
+      const delta = join(fx.repo.repo, 'releases', NEW, `linux-x64.from-${OLD}.delta`);
       // No delta to fetch: the update falls back to the full artifact and extracts it.
       if (shownBy === 'full') await rename(delta, `${delta}.hidden`);
       try {

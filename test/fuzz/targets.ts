@@ -363,7 +363,7 @@ const extraction: Target = {
       { bytes: seeds.oldFullGz, coder: archiveCoder(seeds.manifests[OLD]!.doc.targets[TARGET]!.full.path), expected: fileList(seeds.manifests[OLD]!.doc.targets[TARGET]!.files) },
       // A .tar.gz full artifact as publishers before issue 14 wrote them: devices still take it.
       { bytes: gzipSync(brotliDecompressSync(seeds.fullGz, brotliDecoder()), { level: 9 }), coder: 'gzip', expected: fileList(seeds.release.files) },
-      { bytes: seeds.deltaTar, coder: 'tar', expected: new Map(delta.ops.flatMap((op) => (op.op === 'copy' || op.op === 'link' ? [] : [[op.entry.path, { size: op.entry.size, sha256: op.entry.sha256, mode: 0o600 }] as const]))) },
+      { bytes: seeds.deltaTar, coder: 'tar', expected: new Map(delta.ops.flatMap((op) => (op.op === 'copy' || op.op === 'link' || !('path' in op.entry) ? [] : [[op.entry.path, { size: op.entry.size, sha256: op.entry.sha256, mode: 0o600 }] as const]))) },
     ];
     const all = archives.map((a) => a.bytes);
     return async (r) => {

@@ -146,6 +146,7 @@ export async function signFullArtifact(fx: AdversarialFixture, scene: Scene, arc
     const t = m.targets[TARGET]!;
     t.full = ref;
     t.deltas = [];
+    delete (t as { deltaPacks?: unknown }).deltaPacks; // pack deltas (issue 14) too
     mutate(m);
   });
   return { manifest, ref };

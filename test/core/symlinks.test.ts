@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { publishRelease, type ReleaseResult } from '../../core/publish/publish.ts';
 import { scanTree } from '../../core/publish/tree.ts';
-import { extractArchive } from '../../core/io/extract.ts';
+import { archiveCoder, extractArchive } from '../../core/io/extract.ts';
 import { applyDelta } from '../../core/delta/apply-delta.ts';
 import { makeDelta } from '../../core/delta/make-delta.ts';
 import { verifyTree } from '../../core/device/verify-tree.ts';
@@ -215,7 +215,7 @@ release('the full artifact holds the links as link entries and is the same bytes
   const out = join(tmp.path, 'out');
   await mkdir(out);
   const files = ra.manifest.targets[T]!.files;
-  await extractArchive(join(t.repo, ra.full.path), out, new Map(files.map((f) => [f.path, f])));
+  await extractArchive(join(t.repo, ra.full.path), out, new Map(files.map((f) => [f.path, f])), undefined, undefined, undefined, archiveCoder(ra.full.path));
   assert.is(await readlink(join(out, 'bin/util')), '../lib/util.js');
   assert.ok((await lstat(join(out, 'data'))).isSymbolicLink());
   assert.equal(await scanTree(out), files, 'the extracted tree is exactly the signed list');

@@ -69,7 +69,7 @@ artifacts('one flipped byte in a full artifact (ERR_HASH_MISMATCH)', () => twoRe
   const report = await verify(t);
   assert.is(report.ok, false);
   assert.equal(codes(report), ['ERR_HASH_MISMATCH']);
-  assert.match(report.problems[0]!.message, /linux-x64\.full\.tar\.gz/);
+  assert.match(report.problems[0]!.message, /linux-x64\.full\.tar\.br/);
   const status = report.releases.find((r) => r.version === '1.1.0')!.artifacts.find((a) => a.path === full.path);
   assert.is(status?.status, 'ERR_HASH_MISMATCH');
 }));

@@ -19,6 +19,7 @@ import { fmt, formatTable, type Cell } from './lib/table.ts';
 import { currentTree, expectUpdate, initHome, initRepo, makeKeys, release, update, type Keys } from './lib/ferry-cli.ts';
 import { releaseFiles, snapshot, type ReleaseFiles } from './lib/repo-files.ts';
 import { hashTree, tarTree, treeBytes, treeDifference } from './lib/tree-files.ts';
+import { cachedResult, storeResult, toolKey } from './lib/tool-cache.ts';
 import { findOrBuildHDiffPatch, HDIFFPATCH_TAG, HDIFFZ_ENCODE, HPATCHZ_DECODE, type HDiffPatch } from './lib/hdiffpatch.ts';
 
 /** Two releases of one package: the device has `from` and updates to `to`. */
@@ -57,6 +58,8 @@ interface ToolResult {
   bytes: number;
   diff: Measured;
   apply: Measured;
+  /** Set when the result was reused from bench/.cache/tool-results.json: when it was measured. */
+  cachedAt?: string;
 }
 
 interface PairResult {
@@ -76,12 +79,19 @@ interface PairResult {
 
 const size = async (path: string) => (await stat(path)).size;
 
-/** Diffs old.tar -> new.tar with a tool, applies it once, and checks the output is new.tar exactly. */
+/**
+ * Diffs old.tar -> new.tar with a tool, applies it once, and checks the output is new.tar exactly;
+ * or reuses the result a run made on the same pair with the same tool and command (tool-cache.ts).
+ */
 async function runTool(
-  what: string, encoder: string, decoder: string,
+  pair: Pair, what: string, encoder: string, decoder: string,
   encode: (old: string, next: string, out: string) => string[], decode: (old: string, patch: string, out: string) => string[],
-  oldTar: string, newTar: string, dir: string, timeOut: string,
+  tars: () => Promise<{ oldTar: string; newTar: string }>, dir: string, timeOut: string,
 ): Promise<ToolResult> {
+  const key = await toolKey(`${pair.from} -> ${pair.to}`, encoder, decoder, encode('old.tar', 'new.tar', 'patch'), decode('old.tar', 'patch', 'out.tar'));
+  const cached = await cachedResult(key);
+  if (cached) return { bytes: cached.bytes, diff: cached.diff, apply: cached.apply, cachedAt: cached.at };
+  const { oldTar, newTar } = await tars();
   const patch = join(dir, `${what}.patch`);
   const out = join(dir, `${what}.out.tar`);
   await settle();
@@ -93,7 +103,9 @@ async function runTool(
   });
   const bytes = await size(patch);
   await rm(out);
-  return { bytes, diff, apply };
+  const strip = (m: Measured): Measured => ({ seconds: m.seconds, maxRssKiB: m.maxRssKiB });
+  await storeResult(key, { bytes, diff: strip(diff), apply: strip(apply), at: new Date().toISOString() });
+  return { bytes, diff: strip(diff), apply: strip(apply) };
 }
 
 async function runPair(pair: Pair, dir: string, keys: Keys, hdp: HDiffPatch | null, log: (line: string) => void): Promise<PairResult> {
@@ -137,19 +149,25 @@ async function runPair(pair: Pair, dir: string, keys: Keys, hdp: HDiffPatch | nu
   if (mismatch) throw new Error(`${pair.name}: the device's tree after the update differs from the new tree: ${mismatch}`);
   await rm(repoNoDelta, { recursive: true, force: true });
 
-  const oldTar = join(dir, 'old.tar');
-  const newTar = join(dir, 'new.tar');
-  await tarTree(oldDir, oldTar);
-  await tarTree(newDir, newTar);
+  // The tars are made only when a tool has to run (not when every result is reused).
+  let made: { oldTar: string; newTar: string } | null = null;
+  const tars = async () => {
+    if (!made) {
+      made = { oldTar: join(dir, 'old.tar'), newTar: join(dir, 'new.tar') };
+      await tarTree(oldDir, made.oldTar);
+      await tarTree(newDir, made.newTar);
+    }
+    return made;
+  };
   log('  xdelta3');
-  const xdelta3 = await runTool('xdelta3', XDELTA3.command, XDELTA3.command, XDELTA3_ENCODE, XDELTA3_DECODE, oldTar, newTar, dir, timeOut);
+  const xdelta3 = await runTool(pair, 'xdelta3', XDELTA3.command, XDELTA3.command, XDELTA3_ENCODE, XDELTA3_DECODE, tars, dir, timeOut);
   log('  zstd');
-  const zstd = await runTool('zstd', ZSTD.command, ZSTD.command, ZSTD_ENCODE, ZSTD_DECODE, oldTar, newTar, dir, timeOut);
+  const zstd = await runTool(pair, 'zstd', ZSTD.command, ZSTD.command, ZSTD_ENCODE, ZSTD_DECODE, tars, dir, timeOut);
   let hdiffpatch: ToolResult | null = null;
   if (hdp) {
     log('  HDiffPatch');
     // hdiffz prints its progress on stdout; it is read and dropped.
-    hdiffpatch = await runTool('hdiffpatch', hdp.hdiffz, hdp.hpatchz, HDIFFZ_ENCODE, HPATCHZ_DECODE, oldTar, newTar, dir, timeOut);
+    hdiffpatch = await runTool(pair, 'hdiffpatch', hdp.hdiffz, hdp.hpatchz, HDIFFZ_ENCODE, HPATCHZ_DECODE, tars, dir, timeOut);
   }
   return {
     pair,
@@ -205,16 +223,18 @@ function bytesTable(results: PairResult[], hdpNote: string): string {
 
 function timesTable(results: PairResult[]): string {
   const sm = (m: Measured | undefined) => (m ? `${fmt.seconds(m.seconds)} / ${fmt.mib(m.maxRssKiB)}` : '-');
+  // A reused result's times are from the run that made it: starred.
+  const tm = (t: ToolResult | null, step: 'diff' | 'apply') => (t ? `${t.cachedAt ? '*' : ''}${sm(t[step])}` : '-');
   const rows: Cell[][] = results.map((r) => [
     r.pair.name,
     sm(r.publish),
     fmt.seconds(r.publishNoDelta.seconds),
     fmt.seconds(r.publish.seconds - r.publishNoDelta.seconds),
     sm(r.update),
-    sm(r.xdelta3.diff),
-    sm(r.zstd.diff),
-    sm(r.hdiffpatch?.diff),
-    `${sm(r.xdelta3.apply)} | ${sm(r.zstd.apply)} | ${sm(r.hdiffpatch?.apply)}`,
+    tm(r.xdelta3, 'diff'),
+    tm(r.zstd, 'diff'),
+    tm(r.hdiffpatch, 'diff'),
+    `${tm(r.xdelta3, 'apply')} | ${tm(r.zstd, 'apply')} | ${tm(r.hdiffpatch, 'apply')}`,
   ]);
   return formatTable(
     [
@@ -295,6 +315,10 @@ export async function run(options: { log: (line: string) => void; pairs?: Pair[]
     log('the full artifact and the delta); no-delta s: the same release with --deltas 0; delta making s: the difference. ferry update: the device');
     log('on 1.0.0 running `ferry update` (check, download, apply by the delta, switch). The other tools diff and apply the trees as uncompressed tars.');
     log(`xdelta3 ${XDELTA3_ENCODE('old.tar', 'new.tar', 'd').join(' ')}  |  zstd ${ZSTD_ENCODE('old.tar', 'new.tar', 'd').join(' ')}  |  hdiffz ${HDIFFZ_ENCODE('old.tar', 'new.tar', 'd').join(' ')}`);
+    const reused = results.flatMap((r) => [r.xdelta3, r.zstd, r.hdiffpatch].filter((t) => t?.cachedAt !== undefined).map((t) => t!.cachedAt!));
+    if (reused.length > 0) {
+      log(`* reused from bench/.cache/tool-results.json (same pair, command and tool binary; checked when made, ${[...new Set(reused.map((a) => a.slice(0, 16)))].join(', ')} UTC): bytes exact, times from that run. FERRY_BENCH_FRESH=1 re-runs them.`);
+    }
     log(`load average at end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     log('');
     for (const t of targets(results, hdp !== null)) log(t);

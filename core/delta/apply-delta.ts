@@ -18,9 +18,7 @@ import { fsyncDirsUnder, fsyncPath } from '../io/durable.ts';
 import { checkPathSet, linkProblem } from '../io/safe-path.ts';
 import { isLink, type DeltaOp, type TreeEntry } from '../trust/metadata.ts';
 import type { Patcher } from '../ports/patcher.ts';
-
-/** A base path this long is handed to the patcher through a short private link (bsdiff-node crashes on very long paths). */
-const LONG_PATH = 200;
+import { applyPatchEntry } from './patch-apply.ts';
 
 /** Delta ops applied at once. */
 const APPLY_CONCURRENCY = 4;
@@ -139,23 +137,17 @@ export async function applyDelta(input: {
         }
         case 'patch': {
           await oneAtATime(async () => {
-            let base = await regularBaseFile(baseDir, op.from);
+            const base = await regularBaseFile(baseDir, op.from);
             expectHash(await sha256File(base), op.baseSha256, `base file ${op.from}`);
-            const patchFile = join(entriesDir, op.entry.path);
-            const header = Buffer.alloc(patcher.headerSize);
-            const h = await open(patchFile, 'r');
-            try { await h.read(header, 0, header.length, 0); } finally { await h.close(); }
-            const promised = patcher.outputSize(header, op.entry.size);
-            if (promised !== file.size) throw new FerryError('ERR_PATCH', `patch for ${op.path} promises ${promised} bytes, signed ${file.size}`);
-            if (base.length > LONG_PATH) {
-              const short = join(workDir, `b${i}`);
-              await link(base, short).catch(() => copyFile(base, short));
-              base = short;
-            }
-            // The patcher writes a fresh short path of ours (it would follow a planted symlink).
+            // FERRYBD1 is applied in process; an old BSDIFF40 entry goes to the native patcher
+            // (core/delta/patch-apply.ts). A fresh short path of ours is the output.
             const out = join(workDir, `p${i}`);
-            await patcher.patch(base, out, patchFile);
-            expectHash(await sha256File(out), op.sha256, `patched ${op.path}`);
+            const got = await applyPatchEntry({
+              baseFile: base, baseSize: (await stat(base)).size,
+              patch: { file: join(entriesDir, op.entry.path), offset: 0, size: op.entry.size },
+              outFile: out, newSize: file.size, legacy: patcher,
+            });
+            expectHash(got.sha256, op.sha256, `patched ${op.path}`);
             await mkdir(dirname(target), { recursive: true });
             await fsyncPath(out);
             await rename(out, target);

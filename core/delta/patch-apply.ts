@@ -43,6 +43,8 @@ export interface PatchEntryInput {
   legacy?: Patcher;
   /** A base up to this many bytes is read into memory whole (faster on patches that seek a lot); a larger one by positioned reads. Default OLD_IN_MEMORY_MAX. */
   oldInMemoryMax?: number;
+  /** Hears the output's size so far each time a buffer of it is written (progress on large files). */
+  onWritten?: (bytes: number) => void;
 }
 
 /** Bases up to this size are held in memory while patching (the output never is). */
@@ -177,6 +179,9 @@ class BrotliPull {
   constructor(patch: FileHandle, start: number, private readonly length: number, private readonly cap: number, private readonly name: string) {
     // Both coders decode with the large-window flag: it accepts standard streams too.
     this.decoder = createBrotliDecompress({ chunkSize: STREAM_CHUNK, params: { [z.BROTLI_DECODER_PARAM_LARGE_WINDOW]: 1 } });
+    // A stream that fails before anyone pulls it must not crash the process: its error surfaces
+    // through the iterator when (if) it is pulled.
+    this.decoder.on('error', () => undefined);
     if (length === 0) {
       // Nothing to read; the decoder then refuses the empty input (brotli has no empty stream).
       this.source = undefined;
@@ -320,6 +325,7 @@ async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader): Promise<
       hash.update(out.subarray(0, o));
       written += o;
       o = 0;
+      input.onWritten?.(written);
     };
 
     const { newSize, oldSize } = h;

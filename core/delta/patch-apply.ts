@@ -250,6 +250,12 @@ interface OldBytes {
   start: number;
 }
 
+/** Bytes of the base from p on; the entry checks keep p inside, so anything else is a bug (and would spin the add loop). */
+function inside(p: number, size: number): number {
+  if (!(p >= 0 && p < size)) throw new FerryError('ERR_INTERNAL', `read of the base at ${p} of ${size} bytes`);
+  return size - p;
+}
+
 function oldBytes(fd: number, size: number, inMemoryMax: number): OldBytes {
   if (size <= inMemoryMax) {
     const buf = Buffer.allocUnsafe(size);
@@ -258,13 +264,14 @@ function oldBytes(fd: number, size: number, inMemoryMax: number): OldBytes {
       if (n === 0) throw new FerryError('ERR_HASH_MISMATCH', `the base file shrank while it was read (${done} of ${size} bytes)`);
       done += n;
     }
-    return { buf, start: 0, at: (p) => size - p };
+    return { buf, start: 0, at: (p) => inside(p, size) };
   }
   const full = Buffer.allocUnsafe(OLD_WINDOW);
   const w: OldBytes = {
     buf: full.subarray(0, 0),
     start: 0,
     at(p) {
+      inside(p, size);
       let have = w.start + w.buf.length - p;
       if (p < w.start || have <= 0) {
         const n = readSync(fd, full, 0, Math.min(OLD_WINDOW, size - p), p);

@@ -462,14 +462,14 @@ const ferryPatch: Target = {
         // checks made while writing.
         const streams = { ...packed };
         let entries = h.entries;
-        const which = r.pick(names);
-        if (which === 'control' && r.chance(0.7)) {
+        const which = r.chance(0.5) ? 'control' : r.pick(names);
+        if (which === 'control' && r.chance(0.8)) {
           const values = readVarints(plain.control);
           for (let k = 1 + r.int(3); k > 0; k--) {
             const i = r.int(values.length);
             const m = r.int(6);
             if (m === 0) values[i] = r.pick(EDGE);
-            else if (m === 1) values[i] = Math.max(0, values[i]! + r.int(9) - 4);
+            else if (m === 1) values[i] = Math.max(0, values[i]! + r.int(129) - 64);
             else if (m === 2) values.splice(i - (i % 3), 3); // drop an entry
             else if (m === 3) values.splice(i - (i % 3), 0, ...values.slice(i - (i % 3), i - (i % 3) + 3)); // repeat one
             else if (m === 4) values[i] = r.int(seed.base.length * 4);
@@ -477,6 +477,12 @@ const ferryPatch: Target = {
           }
           if (r.chance(0.7)) entries = Math.floor(values.length / 3);
           streams.control = squeeze(r, writeVarints(values));
+          // Spare diff and extra bytes, so an entry grown past the signed size has the bytes to
+          // write there, and only the patcher's own check can stop it.
+          if (r.chance(0.7)) {
+            streams.diff = squeeze(r, Buffer.concat([plain.diff, Buffer.alloc(1 + r.int(256))]));
+            streams.extra = squeeze(r, Buffer.concat([plain.extra, Buffer.alloc(1 + r.int(256), 0x41)]));
+          }
         } else {
           streams[which] = squeeze(r, mutateBytes(r, plain[which], [plain.diff, plain.extra]));
         }
@@ -503,6 +509,8 @@ const ferryPatch: Target = {
           });
         } catch (err) {
           checkWritten();
+          // ERR_INTERNAL is ferry's own bug (an impossible state), never a verdict on a patch.
+          if (err instanceof FerryError && err.code === 'ERR_INTERNAL') throw new Finding('internal', err.message);
           if (existsSync(outFile)) throw new Finding('invariant', `refused (${(err as Error).message}) but left its output file`);
           throw err;
         }

@@ -361,11 +361,7 @@ async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader): Promise<
         if (diff.pos === diff.buf.length && !(await diff.more())) throw bogus(`the patch's diff stream ends before entry ${e} is done`);
         const avail = old.at(oldPos);
         const n = Math.min(left, diff.buf.length - diff.pos, out.length - o, avail);
-        const d = diff.buf;
-        const ob = old.buf;
-        const dp = diff.pos;
-        const op = oldPos - old.start;
-        for (let i = 0; i < n; i++) out[o + i] = d[dp + i]! + ob[op + i]!;
+        addBytes(out, o, old.buf, oldPos - old.start, diff.buf, diff.pos, n);
         o += n;
         diff.pos += n;
         oldPos += n;
@@ -400,6 +396,18 @@ async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader): Promise<
     if (baseFd >= 0) closeSync(baseFd);
     if (outFd >= 0) closeSync(outFd);
     await patchHandle?.close();
+  }
+}
+
+/**
+ * out[o + i] = old[op + i] + diff[dp + i] (mod 256) for i < n. The old bytes are copied first
+ * (a memcpy) and only the non-zero diff bytes added: bsdiff's diff stream is mostly zeros.
+ */
+function addBytes(out: Buffer, o: number, old: Buffer, op: number, diff: Buffer, dp: number, n: number): void {
+  old.copy(out, o, op, op + n);
+  for (let i = 0; i < n; i++) {
+    const d = diff[dp + i]!;
+    if (d !== 0) out[o + i] = out[o + i]! + d;
   }
 }
 

@@ -8,7 +8,7 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { access, readFile, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { brotliCompressSync, constants as z } from 'node:zlib';
 import { applyPatchEntry, type PatchEntryInput } from '../../core/delta/patch-apply.ts';
@@ -19,7 +19,8 @@ import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
 import { brotli, craftFrom, craftPatch } from '../helpers/ferry-patch-craft.ts';
 import { rawPatchFromSteps } from '../helpers/edit-script.ts';
-import { countingPatcher, openFdCount } from '../helpers/hostile-delta.ts';
+import { bsdiffHeader, openFdCount } from '../helpers/hostile-delta.ts';
+import type { Patcher } from '../../core/ports/patcher.ts';
 import { pseudoRandomBytes, tempDir, type TempDir } from '../helpers/repo.ts';
 import type { ErrorCode } from '../../core/errors.ts';
 
@@ -245,24 +246,44 @@ hostile('a decompression bomb in a stream costs one chunk: 64 MiB of zeros behin
 
 // ------------------------------------------------------------------------------- BSDIFF40 and hygiene
 
-hostile('BSDIFF40 goes to the native patcher after its size check; a patch inside a pack (offset ≠ 0) is copied out for it', async () => {
+hostile('BSDIFF40 goes to the native patcher after its size check, from a private folder; a patch inside a pack (offset ≠ 0) is copied out for it', async () => {
+  // A stand-in for bsdiff-node (not built on every Node line): the real header check, and a
+  // patch() that records what it was given and writes the new bytes.
   const next = Buffer.concat([OLD.subarray(0, 15_000), pseudoRandomBytes(3000, 44), OLD.subarray(15_000)]);
-  const newFile = join(tmp.path, 'legacy-new');
-  await writeFile(newFile, next);
-  const legacyPatch = join(tmp.path, 'legacy.bsdiff');
-  const p = countingPatcher(createBsdiffPatcher());
-  await p.diff(baseFile, newFile, legacyPatch);
-  const bytes = await readFile(legacyPatch);
-  const pack = await patchFile(Buffer.concat([Buffer.alloc(100, 1), bytes, Buffer.alloc(50, 2)]));
-  const entry = { baseFile, baseSize: OLD.length, newSize: next.length, legacy: p };
-  const got = await applyPatchEntry({ ...entry, patch: { file: pack, offset: 100, size: bytes.length }, outFile: join(tmp.path, 'legacy-out') });
+  const entryBytes = Buffer.concat([bsdiffHeader({ ctrlLen: 10, dataLen: 10, newSize: next.length }), Buffer.alloc(40, 0x5a)]);
+  const real = createBsdiffPatcher();
+  const calls: { base: string; out: string; patch: Buffer }[] = [];
+  const legacy: Patcher = {
+    headerSize: real.headerSize,
+    outputSize: (h, size) => real.outputSize(h, size),
+    diff: () => Promise.reject(new Error('not used')),
+    async patch(oldFile, newFile, patchFile) {
+      calls.push({ base: oldFile, out: newFile, patch: await readFile(patchFile) });
+      await writeFile(newFile, next, { flag: 'wx' });
+    },
+  };
+  const pack = await patchFile(Buffer.concat([Buffer.alloc(100, 1), entryBytes, Buffer.alloc(50, 2)]));
+  const outFile = join(tmp.path, 'legacy-out');
+  const entry = { baseFile, baseSize: OLD.length, legacy };
+  const got = await applyPatchEntry({ ...entry, newSize: next.length, patch: { file: pack, offset: 100, size: entryBytes.length }, outFile });
   assert.equal(got, { sha256: sha256(next), size: next.length });
-  assert.ok((await readFile(join(tmp.path, 'legacy-out'))).equals(next));
-  assert.is(p.patchCalls.length, 1);
-  // A header promising another size never reaches the native code.
-  await assertCodeAsync(() => applyPatchEntry({ ...entry, newSize: next.length + 1, patch: { file: pack, offset: 100, size: bytes.length }, outFile: join(tmp.path, 'legacy-out-2') }), 'ERR_PATCH');
-  assert.is(p.patchCalls.length, 1);
-  await p.close?.();
+  assert.ok((await readFile(outFile)).equals(next));
+  assert.is(calls.length, 1);
+  assert.ok(calls[0]!.patch.equals(entryBytes), 'the patcher read exactly the entry\'s bytes');
+  assert.is(calls[0]!.base, baseFile);
+  assert.ok(calls[0]!.out.startsWith(join(tmp.path, '.bsdiff40-')), `the patcher wrote a private path of ours: ${calls[0]!.out}`);
+  assert.ok(!(await exists(calls[0]!.out)), 'the private folder is removed');
+  // A header promising another size, or a cut header, never reaches the patcher.
+  for (const [size, newSize] of [[entryBytes.length, next.length + 1], [20, next.length]] as const) {
+    await assertCodeAsync(() => applyPatchEntry({ ...entry, newSize, patch: { file: pack, offset: 100, size }, outFile: join(tmp.path, `legacy-no-${size}`) }), 'ERR_PATCH');
+  }
+  assert.is(calls.length, 1);
+  // A long base path reaches the patcher through a short private link.
+  const longDir = join(tmp.path, 'x'.repeat(120), 'y'.repeat(120));
+  await mkdir(longDir, { recursive: true });
+  await writeFile(join(longDir, 'base'), OLD);
+  await applyPatchEntry({ ...entry, baseFile: join(longDir, 'base'), newSize: next.length, patch: { file: pack, offset: 100, size: entryBytes.length }, outFile: join(tmp.path, 'legacy-long') });
+  assert.ok(calls[1]!.base.length < 200, `base handed over as ${calls[1]!.base}`);
 });
 
 hostile('no descriptor leak and no leftover file over 200 failures at each stage (header, mid-stream, end of streams)', async () => {

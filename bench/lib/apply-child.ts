@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { Updater } from '../../core/update/updater.ts';
 import { createDirSource } from '../../core/ports/dir-source.ts';
 import { fetchArtifact } from '../../core/update/fetch-artifact.ts';
-import { extractArchive } from '../../core/io/extract.ts';
+import { archiveCoder, extractArchive } from '../../core/io/extract.ts';
 import { applyDelta } from '../../core/delta/apply-delta.ts';
 import { verifyTree } from '../../core/device/verify-tree.ts';
 import { fsyncDirsUnder, parseFsyncSkip, skipFsyncAt } from '../../core/io/durable.ts';
@@ -107,7 +107,7 @@ async function breakdown(plan: string, metaFile: string, repo: string, work: str
   await mkdir(tree, { recursive: true, mode: 0o700 });
   if (plan === 'full') {
     const got = await timed(steps, 'fetch (copy, hash, chunk hashes, fsync)', () => fetchArtifact(target.full, sources, cache));
-    await timed(steps, 'extract (gunzip, hash, write, fsync per file)', () => extractArchive(got.path, tree, new Map(target.files.map((f) => [f.path, f]))));
+    await timed(steps, 'extract (decompress, hash, write; then fsync all)', () => extractArchive(got.path, tree, new Map(target.files.map((f) => [f.path, f])), undefined, undefined, undefined, archiveCoder(target.full.path)));
   } else if (plan === 'delta') {
     const got = await timed(steps, 'fetch (copy, hash, chunk hashes, fsync)', () => fetchArtifact(delta.artifact, sources, cache));
     await timed(steps, 'applyDelta (unpack, copy/patch/whole ops, fsync per file)', () =>

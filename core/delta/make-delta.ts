@@ -14,6 +14,7 @@ import { sha256File } from '../io/hash.ts';
 import { packFiles } from '../publish/archive.ts';
 import { isLink, type DeltaOp, type FileEntry, type FileRef, type TreeEntry } from '../trust/metadata.ts';
 import type { Patcher } from '../ports/patcher.ts';
+import { writeFerryPatch } from './patch-encode.ts';
 
 async function brotliFile(src: string, dst: string, size: number): Promise<void> {
   // Quality 11 with a 16 MiB window is brotli's best; above 16 MiB it gets slow, so 9.
@@ -72,7 +73,7 @@ export async function makeDelta(input: {
     let patchSize = Infinity;
     const patchName = `${i}.bsdiff`;
     if (same && same.size > 0 && file.size > 0) {
-      await patcher.diff(join(oldDir, same.path), join(newDir, file.path), join(workDir, patchName));
+      await writeFerryPatch(await patcher.diff(join(oldDir, same.path), join(newDir, file.path)), join(workDir, patchName));
       patchSize = (await stat(join(workDir, patchName))).size;
     }
     const wholeName = `${i}.br`;

@@ -6,7 +6,7 @@
 import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError, fromFsError } from '../errors.ts';
-import { extractArchive } from '../io/extract.ts';
+import { archiveCoder, extractArchive } from '../io/extract.ts';
 import { applyDelta } from '../delta/apply-delta.ts';
 import { verifyTree } from './verify-tree.ts';
 import { fsyncDir, fsyncDirsUnder } from '../io/durable.ts';
@@ -65,7 +65,7 @@ export async function stageRelease(input: {
     if (plan.kind === 'full') {
       built = join(work, 'tree');
       await mkdir(built);
-      await extractArchive(artifact(plan.artifact.sha256), built, new Map(target.files.map((f) => [f.path, f])), undefined, report.written);
+      await extractArchive(artifact(plan.artifact.sha256), built, new Map(target.files.map((f) => [f.path, f])), undefined, report.written, undefined, archiveCoder(plan.artifact.path));
     } else {
       let base = layout.release(plan.steps[0]!.from);
       built = base;

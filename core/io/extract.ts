@@ -8,11 +8,14 @@
 //     target resolves inside the tree); links are made last, after every file and folder is
 //     written, so nothing is ever written through one
 //   - files are created O_EXCL|O_NOFOLLOW (a duplicate entry or a planted link fails), hashed while
-//     written, fsynced, and given the signed mode (never setuid)
+//     written; once every file is written and checked, all are fsynced in parallel (one batch, not
+//     one wait per file) and given the signed mode (never setuid)
 //   - caps on entries and total bytes; a signed archive is decompressed here and may expand only
 //     as far as its signed list allows (core/io/expansion-bound.ts), an archive with no signed
 //     list (an unsigned bundle) only up to a decompression ratio; tar's strict mode turns any
 //     malformed or truncated header into an error
+//   - the decoder (gzip, brotli or none) is the one the signed artifact path names (archiveCoder):
+//     full artifacts are .tar.br since issue 14, and .tar.gz ones published before still extract
 //   - a caller's layout check (`checkEntry`) runs on each entry before anything is made for it, so
 //     an archive of the wrong shape is refused at its first stray entry (SECURITY.md row 16)
 //   - reading stops at the archive's end marker: what follows it is never read nor parsed, so a
@@ -21,15 +24,17 @@
 //   - entry names are quoted through printable(): they are untrusted text (SECURITY.md row 14)
 //   - a refusal stops every write: no entry is taken after it, the parser is aborted, entries
 //     being read are destroyed, and each write in flight stops at its next step (before a mkdir,
-//     the open, each chunk, the fsync, the chmod). extractArchive settles only once every write
-//     has, so the caller that removes `dest` never races one (issue 13 item 13)
+//     the open, each chunk, the hash check; the batched fsyncs and chmods run only once all
+//     writes succeeded). extractArchive settles only once every write has, so the caller that
+//     removes `dest` never races one (issue 13 item 13)
 
 import { constants, createReadStream } from 'node:fs';
-import { chmod, mkdir, open, symlink } from 'node:fs/promises';
+import { chmod, mkdir, open, stat, symlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { createBrotliDecoder } from './brotli.ts';
 import { Parser, type ReadEntry } from 'tar';
 import { FerryError, fromFsError } from '../errors.ts';
 import { expectHash } from './hash.ts';
@@ -71,6 +76,24 @@ function isExpectedLink(e: ExpectedEntry): e is ExpectedLink {
  */
 export type EntryCheck = (path: string, type: string) => void;
 
+/** How an archive's bytes are compressed: a plain tar, gzip, or brotli (core/io/brotli.ts). */
+export type ArchiveCoder = 'tar' | 'gzip' | 'brotli';
+
+/**
+ * The decoder a signed artifact path names: ".tar.br" brotli (full artifacts since issue 14),
+ * ".tar.gz" gzip (full artifacts published before), ".tar" none (delta artifacts). Any other name
+ * is refused: the decoder is never guessed from the bytes of a signed artifact.
+ */
+export function archiveCoder(signedPath: string): ArchiveCoder {
+  if (signedPath.endsWith('.tar.br')) return 'brotli';
+  if (signedPath.endsWith('.tar.gz') || signedPath.endsWith('.tgz')) return 'gzip';
+  if (signedPath.endsWith('.tar')) return 'tar';
+  throw new FerryError('ERR_UNSAFE_ARCHIVE', `artifact ${printable(signedPath)} is not a .tar, .tar.gz or .tar.br`);
+}
+
+/** Files fsynced at once in the batch after extraction: enough to keep the disk's queue full. */
+const FSYNC_PARALLEL = 32;
+
 /** Bytes handed to node-tar per write: one read of the file stream. */
 const READ_CHUNK = 64 * 1024;
 
@@ -80,6 +103,11 @@ export interface ExtractedFile {
   sha256: string;
 }
 
+/** A file written and checked, waiting for the batched fsync and its mode. */
+interface WrittenFile extends ExtractedFile {
+  mode: number;
+}
+
 /**
  * Extracts `archive` into `dest` (which must exist and be private to the caller). With `expected`,
  * the archive must hold exactly those files with those sizes and hashes, and those links with
@@ -87,6 +115,8 @@ export interface ExtractedFile {
  * written stay in `dest`: the caller owns `dest` and removes it. `onFileWritten` hears each
  * file's size once it is written and checked (for progress). `checkEntry` refuses entries that do
  * not belong (a layout), before anything is written for them. Reading stops at the end marker.
+ * `coder` is what the artifact's signed path names (archiveCoder); without it a signed archive is
+ * inflated when it starts with gzip's magic, and an unsigned one goes to node-tar as it is.
  */
 export async function extractArchive(
   archive: string,
@@ -95,8 +125,9 @@ export async function extractArchive(
   limits: ExtractLimits = DEFAULT_LIMITS,
   onFileWritten?: (bytes: number) => void,
   checkEntry?: EntryCheck,
+  coder?: ArchiveCoder,
 ): Promise<ExtractedFile[]> {
-  const extracted: ExtractedFile[] = [];
+  const extracted: WrittenFile[] = [];
   const dirs = new Set<string>(['']);
   const writes: Promise<void>[] = [];
   /** Signed links seen, path → target: made only once every file is written. */
@@ -180,11 +211,12 @@ export async function extractArchive(
       resolve();
     });
   });
-  // A signed archive is decompressed here and bounded by its signed list; an unsigned one goes to
-  // node-tar as it is (which inflates it under its ratio cap).
-  const bound = expected ? signedExpansionBound(expected) : null;
-  const gunzip = bound !== null && (await startsWithGzip(archive));
-  await feed(archive, parser, { gunzip, bound }, () => sawEnd || failure !== undefined).catch(fail);
+  // A signed archive is decompressed here and bounded by its signed list; an unsigned one named
+  // by a coder is decompressed here under the ratio cap; an unsigned one without goes to node-tar
+  // as it is (which inflates it under its ratio cap).
+  const decode: ArchiveCoder = coder ?? (expected && (await startsWithGzip(archive)) ? 'gzip' : 'tar');
+  const bound = expected ? signedExpansionBound(expected) : decode === 'tar' ? null : await ratioBound(archive, limits.maxRatio);
+  await feed(archive, parser, { decode, bound }, () => sawEnd || failure !== undefined).catch(fail);
   await parsed;
   // Every write settles before this returns or throws; none starts after a failure (the entry
   // handler takes no entry then), so this one wait covers them all.
@@ -197,22 +229,60 @@ export async function extractArchive(
       if (!got.has(path)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive lacks signed file ${printable(path)}`);
     }
   }
+  // Every file is written and hashed: now all are made durable together (issue 14 item 7), and
+  // given their modes, before the links and folders and before the caller renames the tree.
+  await settleFiles(dest, extracted);
   if (expected && links.size > 0) await makeLinks(dest, expected, links, dirs);
   await fsyncDirsUnder(dest, 'extract.dirs');
-  return extracted;
+  return extracted.map(({ path, size, sha256 }) => ({ path, size, sha256 }));
+}
+
+/** The ratio cap as a byte bound on the decoded tar of `archive` (0 when it cannot be read: the read reports that). */
+async function ratioBound(archive: string, maxRatio: number): Promise<number> {
+  const size = await stat(archive).then((s) => s.size, () => 0);
+  return Math.max(1, size) * maxRatio;
+}
+
+/**
+ * fsyncs every written file, FSYNC_PARALLEL at a time (site 'extract.file': a power cut after the
+ * rename must not leave empty files; SECURITY.md row 18), then gives each its mode. The files are
+ * still 0600 and ours (dest is private), so each is reopened read-only, never through a link.
+ */
+async function settleFiles(dest: string, files: readonly WrittenFile[]): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < files.length) {
+      const f = files[next++]!;
+      const target = join(dest, f.path);
+      try {
+        if (!skipsFsync('extract.file')) {
+          const handle = await open(target, constants.O_RDONLY | constants.O_NOFOLLOW);
+          try {
+            await handle.sync();
+          } finally {
+            await handle.close();
+          }
+        }
+        await chmod(target, f.mode);
+      } catch (err) {
+        throw fromFsError(err, `syncing ${printable(f.path)}`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(FSYNC_PARALLEL, files.length) }, worker));
 }
 
 /**
  * Writes `archive` to `parser` one read at a time, honouring its back-pressure, until `done()`
  * (the end marker was reached, or the archive was refused): the rest of the file is never read.
- * Ends the parser when the file ends first. With `gunzip` the file is inflated here, and with a
+ * Ends the parser when the file ends first. With a `decode` coder the file is inflated here, and with a
  * `bound` the tar bytes may not pass it (what a signed file list allows): the bytes up to the bound
  * reach the parser first, so an entry that contradicts its signed size is named as such (ERR_SIZE)
  * rather than as the bound. Rejects with the FerryError to report.
  */
-async function feed(archive: string, parser: Parser, how: { gunzip: boolean; bound: number | null }, done: () => boolean): Promise<void> {
+async function feed(archive: string, parser: Parser, how: { decode: ArchiveCoder; bound: number | null }, done: () => boolean): Promise<void> {
   const input = createReadStream(archive, { highWaterMark: READ_CHUNK });
-  const inflate = how.gunzip ? createGunzip() : null;
+  const inflate = how.decode === 'gzip' ? createGunzip() : how.decode === 'brotli' ? createBrotliDecoder() : null;
   // pipeline, not pipe: a read error of the file reaches the loop below through the inflater.
   const source = inflate ? pipeline(input, inflate, () => {}) : input;
   let seen = 0;
@@ -230,8 +300,9 @@ async function feed(archive: string, parser: Parser, how: { gunzip: boolean; bou
     }
   } catch (err) {
     if (err instanceof FerryError) throw err;
-    // zlib's errors carry Z_* codes: bytes that do not inflate are a malformed archive, not I/O.
-    if (/^Z_/.test(String((err as NodeJS.ErrnoException)?.code))) throw new FerryError('ERR_UNSAFE_ARCHIVE', `malformed archive: ${printable((err as Error).message)}`, { cause: err });
+    // zlib's errors carry Z_* codes (brotli's ERR__ERROR_*): bytes that do not inflate are a
+    // malformed archive, not I/O.
+    if (/^(Z_|ERR__ERROR_)/.test(String((err as NodeJS.ErrnoException)?.code))) throw new FerryError('ERR_UNSAFE_ARCHIVE', `malformed archive: ${printable((err as Error).message)}`, { cause: err });
     throw fromFsError(err, `reading ${archive}`);
   } finally {
     input.destroy();
@@ -312,11 +383,12 @@ async function makeLinks(dest: string, expected: Map<string, ExpectedEntry>, lin
 }
 
 /**
- * Writes one file entry. `stopped` is checked before every step that touches the disk: once the
+ * Writes one file entry and checks its hash; it is fsynced and given its mode later, with every
+ * other file (settleFiles). `stopped` is checked before every step that touches the disk: once the
  * archive is refused, the write ends at its next step instead of finishing (an entry already
  * handed out whole is not destroyed, and thousands of small files may be waiting for the disk).
  */
-async function writeEntry(entry: ReadEntry, dest: string, path: string, want: ExpectedFile | undefined, dirs: Set<string>, stopped: StopSignal): Promise<ExtractedFile> {
+async function writeEntry(entry: ReadEntry, dest: string, path: string, want: ExpectedFile | undefined, dirs: Set<string>, stopped: StopSignal): Promise<WrittenFile> {
   const target = join(dest, path);
   try {
     stopIfRefused(stopped);
@@ -332,21 +404,15 @@ async function writeEntry(entry: ReadEntry, dest: string, path: string, want: Ex
         size += chunk.length;
         await handle.write(chunk);
       }
-      stopIfRefused(stopped);
-      if (!skipsFsync('extract.file')) await handle.sync();
     } finally {
       await handle.close();
     }
     stopIfRefused(stopped);
     const sha256 = hash.digest('hex');
-    if (want) {
-      expectHash(sha256, want.sha256, `archive entry ${printable(path)}`);
-      await chmod(target, want.mode & 0o777);
-    } else {
-      // No signed mode: keep only the owner's execute intent, never special bits.
-      await chmod(target, (entry.mode ?? 0o644) & 0o100 ? 0o755 : 0o644);
-    }
-    return { path, size, sha256 };
+    if (want) expectHash(sha256, want.sha256, `archive entry ${printable(path)}`);
+    // The signed mode, never special bits; with no signed mode, only the owner's execute intent.
+    const mode = want ? want.mode & 0o777 : (entry.mode ?? 0o644) & 0o100 ? 0o755 : 0o644;
+    return { path, size, sha256, mode };
   } catch (err) {
     entry.resume();
     if (err instanceof FerryError) throw err;

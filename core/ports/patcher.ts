@@ -1,13 +1,24 @@
 // The binary diff port. The core decides which files to patch and checks every input and output
-// by hash; a Patcher only turns (old, patch) into new bytes and back. plugins/bsdiff implements it.
+// by hash; plugins/bsdiff implements it.
+//
+// Publisher side: diff() is bsdiff's matcher, giving the raw streams that core/delta/patch-encode.ts
+// writes as a FERRYBD1 patch (ARCHITECTURE.md "Patch format"); it bounds its memory on large files
+// by windows (core/delta/diff-windows.ts).
+// Device side: FERRYBD1 patches are applied by ferry's own TypeScript patcher, not through this
+// port. patch(), outputSize() and headerSize serve only OLD patch entries — BSDIFF40 files in
+// repositories published before FERRYBD1 — applied by bsdiff-node's bspatch in a worker process
+// when bsdiff-node is built on the device; without it patch() throws ERR_NO_PATCHER and the
+// update uses the full artifact.
+
+import type { RawPatch } from '../delta/raw-patch.ts';
 
 export interface Patcher {
-  /** Writes a patch that turns oldFile into newFile. */
-  diff(oldFile: string, newFile: string, patchFile: string): Promise<void>;
-  /** Writes newFile (which must not exist) from oldFile and patchFile. */
+  /** bsdiff's control, diff and extra streams turning oldFile into newFile (publisher side). */
+  diff(oldFile: string, newFile: string): Promise<RawPatch>;
+  /** Writes newFile (which must not exist) from oldFile and a BSDIFF40 patchFile (old entries). */
   patch(oldFile: string, newFile: string, patchFile: string): Promise<void>;
   /**
-   * Reads a patch header and returns the output size it promises, or throws ERR_PATCH when the
+   * Reads a BSDIFF40 header and returns the output size it promises, or throws ERR_PATCH when the
    * header is malformed; called before patch() so a lying header never reaches the native code.
    */
   outputSize(patchHeader: Uint8Array, patchSize: number): number;

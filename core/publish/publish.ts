@@ -12,8 +12,8 @@ import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../trust/dsse.ts';
 import { writeNextPointer } from './channel-pointer.ts';
 import { CHUNK_SIZE, digestFile, sha256 } from '../io/hash.ts';
 import { fsyncDir, fsyncDirsUnder, fsyncPath, writeFileAtomic } from '../io/durable.ts';
-import { packFiles } from './archive.ts';
-import { extractArchive } from '../io/extract.ts';
+import { packFullArtifact } from './archive.ts';
+import { archiveCoder, extractArchive } from '../io/extract.ts';
 import { makeDelta } from '../delta/make-delta.ts';
 import { scanTree } from './tree.ts';
 import { readRepoRoot, repoSource } from './repository.ts';
@@ -53,6 +53,12 @@ export interface ReleaseInput {
   expiresIn: number;
   now: Date;
   patcher: Patcher;
+  /**
+   * `ferry release --patch-from`: deltas may also hold zstd-from entries (core/delta/zstd-from.ts),
+   * which only devices on Node >= 22.15 can apply (the others fall back to the full artifact). Off
+   * unless the publisher knows every device can read them.
+   */
+  patchFrom?: boolean;
 }
 
 export interface ReleaseResult {
@@ -123,8 +129,9 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
   try {
     const out = join(work, 'out');
     await mkdir(out);
-    const fullName = `${target}.full.tar.gz`;
-    await packFiles(input.appDir, files.map((f) => f.path), join(out, fullName), true);
+    // A brotli tar (issue 14 item 3); bases published before are .tar.gz (deltaFrom reads both).
+    const fullName = `${target}.full.tar.br`;
+    await packFullArtifact(input.appDir, files, join(out, fullName));
     const full = await artifactRef(join(out, fullName), `releases/${version}/${fullName}`);
 
     const deltas: DeltaRef[] = [];
@@ -201,7 +208,7 @@ async function deltaFrom(repo: string, base: ManifestDoc, target: string, files:
   const baseDir = join(work, `base-${base.version}`);
   await mkdir(baseDir);
   const expected = new Map(baseTarget.files.map((f) => [f.path, f]));
-  await extractArchive(join(repo, baseTarget.full.path), baseDir, expected);
+  await extractArchive(join(repo, baseTarget.full.path), baseDir, expected, undefined, undefined, undefined, archiveCoder(baseTarget.full.path));
   const name = `${target}.from-${base.version}.delta.tar`;
   const made = await makeDelta({
     oldDir: baseDir,

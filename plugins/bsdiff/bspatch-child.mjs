@@ -1,4 +1,6 @@
-// The bspatch worker: applies patches on request over the IPC channel, in a process of its own.
+// The bspatch worker: applies OLD BSDIFF40 patch entries (repositories published before FERRYBD1,
+// which ferry's own patcher applies without this worker) on request over the IPC channel, in a
+// process of its own.
 // bsdiff-node leaks descriptors and memory on a corrupt patch and can crash on hostile input; out
 // here that costs only this process, which the parent replaces after any failure.
 // bsdiff-node is loaded here, not by whoever starts the worker: on a device without it (not

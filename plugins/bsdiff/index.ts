@@ -1,3 +1,4 @@
-// `ferry/plugins/bsdiff`: the Patcher over bsdiff-node (bspatch in a worker process).
+// `ferry/plugins/bsdiff`: the Patcher over bsdiff-node — the publisher's matcher (raw streams for
+// FERRYBD1, windowed on large files) and bspatch in a worker process for old BSDIFF40 entries.
 
-export { createBsdiffPatcher } from './patcher.ts';
+export { createBsdiffPatcher, DEFAULT_DIFF_WINDOWS } from './patcher.ts';

@@ -28,7 +28,7 @@ import { startAdversarialOrigin, type AdversarialOrigin } from '../helpers/adver
 import { pseudoRandomBytes } from '../helpers/repo.ts';
 import { readPayload, resignManifest } from '../helpers/tamper.ts';
 
-const ARTIFACT = `releases/${NEW}/${TARGET}.full.tar.gz`;
+const ARTIFACT = `releases/${NEW}/${TARGET}.full.tar.br`;
 
 let fx: AdversarialFixture;
 let artifact: { sha256: string; size: number };

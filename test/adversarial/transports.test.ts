@@ -20,7 +20,7 @@ import { pseudoRandomBytes } from '../helpers/repo.ts';
 
 const CHANNEL = 'channels/stable.json';
 const MANIFEST = `releases/${NEW}/manifest.json`;
-const ARTIFACT = `releases/${NEW}/${TARGET}.full.tar.gz`;
+const ARTIFACT = `releases/${NEW}/${TARGET}.full.tar.br`;
 
 let fx: AdversarialFixture;
 const cleanups: (() => Promise<void>)[] = [];

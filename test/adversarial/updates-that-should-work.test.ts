@@ -166,7 +166,7 @@ item3('issue 13 item 3: after the fallback the agent is up to date and fetches n
   // delta's ERR_IO escaped, and was).
   const t = await scene();
   await resignWholeEntry(t, NOT_BROTLI);
-  await rm(join(t.repoDir, 'releases', NEW, `${TARGET}.full.tar.gz`));
+  await rm(join(t.repoDir, 'releases', NEW, `${TARGET}.full.tar.br`));
   const failed = await agentOnce(t);
   const error = events(failed).find((e) => e.event === 'error');
   assert.ok(error?.code, `an error event: ${describeRun(failed)}`);
@@ -292,7 +292,7 @@ item4('issue 13 item 4: a signed full artifact holding a 96 MiB file of zeros is
     };
     const r1 = await p.release(OLD, app(OLD));
     assert.is(r1.code, 0, `ferry release ${OLD}: ${describeRun(r1)}`);
-    const full = (await stat(join(p.repo, 'releases', OLD, `${TARGET}.full.tar.gz`))).size;
+    const full = (await stat(join(p.repo, 'releases', OLD, `${TARGET}.full.tar.br`))).size;
     assert.ok(ZEROS / full > 1000, `the full artifact expands ${Math.round(ZEROS / full)}:1, past the old fixed ratio`);
 
     const home = await p.device('device');

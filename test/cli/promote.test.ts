@@ -51,7 +51,7 @@ item('issue 13 item 17: refusals leave every pointer as it was', async () => {
   await assertRefused(() => promote('0.9.0', { to: 'nightly', keys: [strangerKey()] }), 'ERR_UNKNOWN_KEY', 'a key the root does not delegate');
   await assertRefused(() => promote('0.9.0', { to: 'nightly', keys: [] }), 'ERR_THRESHOLD', 'no key at all');
   // The bytes devices would fetch must be there: a full artifact moved away is refused.
-  const full = join(repo.repo, 'releases', '0.9.0', 'linux-x64.full.tar.gz');
+  const full = join(repo.repo, 'releases', '0.9.0', 'linux-x64.full.tar.br');
   await rename(full, `${full}.away`);
   try {
     await assertRefused(() => promote('0.9.0', { to: 'nightly' }), 'ERR_NOT_FOUND', 'a missing full artifact');

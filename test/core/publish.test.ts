@@ -12,7 +12,7 @@ import { createDirSource } from '../../core/ports/dir-source.ts';
 import { verifyRepository } from '../../core/trust/verify-repo.ts';
 import { readChannel } from '../../core/trust/trusted-metadata.ts';
 import { readRepoRoot, repoSource } from '../../core/publish/repository.ts';
-import { extractArchive } from '../../core/io/extract.ts';
+import { archiveCoder, extractArchive } from '../../core/io/extract.ts';
 import { applyDelta } from '../../core/delta/apply-delta.ts';
 import { sha256, sha256File } from '../../core/io/hash.ts';
 import { regularFiles, type DeltaOp, type ManifestDoc, type TreeEntry } from '../../core/trust/metadata.ts';
@@ -171,9 +171,9 @@ refuses('a release failing mid-way (corrupt base artifact while making deltas) l
   await t.release('1.0.0', sampleApp('1.0.0'));
   // The base full artifact is damaged after publishing: building the delta from it must fail,
   // after the work folder was made inside the repository, and that folder must be gone again.
-  const full = join(t.repo, 'releases', '1.0.0', 'linux-x64.full.tar.gz');
+  const full = join(t.repo, 'releases', '1.0.0', 'linux-x64.full.tar.br');
   const bytes = await readFile(full);
-  await flipByte(full, bytes.length - 12); // inside the deflate stream's tail / gzip trailer
+  await flipByte(full, bytes.length - 12); // inside the brotli stream's tail
   const before = await snapshotDir(t.repo);
   await assertCodeAsync(() => t.release('1.1.0', sampleApp('1.1.0')), 'ERR_UNSAFE_ARCHIVE');
   assert.equal(await snapshotDir(t.repo), before);
@@ -233,7 +233,7 @@ async function rebuildFromDelta(t: TestRepo, work: string, base: ManifestDoc, ta
   const outDir = join(work, `out-${base.version}-to-${target.version}`);
   await mkdir(baseDir);
   await mkdir(outDir);
-  await extractArchive(join(t.repo, baseRel.full.path), baseDir, new Map(baseRel.files.map((f) => [f.path, f])));
+  await extractArchive(join(t.repo, baseRel.full.path), baseDir, new Map(baseRel.files.map((f) => [f.path, f])), undefined, undefined, undefined, archiveCoder(baseRel.full.path));
   await applyDelta({
     baseDir,
     ops: delta!.ops,

@@ -17,7 +17,7 @@ import { sha256 } from '../../core/io/hash.ts';
 import { Updater } from '../../core/update/updater.ts';
 import { FerryError, type ErrorCode } from '../../core/errors.ts';
 import type { DeltaOp, FileEntry, ManifestDoc } from '../../core/trust/metadata.ts';
-import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
+import { writeBsdiff40 } from '../../plugins/bsdiff/patcher.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
 import { assertInstalled, makeDevice, type TestDevice } from '../helpers/device.ts';
 import { makeRepo, pseudoRandomBytes, sampleApp, tempDir, type TempDir, type TestRepo } from '../helpers/repo.ts';
@@ -62,7 +62,7 @@ async function fixture(baseDirName = 'base'): Promise<Fixture> {
   await writeFile(join(baseDir, 'bin'), base);
   await mkdir(join(tmp.path, 'new'));
   await writeFile(join(tmp.path, 'new', 'bin'), next);
-  await createBsdiffPatcher().diff(join(baseDir, 'bin'), join(tmp.path, 'new', 'bin'), join(tmp.path, 'genuine.bsdiff'));
+  await writeBsdiff40(join(baseDir, 'bin'), join(tmp.path, 'new', 'bin'), join(tmp.path, 'genuine.bsdiff'));
   const genuine = await readFile(join(tmp.path, 'genuine.bsdiff'));
   const raw = rawPatchBetween(base, next);
   await writeFerryPatch(raw, join(tmp.path, 'genuine.fbd'));

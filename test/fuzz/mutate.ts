@@ -4,7 +4,8 @@
 // past the first syntax check into the code that decides what a document means or where a file
 // lands. Every mutator returns a new buffer; the seed inputs are never changed.
 
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { brotliCompressSync, brotliDecompressSync, constants as zlibConstants, gunzipSync, gzipSync } from 'node:zlib';
+import { brotliDecoder } from '../../core/io/brotli.ts';
 import { seeded } from '../helpers/crash.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -591,4 +592,18 @@ export function mutateTarGz(r: Rng, gz: Buffer, ctx: TarContext, others: readonl
   const tar = mutateTar(r, gunzipSync(gz), ctx);
   // A plain tar where a .tar.gz is expected is also worth a try: node-tar sniffs the format.
   return r.chance(0.1) ? tar : gzipSync(tar, { level: 1 });
+}
+
+/**
+ * A brotli tar (full artifacts since issue 14): usually unpacked, mutated as a tar and packed again
+ * (fast quality; sometimes in a large-window stream); sometimes damaged as brotli, or handed over
+ * as a plain or gzipped tar where brotli is expected (the decoder is the signed path's, never sniffed).
+ */
+export function mutateTarBr(r: Rng, br: Buffer, ctx: TarContext, others: readonly Buffer[] = []): Buffer {
+  if (r.chance(0.25)) return mutateBytes(r, br, others);
+  const tar = mutateTar(r, brotliDecompressSync(br, brotliDecoder()), ctx);
+  if (r.chance(0.05)) return tar;
+  if (r.chance(0.05)) return gzipSync(tar, { level: 1 });
+  const large = r.chance(0.2) ? { [zlibConstants.BROTLI_PARAM_LARGE_WINDOW]: 1, [zlibConstants.BROTLI_PARAM_LGWIN]: 26 } : {};
+  return brotliCompressSync(tar, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 1, ...large } });
 }

@@ -24,11 +24,13 @@ import { parseRootPayload, verifyRootRotation, verifyTrustedRoot, type RootDoc }
 import { parseChannelPayload, parseManifestPayload, regularFiles, type FileRef, type TreeEntry } from '../../core/trust/metadata.ts';
 import { readChannel, readManifest, updateRoot, verifyArtifactFile } from '../../core/trust/trusted-metadata.ts';
 import { openBundle } from '../../core/publish/bundle.ts';
-import { extractArchive, type ExpectedFile } from '../../core/io/extract.ts';
+import { archiveCoder, extractArchive, type ArchiveCoder, type ExpectedFile } from '../../core/io/extract.ts';
+import { brotliDecoder } from '../../core/io/brotli.ts';
+import { brotliDecompressSync, gzipSync } from 'node:zlib';
 import { sha256 } from '../../core/io/hash.ts';
 import type { Source } from '../../core/ports/source.ts';
 import type { SigningKey } from '../../core/trust/keys.ts';
-import { floodSignatures, mutateBytes, mutateJson, mutateTar, mutateTarEntry, mutateTarGz, withPayload, type Rng } from './mutate.ts';
+import { floodSignatures, mutateBytes, mutateJson, mutateTar, mutateTarEntry, mutateTarBr, mutateTarGz, withPayload, type Rng } from './mutate.ts';
 import { NEW, OLD, TARGET, type Seeds } from './seeds.ts';
 import type { Sandbox } from './sandbox.ts';
 
@@ -349,32 +351,35 @@ const bundles: Target = {
 
 interface ArchiveSeed {
   bytes: Buffer;
-  gz: boolean;
+  /** The decoder its signed path names (core/io/extract.ts archiveCoder). */
+  coder: ArchiveCoder;
   expected: Map<string, ExpectedFile>;
 }
 
 const extraction: Target = {
   name: 'extract',
-  what: 'core/io/extract.ts extractArchive over mutated full tar.gz and delta tar artifacts, with and without the signed file list',
+  what: 'core/io/extract.ts extractArchive over mutated full tar.br (and older tar.gz) and delta tar artifacts, with and without the signed file list',
   deadlineMs: 30_000,
   async prepare(seeds, sandbox) {
     const ctx = { escapeDir: sandbox.escapeDir };
     const fileList = (files: TreeEntry[]) => new Map(regularFiles(files).map((f) => [f.path, { size: f.size, sha256: f.sha256, mode: f.mode }]));
     const delta = seeds.release.deltas.find((d) => d.from === OLD)!;
     const archives: ArchiveSeed[] = [
-      { bytes: seeds.fullGz, gz: true, expected: fileList(seeds.release.files) },
-      { bytes: seeds.oldFullGz, gz: true, expected: fileList(seeds.manifests[OLD]!.doc.targets[TARGET]!.files) },
-      { bytes: seeds.deltaTar, gz: false, expected: new Map(delta.ops.flatMap((op) => (op.op === 'copy' || op.op === 'link' ? [] : [[op.entry.path, { size: op.entry.size, sha256: op.entry.sha256, mode: 0o600 }] as const]))) },
+      { bytes: seeds.fullGz, coder: archiveCoder(seeds.release.full.path), expected: fileList(seeds.release.files) },
+      { bytes: seeds.oldFullGz, coder: archiveCoder(seeds.manifests[OLD]!.doc.targets[TARGET]!.full.path), expected: fileList(seeds.manifests[OLD]!.doc.targets[TARGET]!.files) },
+      // A .tar.gz full artifact as publishers before issue 14 wrote them: devices still take it.
+      { bytes: gzipSync(brotliDecompressSync(seeds.fullGz, brotliDecoder()), { level: 9 }), coder: 'gzip', expected: fileList(seeds.release.files) },
+      { bytes: seeds.deltaTar, coder: 'tar', expected: new Map(delta.ops.flatMap((op) => (op.op === 'copy' || op.op === 'link' ? [] : [[op.entry.path, { size: op.entry.size, sha256: op.entry.sha256, mode: 0o600 }] as const]))) },
     ];
     const all = archives.map((a) => a.bytes);
     return async (r) => {
       const seed = r.pick(archives);
       const withList = r.chance(0.5);
-      const bytes = seed.gz ? mutateTarGz(r, seed.bytes, ctx, all) : r.chance(0.8) ? mutateTar(r, seed.bytes, ctx) : mutateBytes(r, seed.bytes, all);
+      const bytes = seed.coder === 'brotli' ? mutateTarBr(r, seed.bytes, ctx, all) : seed.coder === 'gzip' ? mutateTarGz(r, seed.bytes, ctx, all) : r.chance(0.8) ? mutateTar(r, seed.bytes, ctx) : mutateBytes(r, seed.bytes, all);
       await writeFile(sandbox.input, bytes);
       const expected = withList ? seed.expected : null;
       return contained(sandbox, async () => {
-        const files = await extractArchive(sandbox.input, sandbox.dest, expected);
+        const files = await extractArchive(sandbox.input, sandbox.dest, expected, undefined, undefined, undefined, seed.coder);
         // Accepted: staging holds exactly the reported files, with the reported (and signed) bytes.
         const onDisk = await inspectTree(sandbox.dest);
         same([...onDisk.keys()].sort(), files.map((f) => f.path).sort(), 'files in staging vs files reported');

@@ -52,7 +52,7 @@ export function countingPatcher(inner: Patcher = createBsdiffPatcher()): Countin
     patchCalls,
     headerSize: inner.headerSize,
     outputSize: (header, size) => inner.outputSize(header, size),
-    diff: (a, b, p) => inner.diff(a, b, p),
+    diff: (a, b) => inner.diff(a, b),
     patch(oldFile, newFile, patchFile) {
       patchCalls.push([oldFile, newFile, patchFile]);
       return inner.patch(oldFile, newFile, patchFile);

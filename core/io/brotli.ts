@@ -1,0 +1,68 @@
+// ferry's brotli settings, in one place (ARCHITECTURE.md "Artifacts and deltas"): what the
+// publisher compresses whole files and full artifacts with, and what the device decodes them with.
+// Quality 11 is brotli's best and lands within 1.00-1.02x of xz -9e on release trees (quality 9
+// is 1.13x); a 16 MiB window (lgwin 24) is standard brotli. Inputs above 16 MiB get brotli's
+// large window (lgwin = ceil(log2(size)), at most 30) so a repeat anywhere in them is still seen.
+// A large-window stream is not standard brotli: decoders must opt in, so brotliDecoder() always
+// does (it reads standard streams too); Node 20 and 24 both have the flag.
+
+import { createReadStream, createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { constants, createBrotliCompress, createBrotliDecompress, type BrotliCompress, type BrotliDecompress, type BrotliOptions } from 'node:zlib';
+
+/** The largest window of standard brotli: 2^24 bytes minus 16 (RFC 7932); more needs the large window. */
+const STANDARD_MAX_LGWIN = 24;
+const LARGE_MAX_LGWIN = constants.BROTLI_LARGE_MAX_WINDOW_BITS; // 30
+
+/** brotli's smallest window (BROTLI_MIN_WINDOW_BITS). */
+const MIN_LGWIN = 10;
+
+/**
+ * The window that sees all of `size` bytes (a window of lgwin bits holds 2^lgwin - 16 bytes): no
+ * larger, since at quality 11 the encoder's match finder is sized by the window (a 24-bit window
+ * costs ~40 ms per stream however small the input, which a delta of a thousand small files pays a
+ * thousand times); the same output size, measured. Standard brotli up to 24 (16 MiB), the large
+ * window above, at most 30.
+ */
+export function brotliWindowBits(size: number): number {
+  return Math.min(LARGE_MAX_LGWIN, Math.max(MIN_LGWIN, Math.ceil(Math.log2(size + 16))));
+}
+
+/** Encoder options for `size` bytes (exact, or an estimate for a stream): quality 11, its window, the size hint. */
+export function brotliBestOptions(size: number): BrotliOptions {
+  const lgwin = brotliWindowBits(size);
+  return {
+    params: {
+      [constants.BROTLI_PARAM_QUALITY]: constants.BROTLI_MAX_QUALITY,
+      [constants.BROTLI_PARAM_LGWIN]: lgwin,
+      ...(lgwin > STANDARD_MAX_LGWIN ? { [constants.BROTLI_PARAM_LARGE_WINDOW]: 1 } : {}),
+      // The hint only tunes the encoder; brotli takes at most 2^30 here.
+      [constants.BROTLI_PARAM_SIZE_HINT]: Math.min(size, 2 ** 30),
+    },
+  };
+}
+
+/** A streaming encoder with ferry's best settings for about `sizeHint` bytes (the full artifact's tar). */
+export function createBrotliBest(sizeHint: number): BrotliCompress {
+  return createBrotliCompress(brotliBestOptions(sizeHint));
+}
+
+/** Compresses the `size`-byte file `src` into `dst`, which must not exist (created 'wx'). */
+export async function compressFileBest(src: string, dst: string, size: number): Promise<void> {
+  await pipeline(createReadStream(src), createBrotliBest(size), createWriteStream(dst, { flags: 'wx' }));
+}
+
+/**
+ * Decoder options that accept large-window streams as well as standard ones (without the flag a
+ * large-window stream fails with ERR__ERROR_FORMAT_WINDOW_BITS). The flag is no bomb: brotli's
+ * decoder grows its ring buffer with the output (up to the next power of two above what was
+ * written plus one meta-block, ≤ 16 MiB), and every caller caps the output at a signed size.
+ */
+export function brotliDecoder(): BrotliOptions {
+  return { params: { [constants.BROTLI_DECODER_PARAM_LARGE_WINDOW]: 1 } };
+}
+
+/** A streaming decoder for any stream ferry writes (standard or large window). */
+export function createBrotliDecoder(): BrotliDecompress {
+  return createBrotliDecompress(brotliDecoder());
+}

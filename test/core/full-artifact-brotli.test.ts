@@ -1,0 +1,226 @@
+// Full artifacts as brotli tars (issue 14 item 3) and the full update's batched fsyncs (item 7):
+// the publisher writes <target>.full.tar.br at ferry's best brotli settings; the device picks the
+// decoder from the signed artifact path, so .tar.gz artifacts published before still install; a
+// large-window stream decodes; and extraction writes and checks every file before the first fsync.
+
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { brotliDecompressSync, constants, createBrotliCompress, gzipSync } from 'node:zlib';
+import { pipeline } from 'node:stream/promises';
+import { createWriteStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { archiveCoder, extractArchive, type ExpectedEntry } from '../../core/io/extract.ts';
+import { brotliBestOptions, brotliDecoder, brotliWindowBits } from '../../core/io/brotli.ts';
+import { packFiles } from '../../core/publish/archive.ts';
+import { stageRelease } from '../../core/device/stage.ts';
+import { homeLayout } from '../../core/device/layout.ts';
+import { verifyTree } from '../../core/device/verify-tree.ts';
+import { CHUNK_SIZE, digestFile, sha256 } from '../../core/io/hash.ts';
+import { skipFsyncAt } from '../../core/io/durable.ts';
+import type { ArtifactRef, TargetRelease } from '../../core/trust/metadata.ts';
+import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
+import { makeRepo, pseudoRandomBytes, sampleApp, tempDir, type TestRepo, type TempDir, type TreeSpec } from '../helpers/repo.ts';
+import { assertCodeAsync } from '../helpers/assert-code.ts';
+import { tarBytes } from '../helpers/tar-writer.ts';
+
+const TARGET = 'linux-x64';
+
+/** A small tree with text that compresses and bytes that do not. */
+function appTree(version: string): TreeSpec {
+  const lines = Array.from({ length: 400 }, (_, i) => `export const value${i} = ${i * 7} + '${version}';\n`).join('');
+  return { ...sampleApp(version), 'lib/values.js': lines, 'data/blob.bin': pseudoRandomBytes(3000, 7) };
+}
+
+let t: TestRepo;
+let tmp: TempDir;
+let target: TargetRelease;
+
+const full = suite('issue 14 item 3: full artifacts are brotli tars; .tar.gz ones published before still install');
+
+full.before(async () => {
+  t = await makeRepo();
+  tmp = await tempDir('ferry-full-br-');
+  const r = await t.release('1.0.0', appTree('1.0.0'));
+  target = r.manifest.targets[TARGET]!;
+});
+
+full.after(async () => {
+  await tmp.cleanup();
+  await t.cleanup();
+});
+
+full('issue 14 item 3: ferry release writes <target>.full.tar.br, a brotli tar (decoded by the device decoder) smaller than gzip -9 of the same tar', async () => {
+  assert.is(target.full.path, `releases/1.0.0/${TARGET}.full.tar.br`);
+  const bytes = await readFile(join(t.repo, target.full.path));
+  const tar = brotliDecompressSync(bytes, brotliDecoder());
+  assert.ok(tar.subarray(257, 262).toString('latin1') === 'ustar', 'the brotli stream holds a tar');
+  const gz = gzipSync(tar, { level: 9 });
+  assert.ok(bytes.length < gz.length, `brotli ${bytes.length} B < gzip -9 ${gz.length} B of the same tar`);
+});
+
+/** Stages `artifact` (a file, signed as `ref`) as 1.0.0 into a fresh home, as the updater does. */
+async function stageFull(name: string, file: string, ref: ArtifactRef): Promise<string> {
+  const layout = homeLayout(join(tmp.path, `home-${name}`));
+  await mkdir(layout.home, { recursive: true });
+  await stageRelease({
+    layout,
+    plan: { kind: 'full', to: '1.0.0', artifact: ref, bytes: ref.size },
+    releases: new Map([['1.0.0', { ...target, full: ref }]]),
+    artifacts: new Map([[ref.sha256, file]]),
+    patcher: createBsdiffPatcher(),
+    linkUnchanged: false,
+  });
+  return layout.release('1.0.0');
+}
+
+async function refOf(file: string, path: string): Promise<ArtifactRef> {
+  const d = await digestFile(file, CHUNK_SIZE);
+  return { path, size: d.size, sha256: d.sha256, chunkSize: CHUNK_SIZE, chunks: d.chunks };
+}
+
+full('issue 14 item 3: the device stages the .tar.br it was signed, and a .tar.gz of the same tree published before (decoder chosen from the signed path)', async () => {
+  const br = join(t.repo, target.full.path);
+  await verifyTree(await stageFull('br', br, target.full), target.files);
+
+  // What an older publisher wrote: the gzip -9 tar of the same tree, signed as .tar.gz.
+  const tree = await stageFull('tree', br, target.full);
+  const gz = join(tmp.path, 'old.tar.gz');
+  await packFiles(tree, target.files.map((f) => f.path), gz, true);
+  await verifyTree(await stageFull('gz', gz, await refOf(gz, `releases/1.0.0/${TARGET}.full.tar.gz`)), target.files);
+});
+
+full('issue 14 item 3: the decoder is the signed path\'s, never the bytes\': gzip bytes signed as .tar.br, or an unknown extension, are refused (ERR_UNSAFE_ARCHIVE)', async () => {
+  const tree = join(tmp.path, 'home-tree', 'releases', '1.0.0');
+  const gz = join(tmp.path, 'mislabelled.gz');
+  await packFiles(tree, target.files.map((f) => f.path), gz, true);
+  const ref = await refOf(gz, `releases/1.0.0/${TARGET}.full.tar.br`);
+  await assertCodeAsync(() => stageFull('mislabelled', gz, ref), 'ERR_UNSAFE_ARCHIVE');
+  await assertCodeAsync(() => stageFull('unknown', gz, { ...ref, path: `releases/1.0.0/${TARGET}.full.zip` }), 'ERR_UNSAFE_ARCHIVE');
+  assert.is(archiveCoder('releases/1.0.0/x.full.tar.br'), 'brotli');
+  assert.is(archiveCoder('releases/1.0.0/x.full.tar.gz'), 'gzip');
+  assert.is(archiveCoder('releases/1.1.0/x.from-1.0.0.delta.tar'), 'tar');
+});
+
+full('issue 14 item 3: the window just holds the input (standard up to 16 MiB, large above, at most 30); a large-window stream extracts', async () => {
+  assert.is(brotliWindowBits(0), 10);
+  assert.is(brotliWindowBits(1000), 10);
+  assert.is(brotliWindowBits(1009), 11);
+  assert.is(brotliWindowBits(16 * 1024 * 1024 - 16), 24);
+  assert.is(brotliWindowBits(16 * 1024 * 1024 + 1), 25);
+  assert.is(brotliWindowBits(50 * 1000 * 1000), 26);
+  assert.is(brotliWindowBits(2 ** 33), 30);
+  const params = (size: number) => brotliBestOptions(size).params as Record<number, number>;
+  assert.is(params(1000)[constants.BROTLI_PARAM_LARGE_WINDOW], undefined);
+  assert.is(params(1000)[constants.BROTLI_PARAM_QUALITY], 11);
+  assert.is(params(1000)[constants.BROTLI_PARAM_LGWIN], 10);
+  assert.is(params(10_000_000)[constants.BROTLI_PARAM_LGWIN], 24);
+  assert.is(params(10_000_000)[constants.BROTLI_PARAM_LARGE_WINDOW], undefined);
+  assert.is(params(40 * 1024 * 1024)[constants.BROTLI_PARAM_LARGE_WINDOW], 1);
+  assert.is(params(40 * 1024 * 1024)[constants.BROTLI_PARAM_LGWIN], 26);
+
+  // A small tar in a large-window stream (fast quality: the window is what is tested).
+  const content = 'large window\n'.repeat(100);
+  const file = join(tmp.path, 'large.tar.br');
+  const encoder = createBrotliCompress({ params: { [constants.BROTLI_PARAM_QUALITY]: 5, [constants.BROTLI_PARAM_LARGE_WINDOW]: 1, [constants.BROTLI_PARAM_LGWIN]: 26 } });
+  await pipeline(Readable.from([tarBytes([{ name: 'a.txt', content, mode: 0o644 }])]), encoder, createWriteStream(file));
+  const stream = await readFile(file);
+  assert.throws(() => brotliDecompressSync(stream), /WINDOW_BITS|Decompression failed/i, 'a standard decoder refuses it: it is a large-window stream');
+  const dest = join(tmp.path, 'large-out');
+  await mkdir(dest);
+  const expected = new Map<string, ExpectedEntry>([['a.txt', { size: content.length, sha256: sha256(content), mode: 0o644 }]]);
+  await extractArchive(file, dest, expected, undefined, undefined, undefined, archiveCoder(file));
+  assert.is(await readFile(join(dest, 'a.txt'), 'utf8'), content);
+});
+
+full.run();
+
+// ---------------------------------------------------------------------------------------------
+
+const batched = suite('issue 14 item 7: a full update writes and checks every file, then fsyncs them all');
+
+/** Records every FileHandle write and sync in order while `body` runs. */
+async function recordHandleCalls(body: () => Promise<void>): Promise<string[]> {
+  const probe = await open(join(tmp.path, 'probe'), 'w');
+  const proto = Object.getPrototypeOf(probe) as { write: (...a: unknown[]) => Promise<unknown>; sync: () => Promise<void> };
+  await probe.close();
+  const calls: string[] = [];
+  const { write, sync } = proto;
+  proto.write = function (this: unknown, ...a: unknown[]) {
+    calls.push('write');
+    return write.apply(this, a);
+  };
+  proto.sync = function (this: unknown) {
+    calls.push('sync');
+    return sync.apply(this);
+  };
+  try {
+    await body();
+  } finally {
+    proto.write = write;
+    proto.sync = sync;
+  }
+  return calls;
+}
+
+batched.before(async () => {
+  tmp = await tempDir('ferry-batched-fsync-');
+});
+
+batched.after(async () => {
+  skipFsyncAt([]);
+  await tmp.cleanup();
+});
+
+/** A plain tar of `count` files of `size` bytes each (several chunks per file), and their signed list. */
+async function manyFiles(count: number, size: number): Promise<{ archive: string; expected: Map<string, ExpectedEntry> }> {
+  const tree = join(tmp.path, `tree-${count}`);
+  const files = Object.fromEntries(Array.from({ length: count }, (_, i) => [`d${i % 3}/f${i}.bin`, pseudoRandomBytes(size, i + 1)]));
+  for (const [path, bytes] of Object.entries(files)) {
+    await mkdir(join(tree, path, '..'), { recursive: true });
+    await writeFile(join(tree, path), bytes);
+  }
+  const archive = join(tmp.path, `many-${count}.tar`);
+  await packFiles(tree, Object.keys(files), archive, false);
+  const expected = new Map<string, ExpectedEntry>(Object.entries(files).map(([p, b]) => [p, { size: b.length, sha256: sha256(b), mode: 0o644 }]));
+  return { archive, expected };
+}
+
+batched('issue 14 item 7: every file is written before the first file fsync, each written file is fsynced once, and the extract.file site still turns them off', async () => {
+  const { archive, expected } = await manyFiles(12, 200_000);
+  skipFsyncAt(['extract.dirs']); // only file fsyncs are counted here
+  const dest = join(tmp.path, 'out-ok');
+  await mkdir(dest);
+  const calls = await recordHandleCalls(async () => {
+    await extractArchive(archive, dest, expected, undefined, undefined, undefined, 'tar');
+  });
+  const firstSync = calls.indexOf('sync');
+  assert.ok(calls.filter((c) => c === 'write').length >= 12, 'the files were written through file handles');
+  assert.ok(firstSync > calls.lastIndexOf('write'), `no fsync before the last write: ${calls.join(' ')}`);
+  assert.is(calls.filter((c) => c === 'sync').length, 12, 'one fsync per file');
+
+  skipFsyncAt(['extract.dirs', 'extract.file']);
+  const skipped = join(tmp.path, 'out-skipped');
+  await mkdir(skipped);
+  const none = await recordHandleCalls(async () => {
+    await extractArchive(archive, skipped, expected, undefined, undefined, undefined, 'tar');
+  });
+  assert.is(none.filter((c) => c === 'sync').length, 0, 'FERRY_UNSAFE_SKIP_FSYNC=extract.file still names these fsyncs');
+  skipFsyncAt([]);
+});
+
+batched('issue 14 item 7: when the last file does not hash to its signed value, no file was fsynced (ERR_HASH_MISMATCH)', async () => {
+  const { archive, expected } = await manyFiles(6, 100_000);
+  const last = [...expected.keys()].sort().at(-1)!;
+  const wrong = new Map(expected);
+  wrong.set(last, { ...(expected.get(last) as { size: number; mode: number }), sha256: 'f'.repeat(64) });
+  const dest = join(tmp.path, 'out-bad');
+  await mkdir(dest);
+  const calls = await recordHandleCalls(async () => {
+    await assertCodeAsync(() => extractArchive(archive, dest, wrong, undefined, undefined, undefined, 'tar'), 'ERR_HASH_MISMATCH');
+  });
+  assert.is(calls.filter((c) => c === 'sync').length, 0, `nothing fsynced before every file was checked: ${calls.join(' ')}`);
+});
+
+batched.run();

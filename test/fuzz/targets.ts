@@ -14,7 +14,7 @@
 import { existsSync } from 'node:fs';
 import { lstat, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { brotliCompressSync, brotliDecompressSync, constants as zc } from 'node:zlib';
+import { brotliCompressSync, brotliDecompressSync, constants as zc, gzipSync } from 'node:zlib';
 import { applyPatchEntry } from '../../core/delta/patch-apply.ts';
 import { PATCH_HEADER_SIZE, readPatchHeader, writeVarint } from '../../core/delta/patch-format.ts';
 import { FerryError } from '../../core/errors.ts';
@@ -26,7 +26,6 @@ import { readChannel, readManifest, updateRoot, verifyArtifactFile } from '../..
 import { openBundle } from '../../core/publish/bundle.ts';
 import { archiveCoder, extractArchive, type ArchiveCoder, type ExpectedFile } from '../../core/io/extract.ts';
 import { brotliDecoder } from '../../core/io/brotli.ts';
-import { brotliDecompressSync, gzipSync } from 'node:zlib';
 import { sha256 } from '../../core/io/hash.ts';
 import type { Source } from '../../core/ports/source.ts';
 import type { SigningKey } from '../../core/trust/keys.ts';

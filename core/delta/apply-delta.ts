@@ -24,13 +24,10 @@ import { skipsFsync } from '../io/durable.ts';
 import { checkPathSet, linkProblem } from '../io/safe-path.ts';
 import { isLink, isPackRange, type DeltaOp, type EntryRef, type FileEntry, type LinkEntry, type TreeEntry } from '../trust/metadata.ts';
 import { packRangeStream } from './delta-pack.ts';
-import { applyPatchEntry } from './patch-apply.ts';
 import { createBrotliDecoder } from '../io/brotli.ts';
 import { BSDIFF40_MAGIC } from './patch-format.ts';
 import type { Patcher } from '../ports/patcher.ts';
-
-/** A base path this long is handed to the patcher through a short private link (bsdiff-node crashes on very long paths). */
-const LONG_PATH = 200;
+import { applyPatchEntry } from './patch-apply.ts';
 
 /** Files written at once: their cost is mostly waiting on the disk. */
 const APPLY_CONCURRENCY = 8;
@@ -39,11 +36,19 @@ const APPLY_CONCURRENCY = 8;
 const FSYNC_CONCURRENCY = 32;
 
 /**
- * The magic of an old bsdiff patch (repositories made before FERRYBD1): applied through the native
- * patcher, its header checked by it first, one at a time. Every other entry (FERRYBD1, and
- * anything it refuses) goes to core/delta/patch-apply.ts, in-process.
+ * The magic of an old bsdiff patch (repositories made before FERRYBD1): core/delta/patch-apply.ts
+ * hands it to the native patcher, which holds base and output in memory, so those run one at a time.
  */
 const BSDIFF40 = Buffer.from(BSDIFF40_MAGIC, 'latin1');
+
+/** Whether the `size` bytes at `offset` of `file` start with `magic`. */
+async function startsWith(range: { file: string; offset: number; size: number }, magic: Buffer): Promise<boolean> {
+  if (range.size < magic.length) return false;
+  const head = Buffer.alloc(magic.length);
+  const h = await open(range.file, 'r');
+  try { await h.read(head, 0, head.length, range.offset); } finally { await h.close(); }
+  return head.equals(magic);
+}
 
 /** Passes bytes through while hashing and counting them; errors past `cap` bytes. */
 function hashingCap(cap: number, what: string): Transform & { digest(): { sha256: string; size: number } } {
@@ -229,19 +234,15 @@ export async function applyDelta(input: {
         }
         case 'patch': {
           const base = await regularBaseFile(baseDir, op.from);
+          expectHash(await sha256File(base), op.baseSha256, `base file ${op.from}`);
           const patch = where(op.entry);
-          const head = Buffer.alloc(Math.min(patch.size, Math.max(BSDIFF40.length, patcher.headerSize)));
-          const h = await open(patch.file, 'r');
-          try { await h.read(head, 0, head.length, patch.offset); } finally { await h.close(); }
-          if (head.subarray(0, BSDIFF40.length).equals(BSDIFF40)) {
-            await oneAtATime(() => applyBsdiff40(op, i, base, patch, head, file));
-          } else {
-            expectHash(await sha256File(base), op.baseSha256, `base file ${op.from}`);
-            const baseSize = (await stat(base)).size;
-            const got = await applyPatchEntry({ baseFile: base, baseSize, patch, outFile: target, newSize: file.size, legacy: patcher });
-            if (got.size !== file.size) throw new FerryError('ERR_SIZE', `patched ${op.path} is ${got.size} bytes, signed ${file.size}`);
-            expectHash(got.sha256, op.sha256, `patched ${op.path}`);
-          }
+          const baseSize = (await stat(base)).size;
+          const run = () => applyPatchEntry({ baseFile: base, baseSize, patch, outFile: target, newSize: file.size, legacy: patcher });
+          // FERRYBD1 (and zstd-from) are applied in process, several at once; an old BSDIFF40
+          // entry goes to the native patcher, which holds base and output in memory: one at a time.
+          const got = (await startsWith(patch, BSDIFF40)) ? await oneAtATime(run) : await run();
+          if (got.size !== file.size) throw new FerryError('ERR_SIZE', `patched ${op.path} is ${got.size} bytes, signed ${file.size}`);
+          expectHash(got.sha256, op.sha256, `patched ${op.path}`);
           written.push(target);
           break;
         }
@@ -277,30 +278,6 @@ export async function applyDelta(input: {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new FerryError('ERR_UNSAFE_ARCHIVE', `delta output ${op.path} collides with another entry`, { cause: err });
       throw fromFsError(err, `applying delta op for ${op.path}`);
     }
-  };
-
-  /** An old BSDIFF40 entry: its header checked first, then the native patcher into a fresh path of ours. */
-  const applyBsdiff40 = async (op: Extract<FileOp, { op: 'patch' }>, i: number, baseFile: string, patch: { file: string; offset: number; size: number }, head: Buffer, file: FileEntry): Promise<void> => {
-    let base = baseFile;
-    expectHash(await sha256File(base), op.baseSha256, `base file ${op.from}`);
-    const promised = patcher.outputSize(head.subarray(0, patcher.headerSize), patch.size);
-    if (promised !== file.size) throw new FerryError('ERR_PATCH', `patch for ${op.path} promises ${promised} bytes, signed ${file.size}`);
-    let patchFile = patch.file;
-    if (patch.offset !== 0 || isPackRange(op.entry)) {
-      // The native patcher reads a file of its own: the range is copied out once.
-      patchFile = join(workDir, `e${i}`);
-      await pipeline(packRangeStream(patch.file, patch), createWriteStream(patchFile, { flags: 'wx', mode: 0o600 }));
-    }
-    if (base.length > LONG_PATH) {
-      const short = join(workDir, `b${i}`);
-      await link(base, short).catch(() => copyFile(base, short));
-      base = short;
-    }
-    // The patcher writes a fresh short path of ours (it would follow a planted symlink).
-    const out = join(workDir, `p${i}`);
-    await patcher.patch(base, out, patchFile);
-    expectHash(await sha256File(out), op.sha256, `patched ${op.path}`);
-    await rename(out, join(outDir, op.path));
   };
 
   let failure: unknown;

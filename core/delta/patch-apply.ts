@@ -44,10 +44,15 @@ export interface PatchEntryInput {
   legacy?: Patcher;
   /** A base up to this many bytes is read into memory whole (faster on patches that seek a lot); a larger one by positioned reads. Default OLD_IN_MEMORY_MAX. */
   oldInMemoryMax?: number;
+  /** Hears the output's size so far each time a buffer of it is written (progress on large files). */
+  onWritten?: (bytes: number) => void;
 }
 
-/** Bases up to this size are held in memory while patching (the output never is). */
-export const OLD_IN_MEMORY_MAX = 32 * 1024 * 1024;
+/**
+ * Bases up to this size are held in memory while patching (the output never is): far fewer reads
+ * on a patch that seeks a lot, and it keeps a whole update of such files under ~100 MB of RSS.
+ */
+export const OLD_IN_MEMORY_MAX = 16 * 1024 * 1024;
 /** Output buffer: written and hashed each time it fills. */
 const OUT_CHUNK = 1024 * 1024;
 /** Decoder output per pull, and compressed bytes per read. */
@@ -178,6 +183,9 @@ class BrotliPull {
   constructor(patch: FileHandle, start: number, private readonly length: number, private readonly cap: number, private readonly name: string) {
     // Both coders decode with the large-window flag: it accepts standard streams too.
     this.decoder = createBrotliDecompress({ chunkSize: STREAM_CHUNK, params: { [z.BROTLI_DECODER_PARAM_LARGE_WINDOW]: 1 } });
+    // A stream that fails before anyone pulls it must not crash the process: its error surfaces
+    // through the iterator when (if) it is pulled.
+    this.decoder.on('error', () => undefined);
     if (length === 0) {
       // Nothing to read; the decoder then refuses the empty input (brotli has no empty stream).
       this.source = undefined;
@@ -246,6 +254,12 @@ interface OldBytes {
   start: number;
 }
 
+/** Bytes of the base from p on; the entry checks keep p inside, so anything else is a bug (and would spin the add loop). */
+function inside(p: number, size: number): number {
+  if (!(p >= 0 && p < size)) throw new FerryError('ERR_INTERNAL', `read of the base at ${p} of ${size} bytes`);
+  return size - p;
+}
+
 function oldBytes(fd: number, size: number, inMemoryMax: number): OldBytes {
   if (size <= inMemoryMax) {
     const buf = Buffer.allocUnsafe(size);
@@ -254,13 +268,14 @@ function oldBytes(fd: number, size: number, inMemoryMax: number): OldBytes {
       if (n === 0) throw new FerryError('ERR_HASH_MISMATCH', `the base file shrank while it was read (${done} of ${size} bytes)`);
       done += n;
     }
-    return { buf, start: 0, at: (p) => size - p };
+    return { buf, start: 0, at: (p) => inside(p, size) };
   }
   const full = Buffer.allocUnsafe(OLD_WINDOW);
   const w: OldBytes = {
     buf: full.subarray(0, 0),
     start: 0,
     at(p) {
+      inside(p, size);
       let have = w.start + w.buf.length - p;
       if (p < w.start || have <= 0) {
         const n = readSync(fd, full, 0, Math.min(OLD_WINDOW, size - p), p);
@@ -321,6 +336,7 @@ async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader): Promise<
       hash.update(out.subarray(0, o));
       written += o;
       o = 0;
+      input.onWritten?.(written);
     };
 
     const { newSize, oldSize } = h;
@@ -349,11 +365,7 @@ async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader): Promise<
         if (diff.pos === diff.buf.length && !(await diff.more())) throw bogus(`the patch's diff stream ends before entry ${e} is done`);
         const avail = old.at(oldPos);
         const n = Math.min(left, diff.buf.length - diff.pos, out.length - o, avail);
-        const d = diff.buf;
-        const ob = old.buf;
-        const dp = diff.pos;
-        const op = oldPos - old.start;
-        for (let i = 0; i < n; i++) out[o + i] = d[dp + i]! + ob[op + i]!;
+        addBytes(out, o, old.buf, oldPos - old.start, diff.buf, diff.pos, n);
         o += n;
         diff.pos += n;
         oldPos += n;
@@ -388,6 +400,18 @@ async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader): Promise<
     if (baseFd >= 0) closeSync(baseFd);
     if (outFd >= 0) closeSync(outFd);
     await patchHandle?.close();
+  }
+}
+
+/**
+ * out[o + i] = old[op + i] + diff[dp + i] (mod 256) for i < n. The old bytes are copied first
+ * (a memcpy) and only the non-zero diff bytes added: bsdiff's diff stream is mostly zeros.
+ */
+function addBytes(out: Buffer, o: number, old: Buffer, op: number, diff: Buffer, dp: number, n: number): void {
+  old.copy(out, o, op, op + n);
+  for (let i = 0; i < n; i++) {
+    const d = diff[dp + i]!;
+    if (d !== 0) out[o + i] = out[o + i]! + d;
   }
 }
 

@@ -32,7 +32,8 @@ function checkRawPatch(raw: RawPatch): void {
     const x = control[i]!;
     const y = control[i + 1]!;
     const zz = control[i + 2]!;
-    if (!Number.isSafeInteger(x) || !Number.isSafeInteger(y) || !Number.isSafeInteger(zz) || x < 0 || y < 0) throw bad(`entry ${i / 3} is (${x}, ${y}, ${zz})`);
+    // |z| ≤ 2^52 keeps zigzag(z) ≤ 2^53, exact in a double (patch-format.ts).
+    if (!Number.isSafeInteger(x) || !Number.isSafeInteger(y) || !Number.isSafeInteger(zz) || x < 0 || y < 0 || Math.abs(zz) > 2 ** 52) throw bad(`entry ${i / 3} is (${x}, ${y}, ${zz})`);
     if (x > 0 && (oldPos < 0 || oldPos + x > raw.oldSize)) throw bad(`entry ${i / 3} adds old bytes [${oldPos}, ${oldPos + x}) outside [0, ${raw.oldSize})`);
     newPos += x + y;
     if (newPos > raw.newSize) throw bad(`entry ${i / 3} writes past the end`);

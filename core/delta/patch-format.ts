@@ -111,7 +111,7 @@ export function writeVarint(out: Uint8Array, at: number, v: number): number {
   return at;
 }
 
-/** zigzag: 0, -1, 1, -2, … → 0, 1, 2, 3, … (arithmetic, not bit operations: values reach 2^54). */
+/** zigzag: 0, -1, 1, -2, … → 0, 1, 2, 3, … (arithmetic, not bit operations: exact for |z| ≤ 2^52, the writer's limit). */
 export function zigzag(z: number): number {
   return z >= 0 ? 2 * z : -2 * z - 1;
 }
@@ -120,7 +120,7 @@ export function unzigzag(u: number): number {
   return u % 2 === 0 ? u / 2 : -(u + 1) / 2;
 }
 
-/** Longest varint the decoder accepts: 8 bytes (56 bits) cover every zigzagged value ≤ 2^54. */
+/** Longest varint the decoder accepts: 8 bytes (56 bits) cover every value the writer emits (≤ 2^53). */
 export const MAX_VARINT_BYTES = 8;
 
 /** Encodes the control triples [x, y, z, …] as LEB128 varints x, y, zigzag(z) per entry. */

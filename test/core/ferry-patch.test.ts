@@ -3,7 +3,7 @@
 // trips over RawPatches built from known edit scripts (test/helpers/edit-script.ts): insertions,
 // deletions, moves, backward seeks, empty old, empty new, entries with x = 0 or y = 0; the base
 // held in memory and read through the positioned-read window; a patch inside a larger file. KB
-// inputs; the 10 MB esbuild pairs are measured by bench/ferry-patch-measure.mjs, by hand.
+// inputs; the 10 MB esbuild pairs are measured by bench/ferry-patch-pair.mjs, by hand.
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';

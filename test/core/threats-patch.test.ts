@@ -1,8 +1,11 @@
-// SECURITY.md row 17, malicious bsdiff patch: a lying header, a truncated patch, a patch for another
-// base, planted symlinks at the patcher's work paths, and descriptor leaks over many failures. Each
-// is met twice: by applyDelta alone (with a patcher that counts what reaches native code), and end
-// to end by a device whose repository signed the hostile patch with its own release key — there
-// the delta must be refused and the device must fall back to the full artifact and commit.
+// SECURITY.md row 17, malicious patch: a lying header, a truncated patch, a patch for another
+// base, output that does not hash, planted symlinks at the patcher's work paths, and descriptor
+// leaks over many failures. Each is met twice: by applyDelta alone (with a patcher that counts
+// what reaches native code), and end to end by a device whose repository signed the hostile patch
+// with its own release key — there the delta must be refused and the device must fall back to the
+// full artifact and commit. Both formats: BSDIFF40 (repositories made before FERRYBD1: the legacy
+// path to the native patcher) and FERRYBD1 (issue 14 item 8: ferry's own, applied in process by
+// core/delta/patch-apply.ts, which the native patcher never sees).
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -20,6 +23,10 @@ import { assertInstalled, makeDevice, type TestDevice } from '../helpers/device.
 import { makeRepo, pseudoRandomBytes, sampleApp, tempDir, type TempDir, type TestRepo } from '../helpers/repo.ts';
 import { snapshotDir } from '../helpers/tamper.ts';
 import { bsdiffHeader, countingPatcher, deltaEntries, garbagePatch, openFdCount, packEntries, resignDelta, type CountingPatcher } from '../helpers/hostile-delta.ts';
+import { writeFerryPatch } from '../../core/delta/patch-encode.ts';
+import { rawPatchBetween } from '../helpers/edit-script.ts';
+import { craftFrom } from '../helpers/ferry-patch-craft.ts';
+import type { RawPatch } from '../../core/delta/raw-patch.ts';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -33,6 +40,9 @@ interface Fixture {
   base: Buffer;
   target: FileEntry;
   genuine: Buffer;
+  /** The same change as a genuine FERRYBD1 patch, and the RawPatch it was written from. */
+  ferry: Buffer;
+  raw: RawPatch;
   /** Packs `patch` as the delta's one entry; returns the op and artifact for applyDelta. */
   delta(patch: Buffer, opPatch?: Partial<Extract<DeltaOp, { op: 'patch' }>>): Promise<{ ops: DeltaOp[]; artifact: string }>;
   /** Runs applyDelta into a fresh outDir/workDir (or the given ones). */
@@ -54,10 +64,13 @@ async function fixture(baseDirName = 'base'): Promise<Fixture> {
   await writeFile(join(tmp.path, 'new', 'bin'), next);
   await writeBsdiff40(join(baseDir, 'bin'), join(tmp.path, 'new', 'bin'), join(tmp.path, 'genuine.bsdiff'));
   const genuine = await readFile(join(tmp.path, 'genuine.bsdiff'));
+  const raw = rawPatchBetween(base, next);
+  await writeFerryPatch(raw, join(tmp.path, 'genuine.fbd'));
+  const ferry = await readFile(join(tmp.path, 'genuine.fbd'));
   const target: FileEntry = { path: 'bin', size: next.length, sha256: sha256(next), mode: 0o644 };
   let n = 0;
   return {
-    tmp, baseDir, base, target, genuine,
+    tmp, baseDir, base, target, genuine, ferry, raw,
     async delta(patch, opPatch = {}) {
       const artifact = join(tmp.path, `delta-${n++}.tar`);
       await packEntries(new Map([['0.bsdiff', patch]]), artifact);
@@ -89,7 +102,7 @@ async function refusedWith(fn: () => Promise<unknown>, codes: ErrorCode[]): Prom
   throw new Error('not reached');
 }
 
-const unit = suite('row 17 malicious bsdiff patch: applyDelta checks every patch before the patcher sees it');
+const unit = suite('row 17 malicious BSDIFF40 patch (the legacy path): applyDelta checks every patch before the patcher sees it');
 
 unit('control: the genuine patch applies, reaches the patcher once, and builds the signed bytes', async () => {
   const f = await fixture();
@@ -299,6 +312,115 @@ unit('no descriptor leak over 300 failures refused by the header check', async (
 unit.run();
 
 // ---------------------------------------------------------------------------------------------
+// The same threats in FERRYBD1 (issue 14 item 8), through applyDelta: the native patcher is never
+// called, and every refusal leaves the output folder empty.
+
+const ferryUnit = suite('issue 14 item 8: row 17 malicious FERRYBD1 patch: applyDelta refuses it in process, nothing reaches the native patcher');
+
+/** Applies `patch` as the delta's one entry and expects `codes`; the output folder stays empty and the patcher unused. */
+async function ferryRefused(f: Fixture, patch: Buffer, codes: ErrorCode[], opPatch?: Partial<Extract<DeltaOp, { op: 'patch' }>>, dirs: { baseDir?: string } = {}): Promise<FerryError> {
+  const p = countingPatcher();
+  const outDir = join(f.tmp.path, `out-ferry-${fixtureRuns}`);
+  const d = await f.delta(patch, opPatch);
+  const err = await refusedWith(() => f.apply(d, p, { outDir, ...dirs }), codes);
+  assert.equal(await readdir(outDir), [], 'nothing in the output folder');
+  assert.is(p.patchCalls.length, 0, 'the native patcher never ran');
+  return err;
+}
+
+ferryUnit('control: the genuine FERRYBD1 patch applies in process (the native patcher is never called) and builds the signed bytes', async () => {
+  const f = await fixture();
+  try {
+    const p = countingPatcher();
+    const { outDir } = await f.apply(await f.delta(f.ferry), p);
+    assert.is(p.patchCalls.length, 0);
+    assert.is(sha256(await readFile(join(outDir, 'bin'))), f.target.sha256);
+  } finally {
+    await f.tmp.cleanup();
+  }
+});
+
+ferryUnit('a lying header: new size of 8 GiB, old size of another base, stream lengths past the patch → ERR_PATCH, fast, no memory growth', async () => {
+  const f = await fixture();
+  try {
+    const rss0 = process.memoryUsage().rss;
+    const t0 = performance.now();
+    const err = await ferryRefused(f, craftFrom(f.raw, { header: { newSize: BigInt(8 * GiB) } }), ['ERR_PATCH']);
+    assert.match(err.message, /8589934592/);
+    assert.ok(performance.now() - t0 < 20_000);
+    assert.ok(process.memoryUsage().rss - rss0 < 64 * MiB);
+    await ferryRefused(f, craftFrom(f.raw, { header: { oldSize: BigInt(f.base.length - 1) } }), ['ERR_PATCH']);
+    await ferryRefused(f, craftFrom(f.raw, { header: { controlLength: BigInt(8 * GiB) } }), ['ERR_PATCH']);
+    await ferryRefused(f, craftFrom(f.raw, { header: { diffLength: 2n ** 62n } }), ['ERR_PATCH']);
+  } finally {
+    await f.tmp.cleanup();
+  }
+});
+
+ferryUnit('truncated: cut inside the header or any stream, or a stream cut short under a fitted header → ERR_PATCH', async () => {
+  const f = await fixture();
+  try {
+    const ctrl = Number(f.ferry.readBigUInt64LE(32));
+    const diff = Number(f.ferry.readBigUInt64LE(40));
+    for (const keep of [0, 20, 56 + (ctrl >> 1), 56 + ctrl + (diff >> 1), f.ferry.length - 1]) await ferryRefused(f, f.ferry.subarray(0, keep), ['ERR_PATCH']);
+    for (const which of ['control', 'diff', 'extra'] as const) {
+      await ferryRefused(f, craftFrom(f.raw, { streams: (s) => ({ ...s, [which]: s[which].subarray(0, s[which].length >> 1) }) }), ['ERR_PATCH']);
+    }
+  } finally {
+    await f.tmp.cleanup();
+  }
+});
+
+ferryUnit('a patch for another base: refused by the base hash check, or by the base size before patching', async () => {
+  const f = await fixture();
+  try {
+    await ferryRefused(f, f.ferry, ['ERR_HASH_MISMATCH'], { baseSha256: sha256('another base') });
+    const otherBase = join(f.tmp.path, 'other-base');
+    await mkdir(otherBase);
+    await writeFile(join(otherBase, 'bin'), pseudoRandomBytes(64 * 1024, 99));
+    await ferryRefused(f, f.ferry, ['ERR_HASH_MISMATCH'], {}, { baseDir: otherBase });
+    // A base that hashes as signed but is another size than the patch's: the patch is for another base.
+    const shortBase = join(f.tmp.path, 'short-base');
+    await mkdir(shortBase);
+    const short = f.base.subarray(0, f.base.length - 10);
+    await writeFile(join(shortBase, 'bin'), short);
+    await ferryRefused(f, f.ferry, ['ERR_PATCH'], { baseSha256: sha256(short) }, { baseDir: shortBase });
+  } finally {
+    await f.tmp.cleanup();
+  }
+});
+
+ferryUnit('output that does not hash: a well-formed patch building other bytes of the signed size → ERR_HASH_MISMATCH, nothing output', async () => {
+  const f = await fixture();
+  try {
+    const diff = Buffer.from(f.raw.diff);
+    diff[diff.length >> 1] = (diff[diff.length >> 1]! + 1) & 0xff;
+    await ferryRefused(f, craftFrom({ ...f.raw, diff }), ['ERR_HASH_MISMATCH']);
+  } finally {
+    await f.tmp.cleanup();
+  }
+});
+
+ferryUnit('no descriptor leak over 100 FERRYBD1 failures inside the streams', async () => {
+  const f = await fixture();
+  try {
+    const p = countingPatcher();
+    const d = await f.delta(craftFrom(f.raw, { streams: (s) => ({ ...s, extra: s.extra.subarray(0, s.extra.length >> 1) }) }));
+    await assertCodeAsync(() => f.apply(d, p), 'ERR_PATCH');
+    const before = openFdCount();
+    for (let i = 0; i < 100; i++) await assertCodeAsync(() => f.apply(d, p), 'ERR_PATCH');
+    await new Promise((r) => setTimeout(r, 100));
+    const after = openFdCount();
+    assert.is(p.patchCalls.length, 0);
+    assert.ok(after <= before + 5, `descriptors: ${before} before, ${after} after 100 failures`);
+  } finally {
+    await f.tmp.cleanup();
+  }
+});
+
+ferryUnit.run();
+
+// ---------------------------------------------------------------------------------------------
 // End to end: a repository that signs the hostile patch; the device falls back to the full artifact.
 
 const T = 'linux-x64';
@@ -358,7 +480,7 @@ async function expectFallback(s: Scene, deltaCode: RegExp, opts: { patcherMayRun
   return { patcher, log };
 }
 
-const e2e = suite('row 17 malicious bsdiff patch, signed by the publisher: the device refuses the delta and installs the full artifact');
+const e2e = suite('row 17 malicious patch, signed by the publisher (the 8 GiB header is BSDIFF40, the published entries FERRYBD1): the device refuses the delta and installs the full artifact');
 
 e2e('signed patch whose header claims 8 GiB: ERR_PATCH before patching, fallback to full, committed', async () => {
   const s = await scene();
@@ -415,7 +537,10 @@ e2e('symlinks planted in staging/ under every predictable work-file name: nothin
       for (const n of ['step-0', 'w0', 'e']) await symlink(join(o.path, 'dir'), join(st, n));
       const result = await u.apply();
       assert.is(result.status, 'committed');
-      assert.ok(patcher.patchCalls.length > 0, 'the genuine delta was patched');
+      // The genuine delta (FERRYBD1 since the publisher writes it) was applied, not bypassed.
+      const record = (await u.history()).find((h) => h.to === '1.1.0');
+      assert.is(record?.kind, 'delta', 'installed from the delta');
+      assert.not.ok(record?.fellBackToFull, 'no fallback to the full artifact');
       for (const [, out] of patcher.patchCalls) assert.ok(out.startsWith(st + '/'), `patch output ${out} is inside staging/`);
     } finally {
       await u.close();
@@ -482,3 +607,76 @@ e2e('a delta artifact whose bytes differ from its signed hash (bad mirror): the 
 });
 
 e2e.run();
+
+/** The scene's lib/engine.bin change (1.0.0 → 1.1.0) as a RawPatch. */
+function engineRaw(): RawPatch {
+  return rawPatchBetween(sampleApp('1.0.0')['lib/engine.bin'] as Buffer, sampleApp('1.1.0')['lib/engine.bin'] as Buffer);
+}
+
+const ferryE2e = suite('issue 14 item 8: row 17 malicious FERRYBD1 patch, signed by the publisher: the device refuses the delta and installs the full artifact');
+
+ferryE2e('control: a genuine FERRYBD1 entry signed in place of the BSDIFF40 one installs from the delta, without the native patcher', async () => {
+  const s = await scene();
+  try {
+    const raw = engineRaw();
+    const tmp = await tempDir('ferry-row17-fbd-');
+    try {
+      await writeFerryPatch(raw, join(tmp.path, 'engine.fbd'));
+      await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: await readFile(join(tmp.path, 'engine.fbd')) });
+    } finally {
+      await tmp.cleanup();
+    }
+    const { u, patcher } = await openCounting(s);
+    try {
+      assert.is((await u.apply()).status, 'committed');
+      const record = (await u.history()).find((h) => h.to === '1.1.0');
+      assert.is(record?.kind, 'delta');
+      assert.not.ok(record?.fellBackToFull);
+      assert.equal(patcher.patchCalls.filter(([oldFile]) => oldFile.endsWith('engine.bin')), []);
+    } finally {
+      await u.close();
+    }
+    await assertInstalled(s.device, s.r2);
+  } finally {
+    await s.device.cleanup();
+    await s.repo.cleanup();
+  }
+});
+
+ferryE2e('signed FERRYBD1 patch whose header claims 8 GiB: ERR_PATCH before writing, fallback to full, committed', async () => {
+  const s = await scene();
+  try {
+    await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: craftFrom(engineRaw(), { header: { newSize: BigInt(8 * GiB) } }) });
+    await expectFallback(s, /ERR_PATCH.*8589934592/, { patcherMayRun: false, rssBudget: 128 * MiB });
+  } finally {
+    await s.device.cleanup();
+    await s.repo.cleanup();
+  }
+});
+
+ferryE2e('signed FERRYBD1 patch with its diff stream cut short: ERR_PATCH, fallback to full, committed', async () => {
+  const s = await scene();
+  try {
+    await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: craftFrom(engineRaw(), { streams: (x) => ({ ...x, diff: x.diff.subarray(0, x.diff.length >> 1) }) }) });
+    await expectFallback(s, /ERR_PATCH/, { patcherMayRun: false });
+  } finally {
+    await s.device.cleanup();
+    await s.repo.cleanup();
+  }
+});
+
+ferryE2e('signed FERRYBD1 patch that builds other bytes: ERR_HASH_MISMATCH, fallback to full, committed', async () => {
+  const s = await scene();
+  try {
+    const raw = engineRaw();
+    const extra = Buffer.from(raw.extra.length > 0 ? raw.extra : raw.diff);
+    extra[0] = extra[0]! ^ 0xff;
+    await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: craftFrom(raw.extra.length > 0 ? { ...raw, extra } : { ...raw, diff: extra }) });
+    await expectFallback(s, /ERR_HASH_MISMATCH/, { patcherMayRun: false });
+  } finally {
+    await s.device.cleanup();
+    await s.repo.cleanup();
+  }
+});
+
+ferryE2e.run();

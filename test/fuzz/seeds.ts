@@ -1,10 +1,12 @@
 // The fuzz corpus: real signed data made at test time, never committed. buildSeeds makes a real
 // repository (makeRepo), rotates its root once (so root/2.json is a real rotation), publishes
 // 1.0.0 and 1.1.0 (with a bsdiff delta from 1.0.0) and writes a real bundle carrying the delta and
-// the full artifact. loadSeeds reads it back, in the child process that runs the cases.
+// the full artifact; and a FERRYBD1 patch (core/delta/patch-encode.ts) of lib/engine.bin's change,
+// made from a known edit script (moves, a backward seek, inserts, edits). loadSeeds reads it back,
+// in the child process that runs the cases.
 
 import { join } from 'node:path';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { generateKeyFiles, loadPublicKey, loadSigningKey, type SigningKey } from '../../core/trust/keys.ts';
 import { rotateRoot } from '../../core/publish/repository.ts';
 import { writeBundle } from '../../core/publish/bundle.ts';
@@ -12,11 +14,16 @@ import { parseEnvelope } from '../../core/trust/dsse.ts';
 import { parseChannelPayload, parseManifestPayload, type ChannelDoc, type ManifestDoc, type TargetRelease } from '../../core/trust/metadata.ts';
 import { parseRootPayload, type RootDoc } from '../../core/trust/root.ts';
 import { makeRepo, pseudoRandomBytes, type TempDir, type TreeSpec } from '../helpers/repo.ts';
+import { writeFerryPatch } from '../../core/delta/patch-encode.ts';
+import { rawPatchFromSteps } from '../helpers/edit-script.ts';
+import { sha256 } from '../../core/io/hash.ts';
 
 export const OLD = '1.0.0';
 export const NEW = '1.1.0';
 export const TARGET = 'linux-x64';
 export const BUNDLE = 'update.ferry';
+export const FERRY_PATCH = 'engine.fbd';
+export const FERRY_PATCH_BASE = 'engine.base';
 
 /** A small tree (so a case is quick) with an executable, a folder, and a binary a delta patches. */
 function appTree(n: number): TreeSpec {
@@ -31,6 +38,14 @@ function appTree(n: number): TreeSpec {
   };
   if (n > 0) tree[`lib/feature-${n}.js`] = `export const feature = ${n};\n`;
   return tree;
+}
+
+/** lib/engine.bin of 1.0.0 rearranged: every kind of control entry, a few KB of output. */
+function ferryPatchRaw(base: Buffer) {
+  return rawPatchFromSteps(base, [
+    { from: 6000, len: 3000 }, { insert: pseudoRandomBytes(700, 12) }, { from: 100, len: 5000, delta: (i) => (i % 333 === 0 ? 9 : 0) },
+    { from: 9000, len: 3000 }, { insert: Buffer.from('ferry') }, { from: 5100, len: 20 },
+  ], { merge: true });
 }
 
 /** Makes the corpus in a fresh temp folder; the caller removes it. */
@@ -49,6 +64,9 @@ export async function buildSeeds(): Promise<TempDir> {
     await repo.release(OLD, appTree(0));
     await repo.release(NEW, appTree(1));
     await writeBundle({ repo: repo.repo, version: NEW, from: OLD, withFull: true, channel: 'stable', platform: 'linux', arch: 'x64', out: join(repo.dir, BUNDLE) });
+    const base = appTree(0)['lib/engine.bin'] as Buffer;
+    await writeFile(join(repo.dir, FERRY_PATCH_BASE), base);
+    await writeFerryPatch(ferryPatchRaw(base).raw, join(repo.dir, FERRY_PATCH));
   } catch (err) {
     await repo.cleanup();
     throw err;
@@ -75,12 +93,20 @@ export interface Seeds {
   fullGz: Buffer;
   oldFullGz: Buffer;
   deltaTar: Buffer;
+  /** A genuine FERRYBD1 patch, its base, and the size and sha256 of what it builds. */
+  ferryPatch: { patch: Buffer; base: Buffer; newSize: number; sha256: string };
 }
 
 async function envelope<T>(file: string, parse: (payload: Buffer) => T): Promise<Envelopes & { doc: T }> {
   const bytes = await readFile(file);
   const payload = Buffer.from(parseEnvelope(bytes, 16 * 1024 * 1024, file).payload, 'base64');
   return { bytes, payload, doc: parse(payload) };
+}
+
+async function ferryPatchSeed(dir: string): Promise<Seeds['ferryPatch']> {
+  const base = await readFile(join(dir, FERRY_PATCH_BASE));
+  const { expected } = ferryPatchRaw(base);
+  return { patch: await readFile(join(dir, FERRY_PATCH)), base, newSize: expected.length, sha256: sha256(expected) };
 }
 
 export async function loadSeeds(dir: string): Promise<Seeds> {
@@ -104,5 +130,6 @@ export async function loadSeeds(dir: string): Promise<Seeds> {
     fullGz: await readFile(join(repo, release.full.path)),
     oldFullGz: await readFile(join(repo, manifests[OLD]!.doc.targets[TARGET]!.full.path)),
     deltaTar: await readFile(join(repo, delta.artifact.path)),
+    ferryPatch: await ferryPatchSeed(dir),
   };
 }

@@ -5,12 +5,18 @@
 //   - (in the runner) each case finishes before its deadline
 //   - extraction and bundle cases write nothing outside their staging folder (sandbox.ts), and
 //     leave no link, device or setuid file inside it
+//   - a patch (FERRYBD1) never has more written than its signed new size, leaves no output file
+//     when refused, and when accepted reports the size and sha256 of exactly the file it wrote
 //   - what is accepted is what was signed: a verified envelope yields exactly the payload its
 //     signer signed, never a mutated one; an accepted document survives a round trip; a strictly
 //     parsed document means what JSON.parse says it means
 
+import { existsSync } from 'node:fs';
 import { lstat, readdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { brotliCompressSync, brotliDecompressSync, constants as zc, gzipSync } from 'node:zlib';
+import { applyPatchEntry } from '../../core/delta/patch-apply.ts';
+import { PATCH_HEADER_SIZE, readPatchHeader, writeVarint } from '../../core/delta/patch-format.ts';
 import { FerryError } from '../../core/errors.ts';
 import { parseStrictJson, type Json } from '../../core/io/strict-json.ts';
 import { encodeEnvelope, parseEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/trust/dsse.ts';
@@ -20,7 +26,6 @@ import { readChannel, readManifest, updateRoot, verifyArtifactFile } from '../..
 import { openBundle } from '../../core/publish/bundle.ts';
 import { archiveCoder, extractArchive, type ArchiveCoder, type ExpectedFile } from '../../core/io/extract.ts';
 import { brotliDecoder } from '../../core/io/brotli.ts';
-import { brotliDecompressSync, gzipSync } from 'node:zlib';
 import { sha256 } from '../../core/io/hash.ts';
 import type { Source } from '../../core/ports/source.ts';
 import type { SigningKey } from '../../core/trust/keys.ts';
@@ -392,7 +397,139 @@ const extraction: Target = {
   },
 };
 
-export const TARGETS: readonly Target[] = [strictJson, metadata, envelopes, bundles, extraction];
+// ---------------------------------------------------------------------------------------------
+
+/** The varints of a control stream, as read (the zigzag left on); stops at the first incomplete one. */
+function readVarints(bytes: Buffer): number[] {
+  const out: number[] = [];
+  for (let p = 0, v = 0, mult = 1; p < bytes.length; p++) {
+    v += (bytes[p]! & 0x7f) * mult;
+    mult *= 0x80;
+    if (bytes[p]! < 0x80) { out.push(v); v = 0; mult = 1; }
+  }
+  return out;
+}
+
+function writeVarints(values: number[]): Buffer {
+  const out = Buffer.alloc(values.length * 10);
+  let at = 0;
+  for (const v of values) at = writeVarint(out, at, Math.min(v, Number.MAX_SAFE_INTEGER));
+  return out.subarray(0, at);
+}
+
+const EDGE = [0, 1, 2, 0x7f, 0x80, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1];
+const HEADER_FIELDS = [
+  { at: 8, bytes: 1 }, { at: 9, bytes: 1 }, { at: 10, bytes: 2 }, { at: 12, bytes: 4 },
+  { at: 16, bytes: 8 }, { at: 24, bytes: 8 }, { at: 32, bytes: 8 }, { at: 40, bytes: 8 }, { at: 48, bytes: 8 },
+];
+
+const ferryPatch: Target = {
+  name: 'patch',
+  what: 'core/delta/patch-apply.ts applyPatchEntry over mutated FERRYBD1 patches: header fields, compressed bytes, and re-encoded control, diff and extra streams (base in memory or by positioned reads)',
+  deadlineMs: 10_000,
+  async prepare(seeds, sandbox) {
+    const seed = seeds.ferryPatch;
+    const h = readPatchHeader(seed.patch);
+    const cut = (from: number, len: number) => seed.patch.subarray(from, from + len);
+    const packed = {
+      control: cut(PATCH_HEADER_SIZE, h.controlLength),
+      diff: cut(PATCH_HEADER_SIZE + h.controlLength, h.diffLength),
+      extra: cut(PATCH_HEADER_SIZE + h.controlLength + h.diffLength, h.extraLength),
+    };
+    const plain = { control: brotliDecompressSync(packed.control), diff: brotliDecompressSync(packed.diff), extra: brotliDecompressSync(packed.extra) };
+    const names = ['control', 'diff', 'extra'] as const;
+    const baseFile = join(dirname(sandbox.input), 'patch-base');
+    await writeFile(baseFile, seed.base);
+    /** A patch with these compressed streams, the header's lengths fitted to them. */
+    const assemble = (streams: Record<(typeof names)[number], Buffer>, entries = h.entries) => {
+      const header = Buffer.from(seed.patch.subarray(0, PATCH_HEADER_SIZE));
+      header.writeUInt32LE(entries, 12);
+      names.forEach((n, i) => header.writeBigUInt64LE(BigInt(streams[n].length), 32 + 8 * i));
+      return Buffer.concat([header, streams.control, streams.diff, streams.extra]);
+    };
+    const squeeze = (r: Rng, b: Buffer) => brotliCompressSync(b, { params: { [zc.BROTLI_PARAM_QUALITY]: r.int(5) } });
+    return async (r) => {
+      const how = r.next();
+      let bytes: Buffer;
+      if (how < 0.2) bytes = mutateBytes(r, seed.patch);
+      else if (how < 0.35) {
+        // One header field set to an edge value, a neighbour of its own, or noise.
+        bytes = Buffer.from(seed.patch);
+        const f = r.pick(HEADER_FIELDS);
+        const now = f.bytes === 8 ? Number(bytes.readBigUInt64LE(f.at)) : bytes.readUIntLE(f.at, f.bytes);
+        const max = 2 ** (8 * Math.min(f.bytes, 6)) - 1;
+        const v = r.chance(0.4) ? r.pick(EDGE) : r.chance(0.6) ? now + r.int(5) - 2 : r.int(max);
+        if (f.bytes === 8) bytes.writeBigUInt64LE(r.chance(0.1) ? 2n ** 64n - 1n - BigInt(r.int(3)) : BigInt(Math.max(0, v)), f.at);
+        else bytes.writeUIntLE(((Math.max(0, v) % (max + 1)) + max + 1) % (max + 1), f.at, f.bytes);
+      } else if (how < 0.75) {
+        // A stream changed before compression, re-compressed, the header fitted: reaches the
+        // checks made while writing.
+        const streams = { ...packed };
+        let entries = h.entries;
+        const which = r.chance(0.5) ? 'control' : r.pick(names);
+        if (which === 'control' && r.chance(0.8)) {
+          const values = readVarints(plain.control);
+          for (let k = 1 + r.int(3); k > 0; k--) {
+            const i = r.int(values.length);
+            const m = r.int(6);
+            if (m === 0) values[i] = r.pick(EDGE);
+            else if (m === 1) values[i] = Math.max(0, values[i]! + r.int(129) - 64);
+            else if (m === 2) values.splice(i - (i % 3), 3); // drop an entry
+            else if (m === 3) values.splice(i - (i % 3), 0, ...values.slice(i - (i % 3), i - (i % 3) + 3)); // repeat one
+            else if (m === 4) values[i] = r.int(seed.base.length * 4);
+            else values.push(r.int(100));
+          }
+          if (r.chance(0.7)) entries = Math.floor(values.length / 3);
+          streams.control = squeeze(r, writeVarints(values));
+          // Spare diff and extra bytes, so an entry grown past the signed size has the bytes to
+          // write there, and only the patcher's own check can stop it.
+          if (r.chance(0.7)) {
+            streams.diff = squeeze(r, Buffer.concat([plain.diff, Buffer.alloc(1 + r.int(256))]));
+            streams.extra = squeeze(r, Buffer.concat([plain.extra, Buffer.alloc(1 + r.int(256), 0x41)]));
+          }
+        } else {
+          streams[which] = squeeze(r, mutateBytes(r, plain[which], [plain.diff, plain.extra]));
+        }
+        bytes = assemble(streams, entries);
+      } else if (how < 0.9) {
+        // The compressed bytes of one stream mutated (or cut, or grown), the header fitted.
+        const which = r.pick(names);
+        bytes = assemble({ ...packed, [which]: mutateBytes(r, packed[which]) });
+      } else if (how < 0.95) {
+        bytes = Buffer.concat([Buffer.from(r.pick(['FERRYZF1', 'BSDIFF40', 'FERRYBD2', 'ferrybd1']), 'latin1'), seed.patch.subarray(8)]);
+      } else bytes = seed.patch;
+      await writeFile(sandbox.input, bytes);
+      const outFile = join(sandbox.dest, 'out');
+      let most = 0;
+      const checkWritten = () => {
+        if (most > seed.newSize) throw new Finding('invariant', `wrote ${most} bytes, signed ${seed.newSize}`);
+      };
+      return contained(sandbox, async () => {
+        let got: { sha256: string; size: number };
+        try {
+          got = await applyPatchEntry({
+            baseFile, baseSize: seed.base.length, patch: { file: sandbox.input, offset: 0, size: bytes.length }, outFile, newSize: seed.newSize,
+            ...(r.chance(0.5) ? { oldInMemoryMax: 0 } : {}), onWritten: (b) => { most = Math.max(most, b); },
+          });
+        } catch (err) {
+          checkWritten();
+          // ERR_INTERNAL is ferry's own bug (an impossible state), never a verdict on a patch.
+          if (err instanceof FerryError && err.code === 'ERR_INTERNAL') throw new Finding('internal', err.message);
+          if (existsSync(outFile)) throw new Finding('invariant', `refused (${(err as Error).message}) but left its output file`);
+          throw err;
+        }
+        checkWritten();
+        // Accepted: exactly the signed size, and the hash reported is the hash of the file written.
+        const written = await readFile(outFile);
+        if (got.size !== seed.newSize || written.length !== got.size) throw new Finding('invariant', `accepted with ${got.size} bytes reported, ${written.length} written, ${seed.newSize} signed`);
+        if (sha256(written) !== got.sha256) throw new Finding('invariant', 'the reported sha256 is not the written file\'s');
+        return 'accepted';
+      });
+    };
+  },
+};
+
+export const TARGETS: readonly Target[] = [strictJson, metadata, envelopes, bundles, extraction, ferryPatch];
 
 
 // ---------------------------------------------------------------------------------------------

@@ -88,6 +88,16 @@ async function fixture(baseDirName = 'base'): Promise<Fixture> {
   };
 }
 
+/** Runs `fn` on a fresh fixture and removes its temp folder afterwards, whatever happens. */
+async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
+  const f = await fixture();
+  try {
+    await fn(f);
+  } finally {
+    await f.tmp.cleanup();
+  }
+}
+
 /** Runs `fn`, expecting a FerryError with one of `codes`; returns it. */
 async function refusedWith(fn: () => Promise<unknown>, codes: ErrorCode[]): Promise<FerryError> {
   try {
@@ -104,59 +114,44 @@ async function refusedWith(fn: () => Promise<unknown>, codes: ErrorCode[]): Prom
 
 const unit = suite('row 17 malicious BSDIFF40 patch (the legacy path): applyDelta checks every patch before the patcher sees it');
 
-unit('control: the genuine patch applies, reaches the patcher once, and builds the signed bytes', async () => {
-  const f = await fixture();
-  try {
-    const p = countingPatcher();
-    const { outDir } = await f.apply(await f.delta(f.genuine), p);
-    assert.is(p.patchCalls.length, 1);
-    assert.is(sha256(await readFile(join(outDir, 'bin'))), f.target.sha256);
-  } finally {
-    await f.tmp.cleanup();
-  }
-});
+unit('control: the genuine patch applies, reaches the patcher once, and builds the signed bytes', () => withFixture(async (f) => {
+  const p = countingPatcher();
+  const { outDir } = await f.apply(await f.delta(f.genuine), p);
+  assert.is(p.patchCalls.length, 1);
+  assert.is(sha256(await readFile(join(outDir, 'bin'))), f.target.sha256);
+}));
 
-unit('a header promising 8 GiB: ERR_PATCH before the patcher runs, fast, with no memory growth', async () => {
-  const f = await fixture();
-  try {
-    const p = countingPatcher();
-    const hostile = garbagePatch(8 * GiB);
-    const d = await f.delta(hostile);
-    const rss0 = process.memoryUsage().rss;
-    const t0 = performance.now();
-    let outDir = '';
-    const err = await assertCodeAsync(async () => { outDir = join(f.tmp.path, 'out-8g'); await f.apply(d, p, { outDir }); }, 'ERR_PATCH');
-    const elapsed = performance.now() - t0;
-    const grew = process.memoryUsage().rss - rss0;
-    assert.match(err.message, /8589934592/, `the message names the promised size: ${err.message}`);
-    assert.is(p.patchCalls.length, 0, 'the patcher never saw the patch');
-    // Reading 8 GiB would take minutes; the bound only has to tell that apart (issue 13 item 13).
-    assert.ok(elapsed < 20_000, `refused in ${elapsed.toFixed(0)} ms`);
-    assert.ok(grew < 64 * MiB, `RSS grew ${(grew / MiB).toFixed(1)} MiB`);
-    assert.equal(await readdir(outDir), [], 'nothing written to the output folder');
-  } finally {
-    await f.tmp.cleanup();
-  }
-});
+unit('a header promising 8 GiB: ERR_PATCH before the patcher runs, fast, with no memory growth', () => withFixture(async (f) => {
+  const p = countingPatcher();
+  const hostile = garbagePatch(8 * GiB);
+  const d = await f.delta(hostile);
+  const rss0 = process.memoryUsage().rss;
+  const t0 = performance.now();
+  let outDir = '';
+  const err = await assertCodeAsync(async () => { outDir = join(f.tmp.path, 'out-8g'); await f.apply(d, p, { outDir }); }, 'ERR_PATCH');
+  const elapsed = performance.now() - t0;
+  const grew = process.memoryUsage().rss - rss0;
+  assert.match(err.message, /8589934592/, `the message names the promised size: ${err.message}`);
+  assert.is(p.patchCalls.length, 0, 'the patcher never saw the patch');
+  // Reading 8 GiB would take minutes; the bound only has to tell that apart (issue 13 item 13).
+  assert.ok(elapsed < 20_000, `refused in ${elapsed.toFixed(0)} ms`);
+  assert.ok(grew < 64 * MiB, `RSS grew ${(grew / MiB).toFixed(1)} MiB`);
+  assert.equal(await readdir(outDir), [], 'nothing written to the output folder');
+}));
 
-unit('header block lengths beyond the patch (8 GiB control block), or negative: ERR_PATCH, patcher not called', async () => {
-  const f = await fixture();
-  try {
-    const p = countingPatcher();
-    const body = Buffer.alloc(64, 1);
-    for (const header of [
-      bsdiffHeader({ ctrlLen: 8 * GiB, dataLen: 0, newSize: f.target.size }),
-      bsdiffHeader({ ctrlLen: 0, dataLen: 2 ** 62, newSize: f.target.size }),
-      bsdiffHeader({ ctrlLen: -1, dataLen: 16, newSize: f.target.size }),
-      bsdiffHeader({ ctrlLen: 16, dataLen: 16, newSize: -1 }),
-    ]) {
-      await assertCodeAsync(async () => f.apply(await f.delta(Buffer.concat([header, body])), p), 'ERR_PATCH');
-    }
-    assert.is(p.patchCalls.length, 0);
-  } finally {
-    await f.tmp.cleanup();
+unit('header block lengths beyond the patch (8 GiB control block), or negative: ERR_PATCH, patcher not called', () => withFixture(async (f) => {
+  const p = countingPatcher();
+  const body = Buffer.alloc(64, 1);
+  for (const header of [
+    bsdiffHeader({ ctrlLen: 8 * GiB, dataLen: 0, newSize: f.target.size }),
+    bsdiffHeader({ ctrlLen: 0, dataLen: 2 ** 62, newSize: f.target.size }),
+    bsdiffHeader({ ctrlLen: -1, dataLen: 16, newSize: f.target.size }),
+    bsdiffHeader({ ctrlLen: 16, dataLen: 16, newSize: -1 }),
+  ]) {
+    await assertCodeAsync(async () => f.apply(await f.delta(Buffer.concat([header, body])), p), 'ERR_PATCH');
   }
-});
+  assert.is(p.patchCalls.length, 0);
+}));
 
 /** The genuine patch's block boundaries, read from its header. */
 function blocks(patch: Buffer): { ctrlEnd: number; dataEnd: number } {
@@ -165,53 +160,38 @@ function blocks(patch: Buffer): { ctrlEnd: number; dataEnd: number } {
   return { ctrlEnd: 32 + ctrl, dataEnd: 32 + ctrl + data };
 }
 
-unit('a truncated patch: cut inside the header, the control block or the diff block → ERR_PATCH before patching', async () => {
-  const f = await fixture();
-  try {
-    const p = countingPatcher();
-    const { ctrlEnd, dataEnd } = blocks(f.genuine);
-    for (const keep of [0, 20, 40, ctrlEnd - 3, Math.floor((ctrlEnd + dataEnd) / 2), dataEnd - 1]) {
-      const outDir = join(f.tmp.path, `out-trunc-${keep}`);
-      await assertCodeAsync(async () => f.apply(await f.delta(f.genuine.subarray(0, keep)), p, { outDir }), 'ERR_PATCH');
-      assert.equal(await readdir(outDir), [], `nothing output for a patch cut to ${keep} bytes`);
-    }
-    assert.is(p.patchCalls.length, 0, 'the header check caught every cut');
-  } finally {
-    await f.tmp.cleanup();
+unit('a truncated patch: cut inside the header, the control block or the diff block → ERR_PATCH before patching', () => withFixture(async (f) => {
+  const p = countingPatcher();
+  const { ctrlEnd, dataEnd } = blocks(f.genuine);
+  for (const keep of [0, 20, 40, ctrlEnd - 3, Math.floor((ctrlEnd + dataEnd) / 2), dataEnd - 1]) {
+    const outDir = join(f.tmp.path, `out-trunc-${keep}`);
+    await assertCodeAsync(async () => f.apply(await f.delta(f.genuine.subarray(0, keep)), p, { outDir }), 'ERR_PATCH');
+    assert.equal(await readdir(outDir), [], `nothing output for a patch cut to ${keep} bytes`);
   }
-});
+  assert.is(p.patchCalls.length, 0, 'the header check caught every cut');
+}));
 
-unit('a patch cut inside its extra block (past what the header can check): ERR_PATCH or ERR_HASH_MISMATCH, no output file', async () => {
-  const f = await fixture();
-  try {
-    const p = countingPatcher();
-    const { dataEnd } = blocks(f.genuine);
-    assert.ok(f.genuine.length - dataEnd > 64, `the fixture patch has an extra block (${f.genuine.length - dataEnd} bytes)`);
-    const outDir = join(f.tmp.path, 'out-tail');
-    await refusedWith(async () => f.apply(await f.delta(f.genuine.subarray(0, dataEnd + Math.floor((f.genuine.length - dataEnd) / 2))), p, { outDir }), ['ERR_PATCH', 'ERR_HASH_MISMATCH']);
-    assert.is(p.patchCalls.length, 1, 'this one reached the patcher (its header is honest)');
-    assert.equal(await readdir(outDir), [], 'no output file');
-  } finally {
-    await f.tmp.cleanup();
-  }
-});
+unit('a patch cut inside its extra block (past what the header can check): ERR_PATCH or ERR_HASH_MISMATCH, no output file', () => withFixture(async (f) => {
+  const p = countingPatcher();
+  const { dataEnd } = blocks(f.genuine);
+  assert.ok(f.genuine.length - dataEnd > 64, `the fixture patch has an extra block (${f.genuine.length - dataEnd} bytes)`);
+  const outDir = join(f.tmp.path, 'out-tail');
+  await refusedWith(async () => f.apply(await f.delta(f.genuine.subarray(0, dataEnd + Math.floor((f.genuine.length - dataEnd) / 2))), p, { outDir }), ['ERR_PATCH', 'ERR_HASH_MISMATCH']);
+  assert.is(p.patchCalls.length, 1, 'this one reached the patcher (its header is honest)');
+  assert.equal(await readdir(outDir), [], 'no output file');
+}));
 
-unit('a patch for another base: refused by the base hash check before patching', async () => {
-  const f = await fixture();
-  try {
-    const p = countingPatcher();
-    // The signed base hash names another file.
-    await assertCodeAsync(async () => f.apply(await f.delta(f.genuine, { baseSha256: sha256('another base') }), p), 'ERR_HASH_MISMATCH');
-    // The signed base hash is right, but the base on disk is another file.
-    const otherBase = join(f.tmp.path, 'other-base');
-    await mkdir(otherBase);
-    await writeFile(join(otherBase, 'bin'), pseudoRandomBytes(64 * 1024, 99));
-    await assertCodeAsync(async () => f.apply(await f.delta(f.genuine), p, { baseDir: otherBase }), 'ERR_HASH_MISMATCH');
-    assert.is(p.patchCalls.length, 0, 'the patcher never ran');
-  } finally {
-    await f.tmp.cleanup();
-  }
-});
+unit('a patch for another base: refused by the base hash check before patching', () => withFixture(async (f) => {
+  const p = countingPatcher();
+  // The signed base hash names another file.
+  await assertCodeAsync(async () => f.apply(await f.delta(f.genuine, { baseSha256: sha256('another base') }), p), 'ERR_HASH_MISMATCH');
+  // The signed base hash is right, but the base on disk is another file.
+  const otherBase = join(f.tmp.path, 'other-base');
+  await mkdir(otherBase);
+  await writeFile(join(otherBase, 'bin'), pseudoRandomBytes(64 * 1024, 99));
+  await assertCodeAsync(async () => f.apply(await f.delta(f.genuine), p, { baseDir: otherBase }), 'ERR_HASH_MISMATCH');
+  assert.is(p.patchCalls.length, 0, 'the patcher never ran');
+}));
 
 /** Plants symlinks named like applyDelta's work files in `workDir`, to a sentinel file and an outside folder. */
 async function plantWorkLinks(workDir: string, sentinel: string, outsideDir: string, names: { file: string[]; dir: string[] }): Promise<void> {
@@ -228,37 +208,27 @@ async function outside(tmp: TempDir): Promise<{ sentinel: string; dir: string; b
   return { sentinel, dir, before: () => snapshotDir(dir) };
 }
 
-unit('symlinks planted at the patch output path (p0) never redirect the genuine patch\'s write outside', async () => {
-  const f = await fixture();
-  try {
-    const o = await outside(f.tmp);
-    const snap = await o.before();
-    const workDir = join(f.tmp.path, 'work-planted-p');
-    await plantWorkLinks(workDir, o.sentinel, o.dir, { file: ['p0', 'p1'], dir: [] });
-    const outDir = join(f.tmp.path, 'out-planted-p');
-    let result = 'applied';
-    try { await f.apply(await f.delta(f.genuine), countingPatcher(), { outDir, workDir }); } catch (err) { result = String(err); }
-    assert.equal(await snapshotDir(o.dir), snap, `nothing outside changed (applyDelta: ${result})`);
-    if (result === 'applied') assert.ok((await lstat(join(outDir, 'bin'))).isFile(), 'the output is a regular file, not a link');
-  } finally {
-    await f.tmp.cleanup();
-  }
-});
+unit('symlinks planted at the patch output path (p0) never redirect the genuine patch\'s write outside', () => withFixture(async (f) => {
+  const o = await outside(f.tmp);
+  const snap = await o.before();
+  const workDir = join(f.tmp.path, 'work-planted-p');
+  await plantWorkLinks(workDir, o.sentinel, o.dir, { file: ['p0', 'p1'], dir: [] });
+  const outDir = join(f.tmp.path, 'out-planted-p');
+  let result = 'applied';
+  try { await f.apply(await f.delta(f.genuine), countingPatcher(), { outDir, workDir }); } catch (err) { result = String(err); }
+  assert.equal(await snapshotDir(o.dir), snap, `nothing outside changed (applyDelta: ${result})`);
+  if (result === 'applied') assert.ok((await lstat(join(outDir, 'bin'))).isFile(), 'the output is a regular file, not a link');
+}));
 
-unit('a symlink planted at the entries folder (e) never lets delta entries land outside', async () => {
-  const f = await fixture();
-  try {
-    const o = await outside(f.tmp);
-    const snap = await o.before();
-    const workDir = join(f.tmp.path, 'work-planted-e');
-    await plantWorkLinks(workDir, o.sentinel, o.dir, { file: [], dir: ['e'] });
-    let result = 'applied';
-    try { await f.apply(await f.delta(f.genuine), countingPatcher(), { workDir }); } catch (err) { result = String(err); }
-    assert.equal(await snapshotDir(o.dir), snap, `nothing outside changed (applyDelta: ${result})`);
-  } finally {
-    await f.tmp.cleanup();
-  }
-});
+unit('a symlink planted at the entries folder (e) never lets delta entries land outside', () => withFixture(async (f) => {
+  const o = await outside(f.tmp);
+  const snap = await o.before();
+  const workDir = join(f.tmp.path, 'work-planted-e');
+  await plantWorkLinks(workDir, o.sentinel, o.dir, { file: [], dir: ['e'] });
+  let result = 'applied';
+  try { await f.apply(await f.delta(f.genuine), countingPatcher(), { workDir }); } catch (err) { result = String(err); }
+  assert.equal(await snapshotDir(o.dir), snap, `nothing outside changed (applyDelta: ${result})`);
+}));
 
 unit('a long base path (short private link b0) with b0 planted as a symlink: nothing outside is written', async () => {
   const f = await fixture(`${'x'.repeat(120)}/${'y'.repeat(120)}`);
@@ -276,38 +246,28 @@ unit('a long base path (short private link b0) with b0 planted as a symlink: not
   }
 });
 
-unit('no descriptor leak over 300 failures that reach the native patcher', async () => {
-  const f = await fixture();
-  try {
-    const p = countingPatcher();
-    // Header consistent with the signed size and the file, garbage blocks: fails inside bspatch.
-    const d = await f.delta(garbagePatch(f.target.size));
-    await assertCodeAsync(() => f.apply(d, p), 'ERR_PATCH'); // warm-up: lazy handles opened once
-    const before = openFdCount();
-    for (let i = 0; i < 300; i++) await assertCodeAsync(() => f.apply(d, p), 'ERR_PATCH');
-    const after = openFdCount();
-    assert.is(p.patchCalls.length, 301, 'every failure reached the native patcher');
-    assert.ok(after <= before + 5, `descriptors: ${before} before, ${after} after 300 failures`);
-  } finally {
-    await f.tmp.cleanup();
-  }
-});
+unit('no descriptor leak over 300 failures that reach the native patcher', () => withFixture(async (f) => {
+  const p = countingPatcher();
+  // Header consistent with the signed size and the file, garbage blocks: fails inside bspatch.
+  const d = await f.delta(garbagePatch(f.target.size));
+  await assertCodeAsync(() => f.apply(d, p), 'ERR_PATCH'); // warm-up: lazy handles opened once
+  const before = openFdCount();
+  for (let i = 0; i < 300; i++) await assertCodeAsync(() => f.apply(d, p), 'ERR_PATCH');
+  const after = openFdCount();
+  assert.is(p.patchCalls.length, 301, 'every failure reached the native patcher');
+  assert.ok(after <= before + 5, `descriptors: ${before} before, ${after} after 300 failures`);
+}));
 
-unit('no descriptor leak over 300 failures refused by the header check', async () => {
-  const f = await fixture();
-  try {
-    const p = countingPatcher();
-    const d = await f.delta(garbagePatch(8 * GiB));
-    await assertCodeAsync(() => f.apply(d, p), 'ERR_PATCH');
-    const before = openFdCount();
-    for (let i = 0; i < 300; i++) await assertCodeAsync(() => f.apply(d, p), 'ERR_PATCH');
-    const after = openFdCount();
-    assert.is(p.patchCalls.length, 0);
-    assert.ok(after <= before + 5, `descriptors: ${before} before, ${after} after 300 failures`);
-  } finally {
-    await f.tmp.cleanup();
-  }
-});
+unit('no descriptor leak over 300 failures refused by the header check', () => withFixture(async (f) => {
+  const p = countingPatcher();
+  const d = await f.delta(garbagePatch(8 * GiB));
+  await assertCodeAsync(() => f.apply(d, p), 'ERR_PATCH');
+  const before = openFdCount();
+  for (let i = 0; i < 300; i++) await assertCodeAsync(() => f.apply(d, p), 'ERR_PATCH');
+  const after = openFdCount();
+  assert.is(p.patchCalls.length, 0);
+  assert.ok(after <= before + 5, `descriptors: ${before} before, ${after} after 300 failures`);
+}));
 
 unit.run();
 
@@ -328,95 +288,65 @@ async function ferryRefused(f: Fixture, patch: Buffer, codes: ErrorCode[], opPat
   return err;
 }
 
-ferryUnit('control: the genuine FERRYBD1 patch applies in process (the native patcher is never called) and builds the signed bytes', async () => {
-  const f = await fixture();
-  try {
-    const p = countingPatcher();
-    const { outDir } = await f.apply(await f.delta(f.ferry), p);
-    assert.is(p.patchCalls.length, 0);
-    assert.is(sha256(await readFile(join(outDir, 'bin'))), f.target.sha256);
-  } finally {
-    await f.tmp.cleanup();
-  }
-});
+ferryUnit('control: the genuine FERRYBD1 patch applies in process (the native patcher is never called) and builds the signed bytes', () => withFixture(async (f) => {
+  const p = countingPatcher();
+  const { outDir } = await f.apply(await f.delta(f.ferry), p);
+  assert.is(p.patchCalls.length, 0);
+  assert.is(sha256(await readFile(join(outDir, 'bin'))), f.target.sha256);
+}));
 
-ferryUnit('a lying header: new size of 8 GiB, old size of another base, stream lengths past the patch → ERR_PATCH, fast, no memory growth', async () => {
-  const f = await fixture();
-  try {
-    const rss0 = process.memoryUsage().rss;
-    const t0 = performance.now();
-    const err = await ferryRefused(f, craftFrom(f.raw, { header: { newSize: BigInt(8 * GiB) } }), ['ERR_PATCH']);
-    assert.match(err.message, /8589934592/);
-    assert.ok(performance.now() - t0 < 20_000);
-    assert.ok(process.memoryUsage().rss - rss0 < 64 * MiB);
-    await ferryRefused(f, craftFrom(f.raw, { header: { oldSize: BigInt(f.base.length - 1) } }), ['ERR_PATCH']);
-    await ferryRefused(f, craftFrom(f.raw, { header: { controlLength: BigInt(8 * GiB) } }), ['ERR_PATCH']);
-    await ferryRefused(f, craftFrom(f.raw, { header: { diffLength: 2n ** 62n } }), ['ERR_PATCH']);
-  } finally {
-    await f.tmp.cleanup();
-  }
-});
+ferryUnit('a lying header: new size of 8 GiB, old size of another base, stream lengths past the patch → ERR_PATCH, fast, no memory growth', () => withFixture(async (f) => {
+  const rss0 = process.memoryUsage().rss;
+  const t0 = performance.now();
+  const err = await ferryRefused(f, craftFrom(f.raw, { header: { newSize: BigInt(8 * GiB) } }), ['ERR_PATCH']);
+  assert.match(err.message, /8589934592/);
+  assert.ok(performance.now() - t0 < 20_000);
+  assert.ok(process.memoryUsage().rss - rss0 < 64 * MiB);
+  await ferryRefused(f, craftFrom(f.raw, { header: { oldSize: BigInt(f.base.length - 1) } }), ['ERR_PATCH']);
+  await ferryRefused(f, craftFrom(f.raw, { header: { controlLength: BigInt(8 * GiB) } }), ['ERR_PATCH']);
+  await ferryRefused(f, craftFrom(f.raw, { header: { diffLength: 2n ** 62n } }), ['ERR_PATCH']);
+}));
 
-ferryUnit('truncated: cut inside the header or any stream, or a stream cut short under a fitted header → ERR_PATCH', async () => {
-  const f = await fixture();
-  try {
-    const ctrl = Number(f.ferry.readBigUInt64LE(32));
-    const diff = Number(f.ferry.readBigUInt64LE(40));
-    for (const keep of [0, 20, 56 + (ctrl >> 1), 56 + ctrl + (diff >> 1), f.ferry.length - 1]) await ferryRefused(f, f.ferry.subarray(0, keep), ['ERR_PATCH']);
-    for (const which of ['control', 'diff', 'extra'] as const) {
-      await ferryRefused(f, craftFrom(f.raw, { streams: (s) => ({ ...s, [which]: s[which].subarray(0, s[which].length >> 1) }) }), ['ERR_PATCH']);
-    }
-  } finally {
-    await f.tmp.cleanup();
+ferryUnit('truncated: cut inside the header or any stream, or a stream cut short under a fitted header → ERR_PATCH', () => withFixture(async (f) => {
+  const ctrl = Number(f.ferry.readBigUInt64LE(32));
+  const diff = Number(f.ferry.readBigUInt64LE(40));
+  for (const keep of [0, 20, 56 + (ctrl >> 1), 56 + ctrl + (diff >> 1), f.ferry.length - 1]) await ferryRefused(f, f.ferry.subarray(0, keep), ['ERR_PATCH']);
+  for (const which of ['control', 'diff', 'extra'] as const) {
+    await ferryRefused(f, craftFrom(f.raw, { streams: (s) => ({ ...s, [which]: s[which].subarray(0, s[which].length >> 1) }) }), ['ERR_PATCH']);
   }
-});
+}));
 
-ferryUnit('a patch for another base: refused by the base hash check, or by the base size before patching', async () => {
-  const f = await fixture();
-  try {
-    await ferryRefused(f, f.ferry, ['ERR_HASH_MISMATCH'], { baseSha256: sha256('another base') });
-    const otherBase = join(f.tmp.path, 'other-base');
-    await mkdir(otherBase);
-    await writeFile(join(otherBase, 'bin'), pseudoRandomBytes(64 * 1024, 99));
-    await ferryRefused(f, f.ferry, ['ERR_HASH_MISMATCH'], {}, { baseDir: otherBase });
-    // A base that hashes as signed but is another size than the patch's: the patch is for another base.
-    const shortBase = join(f.tmp.path, 'short-base');
-    await mkdir(shortBase);
-    const short = f.base.subarray(0, f.base.length - 10);
-    await writeFile(join(shortBase, 'bin'), short);
-    await ferryRefused(f, f.ferry, ['ERR_PATCH'], { baseSha256: sha256(short) }, { baseDir: shortBase });
-  } finally {
-    await f.tmp.cleanup();
-  }
-});
+ferryUnit('a patch for another base: refused by the base hash check, or by the base size before patching', () => withFixture(async (f) => {
+  await ferryRefused(f, f.ferry, ['ERR_HASH_MISMATCH'], { baseSha256: sha256('another base') });
+  const otherBase = join(f.tmp.path, 'other-base');
+  await mkdir(otherBase);
+  await writeFile(join(otherBase, 'bin'), pseudoRandomBytes(64 * 1024, 99));
+  await ferryRefused(f, f.ferry, ['ERR_HASH_MISMATCH'], {}, { baseDir: otherBase });
+  // A base that hashes as signed but is another size than the patch's: the patch is for another base.
+  const shortBase = join(f.tmp.path, 'short-base');
+  await mkdir(shortBase);
+  const short = f.base.subarray(0, f.base.length - 10);
+  await writeFile(join(shortBase, 'bin'), short);
+  await ferryRefused(f, f.ferry, ['ERR_PATCH'], { baseSha256: sha256(short) }, { baseDir: shortBase });
+}));
 
-ferryUnit('output that does not hash: a well-formed patch building other bytes of the signed size → ERR_HASH_MISMATCH, nothing output', async () => {
-  const f = await fixture();
-  try {
-    const diff = Buffer.from(f.raw.diff);
-    diff[diff.length >> 1] = (diff[diff.length >> 1]! + 1) & 0xff;
-    await ferryRefused(f, craftFrom({ ...f.raw, diff }), ['ERR_HASH_MISMATCH']);
-  } finally {
-    await f.tmp.cleanup();
-  }
-});
+ferryUnit('output that does not hash: a well-formed patch building other bytes of the signed size → ERR_HASH_MISMATCH, nothing output', () => withFixture(async (f) => {
+  const diff = Buffer.from(f.raw.diff);
+  diff[diff.length >> 1] = (diff[diff.length >> 1]! + 1) & 0xff;
+  await ferryRefused(f, craftFrom({ ...f.raw, diff }), ['ERR_HASH_MISMATCH']);
+}));
 
-ferryUnit('no descriptor leak over 100 FERRYBD1 failures inside the streams', async () => {
-  const f = await fixture();
-  try {
-    const p = countingPatcher();
-    const d = await f.delta(craftFrom(f.raw, { streams: (s) => ({ ...s, extra: s.extra.subarray(0, s.extra.length >> 1) }) }));
-    await assertCodeAsync(() => f.apply(d, p), 'ERR_PATCH');
-    const before = openFdCount();
-    for (let i = 0; i < 100; i++) await assertCodeAsync(() => f.apply(d, p), 'ERR_PATCH');
-    await new Promise((r) => setTimeout(r, 100));
-    const after = openFdCount();
-    assert.is(p.patchCalls.length, 0);
-    assert.ok(after <= before + 5, `descriptors: ${before} before, ${after} after 100 failures`);
-  } finally {
-    await f.tmp.cleanup();
-  }
-});
+ferryUnit('no descriptor leak over 100 FERRYBD1 failures inside the streams', () => withFixture(async (f) => {
+  const p = countingPatcher();
+  const d = await f.delta(craftFrom(f.raw, { streams: (s) => ({ ...s, extra: s.extra.subarray(0, s.extra.length >> 1) }) }));
+  await assertCodeAsync(() => f.apply(d, p), 'ERR_PATCH');
+  const before = openFdCount();
+  for (let i = 0; i < 100; i++) await assertCodeAsync(() => f.apply(d, p), 'ERR_PATCH');
+  await new Promise((r) => setTimeout(r, 100));
+  const after = openFdCount();
+  assert.is(p.patchCalls.length, 0);
+  assert.ok(after <= before + 5, `descriptors: ${before} before, ${after} after 100 failures`);
+}));
 
 ferryUnit.run();
 

@@ -12,7 +12,7 @@
 // core/delta/make-delta.ts makes the ops.
 
 import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { chmod, copyFile, link, lstat, mkdir, mkdtemp, open, realpath, rename, rm, stat, symlink } from 'node:fs/promises';
+import { chmod, copyFile, link, lstat, mkdir, mkdtemp, open, realpath, rm, stat, symlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -241,8 +241,14 @@ export async function applyDelta(input: {
           // FERRYBD1 (and zstd-from) are applied in process, several at once; an old BSDIFF40
           // entry goes to the native patcher, which holds base and output in memory: one at a time.
           const got = (await startsWith(patch, BSDIFF40)) ? await oneAtATime(run) : await run();
-          if (got.size !== file.size) throw new FerryError('ERR_SIZE', `patched ${op.path} is ${got.size} bytes, signed ${file.size}`);
-          expectHash(got.sha256, op.sha256, `patched ${op.path}`);
+          try {
+            if (got.size !== file.size) throw new FerryError('ERR_SIZE', `patched ${op.path} is ${got.size} bytes, signed ${file.size}`);
+            expectHash(got.sha256, op.sha256, `patched ${op.path}`);
+          } catch (err) {
+            // Bytes that are not the signed ones do not stay, not even in staging.
+            await rm(target, { force: true });
+            throw err;
+          }
           written.push(target);
           break;
         }

@@ -1,8 +1,8 @@
 // A device without a compiler: bsdiff-node is a native module, and `npm install --ignore-scripts`
 // (or a machine with no build tools) leaves it unbuilt. ferry must still work there: it loads
-// bsdiff-node only to make or apply a patch (plugins/bsdiff/patcher.ts), a device update whose
-// plan is a delta falls back to the full artifact, and a release that asks for deltas fails with
-// ERR_NO_PATCHER and a hint, never a stack trace.
+// bsdiff-node only to make a patch or apply an old BSDIFF40 one (plugins/bsdiff/patcher.ts), a
+// device applies FERRYBD1 deltas without it (core/delta/patch-apply.ts, pure TypeScript), and a
+// release that asks for deltas fails with ERR_NO_PATCHER and a hint, never a stack trace.
 //
 // The machine is real: a copy of dist/ and package.json beside a node_modules/ holding links to
 // every package of this checkout except bsdiff-node, which is a copy of the real package without
@@ -12,7 +12,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { cp, mkdir, readdir, readlink, symlink } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, readlink, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { UpdateRecord } from '../../core/spec.ts';
 import { sampleApp, tempDir, writeTree, type TempDir } from '../helpers/repo.ts';
@@ -105,19 +105,20 @@ noPatcher('control: with bsdiff, the same update is a delta', async () => {
   assert.is(record.fellBackToFull, undefined);
 });
 
-noPatcher('an update whose plan is a delta falls back to the full artifact, says why, and commits', async () => {
+noPatcher('issue 14 item 1: an update whose plan is a delta applies it without bsdiff-node (FERRYBD1 patches are applied in pure TypeScript), and commits as a delta', async () => {
+  const envelope = JSON.parse(await readFile(p('repo', 'releases', '1.1.0', 'manifest.json'), 'utf8')) as { payload: string };
+  const payload = JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')) as { targets: Record<string, { deltaPacks: { ops: { op: string }[] }[] }> };
+  const ops = payload.targets['linux-x64']!.deltaPacks[0]!.ops;
+  assert.ok(ops.some((op) => op.op === 'patch'), `the delta holds a patch, or this proves nothing (ops: ${ops.map((op) => op.op).join(', ')})`);
   const r = bare('update', '--home', p('bare-home'));
   assert.is(r.status, 0, r.stderr);
-  assert.match(r.stderr, /ERR_NO_PATCHER/, 'the note says why the delta was not used');
-  assert.match(r.stderr, /bsdiff-node is missing or not built/);
-  assert.match(r.stderr, /using the full artifact/);
-  assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
-  assert.match(r.stdout, /updated 1\.0\.0 -> 1\.1\.0 \(full, after a failed delta/);
+  assert.not.match(r.stderr, /ERR_NO_PATCHER/);
+  assert.not.match(r.stdout, /after a failed delta/);
   assert.is(await readlink(p('bare-home', 'current')), 'releases/1.1.0');
   const record = lastRecord(p('bare-home'));
   assert.is(record.outcome, 'committed');
-  assert.is(record.kind, 'full');
-  assert.is(record.fellBackToFull, true);
+  assert.is(record.kind, 'delta');
+  assert.is(record.fellBackToFull, undefined);
 });
 
 noPatcher('a release that asks for deltas fails with ERR_NO_PATCHER (exit 2) and a hint, and publishes nothing', () => {

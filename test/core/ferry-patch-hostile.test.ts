@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert';
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { brotliCompressSync, constants as z } from 'node:zlib';
+import { zstdFromSupported } from '../../core/delta/zstd-from.ts';
 import { applyPatchEntry, type PatchEntryInput } from '../../core/delta/patch-apply.ts';
 import { writeFerryPatch } from '../../core/delta/patch-encode.ts';
 import { encodeControl, MAX_VARINT_BYTES, unzigzag, zigzag } from '../../core/delta/patch-format.ts';
@@ -137,10 +138,12 @@ hostile('stream lengths that do not add up to the entry size exactly (trailing b
   await assertCodeAsync(() => applyPatchEntry({ baseFile, baseSize: OLD.length, patch: { file, offset: 10, size: genuine.length }, outFile: join(tmp.path, 'past-end'), newSize: RAW.newSize }), 'ERR_PATCH');
 });
 
-hostile('the magic decides: FERRYZF1 → ERR_NO_PATCHER, BSDIFF40 without a native patcher → ERR_NO_PATCHER, anything else → ERR_PATCH', async () => {
+hostile('the magic decides: FERRYZF1 → the zstd-from reader (ERR_NO_PATCHER on a Node without zstd; with zstd its header check refuses these bytes: ERR_PATCH), BSDIFF40 without a native patcher → ERR_NO_PATCHER, anything else → ERR_PATCH', async () => {
   const genuine = craftFrom(RAW);
   const withMagic = (m: string) => Buffer.concat([Buffer.from(m, 'latin1'), genuine.subarray(8)]);
-  await refusedBeforeWriting(withMagic('FERRYZF1'), 'ERR_NO_PATCHER');
+  // Read as FERRYZF1, the FERRYBD1 header's next bytes are a lying old size: core/delta/zstd-from.ts
+  // refuses them before anything is written (a Node without zstd refuses any zstd-from entry).
+  assert.match(await refusedBeforeWriting(withMagic('FERRYZF1'), zstdFromSupported() ? 'ERR_PATCH' : 'ERR_NO_PATCHER'), /zstd-from/);
   await refusedBeforeWriting(withMagic('BSDIFF40'), 'ERR_NO_PATCHER');
   for (const m of ['FERRYBD2', 'ferrybd1', 'BSDIFF41', '\0\0\0\0\0\0\0\0']) await refusedBeforeWriting(withMagic(m), 'ERR_PATCH');
 });

@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { brotliDecompressSync, constants, createBrotliCompress, gzipSync } from 'node:zlib';
+import { brotliDecompressSync, constants, createBrotliCompress, gunzipSync, gzipSync } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
 import { createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
@@ -71,10 +71,11 @@ async function releaseWith(name: string, env: Record<string, string | undefined>
   for (const [k, v] of Object.entries(childEnv)) if (v === undefined) delete childEnv[k];
   const r = spawnSync(process.execPath, ['dist/cli/ferry.js', 'release', appDir, '--repo', repo.repo, '--version', '2.0.0', '--key', join(repo.keysDir, 'release.key'), '--deltas', '0', ...args], { cwd: ROOT, encoding: 'utf8', env: childEnv as NodeJS.ProcessEnv, timeout: 60_000 });
   if (r.status !== 0) return { status: r.status, stderr: r.stderr };
-  return { status: 0, stderr: r.stderr, bytes: await readFile(join(repo.repo, `releases/2.0.0/${TARGET}.full.tar.br`)) };
+  const gzip = args.includes('gzip');
+  return { status: 0, stderr: r.stderr, bytes: await readFile(join(repo.repo, `releases/2.0.0/${TARGET}.full.tar.${gzip ? 'gz' : 'br'}`)) };
 }
 
-full('issue 14 item 3: ferry release compresses at quality 11 unless told (byte-identical to --compression-level 11); FERRY_COMPRESSION_LEVEL or the flag trade size for speed; 12 is refused', async () => {
+full('issue 14 item 3: ferry release compresses at quality 11 unless told (byte-identical to --compression-level 11); FERRY_COMPRESSION_LEVEL or the flag trade size for speed; --full-compression gzip writes a .tar.gz of the same tar; 12 is refused', async () => {
   const byDefault = await releaseWith('default', { FERRY_COMPRESSION_LEVEL: undefined });
   const eleven = await releaseWith('eleven', { FERRY_COMPRESSION_LEVEL: undefined }, '--compression-level', '11');
   const five = await releaseWith('five', { FERRY_COMPRESSION_LEVEL: '5' });
@@ -82,6 +83,10 @@ full('issue 14 item 3: ferry release compresses at quality 11 unless told (byte-
   assert.ok(byDefault.bytes!.equals(eleven.bytes!), 'the default is quality 11');
   assert.ok(five.bytes!.length > byDefault.bytes!.length, `quality 5 (${five.bytes!.length} B) is larger than 11 (${byDefault.bytes!.length} B)`);
   assert.ok(brotliDecompressSync(five.bytes!, brotliDecoder()).equals(brotliDecompressSync(byDefault.bytes!, brotliDecoder())), 'the same tar either way');
+  // For fleets with devices older than ferry 0.2 (they refuse .tar.br): the same tar, gzip -9.
+  const gz = await releaseWith('gzip', {}, '--full-compression', 'gzip');
+  assert.is(gz.status, 0, gz.stderr);
+  assert.ok(gunzipSync(gz.bytes!).equals(brotliDecompressSync(byDefault.bytes!, brotliDecoder())), '--full-compression gzip: a .tar.gz of the same tar');
   const twelve = await releaseWith('twelve', {}, '--compression-level', '12');
   assert.is(twelve.status, 2, 'an out-of-range level is a usage error');
   assert.match(twelve.stderr, /ERR_USAGE/);

@@ -19,11 +19,12 @@ import { copyFile, link, mkdtemp, open, rm, stat, unlink, type FileHandle } from
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream';
-import { constants as z, createBrotliDecompress, type BrotliDecompress } from 'node:zlib';
+import { createBrotliDecompress, type BrotliDecompress } from 'node:zlib';
 import { FerryError, fromFsError } from '../errors.ts';
 import { sha256File } from '../io/hash.ts';
 import type { Patcher } from '../ports/patcher.ts';
 import { applyZstdFromEntry } from './zstd-from.ts';
+import { brotliDecoder } from '../io/brotli.ts';
 import {
   BSDIFF40_MAGIC, FERRYBD1_MAGIC, FERRYZF1_MAGIC, MAGIC_SIZE, MAX_VARINT_BYTES, PATCH_HEADER_SIZE,
   patchMagic, readPatchHeader, statedPatchSize, unzigzag, type PatchHeader,
@@ -182,7 +183,7 @@ class BrotliPull {
 
   constructor(patch: FileHandle, start: number, private readonly length: number, private readonly cap: number, private readonly name: string) {
     // Both coders decode with the large-window flag: it accepts standard streams too.
-    this.decoder = createBrotliDecompress({ chunkSize: STREAM_CHUNK, params: { [z.BROTLI_DECODER_PARAM_LARGE_WINDOW]: 1 } });
+    this.decoder = createBrotliDecompress({ ...brotliDecoder(), chunkSize: STREAM_CHUNK });
     // A stream that fails before anyone pulls it must not crash the process: its error surfaces
     // through the iterator when (if) it is pulled.
     this.decoder.on('error', () => undefined);

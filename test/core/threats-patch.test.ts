@@ -375,6 +375,17 @@ async function scene(): Promise<Scene> {
   return { repo, device, r1: r1.manifest, r2: r2.manifest };
 }
 
+/** Runs `fn` on a fresh scene and removes its device and repository afterwards, whatever happens. */
+async function withScene(fn: (s: Awaited<ReturnType<typeof scene>>) => Promise<void>): Promise<void> {
+  const s = await scene();
+  try {
+    await fn(s);
+  } finally {
+    await s.device.cleanup();
+    await s.repo.cleanup();
+  }
+}
+
 /** Opens the device with a counting patcher and a captured log. */
 async function openCounting(s: Scene): Promise<{ u: Updater; patcher: CountingPatcher; log: string[] }> {
   const patcher = countingPatcher();
@@ -412,44 +423,26 @@ async function expectFallback(s: Scene, deltaCode: RegExp, opts: { patcherMayRun
 
 const e2e = suite('row 17 malicious patch, signed by the publisher (the 8 GiB header is BSDIFF40, the published entries FERRYBD1): the device refuses the delta and installs the full artifact');
 
-e2e('signed patch whose header claims 8 GiB: ERR_PATCH before patching, fallback to full, committed', async () => {
-  const s = await scene();
-  try {
-    await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: garbagePatch(8 * GiB) });
-    const t0 = performance.now();
-    await expectFallback(s, /ERR_PATCH.*8589934592/, { patcherMayRun: false, rssBudget: 128 * MiB });
-    assert.ok(performance.now() - t0 < 60_000, 'done without reading 8 GiB');
-  } finally {
-    await s.device.cleanup();
-    await s.repo.cleanup();
-  }
-});
+e2e('signed patch whose header claims 8 GiB: ERR_PATCH before patching, fallback to full, committed', () => withScene(async (s) => {
+  await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: garbagePatch(8 * GiB) });
+  const t0 = performance.now();
+  await expectFallback(s, /ERR_PATCH.*8589934592/, { patcherMayRun: false, rssBudget: 128 * MiB });
+  assert.ok(performance.now() - t0 < 60_000, 'done without reading 8 GiB');
+}));
 
-e2e('signed truncated patch: ERR_PATCH or ERR_HASH_MISMATCH, fallback to full, committed', async () => {
-  const s = await scene();
-  try {
-    const delta = s.r2.targets[T]!.deltas[0]!;
-    // The genuine patch entry, cut to half its length.
-    const entry = (await deltaEntries(join(s.repo.repo, delta.artifact.path), delta)).get('lib/engine.bin');
-    assert.ok(entry && entry.length > 0, 'the genuine delta patches lib/engine.bin');
-    await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: entry!.subarray(0, Math.floor(entry!.length / 2)) });
-    await expectFallback(s, /ERR_PATCH|ERR_HASH_MISMATCH/, { patcherMayRun: true });
-  } finally {
-    await s.device.cleanup();
-    await s.repo.cleanup();
-  }
-});
+e2e('signed truncated patch: ERR_PATCH or ERR_HASH_MISMATCH, fallback to full, committed', () => withScene(async (s) => {
+  const delta = s.r2.targets[T]!.deltas[0]!;
+  // The genuine patch entry, cut to half its length.
+  const entry = (await deltaEntries(join(s.repo.repo, delta.artifact.path), delta)).get('lib/engine.bin');
+  assert.ok(entry && entry.length > 0, 'the genuine delta patches lib/engine.bin');
+  await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: entry!.subarray(0, Math.floor(entry!.length / 2)) });
+  await expectFallback(s, /ERR_PATCH|ERR_HASH_MISMATCH/, { patcherMayRun: true });
+}));
 
-e2e('signed patch for another base (baseSha256 of another file): refused before patching, fallback to full', async () => {
-  const s = await scene();
-  try {
-    await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', baseSha256: sha256('some other base') });
-    await expectFallback(s, /ERR_HASH_MISMATCH/, { patcherMayRun: false });
-  } finally {
-    await s.device.cleanup();
-    await s.repo.cleanup();
-  }
-});
+e2e('signed patch for another base (baseSha256 of another file): refused before patching, fallback to full', () => withScene(async (s) => {
+  await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', baseSha256: sha256('some other base') });
+  await expectFallback(s, /ERR_HASH_MISMATCH/, { patcherMayRun: false });
+}));
 
 e2e('symlinks planted in staging/ under every predictable work-file name: nothing outside the home is touched', async () => {
   const s = await scene();
@@ -511,30 +504,24 @@ e2e('a symlink planted at the delta\'s predictable cache path (cache/<sha256>.pa
   }
 });
 
-e2e('a delta artifact whose bytes differ from its signed hash (bad mirror): the download falls back to the full artifact', async () => {
-  const s = await scene();
+e2e('a delta artifact whose bytes differ from its signed hash (bad mirror): the download falls back to the full artifact', () => withScene(async (s) => {
+  const art = join(s.repo.repo, s.r2.targets[T]!.deltas[0]!.artifact.path);
+  const bytes = await readFile(art);
+  bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0x01;
+  await writeFile(art, bytes);
+  const { u, log } = await openCounting(s);
   try {
-    const art = join(s.repo.repo, s.r2.targets[T]!.deltas[0]!.artifact.path);
-    const bytes = await readFile(art);
-    bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0x01;
-    await writeFile(art, bytes);
-    const { u, log } = await openCounting(s);
-    try {
-      assert.match((await u.checkUpdate()).downloadUrl ?? '', /\.delta$/, 'the delta is planned');
-      const result = await u.apply().catch((err: unknown) => err);
-      assert.ok(!(result instanceof Error), `apply must fall back to the full artifact, but failed: ${String(result)} (log ${JSON.stringify(log)})`);
-      assert.is((result as { status: string }).status, 'committed');
-      const record = (await u.history()).find((h) => h.to === '1.1.0');
-      assert.is(record?.fellBackToFull, true);
-    } finally {
-      await u.close();
-    }
-    await assertInstalled(s.device, s.r2);
+    assert.match((await u.checkUpdate()).downloadUrl ?? '', /\.delta$/, 'the delta is planned');
+    const result = await u.apply().catch((err: unknown) => err);
+    assert.ok(!(result instanceof Error), `apply must fall back to the full artifact, but failed: ${String(result)} (log ${JSON.stringify(log)})`);
+    assert.is((result as { status: string }).status, 'committed');
+    const record = (await u.history()).find((h) => h.to === '1.1.0');
+    assert.is(record?.fellBackToFull, true);
   } finally {
-    await s.device.cleanup();
-    await s.repo.cleanup();
+    await u.close();
   }
-});
+  await assertInstalled(s.device, s.r2);
+}));
 
 e2e.run();
 
@@ -545,68 +532,44 @@ function engineRaw(): RawPatch {
 
 const ferryE2e = suite('issue 14 item 8: row 17 malicious FERRYBD1 patch, signed by the publisher: the device refuses the delta and installs the full artifact');
 
-ferryE2e('control: a genuine FERRYBD1 entry signed in place of the BSDIFF40 one installs from the delta, without the native patcher', async () => {
-  const s = await scene();
+ferryE2e('control: a genuine FERRYBD1 entry signed in place of the BSDIFF40 one installs from the delta, without the native patcher', () => withScene(async (s) => {
+  const raw = engineRaw();
+  const tmp = await tempDir('ferry-row17-fbd-');
   try {
-    const raw = engineRaw();
-    const tmp = await tempDir('ferry-row17-fbd-');
-    try {
-      await writeFerryPatch(raw, join(tmp.path, 'engine.fbd'));
-      await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: await readFile(join(tmp.path, 'engine.fbd')) });
-    } finally {
-      await tmp.cleanup();
-    }
-    const { u, patcher } = await openCounting(s);
-    try {
-      assert.is((await u.apply()).status, 'committed');
-      const record = (await u.history()).find((h) => h.to === '1.1.0');
-      assert.is(record?.kind, 'delta');
-      assert.not.ok(record?.fellBackToFull);
-      assert.equal(patcher.patchCalls.filter(([oldFile]) => oldFile.endsWith('engine.bin')), []);
-    } finally {
-      await u.close();
-    }
-    await assertInstalled(s.device, s.r2);
+    await writeFerryPatch(raw, join(tmp.path, 'engine.fbd'));
+    await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: await readFile(join(tmp.path, 'engine.fbd')) });
   } finally {
-    await s.device.cleanup();
-    await s.repo.cleanup();
+    await tmp.cleanup();
   }
-});
+  const { u, patcher } = await openCounting(s);
+  try {
+    assert.is((await u.apply()).status, 'committed');
+    const record = (await u.history()).find((h) => h.to === '1.1.0');
+    assert.is(record?.kind, 'delta');
+    assert.not.ok(record?.fellBackToFull);
+    assert.equal(patcher.patchCalls.filter(([oldFile]) => oldFile.endsWith('engine.bin')), []);
+  } finally {
+    await u.close();
+  }
+  await assertInstalled(s.device, s.r2);
+}));
 
-ferryE2e('signed FERRYBD1 patch whose header claims 8 GiB: ERR_PATCH before writing, fallback to full, committed', async () => {
-  const s = await scene();
-  try {
-    await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: craftFrom(engineRaw(), { header: { newSize: BigInt(8 * GiB) } }) });
-    await expectFallback(s, /ERR_PATCH.*8589934592/, { patcherMayRun: false, rssBudget: 128 * MiB });
-  } finally {
-    await s.device.cleanup();
-    await s.repo.cleanup();
-  }
-});
+ferryE2e('signed FERRYBD1 patch whose header claims 8 GiB: ERR_PATCH before writing, fallback to full, committed', () => withScene(async (s) => {
+  await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: craftFrom(engineRaw(), { header: { newSize: BigInt(8 * GiB) } }) });
+  await expectFallback(s, /ERR_PATCH.*8589934592/, { patcherMayRun: false, rssBudget: 128 * MiB });
+}));
 
-ferryE2e('signed FERRYBD1 patch with its diff stream cut short: ERR_PATCH, fallback to full, committed', async () => {
-  const s = await scene();
-  try {
-    await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: craftFrom(engineRaw(), { streams: (x) => ({ ...x, diff: x.diff.subarray(0, x.diff.length >> 1) }) }) });
-    await expectFallback(s, /ERR_PATCH/, { patcherMayRun: false });
-  } finally {
-    await s.device.cleanup();
-    await s.repo.cleanup();
-  }
-});
+ferryE2e('signed FERRYBD1 patch with its diff stream cut short: ERR_PATCH, fallback to full, committed', () => withScene(async (s) => {
+  await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: craftFrom(engineRaw(), { streams: (x) => ({ ...x, diff: x.diff.subarray(0, x.diff.length >> 1) }) }) });
+  await expectFallback(s, /ERR_PATCH/, { patcherMayRun: false });
+}));
 
-ferryE2e('signed FERRYBD1 patch that builds other bytes: ERR_HASH_MISMATCH, fallback to full, committed', async () => {
-  const s = await scene();
-  try {
-    const raw = engineRaw();
-    const extra = Buffer.from(raw.extra.length > 0 ? raw.extra : raw.diff);
-    extra[0] = extra[0]! ^ 0xff;
-    await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: craftFrom(raw.extra.length > 0 ? { ...raw, extra } : { ...raw, diff: extra }) });
-    await expectFallback(s, /ERR_HASH_MISMATCH/, { patcherMayRun: false });
-  } finally {
-    await s.device.cleanup();
-    await s.repo.cleanup();
-  }
-});
+ferryE2e('signed FERRYBD1 patch that builds other bytes: ERR_HASH_MISMATCH, fallback to full, committed', () => withScene(async (s) => {
+  const raw = engineRaw();
+  const extra = Buffer.from(raw.extra.length > 0 ? raw.extra : raw.diff);
+  extra[0] = extra[0]! ^ 0xff;
+  await resignDelta(s.repo, '1.1.0', '1.0.0', { path: 'lib/engine.bin', entry: craftFrom(raw.extra.length > 0 ? { ...raw, extra } : { ...raw, diff: extra }) });
+  await expectFallback(s, /ERR_HASH_MISMATCH/, { patcherMayRun: false });
+}));
 
 ferryE2e.run();

@@ -8,6 +8,9 @@
 //   trust/roots/<N>.json  every root of the chain this device verified, as signed (for LAN peers)
 //   trust/channels/<c>.json  the newest channel pointer it accepted, as signed (for LAN peers)
 //   state/                LevelDB: journal, history, restore points, approvals
+//   device/device.key     this device's ed25519 key pair (mode 0600; the secret never leaves the home)
+//   device/report.json    the newest signed report this device wrote (core/fleet/device-report.ts)
+//   reports/              reports of other devices this one relays (LAN peers), newest per device
 //   ferry.json            device config
 //   lock                  the pid of the ferry process working on this home
 
@@ -30,6 +33,14 @@ export interface HomeLayout {
   trustChannels: string;
   state: string;
   lock: string;
+  /** device/: the device key pair and its newest signed report. */
+  deviceDir: string;
+  /** device/device.key: {keytype, keyid, public, secret}, mode 0600. */
+  deviceKey: string;
+  /** device/report.json: the newest signed report (a DSSE envelope). */
+  deviceReport: string;
+  /** reports/: other devices' newest reports, kept to pass on (core/fleet/report-inbox.ts). */
+  reportsInbox: string;
   release(version: string): string;
   manifest(version: string): string;
   /** trust/roots/<N>.json */
@@ -54,6 +65,10 @@ export function homeLayout(home: string): HomeLayout {
     trustChannels: join(home, 'trust', 'channels'),
     state: join(home, 'state'),
     lock: join(home, 'lock'),
+    deviceDir: join(home, 'device'),
+    deviceKey: join(home, 'device', 'device.key'),
+    deviceReport: join(home, 'device', 'report.json'),
+    reportsInbox: join(home, 'reports'),
     release: (version) => join(home, 'releases', version),
     manifest: (version) => join(home, 'manifests', `${version}.json`),
     keptRoot: (version) => join(home, 'trust', 'roots', `${version}.json`),

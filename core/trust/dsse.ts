@@ -17,6 +17,8 @@ export const PAYLOAD_TYPES = {
   root: 'application/vnd.ferry.root+json',
   channel: 'application/vnd.ferry.channel+json',
   manifest: 'application/vnd.ferry.manifest+json',
+  /** A device's signed report (core/fleet/report.ts), signed by the device's own key. */
+  report: 'application/vnd.ferry.report+json',
 } as const;
 
 /** PAE(type, body) = "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body */

@@ -128,9 +128,27 @@ export interface ManifestDoc {
   targets: Record<TargetKey, TargetRelease>;
 }
 
+/**
+ * A phased rollout of a channel's version (core/policy/rollout.ts decides on the device): only the
+ * devices whose bucket, a hash of device id and salt, falls under the percentage take it. The
+ * others stay, or install `previous` (the version the channel named before) when they have none.
+ */
+export interface Rollout {
+  /** 0-100, at most two decimals; 0 halts the rollout. */
+  percent: number;
+  /** 32 hex digits, new for each version's rollout, so the same devices are not always first. */
+  salt: string;
+  /** From each `at` on, `percent` applies instead (ascending by `at`). */
+  steps: { at: string; percent: number }[];
+  /** The channel's version before this one, for devices outside the rollout; null for a channel's first. */
+  previous: { version: string; manifest: FileRef } | null;
+}
+
 export interface ChannelTarget {
   version: string;
   manifest: FileRef;
+  /** Absent: every device takes `version`. Devices older than rollouts ignore this field. */
+  rollout?: Rollout;
 }
 
 export interface ChannelDoc {

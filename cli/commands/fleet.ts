@@ -125,7 +125,7 @@ export function fleetLines(run: FleetRun): string[] {
   }
   lines.push('', 'failures (last attempt):');
   if (s.failures.length === 0) lines.push('  none');
-  else lines.push(...table(['error code', 'devices', 'versions tried'], s.failures.map((r) => [r.code, String(r.devices), r.versions.join(', ')])));
+  else lines.push(...table(['error code', 'devices', 'versions tried', 'sources'], s.failures.map((r) => [r.code, String(r.devices), r.versions.join(', '), r.sources.join(', ')])));
   lines.push('', `not heard from since ${s.silent.since}:`);
   if (s.silent.devices.length === 0) lines.push('  none');
   else lines.push(...table(['device', 'last report', 'version', 'channel', 'target'], s.silent.devices.map((r) => [r.deviceId, r.lastReport, r.currentVersion ?? 'none', r.channel, r.target])));

@@ -82,7 +82,7 @@ export function renderFleetHtml(s: FleetSummary): string {
   const rollouts = table('fleet-rollouts', 'Rollouts', ['channel', 'target', 'version', 'percent now', 'running', 'in rollout', 'eligible'], s.rollouts.map((r) => [
     r.channel, r.target, r.version, r.phased ? `${r.percentNow}%${r.halted ? ' (halted)' : ''}` : '100% (no rollout)', String(r.running), String(r.inRollout), String(r.eligible),
   ]));
-  const failures = table('fleet-failures', 'Failures (last attempt)', ['error code', 'devices', 'versions tried'], s.failures.map((r) => [r.code, String(r.devices), r.versions.join(', ')]));
+  const failures = table('fleet-failures', 'Failures (last attempt)', ['error code', 'devices', 'versions tried', 'sources'], s.failures.map((r) => [r.code, String(r.devices), r.versions.join(', '), r.sources.join(', ')]));
   const silent = table('fleet-silent', `Not heard from since ${s.silent.since}`, ['device', 'last report', 'version', 'channel', 'target'], s.silent.devices.map((r) => [
     r.deviceId, r.lastReport, r.currentVersion ?? 'none', r.channel, r.target,
   ]));

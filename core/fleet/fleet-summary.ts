@@ -31,7 +31,16 @@ export interface RolloutRow {
   /** Eligible devices whose bucket is under the percentage now (those that take it when they check). */
   inRollout: number;
 }
-export interface FailureRow { code: string; devices: number; versions: string[] }
+export interface FailureRow {
+  code: string;
+  devices: number;
+  /** The versions those attempts were for. */
+  versions: string[];
+  /** Where their bytes came from (an origin, a stick, a peer), at most FAILURE_SOURCES_LISTED. */
+  sources: string[];
+}
+/** How many distinct sources a failure row names. */
+export const FAILURE_SOURCES_LISTED = 5;
 export interface SilentRow { deviceId: string; lastReport: string; currentVersion: string | null; channel: string; target: string }
 export interface History {
   /** UTC days, YYYY-MM-DD, oldest first. */
@@ -137,17 +146,18 @@ export function rolloutRows(reports: readonly DeviceReport[], channels: readonly
 
 /** Devices whose last attempt ended with an error code, by code. */
 export function failureRows(reports: readonly DeviceReport[]): FailureRow[] {
-  const byCode = new Map<string, { devices: number; versions: Set<string> }>();
+  const byCode = new Map<string, { devices: number; versions: Set<string>; sources: Set<string> }>();
   for (const r of reports) {
     const code = r.lastAttempt?.errorCode;
     if (!code) continue;
-    const row = byCode.get(code) ?? { devices: 0, versions: new Set<string>() };
+    const row = byCode.get(code) ?? { devices: 0, versions: new Set<string>(), sources: new Set<string>() };
     row.devices++;
     if (r.lastAttempt!.to) row.versions.add(r.lastAttempt!.to);
+    if (r.lastAttempt!.source) row.sources.add(r.lastAttempt!.source);
     byCode.set(code, row);
   }
   return [...byCode.entries()]
-    .map(([code, row]) => ({ code, devices: row.devices, versions: [...row.versions].sort(byVersionDesc) }))
+    .map(([code, row]) => ({ code, devices: row.devices, versions: [...row.versions].sort(byVersionDesc), sources: [...row.sources].sort().slice(0, FAILURE_SOURCES_LISTED) }))
     .sort((a, b) => b.devices - a.devices || cmp(a.code, b.code));
 }
 

@@ -96,7 +96,7 @@ item('the first run (trust on first use): every refusal counted, the summary exa
   assert.equal(refused, { 'forged.json': 'ERR_SIGNATURE', 'swapped.json': 'ERR_SIGNATURE', 'other-app.json': 'ERR_WRONG_TARGET', 'huge.json': 'ERR_TOO_LARGE', 'junk.json': 'ERR_JSON', 'not-a-report.json': 'ERR_SCHEMA' });
   assert.match(s.refused.find((r) => r.file === 'huge.json')!.message, /not read/);
   assert.equal(s.versions, [{ target: 'linux-x64', version: '1.1.0', devices: 12 }, { target: 'linux-x64', version: '1.0.0', devices: 8 }]);
-  assert.equal(s.failures, [{ code: 'ERR_UNHEALTHY', devices: 2, versions: ['1.1.0'] }, { code: 'ERR_NO_SPACE', devices: 1, versions: ['1.1.0'] }]);
+  assert.equal(s.failures, [{ code: 'ERR_UNHEALTHY', devices: 2, versions: ['1.1.0'], sources: ['usb:/media/stick'] }, { code: 'ERR_NO_SPACE', devices: 1, versions: ['1.1.0'], sources: ['usb:/media/stick'] }]);
   assert.equal(s.silent.devices.map((d) => d.deviceId).sort(), [devices[18]!.id, devices[19]!.id].sort());
   assert.is(s.silent.since, ago(7 * DAY));
   // Versions over time: 11 days (10 days ago … today), 20 devices every day, 1.1.0 from 2 days ago.

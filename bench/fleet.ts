@@ -3,6 +3,8 @@
 // Reports origin bytes, total time and per-device bytes, and the target "with peers the origin
 // serves each artifact once per LAN" as PASS/MISS. Devices live in network namespaces when run as
 // root with `ip netns` (mDNS discovery, as on a real LAN), else on loopback with a static list.
+// Then bench/fleet-reports.ts (report bytes per device per day, `ferry fleet` over 10,000
+// reports), which also runs alone as `fleet-reports`.
 //   node --import tsx bench/fleet.ts [N]        (or registered in bench/run.ts as `fleet`)
 
 import { join } from 'node:path';
@@ -127,6 +129,9 @@ export async function run({ log }: { log: (line: string) => void }, n = Number(p
     await tmp.cleanup();
     await repo.cleanup();
   }
+  // The reports that come back from the fleet (issue 16); also runnable alone as `fleet-reports`.
+  log('');
+  await (await import('./fleet-reports.ts')).run({ log });
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -11,7 +11,8 @@ interface Bench {
 const BENCHES: Bench[] = [
   { name: 'delta', description: 'ferry delta vs xdelta3 / zstd --patch-from on real npm releases', load: () => import('./delta.ts') },
   { name: 'apply', description: 'device update time and memory, full and delta, vs cp -a + sha256sum', load: () => import('./apply.ts') },
-  { name: 'fleet', description: 'N devices updating with and without LAN peers: origin bytes, time', load: () => import('./fleet.ts') },
+  { name: 'fleet', description: 'N devices updating with and without LAN peers: origin bytes, time; then fleet-reports', load: () => import('./fleet.ts') },
+  { name: 'fleet-reports', description: 'report bytes per device per day, and ferry fleet over 10,000 reports vs reading them', load: () => import('./fleet-reports.ts') },
   { name: 'handover', description: 'ferry run handover under wrk load vs steady state and pm2 reload', load: () => import('./handover.ts') },
   { name: 'serve', description: 'ferry serve artifact throughput vs nginx on the same files', load: () => import('./serve.ts') },
   { name: 'footprint', description: 'ferry start-up time and memory, and the idle agent, vs plain node', load: () => import('./footprint.ts') },

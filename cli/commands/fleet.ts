@@ -96,12 +96,13 @@ export async function runFleet(o: FleetOptions): Promise<FleetRun> {
   const statePath = resolve(o.state ?? join(o.dir, DEFAULT_STATE_NAME));
   const before = await loadFleetState(statePath, app);
   const files = await readReportFiles(o.dir, { skip: [statePath, join(o.dir, DEFAULT_STATE_NAME)] });
-  const { state, outcomes } = foldReports(before, candidatesOf(files, new Set(before.seen)), { app, allowed }, now);
+  const { state, outcomes } = foldReports(before, candidatesOf(files, before.seen), { app, allowed }, now);
   await saveFleetState(statePath, state);
   const summary = summarizeFleet({
     app,
     now,
-    reports: Object.values(state.devices).map((d) => d.report),
+    // With an allow-list, a device remembered from before whose key is no longer on it is not shown.
+    reports: Object.values(state.devices).filter((d) => !allowed || allowed.has(d.publicKey)).map((d) => d.report),
     channels: fromRepo?.channels ?? [],
     silentSince,
     outcomes,

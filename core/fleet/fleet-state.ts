@@ -39,14 +39,15 @@ export interface FleetState {
   app: string;
   devices: Record<string, DeviceState>;
   /**
-   * sha256 of the envelope files read last run that were accepted or already seen: the same
-   * bytes again need no second signature check (they were verified when first accepted).
+   * sha256 of each envelope file read last run that was accepted or already seen, to its device
+   * id: the same bytes again need no second signature check (they were verified when first
+   * accepted); the id keeps the allow-list check for them.
    */
-  seen: string[];
+  seen: Record<string, string>;
 }
 
 export function emptyFleetState(app: string): FleetState {
-  return { type: STATE_TYPE, app, devices: {}, seen: [] };
+  return { type: STATE_TYPE, app, devices: {}, seen: {} };
 }
 
 export interface ReportContext {
@@ -77,7 +78,7 @@ export type Candidate =
   | { file: string; envelopeSha256: string; verified: VerifiedReport }
   | { file: string; envelopeSha256: string | null; error: { code: ErrorCode; message: string } }
   /** Bytes already accepted by an earlier run (their hash is in state.seen): not verified again. */
-  | { file: string; envelopeSha256: string; seenBefore: true };
+  | { file: string; envelopeSha256: string; seenBefore: string };
 
 export interface Outcome {
   file: string;
@@ -95,13 +96,19 @@ export interface Outcome {
  */
 export function foldReports(state: FleetState, candidates: readonly Candidate[], ctx: ReportContext, now: Date): { state: FleetState; outcomes: Outcome[] } {
   const devices: Record<string, DeviceState> = { ...state.devices };
-  const seen: string[] = [];
+  const seen: Record<string, string> = {};
   const outcomes: Outcome[] = [];
   const verified: Extract<Candidate, { verified: VerifiedReport }>[] = [];
   for (const c of candidates) {
     if ('seenBefore' in c) {
-      outcomes.push({ file: c.file, deviceId: null, result: 'same' });
-      seen.push(c.envelopeSha256);
+      const deviceId = c.seenBefore;
+      const key = devices[deviceId]?.publicKey;
+      if (ctx.allowed && (key === undefined || !ctx.allowed.has(key))) {
+        outcomes.push({ file: c.file, deviceId, result: 'refused', code: 'ERR_UNKNOWN_KEY', message: `device ${deviceId}: its key is not on the allow-list` });
+        continue;
+      }
+      outcomes.push({ file: c.file, deviceId, result: 'same' });
+      seen[c.envelopeSha256] = deviceId;
     } else if ('error' in c) {
       outcomes.push({ file: c.file, deviceId: null, result: 'refused', code: c.error.code, message: c.error.message });
     } else {
@@ -120,7 +127,7 @@ export function foldReports(state: FleetState, candidates: readonly Candidate[],
       outcomes.push({ file: c.file, deviceId: report.deviceId, result: 'refused', code: decision.refuse, message: decision.message });
       continue;
     }
-    seen.push(c.envelopeSha256);
+    seen[c.envelopeSha256] = report.deviceId;
     if (decision.accept === 'same') {
       outcomes.push({ file: c.file, deviceId: report.deviceId, result: 'same' });
       continue;
@@ -135,7 +142,7 @@ export function foldReports(state: FleetState, candidates: readonly Candidate[],
     outcomes.push({ file: c.file, deviceId: report.deviceId, result: 'accepted' });
   }
   outcomes.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
-  return { state: { type: STATE_TYPE, app: state.app, devices, seen: [...new Set(seen)].sort() }, outcomes };
+  return { state: { type: STATE_TYPE, app: state.app, devices, seen }, outcomes };
 }
 
 /** The state in `path`, or an empty one when there is none; ERR_WRONG_TARGET for another app's. */
@@ -149,7 +156,7 @@ export async function loadFleetState(path: string, app: string): Promise<FleetSt
   }
   if (bytes.length > STATE_MAX_BYTES) throw new FerryError('ERR_TOO_LARGE', `${path} is over ${STATE_MAX_BYTES} bytes`);
   const doc = parseStrictJson(bytes, STATE_MAX_BYTES, path) as Record<string, unknown>;
-  if (doc?.type !== STATE_TYPE || typeof doc.app !== 'string' || typeof doc.devices !== 'object' || doc.devices === null || !Array.isArray(doc.seen)) {
+  if (doc?.type !== STATE_TYPE || typeof doc.app !== 'string' || typeof doc.devices !== 'object' || doc.devices === null || typeof doc.seen !== 'object' || doc.seen === null || Array.isArray(doc.seen)) {
     throw new FerryError('ERR_SCHEMA', `${path} is not a ferry fleet state file`);
   }
   if (doc.app !== app) throw new FerryError('ERR_WRONG_TARGET', `${path} is the fleet state of app "${doc.app}", not "${app}" (give another --state)`);
@@ -161,7 +168,9 @@ export async function loadFleetState(path: string, app: string): Promise<FleetSt
     }
     devices[id] = { publicKey: value.publicKey, firstSeen: value.firstSeen, sequence: value.sequence, payloadSha256: value.payloadSha256, report };
   }
-  return { type: STATE_TYPE, app, devices, seen: (doc.seen as unknown[]).filter((s): s is string => typeof s === 'string') };
+  const seen: Record<string, string> = {};
+  for (const [hash, id] of Object.entries(doc.seen as Record<string, unknown>)) if (typeof id === 'string' && devices[id]) seen[hash] = id;
+  return { type: STATE_TYPE, app, devices, seen };
 }
 
 export async function saveFleetState(path: string, state: FleetState): Promise<void> {

@@ -82,11 +82,12 @@ async function readOne(path: string, name: string): Promise<ReportFile | null> {
  * as accepted by an earlier run are not verified again (they were, when first accepted), which
  * keeps a re-run over the same folder cheap. An oversized file is refused without its bytes.
  */
-export function candidatesOf(files: readonly ReportFile[], seen: ReadonlySet<string>): Candidate[] {
+export function candidatesOf(files: readonly ReportFile[], seen: Readonly<Record<string, string>>): Candidate[] {
   return files.map((f): Candidate => {
     if (f.bytes === null) return { file: f.path, envelopeSha256: null, error: { code: 'ERR_TOO_LARGE', message: `${f.path} is ${f.size} bytes, over the ${REPORT_MAX_BYTES}-byte cap (not read)` } };
     const envelopeSha256 = sha256(f.bytes);
-    if (seen.has(envelopeSha256)) return { file: f.path, envelopeSha256, seenBefore: true };
+    const seenBefore = Object.hasOwn(seen, envelopeSha256) ? seen[envelopeSha256] : undefined;
+    if (seenBefore !== undefined) return { file: f.path, envelopeSha256, seenBefore };
     try {
       return { file: f.path, envelopeSha256, verified: parseReport(f.bytes, f.path) };
     } catch (err) {

@@ -137,6 +137,11 @@ item('an allow-list refuses keys not on it (ERR_UNKNOWN_KEY), and a state of its
   assert.is(run.summary.devices, 19);
   assert.is(run.summary.refusals.ERR_UNKNOWN_KEY, 1);
   assert.is(run.summary.refused.find((r) => r.code === 'ERR_UNKNOWN_KEY')?.deviceId, devices[19]!.id);
+  // The same list on the folder's own state, where device 19 is remembered and its file already seen.
+  const known = await runFleet({ dir, app: 'sample-app', devices: list, now: NOW });
+  assert.is(known.summary.devices, 19);
+  assert.is(known.summary.refusals.ERR_UNKNOWN_KEY, 1);
+  assert.is(known.summary.reports.alreadySeen, 21);
   assert.throws(() => parseDeviceList('zz\n', 'x'), /line 1/);
 });
 

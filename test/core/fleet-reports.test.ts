@@ -58,9 +58,9 @@ item.before(async () => {
     // A tree, as gathered from sticks and peers: folders per site, at two depths.
     await writeReport(join(dir, i % 2 ? 'site-a' : 'site-b/stick-1', `${devices[i]!.id}.json`), reportFor(i), devices[i]!);
   }
-  // Device 0's older reports, named to sort before its newest: processed in sequence order, all accepted.
-  await writeReport(join(dir, 'a-old', '0-seq1.json'), reportFor(0, { sequence: 1, currentVersion: '1.0.0', time: ago(3 * DAY) }), devices[0]!);
-  await writeReport(join(dir, 'a-old', '0-seq2.json'), reportFor(0, { sequence: 2, currentVersion: '1.0.0', time: ago(2.5 * DAY) }), devices[0]!);
+  // Device 0's older reports, in a folder walked after its newest: processed in sequence order, all accepted.
+  await writeReport(join(dir, 'z-old', '0-seq1.json'), reportFor(0, { sequence: 1, currentVersion: '1.0.0', time: ago(3 * DAY) }), devices[0]!);
+  await writeReport(join(dir, 'z-old', '0-seq2.json'), reportFor(0, { sequence: 2, currentVersion: '1.0.0', time: ago(2.5 * DAY) }), devices[0]!);
   // Forged: device 1's report claiming 9.9.9 with its genuine signature kept.
   const genuine = await readFile(join(dir, 'site-a', `${devices[1]!.id}.json`));
   await writeFile(join(dir, 'forged.json'), forge(genuine, (r) => { r.currentVersion = '9.9.9'; r.sequence = 99; }));

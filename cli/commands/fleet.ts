@@ -119,7 +119,8 @@ export function fleetLines(run: FleetRun): string[] {
     'devices per version:',
     ...table(['target', 'version', 'devices'], s.versions.map((r) => [r.target, r.version ?? 'none', String(r.devices)])),
   ];
-  if (s.rollouts.length > 0) {
+  if (s.rollouts.length === 0) lines.push('', 'rollouts: none known (--repo DIR reads the channel pointers)');
+  else {
     lines.push('', 'rollouts:', ...table(['channel', 'target', 'version', 'percent now', 'running', 'in rollout', 'eligible'], s.rollouts.map((r) => [
       r.channel, r.target, r.version, r.phased ? `${r.percentNow}%${r.halted ? ' (halted)' : ''}` : '100% (no rollout)', String(r.running), String(r.inRollout), String(r.eligible),
     ])));

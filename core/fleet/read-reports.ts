@@ -23,13 +23,22 @@ export async function readReportFiles(dir: string, options: { skip?: string[] } 
   const paths: string[] = [];
   await walk(resolve(dir), skip, paths);
   paths.sort();
-  const files: ReportFile[] = [];
-  for (const path of paths) {
-    const file = await readOne(path, relative(dir, path));
-    if (file) files.push(file);
-  }
-  return files;
+  // A few files at once: each costs four round trips to the thread pool (open, stat, read, close),
+  // and one after the other 10,000 of them wait on each other more than on the disk.
+  const read: (ReportFile | null)[] = new Array(paths.length).fill(null);
+  let next = 0;
+  const worker = async () => {
+    while (next < paths.length) {
+      const i = next++;
+      read[i] = await readOne(paths[i]!, relative(dir, paths[i]!));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_AT_ONCE, paths.length) }, worker));
+  return read.filter((f): f is ReportFile => f !== null);
 }
+
+/** Files read at once (the thread pool has 4 threads by default; a little more keeps it busy). */
+const READ_AT_ONCE = 8;
 
 async function walk(dir: string, skip: Set<string>, out: string[]): Promise<void> {
   let entries;

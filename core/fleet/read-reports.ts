@@ -5,7 +5,7 @@
 // links are not followed (a link could point anywhere on the reader's machine), and the fleet's own
 // state file is skipped. Reading only: verification is parseReport's, trust is fleet-state.ts's.
 
-import { open, readdir } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync, readdirSync, readSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { FerryError, fromFsError } from '../errors.ts';
 import { sha256 } from '../io/hash.ts';
@@ -17,74 +17,69 @@ export type ReportFile =
   /** Over REPORT_MAX_BYTES: never read. */
   | { path: string; size: number; bytes: null };
 
-/** The report files under `dir`, sorted by path (relative to `dir`), skipping the `skip` paths. */
+/**
+ * The report files under `dir`, sorted by path (relative to `dir`), skipping the `skip` paths.
+ * Synchronous file calls on purpose: `ferry fleet` does nothing else meanwhile, and 10,000 small
+ * files through the promise API cost four thread-pool round trips each (open, stat, read, close),
+ * several times the time of the reads themselves (bench/fleet-reports.ts).
+ */
 export async function readReportFiles(dir: string, options: { skip?: string[] } = {}): Promise<ReportFile[]> {
   const skip = new Set((options.skip ?? []).map((p) => resolve(p)));
   const paths: string[] = [];
-  await walk(resolve(dir), skip, paths);
+  walk(resolve(dir), skip, paths);
   paths.sort();
-  // A few files at once: each costs four round trips to the thread pool (open, stat, read, close),
-  // and one after the other 10,000 of them wait on each other more than on the disk.
-  const read: (ReportFile | null)[] = new Array(paths.length).fill(null);
-  let next = 0;
-  const worker = async () => {
-    while (next < paths.length) {
-      const i = next++;
-      read[i] = await readOne(paths[i]!, relative(dir, paths[i]!));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(READ_AT_ONCE, paths.length) }, worker));
-  return read.filter((f): f is ReportFile => f !== null);
+  const files: ReportFile[] = [];
+  const buffer = Buffer.alloc(REPORT_MAX_BYTES + 1);
+  for (const path of paths) {
+    const file = readOne(path, relative(dir, path), buffer);
+    if (file) files.push(file);
+  }
+  return files;
 }
 
-/** Files read at once (the thread pool has 4 threads by default; a little more keeps it busy). */
-const READ_AT_ONCE = 8;
-
-async function walk(dir: string, skip: Set<string>, out: string[]): Promise<void> {
+function walk(dir: string, skip: Set<string>, out: string[]): void {
   let entries;
   try {
-    entries = await readdir(dir, { withFileTypes: true });
+    entries = readdirSync(dir, { withFileTypes: true });
   } catch (err) {
     throw fromFsError(err, `reading ${dir}`);
   }
   for (const entry of entries) {
     const path = join(dir, entry.name);
     if (skip.has(path)) continue;
-    if (entry.isDirectory()) await walk(path, skip, out);
+    if (entry.isDirectory()) walk(path, skip, out);
     else if (entry.isFile() && entry.name.endsWith('.json')) out.push(path);
   }
 }
 
 /** One file, read only when small enough; null when it vanished between the walk and now. */
-async function readOne(path: string, name: string): Promise<ReportFile | null> {
-  let handle;
+function readOne(path: string, name: string, buffer: Buffer): ReportFile | null {
+  let fd: number;
   try {
-    handle = await open(path, 'r');
+    fd = openSync(path, 'r');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw fromFsError(err, `opening ${path}`);
   }
   try {
-    const { size } = await handle.stat();
+    const { size } = fstatSync(fd);
     if (size > REPORT_MAX_BYTES) return { path: name, size, bytes: null };
     // Read at most one byte past the cap: a file growing after the stat is still bounded here.
-    const buffer = Buffer.alloc(Math.min(size, REPORT_MAX_BYTES) + 1);
     let length = 0;
     for (;;) {
-      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      const bytesRead = readSync(fd, buffer, length, buffer.length - length, length);
       if (bytesRead === 0) break;
       length += bytesRead;
       if (length === buffer.length) break;
     }
     if (length > REPORT_MAX_BYTES) return { path: name, size: length, bytes: null };
-    return { path: name, size: length, bytes: buffer.subarray(0, length) };
+    return { path: name, size: length, bytes: Buffer.from(buffer.subarray(0, length)) };
   } catch (err) {
     throw fromFsError(err, `reading ${path}`);
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
-
 
 /**
  * Each file verified on its own (parseReport), or recognised: bytes whose sha256 the state lists

@@ -10,11 +10,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { createServer, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
-import { readFile as readFileP } from 'node:fs/promises';
+import { readdir, readFile as readFileP } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeRepo, tempDir, type TempDir, type TestRepo } from '../helpers/repo.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
-import { ROOT } from '../helpers/cli.ts';
+import { ferry, ROOT } from '../helpers/cli.ts';
 import { FerryError } from '../../core/errors.ts';
 import { REPORT_MAX_BYTES } from '../../core/fleet/report.ts';
 import { putReport, reportUrl } from '../../plugins/fleet/http-report.ts';
@@ -190,6 +190,14 @@ s('issue 16 item 3: a 100 MB report body is cut off early (413 ERR_TOO_LARGE), n
   const root = await fetch(`${ctx.endpoint.replace(/reports\/$/, '')}root.json`);
   assert.is(root.status, 200);
   assert.ok(Buffer.from(await root.arrayBuffer()).equals(await readFileP(join(ctx.repo.repo, 'root.json'))));
+});
+
+s('a reports folder inside the repository is refused (it would be served to anyone): ERR_USAGE, nothing made', async (ctx) => {
+  const run = ferry('serve', ctx.repo.repo, '--reports', join(ctx.repo.repo, 'reports'), '--port', '0', '--json');
+  assert.is.not(run.status, 0);
+  assert.match(run.stdout + run.stderr, /ERR_USAGE/);
+  assert.match(run.stdout + run.stderr, /inside the repository/);
+  assert.not.ok((await readdir(ctx.repo.repo)).includes('reports'), 'no reports folder was made in the repository');
 });
 
 const client = suite('issue 16 item 3: putReport without a report route');

@@ -12,8 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { homeLayout } from '../../core/device/layout.ts';
 import { readInbox } from '../../core/fleet/report-inbox.ts';
 import { putReport } from '../../plugins/fleet/http-report.ts';
-import { startPeerServer } from '../../plugins/lan/peer-server.ts';
-import { sendReportsToPeers, type RelayResult } from '../../plugins/lan/report-relay.ts';
+import type { RelayResult } from '../../plugins/lan/report-relay.ts';
 
 /** A peer passing on what its inbox holds: every kept report PUT to `endpoint`. */
 export async function forwardInbox(home: string, endpoint: string): Promise<{ sent: string[]; failed: string[] }> {
@@ -49,6 +48,8 @@ async function main(role: string, config: RoleConfig): Promise<void> {
   switch (role) {
     case 'peer': {
       // A device sharing on the LAN: its peer server takes reports into <home>/reports/.
+      // (Each role imports only what it runs: a child's start-up is most of this test's time.)
+      const { startPeerServer } = await import('../../plugins/lan/peer-server.ts');
       const server = await startPeerServer({ cacheDir: homeLayout(config.home!).cache, metadataHome: config.home!, host: config.host, port: config.port ?? 0 });
       emit('ready', { url: server.url });
       for await (const line of createInterface({ input: process.stdin })) {
@@ -62,6 +63,7 @@ async function main(role: string, config: RoleConfig): Promise<void> {
     case 'device': {
       // A device handing its report(s) to the peers it knows, once told "go" (so it can start
       // while the peer does).
+      const { sendReportsToPeers } = await import('../../plugins/lan/report-relay.ts');
       emit('ready');
       for await (const line of createInterface({ input: process.stdin })) if (line.trim() === 'go') break;
       const reports = await Promise.all(config.reportFiles!.map((f) => readFile(f)));

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../trust/dsse.ts';
 import { writeFileAtomic } from '../io/durable.ts';
 import { FerryError } from '../errors.ts';
-import { channelPath, parseChannelPayload, type Channel, type ChannelDoc, type ChannelTarget, type FileRef } from '../trust/metadata.ts';
+import { channelPath, channelPayload, parseChannelPayload, type Channel, type ChannelDoc, type ChannelTarget, type FileRef } from '../trust/metadata.ts';
 import type { SigningKey } from '../trust/keys.ts';
 
 export interface NextPointer {
@@ -33,7 +33,7 @@ export async function writeNextPointer(repo: string, next: NextPointer): Promise
     expires: new Date(next.now.getTime() + next.expiresIn * 1000).toISOString(),
     targets: next.targets,
   };
-  const payload = Buffer.from(JSON.stringify(doc));
+  const payload = channelPayload(doc);
   // Never sign what a device would refuse (a rollout field out of shape would stop the channel for
   // the whole fleet): the payload is read back by the devices' own parser first.
   try {

@@ -206,7 +206,7 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
       const prev = ch === channel ? current : await readChannel(source, root, ch, null);
       const targets = { ...prev?.doc.targets };
       for (const [key, t] of Object.entries(targets)) targets[key] = repinTarget(t, version, pin);
-      if (ch === channel) targets[target] = withRollout({ version, manifest: pin }, rollout && rolloutField(rollout, saltOf(targets, version) ?? newSalt(), lastFullyRolledOut(current?.doc.targets[target], now)));
+      if (ch === channel) targets[target] = withRollout({ version, manifest: pin }, rollout && rolloutField(rollout, saltOf(targets, version) ?? rollout.salt ?? newSalt(), lastFullyRolledOut(current?.doc.targets[target], now)));
       else if (!prev || !Object.values(prev.doc.targets).some((t) => pinsVersion(t, version))) continue;
       const doc = await writeNextPointer(repo, { app: root.app, channel: ch, previous: prev?.doc, targets, now, expiresIn: input.expiresIn, signers });
       if (ch === channel) pointer = doc;

@@ -34,10 +34,15 @@ export interface RolloutPlan {
   percent: number;
   /** ISO times (any form Date.parse reads; written as toISOString) with the percentage from then on. */
   steps?: { at: string; percent: number }[];
+  /**
+   * 32 hex digits for a version's first rollout on a channel (default: random); ignored once the
+   * version has one, whose salt is kept. For a test, or a publisher re-creating a rollout elsewhere.
+   */
+  salt?: string;
 }
 
 /** A plan checked and put in the signed form (steps sorted, times as toISOString); ERR_USAGE when malformed. */
-export function checkRolloutPlan(plan: RolloutPlan): Required<RolloutPlan> {
+export function checkRolloutPlan(plan: RolloutPlan): { percent: number; steps: { at: string; percent: number }[]; salt?: string } {
   const percentOk = (p: unknown, what: string) => {
     if (!isRolloutPercent(p)) throw new FerryError('ERR_USAGE', `${what} must be a number from 0 to 100 with at most two decimals (got ${String(p)})`);
   };
@@ -53,7 +58,8 @@ export function checkRolloutPlan(plan: RolloutPlan): Required<RolloutPlan> {
     if (steps[i]!.at === steps[i - 1]!.at) throw new FerryError('ERR_USAGE', `two --step entries at ${steps[i]!.at}`);
   }
   for (const s of steps) if (!ISO_TIME.test(s.at)) throw new FerryError('ERR_USAGE', `--step time ${s.at} cannot be signed (years 0000-9999 only)`);
-  return { percent: plan.percent, steps };
+  if (plan.salt !== undefined && !/^[0-9a-f]{32}$/.test(plan.salt)) throw new FerryError('ERR_USAGE', 'a rollout salt is 32 lowercase hex digits');
+  return { percent: plan.percent, steps, ...(plan.salt !== undefined ? { salt: plan.salt } : {}) };
 }
 
 /** "<ISO time>=<percent>" as `ferry rollout --step` takes it. */
@@ -81,7 +87,7 @@ export function lastFullyRolledOut(prior: ChannelTarget | undefined, now: Date):
 }
 
 /** The rollout field for a plan; undefined for 100% with no steps (every device takes it). */
-export function rolloutField(plan: Required<RolloutPlan>, salt: string, previous: Rollout['previous']): Rollout | undefined {
+export function rolloutField(plan: { percent: number; steps: { at: string; percent: number }[] }, salt: string, previous: Rollout['previous']): Rollout | undefined {
   if (plan.percent === 100 && plan.steps.length === 0) return undefined;
   return { percent: plan.percent, salt, steps: plan.steps, previous };
 }
@@ -122,7 +128,7 @@ export async function rolloutRelease(input: RolloutInput): Promise<RolloutResult
     const names = [...new Set(Object.values(pointer?.doc.targets ?? {}).map((t) => t.version))];
     throw new FerryError('ERR_NOT_FOUND', `${channel} does not name ${version} (it names ${names.length ? names.join(', ') : 'nothing'}); a rollout changes the version a channel serves now`);
   }
-  const salt = saltOf(pointer.doc.targets, version) ?? newSalt();
+  const salt = saltOf(pointer.doc.targets, version) ?? plan.salt ?? newSalt();
   const targets: ChannelDoc['targets'] = { ...pointer.doc.targets };
   const report: RolloutResult['targets'] = [];
   for (const [key, t] of named) {

@@ -143,10 +143,13 @@ function offersForThisDevice(ctx: UpdateContext, found: Discovery): MyOffer[] {
 async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], current: string | null, marks: { value: TrustMarks }, requested?: string): Promise<Target | undefined> {
   // By version: the first offer of a version is the source its manifest (and target) comes from.
   const manifests = new Map<string, Omit<Target, 'candidate'>>();
-  const manifestOf = async (source: Source, pinned: PointerOffer): Promise<Omit<Target, 'candidate'>> => {
+  // `optional`: undefined, not ERR_NOT_FOUND, when the source lacks the manifest (bytes that are
+  // there are verified all the same).
+  const manifestOf = async (source: Source, pinned: PointerOffer, optional = false): Promise<Omit<Target, 'candidate'> | undefined> => {
     let m = manifests.get(pinned.version);
     if (!m) {
       const got = await pinnedManifest(ctx.layout, source, root, pinned);
+      if (!got && optional) return undefined;
       if (!got) throw new FerryError('ERR_NOT_FOUND', `${source.name} names ${pinned.version} but has no manifest for it`);
       if (!got.doc.targets[ctx.target]) throw new FerryError('ERR_WRONG_TARGET', `${pinned.version}'s manifest has no ${ctx.target} release`);
       m = { manifest: got.doc, manifestBytes: got.bytes, source };
@@ -159,13 +162,21 @@ async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], 
   const rolloutNow = effectiveNow(marks.value, ctx.now, root);
   const candidates: Candidate[] = [];
   for (const { offer, pointer } of mine) {
-    let m = await manifestOf(offer.source, pointer);
+    let m = (await manifestOf(offer.source, pointer))!;
     const decision = decideRollout({ deviceId: ctx.deviceId, rollout: pointer.rollout, now: rolloutNow, security: m.manifest.securityFix || offer.channel === 'security' });
     const offered = offerUnderRollout({ pointer, decision, current });
     // Held back by a rollout is no refusal (nothing is wrong with the source): only a note.
     if (!decision.take) ctx.log(`${offer.channel} ${pointer.version} is rolling out and not to this device yet (${decision.why}); ${offered ? `${offered.version}, the version before it, is offered instead` : 'staying on what is installed'}`);
     if (!offered) continue;
-    if (offered.version !== pointer.version) m = await manifestOf(offer.source, offered);
+    if (offered.version !== pointer.version) {
+      // A bundle carries the rolled version's manifest only: without the one before it, stay.
+      const previous = await manifestOf(offer.source, offered, true);
+      if (!previous) {
+        ctx.log(`${offer.source.name} has no manifest for ${offered.version}: nothing from ${offer.channel} for this device now`);
+        continue;
+      }
+      m = previous;
+    }
     candidates.push({ channel: offer.channel, version: offered.version, sequence: offer.doc.sequence, mandatory: m.manifest.mandatory, securityFix: m.manifest.securityFix });
   }
   // Given up on (ERR_GAVE_UP) or held after a manual rollback: a security fix below it must still reach the device.

@@ -17,6 +17,8 @@ import { loadDeviceIdentity } from '../../core/fleet/device-identity.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import { rolloutBucket } from '../../core/policy/rollout.ts';
 import { EXIT_CODE } from '../../cli/exit-codes.ts';
+import { createBundleSource, writeBundle } from '../../core/publish/bundle.ts';
+import { initDevice } from '../../core/device/init.ts';
 
 let repo: TestRepo;
 let home: string;
@@ -67,6 +69,19 @@ cli('issue 16 item 2: ferry release --rollout 0, ferry check says why it stays, 
   const check = ok(ferry('check', '--home', home), 'ferry check');
   assert.match(check.stdout, /^up to date \(1\.0\.0\)$/m);
   assert.match(check.stderr, /stable 1\.1\.0 is rolling out and not to this device yet \(bucket \d+ is not under 0%\)/);
+
+  // A bundle carries the rolled version's manifest only: a fresh device outside the rollout that
+  // reads it cannot install the version before, and stays (no ERR_NOT_FOUND).
+  const bundle = join(repo.dir, 'rolling.ferry');
+  await writeBundle({ repo: repo.repo, version: '1.1.0', platform: 'linux', arch: 'x64', out: bundle });
+  const bundleHome = join(repo.dir, 'bundle-home');
+  await initDevice({ home: bundleHome, trustBytes: await repo.trust(), sources: [bundle], platform: 'linux', arch: 'x64' });
+  const fromBundle = await Updater.open({ home: bundleHome, sources: [createBundleSource(bundle, join(bundleHome, 'staging', 'bundle'))], patcher: createBsdiffPatcher(), health: null });
+  try {
+    assert.equal(await fromBundle.checkUpdate().then((i) => [i.updateAvailable, i.currentVersion]), [false, null]);
+  } finally {
+    await fromBundle.close();
+  }
 
   // Steps are sorted and kept; the salt stays; the percentage in force is what the device judges.
   const id = (await loadDeviceIdentity(homeLayout(home)))!.id;

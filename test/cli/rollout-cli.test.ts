@@ -6,6 +6,7 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeRepo, sampleApp, writeTree, type TestRepo } from '../helpers/repo.ts';
 import { ferry, json, ok } from '../helpers/cli.ts';
@@ -19,11 +20,13 @@ import { rolloutBucket } from '../../core/policy/rollout.ts';
 import { EXIT_CODE } from '../../cli/exit-codes.ts';
 import { createBundleSource, writeBundle } from '../../core/publish/bundle.ts';
 import { initDevice } from '../../core/device/init.ts';
+import { assertRefused } from '../../plugins/testing/index.ts';
 
 let repo: TestRepo;
 let home: string;
 const key = () => join(repo.keysDir, 'release.key');
-const stable = () => readPayload<any>(join(repo.repo, 'channels', 'stable.json'));
+const pointerFile = () => join(repo.repo, 'channels', 'stable.json');
+const stable = () => readPayload<any>(pointerFile());
 const withUpdater = async <T>(fn: (u: Updater) => Promise<T>): Promise<T> => {
   const u = await Updater.open({ home, sources: [createDirSource(repo.repo)], patcher: createBsdiffPatcher(), health: null });
   try {
@@ -66,6 +69,16 @@ cli('issue 16 item 2: ferry release --rollout 0, ferry check says why it stays, 
   const salt: string = wire.rollout.salt;
   assert.match(salt, /^[0-9a-f]{32}$/);
 
+  // The rollout is under the pointer's signature: a mirror that edits it (0% -> 100%, to push the
+  // version early) is refused like any altered pointer, and the device stays as it was.
+  const halted = await readFile(pointerFile());
+  const env = JSON.parse(halted.toString());
+  const doc = JSON.parse(Buffer.from(env.payload, 'base64').toString());
+  doc.targets['linux-x64'].rollout.basisPoints = 10_000;
+  await writeFile(pointerFile(), JSON.stringify({ ...env, payload: Buffer.from(JSON.stringify(doc)).toString('base64') }));
+  await assertRefused(() => withUpdater((u) => u.checkUpdate()), 'ERR_SIGNATURE', 'a pointer whose rollout was edited');
+  await writeFile(pointerFile(), halted);
+
   const check = ok(ferry('check', '--home', home), 'ferry check');
   assert.match(check.stdout, /^up to date \(1\.0\.0\)$/m);
   assert.match(check.stderr, /stable 1\.1\.0 is rolling out and not to this device yet \(bucket \d+ is not under 0%\)/);
@@ -97,6 +110,10 @@ cli('issue 16 item 2: ferry release --rollout 0, ferry check says why it stays, 
   assert.equal(ended.targets, [{ target: 'linux-x64', rollout: null }]);
   assert.not.ok('rollout' in (await stable()).targets['linux-x64'], 'the field is dropped');
   assert.is((await withUpdater((u) => u.checkUpdate())).latestVersion, '1.1.0', 'every device takes it now');
+
+  // A replay of the halted pointer (an older sequence) to freeze the fleet is refused (SECURITY.md row 3).
+  await writeFile(pointerFile(), halted);
+  await assertRefused(() => withUpdater((u) => u.checkUpdate()), 'ERR_DOWNGRADE', 'the halted pointer replayed');
 
   const missing = ferry('rollout', '9.9.9', '--repo', repo.repo, '--key', key(), '--percent', '10');
   assert.is(missing.status, EXIT_CODE.ERR_NOT_FOUND, missing.stderr);

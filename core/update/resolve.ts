@@ -1,7 +1,8 @@
 // What to update to, and how: reads the device's trust state, discovers the verified offers of its
-// channels, applies each pointer's phased rollout (core/policy/rollout.ts), chooses a target by policy, fetches the signed manifests a delta chain goes through,
-// and plans the download. Every source problem that looks like an attack is recorded as a refused
-// attempt (SECURITY.md rows 3, 5, 10). Nothing here touches the journal or the installed tree.
+// channels, applies each pointer's phased rollout (core/policy/rollout.ts), chooses a target by
+// policy, fetches the signed manifests a delta chain goes through, and plans the download. Every
+// source problem that looks like an attack is recorded as a refused attempt (SECURITY.md rows 3,
+// 5, 10). Nothing here touches the journal or the installed tree.
 
 import { readdir, readFile } from 'node:fs/promises';
 import semver from 'semver';

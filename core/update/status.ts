@@ -1,5 +1,5 @@
-// What `ferry status` shows: the device (and its id), the running version, an update in progress, the last
-// error in history, the trust state that outlives the store, and a damaged `current` that
+// What `ferry status` shows: the device (and its id), the running version, an update in progress,
+// the last error in history, the trust state that outlives the store, and a damaged `current` that
 // recovery restored on this or an earlier open (core/update/repair-current.ts).
 
 import type { ErrorCode } from '../errors.ts';

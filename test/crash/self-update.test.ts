@@ -32,6 +32,7 @@ import { makeRepo, type TestRepo } from '../helpers/repo.ts';
 import { DEFAULT_TRIES } from '../../plugins/self/self-update.ts';
 import { baseSelfTree, makeSelfHome, mustCli, runCli, variantLabels, type SelfHome } from '../helpers/self-home.ts';
 import { keepLines, timedEvents, type TimedAgentEvent, type TimedLine } from '../helpers/agent-log.ts';
+import { within } from '../helpers/within.ts';
 
 const test = suite('self-update end to end');
 
@@ -187,7 +188,7 @@ test.before(async () => {
 test.after(async () => {
   if (launched && launched.child.exitCode === null && launched.child.signalCode === null) {
     launched.child.kill('SIGTERM');
-    const ended = await Promise.race([launched.exited, sleep(30_000).then(() => null)]);
+    const ended = await within(launched.exited, 30_000, null);
     if (!ended) {
       try {
         process.kill(-launched.child.pid!, 'SIGKILL');
@@ -344,7 +345,7 @@ test('a stop reaches every process: the launcher exits, ferry run and the app ar
   const supervisor = supervisorBefore.pid;
   const app = supervisorBefore.active!.pid;
   launched.child.kill('SIGTERM');
-  const ended = await Promise.race([launched.exited, sleep(30_000).then(() => null)]);
+  const ended = await within(launched.exited, 30_000, null);
   assert.ok(ended, 'the launcher exited within 30 s of SIGTERM');
   assert.is(ended.code, 0, `the launcher exits 0 on SIGTERM: ${JSON.stringify(ended)}\n${launched.tail()}`);
   const deadline = Date.now() + 15_000;

@@ -30,6 +30,7 @@ import { alive } from './proc.ts';
 import { makeRepo } from './repo.ts';
 import { baseSelfTree, copyTree, makeSelfHome, mustCli, runCli, type CliRun, type SelfHome } from './self-home.ts';
 import { keepLines, timedEvents, type TimedAgentEvent, type TimedLine } from './agent-log.ts';
+import { within } from './within.ts';
 
 // The versions of test/helpers/crash.ts, whose oracle (inspectCurrent) knows them by name.
 export { NEW, OLD };
@@ -217,11 +218,11 @@ export class Service {
     for (const l of this.launchers) {
       if (!this.running(l)) continue;
       l.kill('SIGTERM');
-      const ended = await Promise.race([this.exited(l), sleep(graceMs).then(() => null)]);
+      const ended = await within(this.exited(l), graceMs, null);
       if (!ended) clean = false;
     }
     this.killAll();
-    for (const l of this.launchers) await Promise.race([this.exited(l), sleep(5_000)]);
+    for (const l of this.launchers) await within(this.exited(l), 5_000, undefined);
     return clean;
   }
 }

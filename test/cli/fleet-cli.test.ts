@@ -1,5 +1,5 @@
 // Issue 16 item 4: the `ferry fleet` command as a user runs it (the built CLI): the app and the
-// channel pointers from --repo, --json's shape, the human tables, exit 0 with refused reports
+// channel pointers from --repo (a 50% rollout on stable), --json's shape, the human tables, exit 0 with refused reports
 // counted, and --html's page opened in headless Chromium: the DOM holds the tables and the chart
 // with the expected counts, hostile strings from reports stay text (no element is injected), and
 // a screenshot is a real PNG whose pixels show the chart's colours. The logic's exact numbers are
@@ -17,6 +17,8 @@ import { findChromium, runChromium } from '../helpers/chromium.ts';
 import { countColour, decodePng } from '../helpers/png-reader.ts';
 import { CHART_COLOURS } from '../../core/fleet/fleet-html.ts';
 import type { FleetSummary } from '../../core/fleet/fleet-summary.ts';
+import { rolloutRelease } from '../../core/publish/rollout.ts';
+import { rolloutBucket } from '../../core/policy/rollout.ts';
 
 const DAY = 86_400_000;
 const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
@@ -26,18 +28,26 @@ const HOSTILE_FILE = '<i id="injected">x.json'; // a file name cannot hold "/": 
 let repo: TestRepo;
 let dir: string;
 let html: string;
+const stableIds: string[] = [];
+const SALT = 'c0ffee'.repeat(5) + 'ab';
+/** The stable devices inside the 50% rollout, by the bucket function devices use. */
+const inRollout = () => stableIds.filter((id) => rolloutBucket(id, SALT) < 5000).length;
 
 const item = suite('issue 16 item 4: ferry fleet on the command line, --json and --html');
 
 item.before(async () => {
   repo = await makeRepo();
   await repo.release('1.0.0', sampleApp('1.0.0'), { channel: 'stable', deltas: 0 });
+  // 1.1.0 on stable under a 50% rollout (signed into the pointer, as `ferry rollout` does).
+  await repo.release('1.1.0', sampleApp('1.1.0'), { channel: 'stable', deltas: 0 });
+  await rolloutRelease({ repo: repo.repo, version: '1.1.0', channel: 'stable', plan: { percent: 50, salt: SALT }, keys: [repo.releaseKey], expiresIn: 86_400, now: new Date() });
   dir = join(repo.dir, 'reports');
   html = join(repo.dir, 'fleet.html');
   // Four stable devices on 1.0.0 (for 5 days); two beta devices moved to 1.1.0 a day ago, one failing since.
   for (let i = 0; i < 6; i++) {
     const d = newIdentity();
     const beta = i >= 4;
+    if (!beta) stableIds.push(d.id);
     const versions = [{ version: '1.0.0', since: ago(5 * DAY) }, ...(beta ? [{ version: '1.1.0', since: ago(DAY) }] : [])];
     const time = ago(60_000);
     const failing = i === 5 ? { from: '1.1.0', to: '1.2.0', kind: 'full' as const, outcome: 'rolled-back' as const, errorCode: 'ERR_UNHEALTHY' as const, bytesMoved: 10, source: HOSTILE_SOURCE, startedAt: time, finishedAt: time } : undefined;
@@ -60,7 +70,7 @@ item('--json: the summary document, app and channels from --repo, refused counte
   assert.equal(s.refusals, { ERR_JSON: 1 });
   assert.equal(s.refused.map((r) => [r.file, r.code]), [[HOSTILE_FILE, 'ERR_JSON']]);
   assert.equal(s.versions, [{ target: 'linux-x64', version: '1.1.0', devices: 2 }, { target: 'linux-x64', version: '1.0.0', devices: 4 }]);
-  assert.equal(s.rollouts, [{ channel: 'stable', target: 'linux-x64', version: '1.0.0', percentNow: 100, phased: false, halted: false, running: 4, eligible: 4, inRollout: 4 }]);
+  assert.equal(s.rollouts, [{ channel: 'stable', target: 'linux-x64', version: '1.1.0', percentNow: 50, phased: true, halted: false, running: 0, eligible: 4, inRollout: inRollout() }]);
   assert.equal(s.failures, [{ code: 'ERR_UNHEALTHY', devices: 1, versions: ['1.2.0'], sources: [HOSTILE_SOURCE] }]);
   assert.equal(s.silent.devices, []);
   assert.is(s.history.days.length, 6);
@@ -73,7 +83,7 @@ item('human output: the tables; a re-run sees the same reports again; no app nam
   const out = ok(ferry('fleet', dir, '--repo', repo.repo), 'ferry fleet').stdout;
   assert.match(out, /fleet of sample-app: 6 device\(s\); 7 report file\(s\): 0 accepted, 6 already seen, 1 refused/);
   assert.match(out, /linux-x64 +1\.1\.0 +2\n/);
-  assert.match(out, /stable +linux-x64 +1\.0\.0 +100% \(no rollout\) +4 +4 +4/);
+  assert.match(out, new RegExp(`stable +linux-x64 +1\\.1\\.0 +50% +0 +${inRollout()} +4`));
   assert.match(out, /ERR_UNHEALTHY +1 +1\.2\.0/);
   assert.match(out, /refused reports: ERR_JSON 1/);
   const usage = ferry('fleet', dir);

@@ -1,11 +1,11 @@
-// ed25519: keys and signatures made by tweetnacl, signatures checked by node:crypto (see verify),
+// ed25519: keys made by tweetnacl, signatures made and checked by node:crypto (see sign, verify),
 // with the checks both leave to their caller (SECURITY.md row 13): a signature whose scalar S is
 // not reduced below the group order L is a second valid encoding of the same signature
 // (malleable), a small-order public key such as all zeros lets forged signatures verify for many
 // messages, and a key whose y is not reduced below p is a second encoding of another key.
 
 import nacl from 'tweetnacl';
-import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
+import { createPrivateKey, createPublicKey, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 
 const L = (1n << 252n) + 27742317777372353535851937790883648493n;
 
@@ -37,8 +37,20 @@ export function generateKeyPair(): { publicKey: Uint8Array; secretKey: Uint8Arra
   return nacl.sign.keyPair();
 }
 
+/**
+ * Ed25519 signatures are deterministic (RFC 8032), so node:crypto's are byte for byte tweetnacl's
+ * (test/core/ed25519-differential.test.ts), made in microseconds instead of milliseconds: every
+ * device report is signed. tweetnacl signs where OpenSSL cannot.
+ */
 export function sign(message: Uint8Array, secretKey: Uint8Array): Uint8Array {
-  return nacl.sign.detached(message, secretKey);
+  if (secretKey.length !== nacl.sign.secretKeyLength) return nacl.sign.detached(message, secretKey);
+  try {
+    const d = Buffer.from(secretKey.subarray(0, 32)).toString('base64url');
+    const x = Buffer.from(secretKey.subarray(32)).toString('base64url');
+    return new Uint8Array(cryptoSign(null, message, createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d, x }, format: 'jwk' })));
+  } catch {
+    return nacl.sign.detached(message, secretKey);
+  }
 }
 
 /** True only for a canonical signature by a strong key; never throws on malformed input. */
@@ -55,14 +67,27 @@ export function verify(message: Uint8Array, signature: Uint8Array, publicKey: Ui
   // edge-case inputs. A Node without ed25519 in its OpenSSL (createPublicKey throws) or a key
   // OpenSSL will not decode falls back to tweetnacl, which then decides.
   try {
-    return cryptoVerify(null, message, createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]), format: 'der', type: 'spki' }), signature);
+    return cryptoVerify(null, message, keyObjectOf(publicKey), signature);
   } catch {
     return nacl.sign.detached.verify(message, signature, publicKey);
   }
 }
 
-/** DER prefix of an ed25519 SubjectPublicKeyInfo (RFC 8410): the raw key follows it. */
-export const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+/** Recently used keys as node:crypto objects: a device checks the same few keys again and again. */
+const keyObjects = new Map<string, KeyObject>();
+const KEY_OBJECTS_KEPT = 256;
+
+/** The raw key as a node:crypto KeyObject (from JWK: several times cheaper to decode than SPKI DER). */
+function keyObjectOf(publicKey: Uint8Array): KeyObject {
+  const x = Buffer.from(publicKey).toString('base64url');
+  let key = keyObjects.get(x);
+  if (!key) {
+    key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
+    if (keyObjects.size >= KEY_OBJECTS_KEPT) keyObjects.delete(keyObjects.keys().next().value!);
+    keyObjects.set(x, key);
+  }
+  return key;
+}
 const P = (1n << 255n) - 19n;
 
 /** The key's y coordinate (sign bit cleared) is below p: one encoding per point. */

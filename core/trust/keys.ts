@@ -7,7 +7,7 @@
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { FerryError, fromFsError } from '../errors.ts';
-import { generateKeyPair, PUBLIC_KEY_LENGTH, SECRET_KEY_LENGTH, SPKI_ED25519_PREFIX } from './ed25519.ts';
+import { generateKeyPair, PUBLIC_KEY_LENGTH, SECRET_KEY_LENGTH } from './ed25519.ts';
 import { sha256 } from '../io/hash.ts';
 import { parseStrictJson } from '../io/strict-json.ts';
 
@@ -19,6 +19,9 @@ export interface PublicKey {
 export interface SigningKey extends PublicKey {
   secretKey: Uint8Array;
 }
+
+/** DER prefix of an ed25519 SubjectPublicKeyInfo (RFC 8410): the raw key follows it. */
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
 export function keyIdOf(publicKey: Uint8Array): string {
   return sha256(publicKey);

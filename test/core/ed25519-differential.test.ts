@@ -1,8 +1,8 @@
-// core/trust/ed25519.ts verifies through node:crypto (OpenSSL) instead of tweetnacl: the two must
-// accept exactly the same signatures. Compared here on valid signatures, one-bit mutations of the
-// signature, the message and the key, and edge cases (S not reduced, small-order and
-// non-canonical keys, R not on the curve). The reference is tweetnacl behind the same pre-checks
-// ferry always made (S < L, key not of small order).
+// core/trust/ed25519.ts signs and verifies through node:crypto (OpenSSL) instead of tweetnacl: the
+// signatures must be the same bytes, and the two must accept exactly the same signatures.
+// Compared here on valid signatures, one-bit mutations of the signature, the message and the key,
+// and edge cases (S not reduced, small-order and non-canonical keys, R not on the curve). The
+// reference is tweetnacl behind the same pre-checks ferry always made (S < L, no small-order key).
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -37,6 +37,7 @@ test('valid signatures and one-bit mutations get the same verdict from both', ()
     const { publicKey, secretKey } = generateKeyPair();
     const message = randomBytes(1 + (i * 37) % 300);
     const sig = sign(message, secretKey);
+    assert.equal(Buffer.from(sig), Buffer.from(nacl.sign.detached(message, secretKey)), `case ${i}: node:crypto's signature is tweetnacl's`);
     const cases: [Uint8Array, Uint8Array, Uint8Array][] = [
       [message, sig, publicKey],
       [message, flip(sig, (i * 7) % 256), publicKey], // R

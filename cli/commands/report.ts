@@ -34,7 +34,7 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
     const { report, bytes } = written;
     const config = await readDeviceConfig(layout.config);
     const delivery = args.send ? await deliverReports({ layout, config, peers: await lanPeersOf(config) }) : null;
-    const to = args.to === undefined ? null : await writeReportsToStick(args.to, (await reportsToCarry(layout)).map((r) => r.bytes), { app: config.app });
+    const to = args.to === undefined ? null : await writeReportsToStick(args.to, (await reportsToCarry(layout)).map((r) => r.bytes), { app: config.app, makeFolder: true });
     printResult(args, { deviceId: report.deviceId, currentVersion: report.currentVersion, sequence: report.sequence, bytes: bytes.byteLength, path: layout.deviceReport, delivery, to }, () => [
       `report of device ${report.deviceId}: ${report.currentVersion ?? 'nothing installed'}, sequence ${report.sequence}, ${bytes.byteLength} bytes (${layout.deviceReport})`,
       ...(delivery ? (delivery.endpoint || delivery.sticks.length > 0 || delivery.peers ? describeDelivery(delivery) : ['no route: ferry.json names no report endpoint, no stick is mounted, no LAN peer found']) : []),
@@ -42,6 +42,6 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
     ]);
     // A person carrying reports by hand must hear that they are not on the stick.
     if (to?.noSpace) throw new FerryError('ERR_NO_SPACE', `${args.to} is full: the reports were not all written (nothing on it was lost)`);
-    if (to?.error) throw new FerryError('ERR_IO', `writing reports into ${args.to}/reports failed: ${to.error}`);
+    if (to?.error) throw new FerryError('ERR_IO', to.error);
   },
 };

@@ -11,7 +11,7 @@
 
 import { lstat, mkdir, opendir, rmdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { FerryError } from '../../core/errors.ts';
+import { FerryError, fromFsError } from '../../core/errors.ts';
 import { acceptReport } from '../../core/fleet/report-inbox.ts';
 import { REPORT_MAX_BYTES } from '../../core/fleet/report.ts';
 import { isRepoFolder, listFolder } from '../usb/mount-listing.ts';
@@ -37,7 +37,7 @@ export interface StickResult {
   refused: number;
   /** The stick filled up: writing stopped, nothing lost (the call did not throw). */
   noSpace: boolean;
-  /** Any other failure that stopped the writing (a stick pulled out): its code, or null. */
+  /** Any other failure that stopped the writing (a stick pulled out): "CODE: message", or null. */
   error: string | null;
 }
 
@@ -45,11 +45,13 @@ export interface StickResult {
  * Writes `reports` (signed envelopes) into <mount>/reports/, newest per device, within the caps.
  * Never throws for the stick's sake: a full stick is `noSpace`, a pulled one `error`.
  */
-export async function writeReportsToStick(mount: string, reports: readonly Uint8Array[], options: { app?: string } = {}): Promise<StickResult> {
+export async function writeReportsToStick(mount: string, reports: readonly Uint8Array[], options: { app?: string; makeFolder?: boolean } = {}): Promise<StickResult> {
   const result: StickResult = { written: 0, unchanged: 0, overCap: 0, refused: 0, noSpace: false, error: null };
   const dir = join(mount, 'reports');
   const existed = await stat(dir).then((s) => s.isDirectory(), () => false);
   try {
+    // A folder a person names (`ferry report --to`) is made; a mount point never is (no stick, no write).
+    if (options.makeFolder) await mkdir(mount, { recursive: true });
     if (!(await stat(mount)).isDirectory()) throw new FerryError('ERR_NOT_FOUND', `${mount} is not a folder`);
     if (!existed) await mkdir(dir);
     const usage = await folderUsage(dir);
@@ -59,9 +61,9 @@ export async function writeReportsToStick(mount: string, reports: readonly Uint8
       result[outcome] += 1;
     }
   } catch (err) {
-    const code = err instanceof FerryError ? err.code : ((err as NodeJS.ErrnoException).code ?? 'ERR_IO');
-    if (code === 'ERR_NO_SPACE' || code === 'ENOSPC' || code === 'EDQUOT') result.noSpace = true;
-    else result.error = code;
+    const e = fromFsError(err, `writing reports into ${dir}`);
+    if (e.code === 'ERR_NO_SPACE') result.noSpace = true;
+    else result.error = `${e.code}: ${e.message}`;
   }
   // A reports/ folder made just now that holds nothing (the first write hit a full stick) goes again.
   if (!existed && result.written === 0) await rmdir(dir).catch(() => {});

@@ -17,10 +17,10 @@ import { REPORT_MAX_BYTES } from '../../core/fleet/report.ts';
 import { isRepoFolder, listFolder } from '../usb/mount-listing.ts';
 
 /**
- * At most this many bytes in <mount>/reports/: 2,048 devices at a typical ~1.5 KB report, or 64
- * reports at the 64 KiB cap. A fleet carried by one stick is sites of tens to hundreds of
- * devices, and 4 MiB is nothing next to the update bundle it carries (megabytes to gigabytes),
- * so the reports can never be what fills it.
+ * At most this many bytes in <mount>/reports/: 2,048 devices at 2 KB (a report is 0.8-1.7 KB),
+ * or 64 reports at the 64 KiB cap. A fleet carried by one stick is sites of tens to hundreds of
+ * devices, and 4 MiB is small next to the update bundle it carries (megabytes to gigabytes), so
+ * the reports are never what fills a stick that had room for its bundle.
  */
 export const STICK_REPORTS_MAX_BYTES = 4 * 1024 * 1024;
 /** At most this many files in <mount>/reports/ (a folder of many tiny files is slow on FAT). */

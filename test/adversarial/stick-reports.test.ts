@@ -189,4 +189,41 @@ stick('a stick is a mount point or a folder already carrying an offer or reports
   }
 });
 
+stick('the agent loop carries its report onto the stick after each round, an up-to-date round included', async () => {
+  const mount = join(scratch.path, 'agent-stick');
+  await mkdir(mount);
+  await copyFile(bundle, join(mount, 'update.ferry'));
+  const device = await makeDevice({ trust: await repo.trust(), sources: [`usb:${mount}`] });
+  const events: { event: string; fields: Record<string, unknown> }[] = [];
+  const agent = new Agent({ home: device.home, log: (event, fields) => events.push({ event, fields }) });
+  const stop = new AbortController();
+  const running = agent.run(stop.signal);
+  try {
+    const deadline = Date.now() + 20_000;
+    while (!events.some((e) => e.event === 'reports') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(events.some((e) => e.event === 'committed'), events.map((e) => e.event).join(', '));
+    const carried = events.find((e) => e.event === 'reports');
+    assert.ok(carried, `a reports event within 20 s: ${events.map((e) => e.event).join(', ')}`);
+    const kept = await readInbox(join(mount, 'reports'));
+    assert.is(kept.length, 1);
+    assert.is(parseReport(kept[0]!.bytes).report.currentVersion, '1.0.0');
+    // A round that finds nothing to do still writes a fresh report, and it reaches the stick.
+    agent.wake('test');
+    const before = parseReport(kept[0]!.bytes).report.sequence;
+    const until = Date.now() + 20_000;
+    let latest = before;
+    while (latest === before && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 50));
+      const now = await readInbox(join(mount, 'reports'));
+      latest = now.length === 1 ? parseReport(now[0]!.bytes).report.sequence : before;
+    }
+    assert.ok(latest > before, `a newer report on the stick after the up-to-date round (${latest} > ${before})`);
+    assert.ok(events.some((e) => e.event === 'up-to-date'));
+  } finally {
+    stop.abort('test');
+    await running;
+    await device.cleanup();
+  }
+});
+
 stick.run();

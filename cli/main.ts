@@ -18,6 +18,7 @@ const keygen: Loader = async () => one((await import('./commands/keygen.ts')).ke
 const repo: Loader = async () => one((await import('./commands/repo.ts')).repoCommand);
 const release: Loader = async () => one((await import('./commands/release.ts')).releaseCommand);
 const promote: Loader = async () => one((await import('./commands/promote.ts')).promoteCommand);
+const rollout: Loader = async () => one((await import('./commands/rollout.ts')).rolloutCommand);
 const bundle: Loader = async () => one((await import('./commands/bundle.ts')).bundleCommand);
 const verify: Loader = async () => one((await import('./commands/verify.ts')).verifyCommand);
 const serve: Loader = async () => one((await import('./commands/serve.ts')).serveCommand);
@@ -29,11 +30,11 @@ const self: Loader = async () => one((await import('./commands/self.ts')).selfCo
 const report: Loader = async () => one((await import('./commands/report.ts')).reportCommand);
 
 /** Every command module, in the order `ferry --help` lists them. */
-const ALL: Loader[] = [keygen, repo, release, promote, bundle, verify, serve, device, share, run, agent, self, report];
+const ALL: Loader[] = [keygen, repo, release, promote, rollout, bundle, verify, serve, device, share, run, agent, self, report];
 
 /** Which module defines each verb. A verb missing here still works: it loads every module. */
 const BY_VERB: Record<string, Loader> = {
-  keygen, repo, release, promote, bundle, verify, serve, share, run, agent, self, report,
+  keygen, repo, release, promote, rollout, bundle, verify, serve, share, run, agent, self, report,
   init: device, check: device, download: device, apply: device, update: device, approve: device,
   rollback: device, history: device, status: device, 'restore-points': device,
 };

@@ -45,12 +45,17 @@ export { generateKeyFiles, loadSigningKey, loadPublicKey, keyIdOf, publicKeyToPe
 export { initRepository, rotateRoot, readRepoRoot, repoSource, type RotateInput } from './publish/repository.ts';
 export { publishRelease, listManifests, type ReleaseInput, type ReleaseResult } from './publish/publish.ts';
 export { writeBundle, openBundle, createBundleSource, type BundleInput, type BundleResult } from './publish/bundle.ts';
+export { rolloutRelease, type RolloutInput, type RolloutResult, type RolloutPlan } from './publish/rollout.ts';
+
+// Fleets: a device's id, and the phased-rollout decision each device makes from a signed pointer.
+export { deviceIdOf, type DeviceIdentity } from './fleet/device-identity.ts';
+export { decideRollout, rolloutBucket, rolloutPercentAt, type RolloutDecision } from './policy/rollout.ts';
 
 // Verification: a whole repository or bundle as a device would check it, and the spec's verifier.
 export { verifyRepository, type VerifyReport, type VerifyOptions, type Problem, type ArtifactStatus } from './trust/verify-repo.ts';
 export { createIntegrityVerifier } from './trust/integrity.ts';
 
 // The signed documents' types, for programs that read reports and manifests.
-export { CHANNELS, isChannel, type Channel, type ManifestDoc, type ChannelDoc, type TargetRelease, type ArtifactRef, type DeltaRef, type FileEntry, type LinkEntry, type TreeEntry, type FileRef } from './trust/metadata.ts';
+export { CHANNELS, isChannel, type Channel, type ManifestDoc, type ChannelDoc, type ChannelTarget, type Rollout, type TargetRelease, type ArtifactRef, type DeltaRef, type FileEntry, type LinkEntry, type TreeEntry, type FileRef } from './trust/metadata.ts';
 export type { RootDoc, RoleName, RoleSpec } from './trust/root.ts';
 export type { Envelope } from './trust/dsse.ts';

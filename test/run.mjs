@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const filters = process.argv.slice(2);
 const FILE_TIMEOUT_MS = 10 * 60 * 1000;
+const LINGER_WARN_MS = 3000;
 
 function findTests(dir) {
   const out = [];
@@ -36,11 +37,21 @@ function runFile(file) {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { out += d; });
+    // When uvu printed its summary (after the last test and hook); the process should end then.
+    let summaryAt = 0;
+    const onData = (d) => {
+      out += d;
+      if (!summaryAt && /Duration:\s+[\d.]+ms/.test(out)) summaryAt = Date.now();
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
     const timer = setTimeout(() => { out += `\n${file}: killed after ${FILE_TIMEOUT_MS} ms\n`; child.kill('SIGKILL'); }, FILE_TIMEOUT_MS);
     child.on('close', (code) => {
       clearTimeout(timer);
+      // A timer or handle left pending keeps the process alive after its tests, CI time for nothing
+      // (a bounded wait's timer: test/helpers/within.ts). Said, so it is seen and fixed.
+      const lingered = summaryAt ? Date.now() - summaryAt : 0;
+      if (lingered > LINGER_WARN_MS) out += `\n(${relative(root, file)} ran ${(lingered / 1000).toFixed(1)} s after its summary: something it left pending kept the process alive)\n`;
       const num = (label) => Number(new RegExp(`${label}:\\s+(\\d+)`).exec(out)?.[1] ?? 0);
       const total = num('Total'), passed = num('Passed'), skipped = num('Skipped');
       let failed = Math.max(0, total - passed - skipped);

@@ -6,6 +6,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { checkSourcesPresent, initDevice } from '../../core/device/init.ts';
 import { parseReportsConfig, writeDeviceConfig } from '../../core/device/config.ts';
 import { homeLayout } from '../../core/device/layout.ts';
+import { loadDeviceIdentity } from '../../core/fleet/device-identity.ts';
 import { fromFsError, FerryError } from '../../core/errors.ts';
 import { parseDurationMs } from '../../core/io/duration.ts';
 import { CHANNELS, type Channel } from '../../core/trust/metadata.ts';
@@ -129,7 +130,9 @@ const initCommand: CommandModule<object, InitArgs> = {
       config = { ...config, reports };
       await writeDeviceConfig(homeLayout(args.home).config, config);
     }
-    printResult(args, config, () => [`initialised ${args.home} for app "${config.app}" (${config.platform}-${config.arch}) on ${config.policy.channel}`, `  sources: ${config.sources.join(', ')}`]);
+    const identity = await loadDeviceIdentity(homeLayout(args.home));
+    const deviceId = identity?.id ?? null;
+    printResult(args, { ...config, deviceId }, () => [`initialised ${args.home} for app "${config.app}" (${config.platform}-${config.arch}) on ${config.policy.channel}`, `  device id: ${deviceId}`, `  sources: ${config.sources.join(', ')}`]);
   },
 };
 
@@ -236,6 +239,7 @@ const statusCommand: CommandModule<object, HomeArgs> = {
     const s = await withDevice(args.home, (u) => u.status(), seams());
     printResult(args, s, () => table(['', ''], [
       ['app', `${s.app} (${s.platform}-${s.arch}) on ${s.channel}`],
+      ['device id', s.deviceId],
       ['version', s.currentVersion ?? 'nothing installed'],
       ['phase', s.phase],
       ['pending', s.pending ? `${s.pending.version} (${s.pending.phase})` : '-'],

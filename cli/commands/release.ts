@@ -1,5 +1,6 @@
 // ferry release <app-dir>: publish a signed release (full artifact, deltas, manifest, channel pointer).
 // ferry release --self: publish this ferry itself (plugins/self/release-tree.ts builds the tree).
+// ferry release --rollout N: the version starts under a phased rollout (core/publish/rollout.ts).
 
 import { readFile } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
@@ -33,6 +34,7 @@ interface Args extends OutputFlags {
   patchFrom: boolean;
   compressionLevel: number;
   fullCompression: 'brotli' | 'gzip';
+  rollout?: number;
 }
 
 export const releaseCommand: CommandModule<object, Args> = {
@@ -62,6 +64,7 @@ export const releaseCommand: CommandModule<object, Args> = {
         defaultDescription: `${DEFAULT_QUALITY}, or $FERRY_COMPRESSION_LEVEL`,
         describe: 'brotli quality 0-11 of the full artifact and the delta entries: 11 is the smallest and slowest (~3 s per MB of binary)',
       })
+      .option('rollout', { type: 'number', describe: 'start under a phased rollout: only this percentage of devices (0-100) take it; widen it with `ferry rollout`' })
       .option('full-compression', { choices: ['brotli', 'gzip'] as const, default: 'brotli' as const, describe: 'gzip writes the full artifact as .tar.gz, which devices running ferry from before .tar.br (0.1.0) can read (they refuse .tar.br), at 1.3-2.2x the bytes' })
       .check((a) => {
         checkQuality(a.compressionLevel as number);
@@ -96,11 +99,15 @@ export const releaseCommand: CommandModule<object, Args> = {
       patchFrom: args.patchFrom,
       compressionLevel: args.compressionLevel,
       fullCompression: args.fullCompression,
+      ...(args.rollout !== undefined ? { rollout: { percent: args.rollout } } : {}),
     }).finally(() => self?.cleanup());
     const release = result.manifest.targets[result.target]!;
     const selfInfo = self ? { self: { app: self.app, buildMs: self.buildMs } } : {};
-    printResult(args, { version, channel: args.channel, target: result.target, sequence: result.channel.sequence, files: release.files.length, full: result.full, deltas: result.deltas, ...selfInfo }, () => [
+    const rollout = result.channel.targets[result.target]?.rollout;
+    const rolloutInfo = args.rollout !== undefined ? { rollout: rollout ?? null } : {};
+    printResult(args, { version, channel: args.channel, target: result.target, sequence: result.channel.sequence, files: release.files.length, full: result.full, deltas: result.deltas, ...selfInfo, ...rolloutInfo }, () => [
       `released ${version} (${result.target}) on ${args.channel}, sequence ${result.channel.sequence}`,
+      ...(rollout ? [`  rolling out to ${rollout.percent}% of devices; the others go no further than ${rollout.previous?.version ?? 'what they run'}`] : []),
       ...(self ? [`  ${self.app} itself, tree built in ${(self.buildMs / 1000).toFixed(1)} s`] : []),
       `  ${release.files.length} files, full artifact ${formatBytes(result.full.size)}`,
       ...result.deltas.map((d) => `  delta from ${d.from}: ${formatBytes(d.size)}`),

@@ -1,10 +1,14 @@
 // ferry serve <repo>: serve a repository folder over HTTP for devices (static files with Range and
 // ETag) until SIGINT or SIGTERM. Any static server works as an origin; this one needs no setup.
+// With --reports DIR it also takes device reports, PUT /reports/<deviceId>.json, into the report
+// inbox DIR (newest per device, verified: plugins/http/report-route.ts) for the repository's app,
+// for `ferry fleet DIR` to read.
 
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, realpath, stat } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { FerryError, fromFsError } from '../../core/errors.ts';
+import { readRepoRoot } from '../../core/publish/repository.ts';
 import { startStaticServer } from '../../plugins/http/server.ts';
 import { printResult, type OutputFlags } from '../output.ts';
 import { untilStopSignal } from '../wait-signal.ts';
@@ -13,6 +17,13 @@ interface Args extends OutputFlags {
   repo: string;
   port: number;
   host: string;
+  reports?: string;
+}
+
+/** Whether `inner` is `outer` or lies under it (both real paths). */
+function within(outer: string, inner: string): boolean {
+  const rel = relative(outer, inner);
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
 }
 
 export const serveCommand: CommandModule<object, Args> = {
@@ -22,7 +33,8 @@ export const serveCommand: CommandModule<object, Args> = {
     y
       .positional('repo', { type: 'string', demandOption: true, describe: 'repository folder' })
       .option('port', { type: 'number', default: 8080, describe: 'TCP port (0 picks a free one)' })
-      .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on' }) as never,
+      .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on' })
+      .option('reports', { type: 'string', describe: 'accept device reports (PUT /reports/<deviceId>.json) into this folder' }) as never,
   handler: async (args) => {
     if (!Number.isInteger(args.port) || args.port < 0 || args.port > 65535) {
       throw new FerryError('ERR_USAGE', `--port ${args.port}: not a TCP port`);
@@ -30,10 +42,26 @@ export const serveCommand: CommandModule<object, Args> = {
     // Refuse to serve a folder that is not a repository: a typo would otherwise serve 404s forever.
     const root = await stat(join(args.repo, 'root.json')).catch((err) => { throw fromFsError(err, `reading ${join(args.repo, 'root.json')} (is ${args.repo} a ferry repository?)`); });
     if (!root.isFile()) throw new FerryError('ERR_NOT_FOUND', `${args.repo} has no root.json: not a ferry repository`);
-    const server = await startStaticServer({ root: args.repo, host: args.host, port: args.port }).catch((err) => {
+    let reports: { dir: string; app: string } | undefined;
+    if (args.reports !== undefined) {
+      // Reports are for this repository's app only (a report for another app is refused, 403).
+      const { root: rootDoc } = await readRepoRoot(args.repo);
+      // Inside the repository the reports would be served to anyone who GETs them (checked on the
+      // names before the folder is made, and on the real paths after, for links).
+      const inside = () => new FerryError('ERR_USAGE', `--reports ${args.reports} is inside the repository ${args.repo}: choose a folder outside it`);
+      if (within(resolve(args.repo), resolve(args.reports))) throw inside();
+      await mkdir(args.reports, { recursive: true }).catch((err) => { throw fromFsError(err, `making ${args.reports}`); });
+      if (within(await realpath(args.repo), await realpath(args.reports))) throw inside();
+      reports = { dir: args.reports, app: rootDoc.app };
+    }
+    const server = await startStaticServer({ root: args.repo, host: args.host, port: args.port, ...(reports ? { reports } : {}) }).catch((err) => {
       throw new FerryError('ERR_IO', `cannot listen on ${args.host}:${args.port}: ${(err as Error).message}`, { cause: err });
     });
-    printResult(args, { url: server.url, port: server.port, host: args.host, repo: args.repo }, () => [`serving ${args.repo} at ${server.url} (Ctrl-C stops)`]);
+    const reportsUrl = reports ? `${server.url}reports/` : null;
+    printResult(args, { url: server.url, port: server.port, host: args.host, repo: args.repo, ...(reports ? { reports: reports.dir, reportsUrl } : {}) }, () => [
+      `serving ${args.repo} at ${server.url} (Ctrl-C stops)`,
+      ...(reports ? [`taking ${reports.app} device reports at ${reportsUrl} into ${reports.dir}`] : []),
+    ]);
     const signal = await untilStopSignal();
     await server.close();
     if (!args.json) process.stdout.write(`stopped (${signal})\n`);

@@ -47,7 +47,7 @@ export interface DeviceConfig {
 }
 
 export interface ReportsConfig {
-  /** The report endpoint reports are PUT to (<url>/<deviceId>.json), or null for none. */
+  /** The report endpoint reports are PUT to (<url>/<deviceId>.json; no query or fragment), or null for none. */
   url: string | null;
   /** Write reports onto the USB sticks of `usb:` sources (a reports/ folder, bounded). */
   stick: boolean;
@@ -78,7 +78,7 @@ function parseReports(value: JsonObject[string] | undefined): ReportsConfig {
     if (key !== 'url' && key !== 'stick') throw new FerryError('ERR_SCHEMA', `ferry.json reports.${key} is not a field (url, stick)`);
   }
   return {
-    url: o.url === undefined || o.url === null ? null : str(o.url, 'reports.url', /^https?:\/\/[^\s]+$/),
+    url: o.url === undefined || o.url === null ? null : str(o.url, 'reports.url', /^https?:\/\/[^\s?#]+$/),
     stick: o.stick === undefined ? DEFAULT_REPORTS.stick : bool(o.stick, 'reports.stick'),
   };
 }

@@ -1,4 +1,5 @@
-// `ferry init`: makes a device home — the folders, the pinned root (verified), the device config.
+// `ferry init`: makes a device home — the folders, the device key pair and id
+// (core/fleet/device-identity.ts), the pinned root (verified), the device config.
 // Every source must have one of the accepted forms (core/device/source-spec.ts); checkSourcesPresent
 // also wants each folder or bundle to be there (the CLI asks for it; a `usb:` mount may be absent).
 
@@ -13,6 +14,7 @@ import { parseSourceSpec } from './source-spec.ts';
 import { parsePolicy } from '../policy/policy.ts';
 import { targetKey } from '../trust/metadata.ts';
 import type { UpdatePolicy } from '../spec.ts';
+import { createDeviceIdentity } from '../fleet/device-identity.ts';
 
 export async function initDevice(input: {
   home: string;
@@ -50,6 +52,9 @@ export async function initDevice(input: {
   } catch (err) {
     throw fromFsError(err, `creating ${input.home}`);
   }
+  // The device key pair (mode 0600), before ferry.json: a key left by an earlier home is never
+  // overwritten (ERR_USAGE), and then no config is written either.
+  await createDeviceIdentity(layout);
   await writeFileAtomic(layout.trustRoot, input.trustBytes);
   await writeDeviceConfig(layout.config, config);
   return config;

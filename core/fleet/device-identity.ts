@@ -5,7 +5,7 @@
 // a forger would need a key whose hash starts with the id, and a report's signature must verify
 // under that key.
 
-import { readFile } from 'node:fs/promises';
+import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError, fromFsError } from '../errors.ts';
 import { generateKeyFiles, keyIdOf, loadSigningKey, type SigningKey } from '../trust/keys.ts';
@@ -45,7 +45,14 @@ export async function loadDeviceIdentity(layout: HomeLayout): Promise<DeviceIden
  * same key then serves every later report, so the id stays stable.
  */
 export async function ensureDeviceIdentity(layout: HomeLayout): Promise<DeviceIdentity> {
-  const found = await loadDeviceIdentity(layout);
+  const found = await loadDeviceIdentity(layout).catch(async (err) => {
+    // A damaged key file (a disk fault) must not stop updates: it is kept aside for a person to
+    // look at, and a new key is made. The fleet then sees a new device id, and the old one goes
+    // silent ("not heard from since" in `ferry fleet`).
+    if (!(err instanceof FerryError) || err.code !== 'ERR_KEY') throw err;
+    await rename(layout.deviceKey, `${layout.deviceKey}.damaged`).catch((e) => { throw fromFsError(e, `moving the damaged ${layout.deviceKey} aside`); });
+    return null;
+  });
   if (found) return found;
   try {
     return await createDeviceIdentity(layout);

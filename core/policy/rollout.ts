@@ -3,9 +3,13 @@
 // functions, so the same device id, salt and time always give the same answer, online or not.
 // The time is the device's clock, never below its signed time floor (SECURITY.md row 5), so a
 // device whose clock was set back does not drop out of a step it already reached.
+// A device outside a rollout is offered the version the channel named before (`previous`), and
+// only when that is above what it runs: a rollout never takes a device down (a halted rollout
+// leaves the devices that have the version on it; ARCHITECTURE.md, phased rollouts).
 
 import { createHash } from 'node:crypto';
-import type { Rollout } from '../trust/metadata.ts';
+import semver from 'semver';
+import type { ChannelTarget, FileRef, Rollout } from '../trust/metadata.ts';
 
 /** Buckets per rollout: percentages have two decimals. */
 export const BUCKETS = 10_000;
@@ -41,4 +45,26 @@ export function decideRollout(input: { deviceId: string; rollout: Rollout | unde
   const bucket = rolloutBucket(input.deviceId, rollout.salt);
   if (bucket < Math.round(percent * (BUCKETS / 100))) return { take: true, why: `bucket ${bucket} is under ${percent}%` };
   return { take: false, why: `bucket ${bucket} is not under ${percent}%`, bucket, percent };
+}
+
+/** A version a channel pointer offers, with the manifest pin to read it by. */
+export interface PointerOffer {
+  version: string;
+  manifest: FileRef;
+}
+
+/**
+ * What `pointer` offers this device once its rollout was decided: the pointer's own version when
+ * the device is in (or there is no rollout); else the rollout's `previous` when that is above
+ * `current` (or nothing is installed); else nothing (null). So a device outside the rollout that
+ * already runs the rolled version, or anything above `previous`, is offered nothing by this
+ * pointer and stays where it is: no downgrade, no ERR_DOWNGRADE.
+ */
+export function offerUnderRollout(input: { pointer: ChannelTarget; decision: RolloutDecision; current: string | null }): PointerOffer | null {
+  const { pointer, decision, current } = input;
+  if (decision.take) return { version: pointer.version, manifest: pointer.manifest };
+  const previous = pointer.rollout?.previous ?? null;
+  if (previous === null) return null;
+  if (current !== null && !semver.gt(previous.version, current)) return null;
+  return { version: previous.version, manifest: previous.manifest };
 }

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import semver from 'semver';
 import { FerryError, fromFsError } from '../errors.ts';
 import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../trust/dsse.ts';
-import { writeNextPointer } from './channel-pointer.ts';
+import { pinsVersion, repinTarget, writeNextPointer } from './channel-pointer.ts';
+import { checkRolloutPlan, lastFullyRolledOut, newSalt, rolloutField, saltOf, withRollout, type RolloutPlan } from './rollout.ts';
 import { CHUNK_SIZE, digestFile, sha256 } from '../io/hash.ts';
 import { fsyncDir, fsyncDirsUnder, fsyncPath, writeFileAtomic } from '../io/durable.ts';
 import { packFiles, packFullArtifact } from './archive.ts';
@@ -71,6 +72,11 @@ export interface ReleaseInput {
    * fleet that still has such devices, including ferry's own release that updates them.
    */
   fullCompression?: 'brotli' | 'gzip';
+  /**
+   * `ferry release --rollout N`: the version starts under a phased rollout (core/publish/rollout.ts),
+   * so no device sees it at 100% first; absent, every device takes it.
+   */
+  rollout?: RolloutPlan;
 }
 
 export interface ReleaseResult {
@@ -117,6 +123,7 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
   if (semver.valid(version) !== version) throw new FerryError('ERR_VERSION', `"${version}" is not a semver version (e.g. 1.2.3)`);
   if (!isChannel(channel)) throw new FerryError('ERR_USAGE', `unknown channel "${channel}"`);
   const target = targetKey(input.platform, input.arch);
+  const rollout = input.rollout ? checkRolloutPlan(input.rollout) : undefined;
   const { root } = await readRepoRoot(repo);
   const signers = releaseSigners(root, input.keys);
   const source = repoSource(repo);
@@ -189,17 +196,18 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
       await writeFileAtomic(join(releaseDir, 'manifest.json'), manifestBytes);
     }
 
-    // Channel pointers go last. Every pointer naming this version is re-pinned to the new manifest
-    // bytes (a second target changes them), and the release's own channel gains the target.
+    // Channel pointers go last. Every pointer naming this version (or a rollout's previous naming
+    // it) is re-pinned to the new manifest bytes (a second target changes them), and the release's
+    // own channel gains the target, under a rollout when one was asked for.
     const pin = { path: manifestPath(version), size: manifestBytes.length, sha256: sha256(manifestBytes) };
     let pointer: ChannelDoc | undefined;
     await mkdir(join(repo, 'channels'), { recursive: true });
     for (const ch of CHANNELS) {
       const prev = ch === channel ? current : await readChannel(source, root, ch, null);
       const targets = { ...prev?.doc.targets };
-      for (const [key, t] of Object.entries(targets)) if (t.version === version) targets[key] = { version, manifest: pin };
-      if (ch === channel) targets[target] = { version, manifest: pin };
-      else if (!prev || !Object.values(prev.doc.targets).some((t) => t.version === version)) continue;
+      for (const [key, t] of Object.entries(targets)) targets[key] = repinTarget(t, version, pin);
+      if (ch === channel) targets[target] = withRollout({ version, manifest: pin }, rollout && rolloutField(rollout, saltOf(targets, version) ?? rollout.salt ?? newSalt(), lastFullyRolledOut(current?.doc.targets[target], now)));
+      else if (!prev || !Object.values(prev.doc.targets).some((t) => pinsVersion(t, version))) continue;
       const doc = await writeNextPointer(repo, { app: root.app, channel: ch, previous: prev?.doc, targets, now, expiresIn: input.expiresIn, signers });
       if (ch === channel) pointer = doc;
     }

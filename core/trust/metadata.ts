@@ -1,5 +1,8 @@
 // The two signed documents a release publishes, and their parsers.
-//   channels/<channel>.json   ChannelDoc: sequence, expiry, latest version per target, manifest hash
+//   channels/<channel>.json   ChannelDoc: sequence, expiry, latest version per target, manifest hash,
+//                              and optionally that version's phased rollout (percentage as integer
+//                              basis points, salt, steps, the version before it); devices from
+//                              before rollouts ignore it
 //   releases/<v>/manifest.json ManifestDoc: release info, per target the file list, full artifact,
 //                              and deltas (each op pinning its base and target hashes)
 //                              (regular files, and symlinks that resolve inside the tree)
@@ -134,7 +137,7 @@ export interface ManifestDoc {
  * others stay, or install `previous` (the version the channel named before) when they have none.
  */
 export interface Rollout {
-  /** 0-100, at most two decimals; 0 halts the rollout. */
+  /** 0-100, at most two decimals; 0 halts the rollout. On the wire: `basisPoints`, 0-10000 (rolloutWire). */
   percent: number;
   /** 32 hex digits, new for each version's rollout, so the same devices are not always first. */
   salt: string;
@@ -320,6 +323,69 @@ export function parseManifestPayload(payload: Uint8Array): ManifestDoc {
   };
 }
 
+/** 0-100 with at most two decimals (core/policy/rollout.ts has BUCKETS = 10,000 buckets). */
+export function isRolloutPercent(value: unknown): value is number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 100) return false;
+  // 12.34 * 100 is 1234.0000000000002 in binary floating point: two decimals within rounding.
+  return Math.abs(value * 100 - Math.round(value * 100)) < 1e-6;
+}
+
+/**
+ * A rollout as the signed pointer holds it. Signed metadata carries integers only (strict JSON,
+ * SECURITY.md row 13; a device from before rollouts refuses a whole pointer holding 12.5), so a
+ * percentage travels as basis points, hundredths of a percent: 12.5% is 1250.
+ */
+export function rolloutWire(r: Rollout): Record<string, unknown> {
+  const bp = (percent: number) => Math.round(percent * 100);
+  return { basisPoints: bp(r.percent), salt: r.salt, steps: r.steps.map((s) => ({ at: s.at, basisPoints: bp(s.percent) })), previous: r.previous };
+}
+
+/** The signed payload of a channel pointer: each rollout in its wire form (rolloutWire). */
+export function channelPayload(doc: ChannelDoc): Buffer {
+  const targets: Record<string, unknown> = {};
+  for (const [key, t] of Object.entries(doc.targets)) targets[key] = t.rollout ? { version: t.version, manifest: t.manifest, rollout: rolloutWire(t.rollout) } : { version: t.version, manifest: t.manifest };
+  return Buffer.from(JSON.stringify({ ...doc, targets }));
+}
+
+function rolloutPercent(value: JsonObject[string] | undefined, what: string): number {
+  return int(value, what, 0, 10_000) / 100;
+}
+
+const SALT = /^[0-9a-f]{32}$/;
+
+/**
+ * A target's rollout (SECURITY.md, fleet rows: it is signed with the rest of the pointer). Every
+ * field is required; steps strictly ascending by time; `previous` names a lower version and pins
+ * its manifest like a pointer does.
+ */
+function rollout(value: JsonObject[string] | undefined, what: string, rolled: string): Rollout {
+  const o = obj(value, what);
+  const percent = rolloutPercent(o.basisPoints, `${what}.basisPoints`);
+  const salt = str(o.salt, `${what}.salt`, SALT);
+  const steps = arr(o.steps, `${what}.steps`).map((s, i) => {
+    const so = obj(s, `${what}.steps[${i}]`);
+    return { at: time(so.at, `${what}.steps[${i}].at`), percent: rolloutPercent(so.basisPoints, `${what}.steps[${i}].basisPoints`) };
+  });
+  for (let i = 1; i < steps.length; i++) {
+    if (Date.parse(steps[i]!.at) <= Date.parse(steps[i - 1]!.at)) throw new FerryError('ERR_SCHEMA', `${what}.steps must be in ascending order of time (step ${i} is not after step ${i - 1})`);
+  }
+  if (o.previous === undefined) throw new FerryError('ERR_SCHEMA', `${what}.previous must be an object or null`);
+  let previous: Rollout['previous'] = null;
+  if (o.previous !== null) {
+    const po = obj(o.previous, `${what}.previous`);
+    const pv = version(po.version, `${what}.previous.version`);
+    if (!semver.lt(pv, rolled)) throw new FerryError('ERR_SCHEMA', `${what}.previous.version ${pv} must be below ${rolled}, the version rolling out`);
+    const manifest = fileRef(po.manifest, `${what}.previous.manifest`);
+    if (manifest.path !== manifestPath(pv)) throw new FerryError('ERR_SCHEMA', `${what}.previous.manifest.path must be ${manifestPath(pv)}`);
+    previous = { version: pv, manifest };
+  }
+  const parsed: Rollout = { percent, salt, steps, previous };
+  // JSON.stringify of a parsed pointer gives the wire form again, wherever it is done (as a
+  // parsed manifest's targets do); not enumerable, so the parsed values stay exactly as read.
+  Object.defineProperty(parsed, 'toJSON', { value: () => rolloutWire(parsed), enumerable: false });
+  return parsed;
+}
+
 export function parseChannelPayload(payload: Uint8Array): ChannelDoc {
   const o = obj(parseStrictJson(payload, CHANNEL_MAX_BYTES, 'channel'), 'channel');
   if (o.type !== 'ferry/channel') throw new FerryError('ERR_SCHEMA', 'channel: type must be "ferry/channel"');
@@ -332,7 +398,8 @@ export function parseChannelPayload(payload: Uint8Array): ChannelDoc {
     const v = version(to.version, `channel.targets.${key}.version`);
     const manifest = fileRef(to.manifest, `channel.targets.${key}.manifest`);
     if (manifest.path !== manifestPath(v)) throw new FerryError('ERR_SCHEMA', `channel.targets.${key}.manifest.path must be ${manifestPath(v)}`);
-    targets[key] = { version: v, manifest };
+    // Absent: the target parses exactly as before rollouts existed (no `rollout` key at all).
+    targets[key] = to.rollout === undefined ? { version: v, manifest } : { version: v, manifest, rollout: rollout(to.rollout, `channel.targets.${key}.rollout`, v) };
   }
   return {
     type: 'ferry/channel',

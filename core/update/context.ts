@@ -1,4 +1,4 @@
-// What every step of an update shares: the device home, its config and store, the injected parts
+// What every step of an update shares: the device home, its config, store and id, the injected parts
 // (sources, patcher, health check, clock, log, progress display), and the one way to move the
 // journal on. A phase is journaled (synced) BEFORE the side effect it names, so recovery knows what
 // may have half-happened (ARCHITECTURE.md; SECURITY.md rows 18-19).
@@ -39,6 +39,8 @@ export class UpdateContext {
     readonly config: DeviceConfig,
     readonly store: DeviceStore,
     readonly deps: UpdaterDeps,
+    /** This device's id (core/fleet/device-identity.ts): what its rollout buckets are computed from. */
+    readonly deviceId: string,
   ) {}
 
   get now(): Date {

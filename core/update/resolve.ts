@@ -1,14 +1,15 @@
 // What to update to, and how: reads the device's trust state, discovers the verified offers of its
-// channels, chooses a target by policy, fetches the signed manifests a delta chain goes through,
-// and plans the download. Every source problem that looks like an attack is recorded as a refused
-// attempt (SECURITY.md rows 3, 5, 10). Nothing here touches the journal or the installed tree.
+// channels, applies each pointer's phased rollout (core/policy/rollout.ts), chooses a target by
+// policy, fetches the signed manifests a delta chain goes through, and plans the download. Every
+// source problem that looks like an attack is recorded as a refused attempt (SECURITY.md rows 3,
+// 5, 10). Nothing here touches the journal or the installed tree.
 
 import { readdir, readFile } from 'node:fs/promises';
 import semver from 'semver';
 import { FerryError, fromFsError } from '../errors.ts';
 import { readCurrent } from '../device/switch.ts';
 import { verifyTrustedRoot, type RootDoc } from '../trust/root.ts';
-import { readMarks, writeMarks, raiseChannelMark, raiseSignedFloor, raiseTimeFloor, type TrustMarks } from '../trust/trust-marks.ts';
+import { effectiveNow, readMarks, writeMarks, raiseChannelMark, raiseSignedFloor, raiseTimeFloor, type TrustMarks } from '../trust/trust-marks.ts';
 import { discover, noSourceAnswered, type Discovery, type Offer } from '../trust/discover.ts';
 import { readManifest, verifyManifest, type VerifiedManifest } from '../trust/trusted-metadata.ts';
 import { sha256 } from '../io/hash.ts';
@@ -25,6 +26,7 @@ import { planUpdate, type Plan } from './plan.ts';
 import { planArtifacts } from './download.ts';
 import { keepPointers, keepRootChain } from './kept-metadata.ts';
 import { decideRequestedTarget } from '../policy/requested-version.ts';
+import { decideRollout, offerUnderRollout, type PointerOffer } from '../policy/rollout.ts';
 
 /** The release chosen, with its verified manifest and the source that offered it. */
 export interface Target {
@@ -135,24 +137,48 @@ function offersForThisDevice(ctx: UpdateContext, found: Discovery): MyOffer[] {
 
 /**
  * Reads the manifest each offer points at (once per version), raising the signed time floor with
- * each release date (bounded: SECURITY.md row 5), and lets the policy choose, passing over the
- * releases it gave up on or that are held; undefined when it chooses to stay.
+ * each release date (bounded: SECURITY.md row 5); a pointer under a rollout this device is outside
+ * of offers its `previous` instead, or nothing (offerUnderRollout). Then lets the policy choose,
+ * passing over the releases it gave up on or that are held; undefined when it chooses to stay.
  */
 async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], current: string | null, marks: { value: TrustMarks }, requested?: string): Promise<Target | undefined> {
   // By version: the first offer of a version is the source its manifest (and target) comes from.
   const manifests = new Map<string, Omit<Target, 'candidate'>>();
-  const candidates: Candidate[] = [];
-  for (const { offer, pointer } of mine) {
-    let m = manifests.get(pointer.version);
+  // `optional`: undefined, not ERR_NOT_FOUND, when the source lacks the manifest (bytes that are
+  // there are verified all the same).
+  const manifestOf = async (source: Source, pinned: PointerOffer, optional = false): Promise<Omit<Target, 'candidate'> | undefined> => {
+    let m = manifests.get(pinned.version);
     if (!m) {
-      const got = await pinnedManifest(ctx.layout, offer.source, root, pointer);
-      if (!got) throw new FerryError('ERR_NOT_FOUND', `${offer.source.name} names ${pointer.version} but has no manifest for it`);
-      if (!got.doc.targets[ctx.target]) throw new FerryError('ERR_WRONG_TARGET', `${pointer.version}'s manifest has no ${ctx.target} release`);
-      m = { manifest: got.doc, manifestBytes: got.bytes, source: offer.source };
-      manifests.set(pointer.version, m);
+      const got = await pinnedManifest(ctx.layout, source, root, pinned);
+      if (!got && optional) return undefined;
+      if (!got) throw new FerryError('ERR_NOT_FOUND', `${source.name} names ${pinned.version} but has no manifest for it`);
+      if (!got.doc.targets[ctx.target]) throw new FerryError('ERR_WRONG_TARGET', `${pinned.version}'s manifest has no ${ctx.target} release`);
+      m = { manifest: got.doc, manifestBytes: got.bytes, source };
+      manifests.set(pinned.version, m);
     }
     marks.value = raiseSignedFloor(marks.value, m.manifest.releaseDate, ctx.now, root);
-    candidates.push({ channel: offer.channel, version: pointer.version, sequence: offer.doc.sequence, mandatory: m.manifest.mandatory, securityFix: m.manifest.securityFix });
+    return m;
+  };
+  // A rollout's steps are judged at the device's clock, never below its time floor (SECURITY.md row 5).
+  const rolloutNow = effectiveNow(marks.value, ctx.now, root);
+  const candidates: Candidate[] = [];
+  for (const { offer, pointer } of mine) {
+    let m = (await manifestOf(offer.source, pointer))!;
+    const decision = decideRollout({ deviceId: ctx.deviceId, rollout: pointer.rollout, now: rolloutNow, security: m.manifest.securityFix || offer.channel === 'security' });
+    const offered = offerUnderRollout({ pointer, decision, current });
+    // Held back by a rollout is no refusal (nothing is wrong with the source): only a note.
+    if (!decision.take) ctx.log(`${offer.channel} ${pointer.version} is rolling out and not to this device yet (${decision.why}); ${offered ? `${offered.version}, the version before it, is offered instead` : 'staying on what is installed'}`);
+    if (!offered) continue;
+    if (offered.version !== pointer.version) {
+      // A bundle carries the rolled version's manifest only: without the one before it, stay.
+      const previous = await manifestOf(offer.source, offered, true);
+      if (!previous) {
+        ctx.log(`${offer.source.name} has no manifest for ${offered.version}: nothing from ${offer.channel} for this device now`);
+        continue;
+      }
+      m = previous;
+    }
+    candidates.push({ channel: offer.channel, version: offered.version, sequence: offer.doc.sequence, mandatory: m.manifest.mandatory, securityFix: m.manifest.securityFix });
   }
   // Given up on (ERR_GAVE_UP) or held after a manual rollback: a security fix below it must still reach the device.
   const passOver = new Set<string>();
@@ -176,7 +202,7 @@ async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], 
  * item 14); else the source's. The copy is verified as a source's bytes would be (same pin, same
  * root), and equal bytes give equal verdicts, so which one is used changes no decision.
  */
-async function pinnedManifest(layout: HomeLayout, source: Source, root: RootDoc, pointer: ChannelTarget): Promise<VerifiedManifest | undefined> {
+async function pinnedManifest(layout: HomeLayout, source: Source, root: RootDoc, pointer: PointerOffer): Promise<VerifiedManifest | undefined> {
   const own = await readFile(layout.manifest(pointer.version)).catch(() => undefined);
   if (own && own.length === pointer.manifest.size && sha256(own) === pointer.manifest.sha256) return verifyManifest(own, root, pointer.version, pointer.manifest);
   return readManifest(source, root, pointer.version, pointer.manifest);

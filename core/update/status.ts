@@ -1,5 +1,5 @@
-// What `ferry status` shows: the device, the running version, an update in progress, the last
-// error in history, the trust state that outlives the store, and a damaged `current` that
+// What `ferry status` shows: the device (and its id), the running version, an update in progress,
+// the last error in history, the trust state that outlives the store, and a damaged `current` that
 // recovery restored on this or an earlier open (core/update/repair-current.ts).
 
 import type { ErrorCode } from '../errors.ts';
@@ -24,6 +24,8 @@ export interface CurrentRepairStatus {
 
 export interface DeviceStatus {
   home: string;
+  /** The device id (core/fleet/device-identity.ts): how reports and rollouts know this device. */
+  deviceId: string;
   app: string;
   platform: string;
   arch: string;
@@ -56,6 +58,7 @@ export async function deviceStatus(ctx: UpdateContext): Promise<DeviceStatus> {
   const marks = await readMarks(ctx.layout.marks);
   return {
     home: ctx.layout.home,
+    deviceId: ctx.deviceId,
     app: ctx.config.app,
     platform: ctx.config.platform,
     arch: ctx.config.arch,

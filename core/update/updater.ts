@@ -30,6 +30,7 @@ import { recover } from './recover.ts';
 import { cleanup, restorePointOfCurrent, type CleanupResult } from './housekeeping.ts';
 import { deviceStatus, type DeviceStatus } from './status.ts';
 import { writeDeviceReport, type WrittenReport } from '../fleet/device-report.ts';
+import { ensureDeviceIdentity } from '../fleet/device-identity.ts';
 
 export { MAX_ATTEMPTS } from './attempt.ts';
 export type { ApplyOptions, StageResult } from './attempt.ts';
@@ -43,14 +44,19 @@ export class Updater implements UpdateManager, RollbackManager {
     private readonly unlock: () => Promise<void>,
   ) {}
 
-  /** Takes the home's lock (ERR_BUSY if held), opens the store, and recovers any interrupted update. */
+  /**
+   * Takes the home's lock (ERR_BUSY if held), makes the device key pair if the home predates them,
+   * opens the store, and recovers any interrupted update.
+   */
   static async open(deps: UpdaterDeps): Promise<Updater> {
     const layout = homeLayout(deps.home);
     const config = await readDeviceConfig(layout.config);
     const unlock = await acquireLock(layout.lock);
     try {
+      // Under the lock, so two processes never both make a key for a home from before device keys.
+      const identity = await ensureDeviceIdentity(layout);
       const store = await DeviceStore.open(layout.state, (deps.clock ?? realClock)());
-      const ctx = new UpdateContext(layout, config, store, deps);
+      const ctx = new UpdateContext(layout, config, store, deps, identity.id);
       try {
         await recover(ctx);
       } catch (err) {

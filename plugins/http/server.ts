@@ -3,6 +3,10 @@
 // marked no-cache and artifacts immutable. Devices need nothing more than this from an origin —
 // any plain static server (nginx) works the same — so this is a convenience, not a protocol.
 //
+// With `reports` (`ferry serve --reports DIR`), PUT /reports/<deviceId>.json takes device reports
+// into DIR (plugins/http/report-route.ts); every other PUT is still 405 and GETs still read only
+// the root.
+//
 // Only regular files under the root are served: the decoded path must pass checkRelativePath,
 // its folder must resolve inside the root, and the file is opened with O_NOFOLLOW.
 //
@@ -18,14 +22,21 @@ import { pipeline } from 'node:stream/promises';
 import { brotliCompressSync, constants as zlib } from 'node:zlib';
 import type { Socket } from 'node:net';
 import { checkRelativePath } from '../../core/io/safe-path.ts';
+import { acceptReport } from '../../core/fleet/report-inbox.ts';
 import { listenHttp } from './listen.ts';
+import { handleReportPut } from './report-route.ts';
 
 export interface StaticServerOptions {
   root: string;
   host?: string;
   /** 0 (the default) picks a free port. */
   port?: number;
+  /** Accept PUT /reports/<deviceId>.json into this report inbox, for this app only when given. */
+  reports?: { dir: string; app?: string };
 }
+
+/** PUT /reports/<deviceId>.json */
+const REPORT_PATH = /^\/reports\/([0-9a-f]{32})\.json$/;
 
 export interface StaticServerStats {
   requests: number;
@@ -148,6 +159,14 @@ export async function startStaticServer(options: StaticServerOptions): Promise<S
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     stats.requests++;
+    const reports = options.reports;
+    if (reports && req.method === 'PUT') {
+      const m = REPORT_PATH.exec((req.url ?? '').split('?')[0]!);
+      if (m) {
+        await handleReportPut(req, res, m[1]!, (bytes) => acceptReport(reports.dir, bytes, reports.app === undefined ? {} : { app: reports.app }));
+        return;
+      }
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Length': 0 }).end();
       return;

@@ -7,6 +7,12 @@
 // only ever exposes what the core wrote after verifying it: a complete cache entry whose name is
 // exactly a 64-hex sha256 (never a `.part`, never another path), or a file keptMetadataFile names
 // (never the config, the marks, the state or anything else in the home).
+//
+// Given the device home, it also takes other devices' reports, PUT /ferry/v1/reports/<deviceId>
+// (plugins/lan/report-relay.ts sends them), into <home>/reports/: verified and capped like `ferry
+// serve --reports` (plugins/http/report-route.ts), for the home's own app only, the newest per
+// device, and at most PEER_INBOX_MAX_DEVICES devices (plugins/lan/bounded-report-inbox.ts), so a
+// neighbour can neither fill this device's disk nor replace a report it did not sign.
 
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -14,7 +20,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { join } from 'node:path';
 import { parseRange } from '../http/server.ts';
 import { listenHttp } from '../http/listen.ts';
+import { handleReportPut } from '../http/report-route.ts';
 import { homeLayout } from '../../core/device/layout.ts';
+import { readDeviceConfig } from '../../core/device/config.ts';
+import { createBoundedInbox, type BoundedInbox } from './bounded-report-inbox.ts';
+import { REPORTS_PREFIX } from './report-relay.ts';
 import { keptMetadataFile } from '../../core/update/kept-metadata.ts';
 import { MANIFEST_MAX_BYTES } from '../../core/trust/metadata.ts';
 
@@ -23,6 +33,7 @@ export const ARTIFACT_PREFIX = '/ferry/v1/artifacts/';
 /** Followed by a repository path: root/<N>.json, channels/<c>.json, releases/<v>/manifest.json. */
 export const METADATA_PREFIX = '/ferry/v1/metadata/';
 const SHA256_PATH = /^\/ferry\/v1\/artifacts\/([0-9a-f]{64})$/;
+const REPORT_PATH = /^\/ferry\/v1\/reports\/([0-9a-f]{32})$/;
 
 export interface PeerServerStats {
   /** Body bytes sent, over all requests. */
@@ -35,6 +46,8 @@ export interface PeerServerStats {
   refused: number;
   /** Body bytes sent per metadata path (root/2.json, channels/stable.json, …). */
   byMetadataPath: Record<string, number>;
+  /** Report PUTs answered, by status (201, 200, 409, 413 …). */
+  reportsByStatus: Record<string, number>;
 }
 
 export interface PeerServer {
@@ -52,11 +65,31 @@ export interface PeerServerOptions {
   port?: number;
   /** The device home whose kept verified metadata is served too; absent: artifacts only. */
   metadataHome?: string;
+  /** Devices whose reports the home's inbox keeps (default PEER_INBOX_MAX_DEVICES). */
+  maxInboxDevices?: number;
 }
 
 export async function startPeerServer(options: PeerServerOptions): Promise<PeerServer> {
-  const stats: PeerServerStats = { bytesServed: 0, bySha: {}, requests: 0, refused: 0, byMetadataPath: {} };
+  const stats: PeerServerStats = { bytesServed: 0, bySha: {}, requests: 0, refused: 0, byMetadataPath: {}, reportsByStatus: {} };
   const layout = options.metadataHome ? homeLayout(options.metadataHome) : null;
+  const allow = layout ? 'GET, HEAD, PUT' : 'GET, HEAD';
+
+  // Made at the first report, for the app the home's ferry.json names (read again after a failure).
+  let inbox: Promise<BoundedInbox> | null = null;
+  const reportInbox = (): Promise<BoundedInbox> => {
+    inbox ??= readDeviceConfig(layout!.config).then(
+      (config) => createBoundedInbox({ dir: layout!.reportsInbox, app: config.app, ...(options.maxInboxDevices ? { maxDevices: options.maxInboxDevices } : {}) }),
+      (err: unknown) => { inbox = null; throw err; },
+    );
+    return inbox;
+  };
+
+  const takeReport = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const m = REPORT_PATH.exec(req.url ?? '');
+    if (!m) return refuse(res, 404);
+    const { status } = await handleReportPut(req, res, m[1]!, async (bytes, verified) => (await reportInbox()).accept(bytes, verified));
+    stats.reportsByStatus[status] = (stats.reportsByStatus[status] ?? 0) + 1;
+  };
 
   const refuse = (res: ServerResponse, status: number, headers: Record<string, string> = {}) => {
     stats.refused++;
@@ -92,7 +125,8 @@ export async function startPeerServer(options: PeerServerOptions): Promise<PeerS
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return refuse(res, 405, { allow: 'GET, HEAD' });
+    if (layout && req.method === 'PUT' && req.url?.startsWith(REPORTS_PREFIX)) return takeReport(req, res);
+    if (req.method !== 'GET' && req.method !== 'HEAD') return refuse(res, 405, { allow });
     if (req.url?.startsWith(METADATA_PREFIX)) return serveMetadata(req, res, req.url.slice(METADATA_PREFIX.length));
     const m = SHA256_PATH.exec(req.url ?? '');
     if (!m) return refuse(res, 404);

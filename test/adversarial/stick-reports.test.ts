@@ -22,6 +22,12 @@ import { loadDeviceIdentity } from '../../core/fleet/device-identity.ts';
 import { Agent } from '../../plugins/agent/agent.ts';
 import { STICK_REPORTS_MAX_BYTES, stickPresent, writeReportsToStick } from '../../plugins/fleet/stick-reports.ts';
 import { deliverReports } from '../../plugins/fleet/deliver-reports.ts';
+import { startStaticServer } from '../../plugins/http/server.ts';
+import { startPeerServer } from '../../plugins/lan/peer-server.ts';
+import { acceptReport } from '../../core/fleet/report-inbox.ts';
+import { createDeviceIdentity } from '../../core/fleet/device-identity.ts';
+import { signReport } from '../../core/fleet/report.ts';
+import { homeLayout } from '../../core/device/layout.ts';
 
 function canMountTmpfs(): string | null {
   if (process.getuid?.() !== 0) return 'not root';
@@ -186,6 +192,45 @@ stick('a stick is a mount point or a folder already carrying an offer or reports
     assert.ok(d.peers && d.peers.delivered === 0, 'the unreachable peer took nothing, and did not throw');
   } finally {
     await device.cleanup();
+  }
+});
+
+stick('deliverReports: the own report and a relayed one reach the endpoint (ferry serve --reports), the stick and a LAN peer', async () => {
+  const mount = join(scratch.path, 'deliver-stick');
+  await mkdir(mount);
+  await copyFile(bundle, join(mount, 'update.ferry'));
+  const endpointDir = join(scratch.path, 'endpoint-inbox');
+  const device = await makeDevice({ trust: await repo.trust(), sources: [bundle] });
+  const peerDevice = await makeDevice({ trust: await repo.trust(), sources: [bundle] });
+  const server = await startStaticServer({ root: repo.repo, reports: { dir: endpointDir, app: (await device.config()).app } });
+  const peer = await startPeerServer({ cacheDir: peerDevice.layout.cache, metadataHome: peerDevice.home, host: '127.0.0.1', port: 0 });
+  try {
+    assert.is((await device.with((u) => u.apply())).status, 'committed');
+    const own = parseReport(await readFile(device.layout.deviceReport)).report;
+    // A report this device relays for a third one (its LAN peer server would have kept it).
+    const third = await createDeviceIdentity(homeLayout(join(scratch.path, 'third')));
+    const relayed = signReport({ ...own, deviceId: third.id, publicKey: Buffer.from(third.key.publicKey).toString('hex'), sequence: 3 }, third);
+    await acceptReport(device.layout.reportsInbox, relayed);
+
+    const config = { ...(await device.config()), sources: [`usb:${mount}`], reports: { url: new URL('reports', server.url).href, stick: true } };
+    const d = await deliverReports({ layout: device.layout, config, peers: [{ name: 'peer', url: peer.url }], timeoutMs: 5000 });
+    assert.is(d.reports, 2);
+    assert.equal([d.endpoint?.delivered, d.endpoint?.failed], [2, 0], JSON.stringify(d.endpoint));
+    assert.equal(d.sticks.map((s) => [s.mount, s.written]), [[mount, 2]]);
+    assert.equal([d.peers?.delivered, d.peers?.failed], [2, 0], JSON.stringify(d.peers));
+    const ids = [own.deviceId, third.id].sort();
+    for (const [where, dir] of [['endpoint', endpointDir], ['stick', join(mount, 'reports')], ['peer', peerDevice.layout.reportsInbox]] as const) {
+      const kept = await readInbox(dir);
+      assert.equal(kept.map((k) => k.deviceId), ids, where);
+      assert.ok(kept.find((k) => k.deviceId === third.id)!.bytes.equals(relayed), `${where}: the relayed report as signed`);
+    }
+    // Again: everything is already there; nothing fails.
+    const again = await deliverReports({ layout: device.layout, config, peers: [{ name: 'peer', url: peer.url }], timeoutMs: 5000 });
+    assert.equal([again.endpoint?.failed, again.sticks[0]?.unchanged, again.peers?.failed], [0, 2, 0]);
+  } finally {
+    await server.close();
+    await peer.close();
+    await cleanupAll(device, peerDevice);
   }
 });
 

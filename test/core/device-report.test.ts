@@ -113,6 +113,7 @@ build('ferry.json reports: absent means the default; strict like the other field
   assert.equal(parseDeviceConfig({ ...base, reports: { url: 'http://10.0.0.1:8080/reports' } }).reports, { url: 'http://10.0.0.1:8080/reports', stick: true });
   assert.equal(parseDeviceConfig({ ...base, reports: { url: null, stick: false } }).reports, { url: null, stick: false });
   assertCode(() => parseDeviceConfig({ ...base, reports: { url: 'ftp://x/' } }), 'ERR_USAGE');
+  assertCode(() => parseDeviceConfig({ ...base, reports: { url: 'http://x/reports?token=1' } }), 'ERR_USAGE');
   assertCode(() => parseDeviceConfig({ ...base, reports: { stick: 'yes' } }), 'ERR_USAGE');
   assertCode(() => parseDeviceConfig({ ...base, reports: { urls: 'http://x/' } }), 'ERR_USAGE');
   assertCode(() => parseDeviceConfig({ ...base, reports: 'http://x/' }), 'ERR_USAGE');

@@ -58,6 +58,7 @@ import {
   type KillNote,
   type SelfCrashFixture,
 } from '../helpers/self-crash.ts';
+import { within } from '../helpers/within.ts';
 
 const run = promisify(execFile);
 const t0 = performance.now();
@@ -139,7 +140,7 @@ async function cutAndKill(service: Service, disk: LoopFs, cut: () => Promise<voi
       // gone meanwhile
     }
   }
-  for (const l of service.launchers) await Promise.race([service.exited(l), sleep(5_000)]);
+  for (const l of service.launchers) await within(service.exited(l), 5_000, undefined);
 }
 
 /** Runs `fn` on a free disk, waiting for one. */

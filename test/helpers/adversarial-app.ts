@@ -11,6 +11,7 @@ import { ROOT, running, sleep } from './crash.ts';
 import { EXAMPLE_APP_SERVER, exampleAppTree } from './example-app.ts';
 import { get, type LoadLimits } from './load.ts';
 import type { TreeSpec } from './repo.ts';
+import { within } from './within.ts';
 
 /**
  * How a release misbehaves:
@@ -142,7 +143,7 @@ export function portOf(s: SupervisorStatus): number {
 export async function stopChild(child: ChildProcess, exit: Promise<unknown>, ms = 20_000): Promise<void> {
   if (!running(child)) return;
   child.kill('SIGTERM');
-  await Promise.race([exit, sleep(ms)]);
+  await within(exit, ms, undefined);
   if (running(child)) {
     child.kill('SIGKILL');
     await exit;

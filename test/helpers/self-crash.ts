@@ -17,7 +17,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { cp, mkdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { readBootRecord } from '../../core/self/boot-record.ts';
@@ -28,8 +28,9 @@ import { exampleAppTree } from './example-app.ts';
 import { inspectCurrent, NEW, OLD, signedFiles } from './crash.ts';
 import { alive } from './proc.ts';
 import { makeRepo } from './repo.ts';
-import { baseSelfTree, makeSelfHome, mustCli, runCli, type CliRun, type SelfHome } from './self-home.ts';
+import { baseSelfTree, copyTree, makeSelfHome, mustCli, runCli, type CliRun, type SelfHome } from './self-home.ts';
 import { keepLines, timedEvents, type TimedAgentEvent, type TimedLine } from './agent-log.ts';
+import { within } from './within.ts';
 
 // The versions of test/helpers/crash.ts, whose oracle (inspectCurrent) knows them by name.
 export { NEW, OLD };
@@ -217,11 +218,11 @@ export class Service {
     for (const l of this.launchers) {
       if (!this.running(l)) continue;
       l.kill('SIGTERM');
-      const ended = await Promise.race([this.exited(l), sleep(graceMs).then(() => null)]);
+      const ended = await within(this.exited(l), graceMs, null);
       if (!ended) clean = false;
     }
     this.killAll();
-    for (const l of this.launchers) await Promise.race([this.exited(l), sleep(5_000)]);
+    for (const l of this.launchers) await within(this.exited(l), 5_000, undefined);
     return clean;
   }
 }
@@ -352,8 +353,8 @@ export async function scenarioHomes(fx: SelfCrashFixture, selfTemplate: string, 
   await mkdir(dir, { recursive: true });
   const app = join(dir, 'app');
   await rm(selfAt, { recursive: true, force: true });
-  await cp(selfTemplate, selfAt, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
-  await cp(fx.appHome, app, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+  await copyTree(selfTemplate, selfAt, { timestamps: true });
+  await copyTree(fx.appHome, app, { timestamps: true });
   const launcher = join(dir, 'launcher.sh');
   if (!existsSync(launcher)) await mustCli(['self', 'launcher', '--home', selfAt, '--out', launcher], 'self launcher');
   return { self: selfAt, app, launcher };
@@ -379,7 +380,7 @@ export async function makeStagedTemplate(fx: SelfCrashFixture, dir: string): Pro
   const state = await selfState(homes.self);
   if (state.current !== OLD || state.trial !== null || !existsSync(join(homes.self, 'releases', NEW))) throw new Error(`the staged template is not ${OLD} with ${NEW} staged and no trial: ${JSON.stringify(state)}`);
   const template = join(dir, 'template-staged');
-  await cp(homes.self, template, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+  await copyTree(homes.self, template, { timestamps: true });
   return template;
 }
 

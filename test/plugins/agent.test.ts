@@ -22,6 +22,7 @@ import { writeBundle } from '../../core/publish/bundle.ts';
 import { freePort } from '../helpers/net.ts';
 import type { TimeWindow, UpdatePolicy } from '../../core/spec.ts';
 import type { ManifestDoc } from '../../core/trust/metadata.ts';
+import { within } from '../helpers/within.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Fake time and the agent's log
@@ -278,7 +279,7 @@ test('an abort during an attempt lets it finish (the switch is committed, not cu
       }
     },
   });
-  const how = await Promise.race([agent.run(stop.signal), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000))]);
+  const how = await within(agent.run(stop.signal), 30_000, 'timeout' as const);
   assert.is(abortedAt, 'after:switching', 'the abort came mid-switch');
   assert.equal(how, { reason: 'aborted' }, 'run() returns once the attempt is over');
   const names = events.map((e) => e.event);
@@ -411,7 +412,7 @@ test('with an app: ferry run exiting on its own stops the agent (app-exited); no
   await h.sleepingAfter(3, 'the sleep after the install');
   assert.is(fake.runs.length, 1);
   fake.runs[0]!.exit(3);
-  const how = await Promise.race([h.done, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000))]);
+  const how = await within(h.done, 10_000, 'timeout' as const);
   assert.equal(how, { reason: 'app-exited', code: 3, signal: null });
   assert.ok(h.events.some((e) => e.event === 'app-exited'));
   assert.equal(fake.runs[0]!.signals, [], 'an exited ferry run is not signalled');

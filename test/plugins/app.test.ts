@@ -28,6 +28,7 @@ import { get, Load, type Reply } from '../helpers/load.ts';
 import { freePort } from '../helpers/net.ts';
 import { alive } from '../helpers/proc.ts';
 import { makeRepo, tempDir, writeTree, type TreeSpec } from '../helpers/repo.ts';
+import { within } from '../helpers/within.ts';
 
 // Bounds well above what three updates take, even on a busy 2-core machine (~40 s, ~7,000 requests).
 const LOAD_LIMITS = { maxMs: 120_000, maxRequests: 50_000 };
@@ -85,7 +86,7 @@ function start(command: string, args: string[], cwd: string, env: NodeJS.Process
 async function stop(c: Child | undefined, ms = 20_000): Promise<void> {
   if (!c || c.child.exitCode !== null || c.child.signalCode !== null) return;
   c.child.kill('SIGTERM');
-  await Promise.race([c.exit, sleep(ms)]);
+  await within(c.exit, ms, undefined);
   if (c.child.exitCode === null && c.child.signalCode === null) {
     c.child.kill('SIGKILL');
     await c.exit;
@@ -209,7 +210,7 @@ Run('updates under a keep-alive load: no request fails; readiness is what the ap
     // SIGTERM to ferry run drains the last generation through ferry/app: exit 0, nothing left.
     const last = (await requestSupervisor(device.home, { op: 'status' }, 2000)).active!.pid;
     sup.child.kill('SIGTERM');
-    assert.is(await Promise.race([sup.exit, sleep(20_000).then(() => 'timeout')]), 0, `ferry run exits 0; output:\n${sup.output().slice(-2000)}`);
+    assert.is(await within(sup.exit, 20_000, 'timeout'), 0, `ferry run exits 0; output:\n${sup.output().slice(-2000)}`);
     for (let i = 0; i < 40 && alive(last); i++) await sleep(50);
     assert.not.ok(alive(last), 'the app exited');
   } finally {
@@ -284,11 +285,11 @@ Drain('SIGTERM: in-flight request finishes, a just-idle connection is still answ
     assert.is(slowReply.connection, 'close', 'the in-flight request is answered with Connection: close');
     assert.ok(slowReply.at - slowStarted >= 1400, 'it was answered when done, not cut');
 
-    const idleAt = await Promise.race([idleClosed, sleep(5000).then(() => null)]);
+    const idleAt = await within(idleClosed, 5000, null);
     assert.ok(idleAt !== null, 'the idle keep-alive connection was closed by the app');
     assert.ok(idleAt! - termAt < 3000, `closed ${idleAt! - termAt} ms after SIGTERM`);
 
-    const code = await Promise.race([app.exit, sleep(10_000).then(() => 'timeout')]);
+    const code = await within(app.exit, 10_000, 'timeout');
     assert.is(code, 0, `the app exits 0 once every connection is closed; output:\n${app.output()}`);
   } finally {
     for (const a of agents) a.destroy();
@@ -321,7 +322,7 @@ setTimeout(async () => { console.log('reporting ready'); await reportReady(); co
     assert.is(reply.body, 'warm\n');
     assert.match(app.output(), 'reporting ready', `output: ${app.output()}`);
     app.child.kill('SIGTERM');
-    assert.is(await Promise.race([app.exit, sleep(10_000).then(() => 'timeout')]), 0);
+    assert.is(await within(app.exit, 10_000, 'timeout'), 0);
   } finally {
     await stop(app);
     await dir.cleanup();

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import type { UpdateRecord } from '../../core/spec.ts';
 import { keepLines, type TimedLine } from '../helpers/agent-log.ts';
 import { EMBEDDED_KEEPER, exampleAgentVariant, makeSelfHome, mustCli, runCli, type SelfHome } from '../helpers/self-home.ts';
+import { within } from '../helpers/within.ts';
 
 const test = suite('examples/self-updating-agent');
 
@@ -97,7 +98,7 @@ test.before(async () => {
 test.after(async () => {
   if (child && child.exitCode === null && child.signalCode === null) {
     child.kill('SIGTERM');
-    if (!(await Promise.race([exited, sleep(20_000).then(() => null)]))) {
+    if (!(await within(exited, 20_000, null))) {
       try {
         process.kill(-child.pid!, 'SIGKILL');
       } catch {
@@ -164,7 +165,7 @@ for (const [version, brk] of [['1.2.0', 'crash'], ['1.3.0', 'hang']] as const) {
 
 test('SIGTERM to the launcher stops the agent; the launcher exits 0', async () => {
   child.kill('SIGTERM');
-  const ended = await Promise.race([exited, sleep(20_000).then(() => null)]);
+  const ended = await within(exited, 20_000, null);
   assert.ok(ended, 'the launcher exited within 20 s');
   assert.is(ended.code, 0, `launcher exit ${JSON.stringify(ended)}; ${tail()}`);
 });

@@ -25,6 +25,7 @@ import { exampleAppTree } from '../helpers/example-app.ts';
 import { get, Load } from '../helpers/load.ts';
 import { alive } from '../helpers/proc.ts';
 import { makeRepo, tempDir, type TempDir, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
+import { within } from '../helpers/within.ts';
 
 const LAUNCHER = join(ROOT, 'test/helpers/socket-activate.py');
 const LOAD_MAX_MS = 60_000;
@@ -98,7 +99,7 @@ async function activate(ferryArgs: string[], options: { mismatch?: boolean; unix
 
 /** Waits for the activated process to exit (bounded) and returns the launcher's exit code (= ferry's). */
 async function exited(a: Activated, ms = 20_000): Promise<number | null> {
-  const code = await Promise.race([a.exit, sleep(ms).then(() => 'timeout' as const)]);
+  const code = await within(a.exit, ms, 'timeout' as const);
   assert.is.not(code, 'timeout', `ferry exited within ${ms} ms; output:\n${a.output().slice(-3000)}`);
   return code as number | null;
 }
@@ -257,7 +258,7 @@ async function stopLeftovers(): Promise<void> {
   for (const a of running.splice(0)) {
     if (!launcherRunning(a)) continue;
     try { process.kill(a.info.pid, 'SIGTERM'); } catch { /* exiting */ }
-    await Promise.race([a.exit, sleep(20_000)]);
+    await within(a.exit, 20_000, undefined);
   }
   for (const pid of started) if (alive(pid)) process.kill(pid, 'SIGKILL');
 }

@@ -20,6 +20,7 @@ import { makeRepo, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
 import { requestSupervisor, type SupervisorStatus } from '../../plugins/run/control.ts';
 import { Supervisor } from '../../plugins/run/supervisor.ts';
 import { chooseReadiness, parseListen } from '../../plugins/run/supervision.ts';
+import { within } from '../helpers/within.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 // Bounds only: five updates take about 30 s on an idle machine and twice that on a loaded one.
@@ -132,7 +133,7 @@ Run.after(async () => {
   watching = false;
   if (sup?.child.exitCode === null) {
     sup.child.kill('SIGTERM');
-    await Promise.race([sup.exit, sleep(15_000)]);
+    await within(sup.exit, 15_000, undefined);
     if (sup.child.exitCode === null) sup.child.kill('SIGKILL');
   }
   await device?.cleanup();
@@ -220,7 +221,7 @@ Run('SIGTERM drains the app and exits 0, leaving no app process, pid file or soc
   watching = false;
   assert.ok(pids.size >= 5, `saw the generations' pids: ${[...pids].join(', ')}`);
   sup.child.kill('SIGTERM');
-  const code = await Promise.race([sup.exit, sleep(20_000).then(() => 'timeout' as const)]);
+  const code = await within(sup.exit, 20_000, 'timeout' as const);
   assert.is(code, 0, `the supervisor exits 0 on SIGTERM; output:\n${sup.output().slice(-3000)}`);
   for (let i = 0; i < 40 && [...pids].some(alive); i++) await sleep(50);
   assert.equal([...pids].filter(alive), [], 'no app process remains');

@@ -104,6 +104,10 @@ export type AgentStopped =
 
 const quiet: AgentLog = () => {};
 
+/** One report request of the agent's delivery, and all of them to LAN peers together. */
+const CARRY_REQUEST_MS = 5_000;
+const CARRY_PEERS_MS = 10_000;
+
 export class Agent {
   readonly home: string;
   private readonly log: AgentLog;
@@ -330,7 +334,8 @@ export class Agent {
     try {
       const { deliverReports, describeDelivery } = await import('../fleet/deliver-reports.ts');
       const peers = sources ? await sources.peers() : [];
-      const d = await deliverReports({ layout, config, peers });
+      // Bounded so a stalled endpoint or peer delays a stop by seconds, not minutes.
+      const d = await deliverReports({ layout, config, peers, timeoutMs: CARRY_REQUEST_MS, peersTotalTimeoutMs: CARRY_PEERS_MS });
       const lines = describeDelivery(d);
       if (lines.length > 0) this.log('reports', { reports: d.reports, endpoint: d.endpoint, sticks: d.sticks, peers: d.peers }, `reports (${d.reports}): ${lines.join('; ')}`);
     } catch (err) {

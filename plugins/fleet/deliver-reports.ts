@@ -30,6 +30,8 @@ export interface DeliverInput {
   peers?: readonly LanPeer[];
   /** Per request, for the endpoint and peers (default 10 s). */
   timeoutMs?: number;
+  /** For all the peers together (default: plugins/lan/report-relay.ts RELAY_TOTAL_TIMEOUT_MS). */
+  peersTotalTimeoutMs?: number;
 }
 
 export interface RouteCounts {
@@ -141,25 +143,32 @@ export async function deliverReports(input: DeliverInput): Promise<Delivery> {
   if (reports.length === 0) return delivery;
   const bytes = reports.map((r) => r.bytes);
 
-  if (routes.url) {
+  // The routes run side by side: a stalled endpoint does not hold the stick back, and the whole
+  // delivery lasts about as long as its slowest route (the agent waits for it before stopping).
+  const endpoint = async () => {
+    if (!routes.url) return;
     delivery.endpoint = await toEndpoint(routes.url, reports, timeoutMs).catch((err: unknown) => ({ url: routes.url!, delivered: 0, failed: reports.length, error: describe(err) }));
-  }
-  if (routes.stick) {
+  };
+  const sticks = async () => {
+    if (!routes.stick) return;
     const mounts = await mountedSticks(config).catch(() => [] as string[]);
     for (const mount of mounts) {
       const result = await writeReportsToStick(mount, bytes, { app: config.app }).catch((err: unknown): StickResult => (
         { written: 0, unchanged: 0, overCap: 0, refused: 0, noSpace: false, error: describe(err) }));
       delivery.sticks.push({ mount, ...result });
     }
-  }
-  if (input.peers && input.peers.length > 0) {
+  };
+  const peers = async () => {
+    if (!input.peers || input.peers.length === 0) return;
     try {
-      const sent = await (await import('../lan/report-relay.ts')).sendReportsToPeers(input.peers, bytes, { timeoutMs });
+      const { sendReportsToPeers } = await import('../lan/report-relay.ts');
+      const sent = await sendReportsToPeers(input.peers, bytes, { timeoutMs, ...(input.peersTotalTimeoutMs ? { totalTimeoutMs: input.peersTotalTimeoutMs } : {}) });
       delivery.peers = { delivered: sent.delivered, failed: sent.failed, error: null };
     } catch (err) {
-      delivery.peers = { delivered: 0, failed: reports.length, error: describe(err) };
+      delivery.peers = { delivered: 0, failed: reports.length * input.peers.length, error: describe(err) };
     }
-  }
+  };
+  await Promise.all([endpoint(), sticks(), peers()]);
   return delivery;
 }
 

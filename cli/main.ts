@@ -27,14 +27,15 @@ const share: Loader = async () => one((await import('./commands/share.ts')).shar
 const run: Loader = async () => one((await import('./commands/run.ts')).runCommand);
 const agent: Loader = async () => one((await import('./commands/agent.ts')).agentCommand);
 const self: Loader = async () => one((await import('./commands/self.ts')).selfCommand);
+const report: Loader = async () => one((await import('./commands/report.ts')).reportCommand);
 const fleet: Loader = async () => one((await import('./commands/fleet.ts')).fleetCommand);
 
 /** Every command module, in the order `ferry --help` lists them. */
-const ALL: Loader[] = [keygen, repo, release, promote, rollout, bundle, verify, serve, device, share, run, agent, self, fleet];
+const ALL: Loader[] = [keygen, repo, release, promote, rollout, bundle, verify, serve, device, share, run, agent, self, report, fleet];
 
 /** Which module defines each verb. A verb missing here still works: it loads every module. */
 const BY_VERB: Record<string, Loader> = {
-  keygen, repo, release, promote, rollout, bundle, verify, serve, share, run, agent, self, fleet,
+  keygen, repo, release, promote, rollout, bundle, verify, serve, share, run, agent, self, report, fleet,
   init: device, check: device, download: device, apply: device, update: device, approve: device,
   rollback: device, history: device, status: device, 'restore-points': device,
 };

@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Argv, CommandModule } from 'yargs';
 import { checkSourcesPresent, initDevice } from '../../core/device/init.ts';
+import { parseReportsConfig, writeDeviceConfig } from '../../core/device/config.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import { loadDeviceIdentity } from '../../core/fleet/device-identity.ts';
 import { fromFsError, FerryError } from '../../core/errors.ts';
@@ -75,6 +76,7 @@ interface InitArgs extends OutputFlags {
   keep: number;
   maxRate?: string;
   linkUnchanged: boolean;
+  reportUrl?: string;
 }
 
 /** "500k", "2m", "1000" → bytes per second. */
@@ -103,14 +105,16 @@ const initCommand: CommandModule<object, InitArgs> = {
       .option('auto-update', { type: 'boolean', default: true })
       .option('keep', { type: 'number', default: 3, describe: 'restore points kept by cleanup' })
       .option('max-rate', { type: 'string', describe: 'bandwidth cap for network downloads, bytes/s (500k, 2m)' })
-      .option('link-unchanged', { type: 'boolean', default: false, describe: 'hard-link files a delta leaves unchanged (faster, half the disk; releases then share those files)' }) as never,
+      .option('link-unchanged', { type: 'boolean', default: false, describe: 'hard-link files a delta leaves unchanged (faster, half the disk; releases then share those files)' })
+      .option('report-url', { type: 'string', describe: 'report endpoint this device PUTs its signed reports to (ferry serve --reports)' }) as never,
   handler: async (args) => {
     const trustBytes = await readFile(args.trust).catch((err) => { throw fromFsError(err, `reading ${args.trust}`); });
     await checkSourcesPresent(args.source);
+    const reports = args.reportUrl === undefined ? null : parseReportsConfig({ url: args.reportUrl }, '--report-url');
     const health = args.healthCmd || args.healthUrl
       ? { ...(args.healthCmd ? { command: args.healthCmd.split(' ').filter(Boolean) } : {}), ...(args.healthUrl ? { url: args.healthUrl } : {}), timeoutMs: parseDurationMs(args.healthTimeout) }
       : null;
-    const config = await initDevice({
+    let config = await initDevice({
       home: args.home,
       trustBytes,
       sources: args.source,
@@ -122,6 +126,10 @@ const initCommand: CommandModule<object, InitArgs> = {
       maxBytesPerSecond: args.maxRate ? parseRate(args.maxRate) : null,
       linkUnchanged: args.linkUnchanged,
     });
+    if (reports) {
+      config = { ...config, reports };
+      await writeDeviceConfig(homeLayout(args.home).config, config);
+    }
     const identity = await loadDeviceIdentity(homeLayout(args.home));
     const deviceId = identity?.id ?? null;
     printResult(args, { ...config, deviceId }, () => [`initialised ${args.home} for app "${config.app}" (${config.platform}-${config.arch}) on ${config.policy.channel}`, `  device id: ${deviceId}`, `  sources: ${config.sources.join(', ')}`]);

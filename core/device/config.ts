@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { FerryError } from '../errors.ts';
 import { parseStrictJson } from '../io/strict-json.ts';
 import { writeFileAtomic } from '../io/durable.ts';
-import { arr, bool, obj, str, int, NAME } from '../io/schema.ts';
+import { arr, bool, obj, str, int, NAME, type JsonObject } from '../io/schema.ts';
 import { parsePolicy } from '../policy/policy.ts';
 import type { UpdatePolicy } from '../spec.ts';
 
@@ -38,6 +38,49 @@ export interface DeviceConfig {
    * its own folder changes both). Off by default.
    */
   linkUnchanged: boolean;
+  /**
+   * Where this device's signed reports go (ARCHITECTURE.md "Fleet reports"). Always set by
+   * parseDeviceConfig (DEFAULT_REPORTS when ferry.json has none); optional only so a config built
+   * in code without it still type-checks: read it with reportsOf().
+   */
+  reports?: ReportsConfig;
+}
+
+export interface ReportsConfig {
+  /** The report endpoint reports are PUT to (<url>/<deviceId>.json; no query or fragment), or null for none. */
+  url: string | null;
+  /** Write reports onto the USB sticks of `usb:` sources (a reports/ folder, bounded). */
+  stick: boolean;
+}
+
+/** A ferry.json from before reports (or without the field): no endpoint, sticks carry them. */
+export const DEFAULT_REPORTS: ReportsConfig = { url: null, stick: true };
+
+/** The config's report routes, the default when it names none. */
+export function reportsOf(config: Pick<DeviceConfig, 'reports'>): ReportsConfig {
+  return config.reports ?? DEFAULT_REPORTS;
+}
+
+/** A `reports` value from outside ferry.json (`ferry init --report-url`): ERR_USAGE when it is wrong. */
+export function parseReportsConfig(value: unknown, what: string): ReportsConfig {
+  try {
+    return parseReports(value as JsonObject[string]);
+  } catch (err) {
+    if (err instanceof FerryError && err.code === 'ERR_SCHEMA') throw new FerryError('ERR_USAGE', `${what}: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
+function parseReports(value: JsonObject[string] | undefined): ReportsConfig {
+  if (value === undefined) return { ...DEFAULT_REPORTS };
+  const o = obj(value, 'ferry.json reports');
+  for (const key of Object.keys(o)) {
+    if (key !== 'url' && key !== 'stick') throw new FerryError('ERR_SCHEMA', `ferry.json reports.${key} is not a field (url, stick)`);
+  }
+  return {
+    url: o.url === undefined || o.url === null ? null : str(o.url, 'reports.url', /^https?:\/\/[^\s?#]+$/),
+    stick: o.stick === undefined ? DEFAULT_REPORTS.stick : bool(o.stick, 'reports.stick'),
+  };
 }
 
 export async function readDeviceConfig(path: string): Promise<DeviceConfig> {
@@ -72,6 +115,7 @@ export function parseDeviceConfig(value: unknown): DeviceConfig {
       offlineGraceDays: o.offlineGraceDays === undefined ? 180 : int(o.offlineGraceDays, 'offlineGraceDays', 0),
       maxBytesPerSecond: o.maxBytesPerSecond === undefined || o.maxBytesPerSecond === null ? null : int(o.maxBytesPerSecond, 'maxBytesPerSecond', 1),
       linkUnchanged: o.linkUnchanged === undefined ? false : bool(o.linkUnchanged, 'linkUnchanged'),
+      reports: parseReports(o.reports),
     };
   } catch (err) {
     if (err instanceof FerryError && err.code === 'ERR_SCHEMA') throw new FerryError('ERR_USAGE', `ferry.json: ${err.message}`, { cause: err });

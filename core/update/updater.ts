@@ -29,6 +29,7 @@ import { rollback } from './rollback.ts';
 import { recover } from './recover.ts';
 import { cleanup, restorePointOfCurrent, type CleanupResult } from './housekeeping.ts';
 import { deviceStatus, type DeviceStatus } from './status.ts';
+import { writeDeviceReport, type WrittenReport } from '../fleet/device-report.ts';
 import { ensureDeviceIdentity } from '../fleet/device-identity.ts';
 
 export { MAX_ATTEMPTS } from './attempt.ts';
@@ -88,7 +89,7 @@ export class Updater implements UpdateManager, RollbackManager {
   }
 
   async apply(options: ApplyOptions = {}): Promise<ApplyResult> {
-    return applyUpdate(this.ctx, options);
+    return this.reporting(() => applyUpdate(this.ctx, options), (r) => r.status === 'committed' || r.status === 'rolled-back');
   }
 
   /**
@@ -98,7 +99,7 @@ export class Updater implements UpdateManager, RollbackManager {
    * reports how it ended with settleStaged.
    */
   async stage(options: ApplyOptions = {}): Promise<StageResult> {
-    return stageUpdate(this.ctx, options);
+    return this.reporting(() => stageUpdate(this.ctx, options), () => false);
   }
 
   /**
@@ -107,7 +108,7 @@ export class Updater implements UpdateManager, RollbackManager {
    * attempt at `version` is staged (so repeating it is harmless).
    */
   async settleStaged(version: string, verdict: StagedVerdict): Promise<UpdateRecord | null> {
-    return settleStaged(this.ctx, version, verdict);
+    return this.reporting(() => settleStaged(this.ctx, version, verdict), (r) => r !== null);
   }
 
   async approve(version: string): Promise<void> {
@@ -125,7 +126,7 @@ export class Updater implements UpdateManager, RollbackManager {
 
   /** Back to the newest restore point of another version than current (the spec's rollback()). */
   async rollback(id?: string): Promise<UpdateRecord> {
-    return rollback(this.ctx, id);
+    return this.reporting(() => rollback(this.ctx, id), () => true);
   }
 
   /**
@@ -154,5 +155,36 @@ export class Updater implements UpdateManager, RollbackManager {
 
   async status(): Promise<DeviceStatus> {
     return deviceStatus(this.ctx);
+  }
+
+  /** Writes a fresh signed report, <home>/device/report.json (core/fleet/device-report.ts). */
+  async writeReport(): Promise<WrittenReport> {
+    return writeDeviceReport(this.ctx);
+  }
+
+  /**
+   * Runs an attempt, then writes the device's report when it ended one (a throw always did: failed
+   * or refused; `ended` says which results did). The report never fails or changes the attempt:
+   * its own failure (a full disk) is only logged (ARCHITECTURE.md "Fleet reports").
+   */
+  private async reporting<T>(attempt: () => Promise<T>, ended: (result: T) => boolean): Promise<T> {
+    let result: T;
+    try {
+      result = await attempt();
+    } catch (err) {
+      await this.reportQuietly();
+      throw err;
+    }
+    if (ended(result)) await this.reportQuietly();
+    return result;
+  }
+
+  private async reportQuietly(): Promise<void> {
+    try {
+      await writeDeviceReport(this.ctx);
+    } catch (err) {
+      const e = err as { code?: string; message?: string };
+      this.ctx.log(`device report not written (${e.code ?? 'error'}: ${e.message ?? String(err)}); the update is unaffected`);
+    }
   }
 }

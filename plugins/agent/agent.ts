@@ -5,7 +5,9 @@
 // (the decisions: core/policy/agent-schedule.ts, core/policy/maintenance-window.ts). It checks at
 // once when a bundle or repository lands on a `usb:` mount or a LAN peer announces a newer
 // release (at most one peer wake per PEER_WAKE_MS), shares the verified cache with LAN peers and
-// announces the release it runs when a source is `lan` (plugins/agent/wake-sources.ts), and can
+// announces the release it runs when a source is `lan` (plugins/agent/wake-sources.ts), carries
+// the device's signed reports off after every round (the endpoint, the stick, LAN peers:
+// plugins/fleet/deliver-reports.ts; each round writes one, plugins/agent/attempt.ts), and can
 // supervise the app with `ferry run`: started detached (plugins/agent/app-child.ts), or adopted
 // when one already serves the home (plugins/agent/adopt-supervisor.ts). The home's
 // lock is taken only for an attempt (plugins/agent/attempt.ts), so `ferry status`, `ferry approve`
@@ -52,8 +54,8 @@ import { spawn as nodeSpawn, type ChildProcess } from 'node:child_process';
 import semver from 'semver';
 import { afterAttempt, attemptAllowed } from '../../core/policy/agent-schedule.ts';
 import { formatLocalTime } from '../../core/policy/maintenance-window.ts';
-import { readDeviceConfig } from '../../core/device/config.ts';
-import { homeLayout } from '../../core/device/layout.ts';
+import { readDeviceConfig, type DeviceConfig } from '../../core/device/config.ts';
+import { homeLayout, type HomeLayout } from '../../core/device/layout.ts';
 import { readCurrent } from '../../core/device/switch.ts';
 import { FerryError, isFerryError } from '../../core/errors.ts';
 import type { UpdaterDeps } from '../../core/update/updater.ts';
@@ -101,6 +103,10 @@ export type AgentStopped =
   | { reason: 'self-update'; version: string };
 
 const quiet: AgentLog = () => {};
+
+/** One report request of the agent's delivery, and all of them to LAN peers together. */
+const CARRY_REQUEST_MS = 5_000;
+const CARRY_PEERS_MS = 10_000;
 
 export class Agent {
   readonly home: string;
@@ -174,6 +180,7 @@ export class Agent {
     if (!attemptAllowed(config.policy)) return skipDisabled(this.log, 'once');
     const r = await attemptUpdate(this.home, this.log, 'once', this.device);
     if (r.error) logError(this.log, r.error, null);
+    await this.carryReports(homeLayout(this.home), config, null);
     return r;
   }
 
@@ -198,6 +205,8 @@ export class Agent {
 
     let sources: WakeSources | null = null;
     let supervisor: SupervisorHandle | null = null;
+    // The last round's reports on their way: carried while the agent sleeps, awaited before the next round.
+    let carrying: Promise<void> = Promise.resolve();
     try {
       // Long-running: the release ferry runs from must outlive cleanup (plugins/running-release-pin.ts).
       await pinRunningRelease('agent', (m) => log('note', { message: m }, m));
@@ -263,6 +272,7 @@ export class Agent {
       let failures = 0;
       let why = 'start';
       while (!stop.signal.aborted) {
+        await carrying;
         this.triggered = null;
         // Disabled: no attempt at all (core/policy/agent-schedule.ts), judged on ferry.json as it
         // is now, so `enabled: true` written during a sleep counts at the next wake-up.
@@ -280,6 +290,7 @@ export class Agent {
         const policy = config.policy;
         const next = afterAttempt({ policy, failures, outcome: r.outcome, triggered: this.triggered !== null, rand: this.random(), waitingForWindow: r.waitingForWindow, now });
         failures = next.failures;
+        carrying = this.carryReports(layout, config, sources);
         if (next.why === 'window' && !stop.signal.aborted) {
           const at = new Date(now.getTime() + next.delayMs);
           const local = formatLocalTime(at, policy.maintenanceWindow?.timezone ?? 'UTC');
@@ -293,6 +304,7 @@ export class Agent {
     } finally {
       signal.removeEventListener('abort', onAbort);
       stop.abort(); // ends a deferred peer wake's sleep, whatever ended the loop
+      await carrying;
       this.peerWake?.close();
       this.peerWake = null;
       const ending = stopped as AgentStopped; // set by requestStop, which TypeScript cannot follow into the closure
@@ -312,6 +324,24 @@ export class Agent {
     const how = stopped as AgentStopped; // set by requestStop, which TypeScript cannot follow into the closure
     log('stopped', { ...how }, how.reason === 'self-update' ? `stopped to restart as ${how.version}` : 'stopped');
     return how;
+  }
+
+  /**
+   * Carries the device's reports along its routes (plugins/fleet/deliver-reports.ts): logged as one
+   * `reports` event when there was a route; never rejects (a report never stops the agent).
+   */
+  private async carryReports(layout: HomeLayout, config: DeviceConfig, sources: WakeSources | null): Promise<void> {
+    try {
+      const { deliverReports, describeDelivery } = await import('../fleet/deliver-reports.ts');
+      const peers = sources ? await sources.peers() : [];
+      // Bounded so a stalled endpoint or peer delays a stop by seconds, not minutes.
+      const d = await deliverReports({ layout, config, peers, timeoutMs: CARRY_REQUEST_MS, peersTotalTimeoutMs: CARRY_PEERS_MS });
+      const lines = describeDelivery(d);
+      if (lines.length > 0) this.log('reports', { reports: d.reports, endpoint: d.endpoint, sticks: d.sticks, peers: d.peers }, `reports (${d.reports}): ${lines.join('; ')}`);
+    } catch (err) {
+      const message = `reports not carried: ${(err as Error).message}`;
+      this.log('note', { message }, message);
+    }
   }
 
   /** Sleeps until `ms` pass, wake() is called or the agent stops. */

@@ -1,8 +1,9 @@
 // One check+apply attempt of the agent: the device home opened for just this attempt (its lock
 // taken, an interrupted update recovered), `apply({ trigger: 'auto' })` so the policy's autoUpdate,
 // approval and window rules hold, the outcome logged, and the device closed again, so `ferry
-// status`, `ferry approve` … work between attempts. What the outcome means for the next wake-up
-// is decided by core/policy/agent-schedule.ts.
+// status`, `ferry approve` … work between attempts. Every attempt leaves a fresh signed report in
+// <home>/device/report.json (the agent then carries it off: plugins/fleet/deliver-reports.ts).
+// What the outcome means for the next wake-up is decided by core/policy/agent-schedule.ts.
 
 import { classifyError, type AttemptOutcome } from '../../core/policy/agent-schedule.ts';
 import type { ApplyResult } from '../../core/spec.ts';
@@ -34,7 +35,18 @@ export function skipDisabled(log: AgentLog, why: string): AttemptResult {
 export async function attemptUpdate(home: string, log: AgentLog, why: string, device: OpenDeviceOptions): Promise<AttemptResult> {
   log('check', { trigger: why }, `checking for updates (${why})`);
   try {
-    const result = await withDevice(home, (u) => u.apply({ trigger: 'auto' }), device);
+    const result = await withDevice(home, async (u) => {
+      const applied = await u.apply({ trigger: 'auto' });
+      // An apply that ended an attempt wrote its report (core/update/updater.ts); a round that found
+      // nothing to do writes one too, so the fleet hears from the device every checkInterval.
+      if (applied.status === 'up-to-date' || applied.status === 'waiting') {
+        await u.writeReport().catch((err: unknown) => {
+          const message = `device report not written (${(err as { code?: string }).code ?? 'error'}: ${(err as Error).message})`;
+          log('note', { message }, message);
+        });
+      }
+      return applied;
+    }, device);
     logResult(log, result);
     return { outcome: 'done', result, error: null, waitingForWindow: result.status === 'waiting' && result.reason === 'window' };
   } catch (err) {

@@ -4,13 +4,14 @@
 //                whether the claim is worth it, and rate-limits it: plugins/agent/peer-wake.ts);
 //                this device announces the release it runs;
 //   lan, lan:…   with sharing on, the verified cache and metadata are served to peers (plugins/lan/peer-server.ts).
+// peers() lists the LAN peers found (mDNS and static lists) for the agent to hand its reports to.
 // The usb and lan plugins are imported only when the home's sources name them, so an agent
 // without them never loads the file watcher or the mDNS stack (an idle agent stays small).
 
 import type { DeviceConfig } from '../../core/device/config.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import { FerryError } from '../../core/errors.ts';
-import type { LanDiscovery } from '../lan/discovery.ts';
+import type { LanDiscovery, LanPeer } from '../lan/discovery.ts';
 import type { PeerServer } from '../lan/peer-server.ts';
 import type { AgentLog } from './agent-log.ts';
 
@@ -39,6 +40,8 @@ export interface WakeSourcesInput {
 export interface WakeSources {
   /** This device now runs `version`: tells listening peers (mDNS). */
   announceVersion(version: string): void;
+  /** The LAN peers of the home's lan sources (a bounded mDNS browse, cached), none without one. */
+  peers(): Promise<LanPeer[]>;
   close(): Promise<void>;
 }
 
@@ -49,11 +52,19 @@ export async function startWakeSources(input: WakeSourcesInput): Promise<WakeSou
   const watchers: { close(): void }[] = [];
   let server: PeerServer | null = null;
   let discovery: LanDiscovery | null = null;
+  let listed: LanDiscovery | null = null; // the static lan:host:port lists
   const sources: WakeSources = {
     announceVersion: (version) => discovery?.announceVersion(version),
+    async peers() {
+      const found = [...((await listed?.peers().catch(() => [])) ?? []), ...((await discovery?.peers().catch(() => [])) ?? [])];
+      const own = server?.url;
+      const byUrl = new Map(found.filter((p) => p.url !== own).map((p) => [p.url, p]));
+      return [...byUrl.values()];
+    },
     async close() {
       for (const w of watchers) w.close();
       await discovery?.close().catch(() => {});
+      await listed?.close().catch(() => {});
       await server?.close().catch(() => {});
     },
   };
@@ -75,6 +86,8 @@ export async function startWakeSources(input: WakeSourcesInput): Promise<WakeSou
     const lanSpecs = lanSources.map(parseLanSpec).filter((s) => s !== null);
     // Only an mDNS source (`lan`) means peers browse and announce; a static list has no announcements.
     const mdns = lanSpecs.some((s) => s.static === undefined);
+    const statics = lanSpecs.flatMap((s) => s.static ?? []);
+    if (statics.length > 0) listed = createLanDiscovery({ app: input.config.app, static: statics });
     const pinned = input.interfaceAddress ? { interfaceAddress: input.interfaceAddress } : {};
     const onPeerVersion = (peer: { url: string; version: string }) => input.peerVersion({ url: peer.url, version: peer.version });
     if (input.share) {

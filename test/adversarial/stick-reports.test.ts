@@ -28,6 +28,7 @@ import { acceptReport } from '../../core/fleet/report-inbox.ts';
 import { createDeviceIdentity } from '../../core/fleet/device-identity.ts';
 import { signReport } from '../../core/fleet/report.ts';
 import { homeLayout } from '../../core/device/layout.ts';
+import { ferry, json, ok } from '../helpers/cli.ts';
 
 function canMountTmpfs(): string | null {
   if (process.getuid?.() !== 0) return 'not root';
@@ -227,6 +228,19 @@ stick('deliverReports: the own report and a relayed one reach the endpoint (ferr
     // Again: everything is already there; nothing fails.
     const again = await deliverReports({ layout: device.layout, config, peers: [{ name: 'peer', url: peer.url }], timeoutMs: 5000 });
     assert.equal([again.endpoint?.failed, again.sticks[0]?.unchanged, again.peers?.failed], [0, 2, 0]);
+
+    // The three routes gathered into one folder and read by `ferry fleet` (the built CLI): both
+    // devices, each once, the copies from the other routes "already seen", nothing refused.
+    const gathered = join(scratch.path, 'gathered');
+    for (const [where, dir] of [['endpoint', endpointDir], ['stick', join(mount, 'reports')], ['peer', peerDevice.layout.reportsInbox]] as const) {
+      await mkdir(join(gathered, where), { recursive: true });
+      for (const name of await readdir(dir)) await copyFile(join(dir, name), join(gathered, where, name));
+    }
+    const fleet = ok(ferry('fleet', gathered, '--app', own.app, '--json'), 'ferry fleet');
+    const summary = json<{ devices: number; reports: { files: number; accepted: number; alreadySeen: number; refused: number }; versions: { version: string; devices: number }[] }>(fleet);
+    assert.is(summary.devices, 2);
+    assert.equal(summary.reports, { files: 6, accepted: 2, alreadySeen: 4, refused: 0 });
+    assert.equal(summary.versions.map((v) => [v.version, v.devices]), [['1.0.0', 2]]);
   } finally {
     await server.close();
     await peer.close();

@@ -69,6 +69,33 @@ const EXPECT: { command: string; stdout: RegExp[]; files?: (work: string) => voi
     stdout: [/^hello from 1\.1\.0$[\s\S]*^promoted 1\.2\.0 from beta to stable, sequence \d+$[\s\S]*^updated 1\.1\.0 -> 1\.2\.0 [\s\S]*^hello from 1\.2\.0$/m],
     files: (work) => assert.match(readFileSync(join(work, 'run.log'), 'utf8'), /handed over to 1\.2\.0/, 'ferry run handed the socket to 1.2.0'),
   },
+  {
+    command: 'ferry release app --repo repo --version 1.3.0 --key keys/release.key --rollout 0',
+    stdout: [
+      /^device id\s+[0-9a-f]{32}$/m,
+      /^  rolling out to 0% of devices; the others go no further than 1\.2\.0$/m,
+      /^up to date \(1\.2\.0\)$/m,
+      /^1\.3\.0 on stable: 10% of devices, sequence \d+$/m,
+      /^  linux-x64: 10%, 50% from 2030-01-01T00:00:00\.000Z; devices outside it go no further than 1\.2\.0$/m,
+      /^1\.3\.0 on stable: every device \(rollout ended\), sequence \d+$/m,
+      /^updated 1\.2\.0 -> 1\.3\.0 \(delta/m,
+      /^  device id: [0-9a-f]{32}$/m,
+      /^endpoint http:\/\/127\.0\.0\.1:18437\/reports: 1 delivered, 0 failed$/m,
+      /^stick stick: 1 written, 0 unchanged$/m,
+      /^stick\/reports: 1 written, 0 unchanged$/m,
+      /^fleet of hello: 3 device\(s\); 3 report file\(s\): 3 accepted, 0 already seen, 0 refused$/m,
+      /^linux-x64\s+1\.3\.0\s+2$/m,
+      /^linux-x64\s+1\.1\.0\s+1$/m,
+      /^stable\s+linux-x64\s+1\.3\.0\s+100% \(no rollout\)\s+2\s+3\s+3$/m,
+    ],
+    files: (work) => {
+      assert.is(readdirSync(join(work, 'fleet-reports')).filter((f) => /^[0-9a-f]{32}\.json$/.test(f)).length, 1, 'the origin kept the edge device\'s report');
+      assert.is(readdirSync(join(work, 'stick', 'reports')).filter((f) => /^[0-9a-f]{32}\.json$/.test(f)).length, 2, 'the stick carries the kiosk\'s and the device\'s reports');
+      const page = readFileSync(join(work, 'fleet.html'), 'utf8');
+      assert.match(page, /<svg[\s\S]*<\/svg>/, 'fleet.html holds the chart');
+      assert.not.match(page, /<script|\b(?:src|href)\s*=\s*["']?https?:/i, 'fleet.html loads and runs nothing');
+    },
+  },
 ];
 
 const blocks = fencedBlocks(readFileSync(README, 'utf8'));

@@ -29,20 +29,7 @@ import { createDeviceIdentity } from '../../core/fleet/device-identity.ts';
 import { signReport } from '../../core/fleet/report.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import { ferry, json, ok } from '../helpers/cli.ts';
-
-function canMountTmpfs(): string | null {
-  if (process.getuid?.() !== 0) return 'not root';
-  const dir = mkdtempSync(join(tmpdir(), 'ferry-stick-probe-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { stdio: 'pipe' });
-    execFileSync('umount', [dir], { stdio: 'pipe' });
-    return null;
-  } catch (err) {
-    return `mount -t tmpfs failed: ${(err as Error).message.split('\n')[0]}`;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+import { canMountTmpfs } from '../helpers/tmpfs.ts';
 
 /** Writes `path` until the filesystem says ENOSPC (bounded): the stick has no page left. */
 async function fillUp(path: string, limit: number): Promise<void> {

@@ -15,20 +15,7 @@ import { Updater } from '../../core/update/updater.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import { makeRepo, sampleApp } from '../helpers/repo.ts';
 import { ferry } from '../helpers/crash.ts';
-
-function canMountTmpfs(): string | null {
-  if (process.getuid?.() !== 0) return 'not root';
-  const dir = mkdtempSync(join(tmpdir(), 'ferry-store-probe-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { stdio: 'pipe' });
-    execFileSync('umount', [dir], { stdio: 'pipe' });
-    return null;
-  } catch (err) {
-    return `mount -t tmpfs failed: ${(err as Error).message.split('\n')[0]}`;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+import { canMountTmpfs } from '../helpers/tmpfs.ts';
 
 const why = canMountTmpfs();
 if (why) {

@@ -50,6 +50,11 @@ export { rolloutRelease, type RolloutInput, type RolloutResult, type RolloutPlan
 // Fleets: a device's id, and the phased-rollout decision each device makes from a signed pointer.
 export { deviceIdOf, type DeviceIdentity } from './fleet/device-identity.ts';
 export { decideRollout, rolloutBucket, rolloutPercentAt, type RolloutDecision } from './policy/rollout.ts';
+// Reports: a device's signed report, the inbox every carrier keeps, and `ferry fleet` as a call.
+export { parseReport, REPORT_MAX_BYTES, type DeviceReport, type ReportAttempt, type VerifiedReport } from './fleet/report.ts';
+export { acceptReport, readInbox, type AcceptedReport } from './fleet/report-inbox.ts';
+export { runFleet, type FleetOptions, type FleetRun } from './fleet/run-fleet.ts';
+export type { FleetSummary } from './fleet/fleet-summary.ts';
 
 // Verification: a whole repository or bundle as a device would check it, and the spec's verifier.
 export { verifyRepository, type VerifyReport, type VerifyOptions, type Problem, type ArtifactStatus } from './trust/verify-repo.ts';

@@ -10,7 +10,7 @@ import { open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tempDir, type TempDir } from '../helpers/repo.ts';
 import { forge, hexKey, newIdentity, reportOf, writeReport } from '../helpers/fleet-report-maker.ts';
-import { runFleet, parseSilentSince, parseDeviceList } from '../../cli/commands/fleet.ts';
+import { runFleet, parseSilentSince, parseDeviceList } from '../../core/fleet/run-fleet.ts';
 import { decideReport, emptyFleetState, type DeviceState } from '../../core/fleet/fleet-state.ts';
 import { rolloutRows, versionsOverTime } from '../../core/fleet/fleet-summary.ts';
 import { rolloutBucket } from '../../core/policy/rollout.ts';

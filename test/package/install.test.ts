@@ -156,8 +156,9 @@ pkg('npm install ferry into an empty project: production dependencies only, the 
   // The app imports the library, a plugin and ferry/app by their package names, as a user's would.
   await writeFile(join(project, 'app.ts'), `
 import { readFile } from 'node:fs/promises';
-import { FerryError, isFerryError, verifyRepository, type ErrorCode, type VerifyReport } from 'ferry';
+import { FerryError, isFerryError, verifyRepository, runFleet, type ErrorCode, type VerifyReport } from 'ferry';
 import { createDirSource, type Source } from 'ferry/plugins/ports';
+import { deliverReports } from 'ferry/plugins/fleet';
 import { createHttpHealthCheck } from 'ferry/plugins/health';
 import { serve, reportReady } from 'ferry/app';
 
@@ -173,7 +174,7 @@ const body = await (await fetch('http://127.0.0.1:' + port + '/')).text();
 await app.close();
 const internal = 'ferry/dist/core/errors.js';
 const hidden = await import(internal).then(() => 'importable', (e: NodeJS.ErrnoException) => e.code);
-console.log(JSON.stringify({ ok: report.ok, releases: report.releases.map((r) => r.version), isFerryError: isFerryError(new FerryError(code, 'x'), 'ERR_USAGE'), healthy: health.healthy, body, reportReady: typeof reportReady, hidden }));
+console.log(JSON.stringify({ ok: report.ok, releases: report.releases.map((r) => r.version), isFerryError: isFerryError(new FerryError(code, 'x'), 'ERR_USAGE'), healthy: health.healthy, body, reportReady: typeof reportReady, fleet: [typeof runFleet, typeof deliverReports], hidden }));
 `);
   await writeFile(join(project, 'tsconfig.json'), JSON.stringify({
     compilerOptions: { target: 'ES2022', module: 'nodenext', moduleResolution: 'nodenext', strict: true, skipLibCheck: false, outDir: 'out', types: ['node'], typeRoots: [join(ROOT, 'node_modules/@types')] },
@@ -189,6 +190,7 @@ console.log(JSON.stringify({ ok: report.ok, releases: report.releases.map((r) =>
     healthy: true,
     body: 'served by ferry/app\n',
     reportReady: 'function',
+    fleet: ['function', 'function'],
     hidden: 'ERR_PACKAGE_PATH_NOT_EXPORTED',
   });
   // The README's "Embedding ferry" programs, run as written against the installed package.

@@ -239,7 +239,7 @@ const statusCommand: CommandModule<object, HomeArgs> = {
     const s = await withDevice(args.home, (u) => u.status(), seams());
     printResult(args, s, () => table(['', ''], [
       ['app', `${s.app} (${s.platform}-${s.arch}) on ${s.channel}`],
-      ['device id', s.deviceId],
+      ['device id', s.deviceId ?? '- (no device key: see the log)'],
       ['version', s.currentVersion ?? 'nothing installed'],
       ['phase', s.phase],
       ['pending', s.pending ? `${s.pending.version} (${s.pending.phase})` : '-'],

@@ -38,6 +38,7 @@ export function fleetLines(run: FleetRun): string[] {
   for (const r of s.refused.slice(0, REFUSED_PRINTED)) lines.push(`  ${r.file}: ${r.code}: ${r.message}`);
   if (s.reports.refused > REFUSED_PRINTED) lines.push(`  … and ${s.reports.refused - REFUSED_PRINTED} more (--json lists ${s.refused.length})`);
   lines.push('', `state: ${run.statePath}`);
+  if (run.stateDropped.length > 0) lines.push(`  ${run.stateDropped.length} entr${run.stateDropped.length === 1 ? 'y' : 'ies'} of it did not verify and were dropped:`, ...run.stateDropped.slice(0, REFUSED_PRINTED).map((d) => `    ${d}`));
   if (run.html) lines.push(`html: ${run.html}`);
   return lines;
 }
@@ -66,6 +67,6 @@ export const fleetCommand: CommandModule<object, Args> = {
       .option('html', { type: 'string', describe: 'also write the fleet as one self-contained HTML page to this file' }) as never,
   handler: async (args) => {
     const run = await runFleet({ dir: args['reports-dir'], repo: args.repo, app: args.app, devices: args.devices, state: args.state, silentSince: args['silent-since'], html: args.html });
-    printResult(args, { ...run.summary, state: run.statePath, html: run.html }, () => fleetLines(run));
+    printResult(args, { ...run.summary, state: run.statePath, stateDropped: run.stateDropped, html: run.html }, () => fleetLines(run));
   },
 };

@@ -15,11 +15,15 @@
 import { readFile } from 'node:fs/promises';
 import { FerryError, fromFsError, type ErrorCode } from '../errors.ts';
 import { writeFileAtomic } from '../io/durable.ts';
-import { reportFromJson, type DeviceReport, type VerifiedReport } from './report.ts';
+import { parseReport, type DeviceReport, type VerifiedReport } from './report.ts';
 
 export const STATE_TYPE = 'ferry/fleet-state';
-/** A state file holds one report per device (~1-2 KB): 64 MiB is ~40,000 devices. */
-export const STATE_MAX_BYTES = 64 * 1024 * 1024;
+/**
+ * A state file holds one signed report per device (~1.5-2 KB): 256 MiB is well over 100,000
+ * devices (a single JSON string in V8 tops out near 512 MiB; a larger fleet needs a state per
+ * group of devices, one `--state` each).
+ */
+export const STATE_MAX_BYTES = 256 * 1024 * 1024;
 
 export interface DeviceState {
   /** The key first seen for this id (64 hex digits). */
@@ -28,7 +32,13 @@ export interface DeviceState {
   firstSeen: string;
   sequence: number;
   payloadSha256: string;
-  /** The newest verified report (already checked when it was accepted). */
+  /**
+   * The newest report's signed envelope, as read: the state file is only as trustworthy as the
+   * folder it lies in, so every entry is verified again when the state is loaded, and an entry
+   * whose envelope does not verify or does not match is dropped (SECURITY.md row 26).
+   */
+  envelope: string;
+  /** The newest verified report (parsed from `envelope`; not written to the file). */
   report: DeviceReport;
 }
 
@@ -74,7 +84,7 @@ export function decideReport(known: DeviceState | undefined, verified: VerifiedR
 
 /** One file after reading and verifying: a verified report, or why it was refused. */
 export type Candidate =
-  | { file: string; envelopeSha256: string; verified: VerifiedReport }
+  | { file: string; envelopeSha256: string; verified: VerifiedReport; bytes: Uint8Array }
   | { file: string; envelopeSha256: string | null; error: { code: ErrorCode; message: string } }
   /** Bytes already accepted by an earlier run (their hash is in state.seen): not verified again. */
   | { file: string; envelopeSha256: string; seenBefore: string };
@@ -136,6 +146,7 @@ export function foldReports(state: FleetState, candidates: readonly Candidate[],
       firstSeen: known?.firstSeen ?? now.toISOString(),
       sequence: report.sequence,
       payloadSha256: c.verified.payloadSha256,
+      envelope: Buffer.from(c.bytes).toString('utf8'),
       report,
     };
     outcomes.push({ file: c.file, deviceId: report.deviceId, result: 'accepted' });
@@ -144,8 +155,14 @@ export function foldReports(state: FleetState, candidates: readonly Candidate[],
   return { state: { type: STATE_TYPE, app: state.app, devices, seen }, outcomes };
 }
 
-/** The state in `path`, or an empty one when there is none; ERR_WRONG_TARGET for another app's. */
-export async function loadFleetState(path: string, app: string): Promise<FleetState> {
+/**
+ * The state in `path`, or an empty one when there is none; ERR_WRONG_TARGET for another app's.
+ * Each device entry is verified again from its signed envelope; one that does not verify or does
+ * not match its envelope (an edited file, a damaged disk) is dropped and named in `dropped`, so
+ * an edit can at worst make fleet forget a device (as deleting the file would), never show it
+ * as something its key did not sign.
+ */
+export async function loadFleetState(path: string, app: string, dropped: string[] = []): Promise<FleetState> {
   let bytes: Buffer;
   try {
     bytes = await readFile(path);
@@ -154,9 +171,8 @@ export async function loadFleetState(path: string, app: string): Promise<FleetSt
     throw fromFsError(err, `reading ${path}`);
   }
   if (bytes.length > STATE_MAX_BYTES) throw new FerryError('ERR_TOO_LARGE', `${path} is over ${STATE_MAX_BYTES} bytes`);
-  // The reader's own file, written by saveFleetState: JSON.parse (native; parseStrictJson, meant
-  // for signed bytes from elsewhere, took half a second on a 10,000-device state). Each report in
-  // it is still checked field by field below.
+  // JSON.parse (native; parseStrictJson took half a second on a 10,000-device state): what
+  // matters in it is verified again below, report by report.
   let doc: Record<string, unknown>;
   try {
     doc = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
@@ -168,18 +184,29 @@ export async function loadFleetState(path: string, app: string): Promise<FleetSt
   }
   if (doc.app !== app) throw new FerryError('ERR_WRONG_TARGET', `${path} is the fleet state of app "${doc.app}", not "${app}" (give another --state)`);
   const devices: Record<string, DeviceState> = {};
-  for (const [id, value] of Object.entries(doc.devices as Record<string, DeviceState>)) {
-    const report = reportFromJson(value.report, `${path}: device ${id}`);
-    if (report.deviceId !== id || report.publicKey !== value.publicKey || report.sequence !== value.sequence || typeof value.payloadSha256 !== 'string' || typeof value.firstSeen !== 'string') {
-      throw new FerryError('ERR_SCHEMA', `${path}: device ${id} does not match its report`);
+  for (const [id, value] of Object.entries(doc.devices as Record<string, Partial<DeviceState>>)) {
+    let verified: VerifiedReport;
+    try {
+      if (typeof value?.envelope !== 'string') throw new FerryError('ERR_SCHEMA', 'no signed envelope');
+      verified = parseReport(Buffer.from(value.envelope, 'utf8'), `${path}: device ${id}`);
+    } catch (err) {
+      dropped.push(`${id}: ${(err as Error).message}`);
+      continue;
     }
-    devices[id] = { publicKey: value.publicKey, firstSeen: value.firstSeen, sequence: value.sequence, payloadSha256: value.payloadSha256, report };
+    const { report } = verified;
+    if (report.deviceId !== id || report.publicKey !== value.publicKey || report.sequence !== value.sequence || verified.payloadSha256 !== value.payloadSha256 || report.app !== app || typeof value.firstSeen !== 'string') {
+      dropped.push(`${id}: the entry does not match its signed report`);
+      continue;
+    }
+    devices[id] = { publicKey: report.publicKey, firstSeen: value.firstSeen, sequence: report.sequence, payloadSha256: verified.payloadSha256, envelope: value.envelope, report };
   }
   const seen: Record<string, string> = {};
   for (const [hash, id] of Object.entries(doc.seen as Record<string, unknown>)) if (typeof id === 'string' && devices[id]) seen[hash] = id;
   return { type: STATE_TYPE, app, devices, seen };
 }
 
+/** Writes the state atomically (0600), each device's report as its signed envelope only. */
 export async function saveFleetState(path: string, state: FleetState): Promise<void> {
-  await writeFileAtomic(path, JSON.stringify(state) + '\n', 0o600);
+  const devices = Object.fromEntries(Object.entries(state.devices).map(([id, d]) => [id, { publicKey: d.publicKey, firstSeen: d.firstSeen, sequence: d.sequence, payloadSha256: d.payloadSha256, envelope: d.envelope }]));
+  await writeFileAtomic(path, JSON.stringify({ ...state, devices }) + '\n', 0o600);
 }

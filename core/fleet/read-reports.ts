@@ -93,7 +93,7 @@ export function candidatesOf(files: readonly ReportFile[], seen: Readonly<Record
     const seenBefore = Object.hasOwn(seen, envelopeSha256) ? seen[envelopeSha256] : undefined;
     if (seenBefore !== undefined) return { file: f.path, envelopeSha256, seenBefore };
     try {
-      return { file: f.path, envelopeSha256, verified: parseReport(f.bytes, f.path) };
+      return { file: f.path, envelopeSha256, verified: parseReport(f.bytes, f.path), bytes: f.bytes };
     } catch (err) {
       if (!(err instanceof FerryError)) throw err;
       return { file: f.path, envelopeSha256, error: { code: err.code, message: err.message } };

@@ -13,6 +13,7 @@ import { encodeEnvelope, PAYLOAD_TYPES, parseEnvelope, signEnvelope, verifyThres
 import { parseStrictJson } from '../io/strict-json.ts';
 import { arr, int, obj, str, time, HEX64, NAME, type JsonObject } from '../io/schema.ts';
 import { sha256 } from '../io/hash.ts';
+import semver from 'semver';
 import { keyIdOf } from '../trust/keys.ts';
 import { DEVICE_ID, deviceIdOf, type DeviceIdentity } from './device-identity.ts';
 import type { UpdateRecord } from '../spec.ts';
@@ -87,11 +88,16 @@ export function parseReport(bytes: Uint8Array, what = 'report'): VerifiedReport 
   return { report, payloadSha256: sha256(payload) };
 }
 
-const VERSION = /^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]{1,64})?$/;
 const SHORT = 256;
 
+/** A semver version exactly as semver spells it (the fleet sorts them), at most 128 characters. */
+function version(v: JsonObject[string] | undefined, what: string): string {
+  const s = str(v, what);
+  if (s.length > 128 || semver.valid(s) !== s) throw new FerryError('ERR_SCHEMA', `${what} "${s.slice(0, 40)}" is not a semver version`);
+  return s;
+}
 function optVersion(v: JsonObject[string] | undefined, what: string): string | null {
-  return v === null ? null : str(v, what, VERSION);
+  return v === null ? null : version(v, what);
 }
 function optShort(v: JsonObject[string] | undefined, what: string): string | null {
   if (v === null) return null;
@@ -147,7 +153,7 @@ export function reportFromJson(value: unknown, what = 'report'): DeviceReport {
     freeDiskBytes: o.freeDiskBytes === null ? null : int(o.freeDiskBytes, `${what}.freeDiskBytes`),
     versions: versions.map((v, i) => {
       const vo = obj(v, `${what}.versions[${i}]`);
-      return { version: str(vo.version, `${what}.versions[${i}].version`, VERSION), since: time(vo.since, `${what}.versions[${i}].since`) };
+      return { version: version(vo.version, `${what}.versions[${i}].version`), since: time(vo.since, `${what}.versions[${i}].since`) };
     }),
   };
 }

@@ -58,6 +58,8 @@ export interface FleetOptions {
 export interface FleetRun {
   summary: FleetSummary;
   statePath: string;
+  /** State entries that did not verify on load and were dropped ("<device id>: why"). */
+  stateDropped: string[];
   html: string | null;
 }
 
@@ -88,7 +90,8 @@ export async function runFleet(o: FleetOptions): Promise<FleetRun> {
     allowed = parseDeviceList(text, o.devices);
   }
   const statePath = resolve(o.state ?? join(o.dir, DEFAULT_STATE_NAME));
-  const before = await loadFleetState(statePath, app);
+  const dropped: string[] = [];
+  const before = await loadFleetState(statePath, app, dropped);
   const files = await readReportFiles(o.dir, { skip: [statePath, join(o.dir, DEFAULT_STATE_NAME)] });
   const { state, outcomes } = foldReports(before, candidatesOf(files, before.seen), { app, allowed }, now);
   await saveFleetState(statePath, state);
@@ -102,5 +105,5 @@ export async function runFleet(o: FleetOptions): Promise<FleetRun> {
     outcomes,
   });
   if (o.html) await writeFileAtomic(o.html, renderFleetHtml(summary));
-  return { summary, statePath, html: o.html ?? null };
+  return { summary, statePath, stateDropped: dropped, html: o.html ?? null };
 }

@@ -37,11 +37,13 @@ export type RolloutDecision =
  * Whether this device takes a version offered under `rollout`. Security releases ignore rollouts
  * (a fix must reach every device at once); no rollout means everyone.
  */
-export function decideRollout(input: { deviceId: string; rollout: Rollout | undefined; now: Date; security: boolean }): RolloutDecision {
+export function decideRollout(input: { deviceId: string | null; rollout: Rollout | undefined; now: Date; security: boolean }): RolloutDecision {
   const { rollout } = input;
   if (!rollout) return { take: true, why: 'no rollout: every device takes it' };
   if (input.security) return { take: true, why: 'a security release ignores its rollout' };
   const percent = rolloutPercentAt(rollout, input.now);
+  // A device without an id (its key could not be made) has no bucket: it waits for the rollout to end.
+  if (input.deviceId === null) return { take: false, why: 'this device has no id yet (no device key), so no bucket', bucket: BUCKETS, percent };
   const bucket = rolloutBucket(input.deviceId, rollout.salt);
   if (bucket < Math.round(percent * (BUCKETS / 100))) return { take: true, why: `bucket ${bucket} is under ${percent}%` };
   return { take: false, why: `bucket ${bucket} is not under ${percent}%`, bucket, percent };

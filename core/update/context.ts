@@ -40,7 +40,8 @@ export class UpdateContext {
     readonly store: DeviceStore,
     readonly deps: UpdaterDeps,
     /** This device's id (core/fleet/device-identity.ts): what its rollout buckets are computed from. */
-    readonly deviceId: string,
+    /** null when the device key could not be read or made (a full disk): updates go on without it. */
+    readonly deviceId: string | null,
   ) {}
 
   get now(): Date {

@@ -25,7 +25,8 @@ export interface CurrentRepairStatus {
 export interface DeviceStatus {
   home: string;
   /** The device id (core/fleet/device-identity.ts): how reports and rollouts know this device. */
-  deviceId: string;
+  /** null when the device key could not be read or made. */
+  deviceId: string | null;
   app: string;
   platform: string;
   arch: string;

@@ -54,9 +54,14 @@ export class Updater implements UpdateManager, RollbackManager {
     const unlock = await acquireLock(layout.lock);
     try {
       // Under the lock, so two processes never both make a key for a home from before device keys.
-      const identity = await ensureDeviceIdentity(layout);
+      // A key that cannot be made (a full disk, a read-only device/ folder) must not stop updates
+      // or recovery: the device goes on without an id (outside every rollout, no reports).
+      const deviceId = await ensureDeviceIdentity(layout).then((identity) => identity.id, (err: unknown) => {
+        deps.log?.(`no device key, so no device id for now (${(err as Error).message})`);
+        return null;
+      });
       const store = await DeviceStore.open(layout.state, (deps.clock ?? realClock)());
-      const ctx = new UpdateContext(layout, config, store, deps, identity.id);
+      const ctx = new UpdateContext(layout, config, store, deps, deviceId);
       try {
         await recover(ctx);
       } catch (err) {

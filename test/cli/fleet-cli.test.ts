@@ -63,7 +63,7 @@ item.after(async () => {
 item('--json: the summary document, app and channels from --repo, refused counted, exit 0', async () => {
   const run = ok(ferry('fleet', dir, '--repo', repo.repo, '--json', '--html', html), 'ferry fleet --json');
   const s = json<FleetSummary & { state: string; html: string }>(run);
-  assert.equal(Object.keys(s).sort(), ['app', 'devices', 'failures', 'generatedAt', 'history', 'html', 'refusals', 'refused', 'reports', 'rollouts', 'silent', 'state', 'versions']);
+  assert.equal(Object.keys(s).sort(), ['app', 'devices', 'failures', 'generatedAt', 'history', 'html', 'refusals', 'refused', 'reports', 'rollouts', 'silent', 'state', 'stateDropped', 'versions']);
   assert.is(s.app, 'sample-app');
   assert.is(s.devices, 6);
   assert.equal(s.reports, { files: 7, accepted: 6, alreadySeen: 0, refused: 1 });

@@ -148,7 +148,7 @@ item('an allow-list refuses keys not on it (ERR_UNKNOWN_KEY), and a state of its
 item('trust on first use: a known id under another key is ERR_UNKNOWN_KEY; same report is not a replay', () => {
   const d = devices[5]!, other = newIdentity();
   const report = reportFor(5);
-  const known: DeviceState = { publicKey: hexKey(other), firstSeen: NOW.toISOString(), sequence: 3, payloadSha256: 'x', report };
+  const known: DeviceState = { publicKey: hexKey(other), firstSeen: NOW.toISOString(), sequence: 3, payloadSha256: 'x', envelope: '', report };
   const ctx = { app: 'sample-app', allowed: null };
   const verified = { report, payloadSha256: 'a'.repeat(64) };
   assert.equal(decideReport(known, verified, ctx), { refuse: 'ERR_UNKNOWN_KEY', message: `device ${d.id}: not the key first seen for it` });
@@ -185,6 +185,37 @@ item('versions over time is bounded to 30 days; --silent-since takes a duration 
   assert.is(parseSilentSince('2026-11-01', NOW).toISOString(), '2026-11-01T00:00:00.000Z');
   assert.is(parseSilentSince('36h', NOW).toISOString(), ago(36 * HOUR));
   assert.throws(() => parseSilentSince('last week', NOW), /neither a duration/);
+});
+
+item('a state file edited by hand: each edited entry is dropped and named, never shown; a report whose version is no semver is refused', async () => {
+  const scratch = await tempDir('ferry-fleet-state-');
+  try {
+    const folder = join(scratch.path, 'reports');
+    const a = newIdentity(), b = newIdentity();
+    await writeReport(join(folder, 'a.json'), reportOf(a, { sequence: 5, currentVersion: '1.1.0' }), a);
+    await writeReport(join(folder, 'b.json'), reportOf(b, { sequence: 7, currentVersion: '1.1.0' }), b);
+    // A version the loose shape would pass but semver does not: refused, and the run still works.
+    const c = newIdentity();
+    await writeReport(join(folder, 'c.json'), reportOf(c, { currentVersion: '1.0.0-..', versions: [] }), c);
+    const first = await runFleet({ dir: folder, app: 'sample-app', now: NOW });
+    assert.is(first.summary.devices, 2);
+    assert.equal(first.summary.refusals, { ERR_SCHEMA: 1 });
+    // Edit the state: a's sequence raised (to shut its real reports out as replays), b's signed
+    // envelope altered to show 6.6.6.
+    const statePath = join(folder, '.ferry-fleet.json');
+    const state = JSON.parse(await readFile(statePath, 'utf8'));
+    state.devices[a.id].sequence = 999_999_999_999;
+    state.devices[b.id].envelope = forge(Buffer.from(state.devices[b.id].envelope, 'utf8'), (r) => { r.currentVersion = '6.6.6'; }).toString('utf8');
+    await writeFile(statePath, JSON.stringify(state));
+    const after = await runFleet({ dir: folder, app: 'sample-app', now: NOW });
+    assert.equal(after.stateDropped.map((d) => d.slice(0, 32)).sort(), [a.id, b.id].sort());
+    // Both are learnt again from their real reports, at their real versions; nothing shows 6.6.6.
+    assert.is(after.summary.devices, 2);
+    assert.equal(after.summary.versions, [{ target: 'linux-x64', version: '1.1.0', devices: 2 }]);
+    assert.is(after.summary.refusals.ERR_DOWNGRADE, undefined, "a's real report is not taken for a replay");
+  } finally {
+    await scratch.cleanup();
+  }
 });
 
 item.run();

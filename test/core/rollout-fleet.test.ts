@@ -115,7 +115,7 @@ fleet('issue 16 item 1: a home from before device keys gets one on first open, k
   extra.push(old);
   await rm(old.layout.deviceDir, { recursive: true, force: true });
   const first = await old.with((u) => u.status());
-  assert.ok(DEVICE_ID.test(first.deviceId));
+  assert.ok(DEVICE_ID.test(first.deviceId ?? ''));
   assert.is((await loadDeviceIdentity(old.layout))!.id, first.deviceId, 'made and kept on disk');
   assert.is((await stat(old.layout.deviceKey)).mode & 0o777, 0o600);
   assert.is((await old.with((u) => u.status())).deviceId, first.deviceId, 'the same id on the next open');

@@ -22,7 +22,10 @@ import { pipeline } from 'node:stream/promises';
 import { brotliCompressSync, constants as zlib } from 'node:zlib';
 import type { Socket } from 'node:net';
 import { checkRelativePath } from '../../core/io/safe-path.ts';
-import { acceptReport } from '../../core/fleet/report-inbox.ts';
+import { createBoundedInbox, type BoundedInbox } from '../../core/fleet/bounded-report-inbox.ts';
+
+/** Devices `ferry serve --reports` keeps by default: ~150 MB of real reports, 6 GiB at the 64 KiB worst. */
+export const SERVE_INBOX_MAX_DEVICES = 100_000;
 import { listenHttp } from './listen.ts';
 import { handleReportPut } from './report-route.ts';
 
@@ -31,8 +34,13 @@ export interface StaticServerOptions {
   host?: string;
   /** 0 (the default) picks a free port. */
   port?: number;
-  /** Accept PUT /reports/<deviceId>.json into this report inbox, for this app only when given. */
-  reports?: { dir: string; app?: string };
+  /**
+   * Accept PUT /reports/<deviceId>.json into this report inbox, for this app only when given,
+   * keeping at most `maxDevices` devices (default SERVE_INBOX_MAX_DEVICES; the one heard from
+   * longest ago leaves first): anyone who reaches the endpoint can make device keys, so what it
+   * keeps must not grow with them (SECURITY.md row 31).
+   */
+  reports?: { dir: string; app?: string; maxDevices?: number };
 }
 
 /** PUT /reports/<deviceId>.json */
@@ -157,13 +165,16 @@ export async function startStaticServer(options: StaticServerOptions): Promise<S
     return body;
   }
 
+  let reportInbox: BoundedInbox | null = null;
+
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     stats.requests++;
     const reports = options.reports;
     if (reports && req.method === 'PUT') {
       const m = REPORT_PATH.exec((req.url ?? '').split('?')[0]!);
       if (m) {
-        await handleReportPut(req, res, m[1]!, (bytes) => acceptReport(reports.dir, bytes, reports.app === undefined ? {} : { app: reports.app }));
+        reportInbox ??= createBoundedInbox({ dir: reports.dir, ...(reports.app === undefined ? {} : { app: reports.app }), maxDevices: reports.maxDevices ?? SERVE_INBOX_MAX_DEVICES });
+        await handleReportPut(req, res, m[1]!, (bytes, verified) => reportInbox!.accept(bytes, verified));
         return;
       }
     }

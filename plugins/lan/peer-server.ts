@@ -11,7 +11,7 @@
 // Given the device home, it also takes other devices' reports, PUT /ferry/v1/reports/<deviceId>
 // (plugins/lan/report-relay.ts sends them), into <home>/reports/: verified and capped like `ferry
 // serve --reports` (plugins/http/report-route.ts), for the home's own app only, the newest per
-// device, and at most PEER_INBOX_MAX_DEVICES devices (plugins/lan/bounded-report-inbox.ts), so a
+// device, and at most PEER_INBOX_MAX_DEVICES devices (core/fleet/bounded-report-inbox.ts), so a
 // neighbour can neither fill this device's disk nor replace a report it did not sign.
 
 import { constants } from 'node:fs';
@@ -23,7 +23,7 @@ import { listenHttp } from '../http/listen.ts';
 import { handleReportPut } from '../http/report-route.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import { readDeviceConfig } from '../../core/device/config.ts';
-import { createBoundedInbox, type BoundedInbox } from './bounded-report-inbox.ts';
+import { createBoundedInbox, type BoundedInbox } from '../../core/fleet/bounded-report-inbox.ts';
 import { REPORTS_PREFIX } from './report-relay.ts';
 import { keptMetadataFile } from '../../core/update/kept-metadata.ts';
 import { MANIFEST_MAX_BYTES } from '../../core/trust/metadata.ts';

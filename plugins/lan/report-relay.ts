@@ -1,6 +1,6 @@
 // Reports over the LAN: a device hands its newest report (and the ones it relays) to the peers it
 // found, and a peer keeps the newest per device in <home>/reports/ (core/fleet/report-inbox.ts,
-// bounded: plugins/lan/bounded-report-inbox.ts) to pass on to the stick or endpoint it reaches.
+// bounded: core/fleet/bounded-report-inbox.ts) to pass on to the stick or endpoint it reaches.
 //
 // Each report goes to each peer as its own PUT (plugins/fleet/http-report.ts putReportAt), bounded
 // in time per request and in total: peers are tried side by side, one report at a time per peer,

@@ -1,7 +1,7 @@
 // Issue 16 item 3, reports over the LAN: a device hands its report to a LAN peer
 // (plugins/lan/report-relay.ts sendReportsToPeers → the peer server's PUT /ferry/v1/reports/<id>),
 // the peer keeps the newest per device in <home>/reports/ — bounded, so a neighbour cannot fill its
-// disk (plugins/lan/bounded-report-inbox.ts) — and passes it on (readInbox → putReport) to a
+// disk (core/fleet/bounded-report-inbox.ts) — and passes it on (readInbox → putReport) to a
 // `ferry serve --reports` endpoint, whose folder then holds the first device's report, verified.
 // Runs on loopback in-process (always), and across network namespaces with the built CLI as the
 // endpoint (root with `ip netns` only; otherwise a `SKIP:` line says why).
@@ -21,7 +21,7 @@ import { homeLayout } from '../../core/device/layout.ts';
 import { parseReport } from '../../core/fleet/report.ts';
 import { putReportAt } from '../../plugins/fleet/http-report.ts';
 import { startStaticServer } from '../../plugins/http/server.ts';
-import { admitReport, createBoundedInbox, heardAt } from '../../plugins/lan/bounded-report-inbox.ts';
+import { admitReport, createBoundedInbox, heardAt } from '../../core/fleet/bounded-report-inbox.ts';
 import { startPeerServer } from '../../plugins/lan/peer-server.ts';
 import { REPORTS_PREFIX, relayOutcome, sendReportsToPeers } from '../../plugins/lan/report-relay.ts';
 import { FerryError } from '../../core/errors.ts';

@@ -16,9 +16,9 @@
 
 import { stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, fromFsError } from '../../core/errors.ts';
-import { acceptReport, readInbox, type AcceptedReport } from '../../core/fleet/report-inbox.ts';
-import { parseReport, type VerifiedReport } from '../../core/fleet/report.ts';
+import { FerryError, fromFsError } from '../errors.ts';
+import { acceptReport, readInbox, type AcceptedReport } from './report-inbox.ts';
+import { parseReport, type VerifiedReport } from './report.ts';
 
 /** Devices a peer keeps reports of, by default. */
 export const PEER_INBOX_MAX_DEVICES = 512;

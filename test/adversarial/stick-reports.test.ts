@@ -7,7 +7,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFile, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -157,6 +157,27 @@ stick('the reports/ folder never grows past its cap; other files there count too
   } finally {
     await device.cleanup();
   }
+});
+
+stick('issue 16 review item 2: a stick whose reports/ is a link to a folder elsewhere gets nothing written, and says why', async () => {
+  const mount = join(scratch.path, 'linked-reports-stick');
+  const outside = join(scratch.path, 'device-own-disk');
+  await mkdir(mount);
+  await mkdir(outside);
+  await copyFile(bundle, join(mount, 'update.ferry'));
+  await symlink(outside, join(mount, 'reports'));
+  const identity = await createDeviceIdentity(homeLayout(join(scratch.path, 'linked-reports-device')));
+  const report = signReport({
+    type: 'ferry/report', deviceId: identity.id, publicKey: Buffer.from(identity.key.publicKey).toString('hex'), app: 'demo',
+    target: 'linux-x64', channel: 'stable', sequence: 1, time: '2026-12-05T20:00:00.000Z', currentVersion: '1.0.0',
+    lastAttempt: null, freeDiskBytes: 1000, versions: [],
+  }, identity);
+  const before = await snapshotDir(mount);
+  const r = await writeReportsToStick(mount, [report]);
+  assert.is(r.written, 0);
+  assert.match(r.error ?? '', /^ERR_UNSUPPORTED_FILE: .*not a folder/);
+  assert.equal(await readdir(outside), [], 'nothing written where the link points');
+  assert.equal(await snapshotDir(mount), before);
 });
 
 stick('a stick is a mount point or a folder already carrying an offer or reports: an empty mount folder gets nothing', async () => {

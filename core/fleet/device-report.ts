@@ -37,10 +37,34 @@ export interface ReportInput {
 export function reportSource(source: string | null): string | null {
   if (source === null) return null;
   const clean = source
-    .replace(/\/\/[^/@\s]*@/g, '//') // http://user:password@host → http://host (every URL in a list)
-    .replace(/[?#][^,\s]*/g, '') // ?token=… and #… up to the next list entry
+    .split(',') // every URL in a list (lan:a,b; several origins)
+    .map(sourceEntry)
+    .join(',')
     .replace(/[\u0000-\u001f\u007f]/g, ''); // control characters: a report is read by people
   return clean.length > SOURCE_MAX_CHARS ? clean.slice(0, SOURCE_MAX_CHARS) : clean;
+}
+
+/**
+ * One source without user:password@, ?query or #fragment. A URL is parsed (a password may hold an
+ * '@': the parser knows where the host starts); one that does not parse loses everything up to the
+ * LAST '@' before the first '/' after '//', so no part of a password is left either way.
+ */
+function sourceEntry(entry: string): string {
+  if (entry.includes('://')) {
+    try {
+      const url = new URL(entry);
+      url.username = '';
+      url.password = '';
+      url.search = '';
+      url.hash = '';
+      return url.href;
+    } catch {
+      // not a URL the parser takes: the plain stripping below
+    }
+  }
+  return entry
+    .replace(/\/\/[^/\s]*@/g, '//') // greedy: up to the last '@' before the path
+    .replace(/[?#]\S*/g, ''); // ?token=… and #…
 }
 
 function attemptOf(record: UpdateRecord): ReportAttempt {

@@ -9,6 +9,7 @@
 // fleet trusts the device's key (first seen, allow-list) is `ferry fleet`'s check (fleet-state.ts):
 // an inbox on a stick or a peer is only a carrier, and the fleet verifies again what it reads.
 
+import { constants } from 'node:fs';
 import { mkdir, open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError, fromFsError } from '../errors.ts';
@@ -61,7 +62,7 @@ export async function acceptReport(dir: string, bytes: Uint8Array, options: { ap
   }
   const path = join(dir, `${deviceId}.json`);
   return serialized(path, async () => {
-    const kept = await readKept(path);
+    const kept = await readKept(path, deviceId);
     const decision = compareWithKept(incoming, kept);
     if (decision === 'same') return { deviceId, sequence, stored: false };
     if (decision === 'older') {
@@ -96,13 +97,18 @@ function verify(bytes: Uint8Array): VerifiedReport {
 
 /**
  * The kept report at `path`, verified, or null when there is none. A kept file that no longer
- * verifies (damaged, or planted on a stick) protects nothing, so a valid report replaces it.
+ * verifies (damaged, or planted on a stick), that is not a regular file (a FIFO, a symlink), or
+ * that holds another device's report protects nothing, so a valid report replaces it (by temp +
+ * rename, which replaces a link or FIFO rather than writing through it).
  */
-async function readKept(path: string): Promise<VerifiedReport | null> {
+async function readKept(path: string, deviceId: string): Promise<VerifiedReport | null> {
   const bytes = await readBounded(path);
   if (!bytes) return null;
   try {
-    return parseReport(bytes, path);
+    const kept = parseReport(bytes, path);
+    // A file named after device A holding B's report (a high sequence) would otherwise refuse A's
+    // real reports as older, forever.
+    return kept.report.deviceId === deviceId ? kept : null;
   } catch (err) {
     if (err instanceof FerryError) return null;
     throw err;
@@ -112,17 +118,22 @@ async function readKept(path: string): Promise<VerifiedReport | null> {
 /**
  * At most REPORT_MAX_BYTES + 1 bytes of `path` (null when it does not exist): a 100 MB file dropped
  * into an inbox is never read whole, and one byte over the cap is enough for parseReport to refuse
- * it with ERR_TOO_LARGE (so a reader still counts it).
+ * it with ERR_TOO_LARGE (so a reader still counts it). Only a regular file is read: a symlink is not
+ * followed (O_NOFOLLOW) and a FIFO or device does not block the open (O_NONBLOCK) and counts as
+ * absent, so a FIFO planted on a stick cannot hang the agent.
  */
 async function readBounded(path: string): Promise<Buffer | null> {
   let handle;
   try {
-    handle = await open(path, 'r');
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    const code = (err as NodeJS.ErrnoException).code;
+    // ELOOP: a symlink (O_NOFOLLOW); ENXIO: a FIFO no writer holds open (O_NONBLOCK would not block).
+    if (code === 'ENOENT' || code === 'ELOOP' || code === 'ENXIO') return null;
     throw fromFsError(err, `reading ${path}`);
   }
   try {
+    if (!(await handle.stat()).isFile()) return null;
     const buf = Buffer.alloc(REPORT_MAX_BYTES + 1);
     let filled = 0;
     while (filled < buf.length) {
@@ -142,6 +153,8 @@ async function readBounded(path: string): Promise<Buffer | null> {
  * The envelope bytes of every report kept in `dir` (none when it does not exist), by device id.
  * Not verified here: every reader verifies (parseReport, and the fleet's key check). A file over
  * the cap comes back as its first REPORT_MAX_BYTES + 1 bytes, so the reader refuses and counts it.
+ * Skipped: entries that are not regular files (FIFOs, symlinks), and files whose report names
+ * another device than the file name.
  */
 export async function readInbox(dir: string): Promise<{ deviceId: string; bytes: Buffer }[]> {
   let names: string[];
@@ -160,7 +173,22 @@ export async function readInbox(dir: string): Promise<{ deviceId: string; bytes:
       if (err instanceof FerryError && err.code === 'ERR_IO') return null;
       throw err;
     });
+    // A file named after one device holding another's report is skipped: it is not that device's
+    // newest, and carrying it under that name would file it wrongly (readKept replaces it).
+    if (bytes && namesOtherDevice(bytes, deviceId)) continue;
     if (bytes) out.push({ deviceId, bytes });
   }
   return out;
+}
+
+/** Whether an envelope's payload names a device other than `deviceId` (unverified; false when unreadable). */
+function namesOtherDevice(bytes: Buffer, deviceId: string): boolean {
+  try {
+    const envelope = JSON.parse(bytes.toString('utf8')) as { payload?: unknown };
+    if (typeof envelope.payload !== 'string') return false;
+    const payload = JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')) as { deviceId?: unknown };
+    return typeof payload.deviceId === 'string' && payload.deviceId !== deviceId;
+  } catch {
+    return false;
+  }
 }

@@ -23,6 +23,13 @@ import { stickPresent, writeReportsToStick, type StickResult } from './stick-rep
 /** Relayed reports sent per delivery at most (the newest kept per device, by device id order). */
 export const MAX_RELAYED = 1024;
 
+/**
+ * Default bound on the endpoint route as a whole, like the LAN relay's (plugins/lan/report-relay.ts
+ * RELAY_TOTAL_TIMEOUT_MS): an endpoint answering each of 1,025 reports just inside the per-request
+ * timeout would otherwise hold the delivery (and the agent's next round and its stop) for hours.
+ */
+export const ENDPOINT_TOTAL_TIMEOUT_MS = 30_000;
+
 export interface DeliverInput {
   layout: HomeLayout;
   config: DeviceConfig;
@@ -32,6 +39,8 @@ export interface DeliverInput {
   timeoutMs?: number;
   /** For all the peers together (default: plugins/lan/report-relay.ts RELAY_TOTAL_TIMEOUT_MS). */
   peersTotalTimeoutMs?: number;
+  /** For the endpoint route as a whole (default ENDPOINT_TOTAL_TIMEOUT_MS); reports left unsent count as failed. */
+  endpointTotalTimeoutMs?: number;
 }
 
 export interface RouteCounts {
@@ -112,12 +121,19 @@ function describe(err: unknown): string {
 /** An endpoint that cannot be reached is not asked again for every other report. */
 const UNREACHABLE = new Set(['ERR_IO', 'ERR_NO_SOURCE', 'ERR_BUSY', 'ERR_NO_SPACE', 'ERR_INTERNAL']);
 
-async function toEndpoint(url: string, reports: Outgoing[], timeoutMs: number): Promise<RouteCounts & { url: string }> {
+async function toEndpoint(url: string, reports: Outgoing[], timeoutMs: number, totalTimeoutMs: number): Promise<RouteCounts & { url: string }> {
   const counts = { url, delivered: 0, failed: 0, error: null as string | null };
+  const deadline = Date.now() + totalTimeoutMs;
   for (let i = 0; i < reports.length; i++) {
     const r = reports[i]!;
+    const left = deadline - Date.now();
+    if (left <= 0) {
+      counts.failed += reports.length - i;
+      counts.error ??= `ERR_NO_SOURCE: report endpoint: the route's ${totalTimeoutMs} ms passed; ${reports.length - i} reports not sent`;
+      break;
+    }
     try {
-      await putReport(url, r.deviceId, r.bytes, { timeoutMs });
+      await putReport(url, r.deviceId, r.bytes, { timeoutMs: Math.min(timeoutMs, left) });
       counts.delivered += 1;
     } catch (err) {
       // The endpoint holds this device's newer report: nothing to carry there.
@@ -147,7 +163,7 @@ export async function deliverReports(input: DeliverInput): Promise<Delivery> {
   // delivery lasts about as long as its slowest route (the agent waits for it before stopping).
   const endpoint = async () => {
     if (!routes.url) return;
-    delivery.endpoint = await toEndpoint(routes.url, reports, timeoutMs).catch((err: unknown) => ({ url: routes.url!, delivered: 0, failed: reports.length, error: describe(err) }));
+    delivery.endpoint = await toEndpoint(routes.url, reports, timeoutMs, input.endpointTotalTimeoutMs ?? ENDPOINT_TOTAL_TIMEOUT_MS).catch((err: unknown) => ({ url: routes.url!, delivered: 0, failed: reports.length, error: describe(err) }));
   };
   const sticks = async () => {
     if (!routes.stick) return;

@@ -75,8 +75,11 @@ export function putReportAt(url: URL, report: Uint8Array, options: { timeoutMs?:
       const status = res.statusCode ?? 0;
       res.on('error', () => {});
       if (status >= 200 && status < 300) {
-        res.resume();
+        // The answer is all we need: the connection closes now, so a server that answers 201 and
+        // keeps streaming a body cannot hold it (and the delivery) open.
         settle();
+        res.destroy();
+        req.destroy();
         return;
       }
       // Read a short error body; past REFUSAL_MAX_BYTES the rest is not ours to read.

@@ -9,7 +9,7 @@
 // and a full stick (ENOSPC) stops the writing with the temp file removed and every other file as
 // it was; the call says "no space" and never throws for it.
 
-import { lstat, mkdir, opendir, rmdir, stat } from 'node:fs/promises';
+import { lstat, mkdir, opendir, realpath, rmdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FerryError, fromFsError } from '../../core/errors.ts';
 import { acceptReport } from '../../core/fleet/report-inbox.ts';
@@ -48,12 +48,20 @@ export interface StickResult {
 export async function writeReportsToStick(mount: string, reports: readonly Uint8Array[], options: { app?: string; makeFolder?: boolean } = {}): Promise<StickResult> {
   const result: StickResult = { written: 0, unchanged: 0, overCap: 0, refused: 0, noSpace: false, error: null };
   const dir = join(mount, 'reports');
-  const existed = await stat(dir).then((s) => s.isDirectory(), () => false);
+  // lstat, not stat: a `reports` symlink on the stick (reports -> /var/lib/… on the device) is not
+  // followed, or the device would write onto its own disk where the stick points it.
+  const entry = await lstat(dir).catch(() => null);
+  const existed = entry !== null;
   try {
+    if (entry && !entry.isDirectory()) throw new FerryError('ERR_UNSUPPORTED_FILE', `${dir} is not a folder (a link or a file); no reports written`);
     // A folder a person names (`ferry report --to`) is made; a mount point never is (no stick, no write).
     if (options.makeFolder) await mkdir(mount, { recursive: true });
     if (!(await stat(mount)).isDirectory()) throw new FerryError('ERR_NOT_FOUND', `${mount} is not a folder`);
     if (!existed) await mkdir(dir);
+    // reports/ must sit directly in the stick, however the mount path itself is reached.
+    if (dirname(await realpath(dir)) !== (await realpath(mount))) {
+      throw new FerryError('ERR_UNSUPPORTED_FILE', `${dir} resolves outside ${mount}; no reports written`);
+    }
     const usage = await folderUsage(dir);
     for (const bytes of reports) {
       const outcome = await writeOne(dir, bytes, usage, options.app);

@@ -7,7 +7,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFile, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +30,8 @@ import { signReport } from '../../core/fleet/report.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import { ferry, json, ok } from '../helpers/cli.ts';
 import { canMountTmpfs } from '../helpers/tmpfs.ts';
+import http from 'node:http';
+import type { DeviceConfig } from '../../core/device/config.ts';
 
 /** Writes `path` until the filesystem says ENOSPC (bounded): the stick has no page left. */
 async function fillUp(path: string, limit: number): Promise<void> {
@@ -156,6 +158,62 @@ stick('the reports/ folder never grows past its cap; other files there count too
     assert.is((await writeReportsToStick(dir, [report])).unchanged, 1, 'the same report again writes nothing');
   } finally {
     await device.cleanup();
+  }
+});
+
+stick('issue 16 review item 2: a stick whose reports/ is a link to a folder elsewhere gets nothing written, and says why', async () => {
+  const mount = join(scratch.path, 'linked-reports-stick');
+  const outside = join(scratch.path, 'device-own-disk');
+  await mkdir(mount);
+  await mkdir(outside);
+  await copyFile(bundle, join(mount, 'update.ferry'));
+  await symlink(outside, join(mount, 'reports'));
+  const identity = await createDeviceIdentity(homeLayout(join(scratch.path, 'linked-reports-device')));
+  const report = signReport({
+    type: 'ferry/report', deviceId: identity.id, publicKey: Buffer.from(identity.key.publicKey).toString('hex'), app: 'demo',
+    target: 'linux-x64', channel: 'stable', sequence: 1, time: '2026-12-05T20:00:00.000Z', currentVersion: '1.0.0',
+    lastAttempt: null, freeDiskBytes: 1000, versions: [],
+  }, identity);
+  const before = await snapshotDir(mount);
+  const r = await writeReportsToStick(mount, [report]);
+  assert.is(r.written, 0);
+  assert.match(r.error ?? '', /^ERR_UNSUPPORTED_FILE: .*not a folder/);
+  assert.equal(await readdir(outside), [], 'nothing written where the link points');
+  assert.equal(await snapshotDir(mount), before);
+});
+
+stick('issue 16 review item 5: the endpoint route stops at its total deadline; the reports left count as failed', async () => {
+  // Six relayed reports (no own report) and an endpoint that takes 200 ms over each answer, well
+  // inside the per-request timeout: without a bound on the route they take 1.2 s; with 500 ms the
+  // route stops after the third.
+  const layout = homeLayout(join(scratch.path, 'slow-endpoint-device'));
+  for (let i = 0; i < 6; i++) {
+    const identity = await createDeviceIdentity(homeLayout(join(scratch.path, `slow-endpoint-${i}`)));
+    await acceptReport(layout.reportsInbox, signReport({
+      type: 'ferry/report', deviceId: identity.id, publicKey: Buffer.from(identity.key.publicKey).toString('hex'), app: 'demo',
+      target: 'linux-x64', channel: 'stable', sequence: 1, time: '2026-12-05T20:00:00.000Z', currentVersion: '1.0.0',
+      lastAttempt: null, freeDiskBytes: 1000, versions: [],
+    }, identity));
+  }
+  let answered = 0;
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => setTimeout(() => { answered++; res.writeHead(201).end(); }, 200));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  try {
+    const config = { app: 'demo', sources: [], reports: { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/reports/`, stick: false } } as unknown as DeviceConfig;
+    const t0 = Date.now();
+    const d = await deliverReports({ layout, config, timeoutMs: 1000, endpointTotalTimeoutMs: 500 });
+    const ms = Date.now() - t0;
+    assert.is(d.reports, 6);
+    assert.ok(d.endpoint!.failed > 0 && d.endpoint!.delivered + d.endpoint!.failed === 6, JSON.stringify(d.endpoint));
+    assert.ok(d.endpoint!.delivered < 6 && answered < 6, `stopped before the last report (${answered} answered)`);
+    assert.match(d.endpoint!.error ?? '', /^ERR_NO_SOURCE/);
+    assert.ok(ms < 1000, `the route stopped near its deadline (${ms} ms)`);
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
   }
 });
 

@@ -65,6 +65,9 @@ const sourceCases: [string, string | null, string | null][] = [
   ['a static LAN list', 'lan:10.0.0.2:8080,10.0.0.3:8080', 'lan:10.0.0.2:8080,10.0.0.3:8080'],
   ['an origin with user:password and a token query', 'https://fleet:s3cret@origin.example/app/?token=abc123#frag', 'https://origin.example/app/'],
   ['an origin with only a user', 'http://admin@10.0.0.1:8080/repo', 'http://10.0.0.1:8080/repo'],
+  ['issue 16 review item 4: a password holding an @', 'https://user:s3cr@tpw@host/repo', 'https://host/repo'],
+  ['issue 16 review item 4: a password holding an @, a port the URL parser refuses', 'https://user:s3cr@tpw@host:99999/repo?x=1', 'https://host:99999/repo'],
+  ['issue 16 review item 4: a list of origins with credentials', 'https://a:p@w@h1/x,https://b:q@h2/y?t=1', 'https://h1/x,https://h2/y'],
   ['no source', null, null],
 ];
 for (const [name, source, expected] of sourceCases) {

@@ -5,6 +5,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { symlink } from 'node:fs/promises';
+import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { acceptReport, compareWithKept, readInbox } from '../../core/fleet/report-inbox.ts';
 import { parseReport, REPORT_MAX_BYTES, signReport, type DeviceReport } from '../../core/fleet/report.ts';
@@ -111,6 +114,52 @@ test('concurrent reports of one device end with the newest kept', async () => {
   assert.ok(results.some((r) => r.status === 'fulfilled'));
   assert.ok((await readFile(join(dir, `${alice.id}.json`))).equals(all[5]!));
   assert.equal((await readdir(dir)).filter((n) => n.startsWith('.')), []);
+});
+
+/**
+ * `p`, or a rejection after `ms`: a FIFO that blocks the open fails the test instead of hanging it.
+ * On the timeout the FIFO is opened for writing once and closed, so a reader blocked in open()
+ * (the old code) gets EOF and the process can still exit.
+ */
+function within<T>(p: Promise<T>, ms: number, what: string, fifo: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([p, new Promise<T>((_, reject) => {
+    timer = setTimeout(() => {
+      try { closeSync(openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK)); } catch { /* no reader waiting */ }
+      reject(new Error(`${what}: no answer within ${ms} ms`));
+    }, ms);
+  })]).finally(() => clearTimeout(timer));
+}
+
+test('issue 16 review item 1: a FIFO or symlink named as a device file is not opened for reading; acceptReport and readInbox return promptly', async () => {
+  const dir = join(root, 'inbox-fifo');
+  await mkdir(dir, { recursive: true });
+  const fifo = join(dir, `${alice.id}.json`);
+  execFileSync('mkfifo', [fifo]);
+  // A symlink to a report elsewhere: not followed (a stick's link to the device's own disk).
+  const outside = join(root, 'outside-fifo');
+  await mkdir(outside, { recursive: true });
+  const outsideFile = join(outside, 'bob.json');
+  const bobOld = signed(bob, 1);
+  await writeFile(outsideFile, bobOld);
+  await symlink(outsideFile, join(dir, `${bob.id}.json`));
+  assert.equal(await within(readInbox(dir), 1500, 'readInbox', fifo), []);
+  assert.is((await within(acceptReport(dir, signed(alice, 3)), 1500, 'acceptReport', fifo)).stored, true);
+  assert.is((await within(acceptReport(dir, signed(bob, 2)), 1500, 'acceptReport', fifo)).stored, true);
+  // The write replaced the link (temp + rename), it did not write through it.
+  assert.ok((await readFile(outsideFile)).equals(bobOld));
+  assert.equal((await within(readInbox(dir), 1500, 'readInbox', fifo)).map((r) => r.deviceId), [alice.id, bob.id].sort());
+});
+
+test('issue 16 review item 6: a file named after one device holding another device\'s report protects nothing', async () => {
+  const dir = join(root, 'inbox-swapped');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, `${alice.id}.json`), signed(bob, 9e12));
+  assert.equal(await readInbox(dir), []);
+  const real = signed(alice, 5);
+  assert.equal(await acceptReport(dir, real), { deviceId: alice.id, sequence: 5, stored: true });
+  assert.ok((await readFile(join(dir, `${alice.id}.json`))).equals(real));
+  assert.equal((await readInbox(dir)).map((r) => r.deviceId), [alice.id]);
 });
 
 test('compareWithKept table', () => {

@@ -226,6 +226,34 @@ client('no server → ERR_NO_SOURCE; a server that never answers → ERR_NO_SOUR
   await tmp.cleanup();
 });
 
+client('issue 16 review item 3: an endpoint that answers 201 and keeps streaming has its connection closed once putReport resolves', async () => {
+  const tmp = await tempDir('ferry-report-stream-');
+  const device = await makeDevice(tmp.path);
+  let closedAt = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(201, { 'content-type': 'text/plain' });
+      // A body that never ends (bounded by the test: the connection closing stops it).
+      timer = setInterval(() => { if (!res.destroyed) res.write('x'.repeat(1024)); }, 10);
+    });
+    res.on('close', () => { closedAt = Date.now(); clearInterval(timer); });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  try {
+    await putReport(`http://127.0.0.1:${(server.address() as { port: number }).port}/reports/`, device.identity.id, device.report(), { timeoutMs: 5000 });
+    const resolvedAt = Date.now();
+    for (let i = 0; i < 40 && closedAt === 0; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.ok(closedAt > 0 && closedAt - resolvedAt < 1000, 'the server saw the connection closed within a second');
+  } finally {
+    clearInterval(timer);
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+    await tmp.cleanup();
+  }
+});
+
 client('a repository server without --reports answers a PUT 405, as before: ERR_IO', async () => {
   const repo = await makeRepo();
   const server = await startStaticServer({ root: repo.repo });

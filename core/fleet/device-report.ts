@@ -16,7 +16,7 @@ import type { HomeLayout } from '../device/layout.ts';
 import type { DeviceConfig } from '../device/config.ts';
 import type { UpdateRecord } from '../spec.ts';
 import { ensureDeviceIdentity, type DeviceIdentity } from './device-identity.ts';
-import { REPORT_MAX_BYTES, REPORT_MAX_VERSIONS, signReport, type DeviceReport, type ReportAttempt } from './report.ts';
+import { REPORT_MAX_BYTES, REPORT_MAX_VERSIONS, signReport, unverifiedPayload, type DeviceReport, type ReportAttempt } from './report.ts';
 
 /** The longest source name a report carries (report.ts refuses longer). */
 export const SOURCE_MAX_CHARS = 256;
@@ -163,19 +163,13 @@ export async function readDeviceReport(layout: HomeLayout): Promise<Buffer | nul
 
 /**
  * The previous report's sequence, 0 when it is missing or unreadable (the clock term covers it).
- * Read without checking the signature: the file is this device's own, the number is only a floor,
- * and a verify costs as much as the signature itself (the crash tests make many attempts). A
- * number that could not grow by one (not a safe integer) is ignored.
+ * Read without checking the signature: the file is this device's own and the number is only a
+ * floor. A number that could not grow by one (not a safe integer) is ignored.
  */
 async function lastSequence(path: string, deviceId: string): Promise<number> {
-  try {
-    const envelope = JSON.parse(await readFile(path, 'utf8')) as { payload?: unknown };
-    const report = JSON.parse(Buffer.from(String(envelope.payload), 'base64').toString('utf8')) as { deviceId?: unknown; sequence?: unknown };
-    const n = report.sequence;
-    return report.deviceId === deviceId && typeof n === 'number' && Number.isSafeInteger(n + 1) && n > 0 ? n : 0;
-  } catch {
-    return 0;
-  }
+  const report = unverifiedPayload(await readFile(path).catch(() => Buffer.alloc(0)));
+  const n = report?.sequence;
+  return report?.deviceId === deviceId && typeof n === 'number' && Number.isSafeInteger(n + 1) && n > 0 ? n : 0;
 }
 
 async function freeBytes(dir: string): Promise<number | null> {

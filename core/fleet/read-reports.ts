@@ -5,7 +5,7 @@
 // links are not followed (a link could point anywhere on the reader's machine), and the fleet's own
 // state file is skipped. Reading only: verification is parseReport's, trust is fleet-state.ts's.
 
-import { closeSync, fstatSync, openSync, readdirSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readdirSync, readSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { FerryError, fromFsError } from '../errors.ts';
 import { sha256 } from '../io/hash.ts';
@@ -56,13 +56,18 @@ function walk(dir: string, skip: Set<string>, out: string[]): void {
 function readOne(path: string, name: string, buffer: Buffer): ReportFile | null {
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    // As the inbox reads (core/fleet/report-inbox.ts): a file swapped for a link or a FIFO after
+    // the walk is neither followed nor waited on.
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ELOOP' || code === 'ENXIO') return null;
     throw fromFsError(err, `opening ${path}`);
   }
   try {
-    const { size } = fstatSync(fd);
+    const st = fstatSync(fd);
+    if (!st.isFile()) return null;
+    const { size } = st;
     if (size > REPORT_MAX_BYTES) return { path: name, size, bytes: null };
     // Read at most one byte past the cap: a file growing after the stat is still bounded here.
     let length = 0;

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { FerryError, fromFsError } from '../errors.ts';
 import { writeFileAtomic } from '../io/durable.ts';
 import { DEVICE_ID } from './device-identity.ts';
-import { parseReport, REPORT_MAX_BYTES, type VerifiedReport } from './report.ts';
+import { parseReport, REPORT_MAX_BYTES, unverifiedPayload, type VerifiedReport } from './report.ts';
 
 export interface AcceptedReport {
   deviceId: string;
@@ -175,20 +175,9 @@ export async function readInbox(dir: string): Promise<{ deviceId: string; bytes:
     });
     // A file named after one device holding another's report is skipped: it is not that device's
     // newest, and carrying it under that name would file it wrongly (readKept replaces it).
-    if (bytes && namesOtherDevice(bytes, deviceId)) continue;
+    const named = bytes ? unverifiedPayload(bytes)?.deviceId : undefined;
+    if (typeof named === 'string' && named !== deviceId) continue;
     if (bytes) out.push({ deviceId, bytes });
   }
   return out;
-}
-
-/** Whether an envelope's payload names a device other than `deviceId` (unverified; false when unreadable). */
-function namesOtherDevice(bytes: Buffer, deviceId: string): boolean {
-  try {
-    const envelope = JSON.parse(bytes.toString('utf8')) as { payload?: unknown };
-    if (typeof envelope.payload !== 'string') return false;
-    const payload = JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')) as { deviceId?: unknown };
-    return typeof payload.deviceId === 'string' && payload.deviceId !== deviceId;
-  } catch {
-    return false;
-  }
 }

@@ -88,6 +88,22 @@ export function parseReport(bytes: Uint8Array, what = 'report'): VerifiedReport 
   return { report, payloadSha256: sha256(payload) };
 }
 
+/**
+ * The payload of a report envelope as JSON, WITHOUT checking anything: for a quick look at fields
+ * whose value decides nothing trusted (the previous sequence of this device's own report, the
+ * device a kept inbox file names). null when it is not an envelope of JSON.
+ */
+export function unverifiedPayload(bytes: Uint8Array): Record<string, unknown> | null {
+  try {
+    const envelope = JSON.parse(Buffer.from(bytes).toString('utf8')) as { payload?: unknown };
+    if (typeof envelope?.payload !== 'string') return null;
+    const payload = JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')) as unknown;
+    return typeof payload === 'object' && payload !== null && !Array.isArray(payload) ? payload as Record<string, unknown> : null;
+  } catch {
+    return null;
+  }
+}
+
 const SHORT = 256;
 
 /** A semver version exactly as semver spells it (the fleet sorts them), at most 128 characters. */

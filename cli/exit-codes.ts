@@ -48,5 +48,7 @@ export const EXIT_CODE: Record<ErrorCode, number> = {
   ERR_IO: EXIT.io,
   ERR_NO_SOURCE: EXIT.noSource,
   ERR_NO_PATCHER: EXIT.usage,
+  ERR_NOT_GRANTED: EXIT.refused,
+  ERR_CONTAINER_ENGINE: EXIT.io,
   ERR_INTERNAL: EXIT.internal,
 };

@@ -31,6 +31,8 @@ export type ErrorCode =
   | 'ERR_IO' // any other filesystem failure
   | 'ERR_NO_SOURCE' // no source answered (missing folder, connection refused, no peer): none delivered anything
   | 'ERR_NO_PATCHER' // no binary patcher on this device (bsdiff not built): deltas cannot be applied or made
+  | 'ERR_NOT_GRANTED' // a container image asks for a privilege (privileged, host network, a capability, a mount) ferry.json does not grant
+  | 'ERR_CONTAINER_ENGINE' // no usable container engine (runc, podman), or the engine failed to create, start or stop a container
   | 'ERR_INTERNAL'; // a bug in ferry (an impossible state), never a verdict on an input
 
 /** Codes where trying again later (another source, another moment) can help. */

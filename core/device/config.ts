@@ -8,6 +8,7 @@ import { writeFileAtomic } from '../io/durable.ts';
 import { arr, bool, obj, str, int, NAME, type JsonObject } from '../io/schema.ts';
 import { parsePolicy } from '../policy/policy.ts';
 import type { UpdatePolicy } from '../spec.ts';
+import { NO_GRANTS, type ContainerGrants } from '../image/requests.ts';
 
 export interface HealthConfig {
   /** A command run in the new release's folder; exit 0 = healthy. */
@@ -44,6 +45,94 @@ export interface DeviceConfig {
    * in code without it still type-checks: read it with reportsOf().
    */
   reports?: ReportsConfig;
+  /**
+   * Present when the app ships as an OCI image (ARCHITECTURE.md "Containers"): how the device runs
+   * it. null or absent: releases are plain file trees (an image release is still verified, and its
+   * requests checked against no grants, but nothing starts it).
+   */
+  container?: ContainerConfig | null;
+}
+
+export interface ContainerMount {
+  /** A folder or file on the device. */
+  source: string;
+  /** Where it appears in the container. */
+  destination: string;
+  readOnly: boolean;
+}
+
+export interface ContainerConfig {
+  /** Which engine runs the image: "auto" (runc, then podman: the first that is installed and works), "runc" or "podman". */
+  engine: 'auto' | 'runc' | 'podman';
+  /** The container's name (each version's container is `<name>-<version>`); default `ferry-<app>`. */
+  name: string;
+  /** Environment added to the image's own. */
+  env: Record<string, string>;
+  /** The device's own bind mounts (the operator's choice, so not subject to `allow`). */
+  mounts: ContainerMount[];
+  /**
+   * Listening addresses ("8080", "127.0.0.1:8080", "[::1]:8080") ferry binds on the host and hands
+   * the container as inherited sockets (LISTEN_FDS from fd 3): how a container in its own network
+   * namespace serves the host's ports, and what `ferry run --container` holds across versions.
+   */
+  listen: string[];
+  /** A health command run inside the new container (exit 0 = healthy), beside ferry.json `health`. */
+  exec: string[] | null;
+  /** How long a stopping container has after SIGTERM before SIGKILL. */
+  stopTimeoutMs: number;
+  /** What the device grants an image that asks (core/image/requests.ts). */
+  allow: ContainerGrants;
+}
+
+const CONTAINER_FIELDS = ['engine', 'name', 'env', 'mounts', 'listen', 'exec', 'stopTimeoutMs', 'allow'];
+const ALLOW_FIELDS = ['privileged', 'hostNetwork', 'capabilities', 'mountSources'];
+const ABSOLUTE_PATH = /^\/[^\0]*$/;
+
+function onlyFields(o: JsonObject, fields: string[], what: string): void {
+  for (const key of Object.keys(o)) {
+    if (!fields.includes(key)) throw new FerryError('ERR_SCHEMA', `${what}.${key} is not a field (${fields.join(', ')})`);
+  }
+}
+
+function parseContainer(value: JsonObject[string] | undefined, app: string): ContainerConfig | null {
+  if (value === undefined || value === null) return null;
+  const o = obj(value, 'ferry.json container');
+  onlyFields(o, CONTAINER_FIELDS, 'container');
+  const engine = o.engine === undefined ? 'auto' : str(o.engine, 'container.engine', /^(auto|runc|podman)$/);
+  const envObj = o.env === undefined ? {} : obj(o.env, 'container.env');
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(envObj)) env[str(k, 'container.env key', /^[A-Za-z_][A-Za-z0-9_]*$/)] = str(v, `container.env.${k}`);
+  const mounts = (o.mounts === undefined ? [] : arr(o.mounts, 'container.mounts')).map((m, i) => {
+    const mo = obj(m, `container.mounts[${i}]`);
+    onlyFields(mo, ['source', 'destination', 'readOnly'], `container.mounts[${i}]`);
+    return {
+      source: str(mo.source, `container.mounts[${i}].source`, ABSOLUTE_PATH),
+      destination: str(mo.destination, `container.mounts[${i}].destination`, ABSOLUTE_PATH),
+      readOnly: mo.readOnly === undefined ? true : bool(mo.readOnly, `container.mounts[${i}].readOnly`),
+    };
+  });
+  const a = o.allow === undefined ? {} : obj(o.allow, 'container.allow');
+  onlyFields(a, ALLOW_FIELDS, 'container.allow');
+  return {
+    engine: engine as ContainerConfig['engine'],
+    name: o.name === undefined ? `ferry-${app}` : str(o.name, 'container.name', NAME),
+    env,
+    mounts,
+    listen: (o.listen === undefined ? [] : arr(o.listen, 'container.listen')).map((l, i) => str(l, `container.listen[${i}]`)),
+    exec: o.exec === undefined || o.exec === null ? null : arr(o.exec, 'container.exec').map((c, i) => str(c, `container.exec[${i}]`)),
+    stopTimeoutMs: o.stopTimeoutMs === undefined ? 10_000 : int(o.stopTimeoutMs, 'container.stopTimeoutMs', 0),
+    allow: {
+      privileged: a.privileged === undefined ? NO_GRANTS.privileged : bool(a.privileged, 'container.allow.privileged'),
+      hostNetwork: a.hostNetwork === undefined ? NO_GRANTS.hostNetwork : bool(a.hostNetwork, 'container.allow.hostNetwork'),
+      capabilities: (a.capabilities === undefined ? [] : arr(a.capabilities, 'container.allow.capabilities')).map((c, i) => str(c, `container.allow.capabilities[${i}]`, /^CAP_[A-Z_]{2,32}$/)),
+      mountSources: (a.mountSources === undefined ? [] : arr(a.mountSources, 'container.allow.mountSources')).map((c, i) => str(c, `container.allow.mountSources[${i}]`, ABSOLUTE_PATH)),
+    },
+  };
+}
+
+/** The grants of a device: its container.allow, or nothing granted when it has no container section. */
+export function grantsOf(config: Pick<DeviceConfig, 'container'>): ContainerGrants {
+  return config.container?.allow ?? NO_GRANTS;
 }
 
 export interface ReportsConfig {
@@ -104,6 +193,7 @@ export function parseDeviceConfig(value: unknown): DeviceConfig {
           timeoutMs: h.timeoutMs === undefined ? 30_000 : int(h.timeoutMs, 'health.timeoutMs', 1),
         }
       : null;
+    const container = parseContainer(o.container, str(o.app, 'ferry.json app', NAME));
     return {
       app: str(o.app, 'ferry.json app', NAME),
       platform: str(o.platform, 'ferry.json platform'),
@@ -116,6 +206,8 @@ export function parseDeviceConfig(value: unknown): DeviceConfig {
       maxBytesPerSecond: o.maxBytesPerSecond === undefined || o.maxBytesPerSecond === null ? null : int(o.maxBytesPerSecond, 'maxBytesPerSecond', 1),
       linkUnchanged: o.linkUnchanged === undefined ? false : bool(o.linkUnchanged, 'linkUnchanged'),
       reports: parseReports(o.reports),
+      // Only present when set, so a plain app's ferry.json is written back without the field.
+      ...(container ? { container } : {}),
     };
   } catch (err) {
     if (err instanceof FerryError && err.code === 'ERR_SCHEMA') throw new FerryError('ERR_USAGE', `ferry.json: ${err.message}`, { cause: err });

@@ -12,7 +12,9 @@
 // bytes moved are read off the wire; the repository's new files give the same figure split into
 // delta artifact and signed metadata. Update time is `ferry download` + `ferry apply` (stage,
 // switch, commit) on a home without a `container` section in ferry.json: the container start is
-// not part of it. Every install is checked by the bench's own reader (bench/lib/oci-layout.ts):
+// not part of it; the apply is also timed on homes made with `ferry init --link-unchanged`, where
+// the files the delta leaves alone (the base layer) are hard-linked into the stage instead of
+// copied. A home with nothing installed taking 1.0.0 gives ferry's whole-image figure. Every install is checked by the bench's own reader (bench/lib/oci-layout.ts):
 // the device's image has the publisher's config and layers hashing to its diff_ids.
 
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -58,6 +60,8 @@ interface ModeResult {
   applyBody: number;
   download: Measured[];
   apply: Measured[];
+  /** The same on homes made with `ferry init --link-unchanged` (files the delta leaves alone are hard-linked, not copied). */
+  linkedApply: Measured[];
   /** A home with nothing installed taking 1.0.0 by the full artifact: time and bytes on the wire. */
   fullInstall: Measured[];
   fullInstallBody: number;
@@ -151,20 +155,22 @@ async function measureFerry(mode: Mode, dir: string, keys: Keys, layouts: Record
   try {
     // RUNS device homes, each installed at 1.0.0 before 1.0.1 exists (as a fleet in the field).
     // Their first install is the whole-image figure of ferry: nothing -> 1.0.0 by the full artifact.
-    const homes: string[] = [];
+    // The second half are --link-unchanged homes, for the stage's copy cost.
+    const homes: { home: string; linked: boolean }[] = [];
     const fullInstall: Measured[] = [];
     let fullInstallBody = 0;
-    for (let i = 0; i < RUNS; i++) {
+    for (let i = 0; i < 2 * RUNS; i++) {
+      const linked = i % 2 === 1;
       const home = join(dir, `home-${i}`);
-      await ferry(['init', home, '--trust', join(repo, 'root.json'), '--source', server.url], timeOut, 60_000);
+      await ferry(['init', home, '--trust', join(repo, 'root.json'), '--source', server.url, ...(linked ? ['--link-unchanged'] : [])], timeOut, 60_000);
       await settle();
       server.reset();
       const u = await ferry(['update', '--home', home, '--json'], timeOut, STEP_TIMEOUT_MS);
       const r = parseJson<UpdateJson>('ferry update', u.stdout).record;
       if (r?.to !== '1.0.0' || r.kind !== 'full') throw new Error(`home ${i} did not install 1.0.0 by the full artifact: ${u.stdout}`);
-      fullInstall.push(u);
+      if (!linked) fullInstall.push(u);
       fullInstallBody = [...server.bodyBytes().values()].reduce((n, b) => n + b, 0);
-      homes.push(home);
+      homes.push({ home, linked });
     }
     const before = await snapshot(repo);
     log(`${MODE_LABEL[mode]}: publishing 1.0.1 (delta from 1.0.0)`);
@@ -172,10 +178,11 @@ async function measureFerry(mode: Mode, dir: string, keys: Keys, layouts: Record
     const files = releaseFiles(before, await snapshot(repo), pubNew.json);
     const result: ModeResult = {
       mode, full: pubNew.json.full?.size, files, publishOld: pubOld, publishNew: pubNew,
-      wireBody: 0, wireTotal: 0, requests: 0, applyBody: 0, download: [], apply: [], fullInstall, fullInstallBody,
+      wireBody: 0, wireTotal: 0, requests: 0, applyBody: 0, download: [], apply: [], linkedApply: [], fullInstall, fullInstallBody,
     };
     const seen: number[] = [];
-    for (const home of homes) {
+    // Interleaved (plain, linked, plain, …) so load hits both alike.
+    for (const { home, linked } of homes) {
       await settle();
       server.reset();
       const d = await ferry(['download', '--home', home, '--json'], timeOut, STEP_TIMEOUT_MS);
@@ -193,6 +200,10 @@ async function measureFerry(mode: Mode, dir: string, keys: Keys, layouts: Record
       result.requests = server.requests();
       seen.push(body);
       await expectInstalled(mode, home, layouts['1.0.1'], newImage);
+      if (linked) {
+        result.linkedApply.push(a);
+        continue;
+      }
       result.download.push(d);
       result.apply.push(a);
     }
@@ -207,6 +218,8 @@ async function measureFerry(mode: Mode, dir: string, keys: Keys, layouts: Record
 const medianS = (runs: Measured[]) => median(runs.map((r) => r.seconds));
 const peakKiB = (runs: Measured[]) => Math.max(...runs.map((r) => r.maxRssKiB));
 const share = (n: number, of: number) => `${((100 * n) / of).toFixed(2)} %`;
+/** A ratio that stays readable far below 1 (ferry's bytes over skopeo's): 0.0036x (1/279). */
+const smallRatio = (r: number) => (r >= 0.1 ? fmt.ratio(r) : `${r.toPrecision(2)}x (1/${Math.round(1 / r)})`);
 
 export async function run(options: { log: (line: string) => void }): Promise<void> {
   const { log } = options;
@@ -255,7 +268,7 @@ export async function run(options: { log: (line: string) => void }): Promise<voi
         `${MODE_LABEL[r.mode]}: delta + manifest + pointer (on the wire)`,
         fmt.bytes(r.wireBody),
         share(r.wireBody, whole),
-        fmt.ratio(r.wireBody / skopeo.updateBytes),
+        smallRatio(r.wireBody / skopeo.updateBytes),
         `delta ${r.files.delta ? fmt.bytes(r.files.delta.bytes) : '-'} + metadata ${fmt.bytes(r.files.metadataBytes)} in the repo; full artifact ${r.full === undefined ? '?' : fmt.bytes(r.full)}`,
       ]);
     }
@@ -268,7 +281,7 @@ export async function run(options: { log: (line: string) => void }): Promise<voi
     ];
     for (const r of results) {
       const both = r.download.map((d, i) => ({ seconds: d.seconds + r.apply[i]!.seconds, maxRssKiB: Math.max(d.maxRssKiB, r.apply[i]!.maxRssKiB) }));
-      for (const [what, runs] of [['ferry download (fetch + verify the delta)', r.download], ['ferry apply (stage + switch + commit)', r.apply], ['download + apply', both]] as const) {
+      for (const [what, runs] of [['ferry download (fetch + verify the delta)', r.download], ['ferry apply (stage + switch + commit)', r.apply], ['download + apply', both], ['ferry apply on a --link-unchanged home', r.linkedApply]] as const) {
         timeRows.push([`${MODE_LABEL[r.mode]}: ${what}`, fmt.seconds(medianS(runs)), fmt.ratio(medianS(runs) / medianS(skopeo.update)), runs.map((m) => fmt.seconds(m.seconds)).join(' '), fmt.mib(peakKiB(runs))]);
       }
       timeRows.push([`${MODE_LABEL[r.mode]}: ferry update, nothing -> 1.0.0 (full artifact)`, fmt.seconds(medianS(r.fullInstall)), fmt.ratio(medianS(r.fullInstall) / medianS(skopeo.whole)) + ' (whole)', r.fullInstall.map((m) => fmt.seconds(m.seconds)).join(' '), fmt.mib(peakKiB(r.fullInstall))]);

@@ -22,7 +22,15 @@ export interface HandImage {
  * Writes a normalised OCI layout (uncompressed layers, OCI media types, one image tagged `ref`) of
  * `layers` (raw tar bytes, written as they are) and a config with those diff_ids and `labels`.
  */
-export async function handLayout(out: string, input: { ref: string; layers: Buffer[]; labels?: Record<string, string> }): Promise<HandImage> {
+export async function handLayout(out: string, input: {
+  ref: string;
+  layers: Buffer[];
+  labels?: Record<string, string>;
+  /** How each layer is stored (default: as it is, media type …layer.v1.tar): e.g. gzipped, +gzip. */
+  store?: (tar: Buffer) => { bytes: Buffer; mediaType: string };
+  /** The config's diff_ids (default: the layers' sha256s). */
+  diffIds?: string[];
+}): Promise<HandImage> {
   const blobs = join(out, 'blobs', 'sha256');
   await mkdir(blobs, { recursive: true });
   const put = async (b: Buffer) => {
@@ -31,19 +39,22 @@ export async function handLayout(out: string, input: { ref: string; layers: Buff
     return { digest: `sha256:${h}`, size: b.length };
   };
   const layers = [];
-  for (const l of input.layers) layers.push(await put(l));
+  for (const l of input.layers) {
+    const stored = input.store?.(l) ?? { bytes: l, mediaType: 'application/vnd.oci.image.layer.v1.tar' };
+    layers.push({ mediaType: stored.mediaType, ...(await put(stored.bytes)) });
+  }
   const config = Buffer.from(JSON.stringify({
     architecture: 'amd64',
     os: 'linux',
     config: { Cmd: ['/bin/server'], Labels: input.labels ?? {} },
-    rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
+    rootfs: { type: 'layers', diff_ids: input.diffIds ?? input.layers.map((l) => `sha256:${sha(l)}`) },
   }));
   const c = await put(config);
   const manifest = Buffer.from(JSON.stringify({
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
     config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...c },
-    layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...l })),
+    layers,
   }));
   const m = await put(manifest);
   await writeFile(join(out, 'index.json'), JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': input.ref } }] }), { mode: 0o644 });

@@ -37,7 +37,7 @@ const APP_DATA = pseudoRandomBytes(96 * 1024, 15);
 async function publish(version: string, layoutDir: string, container: ContainerRef): Promise<ManifestDoc> {
   const r = await publishRelease({
     repo: repo.repo, appDir: layoutDir, version, channel: 'stable', keys: [repo.releaseKey], platform: 'linux', arch: 'x64',
-    mandatory: false, securityFix: false, deltas: 1, expiresIn: 30 * 86400, now: new Date(), patcher: createBsdiffPatcher(), compressionLevel: 5, container,
+    mandatory: false, securityFix: false, deltas: 1, expiresIn: 30 * 86400, now: new Date(), patcher: createBsdiffPatcher(), compressionLevel: 1, container,
   });
   return r.manifest;
 }

@@ -192,7 +192,9 @@ if (missing.length > 0) {
     const none = await assertCodeAsync(apply, 'ERR_NOT_GRANTED');
     for (const asked of ['privileged', 'host network', 'capability CAP_NET_ADMIN', 'mount of /srv/data']) assert.ok(none.message.includes(asked), `${asked} named in: ${none.message}`);
     assert.is(await device.current(), '1.1.0');
-    assert.is((await lastRecord()).errorCode, 'ERR_NOT_GRANTED');
+    const refused = await lastRecord();
+    assert.is(refused.errorCode, 'ERR_NOT_GRANTED');
+    assert.is(refused.outcome, 'refused');
 
     // Everything but the mount, whose source lies outside the granted folder (/srv/database is not /srv/data).
     await device.setConfig({ container: { allow: { privileged: true, hostNetwork: true, capabilities: ['CAP_NET_ADMIN'], mountSources: ['/srv/database'] } } as never });

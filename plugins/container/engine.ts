@@ -22,8 +22,20 @@ export interface StartRequest {
   bundle: string;
   /** Where the container's stdout and stderr go (appended). */
   logFile: string;
-  /** Host fds handed in as fds 3, 4, … (listening sockets, then a readiness channel). */
-  fds: number[];
+  /** Host fds handed in as fds 3, 4, … (listening sockets, then a readiness channel); null: none. */
+  handIn: HandIn | null;
+}
+
+/**
+ * Fds to hand a container. The engine calls open() right before it spawns and close() right after,
+ * in one synchronous stretch (host-sockets.ts: a listening socket this process never polls must
+ * not meet the event loop).
+ */
+export interface HandIn {
+  /** How many fds open() returns. */
+  count: number;
+  open(): number[];
+  close(): void;
 }
 
 export interface ExecResult {

@@ -12,6 +12,7 @@
 
 import { FerryError } from '../../core/errors.ts';
 import { parseListen, type ListenAddress } from '../run/supervision.ts';
+import type { HandIn } from './engine.ts';
 
 interface TcpHandle {
   fd: number;
@@ -51,6 +52,25 @@ export interface ListeningSockets {
 }
 
 const BACKLOG = 511;
+
+/** A HandIn (engine.ts) of the listening sockets of `specs`, made when the engine spawns. */
+export function listeningHandIn(specs: string[]): HandIn & { addresses(): ListenAddress[] } {
+  let open: ListeningSockets | null = null;
+  let bound: ListenAddress[] = [];
+  return {
+    count: specs.length,
+    open() {
+      open = listenOn(specs);
+      bound = open.addresses;
+      return open.fds;
+    },
+    close() {
+      open?.close();
+      open = null;
+    },
+    addresses: () => bound,
+  };
+}
 
 /** Binds and listens on every address of `specs`; ERR_USAGE when one cannot be bound (all closed then). */
 export function listenOn(specs: string[]): ListeningSockets {

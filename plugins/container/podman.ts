@@ -33,7 +33,7 @@ async function hardLimit(flag: '-n' | '-u'): Promise<number | null> {
 }
 
 /** `podman run` flags for a bundle's config.json (the parts runtime-spec.ts decides). */
-export function podmanRunArgs(config: OciRuntimeConfig, bundle: string, req: Pick<StartRequest, 'id' | 'fds' | 'logFile'>): string[] {
+export function podmanRunArgs(config: OciRuntimeConfig, bundle: string, req: Pick<StartRequest, 'id' | 'logFile'> & { fdCount: number }): string[] {
   const p = config.process ?? {};
   const out = ['run', '--detach', '--name', req.id, '--rootfs', join(bundle, config.root && typeof (config.root as { path?: unknown }).path === 'string' ? (config.root as { path: string }).path : 'rootfs')];
   out.push('--log-driver', 'k8s-file', '--log-opt', `path=${req.logFile}`);
@@ -53,7 +53,7 @@ export function podmanRunArgs(config: OciRuntimeConfig, bundle: string, req: Pic
     if (m.type !== 'bind' || !m.source) continue;
     out.push('--volume', `${m.source}:${m.destination}:${(m.options ?? []).includes('ro') ? 'ro' : 'rw'}`);
   }
-  if (req.fds.length > 0) out.push('--preserve-fds', String(req.fds.length));
+  if (req.fdCount > 0) out.push('--preserve-fds', String(req.fdCount));
   out.push('--', ...(p.args ?? []));
   return out;
 }
@@ -81,10 +81,15 @@ export function createPodmanEngine(dirs: EngineDirs): ContainerEngine {
       const config = JSON.parse(await readFile(join(req.bundle, 'config.json'), 'utf8')) as OciRuntimeConfig;
       const nofile = (await hardLimit('-n')) ?? 1024;
       const nproc = Math.min((await hardLimit('-u')) ?? 4096, 4096);
-      const args = podmanRunArgs(config, req.bundle, req);
+      const args = podmanRunArgs(config, req.bundle, { ...req, fdCount: req.handIn?.count ?? 0 });
       const at = args.indexOf('--');
       args.splice(at, 0, '--ulimit', `nofile=${nofile}:${nofile}`, '--ulimit', `nproc=${nproc}:${nproc}`);
-      const child = spawn('podman', [...global, ...args], { stdio: ['ignore', 'pipe', 'pipe', ...req.fds] });
+      let child;
+      try {
+        child = spawn('podman', [...global, ...args], { stdio: ['ignore', 'pipe', 'pipe', ...(req.handIn?.open() ?? [])] });
+      } finally {
+        req.handIn?.close(); // the child has its own copies
+      }
       let err = '';
       child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
       child.stdout!.resume();

@@ -54,16 +54,18 @@ export function createRuncEngine(options: { root: string; runc?: string }): Cont
       if ((await status(req.id)) !== null) await run(['delete', '--force', req.id]).catch((err) => { throw engineError(`runc delete ${req.id}`, err); });
       const log = openSync(req.logFile, 'a');
       let exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+      const args = ['--root', root, 'run', '--detach', '--bundle', req.bundle];
+      if (req.handIn && req.handIn.count > 0) args.push('--preserve-fds', String(req.handIn.count));
       try {
-        const args = ['--root', root, 'run', '--detach', '--bundle', req.bundle];
-        if (req.fds.length > 0) args.push('--preserve-fds', String(req.fds.length));
-        const child = spawn(runc, [...args, req.id], { stdio: ['ignore', log, log, ...req.fds], detached: false });
+        const fds = req.handIn?.open() ?? [];
+        const child = spawn(runc, [...args, req.id], { stdio: ['ignore', log, log, ...fds] });
         exit = new Promise((resolve, reject) => {
           child.once('error', reject);
           child.once('exit', (code, signal) => resolve({ code, signal }));
         });
       } finally {
-        closeSync(log); // the child has its own copy
+        req.handIn?.close(); // the child has its own copies
+        closeSync(log);
       }
       const r = await withTimeout(exit, RUNC_TIMEOUT_MS, `runc run ${req.id}`);
       if (r.code !== 0) {

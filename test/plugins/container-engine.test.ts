@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { runtimeSpec, mergeEnv, DEFAULT_CAPABILITIES, type OciRuntimeConfig, type RuntimeSpecInput } from '../../plugins/container/runtime-spec.ts';
 import { prepareBundle } from '../../plugins/container/bundle.ts';
 import { detectEngine, runcRoot, type ContainerEngine } from '../../plugins/container/engine.ts';
-import { listenOn } from '../../plugins/container/host-sockets.ts';
+import { listeningHandIn } from '../../plugins/container/host-sockets.ts';
 import { NO_GRANTS } from '../../core/image/requests.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import { isFerryError } from '../../core/errors.ts';
@@ -158,18 +158,14 @@ if (missing.length > 0) {
     await mkdir(join(layout.containers, '.partial-1.0.0-dead'), { recursive: true });
     await mkdir(join(layout.containers, '1.0.0', 'rootfs'), { recursive: true });
     await writeFile(join(layout.containers, '1.0.0', 'config.json'), '{');
-    const sockets = listenOn(['127.0.0.1:0']);
+    const sockets = listeningHandIn(['127.0.0.1:0']);
     const bundle = await prepareBundle({ home, version: '1.0.0', container, grants: NO_GRANTS, handedIn: { listenFds: 1, notifyFd: null } });
     assert.is(await treeDigest(layout.release('1.0.0')), before, 'umoci wrote nothing into the release folder');
     assert.not.ok((await readdir(layout.containers)).some((n) => n.startsWith('.partial-')), 'leftovers removed');
     started.push(bundle.id);
-    try {
-      await engine.start({ id: bundle.id, bundle: bundle.dir, logFile: join(layout.containers, `${bundle.id}.log`), fds: sockets.fds });
-    } finally {
-      sockets.close();
-    }
+    await engine.start({ id: bundle.id, bundle: bundle.dir, logFile: join(layout.containers, `${bundle.id}.log`), handIn: sockets });
     assert.is(await engine.status(bundle.id), 'running');
-    const port = sockets.addresses[0]!.port;
+    const port = sockets.addresses()[0]!.port;
     const answer = await (await fetch(`http://127.0.0.1:${port}/`)).text();
     assert.is(answer, '1.0.0\n', 'the container answers on the socket ferry bound (its own network namespace has no route to the host)');
     const env = await engine.exec(bundle.id, ['/bin/sh', '-c', 'echo $GREETING $LISTEN_FDS'], 10_000);

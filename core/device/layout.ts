@@ -12,7 +12,7 @@
 //   device/report.json    the newest signed report this device wrote (core/fleet/device-report.ts)
 //   reports/              reports of other devices this one relays (LAN peers), newest per device
 //   containers/<version>/ the runtime bundle of an image release (plugins/container/bundle.ts);
-//                         containers/runc/ the engine's state, containers/*.log the containers' output
+//                         containers/<id>.log a container's output, containers/podman/ podman's storage
 //   ferry.json            device config
 //   lock                  the pid of the ferry process working on this home
 

@@ -127,7 +127,7 @@ export async function removeBundlesExcept(home: string, keep: Set<string>): Prom
   const removed: string[] = [];
   const entries = await readdir(containers, { withFileTypes: true }).catch(() => []);
   for (const e of entries) {
-    if (!e.isDirectory() || e.name === 'runc' || e.name === 'podman') continue;
+    if (!e.isDirectory() || e.name === 'podman') continue;
     if (e.name.startsWith(PARTIAL) || !keep.has(e.name)) {
       await rm(join(containers, e.name), { recursive: true, force: true });
       removed.push(e.name);

@@ -21,21 +21,26 @@ export interface ContainerSwitchOptions {
   health: HealthCheck | null;
   /** Deadline of the whole check after the start (ferry.json health.timeoutMs). */
   timeoutMs: number;
-  /** How long the new container must stay up before it counts (default 1 s). */
+  /**
+   * How long the new container must stay up before it counts: default 1 s when staying up is the
+   * only check, 250 ms when container.exec or ferry.json health checks it as well.
+   */
   settleMs?: number;
 }
 
-const DEFAULT_SETTLE_MS = 1000;
+const SETTLE_ALONE_MS = 1000;
+const SETTLE_BEFORE_CHECKS_MS = 250;
 const EXEC_RETRY_MS = 250;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Checks a started container; resolves with the verdict, never throws for an unhealthy app. */
 export async function checkContainer(ctx: ContainerContext, id: string, target: { version: string; dir: string }, options: Pick<ContainerSwitchOptions, 'health' | 'timeoutMs' | 'settleMs'>): Promise<HealthResult> {
   const deadline = Date.now() + options.timeoutMs;
-  await sleep(Math.min(options.settleMs ?? DEFAULT_SETTLE_MS, options.timeoutMs));
+  const exec = ctx.config.container.exec;
+  const settle = options.settleMs ?? (exec || options.health ? SETTLE_BEFORE_CHECKS_MS : SETTLE_ALONE_MS);
+  await sleep(Math.min(settle, options.timeoutMs));
   const running = async () => (await ctx.engine.status(id)) === 'running';
   if (!(await running())) return { healthy: false, detail: `container ${id} exited at start (see ${id}.log under containers/)` };
-  const exec = ctx.config.container.exec;
   if (exec) {
     let last = '';
     for (;;) {

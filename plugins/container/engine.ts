@@ -6,6 +6,7 @@
 // harmless command of it succeeded here.
 
 import { execFile as execFileCb } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../../core/errors.ts';
@@ -80,9 +81,19 @@ export const defaultProbe: Probe = async (cmd, args) => {
   }
 };
 
-/** runc's state folder for a home. */
+/**
+ * Where engines keep RUNTIME state for a home: /run/ferry/<engine>/<hash of the home's containers
+ * folder>. Runtime state belongs on /run (tmpfs): a reboot clears it, as it clears the containers
+ * it describes, and a power cut cannot leave it half-written on disk (runc's own default is
+ * /run/runc for the same reason). One folder per home, so homes never see each other's containers.
+ */
+export function runtimeStateDir(dirs: EngineDirs, engine: 'runc' | 'podman'): string {
+  return join('/run/ferry', engine, createHash('sha256').update(dirs.containers).digest('hex').slice(0, 16));
+}
+
+/** runc's --root for a home. */
 export function runcRoot(dirs: EngineDirs): string {
-  return join(dirs.containers, 'runc');
+  return runtimeStateDir(dirs, 'runc');
 }
 
 /**

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../../core/errors.ts';
 import { spawn } from 'node:child_process';
-import type { ContainerEngine, ContainerStatus, EngineDirs, ExecResult, StartRequest } from './engine.ts';
+import { runtimeStateDir, type ContainerEngine, type ContainerStatus, type EngineDirs, type ExecResult, type StartRequest } from './engine.ts';
 import type { OciRuntimeConfig } from './runtime-spec.ts';
 
 const execFile = promisify(execFileCb);
@@ -20,9 +20,9 @@ const PODMAN_TIMEOUT_MS = 60_000;
 const POLL_MS = 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** podman's flags for a home: storage under <home>/containers/podman, runtime state on /run (engine.ts runtimeStateDir). */
 export function podmanGlobalArgs(dirs: EngineDirs): string[] {
-  const dir = join(dirs.containers, 'podman');
-  return ['--storage-driver', 'vfs', '--root', join(dir, 'root'), '--runroot', join(dir, 'runroot'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', '--runtime', 'runc'];
+  return ['--storage-driver', 'vfs', '--root', join(dirs.containers, 'podman'), '--runroot', runtimeStateDir(dirs, 'podman'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', '--runtime', 'runc'];
 }
 
 /** This process's hard limit of `resource` ("unlimited" → null), read with the shell's ulimit. */

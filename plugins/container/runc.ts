@@ -5,8 +5,8 @@
 
 import { execFile as execFileCb, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../../core/errors.ts';
 import type { ContainerEngine, ContainerStatus, ExecResult, StartRequest } from './engine.ts';
@@ -44,14 +44,27 @@ export function createRuncEngine(options: { root: string; runc?: string }): Cont
     }
   }
 
+  /**
+   * A container of this id left behind (stopped, or half-created by a kill) is in the way. One whose
+   * state runc cannot even read (a kill while runc wrote it) is not listed by runc and cannot be
+   * deleted by it: its state folder is removed.
+   */
+  async function clearStale(id: string): Promise<void> {
+    const s = await status(id).catch(() => 'unreadable' as const);
+    if (s === null) return;
+    await run(['delete', '--force', id]).catch(async (err) => {
+      if (s !== 'unreadable') throw engineError(`runc delete ${id}`, err);
+      await rm(join(root, id), { recursive: true, force: true });
+    });
+  }
+
   return {
     kind: 'runc',
     status,
     async start(req: StartRequest) {
       await mkdir(root, { recursive: true });
       await mkdir(dirname(req.logFile), { recursive: true });
-      // A container of this id left behind (stopped, or half-created by a kill) is in the way.
-      if ((await status(req.id)) !== null) await run(['delete', '--force', req.id]).catch((err) => { throw engineError(`runc delete ${req.id}`, err); });
+      await clearStale(req.id);
       const log = openSync(req.logFile, 'a');
       let exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
       const args = ['--root', root, 'run', '--detach', '--bundle', req.bundle];

@@ -147,6 +147,7 @@ if (missing.length > 0) {
 
   test.after(async () => {
     for (const id of started) await execFile('runc', ['--root', runcRoot(homeLayout(home)), 'delete', '--force', id]).catch(() => {});
+    await rm(runcRoot(homeLayout(home)), { recursive: true, force: true });
     await tmp.cleanup();
   });
 

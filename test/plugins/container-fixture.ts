@@ -6,7 +6,7 @@
 
 import { execFile as execFileCb } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { publishRelease } from '../../core/publish/publish.ts';
@@ -114,6 +114,7 @@ export async function containerFixture(options: { engine?: 'runc' | 'podman'; co
       for (const c of await containers().catch(() => [])) {
         await engineCli(engine === 'runc' ? ['delete', '--force', c.id] : ['rm', '--force', c.id]).catch(() => {});
       }
+      if (engine === 'runc') await rm(runcRoot(dirs), { recursive: true, force: true });
       await device.cleanup();
       await repo.cleanup();
       await tmp.cleanup();

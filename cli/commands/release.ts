@@ -1,8 +1,13 @@
 // ferry release <app-dir>: publish a signed release (full artifact, deltas, manifest, channel pointer).
 // ferry release --self: publish this ferry itself (plugins/self/release-tree.ts builds the tree).
 // ferry release --rollout N: the version starts under a phased rollout (core/publish/rollout.ts).
+// ferry release --image <layout|oci-archive|docker-save tar>: publish a container image; it is
+// normalised first (core/image/import-image.ts: one image, layers uncompressed and scanned).
 
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { importImage, type ImportedImage } from '../../core/image/import-image.ts';
 import type { CommandModule } from 'yargs';
 import { loadSigningKey } from '../../core/trust/keys.ts';
 import { publishRelease } from '../../core/publish/publish.ts';
@@ -19,6 +24,8 @@ import { buildSelfTree, loadSelfPackage, selfCheckout, type SelfTree } from '../
 interface Args extends OutputFlags {
   appDir?: string;
   self: boolean;
+  image?: string;
+  imageRef?: string;
   repo: string;
   version?: string;
   channel: Channel;
@@ -44,6 +51,8 @@ export const releaseCommand: CommandModule<object, Args> = {
     y
       .positional('app-dir', { type: 'string', describe: 'the application folder to publish' })
       .option('self', { type: 'boolean', default: false, describe: 'publish this ferry: its dist/, package.json and production node_modules (npm ci); the repository must be for app "ferry"' })
+      .option('image', { type: 'string', describe: 'publish a container image: an OCI layout folder, an oci-archive tar or a docker save tar (layers are stored uncompressed)' })
+      .option('image-ref', { type: 'string', describe: 'with --image: the tag of the image to publish (default: the only one); it names the image on the device' })
       .option('repo', { type: 'string', demandOption: true })
       .option('version', { type: 'string', describe: 'semver, greater than the channel\'s latest (--self: default package.json\'s)' })
       .option('channel', { choices: CHANNELS, default: 'stable' as Channel })
@@ -68,7 +77,8 @@ export const releaseCommand: CommandModule<object, Args> = {
       .option('full-compression', { choices: ['brotli', 'gzip'] as const, default: 'brotli' as const, describe: 'gzip writes the full artifact as .tar.gz, which devices running ferry from before .tar.br (0.1.0) can read (they refuse .tar.br), at 1.3-2.2x the bytes' })
       .check((a) => {
         checkQuality(a.compressionLevel as number);
-        if (a.self === (a.appDir !== undefined)) throw new FerryError('ERR_USAGE', 'give either an <app-dir> or --self');
+        if ([a.self, a.appDir !== undefined, a.image !== undefined].filter(Boolean).length !== 1) throw new FerryError('ERR_USAGE', 'give one of an <app-dir>, --self or --image');
+        if (a.imageRef !== undefined && a.image === undefined) throw new FerryError('ERR_USAGE', '--image-ref goes with --image');
         if (!a.self && a.version === undefined) throw new FerryError('ERR_USAGE', 'Missing required argument: version');
         // The tree's native modules are built for this machine: it cannot be another target's release.
         if (a.self && (a.platform !== defaultPlatform() || a.arch !== defaultArch())) {
@@ -81,9 +91,11 @@ export const releaseCommand: CommandModule<object, Args> = {
     const keys = await Promise.all(args.key.map(loadSigningKey));
     const self = args.self ? await buildSelf(args) : undefined;
     const version = self?.version ?? args.version!;
+    const image = args.image !== undefined ? await normaliseImage(args.image, args.imageRef, version) : undefined;
     const result = await publishRelease({
       repo: args.repo,
-      appDir: self?.dir ?? args.appDir!,
+      appDir: image?.dir ?? self?.dir ?? args.appDir!,
+      ...(image ? { container: { ref: image.image.ref, manifestDigest: image.image.manifestDigest, configDigest: image.image.configDigest } } : {}),
       version,
       channel: args.channel,
       keys,
@@ -100,20 +112,37 @@ export const releaseCommand: CommandModule<object, Args> = {
       compressionLevel: args.compressionLevel,
       fullCompression: args.fullCompression,
       ...(args.rollout !== undefined ? { rollout: { percent: args.rollout } } : {}),
-    }).finally(() => self?.cleanup());
+    }).finally(async () => { await self?.cleanup(); await image?.cleanup(); });
     const release = result.manifest.targets[result.target]!;
     const selfInfo = self ? { self: { app: self.app, buildMs: self.buildMs } } : {};
+    const imageInfo = image ? { image: { ref: image.image.ref, digest: image.image.manifestDigest, config: image.image.configDigest, layers: image.image.layers.length, form: image.image.form } } : {};
     const rollout = result.channel.targets[result.target]?.rollout;
     const rolloutInfo = args.rollout !== undefined ? { rollout: rollout ?? null } : {};
-    printResult(args, { version, channel: args.channel, target: result.target, sequence: result.channel.sequence, files: release.files.length, full: result.full, deltas: result.deltas, ...selfInfo, ...rolloutInfo }, () => [
+    printResult(args, { version, channel: args.channel, target: result.target, sequence: result.channel.sequence, files: release.files.length, full: result.full, deltas: result.deltas, ...selfInfo, ...imageInfo, ...rolloutInfo }, () => [
       `released ${version} (${result.target}) on ${args.channel}, sequence ${result.channel.sequence}`,
       ...(rollout ? [`  rolling out to ${rollout.percent}% of devices; the others go no further than ${rollout.previous?.version ?? 'what they run'}`] : []),
       ...(self ? [`  ${self.app} itself, tree built in ${(self.buildMs / 1000).toFixed(1)} s`] : []),
+      ...(image ? [`  image ${image.image.ref} ${image.image.manifestDigest} (${image.image.layers.length} layers, from ${image.image.form})`] : []),
       `  ${release.files.length} files, full artifact ${formatBytes(result.full.size)}`,
       ...result.deltas.map((d) => `  delta from ${d.from}: ${formatBytes(d.size)}`),
     ]);
   },
 };
+
+/** The normalised layout of `--image` in a scratch folder of its own (removed by cleanup). */
+async function normaliseImage(from: string, ref: string | undefined, version: string): Promise<{ dir: string; image: ImportedImage; cleanup(): Promise<void> }> {
+  const work = await mkdtemp(join(tmpdir(), 'ferry-image-'));
+  const cleanup = () => rm(work, { recursive: true, force: true });
+  try {
+    const dir = join(work, 'layout');
+    const image = await importImage({ from, outDir: dir, workDir: join(work, 'scratch'), ...(ref !== undefined ? { ref } : {}), defaultRef: version });
+    await rm(join(work, 'scratch'), { recursive: true, force: true });
+    return { dir, image, cleanup };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
 
 /**
  * Builds this ferry's release tree, after checking the repository is for this app: a ferry

@@ -4,7 +4,11 @@
 // signed hash); any other file becomes an op — `copy` when some old file has the same hash (a
 // rename), `patch` against the old file at the same path (a FERRYBD1 patch from bsdiff's matcher,
 // or with `patchFrom` a zstd-from entry where that is smaller) or `whole` (the new file
-// brotli-compressed), whichever of the last two is smaller. Symlinks get no op: the device makes
+// brotli-compressed), whichever of the last two is smaller. A new file with no same-path
+// predecessor may be given a base at another path (`bases`): a container image's changed layer
+// is a new blob name, and its base is the old layer at the same position (core/publish/publish.ts);
+// the op's `from` then names that path, which the device reads and hash-checks as for any patch.
+// Symlinks get no op: the device makes
 // them from the signed file list. The artifact is the ops' entries concatenated, no framing: each
 // op names its entry's {offset, size}, and the artifact's size, hash and chunk hashes are signed.
 // core/delta/apply-delta.ts carries the ops out on the device.
@@ -41,6 +45,12 @@ export async function makeDelta(input: {
   patchFrom?: boolean;
   /** Brotli quality of whole-file entries and patch streams (core/io/brotli.ts; default 11, the smallest). */
   quality?: number;
+  /**
+   * New path → old path to patch from when the old tree has no file at the new path (an image's
+   * layer i of the new manifest → layer i of the old). Ignored where a same-path file exists, or
+   * the named old file is not a regular file of `oldFiles`.
+   */
+  bases?: ReadonlyMap<string, string>;
 }): Promise<MadeDelta> {
   const { oldDir, oldFiles, newDir, newFiles, workDir, patcher } = input;
   // Only regular files are bases: a link has no bytes to copy or patch from.
@@ -55,8 +65,10 @@ export async function makeDelta(input: {
   try {
     for (const [i, file] of newFiles.entries()) {
       if (isLink(file)) continue; // made from the signed file list
-      const same = oldByPath.get(file.path);
-      if (same?.sha256 === file.sha256) continue; // implied: copied from the same path
+      const atPath = oldByPath.get(file.path);
+      if (atPath?.sha256 === file.sha256) continue; // implied: copied from the same path
+      const baseAt = atPath ? undefined : input.bases?.get(file.path);
+      const same = atPath ?? (baseAt === undefined ? undefined : oldByPath.get(baseAt));
       const copyFrom = oldByHash.get(file.sha256);
       if (copyFrom) {
         ops.push({ op: 'copy', path: file.path, from: copyFrom.path, sha256: file.sha256 });

@@ -32,7 +32,10 @@ import {
   type TreeEntry,
   type ManifestDoc,
   type TargetRelease,
+  type ContainerRef,
+  parseManifestPayload,
 } from '../trust/metadata.ts';
+import { imageDeltaBases } from './image-bases.ts';
 import type { RootDoc } from '../trust/root.ts';
 import type { SigningKey } from '../trust/keys.ts';
 import type { Patcher } from '../ports/patcher.ts';
@@ -77,6 +80,13 @@ export interface ReleaseInput {
    * so no device sees it at 100% first; absent, every device takes it.
    */
   rollout?: RolloutPlan;
+  /**
+   * The tree at `appDir` is a normalised OCI image layout (core/image/import-image.ts, which
+   * `ferry release --image` runs first and which scans its layers); this names its image and is
+   * signed as the target's `container`. Deltas from an earlier image release patch each changed
+   * layer from the old layer at the same position.
+   */
+  container?: ContainerRef;
 }
 
 export interface ReleaseResult {
@@ -174,8 +184,11 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
       releaseNotes: input.notes ?? existing?.doc.releaseNotes ?? '',
       mandatory: input.mandatory ?? existing?.doc.mandatory ?? false,
       securityFix: input.securityFix ?? existing?.doc.securityFix ?? false,
-      targets: { ...existing?.doc.targets, [target]: { files, full, deltas } satisfies TargetRelease },
+      targets: { ...existing?.doc.targets, [target]: { files, full, deltas, ...(input.container ? { container: input.container } : {}) } satisfies TargetRelease },
     };
+    // An image release's container field is checked as a device will (both blobs signed files of
+    // the tree, well-formed digests and ref) before anything is signed.
+    if (input.container) parseManifestPayload(manifestPayload(manifest));
     const manifestBytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, manifestPayload(manifest), signers));
 
     // Move into place: a new version folder appears whole by one rename; a version that exists
@@ -242,6 +255,7 @@ async function deltaFrom(repo: string, base: ManifestDoc, target: string, files:
     patcher: input.patcher,
     patchFrom: input.patchFrom ?? false,
     quality: input.compressionLevel,
+    ...(input.container && baseTarget.container ? { bases: await imageDeltaBases(baseDir, baseTarget.container, input.appDir, input.container) } : {}),
   });
   await rm(baseDir, { recursive: true, force: true });
   return { from: base.version, artifact: await artifactRef(made.artifact, `releases/${input.version}/${name}`), ops: made.ops, layout: 'pack' };

@@ -113,11 +113,28 @@ export interface DeltaRef {
   layout?: DeltaLayout;
 }
 
+/**
+ * What a container release's tree is (ARCHITECTURE.md "Containers"): the tree is an OCI image
+ * layout, and this names its one image. The device checks the layout against it while staging
+ * (core/image/verify-image.ts). Devices from before containers ignore the field (the parser
+ * builds each target from the fields it knows) and install the layout as a plain tree.
+ */
+export interface ContainerRef {
+  /** The image's tag (its ref name in the layout's index.json). */
+  ref: string;
+  /** sha256:<hex> of the image manifest: the image digest. */
+  manifestDigest: string;
+  /** sha256:<hex> of the image config: the image id. */
+  configDigest: string;
+}
+
 export interface TargetRelease {
   files: TreeEntry[];
   full: ArtifactRef;
   /** Every delta of this target, both layouts (each says which). */
   deltas: DeltaRef[];
+  /** Present when the tree is a container image (an OCI layout); absent for an ordinary app. */
+  container?: ContainerRef;
 }
 
 export interface ManifestDoc {
@@ -244,6 +261,23 @@ function opBuilds(op: DeltaOp, entry: TreeEntry): boolean {
   return op.op !== 'link' && op.sha256 === entry.sha256;
 }
 
+const IMAGE_DIGEST = /^sha256:[0-9a-f]{64}$/;
+const IMAGE_REF = /^[A-Za-z0-9](?:[A-Za-z0-9._:@/+-]{0,253}[A-Za-z0-9])?$/;
+
+/** A target's `container`: exactly ref, manifestDigest and configDigest, each well-formed. */
+function containerRef(value: JsonObject[string] | undefined, what: string, files: TreeEntry[]): ContainerRef {
+  const o = obj(value, what);
+  if (Object.keys(o).some((k) => k !== 'ref' && k !== 'manifestDigest' && k !== 'configDigest')) throw new FerryError('ERR_SCHEMA', `${what}: a container has only ref, manifestDigest and configDigest`);
+  const ref: ContainerRef = { ref: str(o.ref, `${what}.ref`, IMAGE_REF), manifestDigest: str(o.manifestDigest, `${what}.manifestDigest`, IMAGE_DIGEST), configDigest: str(o.configDigest, `${what}.configDigest`, IMAGE_DIGEST) };
+  // The tree must hold both blobs as signed files: an image release names blobs it carries.
+  for (const d of [ref.manifestDigest, ref.configDigest]) {
+    const path = `blobs/sha256/${d.slice(7)}`;
+    const f = files.find((e) => e.path === path);
+    if (!f || isLink(f) || f.sha256 !== d.slice(7)) throw new FerryError('ERR_SCHEMA', `${what}: ${d} is not a signed file of the tree (${path})`);
+  }
+  return ref;
+}
+
 function targetRelease(value: JsonObject[string] | undefined, what: string): TargetRelease {
   const o = obj(value, what);
   const files = arr(o.files, `${what}.files`).map((f, i) => treeEntry(f, `${what}.files[${i}]`));
@@ -279,6 +313,7 @@ function targetRelease(value: JsonObject[string] | undefined, what: string): Tar
     ...(o.deltaPacks === undefined ? [] : arr(o.deltaPacks, `${what}.deltaPacks`).map((d, i) => delta(d, `${what}.deltaPacks[${i}]`, 'pack'))),
   ];
   const release: TargetRelease = { files, full: artifactRef(o.full, `${what}.full`), deltas };
+  if (o.container !== undefined) release.container = containerRef(o.container, `${what}.container`, files);
   // JSON.stringify of a parsed manifest gives its wire form again (each delta under its layout's
   // key), wherever it is done; not enumerable, so the parsed values stay exactly what was written.
   Object.defineProperty(release, 'toJSON', { value: () => wireTarget(release), enumerable: false });
@@ -289,7 +324,7 @@ function targetRelease(value: JsonObject[string] | undefined, what: string): Tar
 function wireTarget(t: TargetRelease): Record<string, unknown> {
   const wire = (d: DeltaRef) => ({ from: d.from, artifact: d.artifact, ops: d.ops });
   const packs = t.deltas.filter((d) => d.layout === 'pack');
-  return { files: t.files, full: t.full, deltas: t.deltas.filter((d) => d.layout !== 'pack').map(wire), ...(packs.length > 0 ? { deltaPacks: packs.map(wire) } : {}) };
+  return { files: t.files, full: t.full, deltas: t.deltas.filter((d) => d.layout !== 'pack').map(wire), ...(packs.length > 0 ? { deltaPacks: packs.map(wire) } : {}), ...(t.container ? { container: t.container } : {}) };
 }
 
 /**

@@ -2,7 +2,8 @@
 // tests: one signed repository, one image family (test/helpers/oci-image.ts: a shared base layer,
 // an app layer per version), releases published as ordinary release trees (the OCI layout is then
 // releases/<v>/ on the device), and a device home whose ferry.json has a `container` section with a
-// host port handed in. Containers are found and removed by id under the home's own engine state.
+// host port handed in. Releases are published as `ferry release --image` does, or as plain trees.
+// Containers are found and removed by id under the home's own engine state.
 
 import { execFile as execFileCb } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -10,6 +11,8 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { publishRelease } from '../../core/publish/publish.ts';
+import { importImage } from '../../core/image/import-image.ts';
+import type { ContainerRef } from '../../core/trust/metadata.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import type { ContainerConfig } from '../../core/device/config.ts';
@@ -40,7 +43,12 @@ export interface ContainerFixture {
   port: number;
   /** A host folder bound read-only at /data (it holds greeting.txt). */
   dataDir: string;
-  publish(v: ImageVersion): Promise<void>;
+  /**
+   * Builds and publishes `v`: as `ferry release --image` does (importImage: layers uncompressed, the
+   * signed container field, verified on the device while staging), or with `plain` as an ordinary
+   * release tree holding the layout as umoci made it (gzip layers, nothing image-specific signed).
+   */
+  publish(v: ImageVersion, options?: { plain?: boolean }): Promise<void>;
   /** GET / on the handed-in port: the serving version (or the error text). */
   answer(): Promise<string>;
   /** Ids of this home's containers with their status, from the engine's own CLI. */
@@ -95,11 +103,19 @@ export async function containerFixture(options: { engine?: 'runc' | 'podman'; co
     name,
     port,
     dataDir,
-    async publish(v) {
-      const dir = await family.build(v, join(layouts, v.version));
+    async publish(v, o = {}) {
+      const built = await family.build(v, join(layouts, `${v.version}-built`));
+      let dir = built;
+      let container: ContainerRef | undefined;
+      if (!o.plain) {
+        dir = join(layouts, v.version);
+        const image = await importImage({ from: built, outDir: dir, workDir: join(layouts, `${v.version}-scratch`), defaultRef: v.version });
+        container = { ref: image.ref, manifestDigest: image.manifestDigest, configDigest: image.configDigest };
+      }
       await publishRelease({
         repo: repo.repo, appDir: dir, version: v.version, channel: 'stable', keys: [repo.releaseKey], platform: 'linux', arch: 'x64',
         deltas: 2, expiresIn: 30 * 86400, now: new Date(), patcher: createBsdiffPatcher(), compressionLevel: 5,
+        ...(container ? { container } : {}),
       });
     },
     async answer() {

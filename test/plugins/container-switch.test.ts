@@ -13,6 +13,7 @@ import { openDevice, withDevice } from '../../plugins/open-device.ts';
 import { ensureCurrentContainer } from '../../plugins/container/reconcile.ts';
 import { runcRoot } from '../../plugins/container/engine.ts';
 import { homeLayout } from '../../core/device/layout.ts';
+import { isFerryError } from '../../core/errors.ts';
 import { containerToolsMissing } from '../helpers/oci-image.ts';
 import { containerFixture, type ContainerFixture } from './container-fixture.ts';
 
@@ -43,7 +44,9 @@ if (missing.length > 0) {
   });
 
   test('issue 15 item 2: 1.0 → 1.1 — the 1.1 container answers over its inherited socket, the 1.0 container is gone, history committed', async () => {
-    await f.publish({ version: '1.0.0' });
+    // 1.0.0 as a plain release tree (the layout as umoci made it: gzip layers), 1.1.0 as
+    // `ferry release --image` publishes (uncompressed layers, the signed container field): both run.
+    await f.publish({ version: '1.0.0' }, { plain: true });
     const first = await update();
     assert.is(first.status, 'committed', JSON.stringify(first));
     assert.is(await f.answer(), '1.0.0\n');
@@ -74,6 +77,18 @@ if (missing.length > 0) {
     assert.is(await f.device.current(), '1.1.0');
     assert.is(await f.answer(), '1.1.0\n');
     assert.equal(await f.containers(), [{ id: id('1.1.0'), status: 'running' }], 'the 1.2 container is gone');
+  });
+
+  test('issue 15 item 3: a release whose image asks for an ungranted privilege is refused while staging and the running container is untouched', async () => {
+    const pidOf = async () => (JSON.parse((await execFile('runc', ['--root', runcRoot(homeLayout(f.home)), 'state', id('1.1.0')])).stdout) as { pid: number }).pid;
+    const before = await pidOf();
+    await f.publish({ version: '1.3.0', labels: { 'io.ferry.privileged': 'true' } });
+    const err = await update().then((r) => new Error(`not refused: ${JSON.stringify(r)}`), (e: unknown) => e);
+    assert.ok(isFerryError(err, 'ERR_NOT_GRANTED'), String(err));
+    assert.is(await f.device.current(), '1.1.0');
+    assert.equal(await f.containers(), [{ id: id('1.1.0'), status: 'running' }]);
+    assert.is(await pidOf(), before, 'the same container process, never stopped');
+    assert.is(await f.answer(), '1.1.0\n');
   });
 
   test('issue 15 item 2: reconcile is idempotent and restarts the container of current when it died', async () => {

@@ -7,6 +7,7 @@
 // cgroupfs, file events, runc; ulimits no higher than this process's hard limits).
 
 import { execFile as execFileCb } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -25,18 +26,19 @@ export function podmanGlobalArgs(dirs: EngineDirs): string[] {
   return ['--storage-driver', 'vfs', '--root', join(dirs.containers, 'podman'), '--runroot', runtimeStateDir(dirs, 'podman'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', '--runtime', 'runc'];
 }
 
-/** This process's hard limit of `resource` ("unlimited" → null), read with the shell's ulimit. */
-async function hardLimit(flag: '-n' | '-u'): Promise<number | null> {
-  const { stdout } = await execFile('sh', ['-c', `ulimit -H ${flag}`]);
-  const n = Number(stdout.trim());
-  return Number.isFinite(n) ? n : null;
+/** This process's hard limit of a resource, from /proc/self/limits ("unlimited" or unreadable → null). */
+async function hardLimit(name: 'Max open files' | 'Max processes'): Promise<number | null> {
+  const text = await readFile('/proc/self/limits', 'utf8').catch(() => '');
+  const line = text.split('\n').find((l) => l.startsWith(name));
+  const hard = line?.slice(name.length).trim().split(/\s+/)[1];
+  return hard && /^\d+$/.test(hard) ? Number(hard) : null;
 }
 
 /** `podman run` flags for a bundle's config.json (the parts runtime-spec.ts decides). */
 export function podmanRunArgs(config: OciRuntimeConfig, bundle: string, req: Pick<StartRequest, 'id' | 'logFile'> & { fdCount: number }): string[] {
   const p = config.process ?? {};
-  const out = ['run', '--detach', '--name', req.id, '--rootfs', join(bundle, config.root && typeof (config.root as { path?: unknown }).path === 'string' ? (config.root as { path: string }).path : 'rootfs')];
-  out.push('--log-driver', 'k8s-file', '--log-opt', `path=${req.logFile}`);
+  const root = typeof (config.root as { path?: unknown } | undefined)?.path === 'string' ? (config.root as { path: string }).path : 'rootfs';
+  const out = ['run', '--detach', '--name', req.id, '--log-driver', 'k8s-file', '--log-opt', `path=${req.logFile}`];
   for (const kv of p.env ?? []) out.push('--env', kv);
   if (p.cwd) out.push('--workdir', p.cwd);
   if (p.user) out.push('--user', `${p.user.uid}:${p.user.gid}`);
@@ -54,7 +56,9 @@ export function podmanRunArgs(config: OciRuntimeConfig, bundle: string, req: Pic
     out.push('--volume', `${m.source}:${m.destination}:${(m.options ?? []).includes('ro') ? 'ro' : 'rw'}`);
   }
   if (req.fdCount > 0) out.push('--preserve-fds', String(req.fdCount));
-  out.push('--', ...(p.args ?? []));
+  // --rootfs is a switch: the image position then names the root folder, and flag parsing stops
+  // there, so the command follows as is.
+  out.push('--rootfs', join(bundle, root), ...(p.args ?? []));
   return out;
 }
 
@@ -65,8 +69,7 @@ export function createPodmanEngine(dirs: EngineDirs): ContainerEngine {
   async function status(id: string): Promise<ContainerStatus | null> {
     try {
       const { stdout } = await run(['container', 'inspect', '--format', '{{.State.Status}}', id]);
-      const s = stdout.trim();
-      return s === 'running' ? 'running' : s === 'paused' ? 'paused' : s === 'created' || s === 'configured' ? 'created' : 'stopped';
+      return podmanStatus(stdout.trim());
     } catch (err) {
       if (/no such container|no container with name or ID/i.test(String((err as { stderr?: string }).stderr ?? ''))) return null;
       throw engineError(`podman inspect ${id}`, err);
@@ -79,11 +82,10 @@ export function createPodmanEngine(dirs: EngineDirs): ContainerEngine {
     async start(req) {
       if ((await status(req.id)) !== null) await run(['rm', '--force', req.id]).catch((err) => { throw engineError(`podman rm ${req.id}`, err); });
       const config = JSON.parse(await readFile(join(req.bundle, 'config.json'), 'utf8')) as OciRuntimeConfig;
-      const nofile = (await hardLimit('-n')) ?? 1024;
-      const nproc = Math.min((await hardLimit('-u')) ?? 4096, 4096);
+      const nofile = (await hardLimit('Max open files')) ?? 1024;
+      const nproc = Math.min((await hardLimit('Max processes')) ?? 4096, 4096);
       const args = podmanRunArgs(config, req.bundle, { ...req, fdCount: req.handIn?.count ?? 0 });
-      const at = args.indexOf('--');
-      args.splice(at, 0, '--ulimit', `nofile=${nofile}:${nofile}`, '--ulimit', `nproc=${nproc}:${nproc}`);
+      args.splice(args.indexOf('--rootfs'), 0, '--ulimit', `nofile=${nofile}:${nofile}`, '--ulimit', `nproc=${nproc}:${nproc}`);
       let child;
       try {
         child = spawn('podman', [...global, ...args], { stdio: ['ignore', 'pipe', 'pipe', ...(req.handIn?.open() ?? [])] });
@@ -102,11 +104,15 @@ export function createPodmanEngine(dirs: EngineDirs): ContainerEngine {
     },
     async stop(id, timeoutMs) {
       if ((await status(id)) === null) return;
+      // conmon, the container's monitor, runs `podman container cleanup` when the container exits,
+      // after `podman rm` may have returned: wait for it, so a stopped container is all done.
+      const conmon = Number((await run(['container', 'inspect', '--format', '{{.State.ConmonPid}}', id]).catch(() => ({ stdout: '0' }))).stdout.trim()) || 0;
       await run(['stop', '--time', String(Math.ceil(timeoutMs / 1000)), id], timeoutMs + PODMAN_TIMEOUT_MS).catch(() => {});
       await run(['rm', '--force', id]).catch(async (err) => {
         if ((await status(id)) !== null) throw engineError(`podman rm ${id}`, err);
       });
       for (let i = 0; i < 50 && (await status(id)) !== null; i++) await sleep(POLL_MS);
+      for (let i = 0; i < 50 && conmon > 0 && existsSync(`/proc/${conmon}`); i++) await sleep(POLL_MS);
     },
     async exec(id, argv, timeoutMs): Promise<ExecResult> {
       try {
@@ -120,16 +126,21 @@ export function createPodmanEngine(dirs: EngineDirs): ContainerEngine {
     async list(prefix) {
       let stdout: string;
       try {
-        ({ stdout } = await run(['ps', '--all', '--format', '{{.Names}} {{.State}}']));
+        ({ stdout } = await run(['ps', '--all', '--format', 'json']));
       } catch (err) {
         throw engineError('podman ps', err);
       }
-      return stdout.split('\n').map((l) => l.trim().split(/\s+/)).filter(([n]) => n && n.startsWith(prefix)).map(([id, s]) => ({
-        id: id!,
-        status: (s === 'running' ? 'running' : s === 'paused' ? 'paused' : s === 'created' ? 'created' : 'stopped') as ContainerStatus,
-      }));
+      const all = (JSON.parse(stdout || '[]') as { Names?: string[]; State?: string }[] | null) ?? [];
+      return all
+        .map((c) => ({ id: c.Names?.[0] ?? '', status: podmanStatus(c.State ?? '') }))
+        .filter((c) => c.id.startsWith(prefix));
     },
   };
+}
+
+/** podman's state words as the engine port's statuses. */
+function podmanStatus(s: string): ContainerStatus {
+  return s === 'running' ? 'running' : s === 'paused' ? 'paused' : s === 'created' || s === 'configured' || s === 'initialized' ? 'created' : 'stopped';
 }
 
 function engineError(what: string, err: unknown): FerryError {

@@ -16,8 +16,8 @@ import type { ContainerRef } from '../../core/trust/metadata.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import type { ContainerConfig } from '../../core/device/config.ts';
-import { runcRoot } from '../../plugins/container/engine.ts';
-import { podmanGlobalArgs } from '../../plugins/container/podman.ts';
+import { runcRoot, runtimeStateDir } from '../../plugins/container/engine.ts';
+import { createPodmanEngine, podmanGlobalArgs } from '../../plugins/container/podman.ts';
 import { imageFamily, type ImageFamily, type ImageVersion } from '../helpers/oci-image.ts';
 import { makeRepo, tempDir, type TempDir, type TestRepo } from '../helpers/repo.ts';
 import { makeDevice, type TestDevice } from '../helpers/device.ts';
@@ -88,11 +88,8 @@ export async function containerFixture(options: { engine?: 'runc' | 'podman'; co
       const { stdout } = await engineCli(['list', '--format', 'json']);
       return ((JSON.parse(stdout || 'null') as { id: string; status: string }[] | null) ?? []).map((c) => ({ id: c.id, status: c.status }));
     }
-    const { stdout } = await engineCli(['ps', '--all', '--format', '{{.Names}} {{.State}}']);
-    return stdout.split('\n').filter((l) => l.trim()).map((l) => {
-      const [id, status] = l.trim().split(/\s+/);
-      return { id: id!, status: status === 'exited' ? 'stopped' : status! };
-    });
+    const { stdout } = await engineCli(['ps', '--all', '--format', 'json']);
+    return ((JSON.parse(stdout || '[]') as { Names?: string[]; State?: string }[] | null) ?? []).map((c) => ({ id: c.Names?.[0] ?? '', status: c.State === 'exited' ? 'stopped' : c.State ?? '' }));
   };
   return {
     tmp,
@@ -128,10 +125,21 @@ export async function containerFixture(options: { engine?: 'runc' | 'podman'; co
     containers,
     async cleanup() {
       for (const c of await containers().catch(() => [])) {
-        await engineCli(engine === 'runc' ? ['delete', '--force', c.id] : ['rm', '--force', c.id]).catch(() => {});
+        // podman through its engine: stop() also waits for the container's conmon, which cleans up after `podman rm`.
+        if (engine === 'runc') await engineCli(['delete', '--force', c.id]).catch(() => {});
+        else await createPodmanEngine(dirs).stop(c.id, 3000).catch(() => {});
       }
-      if (engine === 'runc') await rm(runcRoot(dirs), { recursive: true, force: true });
-      await device.cleanup();
+      // podman's conmon may still write its exit record for a moment after `podman rm` returned.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await device.cleanup();
+          await rm(engine === 'runc' ? runcRoot(dirs) : runtimeStateDir(dirs, 'podman'), { recursive: true, force: true });
+          break;
+        } catch (err) {
+          if (attempt >= 20) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
       await repo.cleanup();
       await tmp.cleanup();
     },

@@ -9,3 +9,7 @@ export { readLayoutImage, type LayoutImage } from './image-layout.ts';
 export { listenOn, listeningHandIn, type ListeningSockets } from './host-sockets.ts';
 export { createRuncEngine } from './runc.ts';
 export { createPodmanEngine, podmanGlobalArgs, podmanRunArgs } from './podman.ts';
+export { createContainerSwitch, checkContainer, type ContainerSwitchOptions } from './container-switch.ts';
+export { ensureCurrentContainer, reconcileContainers, stopAllContainers, containerReport, type ReconcileResult, type ContainerReport } from './reconcile.ts';
+export { containerContext, hasContainer, startVersion, stopContainer, ownContainers, containerLog, type ContainerContext, type ContainerContextOptions } from './start-container.ts';
+export { containersUp, containersDown, containersStatus } from './device-containers.ts';

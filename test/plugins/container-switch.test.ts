@@ -100,6 +100,20 @@ if (missing.length > 0) {
     assert.equal(again, { version: '1.1.0', running: id('1.1.0'), started: true, stopped: [id('1.1.0')] });
     assert.is(await f.answer(), '1.1.0\n');
   });
+
+  test('issue 15 item 2: restore points apply unchanged — a manual rollback switches the container back to 1.0', async () => {
+    const device = await openDevice(f.home, OPEN);
+    let record;
+    try {
+      record = await device.updater.rollback();
+    } finally {
+      await device.close();
+    }
+    assert.is(record.outcome, 'committed', JSON.stringify(record));
+    assert.is(await f.device.current(), '1.0.0');
+    assert.is(await f.answer(), '1.0.0\n');
+    assert.equal(await f.containers(), [{ id: id('1.0.0'), status: 'running' }]);
+  });
 }
 
 test.run();

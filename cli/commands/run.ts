@@ -17,7 +17,7 @@ import { FerryError } from '../../core/errors.ts';
 import { parseDurationMs } from '../../core/io/duration.ts';
 import { resolveListen, takeSystemdListenFds } from '../../plugins/run/listen-fds.ts';
 import { chooseReadiness } from '../../plugins/run/supervision.ts';
-import { readDeviceConfig } from '../../core/device/config.ts';
+import { grantsOf, readDeviceConfig } from '../../core/device/config.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import { ContainerGenerations } from '../../plugins/container/generation.ts';
 import { Supervisor } from '../../plugins/run/supervisor.ts';
@@ -76,7 +76,7 @@ export const runCommand: CommandModule<object, RunArgs> = {
       const config = await readDeviceConfig(homeLayout(args.home).config);
       const c = config.container;
       if (c && c.engine === 'podman') throw new FerryError('ERR_CONTAINER_ENGINE', 'ferry run --container runs images with runc; ferry.json container.engine is podman');
-      runner = new ContainerGenerations({ home: args.home, name: c?.name ?? `ferry-${config.app}`, env: c?.env ?? {}, mounts: c?.mounts ?? [], log });
+      runner = new ContainerGenerations({ home: args.home, container: c ?? { name: `ferry-${config.app}`, env: {}, mounts: [] }, grants: grantsOf(config), log });
       // Sockets systemd passed win over ferry.json's addresses, as they win over binding without --container.
       if (!listenSpecs?.length && c?.listen.length && passed.length === 0) listenSpecs = c.listen;
     }

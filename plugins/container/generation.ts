@@ -12,8 +12,9 @@
 // and exit handling apply to runc unchanged.
 //
 // Each generation has its own container id (<name>-<version>-<supervisor pid>-<generation>) and
-// its own config.json; the image's rootfs is unpacked once per version and shared read-only
-// (handover-bundle.ts), so two generations of one version neither clash nor see each other's
+// its own config.json; the image's rootfs is unpacked once per version by the engine's
+// prepareBundle (bundle.ts: <home>/containers/<version>, image config, ferry.json env and mounts,
+// grants checked) and shared read-only, so two generations of one version neither clash nor see each other's
 // writes, and a handover does not pay for an unpack per generation. State belongs in
 // container.mounts; /tmp is a private tmpfs. Containers live under a runc state root of the home's
 // own (<home>/run/runc): only this home's supervisor (one per home: the run/ folder's pid file)
@@ -23,58 +24,45 @@ import { execFile as execFileCb } from 'node:child_process';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { ContainerMount } from '../../core/device/config.ts';
+import type { ContainerConfig } from '../../core/device/config.ts';
 import { FerryError } from '../../core/errors.ts';
+import type { ContainerGrants } from '../../core/image/requests.ts';
 import { runDir } from '../run/control.ts';
 import type { GenerationLaunch, GenerationLaunchInput, GenerationRunner } from '../run/supervisor.ts';
-import { unpackImage, type ImageBundle, type RuntimeSpec } from './handover-bundle.ts';
+import { prepareBundle } from './bundle.ts';
+import { mergeEnv, type OciRuntimeConfig } from './runtime-spec.ts';
+
+/** A version's image, unpacked: its rootfs and the runtime spec made for it (env, mounts, grants applied). */
+export interface ImageBundle {
+  rootfs: string;
+  spec: OciRuntimeConfig;
+}
 
 const execFile = promisify(execFileCb);
 
 export interface ContainerGenerationsOptions {
   home: string;
-  /** ferry.json container.name (ids are <name>-<version>-<pid>-<generation>). */
-  name: string;
-  /** ferry.json container.env: added to the image's own. */
-  env: Record<string, string>;
-  /** ferry.json container.mounts: the device's own bind mounts. */
-  mounts: ContainerMount[];
+  /** ferry.json container: name (ids are <name>-<version>-<pid>-<generation>), env and mounts. */
+  container: Pick<ContainerConfig, 'name' | 'env' | 'mounts'>;
+  /** What ferry.json grants an image (container.allow): an image asking more is refused (ERR_NOT_GRANTED). */
+  grants: ContainerGrants;
   /** The runc binary (default: runc on PATH). */
   runc?: string;
-  /**
-   * Readies the image of `version` (installed at `releaseDir`); default: umoci unpack into
-   * <home>/run/images/<version> (handover-bundle.ts).
-   */
-  prepareImage?: (version: string, releaseDir: string) => Promise<ImageBundle>;
   log?: (message: string) => void;
 }
 
-/** `env` entries, later ones replacing earlier ones by name (execve keeps duplicates; getenv reads the first). */
-export function mergeEnv(...sources: (string[] | Record<string, string>)[]): string[] {
-  const out = new Map<string, string>();
-  for (const s of sources) {
-    const entries = Array.isArray(s) ? s.map((kv) => { const i = kv.indexOf('='); return i < 0 ? [kv, ''] as const : [kv.slice(0, i), kv.slice(i + 1)] as const; }) : Object.entries(s);
-    for (const [k, v] of entries) {
-      out.delete(k);
-      out.set(k, v);
-    }
-  }
-  return [...out].map(([k, v]) => `${k}=${v}`);
-}
-
 /**
- * The config.json of one generation: the image's spec with the shared rootfs read-only, no
- * terminal (stdio is the supervisor's), the device's env and mounts, and the socket handover's
- * variables (LISTEN_PID=1: the app is pid 1 in its pid namespace). Pure.
+ * The config.json of one generation: the version's spec with the shared rootfs read-only, no
+ * terminal (stdio is the supervisor's), and the socket handover's variables (LISTEN_FDS,
+ * LISTEN_FDNAMES, FERRY_NOTIFY_FD, FERRY_VERSION, FERRY_GENERATION; LISTEN_PID=1: the app is pid 1
+ * in its pid namespace), which replace any the image sets. Pure.
  */
-export function generationSpec(image: ImageBundle, input: { env: Record<string, string>; mounts: ContainerMount[]; app: Record<string, string>; addMounts: boolean }): RuntimeSpec {
+export function generationSpec(image: ImageBundle, app: Record<string, string>): OciRuntimeConfig {
   const spec = structuredClone(image.spec);
   spec.root = { path: image.rootfs, readonly: true };
-  spec.process = { ...spec.process, terminal: false, env: mergeEnv(spec.process.env ?? [], input.env, { ...input.app, LISTEN_PID: '1' }) };
+  const handover = Object.entries({ ...app, LISTEN_PID: '1' }).map(([k, v]) => `${k}=${v}`);
+  spec.process = { ...spec.process, terminal: false, env: mergeEnv(spec.process?.env ?? [], handover) };
   const mounts = [...(spec.mounts ?? [])];
-  if (input.addMounts) {
-    for (const m of input.mounts) mounts.push({ destination: m.destination, type: 'bind', source: m.source, options: ['rbind', 'nosuid', 'nodev', m.readOnly ? 'ro' : 'rw'] });
-  }
   if (!mounts.some((m) => m.destination === '/tmp')) mounts.push({ destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', 'size=65536k'] });
   spec.mounts = mounts;
   return spec;
@@ -117,13 +105,14 @@ export class ContainerGenerations implements GenerationRunner {
       await this.runcCall(['delete', '--force', id]).catch((err: Error) => this.options.log?.(err.message));
     }
     await rm(this.bundles, { recursive: true, force: true });
-    await rm(join(runDir(this.options.home), 'images'), { recursive: true, force: true });
   }
 
-  private image(version: string, releaseDir: string): Promise<ImageBundle> {
+  private image(version: string): Promise<ImageBundle> {
     let p = this.images.get(version);
     if (!p) {
-      p = this.options.prepareImage ? this.options.prepareImage(version, releaseDir) : unpackImage(releaseDir, join(runDir(this.options.home), 'images', version));
+      // Nothing handed in at this level: each generation's config.json adds its own fds (generationSpec).
+      p = prepareBundle({ home: this.options.home, version, container: this.options.container, grants: this.options.grants })
+        .then((b) => ({ rootfs: join(b.dir, 'rootfs'), spec: b.config }));
       // A failed unpack is tried again by the next generation, not remembered.
       p.catch(() => this.images.delete(version));
       this.images.set(version, p);
@@ -132,11 +121,11 @@ export class ContainerGenerations implements GenerationRunner {
   }
 
   async launch(input: GenerationLaunchInput): Promise<GenerationLaunch> {
-    const image = await this.image(input.version, input.dir);
-    const id = `${this.options.name}-${input.version}-${process.pid}-${input.id}`;
+    const image = await this.image(input.version);
+    const id = `${this.options.container.name}-${input.version}-${process.pid}-${input.id}`;
     const bundle = join(this.bundles, id);
     await mkdir(bundle, { recursive: true, mode: 0o700 });
-    const spec = generationSpec(image, { env: this.options.env, mounts: this.options.mounts, app: input.env, addMounts: !this.options.prepareImage });
+    const spec = generationSpec(image, input.env);
     await writeFile(join(bundle, 'config.json'), JSON.stringify(spec, null, 2), { mode: 0o600 });
     return {
       command: [this.runc, '--root', this.root, 'run', '--preserve-fds', String(input.fdCount), '--bundle', bundle, id],

@@ -20,7 +20,7 @@
 // own (<home>/run/runc): only this home's supervisor (one per home: the run/ folder's pid file)
 // starts or deletes them, and containers ferry runs outside `ferry run` are not touched by it.
 
-import { execFile as execFileCb } from 'node:child_process';
+import { execFile as execFileCb, spawnSync } from 'node:child_process';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -139,6 +139,11 @@ export class ContainerGenerations implements GenerationRunner {
     const id = launch.command[launch.command.length - 1]!;
     if ((await this.list().catch(() => [id])).includes(id)) await this.runcCall(['delete', '--force', id]);
     await rm(join(this.bundles, id), { recursive: true, force: true });
+  }
+
+  /** SIGKILL to runc leaves its container running: kill it too (the next start deletes its state). */
+  killNow(launch: GenerationLaunch): void {
+    spawnSync(this.runc, ['--root', this.root, 'kill', launch.command[launch.command.length - 1]!, 'KILL'], { stdio: 'ignore', timeout: 5000 });
   }
 
   /** The generation bundles present (for tests and status). */

@@ -84,6 +84,8 @@ export interface GenerationRunner {
   launch(input: GenerationLaunchInput): Promise<GenerationLaunch>;
   /** After the generation's process exited (also after SIGKILL): removes what is left of it. */
   cleanup(id: number, launch: GenerationLaunch): Promise<void>;
+  /** The last resort (killAll, just before exiting): kill what the generation started, synchronously. */
+  killNow(launch: GenerationLaunch): void;
 }
 
 interface Generation {
@@ -94,6 +96,8 @@ interface Generation {
   pid: number;
   /** The container id (with a runner), or the pid, for logs. */
   label: string;
+  /** What the runner said to start (with a runner). */
+  launch: GenerationLaunch | null;
   state: GenerationState;
   startedAt: number;
   exited: Promise<void>;
@@ -263,7 +267,10 @@ export class Supervisor implements GracefulUpdater {
 
   /** Last resort (a second SIGINT): SIGKILL every app process group now. */
   killAll(): void {
-    for (const g of this.generations) killGroup(g.pid, 'SIGKILL');
+    for (const g of this.generations) {
+      killGroup(g.pid, 'SIGKILL');
+      if (g.launch) this.options.runner?.killNow(g.launch);
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -336,7 +343,7 @@ export class Supervisor implements GracefulUpdater {
       channel.on('error', () => {});
     }
     const gen: Generation = {
-      id, version, dir, child, pid: child.pid, label, state, startedAt: Date.now(),
+      id, version, dir, child, pid: child.pid, label, launch, state, startedAt: Date.now(),
       exited: new Promise<void>((resolve) => {
         child.on('exit', (code, signal) => {
           gen.exitDetail = signal ? `killed by ${signal}` : `exited ${code}`;

@@ -20,6 +20,7 @@ import { containerToolsMissing, imageFamily } from '../helpers/oci-image.ts';
 import { makeRepo, tempDir, type TempDir, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
 import { within } from '../helpers/within.ts';
 import { requestSupervisor, type SupervisorStatus } from '../../plugins/run/control.ts';
+import { generationSpec } from '../../plugins/container/generation.ts';
 
 const execFile = promisify(execFileCb);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -101,6 +102,19 @@ async function containers(home: string): Promise<{ id: string; status: string }[
 
 const missing = await containerToolsMissing();
 const Handover = suite('ferry run --container');
+
+Handover('a generation\'s config.json: shared rootfs read-only, no terminal, the handover variables win over the image\'s', () => {
+  const spec = generationSpec(
+    { rootfs: '/h/containers/1.0.0/rootfs', spec: { root: { path: 'rootfs' }, process: { terminal: true, env: ['PATH=/bin', 'LISTEN_FDS=9', 'LISTEN_PID=77', 'APP=x'] }, mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }] } },
+    { LISTEN_FDS: '2', LISTEN_FDNAMES: 'listen-0:ferry-health', FERRY_NOTIFY_FD: '5', FERRY_VERSION: '1.0.0', FERRY_GENERATION: '3' },
+  );
+  assert.equal(spec.root, { path: '/h/containers/1.0.0/rootfs', readonly: true });
+  assert.is(spec.process!.terminal, false);
+  const env = spec.process!.env!;
+  for (const kv of ['PATH=/bin', 'APP=x', 'LISTEN_FDS=2', 'LISTEN_PID=1', 'LISTEN_FDNAMES=listen-0:ferry-health', 'FERRY_NOTIFY_FD=5', 'FERRY_GENERATION=3']) assert.ok(env.includes(kv), `${kv} in ${env.join(' ')}`);
+  assert.is(env.filter((kv) => kv.startsWith('LISTEN_FDS=')).length, 1, 'one LISTEN_FDS');
+  assert.equal(spec.mounts!.map((m) => m.destination), ['/proc', '/tmp']);
+});
 
 if (missing.length > 0) {
   process.stdout.write(`SKIP: ferry run --container handover tests (${missing.join(', ')})\n`);

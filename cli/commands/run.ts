@@ -20,6 +20,7 @@ import { chooseReadiness } from '../../plugins/run/supervision.ts';
 import { grantsOf, readDeviceConfig } from '../../core/device/config.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import { ContainerGenerations } from '../../plugins/container/generation.ts';
+import { containersDown } from '../../plugins/container/device-containers.ts';
 import { Supervisor } from '../../plugins/run/supervisor.ts';
 import { pinRunningRelease } from '../../plugins/running-release-pin.ts';
 import type { OutputFlags } from '../output.ts';
@@ -76,6 +77,13 @@ export const runCommand: CommandModule<object, RunArgs> = {
       const config = await readDeviceConfig(homeLayout(args.home).config);
       const c = config.container;
       if (c && c.engine === 'podman') throw new FerryError('ERR_CONTAINER_ENGINE', 'ferry run --container runs images with runc; ferry.json container.engine is podman');
+      if (c) {
+        // `ferry apply`, the agent or `ferry container up` may run this app's container themselves
+        // (holding container.listen): stopped first (under the home's lock, after the updater's
+        // recovery), so this supervisor takes over the sockets and the app.
+        const stopped = await containersDown(args.home, { log });
+        if (stopped.length > 0) log(`stopped ${stopped.join(', ')} (run outside ferry run): this supervisor runs the app from now on`);
+      }
       runner = new ContainerGenerations({ home: args.home, container: c ?? { name: `ferry-${config.app}`, env: {}, mounts: [] }, grants: grantsOf(config), log });
       // Sockets systemd passed win over ferry.json's addresses, as they win over binding without --container.
       if (!listenSpecs?.length && c?.listen.length && passed.length === 0) listenSpecs = c.listen;

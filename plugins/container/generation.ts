@@ -22,7 +22,7 @@
 
 import { execFile as execFileCb, spawnSync } from 'node:child_process';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { ContainerConfig } from '../../core/device/config.ts';
 import { FerryError } from '../../core/errors.ts';
@@ -76,8 +76,10 @@ export class ContainerGenerations implements GenerationRunner {
   private readonly runc: string;
 
   constructor(private readonly options: ContainerGenerationsOptions) {
-    this.root = join(runDir(options.home), 'runc');
-    this.bundles = join(runDir(options.home), 'generations');
+    // runc is started in the bundle folder and reads paths from config.json: all must be absolute.
+    this.options = { ...options, home: resolve(options.home) };
+    this.root = join(runDir(this.options.home), 'runc');
+    this.bundles = join(runDir(this.options.home), 'generations');
     this.runc = options.runc ?? 'runc';
   }
 

@@ -8,7 +8,7 @@ import { readDeviceConfig, type ContainerConfig, type DeviceConfig } from '../..
 import { homeLayout } from '../../core/device/layout.ts';
 import { FerryError } from '../../core/errors.ts';
 import { withDevice, type OpenDeviceOptions } from '../open-device.ts';
-import { containerReport, reconcileContainers, stopAllContainers, type ContainerReport, type ReconcileResult } from './reconcile.ts';
+import { containerReport, reconcileContainers, refuseWhileSupervised, stopAllContainers, type ContainerReport, type ReconcileResult } from './reconcile.ts';
 import { containerContext, hasContainer, type ContainerContext, type ContainerContextOptions } from './start-container.ts';
 
 async function withContainers<T>(home: string, options: ContainerContextOptions & Pick<OpenDeviceOptions, 'log'>, fn: (ctx: ContainerContext) => Promise<T>): Promise<T> {
@@ -19,7 +19,8 @@ async function withContainers<T>(home: string, options: ContainerContextOptions 
 }
 
 /** `ferry container up`: recovery, then exactly the container of `current` runs. */
-export function containersUp(home: string, options: ContainerContextOptions = {}): Promise<ReconcileResult> {
+export async function containersUp(home: string, options: ContainerContextOptions = {}): Promise<ReconcileResult> {
+  await refuseWhileSupervised(home);
   return withContainers(home, options, reconcileContainers);
 }
 

@@ -6,6 +6,8 @@
 // Bundles of versions no longer installed (cleanup removed their releases) are removed too.
 
 import { readdir } from 'node:fs/promises';
+import { FerryError } from '../../core/errors.ts';
+import { supervisorRunning } from '../run/health.ts';
 import { readCurrent } from '../../core/device/switch.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import { removeBundlesExcept, containerId } from './bundle.ts';
@@ -30,7 +32,19 @@ export interface ReconcileResult {
 export async function ensureCurrentContainer(home: string, options: ContainerContextOptions = {}): Promise<ReconcileResult | null> {
   const config = await readDeviceConfig(homeLayout(home).config);
   if (!hasContainer(config)) return null;
+  await refuseWhileSupervised(home);
   return reconcileContainers(await containerContext(home, config, options));
+}
+
+/**
+ * ERR_BUSY while `ferry run --container` supervises `home`: its generations are the app's containers
+ * (under its own runc root), so a reconcile would start a second copy beside them, one that could not
+ * take container.listen anyway.
+ */
+export async function refuseWhileSupervised(home: string): Promise<void> {
+  if (await supervisorRunning(home)) {
+    throw new FerryError('ERR_BUSY', `ferry run --container supervises ${home}: its supervisor runs the container of current (stop it to manage containers here)`);
+  }
 }
 
 /** ensureCurrentContainer for an opened context. */

@@ -7,7 +7,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile as execFileCb } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { controlSocketPath, runDir, serveControl } from '../../plugins/run/control.ts';
+import { containersUp } from '../../plugins/container/device-containers.ts';
+import { ensureCurrentContainer } from '../../plugins/container/reconcile.ts';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { runtimeSpec, mergeEnv, DEFAULT_CAPABILITIES, type OciRuntimeConfig, type RuntimeSpecInput } from '../../plugins/container/runtime-spec.ts';
@@ -110,6 +115,25 @@ test('detection: no engine that works is ERR_CONTAINER_ENGINE naming each one tr
   }
   const only = await detectEngine({ engine: 'runc' }, { containers: '/x' }, async () => null);
   assert.is(only.kind, 'runc');
+});
+
+test('a reconcile (ferry container up, the agent at start) refuses with ERR_BUSY while ferry run --container supervises the home', async () => {
+  const home = await mkdtemp(join(tmpdir(), 'ferry-supervised-'));
+  const server = net.createServer();
+  try {
+    await writeFile(join(home, 'ferry.json'), JSON.stringify({ app: 'demo', platform: 'linux', arch: 'x64', sources: [], container: {} }));
+    await mkdir(runDir(home), { recursive: true });
+    serveControl(server, { status: () => ({ pid: process.pid }) as never, handover: async () => ({ healthy: false, detail: 'unused' }) }, () => {});
+    await new Promise<void>((resolve) => server.listen(controlSocketPath(home), resolve));
+    for (const run of [() => containersUp(home), () => ensureCurrentContainer(home)]) {
+      const err = await run().then(() => null, (e: unknown) => e);
+      assert.ok(isFerryError(err, 'ERR_BUSY'), `ERR_BUSY, got ${String(err)}`);
+      assert.match((err as Error).message, /ferry run --container supervises/);
+    }
+  } finally {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await rm(home, { recursive: true, force: true });
+  }
 });
 
 const missing = await containerToolsMissing();

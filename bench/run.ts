@@ -15,6 +15,7 @@ const BENCHES: Bench[] = [
   { name: 'fleet-reports', description: 'report bytes per device per day, and ferry fleet over 10,000 reports vs reading them', load: () => import('./fleet-reports.ts') },
   { name: 'handover', description: 'ferry run handover under wrk load vs steady state and pm2 reload', load: () => import('./handover.ts') },
   { name: 'serve', description: 'ferry serve artifact throughput vs nginx on the same files', load: () => import('./serve.ts') },
+  { name: 'container', description: 'app-layer patch bump of a ~45 MB image: ferry bytes moved and update time vs the whole image and skopeo copy', load: () => import('./container.ts') },
   { name: 'footprint', description: 'ferry start-up time and memory, and the idle agent, vs plain node', load: () => import('./footprint.ts') },
 ];
 

@@ -120,3 +120,4 @@ export async function detectEngine(config: Pick<ContainerConfig, 'engine'>, dirs
   }
   throw new FerryError('ERR_CONTAINER_ENGINE', `no usable container engine (ferry.json container.engine "${config.engine}"); tried ${tried.join(', ')}`);
 }
+

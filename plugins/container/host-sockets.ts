@@ -13,34 +13,7 @@
 import { FerryError } from '../../core/errors.ts';
 import { parseListen, type ListenAddress } from '../run/supervision.ts';
 import type { HandIn } from './engine.ts';
-
-interface TcpHandle {
-  fd: number;
-  bind(host: string, port: number): number;
-  bind6(host: string, port: number, flags: number): number;
-  listen(backlog: number): number;
-  getsockname(out: { address?: string; port?: number }): number;
-  close(cb?: () => void): void;
-}
-
-interface TcpWrap {
-  TCP: new (type: number) => TcpHandle;
-  constants: { SERVER: number };
-}
-
-let binding: TcpWrap | undefined;
-
-function tcpWrap(): TcpWrap {
-  if (binding) return binding;
-  const emit = process.emitWarning; // DEP0111 muted for this one call, as plugins/run/sockets.ts does
-  process.emitWarning = () => {};
-  try {
-    binding = (process as unknown as { binding(name: string): TcpWrap }).binding('tcp_wrap');
-  } finally {
-    process.emitWarning = emit;
-  }
-  return binding;
-}
+import { tcpWrap, type TcpHandle } from '../run/sockets.ts';
 
 export interface ListeningSockets {
   /** The fds, in container.listen order. */

@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { FerryError } from '../../core/errors.ts';
 import { spawn } from 'node:child_process';
 import { runtimeStateDir, type ContainerEngine, type ContainerStatus, type EngineDirs, type ExecResult, type StartRequest } from './engine.ts';
+import { engineError, execOutcome } from './engine-command.ts';
 import type { OciRuntimeConfig } from './runtime-spec.ts';
 
 const execFile = promisify(execFileCb);
@@ -114,14 +115,8 @@ export function createPodmanEngine(dirs: EngineDirs): ContainerEngine {
       for (let i = 0; i < 50 && (await status(id)) !== null; i++) await sleep(POLL_MS);
       for (let i = 0; i < 50 && conmon > 0 && existsSync(`/proc/${conmon}`); i++) await sleep(POLL_MS);
     },
-    async exec(id, argv, timeoutMs): Promise<ExecResult> {
-      try {
-        const { stdout, stderr } = await run(['exec', id, ...argv], timeoutMs);
-        return { code: 0, output: `${stdout}${stderr}` };
-      } catch (err) {
-        const e = err as { code?: unknown; killed?: boolean; stdout?: string; stderr?: string };
-        return { code: e.killed ? null : typeof e.code === 'number' ? e.code : 1, output: `${e.stdout ?? ''}${e.stderr ?? ''}` };
-      }
+    exec(id, argv, timeoutMs): Promise<ExecResult> {
+      return execOutcome(run(['exec', id, ...argv], timeoutMs));
     },
     async list(prefix) {
       let stdout: string;
@@ -143,8 +138,3 @@ function podmanStatus(s: string): ContainerStatus {
   return s === 'running' ? 'running' : s === 'paused' ? 'paused' : s === 'created' || s === 'configured' || s === 'initialized' ? 'created' : 'stopped';
 }
 
-function engineError(what: string, err: unknown): FerryError {
-  const e = err as { stderr?: string; message?: string };
-  const line = String(e.stderr ?? '').trim().split('\n').pop() || String(e.message ?? err).split('\n')[0];
-  return new FerryError('ERR_CONTAINER_ENGINE', `${what} failed: ${line}`, { cause: err });
-}

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../../core/errors.ts';
 import type { ContainerEngine, ContainerStatus, ExecResult, StartRequest } from './engine.ts';
+import { engineError, execOutcome } from './engine-command.ts';
 
 const execFile = promisify(execFileCb);
 /** Every runc command but exec is a quick bookkeeping call; one that hangs longer is an engine failure. */
@@ -100,14 +101,8 @@ export function createRuncEngine(options: { root: string; runc?: string }): Cont
         if ((await status(id)) !== null) throw engineError(`runc delete ${id}`, err);
       });
     },
-    async exec(id, argv, timeoutMs): Promise<ExecResult> {
-      try {
-        const { stdout, stderr } = await run(['exec', id, ...argv], timeoutMs);
-        return { code: 0, output: `${stdout}${stderr}` };
-      } catch (err) {
-        const e = err as { code?: unknown; killed?: boolean; stdout?: string; stderr?: string };
-        return { code: e.killed ? null : typeof e.code === 'number' ? e.code : 1, output: `${e.stdout ?? ''}${e.stderr ?? ''}` };
-      }
+    exec(id, argv, timeoutMs): Promise<ExecResult> {
+      return execOutcome(run(['exec', id, ...argv], timeoutMs));
     },
     async list(prefix) {
       let stdout: string;
@@ -122,11 +117,6 @@ export function createRuncEngine(options: { root: string; runc?: string }): Cont
   };
 }
 
-function engineError(what: string, err: unknown): FerryError {
-  const e = err as { stderr?: string; message?: string };
-  const line = String(e.stderr ?? '').trim().split('\n').pop() || String(e.message ?? err).split('\n')[0];
-  return new FerryError('ERR_CONTAINER_ENGINE', `${what} failed: ${line}`, { cause: err });
-}
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

@@ -17,23 +17,25 @@ import { fstatSync } from 'node:fs';
 import { FerryError } from '../../core/errors.ts';
 import type { ListenAddress } from './supervision.ts';
 
-interface TcpHandle {
+/** Node's internal TCP handle: a socket Node does not poll (plugins/container/host-sockets.ts uses it too). */
+export interface TcpHandle {
   fd: number;
   open(fd: number): number;
+  listen(backlog: number): number;
   bind(host: string, port: number): number;
   bind6(host: string, port: number, flags: number): number;
   getsockname(out: { address?: string; port?: number; family?: string }): number;
   close(cb?: () => void): void;
 }
 
-interface TcpWrap {
+export interface TcpWrap {
   TCP: new (type: number) => TcpHandle;
   constants: { SERVER: number };
 }
 
 let binding: TcpWrap | undefined;
 
-function tcpWrap(): TcpWrap {
+export function tcpWrap(): TcpWrap {
   if (binding) return binding;
   // process.binding is deprecated (DEP0111) but the only way to a socket Node does not poll; the
   // warning is muted for this one call so it does not alarm whoever reads the supervisor's log.

@@ -29,13 +29,14 @@ const agent: Loader = async () => one((await import('./commands/agent.ts')).agen
 const self: Loader = async () => one((await import('./commands/self.ts')).selfCommand);
 const report: Loader = async () => one((await import('./commands/report.ts')).reportCommand);
 const fleet: Loader = async () => one((await import('./commands/fleet.ts')).fleetCommand);
+const container: Loader = async () => one((await import('./commands/container.ts')).containerCommand);
 
 /** Every command module, in the order `ferry --help` lists them. */
-const ALL: Loader[] = [keygen, repo, release, promote, rollout, bundle, verify, serve, device, share, run, agent, self, report, fleet];
+const ALL: Loader[] = [keygen, repo, release, promote, rollout, bundle, verify, serve, device, share, run, agent, self, report, fleet, container];
 
 /** Which module defines each verb. A verb missing here still works: it loads every module. */
 const BY_VERB: Record<string, Loader> = {
-  keygen, repo, release, promote, rollout, bundle, verify, serve, share, run, agent, self, report, fleet,
+  keygen, repo, release, promote, rollout, bundle, verify, serve, share, run, agent, self, report, fleet, container,
   init: device, check: device, download: device, apply: device, update: device, approve: device,
   rollback: device, history: device, status: device, 'restore-points': device,
 };

@@ -17,6 +17,9 @@ import { createCommandHealthCheck } from './health/command.ts';
 import { createHttpHealthCheck } from './health/http.ts';
 import { createSupervisorHealthCheck, supervisorRunning } from './run/health.ts';
 import type { HealthCheck } from '../core/ports/health.ts';
+import { createContainerSwitch } from './container/container-switch.ts';
+import { containerContext, hasContainer, type ContainerContext } from './container/start-container.ts';
+import type { ContainerEngine } from './container/engine.ts';
 import type { ProgressSink } from '../core/ports/progress.ts';
 
 export interface OpenedSource {
@@ -125,6 +128,8 @@ export interface OpenDeviceOptions {
   clock?: () => Date;
   /** A test seam handed to the Updater unchanged (see UpdaterDeps.killPoint). */
   killPoint?: UpdaterDeps['killPoint'];
+  /** For a device whose ferry.json has `container`: the engine (default: detected) and the settle time of the switch. */
+  container?: { engine?: ContainerEngine; settleMs?: number };
 }
 
 /** An opened device home: the Updater (holding the home's lock) and what closes it all. */
@@ -134,9 +139,29 @@ export interface Device {
 }
 
 /**
+ * The health check a device's ferry.json asks for: while `ferry run` supervises the app, the
+ * supervisor's handover; for an app shipped as an image (ferry.json `container`), the container
+ * switch (plugins/container/container-switch.ts) with ferry.json `health` as the new container's
+ * check; otherwise ferry.json `health`.
+ */
+async function deviceHealth(home: string, config: DeviceConfig, options: OpenDeviceOptions): Promise<HealthCheck | null> {
+  if (await supervisorRunning(home)) return createSupervisorHealthCheck(home, config.health?.timeoutMs ?? 60_000);
+  if (!hasContainer(config)) return healthFromConfig(config.health);
+  let context: Promise<ContainerContext> | null = null;
+  const log = options.log ?? (() => {});
+  return createContainerSwitch({
+    // Detected at the first switch, not at open: a device that only reads its status never probes engines.
+    context: () => (context ??= containerContext(home, config, { ...(options.container?.engine ? { engine: options.container.engine } : {}), log })),
+    health: healthFromConfig(config.health),
+    timeoutMs: config.health?.timeoutMs ?? 60_000,
+    ...(options.container?.settleMs !== undefined ? { settleMs: options.container.settleMs } : {}),
+  });
+}
+
+/**
  * Opens a device home wired from its ferry.json exactly as the `ferry` command does: its sources,
- * the bsdiff patcher, and its health check (or, while `ferry run` supervises the app, the
- * supervisor's handover). Takes the home's lock (ERR_BUSY while another ferry process holds it)
+ * the bsdiff patcher, and its health check (deviceHealth: ferry.json health, the supervisor's
+ * handover under `ferry run`, or the container switch). Takes the home's lock (ERR_BUSY while another ferry process holds it)
  * and recovers an interrupted update; `close()` releases everything.
  */
 export async function openDevice(home: string, options: OpenDeviceOptions = {}): Promise<Device> {
@@ -151,9 +176,9 @@ export async function openDevice(home: string, options: OpenDeviceOptions = {}):
     for (const o of opened) await o.close().catch(() => {});
   };
   try {
-    // Under `ferry run`, healthy means the supervisor handed its sockets to the new version.
-    const health = (await supervisorRunning(home)) ? createSupervisorHealthCheck(home, config.health?.timeoutMs ?? 60_000) : healthFromConfig(config.health);
-    const updater = await Updater.open({ home, sources: opened.map((o) => o.source), patcher: createBsdiffPatcher(), health, ...options });
+    const health = await deviceHealth(home, config, options);
+    const { container: _container, ...updaterOptions } = options;
+    const updater = await Updater.open({ home, sources: opened.map((o) => o.source), patcher: createBsdiffPatcher(), health, ...updaterOptions });
     return {
       updater,
       async close() {

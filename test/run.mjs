@@ -62,8 +62,11 @@ function runFile(file) {
 }
 
 const jobs = Math.max(1, Number(process.env.FERRY_TEST_JOBS) || 2);
-// The slow suites (crash, adversarial) start first, so the last file to finish is a short one.
-const weight = (f) => (/[/\\](crash|adversarial)[/\\]/.test(f) ? 0 : 1);
+// The slow suites start first, so the last file to finish is a short one: the crash files (2-3
+// minutes each), then the single slow files of readme/ and package/ (over a minute with their
+// installs) and the adversarial suite. Measured on CI's per-file times, this order ends the suite
+// about 30 s sooner than crash and adversarial first (readme and package last).
+const weight = (f) => (/[/\\]crash[/\\]/.test(f) ? 0 : /[/\\](readme|package|adversarial)[/\\]/.test(f) ? 1 : 2);
 const files = findTests(join(root, 'test'))
   .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
   .sort((a, b) => weight(a) - weight(b) || a.localeCompare(b));

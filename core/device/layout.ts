@@ -11,6 +11,8 @@
 //   device/device.key     this device's ed25519 key pair (mode 0600; the secret never leaves the home)
 //   device/report.json    the newest signed report this device wrote (core/fleet/device-report.ts)
 //   reports/              reports of other devices this one relays (LAN peers), newest per device
+//   containers/<version>/ the runtime bundle of an image release (plugins/container/bundle.ts);
+//                         containers/<id>.log a container's output, containers/podman/ podman's storage
 //   ferry.json            device config
 //   lock                  the pid of the ferry process working on this home
 
@@ -41,6 +43,8 @@ export interface HomeLayout {
   deviceReport: string;
   /** reports/: other devices' newest reports, kept to pass on (core/fleet/report-inbox.ts). */
   reportsInbox: string;
+  /** containers/: runtime bundles of image releases, engine state and logs (plugins/container/). */
+  containers: string;
   release(version: string): string;
   manifest(version: string): string;
   /** trust/roots/<N>.json */
@@ -69,6 +73,7 @@ export function homeLayout(home: string): HomeLayout {
     deviceKey: join(home, 'device', 'device.key'),
     deviceReport: join(home, 'device', 'report.json'),
     reportsInbox: join(home, 'reports'),
+    containers: join(home, 'containers'),
     release: (version) => join(home, 'releases', version),
     manifest: (version) => join(home, 'manifests', `${version}.json`),
     keptRoot: (version) => join(home, 'trust', 'roots', `${version}.json`),

@@ -2,6 +2,8 @@
 // extract the full artifact or apply the delta steps in staging/, verify the whole tree against
 // the signed file list, fsync it, and rename it into releases/ in one step. A release folder that
 // exists is complete by construction (it only appears by that rename) and is never changed.
+// A container release (its target has `container`) is checked as an image before that rename
+// (core/image/verify-image.ts): a refusal leaves no releases/<version>, so nothing can switch to it.
 
 import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,6 +11,8 @@ import { FerryError, fromFsError } from '../errors.ts';
 import { archiveCoder, extractArchive } from '../io/extract.ts';
 import { applyDelta } from '../delta/apply-delta.ts';
 import { verifyTree } from './verify-tree.ts';
+import { verifyImage } from '../image/verify-image.ts';
+import { NO_GRANTS, type ContainerGrants } from '../image/requests.ts';
 import { fsyncDir, fsyncDirsUnder } from '../io/durable.ts';
 import type { HomeLayout } from './layout.ts';
 import { isLink, type TargetRelease } from '../trust/metadata.ts';
@@ -38,18 +42,27 @@ export async function stageRelease(input: {
   linkUnchanged: boolean;
   /** Hears bytes of the new tree written: step 'stage' for a full artifact, 'patch' for deltas. */
   progress?: ProgressSink;
+  /** What ferry.json container.allow grants an image (grantsOf); none when absent. */
+  grants?: ContainerGrants;
 }): Promise<boolean> {
   const { layout, plan } = input;
   const target = input.releases.get(plan.to);
   if (!target) throw new FerryError('ERR_NOT_FOUND', `no signed release ${plan.to} to stage`);
   const finalDir = layout.release(plan.to);
+  const grants = input.grants ?? NO_GRANTS;
   if (await exists(finalDir)) {
+    let intact = false;
     try {
       await verifyTree(finalDir, target.files);
-      return false;
+      intact = true;
     } catch {
       // Damaged on disk (it was complete when renamed in): moved aside, rebuilt below.
       await rename(finalDir, join(layout.staging, `damaged-${plan.to}-${Date.now()}`));
+    }
+    if (intact) {
+      // Installed before, perhaps under other grants: what it asks is checked against today's.
+      if (target.container) await verifyImage(finalDir, target.container, grants);
+      return false;
     }
   }
   const report = treeProgress(plan, input.releases, input.progress);
@@ -82,6 +95,7 @@ export async function stageRelease(input: {
     // admits only the signed paths at their signed sizes and hashes (links at their signed
     // targets, made last) and requires all of them; a delta has one op per signed entry and
     // hashes each output. No second pass is needed.
+    if (target.container) await verifyImage(built, target.container, grants);
     await fsyncDirsUnder(built, 'stage.tree');
     await mkdir(layout.releases, { recursive: true });
     await rename(built, finalDir);

@@ -9,7 +9,8 @@
 // and the whole file is hashed at the same time (one read: the caller compares the hash with the
 // layer's file name and its signed diff_id). Whiteouts (.wh.<name>, .wh..wh..opq) are ordinary
 // entries to this scan. node-tar parses (strict: a malformed header is an error); nothing is
-// written. Entry and byte caps as for ferry's own archives (core/io/extract.ts DEFAULT_LIMITS).
+// written. Caps bound the time a scan takes: entries (a large distribution layer holds ~100k
+// files, more than ferry's own archives may: core/io/extract.ts), and the bytes entries claim.
 
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -18,6 +19,9 @@ import { Parser, type ReadEntry } from 'tar';
 import { FerryError, fromFsError } from '../errors.ts';
 import { DEFAULT_LIMITS } from '../io/extract.ts';
 import { printable, printableJson } from '../io/printable.ts';
+
+/** Entries per layer: an order of magnitude above large distribution layers. */
+export const MAX_LAYER_ENTRIES = 1_048_576;
 
 export interface ScannedLayer {
   sha256: string;
@@ -91,7 +95,7 @@ export async function scanLayerFile(file: string, layer: string): Promise<Scanne
     if (failure !== undefined) return;
     try {
       entries++;
-      if (entries > DEFAULT_LIMITS.maxEntries) throw new FerryError('ERR_UNSAFE_ARCHIVE', `${layer} has more than ${DEFAULT_LIMITS.maxEntries} entries`);
+      if (entries > MAX_LAYER_ENTRIES) throw new FerryError('ERR_UNSAFE_ARCHIVE', `${layer} has more than ${MAX_LAYER_ENTRIES} entries`);
       bytes += entry.size;
       if (bytes > DEFAULT_LIMITS.maxTotalBytes) throw new FerryError('ERR_TOO_LARGE', `${layer} holds more than ${DEFAULT_LIMITS.maxTotalBytes} bytes`);
       checkLayerEntry({ path: entry.path, type: entry.type, linkpath: entry.linkpath }, layer);

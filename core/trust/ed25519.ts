@@ -4,8 +4,23 @@
 // (malleable), a small-order public key such as all zeros lets forged signatures verify for many
 // messages, and a key whose y is not reduced below p is a second encoding of another key.
 
-import nacl from 'tweetnacl';
+import type naclType from 'tweetnacl';
 import { createPrivateKey, createPublicKey, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { createRequire } from 'node:module';
+
+/** Sizes fixed by RFC 8032 (tweetnacl's sign.publicKeyLength, secretKeyLength, signatureLength). */
+const PUBLIC_KEY_BYTES = 32;
+const SECRET_KEY_BYTES = 64;
+const SIGNATURE_BYTES = 64;
+
+/**
+ * tweetnacl, loaded on first use (synchronously: it is CommonJS). Only key generation and the
+ * fallbacks below need it, and parsing its 60 KB costs every `ferry` start-up that never does.
+ */
+let naclLoaded: typeof naclType | undefined;
+function nacl(): typeof naclType {
+  return (naclLoaded ??= createRequire(import.meta.url)('tweetnacl') as typeof naclType);
+}
 
 const L = (1n << 252n) + 27742317777372353535851937790883648493n;
 
@@ -21,7 +36,7 @@ const SMALL_ORDER = new Set([
 ]);
 
 export function isWeakPublicKey(publicKey: Uint8Array): boolean {
-  if (publicKey.length !== nacl.sign.publicKeyLength) return true;
+  if (publicKey.length !== PUBLIC_KEY_BYTES) return true;
   const cleared = Uint8Array.from(publicKey);
   cleared[31] = cleared[31]! & 0x7f;
   return SMALL_ORDER.has(Buffer.from(cleared).toString('hex'));
@@ -34,7 +49,7 @@ function scalarIsCanonical(signature: Uint8Array): boolean {
 }
 
 export function generateKeyPair(): { publicKey: Uint8Array; secretKey: Uint8Array } {
-  return nacl.sign.keyPair();
+  return nacl().sign.keyPair();
 }
 
 /**
@@ -43,19 +58,19 @@ export function generateKeyPair(): { publicKey: Uint8Array; secretKey: Uint8Arra
  * device report is signed. tweetnacl signs where OpenSSL cannot.
  */
 export function sign(message: Uint8Array, secretKey: Uint8Array): Uint8Array {
-  if (secretKey.length !== nacl.sign.secretKeyLength) return nacl.sign.detached(message, secretKey);
+  if (secretKey.length !== SECRET_KEY_BYTES) return nacl().sign.detached(message, secretKey);
   try {
     const d = Buffer.from(secretKey.subarray(0, 32)).toString('base64url');
     const x = Buffer.from(secretKey.subarray(32)).toString('base64url');
     return new Uint8Array(cryptoSign(null, message, createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d, x }, format: 'jwk' })));
   } catch {
-    return nacl.sign.detached(message, secretKey);
+    return nacl().sign.detached(message, secretKey);
   }
 }
 
 /** True only for a canonical signature by a strong key; never throws on malformed input. */
 export function verify(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
-  if (signature.length !== nacl.sign.signatureLength) return false;
+  if (signature.length !== SIGNATURE_BYTES) return false;
   if (isWeakPublicKey(publicKey)) return false;
   if (!scalarIsCanonical(signature)) return false;
   if (!pointIsCanonical(publicKey)) return false;
@@ -69,7 +84,7 @@ export function verify(message: Uint8Array, signature: Uint8Array, publicKey: Ui
   try {
     return cryptoVerify(null, message, keyObjectOf(publicKey), signature);
   } catch {
-    return nacl.sign.detached.verify(message, signature, publicKey);
+    return nacl().sign.detached.verify(message, signature, publicKey);
   }
 }
 
@@ -97,5 +112,5 @@ function pointIsCanonical(publicKey: Uint8Array): boolean {
   return y < P;
 }
 
-export const PUBLIC_KEY_LENGTH = nacl.sign.publicKeyLength;
-export const SECRET_KEY_LENGTH = nacl.sign.secretKeyLength;
+export const PUBLIC_KEY_LENGTH = PUBLIC_KEY_BYTES;
+export const SECRET_KEY_LENGTH = SECRET_KEY_BYTES;

@@ -9,7 +9,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import semver from 'semver';
 import { FerryError, fromFsError } from '../errors.ts';
 import { readCurrent } from '../device/switch.ts';
-import { stageRelease } from '../device/stage.ts';
+import { grantsOf } from '../device/config.ts';
 import { verifyTree } from '../device/verify-tree.ts';
 import type { SwitchJournal, UpdateJournal } from '../device/journal.ts';
 import { readMarks, writeMarks } from '../trust/trust-marks.ts';
@@ -166,7 +166,10 @@ async function stageResolved(ctx: UpdateContext, r: UpdateResolution): Promise<U
       journal = await ctx.advance(journal, 'staging');
       await mkdir(ctx.layout.manifests, { recursive: true });
       await writeFileAtomic(ctx.layout.manifest(version), r.target.manifestBytes);
-      await stageRelease({ layout: ctx.layout, plan, releases: r.releases, artifacts: fetched.paths, patcher: ctx.deps.patcher, linkUnchanged: ctx.config.linkUnchanged, progress: (e) => ctx.progress(e) });
+      // Imported here, not at the top: staging (extraction with tar, deltas, patchers) is the
+      // heavy part of the device code, and the commands that only read the device never stage.
+      const { stageRelease } = await import('../device/stage.ts');
+      await stageRelease({ layout: ctx.layout, plan, releases: r.releases, artifacts: fetched.paths, patcher: ctx.deps.patcher, linkUnchanged: ctx.config.linkUnchanged, progress: (e) => ctx.progress(e), grants: grantsOf(ctx.config) });
     }, (err) => {
       // A delta whose artifacts are missing or wrong, or whose base files or patches do not check out.
       ctx.log(journal.phase === 'downloading' ? `delta artifacts unavailable (${err.code}); using the full artifact` : `delta failed (${err.code}: ${err.message}); using the full artifact`);

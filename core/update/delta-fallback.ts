@@ -14,9 +14,11 @@ import type { Plan } from './plan.ts';
  *   - ERR_INTERNAL: a bug in ferry, an impossible state; a second build on top of it would hide
  *     the bug and may compound the damage.
  *   - ERR_BUSY: the home belongs to another ferry process now; the full artifact would meet it too.
+ *   - ERR_NOT_GRANTED: the image asks for a privilege this device does not grant (core/image/requests.ts);
+ *     the same signed config is in the full artifact, so downloading it would only refuse again.
  * Anything that is not a FerryError is a bug as well (every expected failure is wrapped in one).
  */
-export const NO_FALLBACK: ReadonlySet<ErrorCode> = new Set(['ERR_NO_SPACE', 'ERR_INTERNAL', 'ERR_BUSY']);
+export const NO_FALLBACK: ReadonlySet<ErrorCode> = new Set(['ERR_NO_SPACE', 'ERR_INTERNAL', 'ERR_BUSY', 'ERR_NOT_GRANTED']);
 
 /** Whether a delta plan that threw `err` is tried again with the full artifact. */
 export function fallsBackToFull(err: unknown): err is FerryError {

@@ -9,7 +9,7 @@ import type { UpdateRecord } from '../spec.ts';
 import type { UpdateContext } from './context.ts';
 
 /** Source problems that mean "someone tried to fool us", worth a refused record in history. */
-export const REFUSALS: ReadonlySet<ErrorCode> = new Set(['ERR_SIGNATURE', 'ERR_THRESHOLD', 'ERR_UNKNOWN_KEY', 'ERR_ROOT_CHAIN', 'ERR_HASH_MISMATCH', 'ERR_SIZE', 'ERR_EXPIRED', 'ERR_DOWNGRADE', 'ERR_WRONG_TARGET', 'ERR_JSON', 'ERR_SCHEMA', 'ERR_TOO_LARGE', 'ERR_UNSAFE_ARCHIVE', 'ERR_PATCH']);
+export const REFUSALS: ReadonlySet<ErrorCode> = new Set(['ERR_SIGNATURE', 'ERR_THRESHOLD', 'ERR_UNKNOWN_KEY', 'ERR_ROOT_CHAIN', 'ERR_HASH_MISMATCH', 'ERR_SIZE', 'ERR_EXPIRED', 'ERR_DOWNGRADE', 'ERR_WRONG_TARGET', 'ERR_JSON', 'ERR_SCHEMA', 'ERR_TOO_LARGE', 'ERR_UNSAFE_ARCHIVE', 'ERR_PATCH', 'ERR_NOT_GRANTED']);
 
 /** Writes the in-progress record of a new attempt; returns its id. */
 export async function openAttempt(ctx: UpdateContext, fields: Pick<UpdateRecord, 'from' | 'to' | 'source' | 'kind'>): Promise<string> {

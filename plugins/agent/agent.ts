@@ -60,6 +60,7 @@ import { readCurrent } from '../../core/device/switch.ts';
 import { FerryError, isFerryError } from '../../core/errors.ts';
 import type { UpdaterDeps } from '../../core/update/updater.ts';
 import { withDevice, type OpenDeviceOptions } from '../open-device.ts';
+import { ensureCurrentContainer } from '../container/reconcile.ts';
 import { takeSystemdListenFds, type InheritedFd, type ListenSocket } from '../run/listen-fds.ts';
 import { logError, type AgentLog } from './agent-log.ts';
 import { adoptSupervisor, findRunningSupervisor } from './adopt-supervisor.ts';
@@ -212,7 +213,13 @@ export class Agent {
       await pinRunningRelease('agent', (m) => log('note', { message: m }, m));
       let config = await readDeviceConfig(layout.config); // a broken ferry.json is an error now, not a loop of errors
       // Recovery first: opening the updater finishes or rolls back an update a kill interrupted.
-      const status = await withDevice(this.home, (u) => u.status(), this.device).catch((err: unknown) => {
+      const status = await withDevice(this.home, async (u) => {
+        // An app shipped as an image (ferry.json container): after recovery, exactly the container
+        // of `current` runs (plugins/container/reconcile.ts); a failure is noted, not fatal.
+        const note = (m: string) => log('note', { message: m }, m);
+        if (!this.app) await ensureCurrentContainer(this.home, { log: note, ...(this.device.container?.engine ? { engine: this.device.container.engine } : {}) }).catch((err: unknown) => log('note', { message: (err as Error).message }, `containers: ${(err as Error).message}`));
+        return u.status();
+      }, this.device).catch((err: unknown) => {
         if (!isFerryError(err, 'ERR_BUSY')) throw err;
         log('note', { message: err.message }, `home busy at start (${err.message}); recovery happens on the first attempt`);
         return null;

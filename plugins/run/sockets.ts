@@ -12,27 +12,30 @@
 // described and closed exactly like one ferry bound. Node marks inherited fds close-on-exec at
 // start, so the fd reaches only the children it is handed to explicitly.
 
+import { spawn } from 'node:child_process';
 import { fstatSync } from 'node:fs';
 import { FerryError } from '../../core/errors.ts';
 import type { ListenAddress } from './supervision.ts';
 
-interface TcpHandle {
+/** Node's internal TCP handle: a socket Node does not poll (plugins/container/host-sockets.ts uses it too). */
+export interface TcpHandle {
   fd: number;
   open(fd: number): number;
+  listen(backlog: number): number;
   bind(host: string, port: number): number;
   bind6(host: string, port: number, flags: number): number;
   getsockname(out: { address?: string; port?: number; family?: string }): number;
   close(cb?: () => void): void;
 }
 
-interface TcpWrap {
+export interface TcpWrap {
   TCP: new (type: number) => TcpHandle;
   constants: { SERVER: number };
 }
 
 let binding: TcpWrap | undefined;
 
-function tcpWrap(): TcpWrap {
+export function tcpWrap(): TcpWrap {
   if (binding) return binding;
   // process.binding is deprecated (DEP0111) but the only way to a socket Node does not poll; the
   // warning is muted for this one call so it does not alarm whoever reads the supervisor's log.
@@ -132,4 +135,27 @@ export function adoptInherited(fd: number, name: string): HeldSocket {
 
 export function formatAddress(a: ListenAddress): string {
   return a.family === 6 ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+// listen(2) by a short-lived child: Node cannot listen without polling, and a polled socket would
+// have this process accept (and drop) connections. The child listens on its copies (fds 3, …) and
+// exits in the same tick, before its event loop could accept anything; the listening state belongs
+// to the socket, so it stays while the supervisor holds it.
+const LISTEN_SCRIPT = `const net = require('node:net');
+for (let i = 0; i < Number(process.argv[1]); i++) net.createServer().listen({ fd: 3 + i, backlog: 511 });
+process.exit(0);`;
+
+/**
+ * Makes bound sockets listen (the systemd convention that apps in containers expect: they accept
+ * on fd 3… without calling listen themselves). A socket that listens already is left as it is.
+ */
+export function listenHeld(fds: number[]): Promise<void> {
+  if (fds.length === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', LISTEN_SCRIPT, String(fds.length)], { stdio: ['ignore', 'ignore', 'pipe', ...fds] });
+    let stderr = '';
+    child.stderr!.on('data', (d) => { stderr += String(d); });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new FerryError('ERR_IO', `could not listen on the held sockets: ${stderr.trim() || `exit ${code}`}`))));
+  });
 }

@@ -11,6 +11,10 @@
 // `setpriv --pdeathsig TERM` where util-linux has it (Node cannot set PR_SET_PDEATHSIG itself), so
 // a SIGKILLed supervisor still gets its apps drained; apps may also watch FERRY_NOTIFY_FD for EOF
 // (ferry/app: plugins/run/app.ts onSupervisorGone), which works without setpriv.
+//
+// With a GenerationRunner (`ferry run --container`: plugins/container/handover-runner.ts) each
+// generation is whatever the runner says to start for it (runc running the version's image with
+// the held sockets); the runner also removes what a generation leaves once its process is gone.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants } from 'node:fs';
@@ -25,7 +29,7 @@ import { readCurrent } from '../../core/device/switch.ts';
 import type { HealthResult } from '../../core/ports/health.ts';
 import type { GracefulUpdater } from '../../core/spec.ts';
 import { canMove, DEFAULT_BACKOFF, onExit, restartDelay, type BackoffPolicy, type GenerationState, type ListenAddress, type Readiness } from './supervision.ts';
-import { adoptInherited, bindUnpolled, type HeldSocket } from './sockets.ts';
+import { adoptInherited, bindUnpolled, listenHeld, type HeldSocket } from './sockets.ts';
 import type { InheritedFd } from './listen-fds.ts';
 import { controlSocketPath, pidFilePath, requestSupervisor, runDir, serveControl, type GenerationInfo, type SupervisorStatus } from './control.ts';
 
@@ -48,6 +52,40 @@ export interface SupervisorOptions {
   log?: (message: string) => void;
   /** Extra environment for the app. */
   env?: NodeJS.ProcessEnv;
+  /** Starts each generation in its own way (a container); `command` is then unused. */
+  runner?: GenerationRunner;
+}
+
+/** What a generation is started with: the variables the app needs, and its fds from 3 on. */
+export interface GenerationLaunchInput {
+  /** The generation number (unique for this supervisor's life). */
+  id: number;
+  version: string;
+  /** The version's real release folder. */
+  dir: string;
+  /** LISTEN_FDS, LISTEN_FDNAMES, FERRY_NOTIFY_FD, FERRY_VERSION, FERRY_GENERATION, FERRY_RUN (LISTEN_PID is the runner's: it knows the app's pid). */
+  env: Record<string, string>;
+  /** How many fds (3, 4, …) the process gets: the sockets, then the notify channel. */
+  fdCount: number;
+}
+
+export interface GenerationLaunch {
+  /** The process that is the generation: signals to its group reach the app (SIGTERM: drain). */
+  command: string[];
+  cwd: string;
+  /** A name for logs (e.g. the container id). */
+  label: string;
+}
+
+export interface GenerationRunner {
+  /** Once, before the first generation: removes what a previous, killed supervisor left behind. */
+  startup(): Promise<void>;
+  /** Readies generation `input` and says what to start. */
+  launch(input: GenerationLaunchInput): Promise<GenerationLaunch>;
+  /** After the generation's process exited (also after SIGKILL): removes what is left of it. */
+  cleanup(id: number, launch: GenerationLaunch): Promise<void>;
+  /** The last resort (killAll, just before exiting): kill what the generation started, synchronously. */
+  killNow(launch: GenerationLaunch): void;
 }
 
 interface Generation {
@@ -56,6 +94,10 @@ interface Generation {
   dir: string;
   child: ChildProcess;
   pid: number;
+  /** The container id (with a runner), or the pid, for logs. */
+  label: string;
+  /** What the runner said to start (with a runner). */
+  launch: GenerationLaunch | null;
   state: GenerationState;
   startedAt: number;
   exited: Promise<void>;
@@ -125,11 +167,15 @@ export class Supervisor implements GracefulUpdater {
   private handovers = { healthy: 0, unhealthy: 0 };
   private queue: Promise<unknown> = Promise.resolve();
   private stopping: Promise<void> | null = null;
+  /** A candidate is being launched (prepare awaits the runner): a second prepare is refused. */
+  private launching = false;
+  /** Runner cleanups in flight: stop() waits for them. */
+  private cleanups = new Set<Promise<void>>();
 
   constructor(private readonly options: SupervisorOptions) {
     this.layout = homeLayout(options.home);
     this.backoff = options.backoff ?? DEFAULT_BACKOFF;
-    if (options.command.length === 0) throw new FerryError('ERR_USAGE', 'ferry run needs the app command after --');
+    if (options.command.length === 0 && !options.runner) throw new FerryError('ERR_USAGE', 'ferry run needs the app command after --');
     if (options.listen.length === 0) throw new FerryError('ERR_USAGE', 'ferry run needs at least one --listen');
   }
 
@@ -153,10 +199,11 @@ export class Supervisor implements GracefulUpdater {
     try {
       for (const l of this.options.listen) this.sockets.push('fd' in l ? adoptInherited(l.fd, l.name) : bindUnpolled(l));
       await this.openControl();
-      const gen = this.spawnGeneration(version, await realpath(this.layout.current), 'active');
+      await this.options.runner?.startup();
+      const gen = await this.spawnGeneration(version, await realpath(this.layout.current), 'active');
       this.active = gen;
       const where = this.sockets.map((s) => (s.inherited ? `${s.label} (inherited fd ${s.inherited.fd}, ${s.inherited.name})` : s.label));
-      this.log(`listening on ${where.join(', ')}; started ${version} (pid ${gen.pid})`);
+      this.log(`listening on ${where.join(', ')}; started ${version} (${gen.label})`);
     } catch (err) {
       await this.release();
       throw err;
@@ -203,6 +250,7 @@ export class Supervisor implements GracefulUpdater {
       await Promise.all(this.generations.map((g) => this.retire(g, this.options.drainTimeoutMs)));
       this.active = null;
       this.candidate = null;
+      await Promise.all([...this.cleanups]);
       await this.release();
     })();
     return this.stopping;
@@ -219,7 +267,10 @@ export class Supervisor implements GracefulUpdater {
 
   /** Last resort (a second SIGINT): SIGKILL every app process group now. */
   killAll(): void {
-    for (const g of this.generations) killGroup(g.pid, 'SIGKILL');
+    for (const g of this.generations) {
+      killGroup(g.pid, 'SIGKILL');
+      if (g.launch) this.options.runner?.killNow(g.launch);
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -231,7 +282,8 @@ export class Supervisor implements GracefulUpdater {
     gen.state = to;
   }
 
-  private spawnGeneration(version: string, dir: string, state: 'active' | 'starting'): Generation {
+  private async spawnGeneration(version: string, dir: string, state: 'active' | 'starting'): Promise<Generation> {
+    const id = this.nextId++;
     const fds = this.sockets.map((s) => s.fd);
     const names = this.sockets.map((_, i) => `listen-${i}`);
     let healthSocket: HeldSocket | null = null;
@@ -241,33 +293,43 @@ export class Supervisor implements GracefulUpdater {
       names.push('ferry-health');
     }
     const notifyFd = 3 + fds.length;
-    const id = this.nextId++;
-    // `exec` keeps the pid, so LISTEN_PID names the app itself, as the systemd convention wants.
-    const wrapper = ['/bin/sh', '-c', 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', 'ferry-run', ...this.options.command];
-    const argv = SETPRIV ? [SETPRIV, '--pdeathsig', 'TERM', '--', ...wrapper] : wrapper;
+    const appEnv: Record<string, string> = {
+      LISTEN_FDS: String(fds.length),
+      LISTEN_FDNAMES: names.join(':'),
+      FERRY_RUN: '1',
+      FERRY_VERSION: version,
+      FERRY_GENERATION: String(id),
+      FERRY_NOTIFY_FD: String(notifyFd),
+    };
     let child: ChildProcess;
+    let launch: GenerationLaunch | null = null;
     try {
+      // A container's app takes its sockets listening, as systemd hands them (sockets.ts listenHeld).
+      if (this.options.runner) await listenHeld(fds);
+      // `exec` keeps the pid, so LISTEN_PID names the app itself, as the systemd convention wants.
+      // A runner's command (runc) gets the same wrapper: setpriv's pdeathsig lands on it.
+      launch = this.options.runner ? await this.options.runner.launch({ id, version, dir, env: appEnv, fdCount: fds.length + 1 }) : null;
+      const command = launch?.command ?? this.options.command;
+      const wrapper = ['/bin/sh', '-c', 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', 'ferry-run', ...command];
+      const argv = SETPRIV ? [SETPRIV, '--pdeathsig', 'TERM', '--', ...wrapper] : wrapper;
       child = spawn(argv[0]!, argv.slice(1), {
-        cwd: dir,
+        cwd: launch?.cwd ?? dir,
         detached: true, // its own process group (and session): killed as a group, deaf to our terminal's ^C
         stdio: ['ignore', 'inherit', 'inherit', ...fds, 'pipe'],
-        env: {
-          ...process.env,
-          ...this.options.env,
-          LISTEN_FDS: String(fds.length),
-          LISTEN_FDNAMES: names.join(':'),
-          FERRY_RUN: '1',
-          FERRY_VERSION: version,
-          FERRY_HOME: this.layout.home,
-          FERRY_GENERATION: String(id),
-          FERRY_NOTIFY_FD: String(notifyFd),
-        },
+        env: { ...process.env, ...this.options.env, ...appEnv, FERRY_HOME: this.layout.home },
       });
+    } catch (err) {
+      if (launch) this.track(this.options.runner!.cleanup(id, launch));
+      throw err;
     } finally {
       // The child holds its own copy now; ours would only keep a dead generation's socket bound.
       healthSocket?.close();
     }
-    if (child.pid === undefined) throw new FerryError('ERR_IO', `could not start ${this.options.command.join(' ')}`);
+    if (child.pid === undefined) {
+      if (launch) this.track(this.options.runner!.cleanup(id, launch));
+      throw new FerryError('ERR_IO', `could not start ${(launch?.command ?? this.options.command).join(' ')}`);
+    }
+    const label = launch ? `${launch.label}, pid ${child.pid}` : `pid ${child.pid}`;
     let resolveNotified!: () => void;
     const notified = new Promise<void>((r) => { resolveNotified = r; });
     const channel = child.stdio[notifyFd] as net.Socket | null | undefined;
@@ -281,12 +343,13 @@ export class Supervisor implements GracefulUpdater {
       channel.on('error', () => {});
     }
     const gen: Generation = {
-      id, version, dir, child, pid: child.pid, state, startedAt: Date.now(),
+      id, version, dir, child, pid: child.pid, label, launch, state, startedAt: Date.now(),
       exited: new Promise<void>((resolve) => {
         child.on('exit', (code, signal) => {
           gen.exitDetail = signal ? `killed by ${signal}` : `exited ${code}`;
           resolve();
           this.onGenerationExit(gen);
+          if (launch) this.track(this.options.runner!.cleanup(id, launch));
         });
       }),
       exitDetail: null, notified, healthPort: healthSocket?.address?.port ?? null, ready: null, retiring: null,
@@ -294,6 +357,11 @@ export class Supervisor implements GracefulUpdater {
     child.on('error', (err) => this.log(`generation ${id} (${version}): ${err.message}`));
     this.generations.push(gen);
     return gen;
+  }
+
+  private track(cleanup: Promise<void>): void {
+    const p = cleanup.catch((err: unknown) => this.log(`cleanup: ${(err as Error).message}`)).finally(() => this.cleanups.delete(p));
+    this.cleanups.add(p);
   }
 
   private onGenerationExit(gen: Generation): void {
@@ -305,17 +373,22 @@ export class Supervisor implements GracefulUpdater {
     if (action === 'restart' && this.active === gen) {
       const { crashesInARow, delayMs } = restartDelay(this.crashesInARow, Date.now() - gen.startedAt, this.backoff);
       this.crashesInARow = crashesInARow;
-      this.log(`${gen.version} (pid ${gen.pid}) ${gen.exitDetail}; restarting in ${delayMs} ms (crash ${crashesInARow} in a row)`);
+      this.log(`${gen.version} (${gen.label}) ${gen.exitDetail}; restarting in ${delayMs} ms (crash ${crashesInARow} in a row)`);
       this.restartTimer = setTimeout(() => {
         this.restartTimer = null;
         if (this.stopping || this.active !== gen) return;
-        try {
-          this.active = this.spawnGeneration(gen.version, gen.dir, 'active');
+        this.spawnGeneration(gen.version, gen.dir, 'active').then((next) => {
+          // Stopped, or handed over, while the runner readied it: it is not wanted any more.
+          if (this.stopping || this.active !== gen) {
+            void this.retire(next, this.options.drainTimeoutMs);
+            return;
+          }
+          this.active = next;
           this.restarts++;
-          this.log(`restarted ${gen.version} (pid ${this.active.pid})`);
-        } catch (err) {
+          this.log(`restarted ${gen.version} (${next.label})`);
+        }, (err: unknown) => {
           this.log(`restart failed: ${(err as Error).message}`);
-        }
+        });
       }, delayMs);
     }
   }
@@ -331,7 +404,7 @@ export class Supervisor implements GracefulUpdater {
       const timer = new AbortController();
       const killed = sleep(timeoutMs, timer.signal).then(() => {
         if (gen.exitDetail !== null) return;
-        this.log(`${gen.version} (pid ${gen.pid}) still running after ${timeoutMs} ms of draining: SIGKILL`);
+        this.log(`${gen.version} (${gen.label}) still running after ${timeoutMs} ms of draining: SIGKILL`);
         killGroup(gen.pid, 'SIGKILL');
       });
       await gen.exited;
@@ -348,7 +421,7 @@ export class Supervisor implements GracefulUpdater {
     const onAbort = () => stop.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
     const started = Date.now();
-    const unhealthy = (detail: string): HealthResult => ({ healthy: false, detail: `${gen.version} (pid ${gen.pid}) ${detail}` });
+    const unhealthy = (detail: string): HealthResult => ({ healthy: false, detail: `${gen.version} (${gen.label}) ${detail}` });
     const contenders: Promise<HealthResult>[] = [
       gen.exited.then(() => unhealthy(`${gen.exitDetail} before it was ready`)),
       sleep(timeoutMs, stop.signal).then(() => unhealthy(stop.signal.aborted ? 'abandoned: the caller went away' : `not ready within ${timeoutMs} ms`)),
@@ -359,7 +432,7 @@ export class Supervisor implements GracefulUpdater {
           let last = 'no answer';
           while (!stop.signal.aborted) {
             const p = await probe(gen.healthPort!, r.path, Math.max(100, Math.min(5000, timeoutMs - (Date.now() - started))));
-            if (p.ok) return { healthy: true, detail: `${gen.version} (pid ${gen.pid}) ready: ${p.detail}` };
+            if (p.ok) return { healthy: true, detail: `${gen.version} (${gen.label}) ready: ${p.detail}` };
             last = p.detail;
             await sleep(100, stop.signal);
           }
@@ -367,12 +440,12 @@ export class Supervisor implements GracefulUpdater {
         })());
         break;
       case 'notify':
-        contenders.push(gen.notified.then(() => ({ healthy: true, detail: `${gen.version} (pid ${gen.pid}) reported READY=1` })));
+        contenders.push(gen.notified.then(() => ({ healthy: true, detail: `${gen.version} (${gen.label}) reported READY=1` })));
         break;
       case 'settle':
         contenders.push(Promise.race([
-          gen.notified.then(() => `${gen.version} (pid ${gen.pid}) reported READY=1`),
-          sleep(Math.min(r.settleMs, timeoutMs), stop.signal).then(() => `${gen.version} (pid ${gen.pid}) stayed up for ${r.settleMs} ms`),
+          gen.notified.then(() => `${gen.version} (${gen.label}) reported READY=1`),
+          sleep(Math.min(r.settleMs, timeoutMs), stop.signal).then(() => `${gen.version} (${gen.label}) stayed up for ${r.settleMs} ms`),
         ]).then((detail) => (gen.exitDetail !== null ? unhealthy(`${gen.exitDetail} before it was ready`) : { healthy: true, detail })));
         break;
       default: {
@@ -396,7 +469,7 @@ export class Supervisor implements GracefulUpdater {
     const stop = new AbortController();
     const onAbort = () => stop.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
-    const unhealthy = (detail: string): HealthResult => ({ healthy: false, detail: `${gen.version} (pid ${gen.pid}) ${detail}` });
+    const unhealthy = (detail: string): HealthResult => ({ healthy: false, detail: `${gen.version} (${gen.label}) ${detail}` });
     const contenders: Promise<HealthResult>[] = [
       gen.exited.then(() => unhealthy(`was ready, then ${gen.exitDetail} during its ${trialMs} ms trial`)),
       sleep(trialMs, stop.signal).then(() => (stop.signal.aborted
@@ -428,18 +501,29 @@ export class Supervisor implements GracefulUpdater {
   /** Starts `version` from its release folder as the candidate, beside the active generation. */
   async prepare(version: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<void> {
     if (this.stopping) throw new FerryError('ERR_BUSY', 'the supervisor is stopping');
-    if (this.candidate) throw new FerryError('ERR_BUSY', `a handover to ${this.candidate.version} is in progress`);
+    if (this.candidate || this.launching) throw new FerryError('ERR_BUSY', `a handover to ${this.candidate?.version ?? 'another version'} is in progress`);
     if (semver.valid(version) !== version) throw new FerryError('ERR_USAGE', `"${version}" is not a version`);
-    const dir = await realpath(this.layout.release(version)).catch(() => {
-      throw new FerryError('ERR_NOT_FOUND', `${version} is not installed in ${this.layout.releases}`);
-    });
-    const gen = this.spawnGeneration(version, dir, 'starting');
-    this.candidate = gen;
     // The caller's deadline (the updater's health timeout) bounds ours, with a margin for the
     // answer to travel: the updater must never roll back `current` after we switched traffic.
+    // It counts from here: readying a container (unpacking its image) spends it too.
     const timeoutMs = Math.min(this.options.readiness.timeoutMs, options.timeoutMs !== undefined ? Math.max(100, options.timeoutMs - 1000) : Infinity);
     const started = Date.now();
-    gen.ready = this.waitReady(gen, timeoutMs, options.signal).then((r) => {
+    this.launching = true;
+    let gen: Generation;
+    try {
+      const dir = await realpath(this.layout.release(version)).catch(() => {
+        throw new FerryError('ERR_NOT_FOUND', `${version} is not installed in ${this.layout.releases}`);
+      });
+      gen = await this.spawnGeneration(version, dir, 'starting');
+    } finally {
+      this.launching = false;
+    }
+    if (this.stopping) {
+      void this.retire(gen, this.options.drainTimeoutMs);
+      throw new FerryError('ERR_BUSY', 'the supervisor is stopping');
+    }
+    this.candidate = gen;
+    gen.ready = this.waitReady(gen, Math.max(100, timeoutMs - (Date.now() - started)), options.signal).then((r) => {
       // The trial fits in what is left of the caller's deadline.
       const trialMs = Math.min(this.options.trialMs ?? 0, Math.max(0, timeoutMs - (Date.now() - started)));
       return r.healthy && trialMs > 0 ? this.waitTrial(gen, r, trialMs, options.signal) : r;
@@ -521,7 +605,7 @@ export class Supervisor implements GracefulUpdater {
       }
       const old = this.promote();
       this.handovers.healthy++;
-      const detail = `${r.detail}${old ? `; ${old.version} (pid ${old.pid}) draining` : ''}`;
+      const detail = `${r.detail}${old ? `; ${old.version} (${old.label}) draining` : ''}`;
       this.log(`handed over to ${detail}`);
       return { healthy: true, detail };
     };

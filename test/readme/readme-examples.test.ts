@@ -96,6 +96,17 @@ const EXPECT: { command: string; stdout: RegExp[]; files?: (work: string) => voi
       assert.not.match(page, /<script|\b(?:src|href)\s*=\s*["']?https?:/i, 'fleet.html loads and runs nothing');
     },
   },
+  {
+    command: 'ferry release --image img --image-ref 1.0.0 --repo crepo',
+    stdout: [
+      /^released 1\.0\.0 \(linux-x64\) on stable, sequence 1\n  image 1\.0\.0 sha256:[0-9a-f]{64} \(2 layers, from oci-layout\)$/m,
+      /^updated nothing -> 1\.0\.0 \(full, /m,
+      /^ferry-web-1\.0\.0\s+1\.0\.0\s+running\s+yes$/m,
+      /^updated 1\.0\.0 -> 1\.1\.0 \(delta, /m,
+      /^ferry-web-1\.1\.0 already running$/m,
+      /^stopped: ferry-web-1\.1\.0$/m,
+    ],
+  },
 ];
 
 const blocks = fencedBlocks(readFileSync(README, 'utf8'));
@@ -105,6 +116,8 @@ let work = '';
 let logs = '';
 let env: NodeJS.ProcessEnv = {};
 let checked = 0;
+/** sh blocks not run because a tool they need is missing (each printed as a SKIP line). */
+let skipped = 0;
 let firstFailure: FencedBlock | null = null;
 
 function tail(text: string, lines = 30): string {
@@ -122,7 +135,33 @@ function explain(block: FencedBlock, run: ScriptRun): string {
   ].join('\n');
 }
 
+/**
+ * What a block's `# needs: a b c (as root)` line asks for and this machine lacks (empty: run it).
+ * Such a block is reported as a visible SKIP, never as passed; CI installs everything (`.ci/run`).
+ */
+function missingFor(block: FencedBlock): string[] {
+  const needs = /^# needs: ([^\n(]*)(\(as root\))?/m.exec(block.body);
+  if (!needs) return [];
+  const missing = needs[1]!.trim().split(/\s+/).filter((tool) => {
+    const cmd = tool === 'busybox-static' ? 'busybox' : tool;
+    try {
+      execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (needs[2] && process.getuid?.() !== 0) missing.push('root');
+  return missing;
+}
+
 async function runShellBlock(block: FencedBlock, index: number): Promise<void> {
+  const missing = missingFor(block);
+  if (missing.length > 0) {
+    console.log(`SKIP: README.md:${block.line} not run: ${missing.join(', ')} missing (apt-get install ${missing.join(' ')})`);
+    skipped++;
+    return;
+  }
   const run = await runScript(`set -euo pipefail\n${block.body}`, { name: `block-${index}-line-${block.line}`, cwd: work, logDir: logs, env, token, timeoutMs: BLOCK_TIMEOUT_MS });
   checked++;
   if (run.timedOut || run.code !== 0) assert.unreachable(explain(block, run));
@@ -140,7 +179,17 @@ function checkDeviceConfigBlock(block: FencedBlock): void {
   // setting the README promises and ferry never reads: compare value by value.
   for (const [key, value] of Object.entries(example)) {
     assert.ok(key in parsed, `README.md:${block.line}: "${key}" is a ferry.json field`);
-    if (key === 'policy') {
+    if (key === 'container') {
+      // Fields left out read as their defaults; each one the example sets must read as written.
+      const container = parsed.container as Record<string, unknown>;
+      for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+        if (k === 'allow') {
+          for (const [a, av] of Object.entries(v as Record<string, unknown>)) assert.equal((container.allow as Record<string, unknown>)[a], av, `README.md:${block.line}: container.allow.${a} reads as written`);
+        } else {
+          assert.equal(container[k], v, `README.md:${block.line}: container.${k} reads as written`);
+        }
+      }
+    } else if (key === 'policy') {
       const policy = parsed.policy as Record<string, unknown>;
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) assert.equal(policy[k], v, `README.md:${block.line}: policy.${k} reads as written`);
     } else {
@@ -210,7 +259,7 @@ for (const [index, block] of blocks.entries()) {
 }
 
 readme('every sh, json and js block was checked, and no process the examples started is left running', async () => {
-  assert.is(checked, blocks.filter((b) => CHECKED_LANGS.has(b.lang)).length, 'blocks checked = sh/json/js blocks in the README');
+  assert.is(checked + skipped, blocks.filter((b) => CHECKED_LANGS.has(b.lang)).length, 'blocks checked (or skipped with a SKIP line) = sh/json/js blocks in the README');
   const left = await untilUntagged(token, EXIT_GRACE_MS);
   killTagged(token);
   assert.equal(left.map((p) => `${p.pid} ${p.cmdline}`), [], 'processes the examples started and did not stop');

@@ -64,6 +64,20 @@ export function checkLayerEntry(entry: { path: string; type: string; linkpath?: 
   }
 }
 
+/**
+ * A pax global header that sets size, path or linkpath: node-tar applies it to the entries after it,
+ * Go's archive/tar (umoci) does not, so the scan and the engine would read different archives (a
+ * global size hides the next header from the scan; a global linkpath masks a hard link's real
+ * target). No image builder writes one; refused (ERR_UNSAFE_ARCHIVE).
+ */
+function refuseGlobalOverrides(entry: ReadEntry, layer: string): void {
+  const g = entry.globalExtended as Record<string, unknown> | null | undefined;
+  if (!g) return;
+  for (const key of ['size', 'path', 'linkpath']) {
+    if (g[key] !== undefined && g[key] !== null) throw new FerryError('ERR_UNSAFE_ARCHIVE', `${layer}: a pax global header sets ${key} (engines ignore it, so the layer would unpack other than scanned)`);
+  }
+}
+
 /** gzip, zstd, bzip2, xz magic numbers: a layer declared uncompressed must not start with one. */
 const COMPRESSED_MAGIC = [Buffer.from([0x1f, 0x8b]), Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), Buffer.from('BZh'), Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a])];
 
@@ -98,6 +112,7 @@ export async function scanLayerFile(file: string, layer: string): Promise<Scanne
       if (entries > MAX_LAYER_ENTRIES) throw new FerryError('ERR_UNSAFE_ARCHIVE', `${layer} has more than ${MAX_LAYER_ENTRIES} entries`);
       bytes += entry.size;
       if (bytes > DEFAULT_LIMITS.maxTotalBytes) throw new FerryError('ERR_TOO_LARGE', `${layer} holds more than ${DEFAULT_LIMITS.maxTotalBytes} bytes`);
+      refuseGlobalOverrides(entry, layer);
       checkLayerEntry({ path: entry.path, type: entry.type, linkpath: entry.linkpath }, layer);
     } catch (err) {
       fail(err);

@@ -1,0 +1,82 @@
+// Review of the container plugin (session 22): a hostile tester's findings, each with the test that
+// failed before its fix.
+//   - An image mount request checked only by its text: a granted folder holding a symlink (which a
+//     container with that folder bound rw can plant) would bind what the link points to on the host.
+//   - Capabilities in the inheritable and ambient sets: a non-root image User kept them across execve.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { checkMountSourcesOnHost } from '../../plugins/container/mount-sources.ts';
+import { runtimeSpec, DEFAULT_CAPABILITIES } from '../../plugins/container/runtime-spec.ts';
+import { prepareBundle } from '../../plugins/container/bundle.ts';
+import { NO_GRANTS } from '../../core/image/requests.ts';
+import { homeLayout } from '../../core/device/layout.ts';
+import { containerToolsMissing, imageFamily } from '../helpers/oci-image.ts';
+import { tempDir, type TempDir } from '../helpers/repo.ts';
+import { assertCodeAsync } from '../helpers/assert-code.ts';
+
+let tmp: TempDir;
+let granted: string;
+
+test.before(async () => {
+  tmp = await tempDir('ferry-container-review-');
+  granted = join(tmp.path, 'srv-data');
+  await mkdir(join(granted, 'inside'), { recursive: true });
+  await mkdir(join(tmp.path, 'host-etc'), { recursive: true });
+  await writeFile(join(tmp.path, 'host-etc', 'shadow'), 'secret');
+  // What a container with srv-data bound rw can leave behind.
+  await symlink(join(tmp.path, 'host-etc'), join(granted, 'planted'));
+  await symlink('../host-etc', join(granted, 'relative'));
+});
+test.after(async () => {
+  await tmp?.cleanup();
+});
+
+const req = (source: string) => [{ source, destination: '/in', readOnly: false }];
+
+test('review: an image mount whose granted source is a symlink out of the granted folder is ERR_NOT_GRANTED; a real folder inside passes', async () => {
+  const grants = { ...NO_GRANTS, mountSources: [granted] };
+  await checkMountSourcesOnHost(req(join(granted, 'inside')), grants, 'img');
+  await checkMountSourcesOnHost(req(granted), grants, 'img');
+  for (const link of ['planted', 'relative']) {
+    const err = await assertCodeAsync(() => checkMountSourcesOnHost(req(join(granted, link)), grants, 'img'), 'ERR_NOT_GRANTED');
+    assert.match(err.message, /resolves to .*host-etc/);
+  }
+  await assertCodeAsync(() => checkMountSourcesOnHost(req(join(granted, 'missing')), grants, 'img'), 'ERR_NOT_GRANTED');
+});
+
+test('review: the runtime spec gives no inheritable or ambient capabilities (a non-root image User keeps none across execve)', () => {
+  const c = runtimeSpec({
+    base: { process: { user: { uid: 0, gid: 0 }, env: [] } },
+    image: { Cmd: ['/x'], User: '1000', Labels: { 'io.ferry.capabilities': 'CAP_NET_ADMIN' } },
+    container: { env: {}, mounts: [] },
+    grants: { ...NO_GRANTS, capabilities: ['CAP_NET_ADMIN'] },
+    handedIn: { listenFds: 0, notifyFd: null },
+    id: 'ferry-app-1.0.0',
+  });
+  const caps = c.process!.capabilities!;
+  assert.equal(caps.inheritable, []);
+  assert.equal(caps.ambient, []);
+  assert.equal(caps.effective, [...DEFAULT_CAPABILITIES, 'CAP_NET_ADMIN'].sort());
+  assert.equal(caps.bounding, caps.effective);
+});
+
+const missing = await containerToolsMissing();
+if (missing.length > 0) {
+  console.log(`SKIP: prepareBundle refusing a symlinked mount source (${missing.join(', ')} missing)`);
+} else {
+  test('review: prepareBundle refuses an image whose granted mount source is a planted symlink (no config.json written)', async () => {
+    const home = join(tmp.path, 'home');
+    const family = await imageFamily(join(tmp.path, 'images'));
+    await mkdir(homeLayout(home).releases, { recursive: true });
+    await family.build({ version: '1.0.0', labels: { 'io.ferry.mounts': `${join(granted, 'planted')}:/hostetc:rw` } }, homeLayout(home).release('1.0.0'));
+    const container = { name: 'ferry-review', env: {}, mounts: [] };
+    const grants = { ...NO_GRANTS, mountSources: [granted] };
+    const err = await assertCodeAsync(() => prepareBundle({ home, version: '1.0.0', container, grants }), 'ERR_NOT_GRANTED');
+    assert.match(err.message, /planted/);
+  });
+}
+
+test.run();

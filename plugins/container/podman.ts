@@ -116,7 +116,8 @@ export function createPodmanEngine(dirs: EngineDirs): ContainerEngine {
     },
     async exec(id, argv, timeoutMs): Promise<ExecResult> {
       try {
-        const { stdout, stderr } = await run(['exec', id, ...argv], timeoutMs);
+        // SIGKILL at the deadline (runc.ts exec: the engine forwards SIGTERM to the command and waits).
+        const { stdout, stderr } = await execFile('podman', [...global, 'exec', id, ...argv], { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 8 << 20 });
         return { code: 0, output: `${stdout}${stderr}` };
       } catch (err) {
         const e = err as { code?: unknown; killed?: boolean; stdout?: string; stderr?: string };

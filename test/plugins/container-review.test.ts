@@ -3,6 +3,9 @@
 //   - An image mount request checked only by its text: a granted folder holding a symlink (which a
 //     container with that folder bound rw can plant) would bind what the link points to on the host.
 //   - Capabilities in the inheritable and ambient sets: a non-root image User kept them across execve.
+//   - A health command (container.exec) ignoring SIGTERM: runc exec forwarded the timeout's SIGTERM
+//     and waited, so the check ran past its deadline (forever for a hung command) and a late exit 0
+//     counted as healthy.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -11,6 +14,7 @@ import { join } from 'node:path';
 import { checkMountSourcesOnHost } from '../../plugins/container/mount-sources.ts';
 import { runtimeSpec, DEFAULT_CAPABILITIES } from '../../plugins/container/runtime-spec.ts';
 import { prepareBundle } from '../../plugins/container/bundle.ts';
+import { detectEngine, type ContainerEngine } from '../../plugins/container/engine.ts';
 import { NO_GRANTS } from '../../core/image/requests.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import { containerToolsMissing, imageFamily } from '../helpers/oci-image.ts';
@@ -65,17 +69,40 @@ test('review: the runtime spec gives no inheritable or ambient capabilities (a n
 
 const missing = await containerToolsMissing();
 if (missing.length > 0) {
-  console.log(`SKIP: prepareBundle refusing a symlinked mount source (${missing.join(', ')} missing)`);
+  console.log(`SKIP: prepareBundle refusing a symlinked mount source, a hung health exec (${missing.join(', ')} missing)`);
 } else {
-  test('review: prepareBundle refuses an image whose granted mount source is a planted symlink (no config.json written)', async () => {
-    const home = join(tmp.path, 'home');
+  let home: string;
+  const container = { name: `ferry-review${process.pid}`, env: {}, mounts: [] };
+  let engine: ContainerEngine;
+  const started: string[] = [];
+
+  test.before(async () => {
+    home = join(tmp.path, 'home');
     const family = await imageFamily(join(tmp.path, 'images'));
     await mkdir(homeLayout(home).releases, { recursive: true });
     await family.build({ version: '1.0.0', labels: { 'io.ferry.mounts': `${join(granted, 'planted')}:/hostetc:rw` } }, homeLayout(home).release('1.0.0'));
-    const container = { name: 'ferry-review', env: {}, mounts: [] };
+    await family.build({ version: '1.0.1' }, homeLayout(home).release('1.0.1'));
+    engine = await detectEngine({ engine: 'runc' }, homeLayout(home));
+  });
+  test.after(async () => {
+    for (const id of started) await engine.stop(id, 1000).catch(() => {});
+  });
+
+  test('review: prepareBundle refuses an image whose granted mount source is a planted symlink', async () => {
     const grants = { ...NO_GRANTS, mountSources: [granted] };
     const err = await assertCodeAsync(() => prepareBundle({ home, version: '1.0.0', container, grants }), 'ERR_NOT_GRANTED');
     assert.match(err.message, /planted/);
+  });
+
+  test('review: a health exec that ignores SIGTERM ends at its deadline (runc exec used to wait for it)', async () => {
+    const bundle = await prepareBundle({ home, version: '1.0.1', container, grants: NO_GRANTS });
+    started.push(bundle.id);
+    await engine.start({ id: bundle.id, bundle: bundle.dir, logFile: join(homeLayout(home).containers, `${bundle.id}.log`), handIn: null });
+    const t0 = Date.now();
+    const r = await engine.exec(bundle.id, ['/bin/sh', '-c', 'trap "" TERM; sleep 5; exit 0'], 400);
+    const took = Date.now() - t0;
+    assert.is(r.code, null, 'timed out, not the late exit 0');
+    assert.ok(took < 3000, `exec returned after ${took} ms (deadline 400 ms)`);
   });
 }
 

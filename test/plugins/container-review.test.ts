@@ -6,6 +6,8 @@
 //   - A health command (container.exec) ignoring SIGTERM: runc exec forwarded the timeout's SIGTERM
 //     and waited, so the check ran past its deadline (forever for a hung command) and a late exit 0
 //     counted as healthy.
+//   - The engine state folder named by the home's spelling: the agent (--home /srv/dev) and a
+//     `ferry container up --home ./dev` saw different runc roots, so each started its own container.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -14,7 +16,8 @@ import { join } from 'node:path';
 import { checkMountSourcesOnHost } from '../../plugins/container/mount-sources.ts';
 import { runtimeSpec, DEFAULT_CAPABILITIES } from '../../plugins/container/runtime-spec.ts';
 import { prepareBundle } from '../../plugins/container/bundle.ts';
-import { detectEngine, type ContainerEngine } from '../../plugins/container/engine.ts';
+import { detectEngine, runtimeStateDir, type ContainerEngine } from '../../plugins/container/engine.ts';
+import { relative } from 'node:path';
 import { NO_GRANTS } from '../../core/image/requests.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import { containerToolsMissing, imageFamily } from '../helpers/oci-image.ts';
@@ -65,6 +68,17 @@ test('review: the runtime spec gives no inheritable or ambient capabilities (a n
   assert.equal(caps.ambient, []);
   assert.equal(caps.effective, [...DEFAULT_CAPABILITIES, 'CAP_NET_ADMIN'].sort());
   assert.equal(caps.bounding, caps.effective);
+});
+
+test('review: one home spelled differently (relative, trailing slash, through a symlink) has one engine state folder', async () => {
+  const home = join(tmp.path, 'same-home');
+  await mkdir(home, { recursive: true });
+  await symlink(home, join(tmp.path, 'home-link'));
+  const spellings = [home, `${home}/`, relative(process.cwd(), home), join(tmp.path, 'home-link'), join(tmp.path, 'x', '..', 'same-home')];
+  for (const engine of ['runc', 'podman'] as const) {
+    const dirs = spellings.map((h) => runtimeStateDir(homeLayout(h), engine));
+    assert.equal(new Set(dirs).size, 1, `${engine}: ${spellings.join(' | ')} → ${dirs.join(' | ')}`);
+  }
 });
 
 const missing = await containerToolsMissing();

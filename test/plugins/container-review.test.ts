@@ -8,6 +8,9 @@
 //     counted as healthy.
 //   - The engine state folder named by the home's spelling: the agent (--home /srv/dev) and a
 //     `ferry container up --home ./dev` saw different runc roots, so each started its own container.
+//   - Containers recognised by the name prefix: after ferry.json container.name changed ("web" to
+//     "web-admin"), the old name's container was not this app's any more and kept running beside
+//     the new one (and a name that prefixes another's, "web" vs "web-admin", parsed versions wrong).
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -16,6 +19,8 @@ import { join } from 'node:path';
 import { checkMountSourcesOnHost } from '../../plugins/container/mount-sources.ts';
 import { runtimeSpec, DEFAULT_CAPABILITIES } from '../../plugins/container/runtime-spec.ts';
 import { prepareBundle } from '../../plugins/container/bundle.ts';
+import { startVersion, type ContainerContext } from '../../plugins/container/start-container.ts';
+import { reconcileContainers, stopAllContainers } from '../../plugins/container/reconcile.ts';
 import { detectEngine, runtimeStateDir, type ContainerEngine } from '../../plugins/container/engine.ts';
 import { relative } from 'node:path';
 import { NO_GRANTS } from '../../core/image/requests.ts';
@@ -117,6 +122,21 @@ if (missing.length > 0) {
     const took = Date.now() - t0;
     assert.is(r.code, null, 'timed out, not the late exit 0');
     assert.ok(took < 3000, `exec returned after ${took} ms (deadline 400 ms)`);
+    await engine.stop(bundle.id, 1000);
+  });
+
+  test('review: after ferry.json container.name changed, reconcile stops the container under the old name (no second copy)', async () => {
+    const config = (name: string) => ({ app: 'review', container: { engine: 'runc', name, env: {}, mounts: [], listen: [], exec: null, stopTimeoutMs: 2000, allow: NO_GRANTS } }) as unknown as ContainerContext['config'];
+    await symlink('releases/1.0.1', homeLayout(home).current);
+    const before = { home, config: config(`web${process.pid}`), engine, log: () => {} };
+    const oldId = await startVersion(before, '1.0.1');
+    started.push(oldId);
+    const after = { ...before, config: config(`web${process.pid}-admin`) };
+    const r = await reconcileContainers(after);
+    started.push(r.running!);
+    assert.equal(r.stopped, [oldId]);
+    assert.equal((await engine.list('')).map((c) => [c.id, c.status]), [[`web${process.pid}-admin-1.0.1`, 'running']]);
+    assert.equal(await stopAllContainers(after), [`web${process.pid}-admin-1.0.1`]);
   });
 }
 

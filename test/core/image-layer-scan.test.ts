@@ -125,6 +125,15 @@ test('review: a pax global header that hides an entry (size) or masks a hard lin
   assert.is((await scanLayerFile(await layerFile(fine), 'layer')).entries, 1);
 });
 
+test('review: a whiteout of the folder itself or its parent (.wh.., CVE-2021-29136 in umoci < 0.4.7) is ERR_UNSAFE_ARCHIVE; the opaque marker is not', async () => {
+  for (const name of ['.wh..', './.wh..', 'etc/.wh..', 'etc/.wh...', 'etc/.wh.']) {
+    const f = await layerFile(tarBytes([{ name: './etc/', type: 'dir' }, { name, content: '' }]));
+    assert.match((await assertCodeAsync(() => scanLayerFile(f, 'layer'), 'ERR_UNSAFE_ARCHIVE')).message, /whiteout of the folder itself/, name);
+  }
+  const ok = await layerFile(tarBytes([{ name: './.wh..wh..opq', content: '' }, { name: 'etc/.wh..wh..opq', content: '' }, { name: 'etc/.wh..hidden', content: '' }]));
+  assert.is((await scanLayerFile(ok, 'layer')).entries, 3);
+});
+
 test('issue 15 item 1: the signed container field is parsed strictly and round-trips', () => {
   const blob = (c: string) => createHash('sha256').update(c).digest('hex');
   const [m, c] = [blob('manifest'), blob('config')];

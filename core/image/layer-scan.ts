@@ -6,6 +6,8 @@
 //   - is a character or block device (a device node inside the container reaches the host's
 //     hardware whatever the container's own device list says),
 //   - is a hard link whose target is absolute or climbs above the root,
+//   - is a whiteout of "", "." or ".." (.wh.., CVE-2021-29136 in umoci < 0.4.7),
+//   - follows a pax global header setting size, path or linkpath (read differently by umoci),
 // and the whole file is hashed at the same time (one read: the caller compares the hash with the
 // layer's file name and its signed diff_id). Whiteouts (.wh.<name>, .wh..wh..opq) are ordinary
 // entries to this scan. node-tar parses (strict: a malformed header is an error); nothing is
@@ -56,11 +58,30 @@ export function checkLayerEntry(entry: { path: string; type: string; linkpath?: 
   const shown = printableJson(entry.path.slice(0, 200));
   const bad = layerPathProblem(entry.path);
   if (bad) throw new FerryError('ERR_UNSAFE_ARCHIVE', `${layer}: entry ${shown} ${bad}`);
+  // A whiteout of "", "." or ".." (".wh.", ".wh..", ".wh...") names no file of a lower layer but the
+  // folder itself or its parent: umoci before 0.4.7 removed the parent of the rootfs for a top-level
+  // ".wh.." (CVE-2021-29136). Never written by builders; refused whatever umoci the device has.
+  const base = entry.path.replace(/\/+$/, '').split('/').pop() ?? '';
+  if (base === '.wh.' || base === '.wh..' || base === '.wh...') throw new FerryError('ERR_UNSAFE_ARCHIVE', `${layer}: entry ${shown} is a whiteout of the folder itself or its parent`);
   if (DEVICE_TYPES.has(entry.type)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `${layer}: entry ${shown} is a ${entry.type === 'CharacterDevice' ? 'character' : 'block'} device`);
   if (entry.type === 'Link') {
     const target = entry.linkpath ?? '';
     const why = target === '' ? 'is empty' : layerPathProblem(target);
     if (why) throw new FerryError('ERR_UNSAFE_ARCHIVE', `${layer}: hard link ${shown} to ${printableJson(target.slice(0, 200))}: the target ${why}`);
+  }
+}
+
+/**
+ * A pax global header that sets size, path or linkpath: node-tar applies it to the entries after it,
+ * Go's archive/tar (umoci) does not, so the scan and the engine would read different archives (a
+ * global size hides the next header from the scan; a global linkpath masks a hard link's real
+ * target). No image builder writes one; refused (ERR_UNSAFE_ARCHIVE).
+ */
+function refuseGlobalOverrides(entry: ReadEntry, layer: string): void {
+  const g = entry.globalExtended as Record<string, unknown> | null | undefined;
+  if (!g) return;
+  for (const key of ['size', 'path', 'linkpath']) {
+    if (g[key] !== undefined && g[key] !== null) throw new FerryError('ERR_UNSAFE_ARCHIVE', `${layer}: a pax global header sets ${key} (engines ignore it, so the layer would unpack other than scanned)`);
   }
 }
 
@@ -98,6 +119,7 @@ export async function scanLayerFile(file: string, layer: string): Promise<Scanne
       if (entries > MAX_LAYER_ENTRIES) throw new FerryError('ERR_UNSAFE_ARCHIVE', `${layer} has more than ${MAX_LAYER_ENTRIES} entries`);
       bytes += entry.size;
       if (bytes > DEFAULT_LIMITS.maxTotalBytes) throw new FerryError('ERR_TOO_LARGE', `${layer} holds more than ${DEFAULT_LIMITS.maxTotalBytes} bytes`);
+      refuseGlobalOverrides(entry, layer);
       checkLayerEntry({ path: entry.path, type: entry.type, linkpath: entry.linkpath }, layer);
     } catch (err) {
       fail(err);

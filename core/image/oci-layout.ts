@@ -104,7 +104,32 @@ export function parseDescriptor(value: Json | undefined, what: string): Descript
 }
 
 function json(bytes: Uint8Array, what: string): JsonObject {
-  return obj(parseStrictJson(bytes, IMAGE_JSON_MAX_BYTES, what), what);
+  const value = parseStrictJson(bytes, IMAGE_JSON_MAX_BYTES, what);
+  refuseCaseTwins(value, what);
+  return obj(value, what);
+}
+
+/**
+ * Go's encoding/json (umoci, podman) matches object keys to fields case-insensitively and the last
+ * match wins, so {"manifests":[A],"Manifests":[B]} is A here and B to umoci: the device would verify
+ * and scan one image and the engine unpack another. Keys of one object that are equal under case
+ * folding are refused (ERR_SCHEMA), so both readers see the same document. The fold (upper, then
+ * lower) also maps U+017F and U+212A, which Go folds to "s" and "k".
+ */
+function refuseCaseTwins(value: Json, what: string): void {
+  if (Array.isArray(value)) {
+    for (const v of value) refuseCaseTwins(v, what);
+    return;
+  }
+  if (value === null || typeof value !== 'object') return;
+  const seen = new Map<string, string>();
+  for (const [key, v] of Object.entries(value)) {
+    const folded = key.toUpperCase().toLowerCase();
+    const twin = seen.get(folded);
+    if (twin !== undefined) throw new FerryError('ERR_SCHEMA', `${what}: keys ${printableJson(twin)} and ${printableJson(key)} differ only in case (other readers take one for the other)`);
+    seen.set(folded, key);
+    refuseCaseTwins(v, what);
+  }
 }
 
 /** index.json: its image manifests (a nested index, a multi-platform image, is refused). */

@@ -17,7 +17,8 @@ import { FerryError } from '../../core/errors.ts';
 import { fsyncDir, writeFileAtomic } from '../../core/io/durable.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import type { ContainerConfig } from '../../core/device/config.ts';
-import type { ContainerGrants } from '../../core/image/requests.ts';
+import { imageRequests, type ContainerGrants } from '../../core/image/requests.ts';
+import { checkMountSourcesOnHost } from './mount-sources.ts';
 import { readLayoutImage, type LayoutImage } from './image-layout.ts';
 import { NOTHING_HANDED_IN, runtimeSpec, type HandedIn, type OciRuntimeConfig } from './runtime-spec.ts';
 
@@ -117,6 +118,8 @@ export async function prepareBundle(input: PrepareBundleInput): Promise<Prepared
     id,
     ...(input.cgroupsPath ? { cgroupsPath: input.cgroupsPath } : {}),
   });
+  // The grants were checked by text (runtimeSpec); the engine binds what a source resolves to.
+  await checkMountSourcesOnHost(imageRequests(image.config.Labels).mounts, input.grants, id);
   await writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   return { version: input.version, dir, id, image, config };
 }

@@ -69,7 +69,8 @@ export function createContainerSwitch(options: ContainerSwitchOptions): HealthCh
       const newId = containerId(ctx.config.container.name, target.version);
       const before = await ownContainers(ctx);
       // The version to go back to: the one serving now (normally exactly one).
-      const old = before.find((c) => c.status === 'running' && c.id !== newId) ?? null;
+      // (one under an earlier container.name has no version to start again: version "").
+      const old = before.find((c) => c.status === 'running' && c.id !== newId && c.version !== '') ?? null;
       for (const c of before) await stopContainer(ctx, c.id);
       let verdict: HealthResult;
       try {

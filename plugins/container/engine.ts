@@ -7,7 +7,8 @@
 
 import { execFile as execFileCb } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { FerryError } from '../../core/errors.ts';
 import type { ContainerConfig } from '../../core/device/config.ts';
@@ -88,7 +89,22 @@ export const defaultProbe: Probe = async (cmd, args) => {
  * /run/runc for the same reason). One folder per home, so homes never see each other's containers.
  */
 export function runtimeStateDir(dirs: EngineDirs, engine: 'runc' | 'podman'): string {
-  return join('/run/ferry', engine, createHash('sha256').update(dirs.containers).digest('hex').slice(0, 16));
+  return join('/run/ferry', engine, createHash('sha256').update(canonicalContainersDir(dirs.containers)).digest('hex').slice(0, 16));
+}
+
+/**
+ * The containers folder by its canonical path: `--home ./dev`, `--home /srv/dev/` and a symlink to
+ * it are one home, so they must name one state folder (hashing the text as given made the agent and
+ * a `ferry container up` or `ferry update` with another spelling see no containers, and start a
+ * second copy of the app beside the first). The home exists whenever an engine is used.
+ */
+function canonicalContainersDir(containers: string): string {
+  const home = resolve(dirname(containers));
+  try {
+    return join(realpathSync(home), basename(containers));
+  } catch {
+    return join(home, basename(containers));
+  }
 }
 
 /** runc's --root for a home. */

@@ -116,7 +116,8 @@ export function createPodmanEngine(dirs: EngineDirs): ContainerEngine {
       for (let i = 0; i < 50 && conmon > 0 && existsSync(`/proc/${conmon}`); i++) await sleep(POLL_MS);
     },
     exec(id, argv, timeoutMs): Promise<ExecResult> {
-      return execOutcome(run(['exec', id, ...argv], timeoutMs));
+      // SIGKILL at the deadline (runc.ts exec: the engine forwards SIGTERM to the command and waits).
+      return execOutcome(execFile('podman', [...global, 'exec', id, ...argv], { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 8 << 20 }));
     },
     async list(prefix) {
       let stdout: string;

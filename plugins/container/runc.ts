@@ -22,7 +22,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export function createRuncEngine(options: { root: string; runc?: string }): ContainerEngine {
   const runc = options.runc ?? 'runc';
   const root = options.root;
-  const run = (args: string[], timeout = RUNC_TIMEOUT_MS) => execFile(runc, ['--root', root, ...args], { timeout, maxBuffer: 4 << 20 });
+  // SIGKILL at the timeout: a runc exec forwards SIGTERM to the command it runs and waits for it, so
+  // a health command that ignores SIGTERM held the check (and the home's lock) past its deadline.
+  const run = (args: string[], timeout = RUNC_TIMEOUT_MS) => execFile(runc, ['--root', root, ...args], { timeout, killSignal: 'SIGKILL', maxBuffer: 4 << 20 });
 
   async function status(id: string): Promise<ContainerStatus | null> {
     try {

@@ -158,7 +158,11 @@ export function runtimeSpec(input: RuntimeSpecInput): OciRuntimeConfig {
   const env = mergeEnv(path, image.Env ?? [], Object.entries(container.env).map(([k, v]) => `${k}=${v}`), handoverEnv(handedIn));
 
   const caps = privileged ? [...ALL_CAPABILITIES] : [...new Set([...DEFAULT_CAPABILITIES, ...requests.capabilities])].sort();
-  const capabilities: OciCapabilities = { bounding: caps, effective: caps, inheritable: caps, permitted: caps, ambient: caps };
+  // Inheritable and ambient stay empty (as in Docker and runc's own spec since CVE-2022-24769 /
+  // CVE-2022-29162): with them filled, a non-root image User, or any program it execs, would keep
+  // every capability across execve — granted or privileged sets reaching processes the image meant
+  // to run without them, and file capabilities in the image raised through the inheritable set.
+  const capabilities: OciCapabilities = { bounding: caps, effective: caps, inheritable: [], permitted: caps, ambient: [] };
 
   const user = numericUser(image.User) ?? base.process?.user ?? { uid: 0, gid: 0 };
   const mounts = [

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { homeLayout } from '../../core/device/layout.ts';
 import { grantsOf, type ContainerConfig, type DeviceConfig } from '../../core/device/config.ts';
 import { detectEngine, type ContainerEngine } from './engine.ts';
-import { containerId, prepareBundle } from './bundle.ts';
+import { containerId, prepareBundle, versionOfContainer } from './bundle.ts';
 import { listeningHandIn } from './host-sockets.ts';
 
 /** What the container code needs of a device: its home, its ferry.json (with a container section), an engine. */
@@ -68,10 +68,16 @@ export async function stopContainer(ctx: ContainerContext, id: string): Promise<
   ctx.log(`stopped container ${id}`);
 }
 
-/** This app's containers: ids `<container.name>-<version>`. */
+/**
+ * This app's containers: every container in the engine's state for this home (runtimeStateDir and
+ * podman's storage are the home's own, so all of them are ferry's for this app). Ids are
+ * `<container.name>-<version>`; one under another name (ferry.json container.name changed since it
+ * started) has version "" — it is still this app's, so reconcile, the switch and `container down`
+ * stop it rather than leave a second copy of the app running beside the new name's.
+ */
 export async function ownContainers(ctx: ContainerContext): Promise<{ id: string; status: string; version: string }[]> {
   const name = ctx.config.container.name;
-  return (await ctx.engine.list(`${name}-`)).map((c) => ({ ...c, version: c.id.slice(name.length + 1) }));
+  return (await ctx.engine.list('')).map((c) => ({ ...c, version: versionOfContainer(name, c.id) ?? '' }));
 }
 
 export { containerId };

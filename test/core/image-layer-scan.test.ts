@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { layerPathProblem, scanLayerFile } from '../../core/image/layer-scan.ts';
 import { manifestPayload, parseManifestPayload, type ManifestDoc } from '../../core/trust/metadata.ts';
-import { tarBytes, type TarEntry } from '../helpers/tar-writer.ts';
+import { TAR_END, tarBytes, tarEntryBytes, tarHeader, type TarEntry } from '../helpers/tar-writer.ts';
 import { tempDir, type TempDir } from '../helpers/repo.ts';
 import { assertCode, assertCodeAsync } from '../helpers/assert-code.ts';
 
@@ -79,6 +79,59 @@ test('issue 15 item 3: a truncated or compressed layer is ERR_UNSAFE_ARCHIVE', a
   await assertCodeAsync(async () => scanLayerFile(await layerFile(whole.subarray(0, 1024)), 'layer'), 'ERR_UNSAFE_ARCHIVE');
   const err = await assertCodeAsync(async () => scanLayerFile(await layerFile(gzipSync(whole)), 'layer'), 'ERR_UNSAFE_ARCHIVE');
   assert.match(err.message, /compressed/);
+});
+
+/** A pax extended header block (type 'g' global, 'x' local) holding `records`. */
+function paxHeader(type: 'g' | 'x', records: Record<string, string>): Buffer {
+  let body = '';
+  for (const [k, v] of Object.entries(records)) {
+    const rest = ` ${k}=${v}\n`;
+    let len = rest.length + 1;
+    while (String(len).length + rest.length !== len) len = String(len).length + rest.length;
+    body += `${len}${rest}`;
+  }
+  const data = Buffer.from(body);
+  const h = tarHeader({ name: 'pax_global_header' }, data.length);
+  h.write(type, 156, 1, 'ascii');
+  h.write('        ', 148, 8, 'ascii');
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'ascii');
+  return Buffer.concat([h, data, Buffer.alloc((512 - (data.length % 512)) % 512)]);
+}
+
+test('review: a pax global header that hides an entry (size) or masks a hard link (linkpath) from the scan is ERR_UNSAFE_ARCHIVE', async () => {
+  // node-tar applies a global size/linkpath to later entries; Go's archive/tar (umoci) does not, so
+  // umoci would unpack the char device / the hard link out that the scan never saw.
+  const hidesDevice = Buffer.concat([
+    paxHeader('g', { size: '512' }),
+    tarEntryBytes({ name: 'a', content: '' }),
+    tarHeader({ name: 'dev/mem', type: 'char', devmajor: 1, devminor: 1 }, 0),
+    tarEntryBytes({ name: 'b', content: 'x' }),
+    TAR_END,
+  ]);
+  const masksLink = Buffer.concat([
+    paxHeader('g', { linkpath: 'b' }),
+    tarEntryBytes({ name: 'b', content: 'x' }),
+    tarEntryBytes({ name: 'x', type: 'hardlink', linkname: '../../../../etc/shadow' }),
+    TAR_END,
+  ]);
+  const a = await layerFile(hidesDevice);
+  const b = await layerFile(masksLink);
+  assert.match((await assertCodeAsync(() => scanLayerFile(a, 'layer'), 'ERR_UNSAFE_ARCHIVE')).message, /global header sets size/);
+  assert.match((await assertCodeAsync(() => scanLayerFile(b, 'layer'), 'ERR_UNSAFE_ARCHIVE')).message, /global header sets linkpath/);
+  // A local pax header is read the same by both, and a global one with only a comment is harmless.
+  const fine = Buffer.concat([paxHeader('g', { comment: 'made by git archive' }), paxHeader('x', { path: 'long/'.repeat(30) + 'name' }), tarEntryBytes({ name: 'short', content: 'x' }), TAR_END]);
+  assert.is((await scanLayerFile(await layerFile(fine), 'layer')).entries, 1);
+});
+
+test('review: a whiteout of the folder itself or its parent (.wh.., CVE-2021-29136 in umoci < 0.4.7) is ERR_UNSAFE_ARCHIVE; the opaque marker is not', async () => {
+  for (const name of ['.wh..', './.wh..', 'etc/.wh..', 'etc/.wh...', 'etc/.wh.']) {
+    const f = await layerFile(tarBytes([{ name: './etc/', type: 'dir' }, { name, content: '' }]));
+    assert.match((await assertCodeAsync(() => scanLayerFile(f, 'layer'), 'ERR_UNSAFE_ARCHIVE')).message, /whiteout of the folder itself/, name);
+  }
+  const ok = await layerFile(tarBytes([{ name: './.wh..wh..opq', content: '' }, { name: 'etc/.wh..wh..opq', content: '' }, { name: 'etc/.wh..hidden', content: '' }]));
+  assert.is((await scanLayerFile(ok, 'layer')).entries, 3);
 });
 
 test('issue 15 item 1: the signed container field is parsed strictly and round-trips', () => {

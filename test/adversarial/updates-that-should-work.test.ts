@@ -180,7 +180,7 @@ item3('issue 13 item 3: after the fallback the agent is up to date and fetches n
   assert.is(record?.errorCode, error!.code);
 });
 
-item3('issue 13 item 3: the rule: a delta plan that fails with any code but ERR_NO_SPACE, ERR_INTERNAL and ERR_BUSY is carried out again with the full artifact, and the reason kept', async () => {
+item3('issue 13 item 3: the rule: a delta plan that fails with any code but ERR_NO_SPACE, ERR_INTERNAL, ERR_BUSY and ERR_NOT_GRANTED is carried out again with the full artifact, and the reason kept', async () => {
   const fallback = { path: `releases/${NEW}/${TARGET}.full.tar.gz`, size: 10, sha256: 'f'.repeat(64), chunkSize: CHUNK_SIZE, chunks: ['f'.repeat(64)] };
   const delta: Plan = { kind: 'delta', to: NEW, steps: [], bytes: 1, fallback };
   const fellBack: string[] = [];
@@ -204,7 +204,7 @@ item3('issue 13 item 3: the rule: a delta plan that fails with any code but ERR_
       ended.push(code);
     }
   }
-  assert.equal(ended.sort(), ['ERR_BUSY', 'ERR_INTERNAL', 'ERR_NO_SPACE']);
+  assert.equal(ended.sort(), ['ERR_BUSY', 'ERR_INTERNAL', 'ERR_NOT_GRANTED', 'ERR_NO_SPACE']);
   assert.ok(fellBack.includes('ERR_IO') && fellBack.includes('ERR_PATCH') && fellBack.includes('ERR_UNSUPPORTED_FILE'), `everything else falls back: ${fellBack.join(' ')}`);
   // Not a FerryError: a bug, which is not papered over by a second build.
   const bug = await withFullFallback(delta, async () => { throw new TypeError('a bug'); }).then(() => null, (err: unknown) => err);

@@ -62,7 +62,7 @@ self.after(async () => {
 self('refusals come before any build: both <app-dir> and --self, another arch, another app', () => {
   const both = ferry('release', p('repo'), '--self', '--repo', p('repo'), '--key', p('release.key'));
   assert.is(both.status, 2);
-  assert.match(both.stderr, /ERR_USAGE: give either an <app-dir> or --self/);
+  assert.match(both.stderr, /ERR_USAGE: give one of an <app-dir>, --self or --image/);
   const noVersion = ferry('release', p('repo'), '--repo', p('repo'), '--key', p('release.key'));
   assert.is(noVersion.status, 2);
   assert.match(noVersion.stderr, /ERR_USAGE: Missing required argument: version/);

@@ -1,7 +1,9 @@
 // Every example in README.md is run, so the README cannot show a command that does not work:
 //   - each fenced `sh` block, in document order, with bash (`set -euo pipefail`) in one fresh
 //     folder, with a `ferry` script (node dist/cli/ferry.js) first on PATH; it must exit 0, within a
-//     bound, and where its output matters it must print the facts in EXPECT below;
+//     bound, and where its output matters it must print the facts in EXPECT below; a block whose
+//     `# needs: …` line names a tool this machine lacks (the container example: runc, umoci, root)
+//     prints a SKIP line instead, and is counted as skipped, never as passed;
 //   - each `json` block is a ferry.json example and is read by the parser it documents
 //     (parseDeviceConfig): it must parse, and every value it sets must be the value ferry reads;
 //   - each `js` block is at least syntax-checked by executing `node --check` on it;

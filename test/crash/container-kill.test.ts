@@ -10,7 +10,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile as execFileCb } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -21,25 +20,10 @@ import { Agent } from '../../plugins/agent/agent.ts';
 import { homeLayout } from '../../core/device/layout.ts';
 import { containerToolsMissing } from '../helpers/oci-image.ts';
 import { describeRun, ferry, running, sleep, startFerry } from '../helpers/crash.ts';
-import { containerFixture, type ContainerFixture } from '../plugins/container-fixture.ts';
+import { containerFixture, runcHas, runcList, type ContainerFixture } from '../plugins/container-fixture.ts';
 
 const execFile = promisify(execFileCb);
 const missing = await containerToolsMissing();
-
-interface Listed {
-  id: string;
-  status: string;
-}
-
-/** Does runc hold state for container `id` of `home`? (Read from its state folder: polled every few ms, cheaper than running runc.) */
-function runcHas(home: string, id: string): boolean {
-  return existsSync(join(runcRoot(homeLayout(home)), id, 'state.json'));
-}
-
-async function runcList(home: string): Promise<Listed[]> {
-  const { stdout } = await execFile('runc', ['--root', runcRoot(homeLayout(home)), 'list', '--format', 'json']);
-  return ((JSON.parse(stdout || 'null') as Listed[] | null) ?? []).map((c) => ({ id: c.id, status: c.status }));
-}
 
 if (missing.length > 0) {
   console.log(`SKIP: issue 15 item 3 container kill tests (${missing.join(', ')} missing); not registered`);

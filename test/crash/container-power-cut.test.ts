@@ -13,7 +13,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile as execFileCb } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -25,24 +24,9 @@ import { containerToolsMissing } from '../helpers/oci-image.ts';
 import {
   STRICT_MOUNT_OPTIONS, afterRemount, armCutter, describeRun, inPrivateMountNamespace, makeLoopFsWith, powerCutUnavailable, running, sleep, startFerry, type LoopFs,
 } from '../helpers/crash.ts';
-import { containerFixture, type ContainerFixture } from '../plugins/container-fixture.ts';
+import { containerFixture, runcHas, runcList, type ContainerFixture } from '../plugins/container-fixture.ts';
 
 const execFile = promisify(execFileCb);
-
-interface Listed {
-  id: string;
-  status: string;
-}
-
-/** Does runc hold state for container `id` of `home`? (Read from its state folder: polled every few ms, cheaper than running runc.) */
-function runcHas(home: string, id: string): boolean {
-  return existsSync(join(runcRoot(homeLayout(home)), id, 'state.json'));
-}
-
-async function runcList(home: string): Promise<Listed[]> {
-  const { stdout } = await execFile('runc', ['--root', runcRoot(homeLayout(home)), 'list', '--format', 'json']);
-  return ((JSON.parse(stdout || 'null') as Listed[] | null) ?? []).map((c) => ({ id: c.id, status: c.status }));
-}
 
 /** A power loss for the containers: every process of every container of `home` killed, and /run's state of them gone (deleted). */
 async function killAllContainers(home: string): Promise<void> {

@@ -6,7 +6,8 @@
 // Containers are found and removed by id under the home's own engine state.
 
 import { execFile as execFileCb } from 'node:child_process';
-import { createServer } from 'node:net';
+import { existsSync } from 'node:fs';
+import { freePort } from '../helpers/net.ts';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -24,12 +25,21 @@ import { makeDevice, type TestDevice } from '../helpers/device.ts';
 
 const execFile = promisify(execFileCb);
 
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
+/** A container runc holds state for, as `runc list` reports it. */
+export interface ListedContainer {
+  id: string;
+  status: string;
+}
+
+/** Does runc hold state for container `id` of `home`? (Read from its state folder: polled every few ms, cheaper than running runc.) */
+export function runcHas(home: string, id: string): boolean {
+  return existsSync(join(runcRoot(homeLayout(home)), id, 'state.json'));
+}
+
+/** The containers runc holds for `home`. */
+export async function runcList(home: string): Promise<ListedContainer[]> {
+  const { stdout } = await execFile('runc', ['--root', runcRoot(homeLayout(home)), 'list', '--format', 'json']);
+  return ((JSON.parse(stdout || 'null') as ListedContainer[] | null) ?? []).map((c) => ({ id: c.id, status: c.status }));
 }
 
 export interface ContainerFixture {

@@ -10,8 +10,8 @@ import { createWriteStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { brotliCompressSync, gzipSync } from 'node:zlib';
-import { create, type TarOptionsWithAliasesAsyncNoFile } from 'tar';
+import { brotliCompressSync, createGzip, gzipSync } from 'node:zlib';
+import { Pack } from 'tar';
 import { fromFsError } from '../errors.ts';
 import { brotliBestOptions, createBrotliBest } from '../io/brotli.ts';
 import { isLink, type TreeEntry } from '../trust/metadata.ts';
@@ -30,8 +30,20 @@ class NoHardLinks extends Map<`${number}:${number}`, string> {
 const EMPTY_TAR = Buffer.alloc(1024);
 
 /** node-tar's options for a deterministic archive of entries under `cwd`. */
-function deterministic(cwd: string): TarOptionsWithAliasesAsyncNoFile {
+function deterministic(cwd: string): ConstructorParameters<typeof Pack>[0] {
   return { cwd, portable: true, mtime: EPOCH, noDirRecurse: true, follow: false, linkCache: new NoHardLinks(), strict: true };
+}
+
+/**
+ * The tar stream of `sorted` (paths relative to `cwd`), added one by one to node-tar's Pack.
+ * Not tar.create(): it reads a path starting with "@" as "the entries of this tar file", so a
+ * tree with a top-level npm scope folder (`@scope/pkg/...`) failed to publish with ERR_NOT_FOUND.
+ */
+function tarOf(cwd: string, sorted: readonly string[]): Readable {
+  const pack = new Pack(deterministic(cwd));
+  for (const path of sorted) pack.add(path);
+  pack.end();
+  return pack as unknown as Readable;
 }
 
 /**
@@ -46,7 +58,8 @@ export async function packFiles(cwd: string, paths: string[], outFile: string, g
       await writeFile(outFile, gzip ? gzipSync(EMPTY_TAR, { level: 9 }) : EMPTY_TAR);
       return;
     }
-    await create({ ...deterministic(cwd), file: outFile, ...(gzip ? { gzip: { level: 9 } } : {}) }, sorted);
+    const tar = tarOf(cwd, sorted);
+    await (gzip ? pipeline(tar, createGzip({ level: 9 }), createWriteStream(outFile)) : pipeline(tar, createWriteStream(outFile)));
   } catch (err) {
     throw fromFsError(err, `writing archive ${outFile}`);
   }
@@ -75,7 +88,7 @@ export async function packFullArtifact(cwd: string, entries: readonly TreeEntry[
       await writeFile(outFile, brotliCompressSync(EMPTY_TAR, brotliBestOptions(EMPTY_TAR.length, quality)), { flag: 'wx' });
       return;
     }
-    const tar = create(deterministic(cwd), sorted) as unknown as Readable;
+    const tar = tarOf(cwd, sorted);
     // The standard 16 MiB window, not the large one: a device decodes the whole tree through one
     // stream, and a large window would hold up to the tree's size in memory (194 MB peak on a
     // 52 MB tree, against the 100 MB target) for ~0.05% smaller output on real release trees

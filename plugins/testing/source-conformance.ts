@@ -74,9 +74,13 @@ export function sourceConformance(name: string, make: MakeSubject, registrar: Te
     await setup?.catch(() => {});
     const { subject, scratch, repo } = made;
     made = {};
-    await subject?.close();
-    await scratch?.cleanup();
-    await repo?.cleanup();
+    // Each step runs even when one before it fails (a subject whose close throws still gets its
+    // temp folders removed); the first failure is what the teardown reports.
+    const failures: unknown[] = [];
+    for (const step of [() => subject?.close(), () => scratch?.cleanup(), () => repo?.cleanup()]) {
+      await Promise.resolve().then(step).catch((err: unknown) => { failures.push(err); });
+    }
+    if (failures.length > 0) throw failures[0];
   }
 
   const source = async () => (await fixture()).subject.source;

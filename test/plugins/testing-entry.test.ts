@@ -7,7 +7,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDirSource } from '../../core/ports/dir-source.ts';
 import type { Source } from '../../core/ports/source.ts';
@@ -70,12 +72,23 @@ test('a Source that ignores maxBytes fails both cap cases', async () => {
   assert.equal(failedTitles(results), ['fetch over maxBytes is ERR_TOO_LARGE and never writes past the cap', 'read over maxBytes is ERR_TOO_LARGE'], describe(results));
 });
 
-test('a Source whose close fails is reported by the teardown', async () => {
-  const results = await runSourceConformance('close-failing source', async (repoDir) => ({
-    source: createDirSource(repoDir),
-    close: async () => { throw new Error('close failed'); },
-  }));
-  assert.equal(failedTitles(results), ['closes the source and removes its temp folders'], describe(results));
+test('a Source whose close fails is reported by the teardown, which still removes its temp folders', async () => {
+  // The suite's folders go under os.tmpdir(), which reads TMPDIR: a private one shows what is left.
+  const tmp = await mkdtemp(join(tmpdir(), 'ferry-close-failing-'));
+  const saved = process.env.TMPDIR;
+  process.env.TMPDIR = tmp;
+  try {
+    const results = await runSourceConformance('close-failing source', async (repoDir) => ({
+      source: createDirSource(repoDir),
+      close: async () => { throw new Error('close failed'); },
+    }));
+    assert.equal(failedTitles(results), ['closes the source and removes its temp folders'], describe(results));
+    assert.equal(await readdir(tmp), [], 'the repository and scratch folders are gone');
+  } finally {
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+    await rm(tmp, { recursive: true, force: true });
+  }
 });
 
 // The child imports only the built entry and the built dir source; the loader hook refuses uvu, so

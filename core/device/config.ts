@@ -80,11 +80,16 @@ export interface ContainerConfig {
   exec: string[] | null;
   /** How long a stopping container has after SIGTERM before SIGKILL. */
   stopTimeoutMs: number;
+  /**
+   * How often the agent checks that the container of `current` still runs, and starts it again
+   * when it exited or was killed (plugins/container/watchdog.ts); 0: only when the agent starts.
+   */
+  watchSeconds: number;
   /** What the device grants an image that asks (core/image/requests.ts). */
   allow: ContainerGrants;
 }
 
-const CONTAINER_FIELDS = ['engine', 'name', 'env', 'mounts', 'listen', 'exec', 'stopTimeoutMs', 'allow'];
+const CONTAINER_FIELDS = ['engine', 'name', 'env', 'mounts', 'listen', 'exec', 'stopTimeoutMs', 'watchSeconds', 'allow'];
 const ALLOW_FIELDS = ['privileged', 'hostNetwork', 'capabilities', 'mountSources'];
 const ABSOLUTE_PATH = /^\/[^\0]*$/;
 
@@ -121,6 +126,7 @@ function parseContainer(value: JsonObject[string] | undefined, app: string): Con
     listen: (o.listen === undefined ? [] : arr(o.listen, 'container.listen')).map((l, i) => str(l, `container.listen[${i}]`)),
     exec: o.exec === undefined || o.exec === null ? null : arr(o.exec, 'container.exec').map((c, i) => str(c, `container.exec[${i}]`)),
     stopTimeoutMs: o.stopTimeoutMs === undefined ? 10_000 : int(o.stopTimeoutMs, 'container.stopTimeoutMs', 0),
+    watchSeconds: o.watchSeconds === undefined ? 10 : int(o.watchSeconds, 'container.watchSeconds', 0, 86_400),
     allow: {
       privileged: a.privileged === undefined ? NO_GRANTS.privileged : bool(a.privileged, 'container.allow.privileged'),
       hostNetwork: a.hostNetwork === undefined ? NO_GRANTS.hostNetwork : bool(a.hostNetwork, 'container.allow.hostNetwork'),

@@ -2,7 +2,7 @@
 // fields. The Agent (plugins/agent/agent.ts) calls an AgentLog; createAgentLog makes the one
 // `ferry agent` prints on stdout. The event names and fields are what scripts and the tests read
 // (`started`, `check`, `disabled`, `committed`, `waiting`, `error`, `usb`, `peer`, `app` (with `adopted`),
-// `stopping`, `stopped`, `reports` …, and for the agent's own update, plugins/agent/self-round.ts: `self`,
+// `stopping`, `stopped`, `reports`, `container` (the container watchdog restarted one) …, and for the agent's own update, plugins/agent/self-round.ts: `self`,
 // `self-confirmed`, `self-update`, `self-waiting`, `self-refused`, `self-trial`, `self-error`).
 
 import type { ApplyResult } from '../../core/spec.ts';

@@ -9,9 +9,11 @@
 // the device's signed reports off after every round (the endpoint, the stick, LAN peers:
 // plugins/fleet/deliver-reports.ts; each round writes one, plugins/agent/attempt.ts), and can
 // supervise the app with `ferry run`: started detached (plugins/agent/app-child.ts), or adopted
-// when one already serves the home (plugins/agent/adopt-supervisor.ts). The home's
-// lock is taken only for an attempt (plugins/agent/attempt.ts), so `ferry status`, `ferry approve`
-// … work in between.
+// when one already serves the home (plugins/agent/adopt-supervisor.ts). For an app shipped as an
+// image it reconciles the containers at start and then watches that the container of `current`
+// runs (plugins/container/watchdog.ts). The home's lock is taken only for an attempt
+// (plugins/agent/attempt.ts) or a watchdog restart, one at a time (inTurn), so `ferry status`,
+// `ferry approve` … work in between.
 //
 //   const agent = new Agent({ home, log, app: { command: ['node', 'server.js'], listen: ['8080'], drainTimeoutMs: 30_000 } });
 //   const stop = new AbortController();
@@ -61,6 +63,7 @@ import { FerryError, isFerryError } from '../../core/errors.ts';
 import type { UpdaterDeps } from '../../core/update/updater.ts';
 import { withDevice, type OpenDeviceOptions } from '../open-device.ts';
 import { ensureCurrentContainer } from '../container/reconcile.ts';
+import { watchContainers } from '../container/watchdog.ts';
 import { takeSystemdListenFds, type InheritedFd, type ListenSocket } from '../run/listen-fds.ts';
 import { logError, type AgentLog } from './agent-log.ts';
 import { adoptSupervisor, findRunningSupervisor } from './adopt-supervisor.ts';
@@ -131,6 +134,8 @@ export class Agent {
   /** Why the current or next sleep is cut short ('usb', 'peer' …), or null. */
   private triggered: string | null = null;
   private napping: AbortController | null = null;
+  /** The tail of what runs under the home's lock, one at a time (inTurn). */
+  private turn: Promise<unknown> = Promise.resolve();
   private installed: string | null = null;
   private peerWake: PeerWake | null = null;
 
@@ -206,6 +211,8 @@ export class Agent {
 
     let sources: WakeSources | null = null;
     let supervisor: SupervisorHandle | null = null;
+    // The container watchdog (plugins/container/watchdog.ts), for an app shipped as an image.
+    let watching: Promise<void> = Promise.resolve();
     // The last round's reports on their way: carried while the agent sleeps, awaited before the next round.
     let carrying: Promise<void> = Promise.resolve();
     try {
@@ -230,6 +237,8 @@ export class Agent {
         const message = `systemd passed ${this.passed.length} socket(s) but no app command is given: nothing serves them`;
         log('note', { message }, message);
       }
+
+      if (!this.app) watching = watchContainers(this.home, stop.signal, (o) => logWatch(log, o), { inTurn: (fn) => this.inTurn(fn) });
 
       const selfRound = this.self && new SelfRound(this.self, log);
       await selfRound?.start();
@@ -284,7 +293,7 @@ export class Agent {
         // Disabled: no attempt at all (core/policy/agent-schedule.ts), judged on ferry.json as it
         // is now, so `enabled: true` written during a sleep counts at the next wake-up.
         config = await readDeviceConfig(layout.config).catch(() => config);
-        const r = attemptAllowed(config.policy) ? await attemptUpdate(this.home, log, why, this.device) : skipDisabled(log, why);
+        const r = attemptAllowed(config.policy) ? await this.inTurn(() => attemptUpdate(this.home, log, why, this.device)) : skipDisabled(log, why);
         await ensureApp();
         const restartInto = await selfRound?.after(r.error, stop.signal.aborted);
         if (restartInto) requestStop('self-update', { reason: 'self-update', version: restartInto });
@@ -312,6 +321,7 @@ export class Agent {
       signal.removeEventListener('abort', onAbort);
       stop.abort(); // ends a deferred peer wake's sleep, whatever ended the loop
       await carrying;
+      await watching;
       this.peerWake?.close();
       this.peerWake = null;
       const ending = stopped as AgentStopped; // set by requestStop, which TypeScript cannot follow into the closure
@@ -351,6 +361,16 @@ export class Agent {
     }
   }
 
+  /**
+   * Runs `fn` after whatever this agent runs under the home's lock now (an attempt, a watchdog
+   * reconcile), so its own two users never race for the lock and fail with ERR_BUSY.
+   */
+  private inTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.turn.then(fn);
+    this.turn = run.catch(() => {});
+    return run;
+  }
+
   /** Sleeps until `ms` pass, wake() is called or the agent stops. */
   private async nap(ms: number, stop: AbortSignal): Promise<void> {
     // One controller ended by either, held by `this.napping` for as long as the sleep lasts (a
@@ -365,5 +385,16 @@ export class Agent {
       stop.removeEventListener('abort', onStop);
       this.napping = null;
     }
+  }
+}
+
+/** The agent's line for a container watchdog look that changed something or failed. */
+function logWatch(log: AgentLog, o: Parameters<Parameters<typeof watchContainers>[2]>[0]): void {
+  if (o.kind === 'reconciled') {
+    const what = o.started ? `the container of ${o.version} was not running: started it again` : `stopped ${o.stopped.join(', ')}`;
+    log('container', { action: o.started ? 'restarted' : 'stopped', version: o.version, stopped: o.stopped }, `containers: ${what}`);
+  } else if (o.kind === 'error') {
+    const message = `containers: ${(o.error as Error).message}`;
+    log('note', { message }, message);
   }
 }

@@ -86,6 +86,7 @@ export async function containerFixture(options: { engine?: 'runc' | 'podman'; co
     listen: [`127.0.0.1:${port}`],
     exec: null,
     stopTimeoutMs: 3000,
+    watchSeconds: 10,
     allow: { privileged: false, hostNetwork: false, capabilities: [], mountSources: [] },
     ...options.container,
   };

@@ -4,6 +4,7 @@
 // The oracle reads the signed manifest straight from the repository and hashes every file of
 // `current` itself, so a bug in the device code cannot also hide in the check.
 
+import { readPayload } from './tamper.ts';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -119,8 +120,8 @@ export interface CrashFixture {
 
 /** Reads releases/<version>/manifest.json from the repository and decodes its DSSE payload. */
 export async function signedFiles(repoDir: string, version: string): Promise<TreeEntry[]> {
-  const envelope = JSON.parse(await readFile(join(repoDir, 'releases', version, 'manifest.json'), 'utf8')) as { payload: string };
-  const doc = JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')) as ManifestDoc;
+  // readPayload: a separate file list comes back inline.
+  const doc = await readPayload<ManifestDoc>(join(repoDir, 'releases', version, 'manifest.json'));
   const release = doc.targets[TARGET];
   if (!release) throw new Error(`manifest ${version} has no ${TARGET} release`);
   return release.files;

@@ -17,7 +17,7 @@ import { fetchPackage, unpackPackage } from './lib/npm-pack.ts';
 import { ensureTools, GNU_TIME, XDELTA3, ZSTD } from './lib/tools.ts';
 import { fmt, formatTable, type Cell } from './lib/table.ts';
 import { currentTree, expectUpdate, initHome, initRepo, makeKeys, release, update, type Keys } from './lib/ferry-cli.ts';
-import { releaseFiles, snapshot, type ReleaseFiles } from './lib/repo-files.ts';
+import { releaseFiles, servedBytes, snapshot, type ReleaseFiles } from './lib/repo-files.ts';
 import { hashTree, tarTree, treeBytes, treeDifference } from './lib/tree-files.ts';
 import { cachedResult, storeResult, toolKey } from './lib/tool-cache.ts';
 import { findOrBuildHDiffPatch, HDIFFPATCH_TAG, HDIFFZ_ENCODE, HPATCHZ_DECODE, type HDiffPatch } from './lib/hdiffpatch.ts';
@@ -69,6 +69,8 @@ interface PairResult {
   /** What `ferry release` of 1.1.0 with its delta wrote, and what the same release without a delta wrote. */
   withDelta: ReleaseFiles;
   noDelta: ReleaseFiles;
+  /** Bytes of the metadata and of the separate file lists of `withDelta` as `ferry serve` sends them (brotli). */
+  served: { metadata: number; lists: number };
   publish: Measured;
   publishNoDelta: Measured;
   update: Measured;
@@ -131,6 +133,8 @@ async function runPair(pair: Pair, dir: string, keys: Keys, hdp: HDiffPatch | nu
   await settle();
   const pub = await release(repo, newDir, '1.1.0', keys, 1, timeOut, STEP_TIMEOUT_MS);
   const withDelta = releaseFiles(before, await snapshot(repo), pub.json);
+  // The metadata as `ferry serve` sends it (brotli), and the separate lists a device without the base reads.
+  const served = { metadata: await servedBytes(repo, withDelta.metadata), lists: await servedBytes(repo, withDelta.lists) };
   log('  ferry: release 1.1.0 without a delta (for the manifest growth)');
   before = await snapshot(repoNoDelta);
   await settle();
@@ -175,6 +179,7 @@ async function runPair(pair: Pair, dir: string, keys: Keys, hdp: HDiffPatch | nu
     newFiles: want.size,
     withDelta,
     noDelta,
+    served,
     publish: pub,
     publishNoDelta: pub0,
     update: upd,
@@ -305,7 +310,9 @@ export async function run(options: { log: (line: string) => void; pairs?: Pair[]
     log('bytes. manifest: the signed metadata files `ferry release` of 1.1.0 wrote, as a device downloads them (compressed form when there is one);');
     log('growth: manifest minus the manifest of the same release published without a delta; / best: delta+growth over min(xdelta3, zstd).');
     for (const r of results) {
-      log(`  ${r.pair.name}: delta ${r.withDelta.delta?.path ?? '-'}; manifest files ${r.withDelta.metadata.map((f) => `${f.path} ${fmt.bytes(f.bytes)}`).join(', ')}; without a delta ${fmt.bytes(r.noDelta.metadataBytes)}`);
+      log(`  ${r.pair.name}: delta ${r.withDelta.delta?.path ?? '-'}; manifest files ${r.withDelta.metadata.map((f) => `${f.path} ${fmt.bytes(f.bytes)}`).join(', ')} (${fmt.bytes(r.served.metadata)} B brotli as served); without a delta ${fmt.bytes(r.noDelta.metadataBytes)}`);
+      // A device on the delta's base rebuilds the list (no download); one installing the full artifact reads it.
+      if (r.withDelta.lists.length > 0) log(`    file lists ${r.withDelta.lists.map((f) => `${f.path} ${fmt.bytes(f.bytes)}`).join(', ')} (${fmt.bytes(r.served.lists)} B brotli), read only by a device without the base`);
     }
     if (!hdp) log(`HDiffPatch ${hdpNote}`);
     log('');

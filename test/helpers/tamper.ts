@@ -56,7 +56,7 @@ export async function extendBy(file: string, n: number): Promise<void> {
 export async function readPayload<T>(file: string): Promise<T> {
   const env = JSON.parse((await readFile(file, 'utf8'))) as { payload: string };
   const doc = JSON.parse(Buffer.from(env.payload, 'base64').toString('utf8')) as T;
-  if ((doc as { type?: unknown }).type === 'ferry/manifest') await inlineFileLists(doc as unknown as WireManifest, dirname(file));
+  if ((doc as { type?: unknown }).type === 'ferry/manifest') await inlineFileLists(doc as unknown as WireManifest, file);
   return doc;
 }
 
@@ -64,11 +64,16 @@ interface WireManifest {
   targets: Record<string, { files?: unknown; fileList?: { path: string }; deltaPacks?: { listEdit?: unknown }[] }>;
 }
 
-/** Turns each separate list of `doc` (read from `dir`, the release folder) into inline `files`. */
-async function inlineFileLists(doc: WireManifest, dir: string): Promise<void> {
+/**
+ * Turns each separate list of `doc` into inline `files`, read from beside `file`: a repository's
+ * releases/<v>/files-<target>.json, or a device's kept manifests/<v>.files-<target>.json.
+ */
+async function inlineFileLists(doc: WireManifest, file: string): Promise<void> {
   for (const t of Object.values(doc.targets ?? {})) {
     if (!t.fileList) continue;
-    t.files = (JSON.parse(await readFile(join(dir, basename(t.fileList.path)), 'utf8')) as { files: unknown }).files;
+    const name = basename(t.fileList.path);
+    const text = await readFile(join(dirname(file), name), 'utf8').catch(() => readFile(join(dirname(file), `${basename(file, '.json')}.${name}`), 'utf8'));
+    t.files = (JSON.parse(text) as { files: unknown }).files;
     delete t.fileList;
     for (const d of t.deltaPacks ?? []) delete d.listEdit;
   }

@@ -35,9 +35,11 @@ import {
   type ManifestDoc,
   type TargetRelease,
   type ContainerRef,
+  fileListPath,
   parseSignedManifest,
+  resolveTarget,
 } from '../trust/metadata.ts';
-import { fileListPath, fileListPayload, fileListPin, listEditFrom, resolveListTarget } from '../trust/file-list.ts';
+import { fileListPayload, fileListPin, listEditFrom } from '../trust/file-list.ts';
 import { imageDeltaBases } from './image-bases.ts';
 import type { RootDoc } from '../trust/root.ts';
 import type { SigningKey } from '../trust/keys.ts';
@@ -204,7 +206,7 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
     };
     // An image release's container field is checked as a device will (both blobs signed files of
     // the tree, well-formed digests and ref) before anything is signed.
-    if (input.container) resolveListTarget(parseSignedManifest(manifestPayload(manifest)).targets[target]!, listBytes);
+    if (input.container) resolveTarget(parseSignedManifest(manifestPayload(manifest)).targets[target]!, listBytes);
     const manifestBytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, manifestPayload(manifest), signers));
 
     // Move into place: a new version folder appears whole by one rename; a version that exists

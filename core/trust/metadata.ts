@@ -8,9 +8,10 @@
 //                              (regular files, and symlinks that resolve inside the tree)
 // A target's file list is either inline (`files`, every manifest from before issue 14 item 5 and
 // `ferry release --inline-file-list`) or a separate document pinned by size and sha256
-// (`fileList`, core/trust/file-list.ts): parseSignedManifest reads what the signature covers, and
-// resolveTarget turns a target into a TargetRelease once its list is known, so no code past the
-// parser ever holds a release whose list is unknown (ARCHITECTURE.md "Artifacts and deltas").
+// (`fileList`, bytes made by core/trust/file-list.ts): parseSignedManifest reads what the signature
+// covers, and resolveTarget turns a target into a TargetRelease from its list's bytes once they
+// match the pin, so no code past the parser ever holds a release whose list is unknown or unpinned
+// (ARCHITECTURE.md "Artifacts and deltas").
 // Deltas come in two layouts (ARCHITECTURE.md "Artifacts and deltas"):
 //   'tar'  (older publishers; wire key `deltas`): a tar of the entries, one op per signed entry
 //   'pack' (wire key `deltaPacks`): the entries concatenated, each op's entry an {offset, size}
@@ -24,6 +25,7 @@ import { FerryError } from '../errors.ts';
 import { HEX64, NAME, arr, bool, int, obj, str, time, type JsonObject } from '../io/schema.ts';
 import { checkPathSet, checkRelativePath, linkProblem } from '../io/safe-path.ts';
 import { parseStrictJson } from '../io/strict-json.ts';
+import { expectHash, sha256 } from '../io/hash.ts';
 import semver from 'semver';
 
 export const CHANNEL_MAX_BYTES = 512 * 1024;
@@ -176,8 +178,8 @@ export interface ManifestDoc extends ManifestInfo {
 
 /**
  * A target as signed, before its file list is known: inline (already a whole TargetRelease) or
- * pinning a separate list. Only resolveTarget (here) or resolveListTarget (core/trust/file-list.ts,
- * which checks the list's bytes against the pin first) makes a TargetRelease of the second kind.
+ * pinning a separate list. Only resolveTarget, which checks the list's bytes against the pin
+ * first, makes a TargetRelease of the second kind.
  */
 export type SignedTarget =
   | { kind: 'inline'; release: TargetRelease }
@@ -222,6 +224,11 @@ export interface ChannelDoc {
 
 export function manifestPath(version: string): string {
   return `releases/${version}/manifest.json`;
+}
+
+/** Where a version's separate file list for `target` is published: beside its manifest (core/trust/file-list.ts). */
+export function fileListPath(version: string, target: TargetKey): string {
+  return `releases/${version}/files-${target}.json`;
 }
 
 export function channelPath(channel: Channel): string {
@@ -280,7 +287,7 @@ function deltaOp(value: JsonObject[string] | undefined, what: string, layout: De
   }
 }
 
-export function treeEntry(value: JsonObject[string] | undefined, what: string): TreeEntry {
+function treeEntry(value: JsonObject[string] | undefined, what: string): TreeEntry {
   const o = obj(value, what);
   if (o.type !== undefined) {
     if (o.type !== 'symlink') throw new FerryError('ERR_SCHEMA', `${what}.type must be "symlink" (or absent for a regular file)`);
@@ -403,7 +410,7 @@ function targetRelease(o: JsonObject, what: string, files: TreeEntry[], fileList
  * or `fileList`, a pin of a separate list, with everything that does not need the list checked
  * now (so a malformed manifest is refused before any list is read).
  */
-function signedTarget(value: JsonObject[string] | undefined, what: string): SignedTarget {
+function signedTarget(value: JsonObject[string] | undefined, what: string, v: string, key: TargetKey): SignedTarget {
   const o = obj(value, what);
   if (o.fileList === undefined) {
     const files = arr(o.files, `${what}.files`).map((f, i) => treeEntry(f, `${what}.files[${i}]`));
@@ -411,19 +418,42 @@ function signedTarget(value: JsonObject[string] | undefined, what: string): Sign
   }
   if (o.files !== undefined) throw new FerryError('ERR_SCHEMA', `${what}: a target carries files or fileList, not both`);
   const fileList = fileRef(o.fileList, `${what}.fileList`);
+  // One name per version and target, as a pointer's manifest has (what peers serve and devices keep).
+  if (fileList.path !== fileListPath(v, key)) throw new FerryError('ERR_SCHEMA', `${what}.fileList.path must be ${fileListPath(v, key)}`);
   const deltas = targetDeltas(o, what, null);
   artifactRef(o.full, `${what}.full`);
   if (o.container !== undefined) obj(o.container, `${what}.container`);
   return { kind: 'list', fileList, deltas, wire: o, what };
 }
 
+export const FILE_LIST_TYPE = 'ferry/file-list';
+
 /**
- * The TargetRelease of a signed target whose list is `files`. For a separate list, `files` must
- * be the entries of the bytes that matched the pin: only core/trust/file-list.ts resolveListTarget
- * calls this with a list, after that check. An inline target is already whole.
+ * The entries of a separate list document (core/trust/file-list.ts makes its bytes), read only once
+ * its bytes are the pinned ones: another size is ERR_SIZE, another hash ERR_HASH_MISMATCH, and
+ * nothing of unpinned bytes is parsed. Each entry then gets the checks an inline list's entries get.
+ * The pin's size bounds the parse (no cap of its own: a big legitimate list is as valid as a small one).
  */
-export function resolveTarget(t: SignedTarget, files: TreeEntry[]): TargetRelease {
-  return t.kind === 'inline' ? t.release : targetRelease(t.wire, t.what, files, t.fileList);
+export function parseFileList(bytes: Uint8Array, pin: FileRef): TreeEntry[] {
+  if (bytes.length !== pin.size) throw new FerryError('ERR_SIZE', `${pin.path} is ${bytes.length} bytes, the manifest pins ${pin.size}`);
+  expectHash(sha256(bytes), pin.sha256, pin.path);
+  const o = obj(parseStrictJson(bytes, pin.size, pin.path), pin.path);
+  if (o.type !== FILE_LIST_TYPE) throw new FerryError('ERR_SCHEMA', `${pin.path}: type must be "${FILE_LIST_TYPE}"`);
+  if (Object.keys(o).some((k) => k !== 'type' && k !== 'files')) throw new FerryError('ERR_SCHEMA', `${pin.path}: a file list has only type and files`);
+  return arr(o.files, `${pin.path}.files`).map((f, i) => treeEntry(f, `${pin.path}.files[${i}]`));
+}
+
+/**
+ * A whole TargetRelease from a signed target and, for a separate list, the list's bytes: they are
+ * held to the pin (parseFileList), then the list gets every check an inline list gets (path set,
+ * links, the deltas' ops, the container's blobs). The only way to a TargetRelease of a separate
+ * list: no caller can hand in entries that did not come from pinned bytes. An inline target is
+ * already whole (its bytes are ignored).
+ */
+export function resolveTarget(t: SignedTarget, listBytes: Uint8Array | undefined): TargetRelease {
+  if (t.kind === 'inline') return t.release;
+  if (!listBytes) throw new FerryError('ERR_NOT_FOUND', `${t.fileList.path} (the file list the manifest pins) is missing`);
+  return targetRelease(t.wire, t.what, parseFileList(listBytes, t.fileList), t.fileList);
 }
 
 /** A target as the wire holds it: 'tar' deltas under `deltas`, 'pack' ones under `deltaPacks`, no `layout`. */
@@ -449,15 +479,16 @@ export function manifestPayload(doc: ManifestDoc): Buffer {
 export function parseSignedManifest(payload: Uint8Array): SignedManifest {
   const o = obj(parseStrictJson(payload, MANIFEST_MAX_BYTES, 'manifest'), 'manifest');
   if (o.type !== 'ferry/manifest') throw new FerryError('ERR_SCHEMA', 'manifest: type must be "ferry/manifest"');
+  const v = version(o.version, 'manifest.version');
   const targets: Record<TargetKey, SignedTarget> = {};
   for (const [key, t] of Object.entries(obj(o.targets, 'manifest.targets'))) {
     str(key, 'manifest target', /^[a-z0-9_]{1,32}-[a-z0-9_]{1,32}$/);
-    targets[key] = signedTarget(t, `manifest.targets.${key}`);
+    targets[key] = signedTarget(t, `manifest.targets.${key}`, v, key);
   }
   return {
     type: 'ferry/manifest',
     app: str(o.app, 'manifest.app', NAME),
-    version: version(o.version, 'manifest.version'),
+    version: v,
     releaseDate: time(o.releaseDate, 'manifest.releaseDate'),
     releaseNotes: str(o.releaseNotes, 'manifest.releaseNotes'),
     mandatory: bool(o.mandatory, 'manifest.mandatory'),
@@ -473,7 +504,7 @@ export function manifestInfo(m: SignedManifest | ManifestDoc): ManifestInfo {
 
 /**
  * A manifest payload whose every target has its list inline, as a whole ManifestDoc; a target
- * with a separate list is ERR_SCHEMA here (resolve it with core/trust/file-list.ts instead).
+ * with a separate list is ERR_SCHEMA here (resolveTarget with its list's bytes instead).
  */
 export function parseManifestPayload(payload: Uint8Array): ManifestDoc {
   const signed = parseSignedManifest(payload);

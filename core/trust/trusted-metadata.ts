@@ -18,6 +18,7 @@ import {
   parseChannelPayload,
   manifestInfo,
   parseSignedManifest,
+  resolveTarget,
   type ArtifactRef,
   type Channel,
   type ChannelDoc,
@@ -27,7 +28,6 @@ import {
   type TargetKey,
   type TargetRelease,
 } from './metadata.ts';
-import { resolveListTarget } from './file-list.ts';
 import { ROOT_MAX_BYTES, verifyRole, walkRootChain, type RootDoc } from './root.ts';
 import type { Source } from '../ports/source.ts';
 
@@ -128,7 +128,7 @@ export async function readManifest(source: Source, root: RootDoc, version: strin
   for (const [key, t] of Object.entries(m.signed.targets)) {
     if (only !== undefined && key !== only) continue;
     const bytes = t.kind === 'list' ? await readFileList(source, t.fileList) : undefined;
-    targets[key] = resolveListTarget(t, bytes);
+    targets[key] = resolveTarget(t, bytes);
     if (bytes) lists.set(key, bytes);
   }
   return { doc: { ...manifestInfo(m.signed), targets }, bytes: m.bytes, lists };

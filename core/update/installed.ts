@@ -9,8 +9,7 @@ import { FerryError, fromFsError } from '../errors.ts';
 import type { HomeLayout } from '../device/layout.ts';
 import { switchCurrent } from '../device/switch.ts';
 import { parseEnvelope } from '../trust/dsse.ts';
-import { MANIFEST_MAX_BYTES, manifestInfo, parseSignedManifest, type ManifestDoc, type TargetKey, type TargetRelease, type TreeEntry } from '../trust/metadata.ts';
-import { resolveListTarget } from '../trust/file-list.ts';
+import { MANIFEST_MAX_BYTES, manifestInfo, parseSignedManifest, resolveTarget, type ManifestDoc, type TargetKey, type TargetRelease, type TreeEntry } from '../trust/metadata.ts';
 import type { UpdateContext } from './context.ts';
 
 export async function exists(path: string): Promise<boolean> {
@@ -34,7 +33,7 @@ export async function localManifest(layout: HomeLayout, version: string): Promis
   const targets: Record<TargetKey, TargetRelease> = {};
   for (const [key, t] of Object.entries(signed.targets)) {
     const list = t.kind === 'list' ? await keptList(layout, version, key) : undefined;
-    if (t.kind === 'inline' || list) targets[key] = resolveListTarget(t, list);
+    if (t.kind === 'inline' || list) targets[key] = resolveTarget(t, list);
   }
   return { ...manifestInfo(signed), targets };
 }

@@ -3,9 +3,8 @@
 // policy, resolves the chosen release's file list (inline; kept; rebuilt from the installed
 // release's list and a pack delta's edit; or read from the source, each checked against the
 // signed pin: core/trust/file-list.ts), fetches the signed manifests a delta chain goes through,
-// and plans the download. Every
-// source problem that looks like an attack is recorded as a refused attempt (SECURITY.md rows 3,
-// 5, 10). Nothing here touches the journal or the installed tree.
+// and plans the download. Every source problem that looks like an attack is recorded as a refused
+// attempt (SECURITY.md rows 3, 5, 10). Nothing here touches the journal or the installed tree.
 
 import { readdir, readFile } from 'node:fs/promises';
 import semver from 'semver';
@@ -15,10 +14,10 @@ import { verifyTrustedRoot, type RootDoc } from '../trust/root.ts';
 import { effectiveNow, readMarks, writeMarks, raiseChannelMark, raiseSignedFloor, raiseTimeFloor, type TrustMarks } from '../trust/trust-marks.ts';
 import { discover, noSourceAnswered, type Discovery, type Offer } from '../trust/discover.ts';
 import { readFileList, readManifest, readSignedManifest, verifyManifest, type VerifiedSignedManifest } from '../trust/trusted-metadata.ts';
-import { matchesPin, rebuildFileList, resolveListTarget } from '../trust/file-list.ts';
+import { matchesPin, rebuildFileList } from '../trust/file-list.ts';
 import { sha256 } from '../io/hash.ts';
 import { parseEnvelope } from '../trust/dsse.ts';
-import { MANIFEST_MAX_BYTES, manifestInfo, type ChannelTarget, type ManifestDoc, type SignedManifest, type SignedTarget, type TargetRelease } from '../trust/metadata.ts';
+import { MANIFEST_MAX_BYTES, manifestInfo, resolveTarget, type ChannelTarget, type ManifestDoc, type SignedManifest, type SignedTarget, type TargetRelease } from '../trust/metadata.ts';
 import { channelsFor, decideTarget, gaveUpAfter, type Candidate } from '../policy/policy.ts';
 import { metadataSources, type Source } from '../ports/source.ts';
 import type { HomeLayout } from '../device/layout.ts';
@@ -224,16 +223,16 @@ async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], 
 async function deviceRelease(ctx: UpdateContext, source: Source, version: string, t: SignedTarget): Promise<{ release: TargetRelease; listBytes?: Uint8Array }> {
   if (t.kind === 'inline') return { release: t.release };
   const own = await keptList(ctx.layout, version, ctx.target);
-  if (own && matchesPin(own, t.fileList)) return { release: resolveListTarget(t, own), listBytes: own };
+  if (own && matchesPin(own, t.fileList)) return { release: resolveTarget(t, own), listBytes: own };
   for (const d of t.deltas) {
     if (!d.listEdit || !(await exists(ctx.layout.manifest(d.from)))) continue;
     const base = (await localManifest(ctx.layout, d.from).catch(() => undefined))?.targets[ctx.target];
     const rebuilt = base ? rebuildFileList(base.files, d.listEdit, t.fileList) : null;
-    if (rebuilt) return { release: resolveListTarget(t, rebuilt), listBytes: rebuilt };
+    if (rebuilt) return { release: resolveTarget(t, rebuilt), listBytes: rebuilt };
     if (base) ctx.log(`the file list of ${version} rebuilt from ${d.from}'s does not match its signed pin; reading ${t.fileList.path} instead`);
   }
   const bytes = await readFileList(source, t.fileList);
-  return { release: resolveListTarget(t, bytes), listBytes: bytes };
+  return { release: resolveTarget(t, bytes), listBytes: bytes };
 }
 
 /**

@@ -14,8 +14,9 @@ import { createDirSource } from '../../core/ports/dir-source.ts';
 import type { Source } from '../../core/ports/source.ts';
 import { Updater } from '../../core/update/updater.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
-import { fileListPayload, fileListPath } from '../../core/trust/file-list.ts';
-import { manifestPath, type ManifestDoc, type TreeEntry } from '../../core/trust/metadata.ts';
+import { fileListPayload } from '../../core/trust/file-list.ts';
+import { fileListPath, manifestPath, parseSignedManifest, type ManifestDoc, type TreeEntry } from '../../core/trust/metadata.ts';
+import { assertCode } from '../helpers/assert-code.ts';
 import { sha256 } from '../../core/io/hash.ts';
 import { writeBundle, createBundleSource } from '../../core/publish/bundle.ts';
 import { verifyRepository } from '../../core/trust/verify-repo.ts';
@@ -228,6 +229,20 @@ list('issue 14 item 5: an inline (old) base: a device on it rebuilds the next re
   assert.not.ok(source.asked.includes(LIST), source.asked.join(', '));
   // The inlined view of the new manifest is the list the device installed.
   assert.ok((await readFile(join(mixed.repo, LIST))).equals(fileListPayload((await readPayload<ManifestDoc>(join(mixed.repo, manifestPath(NEW)))).targets[T]!.files)));
+});
+
+list('issue 14 item 5: a manifest naming its list elsewhere, carrying both forms, or a list edit on an inline target is ERR_SCHEMA', async () => {
+  const good = await rawPayload(repo.repo, NEW);
+  const parse = (mutate: (t: Record<string, unknown>) => void) => {
+    const doc = JSON.parse(JSON.stringify(good)) as { targets: Record<string, Record<string, unknown>> };
+    mutate(doc.targets[T]!);
+    return () => parseSignedManifest(Buffer.from(JSON.stringify(doc)));
+  };
+  assert.is(parseSignedManifest(Buffer.from(JSON.stringify(good))).targets[T]!.kind, 'list');
+  assertCode(parse((t) => { (t.fileList as { path: string }).path = 'releases/1.1.0/manifest.json'; }), 'ERR_SCHEMA');
+  assertCode(parse((t) => { (t.fileList as { path: string }).path = fileListPath(OLD, T); }), 'ERR_SCHEMA');
+  assertCode(parse((t) => { t.files = newFiles; }), 'ERR_SCHEMA');
+  assertCode(parse((t) => { t.files = newFiles; delete t.fileList; }), 'ERR_SCHEMA');
 });
 
 list.run();

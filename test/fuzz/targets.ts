@@ -21,13 +21,13 @@ import { FerryError } from '../../core/errors.ts';
 import { parseStrictJson, type Json } from '../../core/io/strict-json.ts';
 import { encodeEnvelope, parseEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/trust/dsse.ts';
 import { parseRootPayload, verifyRootRotation, verifyTrustedRoot, type RootDoc } from '../../core/trust/root.ts';
-import { parseChannelPayload, parseManifestPayload, regularFiles, type FileRef, type TreeEntry } from '../../core/trust/metadata.ts';
+import { FILE_LIST_TYPE, parseChannelPayload, parseFileList, parseManifestPayload, regularFiles, type FileRef, type TreeEntry } from '../../core/trust/metadata.ts';
 import { readChannel, readManifest, updateRoot, verifyArtifactFile } from '../../core/trust/trusted-metadata.ts';
 import { openBundle } from '../../core/publish/bundle.ts';
 import { archiveCoder, extractArchive, type ArchiveCoder, type ExpectedFile } from '../../core/io/extract.ts';
 import { brotliDecoder } from '../../core/io/brotli.ts';
 import { sha256 } from '../../core/io/hash.ts';
-import { FILE_LIST_TYPE, fileListPayload, parseFileList } from '../../core/trust/file-list.ts';
+import { fileListPayload } from '../../core/trust/file-list.ts';
 import type { Source } from '../../core/ports/source.ts';
 import type { SigningKey } from '../../core/trust/keys.ts';
 import { floodSignatures, mutateBytes, mutateJson, mutateTar, mutateTarEntry, mutateTarBr, mutateTarGz, withPayload, type Rng } from './mutate.ts';
@@ -132,7 +132,7 @@ const strictJson: Target = {
 
 const metadata: Target = {
   name: 'metadata',
-  what: 'core/trust/root.ts parseRootPayload, core/trust/metadata.ts parseChannelPayload / parseManifestPayload, core/trust/file-list.ts parseFileList over mutated payloads',
+  what: 'core/trust/root.ts parseRootPayload, core/trust/metadata.ts parseChannelPayload / parseManifestPayload, parseFileList over mutated payloads',
   deadlineMs: 10_000,
   async prepare(seeds) {
     const kinds = [

@@ -69,8 +69,12 @@ interface PairResult {
   /** What `ferry release` of 1.1.0 with its delta wrote, and what the same release without a delta wrote. */
   withDelta: ReleaseFiles;
   noDelta: ReleaseFiles;
-  /** Bytes of the metadata and of the separate file lists of `withDelta` as `ferry serve` sends them (brotli). */
-  served: { metadata: number; lists: number };
+  /**
+   * What a device downloads beside the artifact, as `ferry serve` sends it (brotli): the metadata
+   * of `withDelta` and of `noDelta`, and the separate file lists of `withDelta` (read only by a
+   * device without the delta's base; a device on it rebuilds them).
+   */
+  served: { metadata: number; noDelta: number; lists: number };
   publish: Measured;
   publishNoDelta: Measured;
   update: Measured;
@@ -140,6 +144,7 @@ async function runPair(pair: Pair, dir: string, keys: Keys, hdp: HDiffPatch | nu
   await settle();
   const pub0 = await release(repoNoDelta, newDir, '1.1.0', keys, 0, timeOut, STEP_TIMEOUT_MS);
   const noDelta = releaseFiles(before, await snapshot(repoNoDelta), pub0.json);
+  const servedNoDelta = await servedBytes(repoNoDelta, noDelta.metadata);
 
   log('  ferry: the device updates to 1.1.0');
   await settle();
@@ -179,7 +184,7 @@ async function runPair(pair: Pair, dir: string, keys: Keys, hdp: HDiffPatch | nu
     newFiles: want.size,
     withDelta,
     noDelta,
-    served,
+    served: { ...served, noDelta: servedNoDelta },
     publish: pub,
     publishNoDelta: pub0,
     update: upd,
@@ -189,7 +194,8 @@ async function runPair(pair: Pair, dir: string, keys: Keys, hdp: HDiffPatch | nu
   };
 }
 
-const growth = (r: PairResult) => r.withDelta.metadataBytes - r.noDelta.metadataBytes;
+/** The metadata the delta adds to what a device downloads (on the wire, as `ferry serve` sends it). */
+const growth = (r: PairResult) => r.served.metadata - r.served.noDelta;
 /** What the device downloads beyond what any update needs: the delta and the metadata it adds. */
 const ferryTotal = (r: PairResult) => (r.withDelta.delta?.bytes ?? r.withDelta.full?.bytes ?? 0) + growth(r);
 const bestOther = (r: PairResult) => Math.min(r.xdelta3.bytes, r.zstd.bytes);
@@ -199,7 +205,7 @@ function bytesTable(results: PairResult[], hdpNote: string): string {
     r.pair.name,
     `${fmt.mb(r.newBytes)} MB, ${r.newFiles} files`,
     r.withDelta.delta ? fmt.bytes(r.withDelta.delta.bytes) : 'none',
-    fmt.bytes(r.withDelta.metadataBytes),
+    fmt.bytes(r.served.metadata),
     fmt.bytes(growth(r)),
     fmt.bytes(ferryTotal(r)),
     fmt.bytes(r.xdelta3.bytes),
@@ -307,10 +313,11 @@ export async function run(options: { log: (line: string) => void; pairs?: Pair[]
     log('');
     log(bytesTable(results, hdpNote.length > 40 ? 'not built' : hdpNote));
     log('');
-    log('bytes. manifest: the signed metadata files `ferry release` of 1.1.0 wrote, as a device downloads them (compressed form when there is one);');
-    log('growth: manifest minus the manifest of the same release published without a delta; / best: delta+growth over min(xdelta3, zstd).');
+    log('bytes. manifest: the signed metadata files `ferry release` of 1.1.0 wrote, as a device downloads them from `ferry serve` (.json brotli q11;');
+    log('a separate file list is not counted: a device on the delta\'s base rebuilds it); growth: manifest minus the manifest of the same release');
+    log('published without a delta; / best: delta+growth over min(xdelta3, zstd).');
     for (const r of results) {
-      log(`  ${r.pair.name}: delta ${r.withDelta.delta?.path ?? '-'}; manifest files ${r.withDelta.metadata.map((f) => `${f.path} ${fmt.bytes(f.bytes)}`).join(', ')} (${fmt.bytes(r.served.metadata)} B brotli as served); without a delta ${fmt.bytes(r.noDelta.metadataBytes)}`);
+      log(`  ${r.pair.name}: delta ${r.withDelta.delta?.path ?? '-'}; manifest files ${r.withDelta.metadata.map((f) => `${f.path} ${fmt.bytes(f.bytes)}`).join(', ')} (${fmt.bytes(r.withDelta.metadataBytes)} B uncompressed); without a delta ${fmt.bytes(r.served.noDelta)} B (${fmt.bytes(r.noDelta.metadataBytes)} B uncompressed)`);
       // A device on the delta's base rebuilds the list (no download); one installing the full artifact reads it.
       if (r.withDelta.lists.length > 0) log(`    file lists ${r.withDelta.lists.map((f) => `${f.path} ${fmt.bytes(f.bytes)}`).join(', ')} (${fmt.bytes(r.served.lists)} B brotli), read only by a device without the base`);
     }

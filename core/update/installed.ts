@@ -49,7 +49,7 @@ export async function keptList(layout: HomeLayout, version: string, target: Targ
 /** The signed file list of an installed release, to verify its tree against. */
 export async function localFiles(ctx: UpdateContext, version: string): Promise<TreeEntry[]> {
   const release = (await localManifest(ctx.layout, version)).targets[ctx.target];
-  if (!release) throw new FerryError('ERR_WRONG_TARGET', `the manifest of ${version} has no ${ctx.target} release`);
+  if (!release) throw new FerryError('ERR_WRONG_TARGET', `the manifest of ${version} has no ${ctx.target} release (or this device did not keep its file list, manifests/${version}.files-${ctx.target}.json)`);
   return release.files;
 }
 

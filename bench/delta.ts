@@ -17,7 +17,7 @@ import { fetchPackage, unpackPackage } from './lib/npm-pack.ts';
 import { ensureTools, GNU_TIME, XDELTA3, ZSTD } from './lib/tools.ts';
 import { fmt, formatTable, type Cell } from './lib/table.ts';
 import { currentTree, expectUpdate, initHome, initRepo, makeKeys, release, update, type Keys } from './lib/ferry-cli.ts';
-import { releaseFiles, snapshot, type ReleaseFiles } from './lib/repo-files.ts';
+import { releaseFiles, servedBytes, snapshot, type ReleaseFiles } from './lib/repo-files.ts';
 import { hashTree, tarTree, treeBytes, treeDifference } from './lib/tree-files.ts';
 import { cachedResult, storeResult, toolKey } from './lib/tool-cache.ts';
 import { findOrBuildHDiffPatch, HDIFFPATCH_TAG, HDIFFZ_ENCODE, HPATCHZ_DECODE, type HDiffPatch } from './lib/hdiffpatch.ts';
@@ -69,6 +69,12 @@ interface PairResult {
   /** What `ferry release` of 1.1.0 with its delta wrote, and what the same release without a delta wrote. */
   withDelta: ReleaseFiles;
   noDelta: ReleaseFiles;
+  /**
+   * What a device downloads beside the artifact, as `ferry serve` sends it (brotli): the metadata
+   * of `withDelta` and of `noDelta`, and the separate file lists of `withDelta` (read only by a
+   * device without the delta's base; a device on it rebuilds them).
+   */
+  served: { metadata: number; noDelta: number; lists: number };
   publish: Measured;
   publishNoDelta: Measured;
   update: Measured;
@@ -131,11 +137,14 @@ async function runPair(pair: Pair, dir: string, keys: Keys, hdp: HDiffPatch | nu
   await settle();
   const pub = await release(repo, newDir, '1.1.0', keys, 1, timeOut, STEP_TIMEOUT_MS);
   const withDelta = releaseFiles(before, await snapshot(repo), pub.json);
+  // The metadata as `ferry serve` sends it (brotli), and the separate lists a device without the base reads.
+  const served = { metadata: await servedBytes(repo, withDelta.metadata), lists: await servedBytes(repo, withDelta.lists) };
   log('  ferry: release 1.1.0 without a delta (for the manifest growth)');
   before = await snapshot(repoNoDelta);
   await settle();
   const pub0 = await release(repoNoDelta, newDir, '1.1.0', keys, 0, timeOut, STEP_TIMEOUT_MS);
   const noDelta = releaseFiles(before, await snapshot(repoNoDelta), pub0.json);
+  const servedNoDelta = await servedBytes(repoNoDelta, noDelta.metadata);
 
   log('  ferry: the device updates to 1.1.0');
   await settle();
@@ -175,6 +184,7 @@ async function runPair(pair: Pair, dir: string, keys: Keys, hdp: HDiffPatch | nu
     newFiles: want.size,
     withDelta,
     noDelta,
+    served: { ...served, noDelta: servedNoDelta },
     publish: pub,
     publishNoDelta: pub0,
     update: upd,
@@ -184,7 +194,8 @@ async function runPair(pair: Pair, dir: string, keys: Keys, hdp: HDiffPatch | nu
   };
 }
 
-const growth = (r: PairResult) => r.withDelta.metadataBytes - r.noDelta.metadataBytes;
+/** The metadata the delta adds to what a device downloads (on the wire, as `ferry serve` sends it). */
+const growth = (r: PairResult) => r.served.metadata - r.served.noDelta;
 /** What the device downloads beyond what any update needs: the delta and the metadata it adds. */
 const ferryTotal = (r: PairResult) => (r.withDelta.delta?.bytes ?? r.withDelta.full?.bytes ?? 0) + growth(r);
 const bestOther = (r: PairResult) => Math.min(r.xdelta3.bytes, r.zstd.bytes);
@@ -194,7 +205,7 @@ function bytesTable(results: PairResult[], hdpNote: string): string {
     r.pair.name,
     `${fmt.mb(r.newBytes)} MB, ${r.newFiles} files`,
     r.withDelta.delta ? fmt.bytes(r.withDelta.delta.bytes) : 'none',
-    fmt.bytes(r.withDelta.metadataBytes),
+    fmt.bytes(r.served.metadata),
     fmt.bytes(growth(r)),
     fmt.bytes(ferryTotal(r)),
     fmt.bytes(r.xdelta3.bytes),
@@ -302,10 +313,13 @@ export async function run(options: { log: (line: string) => void; pairs?: Pair[]
     log('');
     log(bytesTable(results, hdpNote.length > 40 ? 'not built' : hdpNote));
     log('');
-    log('bytes. manifest: the signed metadata files `ferry release` of 1.1.0 wrote, as a device downloads them (compressed form when there is one);');
-    log('growth: manifest minus the manifest of the same release published without a delta; / best: delta+growth over min(xdelta3, zstd).');
+    log('bytes. manifest: the signed metadata files `ferry release` of 1.1.0 wrote, as a device downloads them from `ferry serve` (.json brotli q11;');
+    log('a separate file list is not counted: a device on the delta\'s base rebuilds it); growth: manifest minus the manifest of the same release');
+    log('published without a delta; / best: delta+growth over min(xdelta3, zstd).');
     for (const r of results) {
-      log(`  ${r.pair.name}: delta ${r.withDelta.delta?.path ?? '-'}; manifest files ${r.withDelta.metadata.map((f) => `${f.path} ${fmt.bytes(f.bytes)}`).join(', ')}; without a delta ${fmt.bytes(r.noDelta.metadataBytes)}`);
+      log(`  ${r.pair.name}: delta ${r.withDelta.delta?.path ?? '-'}; manifest files ${r.withDelta.metadata.map((f) => `${f.path} ${fmt.bytes(f.bytes)}`).join(', ')} (${fmt.bytes(r.withDelta.metadataBytes)} B uncompressed); without a delta ${fmt.bytes(r.served.noDelta)} B (${fmt.bytes(r.noDelta.metadataBytes)} B uncompressed)`);
+      // A device on the delta's base rebuilds the list (no download); one installing the full artifact reads it.
+      if (r.withDelta.lists.length > 0) log(`    file lists ${r.withDelta.lists.map((f) => `${f.path} ${fmt.bytes(f.bytes)}`).join(', ')} (${fmt.bytes(r.served.lists)} B brotli), read only by a device without the base`);
     }
     if (!hdp) log(`HDiffPatch ${hdpNote}`);
     log('');

@@ -41,6 +41,7 @@ interface Args extends OutputFlags {
   patchFrom: boolean;
   compressionLevel: number;
   fullCompression: 'brotli' | 'gzip';
+  inlineFileList: boolean;
   rollout?: number;
 }
 
@@ -75,6 +76,7 @@ export const releaseCommand: CommandModule<object, Args> = {
       })
       .option('rollout', { type: 'number', describe: 'start under a phased rollout: only this percentage of devices (0-100) take it; widen it with `ferry rollout`' })
       .option('full-compression', { choices: ['brotli', 'gzip'] as const, default: 'brotli' as const, describe: 'gzip writes the full artifact as .tar.gz, which devices running ferry from before .tar.br (0.1.0) can read (they refuse .tar.br), at 1.3-2.2x the bytes' })
+      .option('inline-file-list', { type: 'boolean', default: false, describe: 'keep the file list inside the signed manifest, which devices running ferry from before separate file lists need (they refuse a manifest without one); default: a separate list pinned by the manifest, which keeps it small' })
       .check((a) => {
         checkQuality(a.compressionLevel as number);
         if ([a.self, a.appDir !== undefined, a.image !== undefined].filter(Boolean).length !== 1) throw new FerryError('ERR_USAGE', 'give one of an <app-dir>, --self or --image');
@@ -111,6 +113,7 @@ export const releaseCommand: CommandModule<object, Args> = {
       patchFrom: args.patchFrom,
       compressionLevel: args.compressionLevel,
       fullCompression: args.fullCompression,
+      inlineFileList: args.inlineFileList,
       ...(args.rollout !== undefined ? { rollout: { percent: args.rollout } } : {}),
     }).finally(async () => { await self?.cleanup(); await image?.cleanup(); });
     const release = result.manifest.targets[result.target]!;

@@ -3,7 +3,8 @@
 //   current -> releases/<version>   the only thing the app is started from
 //   staging/              where the next release is built
 //   cache/                downloaded artifacts (.part files resume)
-//   manifests/<v>.json    the signed manifest of each installed version (its file list)
+//   manifests/<v>.json    the signed manifest of each installed version (its file list, or
+//   manifests/<v>.files-<target>.json  the separate list it pins, kept beside it)
 //   trust/root.json       the newest verified root; trust/marks.json the anti-rollback marks
 //   trust/roots/<N>.json  every root of the chain this device verified, as signed (for LAN peers)
 //   trust/channels/<c>.json  the newest channel pointer it accepted, as signed (for LAN peers)
@@ -47,6 +48,8 @@ export interface HomeLayout {
   containers: string;
   release(version: string): string;
   manifest(version: string): string;
+  /** manifests/<v>.files-<target>.json: the separate file list the kept manifest pins (core/trust/file-list.ts). */
+  keptFileList(version: string, target: string): string;
   /** trust/roots/<N>.json */
   keptRoot(version: number): string;
   /** trust/channels/<channel>.json */
@@ -76,6 +79,7 @@ export function homeLayout(home: string): HomeLayout {
     containers: join(home, 'containers'),
     release: (version) => join(home, 'releases', version),
     manifest: (version) => join(home, 'manifests', `${version}.json`),
+    keptFileList: (version, target) => join(home, 'manifests', `${version}.files-${target}.json`),
     keptRoot: (version) => join(home, 'trust', 'roots', `${version}.json`),
     keptPointer: (channel) => join(home, 'trust', 'channels', `${channel}.json`),
   };

@@ -1,5 +1,5 @@
 // Offline bundles (.ferry): a plain tar holding a subset of a repository — the root chain, one
-// channel pointer, one manifest and the artifacts a device needs — for a USB stick or a file
+// channel pointer, one manifest (and the separate file list it pins) and the artifacts a device needs — for a USB stick or a file
 // transfer. Opening one unpacks it into a private folder (copied and hashed there, so a stick
 // swapped mid-read cannot change what is verified: SECURITY.md row 12) and returns a Source over
 // that copy; from there a bundle is verified by exactly the code that verifies a repository.
@@ -69,6 +69,9 @@ export async function writeBundle(input: BundleInput): Promise<BundleResult> {
     artifacts.push(delta.artifact.path);
   }
   if (!input.from || input.withFull) artifacts.push(release.full.path);
+  // The separate file list the manifest pins travels with it (a device on `from` may rebuild it
+  // instead, but one that cannot reads it here: a bundle is offline).
+  if (release.fileList) artifacts.unshift(release.fileList.path);
 
   const roots = Array.from({ length: root.version }, (_, i) => `root/${i + 1}.json`);
   const files = ['root.json', ...roots, channelPath(channel), manifestPath(input.version), ...artifacts];

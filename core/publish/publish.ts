@@ -2,7 +2,9 @@
 // Order of writes keeps the repository valid at every instant (a failed release leaves it exactly
 // as it was): artifacts and manifest are built in a work folder inside the repository, moved into
 // releases/<version> by rename, and the channel pointer, the only thing devices follow, is
-// replaced last.
+// replaced last. The target's file list goes beside the manifest as files-<target>.json, pinned
+// by the manifest (core/trust/file-list.ts; issue 14 item 5), unless `inlineFileList` keeps it
+// inline for devices from before separate lists.
 
 import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -33,8 +35,11 @@ import {
   type ManifestDoc,
   type TargetRelease,
   type ContainerRef,
-  parseManifestPayload,
+  fileListPath,
+  parseSignedManifest,
+  resolveTarget,
 } from '../trust/metadata.ts';
+import { fileListPayload, fileListPin, listEditFrom } from '../trust/file-list.ts';
 import { imageDeltaBases } from './image-bases.ts';
 import type { RootDoc } from '../trust/root.ts';
 import type { SigningKey } from '../trust/keys.ts';
@@ -87,6 +92,13 @@ export interface ReleaseInput {
    * layer from the old layer at the same position.
    */
   container?: ContainerRef;
+  /**
+   * `ferry release --inline-file-list`: the file list inside the signed manifest, as before issue
+   * 14 item 5, for fleets that still have devices from before separate lists (they refuse a
+   * manifest without `files` with ERR_SCHEMA and stay on their version). Default: a separate,
+   * pinned list (releases/<v>/files-<target>.json), which keeps the manifest small.
+   */
+  inlineFileList?: boolean;
 }
 
 export interface ReleaseResult {
@@ -165,12 +177,18 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
     else await packFullArtifact(input.appDir, files, join(out, fullName), input.compressionLevel);
     const full = await artifactRef(join(out, fullName), `releases/${version}/${fullName}`);
 
+    // The separate list's bytes, written now so the release folder appears whole by one rename.
+    const separate = !input.inlineFileList;
+    const listBytes = separate ? fileListPayload(files) : undefined;
+    const listPin = listBytes ? fileListPin(fileListPath(version, target), listBytes) : undefined;
+    if (listBytes) await writeFileAtomic(join(out, listPin!.path.split('/').pop()!), listBytes);
+
     const deltas: DeltaRef[] = [];
     const bases = (await listManifests(source, root))
       .filter((m) => m.targets[target] && semver.lt(m.version, version))
       .slice(0, Math.max(0, input.deltas));
     for (const base of bases) {
-      const made = await deltaFrom(repo, base, target, files, input, work, out);
+      const made = await deltaFrom(repo, base, target, files, input, work, out, separate);
       // A delta no smaller than the full artifact is never worth planning: leave it out.
       if (made.artifact.size < full.size) deltas.push(made);
       else await rm(join(out, made.artifact.path.split('/').pop()!));
@@ -184,11 +202,11 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
       releaseNotes: input.notes ?? existing?.doc.releaseNotes ?? '',
       mandatory: input.mandatory ?? existing?.doc.mandatory ?? false,
       securityFix: input.securityFix ?? existing?.doc.securityFix ?? false,
-      targets: { ...existing?.doc.targets, [target]: { files, full, deltas, ...(input.container ? { container: input.container } : {}) } satisfies TargetRelease },
+      targets: { ...existing?.doc.targets, [target]: { files, ...(listPin ? { fileList: listPin } : {}), full, deltas, ...(input.container ? { container: input.container } : {}) } satisfies TargetRelease },
     };
     // An image release's container field is checked as a device will (both blobs signed files of
     // the tree, well-formed digests and ref) before anything is signed.
-    if (input.container) parseManifestPayload(manifestPayload(manifest));
+    if (input.container) resolveTarget(parseSignedManifest(manifestPayload(manifest)).targets[target]!, listBytes);
     const manifestBytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, manifestPayload(manifest), signers));
 
     // Move into place: a new version folder appears whole by one rename; a version that exists
@@ -238,7 +256,7 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
 }
 
 /** Rebuilds `base`'s tree from its verified full artifact and diffs the new tree against it. */
-async function deltaFrom(repo: string, base: ManifestDoc, target: string, files: TreeEntry[], input: ReleaseInput, work: string, out: string): Promise<DeltaRef> {
+async function deltaFrom(repo: string, base: ManifestDoc, target: string, files: TreeEntry[], input: ReleaseInput, work: string, out: string, separate: boolean): Promise<DeltaRef> {
   const baseTarget = base.targets[target]!;
   const baseDir = join(work, `base-${base.version}`);
   await mkdir(baseDir);
@@ -258,6 +276,8 @@ async function deltaFrom(repo: string, base: ManifestDoc, target: string, files:
     ...(input.container && baseTarget.container ? { bases: await imageDeltaBases(baseDir, baseTarget.container, input.appDir, input.container) } : {}),
   });
   await rm(baseDir, { recursive: true, force: true });
-  return { from: base.version, artifact: await artifactRef(made.artifact, `releases/${input.version}/${name}`), ops: made.ops, layout: 'pack' };
+  // With a separate list, the edit from the base's list lets a device on the base rebuild the new
+  // list instead of downloading it (core/trust/file-list.ts rebuildFileList).
+  return { from: base.version, artifact: await artifactRef(made.artifact, `releases/${input.version}/${name}`), ops: made.ops, layout: 'pack', ...(separate ? { listEdit: listEditFrom(baseTarget.files, files) } : {}) };
 }
 

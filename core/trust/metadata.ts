@@ -6,6 +6,12 @@
 //   releases/<v>/manifest.json ManifestDoc: release info, per target the file list, full artifact,
 //                              and deltas (each op pinning its base and target hashes)
 //                              (regular files, and symlinks that resolve inside the tree)
+// A target's file list is either inline (`files`, every manifest from before issue 14 item 5 and
+// `ferry release --inline-file-list`) or a separate document pinned by size and sha256
+// (`fileList`, bytes made by core/trust/file-list.ts): parseSignedManifest reads what the signature
+// covers, and resolveTarget turns a target into a TargetRelease from its list's bytes once they
+// match the pin, so no code past the parser ever holds a release whose list is unknown or unpinned
+// (ARCHITECTURE.md "Artifacts and deltas").
 // Deltas come in two layouts (ARCHITECTURE.md "Artifacts and deltas"):
 //   'tar'  (older publishers; wire key `deltas`): a tar of the entries, one op per signed entry
 //   'pack' (wire key `deltaPacks`): the entries concatenated, each op's entry an {offset, size}
@@ -19,6 +25,7 @@ import { FerryError } from '../errors.ts';
 import { HEX64, NAME, arr, bool, int, obj, str, time, type JsonObject } from '../io/schema.ts';
 import { checkPathSet, checkRelativePath, linkProblem } from '../io/safe-path.ts';
 import { parseStrictJson } from '../io/strict-json.ts';
+import { expectHash, sha256 } from '../io/hash.ts';
 import semver from 'semver';
 
 export const CHANNEL_MAX_BYTES = 512 * 1024;
@@ -105,12 +112,26 @@ export type DeltaOp =
 
 export type DeltaLayout = 'tar' | 'pack';
 
+/**
+ * How a target's file list differs from its delta base's list (a 'pack' delta of a target whose
+ * list is a separate document): the paths that are gone, and every entry that is new or changed
+ * (content, mode or link target). A device holding the base's list rebuilds the new list from it
+ * and checks it against the signed pin (core/trust/file-list.ts rebuildFileList): a lying edit
+ * only makes a list that does not hash, and the device then fetches the list itself.
+ */
+export interface ListEdit {
+  removed: string[];
+  entries: TreeEntry[];
+}
+
 export interface DeltaRef {
   from: string;
   artifact: ArtifactRef;
   ops: DeltaOp[];
   /** 'pack' for deltas read from the wire key `deltaPacks`; 'tar' (or absent) for `deltas`. */
   layout?: DeltaLayout;
+  /** 'pack' deltas of a target with a separate file list: the list's edit from the base's. */
+  listEdit?: ListEdit;
 }
 
 /**
@@ -129,7 +150,10 @@ export interface ContainerRef {
 }
 
 export interface TargetRelease {
+  /** The signed file list, always known: inline in the manifest, or read and checked against `fileList`. */
   files: TreeEntry[];
+  /** Present when the list travels as its own document (releases/<v>/files-<target>.json): its pin. */
+  fileList?: FileRef;
   full: ArtifactRef;
   /** Every delta of this target, both layouts (each says which). */
   deltas: DeltaRef[];
@@ -137,7 +161,8 @@ export interface TargetRelease {
   container?: ContainerRef;
 }
 
-export interface ManifestDoc {
+/** A manifest's release information: everything but its targets. */
+export interface ManifestInfo {
   type: 'ferry/manifest';
   app: string;
   version: string;
@@ -145,7 +170,24 @@ export interface ManifestDoc {
   releaseNotes: string;
   mandatory: boolean;
   securityFix: boolean;
+}
+
+export interface ManifestDoc extends ManifestInfo {
   targets: Record<TargetKey, TargetRelease>;
+}
+
+/**
+ * A target as signed, before its file list is known: inline (already a whole TargetRelease) or
+ * pinning a separate list. Only resolveTarget, which checks the list's bytes against the pin
+ * first, makes a TargetRelease of the second kind.
+ */
+export type SignedTarget =
+  | { kind: 'inline'; release: TargetRelease }
+  | { kind: 'list'; fileList: FileRef; deltas: DeltaRef[]; wire: JsonObject; what: string };
+
+/** A verified manifest's payload, its separate file lists not read yet. */
+export interface SignedManifest extends ManifestInfo {
+  targets: Record<TargetKey, SignedTarget>;
 }
 
 /**
@@ -182,6 +224,11 @@ export interface ChannelDoc {
 
 export function manifestPath(version: string): string {
   return `releases/${version}/manifest.json`;
+}
+
+/** Where a version's separate file list for `target` is published: beside its manifest (core/trust/file-list.ts). */
+export function fileListPath(version: string, target: TargetKey): string {
+  return `releases/${version}/files-${target}.json`;
 }
 
 export function channelPath(channel: Channel): string {
@@ -278,24 +325,39 @@ function containerRef(value: JsonObject[string] | undefined, what: string, files
   return ref;
 }
 
-function targetRelease(value: JsonObject[string] | undefined, what: string): TargetRelease {
+/** A pack delta's list edit: removed paths and whole entries, each checked as the list's own entries are. */
+function listEdit(value: JsonObject[string] | undefined, what: string): ListEdit {
   const o = obj(value, what);
-  const files = arr(o.files, `${what}.files`).map((f, i) => treeEntry(f, `${what}.files[${i}]`));
-  checkPathSet(files.map((f) => f.path), `${what}.files`);
-  // Every link resolves, through any links on its way, to a file or folder of this same list
-  // (SECURITY.md row 14): a signed link out of the tree is refused here, before anything is fetched.
-  const unsafe = linkProblem(files);
-  if (unsafe) throw new FerryError('ERR_UNSAFE_ARCHIVE', `${what}.files: ${unsafe.path} is a symlink that ${unsafe.why}`);
+  if (Object.keys(o).some((k) => k !== 'removed' && k !== 'entries')) throw new FerryError('ERR_SCHEMA', `${what}: a list edit has only removed and entries`);
+  const removed = arr(o.removed, `${what}.removed`).map((p, i) => checkRelativePath(str(p, `${what}.removed[${i}]`), what));
+  const entries = arr(o.entries, `${what}.entries`).map((e, i) => treeEntry(e, `${what}.entries[${i}]`));
+  // Each path once: an edit either removes a path or gives its entry. (Not checkPathSet: a file
+  // removed at `a` and a new `a/b` is a legitimate edit; the rebuilt list is checked as a whole.)
+  const seen = new Set<string>();
+  for (const p of [...removed, ...entries.map((e) => e.path)]) {
+    if (seen.has(p)) throw new FerryError('ERR_SCHEMA', `${what}: ${p} appears twice`);
+    seen.add(p);
+  }
+  return { removed, entries };
+}
+
+/**
+ * A target's deltas. With `files` (the signed list) each delta's ops are held to it; with null
+ * (a separate list not read yet) only their own shape is checked, and resolveTarget checks the
+ * rest once the list is known.
+ */
+function targetDeltas(o: JsonObject, what: string, files: TreeEntry[] | null): DeltaRef[] {
+  const separate = o.fileList !== undefined;
   const delta = (d: JsonObject[string], dw: string, layout: DeltaLayout): DeltaRef => {
     const dobj = obj(d, dw);
     const artifact = artifactRef(dobj.artifact, `${dw}.artifact`);
     const ops = arr(dobj.ops, `${dw}.ops`).map((op, j) => deltaOp(op, `${dw}.ops[${j}]`, layout, artifact.size));
-    if (layout === 'tar') {
+    if (files && layout === 'tar') {
       // A tar delta builds exactly the signed file set: one op per entry, same paths, same hashes or targets.
       if (ops.length !== files.length || ops.some((op, j) => !opBuilds(op, files[j]!))) {
         throw new FerryError('ERR_SCHEMA', `${dw}.ops do not match the file list one to one`);
       }
-    } else {
+    } else if (files) {
       // A pack delta lists what changed, in file-list order, at most one op per signed regular
       // file, each building exactly that file; every regular file it does not list is implied:
       // copied from the same path of the base and checked against this signed hash on the device.
@@ -306,13 +368,36 @@ function targetRelease(value: JsonObject[string] | undefined, what: string): Tar
         if (!file || isLink(file) || !opBuilds(op, file)) throw new FerryError('ERR_SCHEMA', `${dw}.ops do not match the file list (an op for ${op.path} is out of order, doubled, or builds other bytes than signed)`);
       }
     }
-    return { from: version(dobj.from, `${dw}.from`), artifact, ops, ...(layout === 'pack' ? { layout } : {}) };
+    // Only a pack delta of a separate list carries an edit: an inline list needs none.
+    if (dobj.listEdit !== undefined && (layout !== 'pack' || !separate)) throw new FerryError('ERR_SCHEMA', `${dw}: only a pack delta of a target with a separate file list carries listEdit`);
+    return {
+      from: version(dobj.from, `${dw}.from`),
+      artifact,
+      ops,
+      ...(layout === 'pack' ? { layout } : {}),
+      ...(dobj.listEdit !== undefined ? { listEdit: listEdit(dobj.listEdit, `${dw}.listEdit`) } : {}),
+    };
   };
-  const deltas = [
+  return [
     ...arr(o.deltas, `${what}.deltas`).map((d, i) => delta(d, `${what}.deltas[${i}]`, 'tar')),
     ...(o.deltaPacks === undefined ? [] : arr(o.deltaPacks, `${what}.deltaPacks`).map((d, i) => delta(d, `${what}.deltaPacks[${i}]`, 'pack'))),
   ];
-  const release: TargetRelease = { files, full: artifactRef(o.full, `${what}.full`), deltas };
+}
+
+/**
+ * A whole target from its wire object and its signed list `files` (inline, or a separate list
+ * already checked against its pin): the list's path set and links, each delta against the list,
+ * and the container's blobs as files of the list.
+ */
+function targetRelease(o: JsonObject, what: string, files: TreeEntry[], fileList: FileRef | undefined): TargetRelease {
+  const listWhat = fileList ? `${what}.fileList (${fileList.path})` : `${what}.files`;
+  checkPathSet(files.map((f) => f.path), listWhat);
+  // Every link resolves, through any links on its way, to a file or folder of this same list
+  // (SECURITY.md row 14): a signed link out of the tree is refused here, before anything is fetched.
+  const unsafe = linkProblem(files);
+  if (unsafe) throw new FerryError('ERR_UNSAFE_ARCHIVE', `${listWhat}: ${unsafe.path} is a symlink that ${unsafe.why}`);
+  const deltas = targetDeltas(o, what, files);
+  const release: TargetRelease = { files, ...(fileList ? { fileList } : {}), full: artifactRef(o.full, `${what}.full`), deltas };
   if (o.container !== undefined) release.container = containerRef(o.container, `${what}.container`, files);
   // JSON.stringify of a parsed manifest gives its wire form again (each delta under its layout's
   // key), wherever it is done; not enumerable, so the parsed values stay exactly what was written.
@@ -320,11 +405,63 @@ function targetRelease(value: JsonObject[string] | undefined, what: string): Tar
   return release;
 }
 
+/**
+ * A target as signed: `files` inline (parsed whole, as every manifest was before issue 14 item 5),
+ * or `fileList`, a pin of a separate list, with everything that does not need the list checked
+ * now (so a malformed manifest is refused before any list is read).
+ */
+function signedTarget(value: JsonObject[string] | undefined, what: string, v: string, key: TargetKey): SignedTarget {
+  const o = obj(value, what);
+  if (o.fileList === undefined) {
+    const files = arr(o.files, `${what}.files`).map((f, i) => treeEntry(f, `${what}.files[${i}]`));
+    return { kind: 'inline', release: targetRelease(o, what, files, undefined) };
+  }
+  if (o.files !== undefined) throw new FerryError('ERR_SCHEMA', `${what}: a target carries files or fileList, not both`);
+  const fileList = fileRef(o.fileList, `${what}.fileList`);
+  // One name per version and target, as a pointer's manifest has (what peers serve and devices keep).
+  if (fileList.path !== fileListPath(v, key)) throw new FerryError('ERR_SCHEMA', `${what}.fileList.path must be ${fileListPath(v, key)}`);
+  const deltas = targetDeltas(o, what, null);
+  artifactRef(o.full, `${what}.full`);
+  if (o.container !== undefined) obj(o.container, `${what}.container`);
+  return { kind: 'list', fileList, deltas, wire: o, what };
+}
+
+export const FILE_LIST_TYPE = 'ferry/file-list';
+
+/**
+ * The entries of a separate list document (core/trust/file-list.ts makes its bytes), read only once
+ * its bytes are the pinned ones: another size is ERR_SIZE, another hash ERR_HASH_MISMATCH, and
+ * nothing of unpinned bytes is parsed. Each entry then gets the checks an inline list's entries get.
+ * The pin's size bounds the parse (no cap of its own: a big legitimate list is as valid as a small one).
+ */
+export function parseFileList(bytes: Uint8Array, pin: FileRef): TreeEntry[] {
+  if (bytes.length !== pin.size) throw new FerryError('ERR_SIZE', `${pin.path} is ${bytes.length} bytes, the manifest pins ${pin.size}`);
+  expectHash(sha256(bytes), pin.sha256, pin.path);
+  const o = obj(parseStrictJson(bytes, pin.size, pin.path), pin.path);
+  if (o.type !== FILE_LIST_TYPE) throw new FerryError('ERR_SCHEMA', `${pin.path}: type must be "${FILE_LIST_TYPE}"`);
+  if (Object.keys(o).some((k) => k !== 'type' && k !== 'files')) throw new FerryError('ERR_SCHEMA', `${pin.path}: a file list has only type and files`);
+  return arr(o.files, `${pin.path}.files`).map((f, i) => treeEntry(f, `${pin.path}.files[${i}]`));
+}
+
+/**
+ * A whole TargetRelease from a signed target and, for a separate list, the list's bytes: they are
+ * held to the pin (parseFileList), then the list gets every check an inline list gets (path set,
+ * links, the deltas' ops, the container's blobs). The only way to a TargetRelease of a separate
+ * list: no caller can hand in entries that did not come from pinned bytes. An inline target is
+ * already whole (its bytes are ignored).
+ */
+export function resolveTarget(t: SignedTarget, listBytes: Uint8Array | undefined): TargetRelease {
+  if (t.kind === 'inline') return t.release;
+  if (!listBytes) throw new FerryError('ERR_NOT_FOUND', `${t.fileList.path} (the file list the manifest pins) is missing`);
+  return targetRelease(t.wire, t.what, parseFileList(listBytes, t.fileList), t.fileList);
+}
+
 /** A target as the wire holds it: 'tar' deltas under `deltas`, 'pack' ones under `deltaPacks`, no `layout`. */
 function wireTarget(t: TargetRelease): Record<string, unknown> {
-  const wire = (d: DeltaRef) => ({ from: d.from, artifact: d.artifact, ops: d.ops });
+  const wire = (d: DeltaRef) => ({ from: d.from, artifact: d.artifact, ops: d.ops, ...(d.listEdit ? { listEdit: d.listEdit } : {}) });
   const packs = t.deltas.filter((d) => d.layout === 'pack');
-  return { files: t.files, full: t.full, deltas: t.deltas.filter((d) => d.layout !== 'pack').map(wire), ...(packs.length > 0 ? { deltaPacks: packs.map(wire) } : {}), ...(t.container ? { container: t.container } : {}) };
+  // A separate list is signed by its pin alone (its bytes are files-<target>.json).
+  return { ...(t.fileList ? { fileList: t.fileList } : { files: t.files }), full: t.full, deltas: t.deltas.filter((d) => d.layout !== 'pack').map(wire), ...(packs.length > 0 ? { deltaPacks: packs.map(wire) } : {}), ...(t.container ? { container: t.container } : {}) };
 }
 
 /**
@@ -338,24 +475,45 @@ export function manifestPayload(doc: ManifestDoc): Buffer {
   return Buffer.from(JSON.stringify({ ...doc, targets }));
 }
 
-export function parseManifestPayload(payload: Uint8Array): ManifestDoc {
+/** The signed payload of a manifest, each separate file list as its pin (not read yet). */
+export function parseSignedManifest(payload: Uint8Array): SignedManifest {
   const o = obj(parseStrictJson(payload, MANIFEST_MAX_BYTES, 'manifest'), 'manifest');
   if (o.type !== 'ferry/manifest') throw new FerryError('ERR_SCHEMA', 'manifest: type must be "ferry/manifest"');
-  const targets: Record<TargetKey, TargetRelease> = {};
+  const v = version(o.version, 'manifest.version');
+  const targets: Record<TargetKey, SignedTarget> = {};
   for (const [key, t] of Object.entries(obj(o.targets, 'manifest.targets'))) {
     str(key, 'manifest target', /^[a-z0-9_]{1,32}-[a-z0-9_]{1,32}$/);
-    targets[key] = targetRelease(t, `manifest.targets.${key}`);
+    targets[key] = signedTarget(t, `manifest.targets.${key}`, v, key);
   }
   return {
     type: 'ferry/manifest',
     app: str(o.app, 'manifest.app', NAME),
-    version: version(o.version, 'manifest.version'),
+    version: v,
     releaseDate: time(o.releaseDate, 'manifest.releaseDate'),
     releaseNotes: str(o.releaseNotes, 'manifest.releaseNotes'),
     mandatory: bool(o.mandatory, 'manifest.mandatory'),
     securityFix: bool(o.securityFix, 'manifest.securityFix'),
     targets,
   };
+}
+
+/** A signed manifest's release information alone. */
+export function manifestInfo(m: SignedManifest | ManifestDoc): ManifestInfo {
+  return { type: m.type, app: m.app, version: m.version, releaseDate: m.releaseDate, releaseNotes: m.releaseNotes, mandatory: m.mandatory, securityFix: m.securityFix };
+}
+
+/**
+ * A manifest payload whose every target has its list inline, as a whole ManifestDoc; a target
+ * with a separate list is ERR_SCHEMA here (resolveTarget with its list's bytes instead).
+ */
+export function parseManifestPayload(payload: Uint8Array): ManifestDoc {
+  const signed = parseSignedManifest(payload);
+  const targets: Record<TargetKey, TargetRelease> = {};
+  for (const [key, t] of Object.entries(signed.targets)) {
+    if (t.kind !== 'inline') throw new FerryError('ERR_SCHEMA', `manifest.targets.${key}: its file list is a separate document (${t.fileList.path}), not inline`);
+    targets[key] = t.release;
+  }
+  return { ...manifestInfo(signed), targets };
 }
 
 /** 0-100 with at most two decimals (core/policy/rollout.ts has BUCKETS = 10,000 buckets). */

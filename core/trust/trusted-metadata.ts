@@ -16,12 +16,17 @@ import {
   channelPath,
   manifestPath,
   parseChannelPayload,
-  parseManifestPayload,
+  manifestInfo,
+  parseSignedManifest,
+  resolveTarget,
   type ArtifactRef,
   type Channel,
   type ChannelDoc,
   type FileRef,
   type ManifestDoc,
+  type SignedManifest,
+  type TargetKey,
+  type TargetRelease,
 } from './metadata.ts';
 import { ROOT_MAX_BYTES, verifyRole, walkRootChain, type RootDoc } from './root.ts';
 import type { Source } from '../ports/source.ts';
@@ -99,29 +104,68 @@ export async function readChannel(source: Source, root: RootDoc, channel: Channe
 export interface VerifiedManifest {
   doc: ManifestDoc;
   bytes: Uint8Array;
+  /** The separate file lists read for it, by target (each matched its pin). */
+  lists: Map<TargetKey, Uint8Array>;
+}
+
+/** A verified manifest whose separate file lists are not read yet. */
+export interface VerifiedSignedManifest {
+  signed: SignedManifest;
+  bytes: Uint8Array;
 }
 
 /**
- * Reads and verifies a release manifest. With `pin` (from a channel pointer) the bytes must have
- * the pinned size and hash first, so a mirror cannot mix a manifest from elsewhere in.
+ * Reads and verifies a release manifest and the file lists it pins. With `pin` (from a channel
+ * pointer) the manifest's bytes must have the pinned size and hash first, so a mirror cannot mix a
+ * manifest from elsewhere in. `only`: resolve that target alone (the others are left out of
+ * `doc`, and their lists are not read); else every target.
  */
-export async function readManifest(source: Source, root: RootDoc, version: string, pin: FileRef | null): Promise<VerifiedManifest | undefined> {
+export async function readManifest(source: Source, root: RootDoc, version: string, pin: FileRef | null, only?: TargetKey): Promise<VerifiedManifest | undefined> {
+  const m = await readSignedManifest(source, root, version, pin);
+  if (!m) return undefined;
+  const targets: Record<TargetKey, TargetRelease> = {};
+  const lists = new Map<TargetKey, Uint8Array>();
+  for (const [key, t] of Object.entries(m.signed.targets)) {
+    if (only !== undefined && key !== only) continue;
+    const bytes = t.kind === 'list' ? await readFileList(source, t.fileList) : undefined;
+    targets[key] = resolveTarget(t, bytes);
+    if (bytes) lists.set(key, bytes);
+  }
+  return { doc: { ...manifestInfo(m.signed), targets }, bytes: m.bytes, lists };
+}
+
+/** Reads and verifies a manifest as readManifest does, leaving its separate file lists unread. */
+export async function readSignedManifest(source: Source, root: RootDoc, version: string, pin: FileRef | null): Promise<VerifiedSignedManifest | undefined> {
   const bytes = await source.read(manifestPath(version), pin ? pin.size : MANIFEST_MAX_BYTES);
   return bytes ? verifyManifest(bytes, root, version, pin) : undefined;
 }
 
+/**
+ * A separate file list from `source`, read up to its pinned size (the pin bounds the read; a
+ * longer answer is cut there and then fails the size check). Not there: ERR_NOT_FOUND.
+ */
+export async function readFileList(source: Source, pin: FileRef): Promise<Uint8Array> {
+  const bytes = await source.read(pin.path, pin.size).catch((err) => {
+    // Longer than pinned is the pin's size check failing, whichever source noticed it first.
+    if (err instanceof FerryError && err.code === 'ERR_TOO_LARGE') throw new FerryError('ERR_SIZE', `${pin.path} from ${printable(source.name)} is over the ${pin.size} bytes the manifest pins`, { cause: err });
+    throw err;
+  });
+  if (!bytes) throw new FerryError('ERR_NOT_FOUND', `${source.name} has no ${pin.path} (the file list the manifest pins)`);
+  return bytes;
+}
+
 /** Verifies manifest bytes as readManifest does, wherever they came from (a device's own copy). */
-export function verifyManifest(bytes: Uint8Array, root: RootDoc, version: string, pin: FileRef | null): VerifiedManifest {
+export function verifyManifest(bytes: Uint8Array, root: RootDoc, version: string, pin: FileRef | null): VerifiedSignedManifest {
   const path = manifestPath(version);
   if (pin) {
     if (bytes.length !== pin.size) throw new FerryError('ERR_SIZE', `${path} is ${bytes.length} bytes, the channel pins ${pin.size}`);
     expectHash(sha256(bytes), pin.sha256, path);
   }
   const payload = verifyRole(parseEnvelope(bytes, MANIFEST_MAX_BYTES, path), PAYLOAD_TYPES.manifest, root, 'release', path);
-  const doc = parseManifestPayload(payload);
-  if (doc.app !== root.app) throw new FerryError('ERR_WRONG_TARGET', `${path} is for app "${doc.app}", not "${root.app}"`);
-  if (doc.version !== version) throw new FerryError('ERR_SCHEMA', `${path} describes version ${doc.version}`);
-  return { doc, bytes };
+  const signed = parseSignedManifest(payload);
+  if (signed.app !== root.app) throw new FerryError('ERR_WRONG_TARGET', `${path} is for app "${signed.app}", not "${root.app}"`);
+  if (signed.version !== version) throw new FerryError('ERR_SCHEMA', `${path} describes version ${signed.version}`);
+  return { signed, bytes };
 }
 
 /** Checks a local copy of an artifact against its signed size, sha256 and chunk hashes. */

@@ -1,6 +1,6 @@
 // `ferry verify`: checks everything a source offers against a pinned root and reports what it
-// found — the root chain, every channel pointer, every manifest, every artifact's size, hash and
-// chunk hashes, and that each delta's base and copy hashes match the release it starts from. A
+// found — the root chain, every channel pointer, every manifest and the file lists it pins, every
+// artifact's size, hash and chunk hashes, and that each delta's base and copy hashes match the release it starts from. A
 // repository folder and an opened bundle go through this same code.
 
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -9,7 +9,8 @@ import semver from 'semver';
 import { FerryError, type ErrorCode } from '../errors.ts';
 import { parseEnvelope } from './dsse.ts';
 import { ROOT_MAX_BYTES, parseRootPayload, verifyTrustedRoot, type RootDoc } from './root.ts';
-import { CHANNELS, isLink, type ArtifactRef, type Channel, type ManifestDoc, type TreeEntry } from './metadata.ts';
+import { CHANNELS, isLink, type ArtifactRef, type Channel, type FileRef, type ManifestDoc, type TreeEntry } from './metadata.ts';
+import { rebuildFileList } from './file-list.ts';
 import { readChannel, readManifest, updateRoot, verifyArtifactFile } from './trusted-metadata.ts';
 import type { Source } from '../ports/source.ts';
 
@@ -107,7 +108,7 @@ export async function verifyRepository(source: Source, trustedRoot: Uint8Array, 
       for (const [key, release] of Object.entries(manifest.targets)) {
         const refs: ArtifactRef[] = [release.full, ...release.deltas.map((d) => d.artifact)];
         for (const ref of refs) artifacts.push(await checkArtifact(source, ref, scratch, options.partial, problems));
-        for (const delta of release.deltas) checkDeltaBase(version, key, delta, manifests.get(delta.from), release.files, problems);
+        for (const delta of release.deltas) checkDeltaBase(version, key, delta, manifests.get(delta.from), release.files, release.fileList, problems);
         if (wanted.has(`${version} ${key}`) && !refs.some((r) => artifacts.find((a) => a.path === r.path)?.status === 'ok')) {
           problems.push({ code: 'ERR_NOT_FOUND', message: `no verified artifact can install ${version} for ${key}` });
         }
@@ -158,7 +159,7 @@ async function checkArtifact(source: Source, ref: ArtifactRef, scratch: string, 
  * Each delta op must start from exactly the bytes the base release signed (SECURITY.md row 9),
  * and so must each file a 'pack' delta leaves implied (copied from the same path of the base).
  */
-function checkDeltaBase(version: string, key: string, delta: ManifestDoc['targets'][string]['deltas'][number], base: ManifestDoc | undefined, files: TreeEntry[], problems: Problem[]): void {
+function checkDeltaBase(version: string, key: string, delta: ManifestDoc['targets'][string]['deltas'][number], base: ManifestDoc | undefined, files: TreeEntry[], fileList: FileRef | undefined, problems: Problem[]): void {
   const baseFiles = base?.targets[key]?.files;
   if (!baseFiles) return; // base release not in this source (a bundle): checked on the device
   const byPath = new Map(baseFiles.map((f) => [f.path, isLink(f) ? null : f.sha256]));
@@ -168,6 +169,11 @@ function checkDeltaBase(version: string, key: string, delta: ManifestDoc['target
     if (byPath.get(op.from) !== (op.op === 'copy' ? op.sha256 : op.baseSha256)) wrong(op.path, op.from);
   }
   if (delta.layout !== 'pack') return;
+  // A list edit that does not rebuild the signed list would cost every device on the base a list
+  // download (it falls back to reading the list: core/update/resolve.ts): a publisher's bug, said here.
+  if (delta.listEdit && fileList && !rebuildFileList(baseFiles, delta.listEdit, fileList)) {
+    problems.push({ code: 'ERR_HASH_MISMATCH', message: `${version} delta from ${delta.from} (${key}): its list edit does not rebuild the signed file list ${fileList.path}` });
+  }
   const listed = new Set(delta.ops.map((op) => op.path));
   for (const f of files) if (!isLink(f) && !listed.has(f.path) && byPath.get(f.path) !== f.sha256) wrong(f.path, f.path);
 }

@@ -5,7 +5,7 @@
 // Manual rollbacks share the switch and confirm (rollback.ts). Each phase is journaled before its
 // side effect.
 
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import semver from 'semver';
 import { FerryError, fromFsError } from '../errors.ts';
 import { readCurrent } from '../device/switch.ts';
@@ -15,7 +15,7 @@ import type { SwitchJournal, UpdateJournal } from '../device/journal.ts';
 import { readMarks, writeMarks } from '../trust/trust-marks.ts';
 import type { ManifestDoc } from '../trust/metadata.ts';
 import { decideApply, gaveUpAfter, MAX_ATTEMPTS } from '../policy/policy.ts';
-import { writeFileAtomic } from '../io/durable.ts';
+import { forgetManifest, keepManifest } from './kept-metadata.ts';
 import type { HomeLayout } from '../device/layout.ts';
 import type { ApplyResult } from '../spec.ts';
 import type { UpdateContext } from './context.ts';
@@ -164,8 +164,7 @@ async function stageResolved(ctx: UpdateContext, r: UpdateResolution): Promise<U
       const fetched = await fetchPlan(ctx, plan, true);
       journal = await ctx.advance(journal, 'verifying', { bytesMoved: journal.bytesMoved + fetched.bytes, source: fetched.source ?? journal.source });
       journal = await ctx.advance(journal, 'staging');
-      await mkdir(ctx.layout.manifests, { recursive: true });
-      await writeFileAtomic(ctx.layout.manifest(version), r.target.manifestBytes);
+      await keepManifest(ctx.layout, version, ctx.target, r.target.manifestBytes, r.target.listBytes);
       // Imported here, not at the top: staging (extraction with tar, deltas, patchers) is the
       // heavy part of the device code, and the commands that only read the device never stage.
       const { stageRelease } = await import('../device/stage.ts');
@@ -180,7 +179,7 @@ async function stageResolved(ctx: UpdateContext, r: UpdateResolution): Promise<U
   } catch (err) {
     const e = fromFsError(err, `staging ${version}`);
     // The manifest copy only belongs beside a release that made it into releases/.
-    if (!(await exists(ctx.layout.release(version)))) await rm(ctx.layout.manifest(version), { force: true });
+    if (!(await exists(ctx.layout.release(version)))) await forgetManifest(ctx.layout, version, ctx.target);
     await closeAttempt(ctx, journal, REFUSALS.has(e.code) ? 'refused' : 'failed', e.code, e.message);
     await ctx.clear();
     throw e;

@@ -4,6 +4,7 @@
 // LAN peers and a pending update use.
 
 import { readdir, rm } from 'node:fs/promises';
+import { forgetManifest } from './kept-metadata.ts';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import semver from 'semver';
@@ -104,7 +105,7 @@ export async function cleanup(ctx: UpdateContext, keepCount: number): Promise<Cl
   for (const version of installed) {
     if (keptReleases.some((k) => k.version === version)) continue;
     await rm(ctx.layout.release(version), { recursive: true, force: true });
-    await rm(ctx.layout.manifest(version), { force: true });
+    await forgetManifest(ctx.layout, version, ctx.target);
     removedReleases.push(version);
   }
   await pruneCache(ctx, current, journal);

@@ -1,8 +1,10 @@
 // What to update to, and how: reads the device's trust state, discovers the verified offers of its
 // channels, applies each pointer's phased rollout (core/policy/rollout.ts), chooses a target by
-// policy, fetches the signed manifests a delta chain goes through, and plans the download. Every
-// source problem that looks like an attack is recorded as a refused attempt (SECURITY.md rows 3,
-// 5, 10). Nothing here touches the journal or the installed tree.
+// policy, resolves the chosen release's file list (inline; kept; rebuilt from the installed
+// release's list and a pack delta's edit; or read from the source, each checked against the
+// signed pin: core/trust/file-list.ts), fetches the signed manifests a delta chain goes through,
+// and plans the download. Every source problem that looks like an attack is recorded as a refused
+// attempt (SECURITY.md rows 3, 5, 10). Nothing here touches the journal or the installed tree.
 
 import { readdir, readFile } from 'node:fs/promises';
 import semver from 'semver';
@@ -11,16 +13,17 @@ import { readCurrent } from '../device/switch.ts';
 import { verifyTrustedRoot, type RootDoc } from '../trust/root.ts';
 import { effectiveNow, readMarks, writeMarks, raiseChannelMark, raiseSignedFloor, raiseTimeFloor, type TrustMarks } from '../trust/trust-marks.ts';
 import { discover, noSourceAnswered, type Discovery, type Offer } from '../trust/discover.ts';
-import { readManifest, verifyManifest, type VerifiedManifest } from '../trust/trusted-metadata.ts';
+import { readFileList, readManifest, readSignedManifest, verifyManifest, type VerifiedSignedManifest } from '../trust/trusted-metadata.ts';
+import { matchesPin, rebuildFileList } from '../trust/file-list.ts';
 import { sha256 } from '../io/hash.ts';
 import { parseEnvelope } from '../trust/dsse.ts';
-import { MANIFEST_MAX_BYTES, type ChannelTarget, type ManifestDoc, type TargetRelease } from '../trust/metadata.ts';
+import { MANIFEST_MAX_BYTES, manifestInfo, resolveTarget, type ChannelTarget, type ManifestDoc, type SignedManifest, type SignedTarget, type TargetRelease } from '../trust/metadata.ts';
 import { channelsFor, decideTarget, gaveUpAfter, type Candidate } from '../policy/policy.ts';
 import { metadataSources, type Source } from '../ports/source.ts';
 import type { HomeLayout } from '../device/layout.ts';
 import type { UpdateInfo, UpdatePackage } from '../spec.ts';
 import type { UpdateContext } from './context.ts';
-import { exists, localManifest } from './installed.ts';
+import { exists, keptList, localManifest } from './installed.ts';
 import { recordRefusal, REFUSALS } from './history.ts';
 import { planUpdate, type Plan } from './plan.ts';
 import { planArtifacts } from './download.ts';
@@ -28,10 +31,22 @@ import { keepPointers, keepRootChain } from './kept-metadata.ts';
 import { decideRequestedTarget } from '../policy/requested-version.ts';
 import { decideRollout, offerUnderRollout, type PointerOffer } from '../policy/rollout.ts';
 
-/** The release chosen, with its verified manifest and the source that offered it. */
+/**
+ * The release chosen, with its verified manifest (this device's target resolved, the only one in
+ * `manifest.targets`) and the source that offered it.
+ */
 export interface Target {
   candidate: Candidate;
   manifest: ManifestDoc;
+  manifestBytes: Uint8Array;
+  /** The bytes of this device's separate file list (matched the pin), to keep beside the manifest; absent for an inline list. */
+  listBytes?: Uint8Array;
+  source: Source;
+}
+
+/** An offered version's verified manifest before the choice: its lists are read only for the chosen one. */
+interface Offered {
+  signed: SignedManifest;
   manifestBytes: Uint8Array;
   source: Source;
 }
@@ -143,20 +158,20 @@ function offersForThisDevice(ctx: UpdateContext, found: Discovery): MyOffer[] {
  */
 async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], current: string | null, marks: { value: TrustMarks }, requested?: string): Promise<Target | undefined> {
   // By version: the first offer of a version is the source its manifest (and target) comes from.
-  const manifests = new Map<string, Omit<Target, 'candidate'>>();
+  const manifests = new Map<string, Offered>();
   // `optional`: undefined, not ERR_NOT_FOUND, when the source lacks the manifest (bytes that are
   // there are verified all the same).
-  const manifestOf = async (source: Source, pinned: PointerOffer, optional = false): Promise<Omit<Target, 'candidate'> | undefined> => {
+  const manifestOf = async (source: Source, pinned: PointerOffer, optional = false): Promise<Offered | undefined> => {
     let m = manifests.get(pinned.version);
     if (!m) {
       const got = await pinnedManifest(ctx.layout, source, root, pinned);
       if (!got && optional) return undefined;
       if (!got) throw new FerryError('ERR_NOT_FOUND', `${source.name} names ${pinned.version} but has no manifest for it`);
-      if (!got.doc.targets[ctx.target]) throw new FerryError('ERR_WRONG_TARGET', `${pinned.version}'s manifest has no ${ctx.target} release`);
-      m = { manifest: got.doc, manifestBytes: got.bytes, source };
+      if (!got.signed.targets[ctx.target]) throw new FerryError('ERR_WRONG_TARGET', `${pinned.version}'s manifest has no ${ctx.target} release`);
+      m = { signed: got.signed, manifestBytes: got.bytes, source };
       manifests.set(pinned.version, m);
     }
-    marks.value = raiseSignedFloor(marks.value, m.manifest.releaseDate, ctx.now, root);
+    marks.value = raiseSignedFloor(marks.value, m.signed.releaseDate, ctx.now, root);
     return m;
   };
   // A rollout's steps are judged at the device's clock, never below its time floor (SECURITY.md row 5).
@@ -164,7 +179,7 @@ async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], 
   const candidates: Candidate[] = [];
   for (const { offer, pointer } of mine) {
     let m = (await manifestOf(offer.source, pointer))!;
-    const decision = decideRollout({ deviceId: ctx.deviceId, rollout: pointer.rollout, now: rolloutNow, security: m.manifest.securityFix || offer.channel === 'security' });
+    const decision = decideRollout({ deviceId: ctx.deviceId, rollout: pointer.rollout, now: rolloutNow, security: m.signed.securityFix || offer.channel === 'security' });
     const offered = offerUnderRollout({ pointer, decision, current });
     // Held back by a rollout is no refusal (nothing is wrong with the source): only a note.
     if (!decision.take) ctx.log(`${offer.channel} ${pointer.version} is rolling out and not to this device yet (${decision.why}); ${offered ? `${offered.version}, the version before it, is offered instead` : 'staying on what is installed'}`);
@@ -178,7 +193,7 @@ async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], 
       }
       m = previous;
     }
-    candidates.push({ channel: offer.channel, version: offered.version, sequence: offer.doc.sequence, mandatory: m.manifest.mandatory, securityFix: m.manifest.securityFix });
+    candidates.push({ channel: offer.channel, version: offered.version, sequence: offer.doc.sequence, mandatory: m.signed.mandatory, securityFix: m.signed.securityFix });
   }
   // Given up on (ERR_GAVE_UP) or held after a manual rollback: a security fix below it must still reach the device.
   const passOver = new Set<string>();
@@ -193,7 +208,31 @@ async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], 
   if (decision.kind === 'up-to-date') return undefined;
   const m = manifests.get(decision.candidate.version);
   if (!m) throw new FerryError('ERR_INTERNAL', `internal: the policy chose ${decision.candidate.version}, which no offer names`);
-  return { candidate: decision.candidate, ...m };
+  // Only the chosen release's list is read: an offer passed over (or held back by a rollout) costs no list.
+  const { release, listBytes } = await deviceRelease(ctx, m.source, m.signed.version, m.signed.targets[ctx.target]!);
+  return { candidate: decision.candidate, manifest: { ...manifestInfo(m.signed), targets: { [ctx.target]: release } }, manifestBytes: m.manifestBytes, ...(listBytes ? { listBytes } : {}), source: m.source };
+}
+
+/**
+ * This device's release of `version` with its file list known (issue 14 item 5): inline; else the
+ * list this device kept for that version; else rebuilt from an installed base's list and a pack
+ * delta's edit; else read from `source`. Each separate list is checked against the signed pin
+ * (SECURITY.md row 9); a rebuilt one that does not match is dropped, never used, and the source's
+ * is read instead. A source's list that does not match is ERR_SIZE / ERR_HASH_MISMATCH.
+ */
+async function deviceRelease(ctx: UpdateContext, source: Source, version: string, t: SignedTarget): Promise<{ release: TargetRelease; listBytes?: Uint8Array }> {
+  if (t.kind === 'inline') return { release: t.release };
+  const own = await keptList(ctx.layout, version, ctx.target);
+  if (own && matchesPin(own, t.fileList)) return { release: resolveTarget(t, own), listBytes: own };
+  for (const d of t.deltas) {
+    if (!d.listEdit || !(await exists(ctx.layout.manifest(d.from)))) continue;
+    const base = (await localManifest(ctx.layout, d.from).catch(() => undefined))?.targets[ctx.target];
+    const rebuilt = base ? rebuildFileList(base.files, d.listEdit, t.fileList) : null;
+    if (rebuilt) return { release: resolveTarget(t, rebuilt), listBytes: rebuilt };
+    if (base) ctx.log(`the file list of ${version} rebuilt from ${d.from}'s does not match its signed pin; reading ${t.fileList.path} instead`);
+  }
+  const bytes = await readFileList(source, t.fileList);
+  return { release: resolveTarget(t, bytes), listBytes: bytes };
 }
 
 /**
@@ -202,10 +241,10 @@ async function chooseTarget(ctx: UpdateContext, root: RootDoc, mine: MyOffer[], 
  * item 14); else the source's. The copy is verified as a source's bytes would be (same pin, same
  * root), and equal bytes give equal verdicts, so which one is used changes no decision.
  */
-async function pinnedManifest(layout: HomeLayout, source: Source, root: RootDoc, pointer: PointerOffer): Promise<VerifiedManifest | undefined> {
+async function pinnedManifest(layout: HomeLayout, source: Source, root: RootDoc, pointer: PointerOffer): Promise<VerifiedSignedManifest | undefined> {
   const own = await readFile(layout.manifest(pointer.version)).catch(() => undefined);
   if (own && own.length === pointer.manifest.size && sha256(own) === pointer.manifest.sha256) return verifyManifest(own, root, pointer.version, pointer.manifest);
-  return readManifest(source, root, pointer.version, pointer.manifest);
+  return readSignedManifest(source, root, pointer.version, pointer.manifest);
 }
 
 /**
@@ -222,7 +261,7 @@ async function knownReleases(ctx: UpdateContext, root: RootDoc, chosen: Target, 
   if (installed) releases.set(current, installed);
   for (const d of target.deltas.slice(0, MAX_INTERMEDIATE)) {
     if (d.from === current || !semver.gt(d.from, current) || releases.has(d.from)) continue;
-    const mid = await readManifest(chosen.source, root, d.from, null).catch(() => undefined);
+    const mid = await readManifest(chosen.source, root, d.from, null, ctx.target).catch(() => undefined);
     const midRelease = mid?.doc.targets[ctx.target];
     if (midRelease) releases.set(d.from, midRelease);
   }

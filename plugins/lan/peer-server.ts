@@ -30,7 +30,7 @@ import { MANIFEST_MAX_BYTES } from '../../core/trust/metadata.ts';
 
 /** The URL scheme peers speak; the client side is plugins/lan/source.ts. */
 export const ARTIFACT_PREFIX = '/ferry/v1/artifacts/';
-/** Followed by a repository path: root/<N>.json, channels/<c>.json, releases/<v>/manifest.json. */
+/** Followed by a repository path: root/<N>.json, channels/<c>.json, releases/<v>/manifest.json, releases/<v>/files-<target>.json. */
 export const METADATA_PREFIX = '/ferry/v1/metadata/';
 const SHA256_PATH = /^\/ferry\/v1\/artifacts\/([0-9a-f]{64})$/;
 const REPORT_PATH = /^\/ferry\/v1\/reports\/([0-9a-f]{32})$/;

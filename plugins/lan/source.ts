@@ -15,7 +15,7 @@ import { ARTIFACT_PREFIX, METADATA_PREFIX } from './peer-server.ts';
 
 const SHA256 = /^[0-9a-f]{64}$/;
 /** The repository paths a peer serves (core/update/kept-metadata.ts keptMetadataFile). */
-const METADATA_PATH = /^(root\/[1-9][0-9]{0,8}|channels\/[a-z]{1,16}|releases\/[0-9A-Za-z.+-]{1,128}\/manifest)\.json$/;
+const METADATA_PATH = /^(root\/[1-9][0-9]{0,8}|channels\/[a-z]{1,16}|releases\/[0-9A-Za-z.+-]{1,128}\/(manifest|files-[a-z0-9_]{1,32}-[a-z0-9_]{1,32}))\.json$/;
 
 export interface LanSourceOptions {
   discovery: Pick<LanDiscovery, 'peers'>;

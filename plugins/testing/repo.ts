@@ -35,6 +35,8 @@ export interface ReleaseOptions {
    * publisher's own default is 11, the smallest and slowest; core/io/brotli.ts).
    */
   compressionLevel: number;
+  /** The file list inside the manifest, as before separate lists (`ferry release --inline-file-list`). */
+  inlineFileList: boolean;
 }
 
 export interface TestRepo {
@@ -103,6 +105,7 @@ export async function makeRepo(options: { app?: string; dir?: string } = {}): Pr
         now: o.now ?? new Date(),
         patcher: createBsdiffPatcher(),
         compressionLevel: o.compressionLevel ?? TEST_COMPRESSION_LEVEL,
+        inlineFileList: o.inlineFileList ?? false,
       });
     },
     cleanup: tmp.cleanup,

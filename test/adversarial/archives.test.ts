@@ -113,7 +113,7 @@ function withHostile(...hostile: (TarEntry | Buffer)[]): (TarEntry | Buffer)[] {
 async function assertNothingLeft(s: Scene): Promise<void> {
   assert.equal(await namesIn(join(s.home, 'staging')), [], 'staging/ is empty');
   assert.equal(await namesIn(join(s.home, 'releases')), [OLD], 'no 1.1.0 release folder');
-  assert.equal(await namesIn(join(s.home, 'manifests')), [`${OLD}.json`], 'no 1.1.0 manifest copy');
+  assert.equal(await namesIn(join(s.home, 'manifests')), [`${OLD}.files-linux-x64.json`, `${OLD}.json`], 'no 1.1.0 manifest copy (nor list)');
   assert.equal((await namesIn(join(s.home, 'cache'))).filter((n) => n.endsWith('.part')), [], 'no partial download');
   await s.assertOutsideUntouched();
 }

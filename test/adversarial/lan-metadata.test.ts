@@ -15,7 +15,7 @@ import { cp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeRepo, sampleApp, tempDir, type TempDir, type TestRepo } from '../helpers/repo.ts';
 import { assertTree } from '../helpers/device.ts';
-import { flipByte, resignChannel } from '../helpers/tamper.ts';
+import { flipByte, readPayload, resignChannel } from '../helpers/tamper.ts';
 import { ROOT } from '../helpers/cli.ts';
 import { assertRefused } from '../../plugins/testing/assert-refused.ts';
 import { initDevice } from '../../core/device/init.ts';
@@ -177,7 +177,8 @@ test('issue 13 item 6: a peer serving a tampered pointer, manifest or root is re
   await writeBundle({ repo: w.repo.repo, version: '1.1.0', platform: 'linux', arch: 'x64', out: w.stick });
   const a = await withDevice(w.homeA, async (u) => ({ result: await u.apply(), version: await u.currentVersion() }));
   assert.is(a.version, '1.1.0', `A: ${JSON.stringify(a.result)}`);
-  const v2 = JSON.parse(Buffer.from(JSON.parse(await readFile(join(w.homeA, 'manifests', '1.1.0.json'), 'utf8')).payload, 'base64').toString()) as ManifestDoc;
+  // A's kept manifest, its separate file list inlined from beside it (readPayload).
+  const v2 = await readPayload<ManifestDoc>(join(w.homeA, 'manifests', '1.1.0.json'));
 
   /** A peer serving copies of A's kept files and cache, with `tamper` applied to them. */
   const liar = async (name: string, tamper: (home: string) => Promise<void>): Promise<string> => {

@@ -20,9 +20,9 @@ import type { ArtifactRef, ManifestDoc } from '../../core/trust/metadata.ts';
 
 const TARGET = ['--platform', 'linux', '--arch', 'x64'];
 
-/** Body bytes the origin served for artifacts (anything under releases/ but the manifests). */
+/** Body bytes the origin served for artifacts (anything under releases/ but the manifests and their file lists, which are metadata). */
 function artifactBytes(origin: StaticServer): number {
-  return [...origin.stats.bytesByPath].filter(([p]) => p.startsWith('releases/') && !p.endsWith('manifest.json')).reduce((n, [, b]) => n + b, 0);
+  return [...origin.stats.bytesByPath].filter(([p]) => p.startsWith('releases/') && !p.endsWith('manifest.json') && !/\/files-[^/]+\.json$/.test(p)).reduce((n, [, b]) => n + b, 0);
 }
 
 /** The signed full artifact of `version` for linux-x64, read straight from the repository. */

@@ -52,7 +52,8 @@ roundTrip('a full-artifact bundle of the latest release verifies', () => withRel
   const result = await writeBundle({ repo: t.repo, version: '1.1.0', platform: 'linux', arch: 'x64', out });
   const m = await manifestOf(t, '1.1.0');
   assert.is(result.channel, 'stable');
-  assert.equal(result.files, ['root.json', 'root/1.json', 'channels/stable.json', 'releases/1.1.0/manifest.json', m.targets['linux-x64']!.full.path]);
+  // The separate file list the manifest pins travels with it (issue 14 item 5).
+  assert.equal(result.files, ['root.json', 'root/1.json', 'channels/stable.json', 'releases/1.1.0/manifest.json', 'releases/1.1.0/files-linux-x64.json', m.targets['linux-x64']!.full.path]);
   const report = await verifyBundle(t, out);
   assert.equal(report.problems, []);
   assert.is(report.ok, true);

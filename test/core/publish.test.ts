@@ -20,7 +20,7 @@ import { parseManifestPayload, regularFiles, type DeltaOp, type ManifestDoc, typ
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import { makeRepo, pseudoRandomBytes, sampleApp, tempDir, writeTree, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
-import { flipByte, snapshotDir } from '../helpers/tamper.ts';
+import { flipByte, readPayload, snapshotDir } from '../helpers/tamper.ts';
 
 async function verify(t: TestRepo, now = new Date()) {
   const scratch = await tempDir('ferry-scratch-');
@@ -70,9 +70,9 @@ function manifestState(files: TreeEntry[]) {
 }
 
 async function readManifestDoc(t: TestRepo, version: string): Promise<ManifestDoc> {
-  const env = JSON.parse(await readFile(join(t.repo, 'releases', version, 'manifest.json'), 'utf8')) as { payload: string };
-  // Parsed, so deltas of both wire layouts (`deltas`, `deltaPacks`) come back as one list.
-  return parseManifestPayload(Buffer.from(env.payload, 'base64'));
+  // Parsed, so deltas of both wire layouts (`deltas`, `deltaPacks`) come back as one list (a
+  // separate file list inlined by readPayload).
+  return parseManifestPayload(Buffer.from(JSON.stringify(await readPayload<ManifestDoc>(join(t.repo, 'releases', version, 'manifest.json')))));
 }
 
 // ---------------------------------------------------------------------------------------------

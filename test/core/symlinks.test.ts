@@ -26,7 +26,7 @@ import { verifyRepository } from '../../core/trust/verify-repo.ts';
 import { makeRepo, pseudoRandomBytes, tempDir, writeTree, type TempDir, type TestRepo } from '../helpers/repo.ts';
 import { assertInstalled, cleanupAll, makeDevice } from '../helpers/device.ts';
 import { assertCode, assertCodeAsync } from '../helpers/assert-code.ts';
-import { snapshotDir } from '../helpers/tamper.ts';
+import { readPayload, snapshotDir } from '../helpers/tamper.ts';
 import { tarBytes } from '../helpers/tar-writer.ts';
 
 const execFileP = promisify(execFile);
@@ -195,8 +195,7 @@ release('records each link with its target; a tree without links keeps exactly t
     { path: 'main.js', type: 'symlink', target: 'server.js' },
   ]);
   // The manifest as stored verifies and parses back to the same list.
-  const env = JSON.parse(await readFile(join(t.repo, 'releases', '1.0.0', 'manifest.json'), 'utf8')) as { payload: string };
-  assert.equal(parseManifestPayload(Buffer.from(env.payload, 'base64')).targets[T]!.files, r.manifest.targets[T]!.files);
+  assert.equal(parseManifestPayload(Buffer.from(JSON.stringify(await readPayload(join(t.repo, 'releases', '1.0.0', 'manifest.json'))))).targets[T]!.files, r.manifest.targets[T]!.files);
 }));
 
 release('the full artifact holds the links as link entries and is the same bytes from the same tree', () => withRepo(async (t, tmp) => {

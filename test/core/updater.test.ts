@@ -537,7 +537,8 @@ rollback('cleanup(keep) drops old points and releases, never current or the prev
       assert.equal((await u.listRestorePoints()).map((p) => [p.version, p.reason]), [['1.3.0', 'manual']]);
     });
     assert.equal(await device.releases(), ['1.2.0', '1.3.0']);
-    assert.equal((await readdir(device.layout.manifests)).sort(), ['1.2.0.json', '1.3.0.json']);
+    // Each kept manifest with its kept file list (issue 14 item 5); the removed releases' lists went with them.
+    assert.equal((await readdir(device.layout.manifests)).sort(), ['1.2.0.files-linux-x64.json', '1.2.0.json', '1.3.0.files-linux-x64.json', '1.3.0.json']);
     await assertInstalled(device, rs[3]!);
     await assertTree(device.layout.release('1.2.0'), files(rs[2]!));
   } finally {

@@ -61,8 +61,10 @@ export async function buildSeeds(): Promise<TempDir> {
       rootThreshold: 1,
       now: new Date(),
     });
-    await repo.release(OLD, appTree(0));
-    await repo.release(NEW, appTree(1));
+    // Inline lists, so the manifest parser meets whole targets; the separate list's own parser is
+    // fuzzed on its canonical form of the same list (targets.ts 'metadata').
+    await repo.release(OLD, appTree(0), { inlineFileList: true });
+    await repo.release(NEW, appTree(1), { inlineFileList: true });
     await writeBundle({ repo: repo.repo, version: NEW, from: OLD, withFull: true, channel: 'stable', platform: 'linux', arch: 'x64', out: join(repo.dir, BUNDLE) });
     const base = appTree(0)['lib/engine.bin'] as Buffer;
     await writeFile(join(repo.dir, FERRY_PATCH_BASE), base);

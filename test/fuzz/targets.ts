@@ -21,12 +21,13 @@ import { FerryError } from '../../core/errors.ts';
 import { parseStrictJson, type Json } from '../../core/io/strict-json.ts';
 import { encodeEnvelope, parseEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/trust/dsse.ts';
 import { parseRootPayload, verifyRootRotation, verifyTrustedRoot, type RootDoc } from '../../core/trust/root.ts';
-import { parseChannelPayload, parseManifestPayload, regularFiles, type FileRef, type TreeEntry } from '../../core/trust/metadata.ts';
+import { FILE_LIST_TYPE, parseChannelPayload, parseFileList, parseManifestPayload, regularFiles, type FileRef, type TreeEntry } from '../../core/trust/metadata.ts';
 import { readChannel, readManifest, updateRoot, verifyArtifactFile } from '../../core/trust/trusted-metadata.ts';
 import { openBundle } from '../../core/publish/bundle.ts';
 import { archiveCoder, extractArchive, type ArchiveCoder, type ExpectedFile } from '../../core/io/extract.ts';
 import { brotliDecoder } from '../../core/io/brotli.ts';
 import { sha256 } from '../../core/io/hash.ts';
+import { fileListPayload } from '../../core/trust/file-list.ts';
 import type { Source } from '../../core/ports/source.ts';
 import type { SigningKey } from '../../core/trust/keys.ts';
 import { floodSignatures, mutateBytes, mutateJson, mutateTar, mutateTarEntry, mutateTarBr, mutateTarGz, withPayload, type Rng } from './mutate.ts';
@@ -131,13 +132,18 @@ const strictJson: Target = {
 
 const metadata: Target = {
   name: 'metadata',
-  what: 'core/trust/root.ts parseRootPayload, core/trust/metadata.ts parseChannelPayload / parseManifestPayload over mutated payloads',
+  what: 'core/trust/root.ts parseRootPayload, core/trust/metadata.ts parseChannelPayload / parseManifestPayload, parseFileList over mutated payloads',
   deadlineMs: 10_000,
   async prepare(seeds) {
     const kinds = [
       { payloads: [seeds.root1.payload, seeds.root2.payload], parse: parseRootPayload as (p: Uint8Array) => unknown },
       { payloads: [seeds.channel.payload], parse: parseChannelPayload },
       { payloads: [seeds.manifests[NEW]!.payload, seeds.manifests[OLD]!.payload], parse: parseManifestPayload },
+      // A separate file list's entries, past its pin (taken from the bytes themselves: the pin check is not what is fuzzed).
+      {
+        payloads: [fileListPayload(seeds.manifests[NEW]!.doc.targets[TARGET]!.files), fileListPayload(seeds.manifests[OLD]!.doc.targets[TARGET]!.files)],
+        parse: (b: Uint8Array) => ({ type: FILE_LIST_TYPE, files: parseFileList(b, { path: `releases/${NEW}/files-${TARGET}.json`, size: b.length, sha256: sha256(b) }) }),
+      },
     ];
     return async (r) => {
       const kind = r.pick(kinds);

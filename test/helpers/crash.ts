@@ -4,6 +4,7 @@
 // The oracle reads the signed manifest straight from the repository and hashes every file of
 // `current` itself, so a bug in the device code cannot also hide in the check.
 
+import { readPayload } from './tamper.ts';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -119,8 +120,8 @@ export interface CrashFixture {
 
 /** Reads releases/<version>/manifest.json from the repository and decodes its DSSE payload. */
 export async function signedFiles(repoDir: string, version: string): Promise<TreeEntry[]> {
-  const envelope = JSON.parse(await readFile(join(repoDir, 'releases', version, 'manifest.json'), 'utf8')) as { payload: string };
-  const doc = JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')) as ManifestDoc;
+  // readPayload: a separate file list comes back inline.
+  const doc = await readPayload<ManifestDoc>(join(repoDir, 'releases', version, 'manifest.json'));
   const release = doc.targets[TARGET];
   if (!release) throw new Error(`manifest ${version} has no ${TARGET} release`);
   return release.files;
@@ -504,9 +505,10 @@ export async function afterRemount<T>(disk: LoopFs, look: () => Promise<T>): Pro
 }
 
 /**
- * The device keeps the signed manifest of each installed release (manifests/<version>.json): it
- * is what a rollback re-verifies against and what the next delta is planned from. Each one beside
- * a release in releases/ must be byte for byte the repository's signed manifest.
+ * The device keeps the signed manifest of each installed release (manifests/<version>.json), and
+ * the separate file list it pins (manifests/<version>.files-<target>.json): they are what a
+ * rollback re-verifies against and what the next delta is planned from. Each one beside a release
+ * in releases/ must be byte for byte the repository's.
  */
 export async function manifestCopyProblems(home: string, repoDir: string): Promise<string[]> {
   const problems: string[] = [];
@@ -515,6 +517,12 @@ export async function manifestCopyProblems(home: string, repoDir: string): Promi
     const copy = await readFile(join(home, 'manifests', `${version}.json`)).catch((err: Error) => err);
     if (copy instanceof Error) problems.push(`releases/${version} is installed but its manifest copy is unreadable: ${copy.message}`);
     else if (!copy.equals(await readFile(join(repoDir, 'releases', version, 'manifest.json')))) problems.push(`manifests/${version}.json (${copy.length} bytes) is not the signed manifest`);
+    // Its separate file list (issue 14 item 5), kept before the manifest: there whenever the manifest is.
+    const list = await readFile(join(repoDir, 'releases', version, `files-${TARGET}.json`)).catch(() => undefined);
+    if (!list) continue;
+    const kept = await readFile(join(home, 'manifests', `${version}.files-${TARGET}.json`)).catch((err: Error) => err);
+    if (kept instanceof Error) problems.push(`releases/${version} is installed but its kept file list is unreadable: ${kept.message}`);
+    else if (!kept.equals(list)) problems.push(`manifests/${version}.files-${TARGET}.json (${kept.length} bytes) is not the published list`);
   }
   return problems;
 }

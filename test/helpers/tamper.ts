@@ -3,7 +3,7 @@
 // snapshot of a folder (path, kind, mode, sha256) to prove a refused operation changed nothing.
 
 import { lstat, readdir, readFile, truncate, appendFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/trust/dsse.ts';
 import { sha256 } from '../../core/io/hash.ts';
 import { channelPath, manifestPath, CHANNELS, type Channel, type ChannelDoc, type ManifestDoc } from '../../core/trust/metadata.ts';
@@ -48,10 +48,35 @@ export async function extendBy(file: string, n: number): Promise<void> {
   await appendFile(file, Buffer.alloc(n, 0x42));
 }
 
-/** The decoded payload of a DSSE envelope file. */
+/**
+ * The decoded payload of a DSSE envelope file. A manifest whose file lists are separate documents
+ * (issue 14 item 5) comes back in the inline form, each list read from beside the manifest: what a
+ * test inspects is the signed list, and what it re-signs is a valid (inline) manifest.
+ */
 export async function readPayload<T>(file: string): Promise<T> {
   const env = JSON.parse((await readFile(file, 'utf8'))) as { payload: string };
-  return JSON.parse(Buffer.from(env.payload, 'base64').toString('utf8')) as T;
+  const doc = JSON.parse(Buffer.from(env.payload, 'base64').toString('utf8')) as T;
+  if ((doc as { type?: unknown }).type === 'ferry/manifest') await inlineFileLists(doc as unknown as WireManifest, file);
+  return doc;
+}
+
+interface WireManifest {
+  targets: Record<string, { files?: unknown; fileList?: { path: string }; deltaPacks?: { listEdit?: unknown }[] }>;
+}
+
+/**
+ * Turns each separate list of `doc` into inline `files`, read from beside `file`: a repository's
+ * releases/<v>/files-<target>.json, or a device's kept manifests/<v>.files-<target>.json.
+ */
+async function inlineFileLists(doc: WireManifest, file: string): Promise<void> {
+  for (const t of Object.values(doc.targets ?? {})) {
+    if (!t.fileList) continue;
+    const name = basename(t.fileList.path);
+    const text = await readFile(join(dirname(file), name), 'utf8').catch(() => readFile(join(dirname(file), `${basename(file, '.json')}.${name}`), 'utf8'));
+    t.files = (JSON.parse(text) as { files: unknown }).files;
+    delete t.fileList;
+    for (const d of t.deltaPacks ?? []) delete d.listEdit;
+  }
 }
 
 /** Rewrites channels/<channel>.json with `mutate` applied to its payload, signed by `keys`. */
@@ -68,9 +93,10 @@ export async function resignChannel(repo: string, channel: Channel, keys: Signin
  * that version in a new pointer (sequence + 1, also signed by `keys`): a validly signed but wrong
  * release, as a compromised or buggy publisher would produce. Returns the new manifest.
  */
-export async function resignManifest(repo: string, version: string, keys: SigningKey[], mutate: (doc: ManifestDoc) => void): Promise<ManifestDoc> {
+export async function resignManifest(repo: string, version: string, keys: SigningKey[], mutate: (doc: ManifestDoc) => void, options: { wire?: boolean } = {}): Promise<ManifestDoc> {
   const file = join(repo, manifestPath(version));
-  const doc = await readPayload<ManifestDoc>(file);
+  // `wire`: the payload exactly as signed (a separate file list stays a pin), not inlined.
+  const doc = options.wire ? (JSON.parse(Buffer.from((JSON.parse(await readFile(file, 'utf8')) as { payload: string }).payload, 'base64').toString('utf8')) as ManifestDoc) : await readPayload<ManifestDoc>(file);
   mutate(doc);
   const bytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, Buffer.from(JSON.stringify(doc)), keys));
   await writeFile(file, bytes);

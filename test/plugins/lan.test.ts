@@ -69,7 +69,8 @@ function get(url: string, headers: Record<string, string> = {}, method = 'GET'):
 
 /** Bytes the origin served for artifacts (anything under releases/ that is not a manifest). */
 function artifactBytes(byPath: Record<string, number>): number {
-  return Object.entries(byPath).filter(([p]) => p.startsWith('releases/') && !p.endsWith('manifest.json')).reduce((n, [, b]) => n + b, 0);
+  // A manifest's separate file list (releases/<v>/files-<target>.json) is metadata too.
+  return Object.entries(byPath).filter(([p]) => p.startsWith('releases/') && !p.endsWith('manifest.json') && !/\/files-[^/]+\.json$/.test(p)).reduce((n, [, b]) => n + b, 0);
 }
 
 // ---------------------------------------------------------------------------------------------

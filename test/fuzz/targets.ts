@@ -15,8 +15,9 @@ import { existsSync } from 'node:fs';
 import { lstat, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { brotliCompressSync, brotliDecompressSync, constants as zc, gzipSync } from 'node:zlib';
-import { applyPatchEntry } from '../../core/delta/patch-apply.ts';
-import { PATCH_HEADER_SIZE, readPatchHeader, writeVarint } from '../../core/delta/patch-format.ts';
+import { applyPatchEntry, applySolidMember } from '../../core/delta/patch-apply.ts';
+import { PATCH_HEADER_SIZE, readPatchHeader, unzigzag, writeVarint } from '../../core/delta/patch-format.ts';
+import { encodeSolid, writeSolidHeader } from '../../core/delta/solid-format.ts';
 import { FerryError } from '../../core/errors.ts';
 import { parseStrictJson, type Json } from '../../core/io/strict-json.ts';
 import { encodeEnvelope, parseEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/trust/dsse.ts';
@@ -529,7 +530,64 @@ const ferryPatch: Target = {
   },
 };
 
-export const TARGETS: readonly Target[] = [strictJson, metadata, envelopes, bundles, extraction, ferryPatch];
+const SOLID_WHOLE = Buffer.from('export function trim(s) { return s.replace(/^\\s+|\\s+$/g, ""); }\n'.repeat(20));
+
+const solidBlock: Target = {
+  name: 'solid',
+  what: 'core/delta/patch-apply.ts over mutated FERRYSB1 solid blocks (a patch member and a whole member): framing varints, compressed bytes, and re-encoded decoded sections with the framing fitted',
+  deadlineMs: 10_000,
+  async prepare(seeds, sandbox) {
+    const seed = seeds.ferryPatch;
+    const h = readPatchHeader(seed.patch);
+    const plain = (from: number, len: number) => brotliDecompressSync(seed.patch.subarray(from, from + len));
+    const control = readVarints(plain(PATCH_HEADER_SIZE, h.controlLength)).map((v, i) => (i % 3 === 2 ? unzigzag(v) : v));
+    const raw = { oldSize: h.oldSize, newSize: h.newSize, control, diff: plain(PATCH_HEADER_SIZE + h.controlLength, h.diffLength), extra: plain(PATCH_HEADER_SIZE + h.controlLength + h.diffLength, h.extraLength) };
+    const decoded = encodeSolid([{ kind: 'patch', raw }, { kind: 'whole', data: SOLID_WHOLE }]);
+    const block = (d: Buffer, members = 2, stated = d.length, q = 5) => Buffer.concat([writeSolidHeader(members, stated), brotliCompressSync(d, { params: { [zc.BROTLI_PARAM_QUALITY]: q } })]);
+    const good = block(decoded);
+    const baseFile = join(dirname(sandbox.input), 'solid-base');
+    await writeFile(baseFile, seed.base);
+    return async (r) => {
+      const how = r.next();
+      let bytes: Buffer;
+      if (how < 0.25) bytes = mutateBytes(r, good);
+      else if (how < 0.4) bytes = block(decoded, r.chance(0.5) ? r.pick([0, 1, 3, 2 ** 16, 2 ** 16 + 1]) : 2, r.chance(0.5) ? r.pick([0, decoded.length - 1, decoded.length + 1, 2 ** 21, 2 ** 21 + 1]) : decoded.length);
+      else if (how < 0.85) {
+        // A decoded section changed, re-compressed, the framing fitted: reaches the split and the replay.
+        const d = r.chance(0.5) ? mutateBytes(r, decoded, [SOLID_WHOLE]) : Buffer.from(decoded);
+        if (d.length > 0 && r.chance(0.5)) d[r.int(Math.min(d.length, 64))] = r.pick([0, 1, 2, 0x7f, 0x80, 0xff]);
+        bytes = block(d, 2, d.length, r.int(5));
+      } else if (how < 0.95) bytes = Buffer.concat([good, Buffer.alloc(1 + r.int(8), r.int(256))]);
+      else bytes = good;
+      await writeFile(sandbox.input, bytes);
+      const outFile = join(sandbox.dest, 'out');
+      const whole = r.chance(0.4);
+      const newSize = whole ? SOLID_WHOLE.length : seed.newSize;
+      let most = 0;
+      return contained(sandbox, async () => {
+        let got: { sha256: string; size: number };
+        const patch = { file: sandbox.input, offset: 0, size: bytes.length };
+        const onWritten = (b: number) => { most = Math.max(most, b); };
+        try {
+          got = whole
+            ? await applySolidMember({ patch, member: r.chance(0.9) ? 1 : r.int(4), outFile, newSize, onWritten })
+            : await applyPatchEntry({ baseFile, baseSize: seed.base.length, patch, outFile, newSize, member: r.chance(0.9) ? 0 : r.int(4), onWritten, ...(r.chance(0.5) ? { oldInMemoryMax: 0 } : {}) });
+        } catch (err) {
+          if (most > newSize) throw new Finding('invariant', `wrote ${most} bytes, signed ${newSize}`);
+          if (err instanceof FerryError && err.code === 'ERR_INTERNAL') throw new Finding('internal', err.message);
+          if (existsSync(outFile)) throw new Finding('invariant', `refused (${(err as Error).message}) but left its output file`);
+          throw err;
+        }
+        const written = await readFile(outFile);
+        if (got.size !== newSize || written.length !== got.size) throw new Finding('invariant', `accepted with ${got.size} bytes reported, ${written.length} written, ${newSize} signed`);
+        if (sha256(written) !== got.sha256) throw new Finding('invariant', 'the reported sha256 is not the written file\'s');
+        return 'accepted';
+      });
+    };
+  },
+};
+
+export const TARGETS: readonly Target[] = [strictJson, metadata, envelopes, bundles, extraction, ferryPatch, solidBlock];
 
 
 // ---------------------------------------------------------------------------------------------

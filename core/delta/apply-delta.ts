@@ -41,7 +41,7 @@ const FSYNC_CONCURRENCY = 32;
  * hands it to the native patcher, which holds base and output in memory, so those run one at a time.
  */
 const BSDIFF40 = Buffer.from(BSDIFF40_MAGIC, 'latin1');
-/** A solid block (core/delta/solid-format.ts): the ops naming the same range are its members, in op order. */
+/** A solid block (core/delta/solid-format.ts): several ops name it, each finding its member by its signed sha256. */
 const SOLID = Buffer.from(SOLID_MAGIC, 'latin1');
 
 /** Whether the `size` bytes at `offset` of `file` start with `magic`. */
@@ -197,16 +197,6 @@ export async function applyDelta(input: {
     work.push(op);
   }
   for (const file of targetFiles) if (!isLink(file) && !listed.has(file.path)) work.push({ op: 'copy', path: file.path, from: file.path, sha256: file.sha256 });
-  // The k-th op naming an entry is member k of it (only a FERRYSB1 solid block is named by several).
-  const memberOf = new Map<FileOp, number>();
-  const named = new Map<string, number>();
-  for (const op of work) {
-    if (op.op === 'copy') continue;
-    const key = isPackRange(op.entry) ? `${op.entry.offset}+${op.entry.size}` : op.entry.sha256;
-    memberOf.set(op, named.get(key) ?? 0);
-    named.set(key, (named.get(key) ?? 0) + 1);
-  }
-
   const written: string[] = [];
   const made = new Set<string>(['.']);
   const parentOf = async (target: string): Promise<void> => {
@@ -249,7 +239,7 @@ export async function applyDelta(input: {
           expectHash(await sha256File(base), op.baseSha256, `base file ${op.from}`);
           const patch = where(op.entry);
           const baseSize = (await stat(base)).size;
-          const run = () => applyPatchEntry({ baseFile: base, baseSize, patch, outFile: target, newSize: file.size, legacy: patcher, member: memberOf.get(op) });
+          const run = () => applyPatchEntry({ baseFile: base, baseSize, patch, outFile: target, newSize: file.size, legacy: patcher, member: op.sha256 });
           // FERRYBD1 (and zstd-from) are applied in process, several at once; an old BSDIFF40
           // entry goes to the native patcher, which holds base and output in memory: one at a time.
           const got = (await startsWith(patch, BSDIFF40)) ? await oneAtATime(run) : await run();
@@ -266,7 +256,7 @@ export async function applyDelta(input: {
         }
         case 'whole': {
           if (await startsWith(where(op.entry), SOLID)) {
-            const got = await applySolidMember({ patch: where(op.entry), member: memberOf.get(op), outFile: target, newSize: file.size });
+            const got = await applySolidMember({ patch: where(op.entry), member: op.sha256, outFile: target, newSize: file.size });
             try {
               expectHash(got.sha256, op.sha256, op.path);
             } catch (err) {

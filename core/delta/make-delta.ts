@@ -129,8 +129,8 @@ export async function makeDelta(input: {
       // A small file (and a small base) may join the solid block; a zstd-from entry stays alone.
       const small = file.size <= SOLID_MAX_FILE && (same?.size ?? 0) <= SOLID_MAX_FILE && held + file.size <= SOLID_HOLD_MAX;
       const member: SolidInput | undefined = !small ? undefined
-        : entryName === wholeName ? { kind: 'whole', data: await readFile(join(newDir, file.path)) }
-          : entryName === patchName && raw ? { kind: 'patch', raw } : undefined;
+        : entryName === wholeName ? { kind: 'whole', sha256: file.sha256, data: await readFile(join(newDir, file.path)) }
+          : entryName === patchName && raw ? { kind: 'patch', sha256: file.sha256, raw } : undefined;
       const decoded = member ? encodeSolid([member]).length : Infinity;
       if (member && blockDecoded + decoded <= SOLID_MAX_DECODED) {
         candidates.push({ op, member, alone: join(workDir, entryName), aloneSize });

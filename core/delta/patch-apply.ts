@@ -52,8 +52,8 @@ export interface PatchEntryInput {
   oldInMemoryMax?: number;
   /** Hears the output's size so far each time a buffer of it is written (progress on large files). */
   onWritten?: (bytes: number) => void;
-  /** For a FERRYSB1 entry (a solid block several ops name): which of its members this op is (core/delta/solid-format.ts). */
-  member?: number;
+  /** For a FERRYSB1 entry (a solid block several ops name): the op's signed sha256, which names its member (core/delta/solid-format.ts). */
+  member?: string;
 }
 
 /**
@@ -486,16 +486,17 @@ async function readSolidBlock(patch: PatchEntryInput['patch']): Promise<SolidMem
 }
 
 /**
- * Builds `outFile` from member `member` of the solid block at `patch`: a patch member from `base`
+ * Builds `outFile` from the member of the solid block at `patch` that names the op's signed sha256 (`member`): a patch member from `base`
  * (replayed with FERRYBD1's checks), a whole member from its bytes. The member's kind must be the
  * op's, and its stated sizes the signed ones, before anything is created.
  */
 export async function applySolidMember(input: SolidMemberInput): Promise<{ sha256: string; size: number }> {
-  const k = input.member;
-  if (k === undefined || !Number.isSafeInteger(k) || k < 0) throw new FerryError('ERR_INTERNAL', `a FERRYSB1 entry applied with no member index (${k})`);
+  const want = input.member;
+  if (want === undefined || !/^[0-9a-f]{64}$/.test(want)) throw new FerryError('ERR_INTERNAL', `a FERRYSB1 entry applied with no signed sha256 to find its member by (${want})`);
   const members = await readSolidBlock(input.patch);
+  const k = members.findIndex((m) => want.startsWith(m.id));
   const m = members[k];
-  if (!m) throw bogus(`op is member ${k} of a solid block of ${members.length}`);
+  if (!m) throw bogus(`no member of the solid block builds ${want.slice(0, 16)}…`);
   if (m.newSize !== input.newSize) throw bogus(`solid member ${k} promises ${m.newSize} bytes, signed ${input.newSize}`);
   const { base } = input;
   if (m.kind === 'patch') {

@@ -2,7 +2,8 @@
 // 'pack' delta compressed together as ONE brotli stream, so what they share (a thousand-file JS
 // tree repeats the same change in many modules) is paid for once, and a small entry costs a few
 // bytes of framing instead of FERRYBD1's 56-byte header and three brotli streams. Every op whose
-// entry is in the block names the block's whole range; the k-th such op (in op order) is member k.
+// entry is in the block names the block's whole range, and finds its member by the first bytes of
+// its signed sha256 (so ops can be listed, dropped or re-laid without renumbering anything).
 // Pure: bytes in, members out. Everything the bytes can prove wrong is refused here (ERR_PATCH);
 // core/delta/patch-apply.ts checks a member against its signed op and base.
 //
@@ -10,7 +11,8 @@
 //   "FERRYSB1" | varint members | varint decoded size (≤ SOLID_MAX_DECODED) | one brotli stream
 // The brotli stream decodes to exactly `decoded size` bytes, in sections (each member in order
 // within a section; patch-only sections skip the whole members):
-//   H  per member: kind (1 whole | 2 patch); whole: varint newSize; patch: varint oldSize,
+//   H  per member: kind (1 whole | 2 patch), the first 4 bytes of the sha256 it builds (its id);
+//      whole: varint newSize; patch: varint oldSize,
 //      varint newSize, varint control entries, varint count of non-zero diff bytes
 //   C  per patch member: its control entries as FERRYBD1's (x, y, zigzag z) varints
 //   G  per patch member: for each non-zero diff byte, the run of zero diff bytes before it (varint)
@@ -33,12 +35,16 @@ export const SOLID_MAX_MEMBERS = 65_536;
 const KIND_WHOLE = 1;
 const KIND_PATCH = 2;
 
-export type SolidInput = { kind: 'whole'; data: Uint8Array } | { kind: 'patch'; raw: RawPatch };
+/** Bytes of the built file's sha256 that name a member. */
+export const SOLID_ID_BYTES = 4;
+
+/** A member to write: `sha256` (hex) is the file it builds. */
+export type SolidInput = { sha256: string } & ({ kind: 'whole'; data: Uint8Array } | { kind: 'patch'; raw: RawPatch });
 
 /** A member as read from a decoded block: views into it, never copies. */
 export type SolidMember =
-  | { kind: 'whole'; newSize: number; data: Buffer }
-  | { kind: 'patch'; oldSize: number; newSize: number; entries: number; control: Buffer; diffLength: number; gaps: Buffer; values: Buffer; extra: Buffer };
+  | { kind: 'whole'; id: string; newSize: number; data: Buffer }
+  | { kind: 'patch'; id: string; oldSize: number; newSize: number; entries: number; control: Buffer; diffLength: number; gaps: Buffer; values: Buffer; extra: Buffer };
 
 const bogus = (why: string) => new FerryError('ERR_PATCH', `FERRYSB1 block: ${why}`);
 
@@ -58,7 +64,7 @@ export function encodeSolid(members: readonly SolidInput[]): Buffer {
   };
   for (const m of members) {
     if (m.kind === 'whole') {
-      head.push(Buffer.from([KIND_WHOLE]), varints(m.data.length));
+      head.push(Buffer.from([KIND_WHOLE]), idOf(m.sha256), varints(m.data.length));
       whole.push(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.length));
       continue;
     }
@@ -72,13 +78,17 @@ export function encodeSolid(members: readonly SolidInput[]): Buffer {
       v.push(d);
       run = 0;
     }
-    head.push(Buffer.from([KIND_PATCH]), varints(raw.oldSize, raw.newSize, raw.control.length / 3, v.length));
+    head.push(Buffer.from([KIND_PATCH]), idOf(m.sha256), varints(raw.oldSize, raw.newSize, raw.control.length / 3, v.length));
     control.push(encodeControl(raw.control));
     gaps.push(varints(...g));
     values.push(Buffer.from(v));
     extra.push(Buffer.from(raw.extra.buffer, raw.extra.byteOffset, raw.extra.length));
   }
   return Buffer.concat([...head, ...control, ...gaps, ...values, ...extra, ...whole]);
+}
+
+function idOf(sha256: string): Buffer {
+  return Buffer.from(sha256.slice(0, 2 * SOLID_ID_BYTES), 'hex');
 }
 
 /** The block's framing before its brotli stream. */
@@ -125,14 +135,16 @@ class VarintReader {
  */
 export function parseSolid(decoded: Buffer, count: number): SolidMember[] {
   const h = new VarintReader(decoded, 0, 'H');
-  const heads: Array<{ kind: number; oldSize: number; newSize: number; entries: number; nonZero: number }> = [];
+  const heads: Array<{ kind: number; id: string; oldSize: number; newSize: number; entries: number; nonZero: number }> = [];
   for (let i = 0; i < count; i++) {
-    if (h.at >= decoded.length) throw bogus(`section H ends at member ${i} of ${count}`);
-    const kind = decoded[h.at++]!;
+    if (decoded.length - h.at < 1 + SOLID_ID_BYTES) throw bogus(`section H ends at member ${i} of ${count}`);
+    const kind = decoded[h.at]!;
+    const id = decoded.toString('hex', h.at + 1, h.at + 1 + SOLID_ID_BYTES);
+    h.at += 1 + SOLID_ID_BYTES;
     if (kind === KIND_WHOLE) {
-      heads.push({ kind, oldSize: 0, newSize: h.next(), entries: 0, nonZero: 0 });
+      heads.push({ kind, id, oldSize: 0, newSize: h.next(), entries: 0, nonZero: 0 });
     } else if (kind === KIND_PATCH) {
-      heads.push({ kind, oldSize: h.next(), newSize: h.next(), entries: h.next(), nonZero: h.next() });
+      heads.push({ kind, id, oldSize: h.next(), newSize: h.next(), entries: h.next(), nonZero: h.next() });
     } else {
       throw bogus(`member ${i} has an unknown kind ${kind}`);
     }
@@ -184,10 +196,10 @@ export function parseSolid(decoded: Buffer, count: number): SolidMember[] {
   let p = 0;
   for (const [i, m] of heads.entries()) {
     if (m.kind === KIND_WHOLE) {
-      out.push({ kind: 'whole', newSize: m.newSize, data: take(m.newSize, `W (member ${i})`) });
+      out.push({ kind: 'whole', id: m.id, newSize: m.newSize, data: take(m.newSize, `W (member ${i})`) });
       continue;
     }
-    out.push({ kind: 'patch', oldSize: m.oldSize, newSize: m.newSize, entries: m.entries, control: sums[p]!.control, diffLength: sums[p]!.x, gaps: gapViews[p]!, values: valueViews[p]!, extra: extraViews[p]! });
+    out.push({ kind: 'patch', id: m.id, oldSize: m.oldSize, newSize: m.newSize, entries: m.entries, control: sums[p]!.control, diffLength: sums[p]!.x, gaps: gapViews[p]!, values: valueViews[p]!, extra: extraViews[p]! });
     p++;
   }
   if (at !== decoded.length) throw bogus(`${decoded.length - at} bytes past its last member`);

@@ -102,7 +102,7 @@ function rawPatch(): RawPatch {
   return { oldSize: OLD.length, newSize: NEW.length, control: [n, NEW.length - n, 0], diff, extra: NEW.subarray(n) };
 }
 
-const MEMBERS: SolidInput[] = [{ kind: 'patch', raw: rawPatch() }, { kind: 'whole', data: WHOLE }];
+const MEMBERS: SolidInput[] = [{ kind: 'patch', sha256: sha256(NEW), raw: rawPatch() }, { kind: 'whole', sha256: sha256(WHOLE), data: WHOLE }];
 
 function block(decoded: Buffer, members = 2, stated = decoded.length): Buffer {
   return Buffer.concat([writeSolidHeader(members, stated), brotliCompressSync(decoded, { params: { [zc.BROTLI_PARAM_QUALITY]: 5 } })]);
@@ -118,7 +118,7 @@ fmt.before(async () => {
 fmt.after(() => dir.cleanup());
 
 /** Applies member `member` of `bytes` (a patch op from the base for member 0 by default, a whole op otherwise). */
-async function apply(bytes: Buffer, opts: { member?: number; whole?: boolean; newSize?: number; baseSize?: number } = {}) {
+async function apply(bytes: Buffer, opts: { member?: string; whole?: boolean; newSize?: number; baseSize?: number } = {}) {
   const file = join(dir.path, `block-${n}`);
   const outFile = join(dir.path, `out-${n++}`);
   await writeFile(file, bytes);
@@ -126,8 +126,8 @@ async function apply(bytes: Buffer, opts: { member?: number; whole?: boolean; ne
   const whole = opts.whole ?? false;
   const newSize = opts.newSize ?? (whole ? WHOLE.length : NEW.length);
   const run = () => (whole
-    ? applySolidMember({ patch, member: opts.member ?? 1, outFile, newSize })
-    : applyPatchEntry({ baseFile: join(dir.path, 'base'), baseSize: opts.baseSize ?? OLD.length, patch, outFile, newSize, member: opts.member ?? 0 }));
+    ? applySolidMember({ patch, member: opts.member ?? sha256(WHOLE), outFile, newSize })
+    : applyPatchEntry({ baseFile: join(dir.path, 'base'), baseSize: opts.baseSize ?? OLD.length, patch, outFile, newSize, member: opts.member ?? sha256(NEW) }));
   return { run, outFile };
 }
 
@@ -177,11 +177,11 @@ fmt('issue 14 item 8: a bomb (a stream decoding to 64 MiB under a small stated s
   assert.ok(process.memoryUsage().rss - rss0 < 32 * 1024 * 1024, 'and without holding it');
 });
 
-fmt('issue 14 item 8: a member that is not what the signed op says (index, kind, new size, base size) is refused before anything is written', async () => {
+fmt('issue 14 item 8: a member that is not what the signed op says (no member names its sha256, kind, new size, base size) is refused before anything is written', async () => {
   const good = block(encodeSolid(MEMBERS));
-  await refused(good, /member 2 of a solid block of 2/, { member: 2 });
-  await refused(good, /is a whole file, the op is a patch/, { member: 1, newSize: WHOLE.length });
-  await refused(good, /is a patch, the op has no base/, { whole: true, member: 0, newSize: NEW.length });
+  await refused(good, /no member of the solid block builds/, { member: sha256(OLD) });
+  await refused(good, /is a whole file, the op is a patch/, { member: sha256(WHOLE), newSize: WHOLE.length });
+  await refused(good, /is a patch, the op has no base/, { whole: true, member: sha256(NEW), newSize: NEW.length });
   await refused(good, /promises/, { newSize: NEW.length + 1 });
   await refused(good, /promises/, { whole: true, newSize: WHOLE.length - 1 });
   await refused(good, /for a base of/, { baseSize: OLD.length + 1 });

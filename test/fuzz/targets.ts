@@ -542,7 +542,8 @@ const solidBlock: Target = {
     const plain = (from: number, len: number) => brotliDecompressSync(seed.patch.subarray(from, from + len));
     const control = readVarints(plain(PATCH_HEADER_SIZE, h.controlLength)).map((v, i) => (i % 3 === 2 ? unzigzag(v) : v));
     const raw = { oldSize: h.oldSize, newSize: h.newSize, control, diff: plain(PATCH_HEADER_SIZE + h.controlLength, h.diffLength), extra: plain(PATCH_HEADER_SIZE + h.controlLength + h.diffLength, h.extraLength) };
-    const decoded = encodeSolid([{ kind: 'patch', raw }, { kind: 'whole', data: SOLID_WHOLE }]);
+    const decoded = encodeSolid([{ kind: 'patch', sha256: seed.sha256, raw }, { kind: 'whole', sha256: sha256(SOLID_WHOLE), data: SOLID_WHOLE }]);
+    const other = (r: Rng) => r.pick([seed.sha256, sha256(SOLID_WHOLE), sha256(seed.base)]);
     const block = (d: Buffer, members = 2, stated = d.length, q = 5) => Buffer.concat([writeSolidHeader(members, stated), brotliCompressSync(d, { params: { [zc.BROTLI_PARAM_QUALITY]: q } })]);
     const good = block(decoded);
     const baseFile = join(dirname(sandbox.input), 'solid-base');
@@ -570,8 +571,8 @@ const solidBlock: Target = {
         const onWritten = (b: number) => { most = Math.max(most, b); };
         try {
           got = whole
-            ? await applySolidMember({ patch, member: r.chance(0.9) ? 1 : r.int(4), outFile, newSize, onWritten })
-            : await applyPatchEntry({ baseFile, baseSize: seed.base.length, patch, outFile, newSize, member: r.chance(0.9) ? 0 : r.int(4), onWritten, ...(r.chance(0.5) ? { oldInMemoryMax: 0 } : {}) });
+            ? await applySolidMember({ patch, member: r.chance(0.9) ? sha256(SOLID_WHOLE) : other(r), outFile, newSize, onWritten })
+            : await applyPatchEntry({ baseFile, baseSize: seed.base.length, patch, outFile, newSize, member: r.chance(0.9) ? seed.sha256 : other(r), onWritten, ...(r.chance(0.5) ? { oldInMemoryMax: 0 } : {}) });
         } catch (err) {
           if (most > newSize) throw new Finding('invariant', `wrote ${most} bytes, signed ${newSize}`);
           if (err instanceof FerryError && err.code === 'ERR_INTERNAL') throw new Finding('internal', err.message);

@@ -548,6 +548,9 @@ const solidBlock: Target = {
     const good = block(decoded);
     const baseFile = join(dirname(sandbox.input), 'solid-base');
     await writeFile(baseFile, seed.base);
+    // A base that is not the signed one (cut short): the device must notice before it patches.
+    const shortBase = join(dirname(sandbox.input), 'solid-base-short');
+    await writeFile(shortBase, seed.base.subarray(0, seed.base.length - 1));
     return async (r) => {
       const how = r.next();
       let bytes: Buffer;
@@ -558,7 +561,15 @@ const solidBlock: Target = {
         const d = r.chance(0.5) ? mutateBytes(r, decoded, [SOLID_WHOLE]) : Buffer.from(decoded);
         if (d.length > 0 && r.chance(0.5)) d[r.int(Math.min(d.length, 64))] = r.pick([0, 1, 2, 0x7f, 0x80, 0xff]);
         bytes = block(d, 2, d.length, r.int(5));
-      } else if (how < 0.95) bytes = Buffer.concat([good, Buffer.alloc(1 + r.int(8), r.int(256))]);
+      } else if (how < 0.92) {
+        // A well-formed block whose members build more (or fewer) bytes than the signed op says.
+        const k = r.int(64) - 16 || 1;
+        const grownWhole = k > 0 ? Buffer.concat([SOLID_WHOLE, Buffer.alloc(k, 0x41)]) : SOLID_WHOLE.subarray(0, SOLID_WHOLE.length + k);
+        const last = control.length - 2;
+        const y = Math.max(0, control[last]! + k);
+        const grownRaw = { ...raw, newSize: raw.newSize - control[last]! + y, control: control.map((v, i) => (i === last ? y : v)), extra: y >= control[last]! ? Buffer.concat([raw.extra, Buffer.alloc(y - control[last]!, 0x42)]) : raw.extra.subarray(0, raw.extra.length - control[last]! + y) };
+        bytes = block(encodeSolid([{ kind: 'patch', sha256: seed.sha256, raw: grownRaw }, { kind: 'whole', sha256: sha256(SOLID_WHOLE), data: grownWhole }]));
+      } else if (how < 0.96) bytes = Buffer.concat([good, Buffer.alloc(1 + r.int(8), r.int(256))]);
       else bytes = good;
       await writeFile(sandbox.input, bytes);
       const outFile = join(sandbox.dest, 'out');
@@ -572,7 +583,7 @@ const solidBlock: Target = {
         try {
           got = whole
             ? await applySolidMember({ patch, member: r.chance(0.9) ? sha256(SOLID_WHOLE) : other(r), outFile, newSize, onWritten })
-            : await applyPatchEntry({ baseFile, baseSize: seed.base.length, patch, outFile, newSize, member: r.chance(0.9) ? seed.sha256 : other(r), onWritten, ...(r.chance(0.5) ? { oldInMemoryMax: 0 } : {}) });
+            : await applyPatchEntry({ baseFile: r.chance(0.8) ? baseFile : shortBase, baseSize: seed.base.length, patch, outFile, newSize, member: r.chance(0.9) ? seed.sha256 : other(r), onWritten, ...(r.chance(0.5) ? { oldInMemoryMax: 0 } : {}) });
         } catch (err) {
           if (most > newSize) throw new Finding('invariant', `wrote ${most} bytes, signed ${newSize}`);
           if (err instanceof FerryError && err.code === 'ERR_INTERNAL') throw new Finding('internal', err.message);

@@ -11,6 +11,9 @@
 // Symlinks get no op: the device makes
 // them from the signed file list. The artifact is the ops' entries concatenated, no framing: each
 // op names its entry's {offset, size}, and the artifact's size, hash and chunk hashes are signed.
+// Small files' entries may instead share one FERRYSB1 solid block (core/delta/solid-format.ts), one
+// brotli stream over all of them that each of their ops names, kept when it is smaller than their
+// own entries side by side.
 // core/delta/apply-delta.ts carries the ops out on the device.
 
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';

@@ -492,7 +492,8 @@ async function readSolidBlock(patch: PatchEntryInput['patch']): Promise<SolidMem
  */
 export async function applySolidMember(input: SolidMemberInput): Promise<{ sha256: string; size: number }> {
   const want = input.member;
-  if (want === undefined || !/^[0-9a-f]{64}$/.test(want)) throw new FerryError('ERR_INTERNAL', `a FERRYSB1 entry applied with no signed sha256 to find its member by (${want})`);
+  // A caller that names no member expected an entry of its own: a block there is a bogus entry.
+  if (want === undefined || !/^[0-9a-f]{64}$/.test(want)) throw bogus('a FERRYSB1 solid block where an entry of its own was expected (no signed sha256 names a member)');
   const members = await readSolidBlock(input.patch);
   const k = members.findIndex((m) => want.startsWith(m.id));
   const m = members[k];

@@ -128,7 +128,7 @@ async function apply(bytes: Buffer, opts: { member?: string; whole?: boolean; ne
   const run = () => (whole
     ? applySolidMember({ patch, member: opts.member ?? sha256(WHOLE), outFile, newSize })
     : applyPatchEntry({ baseFile: join(dir.path, 'base'), baseSize: opts.baseSize ?? OLD.length, patch, outFile, newSize, member: opts.member ?? sha256(NEW) }));
-  return { run, outFile };
+  return { run, outFile, patch };
 }
 
 async function refused(bytes: Buffer, pattern: RegExp, opts: Parameters<typeof apply>[1] = {}): Promise<void> {
@@ -180,6 +180,11 @@ fmt('issue 14 item 8: a bomb (a stream decoding to 64 MiB under a small stated s
 fmt('issue 14 item 8: a member that is not what the signed op says (no member names its sha256, kind, new size, base size) is refused before anything is written', async () => {
   const good = block(encodeSolid(MEMBERS));
   await refused(good, /no member of the solid block builds/, { member: sha256(OLD) });
+  // A caller with no member to name (a FERRYBD1 entry expected, the magic turned into FERRYSB1).
+  const { outFile, patch } = await apply(good);
+  const err = await assertCodeAsync(() => applyPatchEntry({ baseFile: join(dir.path, 'base'), baseSize: OLD.length, patch, outFile, newSize: NEW.length }), 'ERR_PATCH');
+  assert.match(err.message, /an entry of its own was expected/);
+  assert.not.ok(existsSync(outFile));
   await refused(good, /is a whole file, the op is a patch/, { member: sha256(WHOLE), newSize: WHOLE.length });
   await refused(good, /is a patch, the op has no base/, { whole: true, member: sha256(NEW), newSize: NEW.length });
   await refused(good, /promises/, { newSize: NEW.length + 1 });

@@ -27,7 +27,8 @@ import { packRangeStream } from './delta-pack.ts';
 import { createBrotliDecoder } from '../io/brotli.ts';
 import { BSDIFF40_MAGIC } from './patch-format.ts';
 import type { Patcher } from '../ports/patcher.ts';
-import { applyPatchEntry } from './patch-apply.ts';
+import { applyPatchEntry, applySolidMember } from './patch-apply.ts';
+import { SOLID_MAGIC } from './solid-format.ts';
 
 /** Files written at once: their cost is mostly waiting on the disk. */
 const APPLY_CONCURRENCY = 8;
@@ -40,6 +41,8 @@ const FSYNC_CONCURRENCY = 32;
  * hands it to the native patcher, which holds base and output in memory, so those run one at a time.
  */
 const BSDIFF40 = Buffer.from(BSDIFF40_MAGIC, 'latin1');
+/** A solid block (core/delta/solid-format.ts): several ops name it, each finding its member by its signed sha256. */
+const SOLID = Buffer.from(SOLID_MAGIC, 'latin1');
 
 /** Whether the `size` bytes at `offset` of `file` start with `magic`. */
 async function startsWith(range: { file: string; offset: number; size: number }, magic: Buffer): Promise<boolean> {
@@ -194,7 +197,6 @@ export async function applyDelta(input: {
     work.push(op);
   }
   for (const file of targetFiles) if (!isLink(file) && !listed.has(file.path)) work.push({ op: 'copy', path: file.path, from: file.path, sha256: file.sha256 });
-
   const written: string[] = [];
   const made = new Set<string>(['.']);
   const parentOf = async (target: string): Promise<void> => {
@@ -237,7 +239,7 @@ export async function applyDelta(input: {
           expectHash(await sha256File(base), op.baseSha256, `base file ${op.from}`);
           const patch = where(op.entry);
           const baseSize = (await stat(base)).size;
-          const run = () => applyPatchEntry({ baseFile: base, baseSize, patch, outFile: target, newSize: file.size, legacy: patcher });
+          const run = () => applyPatchEntry({ baseFile: base, baseSize, patch, outFile: target, newSize: file.size, legacy: patcher, member: op.sha256 });
           // FERRYBD1 (and zstd-from) are applied in process, several at once; an old BSDIFF40
           // entry goes to the native patcher, which holds base and output in memory: one at a time.
           const got = (await startsWith(patch, BSDIFF40)) ? await oneAtATime(run) : await run();
@@ -253,6 +255,17 @@ export async function applyDelta(input: {
           break;
         }
         case 'whole': {
+          if (await startsWith(where(op.entry), SOLID)) {
+            const got = await applySolidMember({ patch: where(op.entry), member: op.sha256, outFile: target, newSize: file.size });
+            try {
+              expectHash(got.sha256, op.sha256, op.path);
+            } catch (err) {
+              await rm(target, { force: true });
+              throw err;
+            }
+            written.push(target);
+            break;
+          }
           const h = await open(target, CREATE_NEW, 0o600);
           await h.close();
           const counter = hashingCap(file.size, op.path);

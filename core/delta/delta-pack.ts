@@ -3,7 +3,8 @@
 // as a whole is signed (size, sha256, chunk hashes) and checked when it is fetched, so an entry
 // needs no hash of its own, and the device reads each entry in place by range: there is no unpack
 // step. A patch bump of a thousand-file tree costs its patches, not 512 bytes of tar header per
-// entry plus padding and the end block.
+// entry plus padding and the end block. Several ops may name the same range: a FERRYSB1 solid
+// block holding their small files' entries together (core/delta/solid-format.ts).
 
 import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';

@@ -11,16 +11,40 @@
 // Symlinks get no op: the device makes
 // them from the signed file list. The artifact is the ops' entries concatenated, no framing: each
 // op names its entry's {offset, size}, and the artifact's size, hash and chunk hashes are signed.
+// Small files' entries may instead share one FERRYSB1 solid block (core/delta/solid-format.ts), one
+// brotli stream over all of them that each of their ops names, kept when it is smaller than their
+// own entries side by side.
 // core/delta/apply-delta.ts carries the ops out on the device.
 
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { brotliCompress } from 'node:zlib';
 import { join } from 'node:path';
-import { appendPack } from './delta-pack.ts';
+import { appendPack, type PackWriter } from './delta-pack.ts';
 import { writeFerryPatch } from './patch-encode.ts';
 import { writeZstdFromPatch } from './zstd-from.ts';
-import { compressFileBest } from '../io/brotli.ts';
+import { brotliBestOptions, compressFileBest } from '../io/brotli.ts';
+import { encodeSolid, SOLID_MAX_DECODED, SOLID_MAX_FILE, writeSolidHeader, type SolidInput } from './solid-format.ts';
+import type { RawPatch } from './raw-patch.ts';
 import { isLink, type DeltaOp, type FileEntry, type TreeEntry } from '../trust/metadata.ts';
 import type { Patcher } from '../ports/patcher.ts';
+
+const compress = promisify(brotliCompress);
+
+/**
+ * The new bytes of small files the publisher holds at once while it decides on a solid block
+ * (their RawPatches, mostly zeros, are larger than what the block decodes to).
+ */
+const SOLID_HOLD_MAX = 16 * 1024 * 1024;
+
+/** A small file's entry, kept out of the pack until the end: it goes into a solid block, or on its own. */
+interface SolidCandidate {
+  op: Extract<DeltaOp, { op: 'patch' | 'whole' }>;
+  member: SolidInput;
+  /** Its own entry (FERRYBD1 patch or brotli whole file) and that entry's size. */
+  alone: string;
+  aloneSize: number;
+}
 
 export interface MadeDelta {
   ops: DeltaOp[];
@@ -61,6 +85,9 @@ export async function makeDelta(input: {
   await mkdir(workDir, { recursive: true });
 
   const ops: DeltaOp[] = [];
+  const candidates: SolidCandidate[] = [];
+  let held = 0;
+  let blockDecoded = 0;
   const pack = await appendPack(input.outFile);
   try {
     for (const [i, file] of newFiles.entries()) {
@@ -78,10 +105,12 @@ export async function makeDelta(input: {
       // candidate that rarely compresses 8x, and the slow one at quality 11) cannot win; skip it.
       let patchSize = Infinity;
       let patchName = `${i}.patch`;
+      let raw: RawPatch | undefined;
       if (same && same.size > 0 && file.size > 0) {
         const oldFile = join(oldDir, same.path);
         const newFile = join(newDir, file.path);
-        patchSize = await writeFerryPatch(await patcher.diff(oldFile, newFile), join(workDir, patchName), { quality: input.quality });
+        raw = await patcher.diff(oldFile, newFile);
+        patchSize = await writeFerryPatch(raw, join(workDir, patchName), { quality: input.quality });
         if (input.patchFrom) {
           const fromName = `${i}.zf`;
           const fromSize = await writeZstdFromPatch(oldFile, newFile, join(workDir, fromName));
@@ -94,13 +123,49 @@ export async function makeDelta(input: {
         await compressFileBest(join(newDir, file.path), join(workDir, wholeName), file.size, input.quality);
         if ((await stat(join(workDir, wholeName))).size <= patchSize) entryName = wholeName;
       }
-      const entry = await pack.add(join(workDir, entryName));
-      ops.push(entryName === wholeName
-        ? { op: 'whole', path: file.path, sha256: file.sha256, entry }
-        : { op: 'patch', path: file.path, from: same!.path, baseSha256: same!.sha256, sha256: file.sha256, entry });
+      const placeholder = { offset: 0, size: 0 };
+      const op: SolidCandidate['op'] = entryName === wholeName
+        ? { op: 'whole', path: file.path, sha256: file.sha256, entry: placeholder }
+        : { op: 'patch', path: file.path, from: same!.path, baseSha256: same!.sha256, sha256: file.sha256, entry: placeholder };
+      ops.push(op);
+      const aloneSize = entryName === wholeName ? (await stat(join(workDir, wholeName))).size : patchSize;
+      // A small file (and a small base) may join the solid block; a zstd-from entry stays alone.
+      const small = file.size <= SOLID_MAX_FILE && (same?.size ?? 0) <= SOLID_MAX_FILE && held + file.size <= SOLID_HOLD_MAX;
+      const member: SolidInput | undefined = !small ? undefined
+        : entryName === wholeName ? { kind: 'whole', sha256: file.sha256, data: await readFile(join(newDir, file.path)) }
+          : entryName === patchName && raw ? { kind: 'patch', sha256: file.sha256, raw } : undefined;
+      const decoded = member ? encodeSolid([member]).length : Infinity;
+      if (member && blockDecoded + decoded <= SOLID_MAX_DECODED) {
+        candidates.push({ op, member, alone: join(workDir, entryName), aloneSize });
+        held += file.size;
+        blockDecoded += decoded;
+      } else {
+        op.entry = await pack.add(join(workDir, entryName));
+      }
     }
+    await packSmallFiles(candidates, pack, join(workDir, 'solid'), input.quality);
   } finally {
     await pack.close();
   }
   return { ops, artifact: input.outFile };
+}
+
+/**
+ * Puts the small files' entries into the pack: as one FERRYSB1 solid block (core/delta/solid-format.ts)
+ * that every one of their ops names, when that is smaller than their own entries side by side (a
+ * per-delta choice, by size), or each on its own.
+ */
+async function packSmallFiles(candidates: SolidCandidate[], pack: PackWriter, blockFile: string, quality?: number): Promise<void> {
+  if (candidates.length >= 2) {
+    const decoded = encodeSolid(candidates.map((c) => c.member));
+    const body = await compress(decoded, brotliBestOptions(decoded.length, quality, 'standard'));
+    const block = Buffer.concat([writeSolidHeader(candidates.length, decoded.length), body]);
+    if (block.length < candidates.reduce((sum, c) => sum + c.aloneSize, 0)) {
+      await writeFile(blockFile, block, { flag: 'wx' });
+      const entry = await pack.add(blockFile);
+      for (const c of candidates) c.op.entry = entry;
+      return;
+    }
+  }
+  for (const c of candidates) c.op.entry = await pack.add(c.alone);
 }

@@ -4,6 +4,10 @@
 //   BSDIFF40  a patch from a repository made before FERRYBD1, handed to the native patcher if the
 //             device has one (ERR_NO_PATCHER if not: the update falls back to the full artifact);
 //   FERRYZF1  a zstd-from entry (core/delta/zstd-from.ts; ERR_NO_PATCHER on a Node without zstd);
+//   FERRYSB1  a member of a solid block (core/delta/solid-format.ts): the block is decoded into
+//             memory (at most SOLID_MAX_DECODED bytes, a bomb stopped one chunk past that), split
+//             and checked whole, then the member is replayed like a FERRYBD1 patch (or written, for
+//             a whole file) from those bytes;
 //   anything else: ERR_PATCH.
 //
 // FERRYBD1 (SECURITY.md row 17): the header is checked against the signed op and the base before
@@ -24,6 +28,7 @@ import { FerryError, fromFsError } from '../errors.ts';
 import { sha256File } from '../io/hash.ts';
 import type { Patcher } from '../ports/patcher.ts';
 import { applyZstdFromEntry } from './zstd-from.ts';
+import { expandDiff, parseSolid, readSolidHeader, SOLID_MAGIC, type SolidMember } from './solid-format.ts';
 import { brotliDecoder } from '../io/brotli.ts';
 import {
   BSDIFF40_MAGIC, FERRYBD1_MAGIC, FERRYZF1_MAGIC, MAGIC_SIZE, MAX_VARINT_BYTES, PATCH_HEADER_SIZE,
@@ -47,6 +52,8 @@ export interface PatchEntryInput {
   oldInMemoryMax?: number;
   /** Hears the output's size so far each time a buffer of it is written (progress on large files). */
   onWritten?: (bytes: number) => void;
+  /** For a FERRYSB1 entry (a solid block several ops name): the op's signed sha256, which names its member (core/delta/solid-format.ts). */
+  member?: string;
 }
 
 /**
@@ -96,6 +103,7 @@ export async function applyPatchEntry(input: PatchEntryInput): Promise<{ sha256:
     case FERRYBD1_MAGIC: return applyFerryPatch(input, readPatchHeader(head));
     case BSDIFF40_MAGIC: return applyLegacyPatch(input, fileSize);
     case FERRYZF1_MAGIC: return applyZstdFromEntry(input);
+    case SOLID_MAGIC: return applySolidMember({ ...input, base: { file: input.baseFile, size: input.baseSize } });
     default: throw bogus(head.length < MAGIC_SIZE ? `patch entry of ${patch.size} bytes has no magic` : `patch entry has an unknown magic ${JSON.stringify(magic)}`);
   }
 }
@@ -297,10 +305,59 @@ async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader): Promise<
   if (h.oldSize !== input.baseSize) throw bogus(`patch is for a base of ${h.oldSize} bytes, the signed base has ${input.baseSize}`);
   if (statedPatchSize(h) !== input.patch.size) throw bogus(`patch header states ${statedPatchSize(h)} bytes, the signed entry has ${input.patch.size}`);
 
-  let baseFd = -1;
-  let outFd = -1;
   let patchHandle: FileHandle | undefined;
   const streams: BrotliPull[] = [];
+  try {
+    patchHandle = await open(input.patch.file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    let at = input.patch.offset + PATCH_HEADER_SIZE;
+    // What each stream may decode to at most: every entry's varints, and newSize for diff and extra.
+    const ctrl = new BrotliPull(patchHandle, at, h.controlLength, h.entries * 3 * MAX_VARINT_BYTES, 'control');
+    streams.push(ctrl);
+    at += h.controlLength;
+    const diff = new BrotliPull(patchHandle, at, h.diffLength, h.newSize, 'diff');
+    streams.push(diff);
+    at += h.diffLength;
+    const extra = new BrotliPull(patchHandle, at, h.extraLength, h.newSize, 'extra');
+    streams.push(extra);
+    return await replay(input, h, ctrl, diff, extra);
+  } catch (err) {
+    if (err instanceof FerryError) throw err;
+    throw fromFsError(err, `applying a FERRYBD1 patch to ${input.baseFile}`);
+  } finally {
+    for (const s of streams) s.close();
+    await patchHandle?.close();
+  }
+}
+
+/** A patch's decoded stream as replay() reads it: a brotli stream pulled on demand, or bytes already in memory (a FERRYSB1 member). */
+interface Pull {
+  buf: Buffer;
+  pos: number;
+  more(): Promise<boolean>;
+  atLeast(n: number): Promise<boolean>;
+  finish(): Promise<void>;
+}
+
+/** Bytes in memory as a Pull: all of them are there from the start. */
+class BufferPull implements Pull {
+  pos = 0;
+  constructor(public buf: Buffer, private readonly name: string) {}
+  async more(): Promise<boolean> { return false; }
+  async atLeast(n: number): Promise<boolean> { return this.buf.length - this.pos >= n; }
+  async finish(): Promise<void> {
+    if (this.pos !== this.buf.length) throw bogus(`the patch's ${this.name} bytes go on past its last entry`);
+  }
+}
+
+/**
+ * Replays the control entries of a patch whose sizes were checked against the signed ones: opens
+ * the base (it must have exactly oldSize bytes), creates the output, checks each entry before it
+ * writes, hashes what it writes, and requires every stream to end with the last entry. The output
+ * is removed if anything fails.
+ */
+async function replay(input: PatchEntryInput, h: { entries: number; oldSize: number; newSize: number }, ctrl: Pull, diff: Pull, extra: Pull): Promise<{ sha256: string; size: number }> {
+  let baseFd = -1;
+  let outFd = -1;
   let created = false;
   try {
     try {
@@ -313,18 +370,6 @@ async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader): Promise<
     const st = fstatSync(baseFd);
     if (!st.isFile() || st.size !== h.oldSize) throw new FerryError('ERR_HASH_MISMATCH', `base file ${input.baseFile} has ${st.size} bytes, the patch and the signed base have ${h.oldSize}`);
     const old = oldBytes(baseFd, h.oldSize, input.oldInMemoryMax ?? OLD_IN_MEMORY_MAX);
-
-    patchHandle = await open(input.patch.file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
-    let at = input.patch.offset + PATCH_HEADER_SIZE;
-    // What each stream may decode to at most: every entry's varints, and newSize for diff and extra.
-    const ctrl = new BrotliPull(patchHandle, at, h.controlLength, h.entries * 3 * MAX_VARINT_BYTES, 'control');
-    streams.push(ctrl);
-    at += h.controlLength;
-    const diff = new BrotliPull(patchHandle, at, h.diffLength, h.newSize, 'diff');
-    streams.push(diff);
-    at += h.diffLength;
-    const extra = new BrotliPull(patchHandle, at, h.extraLength, h.newSize, 'extra');
-    streams.push(extra);
 
     outFd = openSync(input.outFile, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
     created = true;
@@ -390,17 +435,92 @@ async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader): Promise<
     }
     flush();
     if (newPos !== newSize) throw bogus(`the patch's ${h.entries} entries write ${newPos} bytes, signed ${newSize}`);
-    for (const s of streams) await s.finish();
+    for (const s of [ctrl, diff, extra]) await s.finish();
     return { sha256: hash.digest('hex'), size: written };
   } catch (err) {
     if (created) await unlink(input.outFile).catch(() => undefined);
     if (err instanceof FerryError) throw err;
-    throw fromFsError(err, `applying a FERRYBD1 patch to ${input.baseFile}`);
+    throw fromFsError(err, `applying a patch to ${input.baseFile}`);
   } finally {
-    for (const s of streams) s.close();
     if (baseFd >= 0) closeSync(baseFd);
     if (outFd >= 0) closeSync(outFd);
-    await patchHandle?.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// FERRYSB1
+
+export interface SolidMemberInput extends Omit<PatchEntryInput, 'baseFile' | 'baseSize' | 'legacy'> {
+  /** The base of a patch op (its sha256 checked by the caller); absent for a whole op. */
+  base?: { file: string; size: number };
+}
+
+/** The block's framing is at most this long: the magic and two varints. */
+const SOLID_HEADER_MAX = 8 + 2 * MAX_VARINT_BYTES;
+
+/** Decodes and splits the solid block at `patch` (ERR_PATCH for anything that is not exactly a block). */
+async function readSolidBlock(patch: PatchEntryInput['patch']): Promise<SolidMember[]> {
+  let handle: FileHandle | undefined;
+  let pull: BrotliPull | undefined;
+  try {
+    handle = await open(patch.file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    const head = Buffer.alloc(Math.min(SOLID_HEADER_MAX, patch.size));
+    const { bytesRead } = await handle.read(head, 0, head.length, patch.offset);
+    const { members, decodedSize, headerSize } = readSolidHeader(head.subarray(0, bytesRead));
+    if (patch.offset + patch.size > (await handle.stat()).size) throw bogus(`solid block [${patch.offset}, ${patch.offset + patch.size}) lies past the end of ${patch.file}`);
+    pull = new BrotliPull(handle, patch.offset + headerSize, patch.size - headerSize, decodedSize, 'solid block');
+    const chunks: Buffer[] = [];
+    while (await pull.more()) chunks.push(pull.buf);
+    pull.pos = pull.buf.length;
+    await pull.finish();
+    const decoded = Buffer.concat(chunks);
+    if (decoded.length !== decodedSize) throw bogus(`the solid block decodes to ${decoded.length} bytes, its header states ${decodedSize}`);
+    return parseSolid(decoded, members);
+  } catch (err) {
+    if (err instanceof FerryError) throw err;
+    throw fromFsError(err, `reading the solid block in ${patch.file}`);
+  } finally {
+    pull?.close();
+    await handle?.close();
+  }
+}
+
+/**
+ * Builds `outFile` from the member of the solid block at `patch` that names the op's signed sha256 (`member`): a patch member from `base`
+ * (replayed with FERRYBD1's checks), a whole member from its bytes. The member's kind must be the
+ * op's, and its stated sizes the signed ones, before anything is created.
+ */
+export async function applySolidMember(input: SolidMemberInput): Promise<{ sha256: string; size: number }> {
+  const want = input.member;
+  // A caller that names no member expected an entry of its own: a block there is a bogus entry.
+  if (want === undefined || !/^[0-9a-f]{64}$/.test(want)) throw bogus('a FERRYSB1 solid block where an entry of its own was expected (no signed sha256 names a member)');
+  const members = await readSolidBlock(input.patch);
+  const k = members.findIndex((m) => want.startsWith(m.id));
+  const m = members[k];
+  if (!m) throw bogus(`no member of the solid block builds ${want.slice(0, 16)}…`);
+  if (m.newSize !== input.newSize) throw bogus(`solid member ${k} promises ${m.newSize} bytes, signed ${input.newSize}`);
+  const { base } = input;
+  if (m.kind === 'patch') {
+    if (!base) throw bogus(`solid member ${k} is a patch, the op has no base`);
+    if (m.oldSize !== base.size) throw bogus(`solid member ${k} is for a base of ${m.oldSize} bytes, the signed base has ${base.size}`);
+    const entry: PatchEntryInput = { ...input, baseFile: base.file, baseSize: base.size };
+    return replay(entry, m, new BufferPull(m.control, 'control'), new BufferPull(expandDiff(m), 'diff'), new BufferPull(m.extra, 'extra'));
+  }
+  if (base) throw bogus(`solid member ${k} is a whole file, the op is a patch`);
+  let created = false;
+  try {
+    const fd = openSync(input.outFile, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    created = true;
+    try {
+      for (let done = 0; done < m.data.length;) done += writeSync(fd, m.data, done, m.data.length - done);
+    } finally {
+      closeSync(fd);
+    }
+    input.onWritten?.(m.data.length);
+    return { sha256: createHash('sha256').update(m.data).digest('hex'), size: m.data.length };
+  } catch (err) {
+    if (created) await unlink(input.outFile).catch(() => undefined);
+    throw fromFsError(err, `writing ${input.outFile} from a solid block`);
   }
 }
 

@@ -13,9 +13,9 @@ import { tempDir, type TempDir } from '../helpers/repo.ts';
 
 const SEED = 0x5eed_f022;
 /** Sized so the whole file stays well under a minute on the shared two-core machine. */
-const CASES: Record<string, number> = { json: 2000, metadata: 1500, envelope: 400, bundle: 100, extract: 200, patch: 200 };
+const CASES: Record<string, number> = { json: 2000, metadata: 1500, envelope: 400, bundle: 100, extract: 200, patch: 200, solid: 150 };
 /** Distinct refusal codes each target must reach with that many cases (strict JSON has only two). */
-const MIN_CODES: Record<string, number> = { json: 1, metadata: 3, envelope: 5, bundle: 4, extract: 2, patch: 2 };
+const MIN_CODES: Record<string, number> = { json: 1, metadata: 3, envelope: 5, bundle: 4, extract: 2, patch: 2, solid: 2 };
 
 let seeds: TempDir;
 let work: TempDir;
@@ -48,6 +48,7 @@ const SENTENCES: Record<string, string> = {
   bundle: 'mutated .ferry bundles opened and read through: each is refused with a FerryError or yields only the signed root, channel, manifest and artifact bytes, and nothing is written outside staging',
   extract: 'mutated full and delta artifacts extracted with and without the signed file list: each is refused with a FerryError or yields exactly its files, no link or setuid file, nothing written outside staging',
   patch: 'issue 14 item 8: mutated FERRYBD1 patches given to applyPatchEntry: each is refused with a FerryError (leaving no output) or builds exactly the signed size, never writing past it, and reports the hash of what it wrote',
+  solid: 'issue 14 item 8: mutated FERRYSB1 solid blocks given to applyPatchEntry and applySolidMember: each is refused with a FerryError (leaving no output) or builds exactly the signed size, never writing past it, and reports the hash of what it wrote',
 };
 
 for (const [name, cases] of Object.entries(CASES)) {

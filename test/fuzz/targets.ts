@@ -15,8 +15,9 @@ import { existsSync } from 'node:fs';
 import { lstat, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { brotliCompressSync, brotliDecompressSync, constants as zc, gzipSync } from 'node:zlib';
-import { applyPatchEntry } from '../../core/delta/patch-apply.ts';
-import { PATCH_HEADER_SIZE, readPatchHeader, writeVarint } from '../../core/delta/patch-format.ts';
+import { applyPatchEntry, applySolidMember } from '../../core/delta/patch-apply.ts';
+import { PATCH_HEADER_SIZE, readPatchHeader, unzigzag, writeVarint } from '../../core/delta/patch-format.ts';
+import { encodeSolid, writeSolidHeader } from '../../core/delta/solid-format.ts';
 import { FerryError } from '../../core/errors.ts';
 import { parseStrictJson, type Json } from '../../core/io/strict-json.ts';
 import { encodeEnvelope, parseEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/trust/dsse.ts';
@@ -535,7 +536,76 @@ const ferryPatch: Target = {
   },
 };
 
-export const TARGETS: readonly Target[] = [strictJson, metadata, envelopes, bundles, extraction, ferryPatch];
+const SOLID_WHOLE = Buffer.from('export function trim(s) { return s.replace(/^\\s+|\\s+$/g, ""); }\n'.repeat(20));
+
+const solidBlock: Target = {
+  name: 'solid',
+  what: 'core/delta/patch-apply.ts over mutated FERRYSB1 solid blocks (a patch member and a whole member): framing varints, compressed bytes, and re-encoded decoded sections with the framing fitted',
+  deadlineMs: 10_000,
+  async prepare(seeds, sandbox) {
+    const seed = seeds.ferryPatch;
+    const h = readPatchHeader(seed.patch);
+    const plain = (from: number, len: number) => brotliDecompressSync(seed.patch.subarray(from, from + len));
+    const control = readVarints(plain(PATCH_HEADER_SIZE, h.controlLength)).map((v, i) => (i % 3 === 2 ? unzigzag(v) : v));
+    const raw = { oldSize: h.oldSize, newSize: h.newSize, control, diff: plain(PATCH_HEADER_SIZE + h.controlLength, h.diffLength), extra: plain(PATCH_HEADER_SIZE + h.controlLength + h.diffLength, h.extraLength) };
+    const decoded = encodeSolid([{ kind: 'patch', sha256: seed.sha256, raw }, { kind: 'whole', sha256: sha256(SOLID_WHOLE), data: SOLID_WHOLE }]);
+    const other = (r: Rng) => r.pick([seed.sha256, sha256(SOLID_WHOLE), sha256(seed.base)]);
+    const block = (d: Buffer, members = 2, stated = d.length, q = 5) => Buffer.concat([writeSolidHeader(members, stated), brotliCompressSync(d, { params: { [zc.BROTLI_PARAM_QUALITY]: q } })]);
+    const good = block(decoded);
+    const baseFile = join(dirname(sandbox.input), 'solid-base');
+    await writeFile(baseFile, seed.base);
+    // A base that is not the signed one (cut short): the device must notice before it patches.
+    const shortBase = join(dirname(sandbox.input), 'solid-base-short');
+    await writeFile(shortBase, seed.base.subarray(0, seed.base.length - 1));
+    return async (r) => {
+      const how = r.next();
+      let bytes: Buffer;
+      if (how < 0.25) bytes = mutateBytes(r, good);
+      else if (how < 0.4) bytes = block(decoded, r.chance(0.5) ? r.pick([0, 1, 3, 2 ** 16, 2 ** 16 + 1]) : 2, r.chance(0.5) ? r.pick([0, decoded.length - 1, decoded.length + 1, 2 ** 21, 2 ** 21 + 1]) : decoded.length);
+      else if (how < 0.85) {
+        // A decoded section changed, re-compressed, the framing fitted: reaches the split and the replay.
+        const d = r.chance(0.5) ? mutateBytes(r, decoded, [SOLID_WHOLE]) : Buffer.from(decoded);
+        if (d.length > 0 && r.chance(0.5)) d[r.int(Math.min(d.length, 64))] = r.pick([0, 1, 2, 0x7f, 0x80, 0xff]);
+        bytes = block(d, 2, d.length, r.int(5));
+      } else if (how < 0.92) {
+        // A well-formed block whose members build more (or fewer) bytes than the signed op says.
+        const k = r.int(64) - 16 || 1;
+        const grownWhole = k > 0 ? Buffer.concat([SOLID_WHOLE, Buffer.alloc(k, 0x41)]) : SOLID_WHOLE.subarray(0, SOLID_WHOLE.length + k);
+        const last = control.length - 2;
+        const y = Math.max(0, control[last]! + k);
+        const grownRaw = { ...raw, newSize: raw.newSize - control[last]! + y, control: control.map((v, i) => (i === last ? y : v)), extra: y >= control[last]! ? Buffer.concat([raw.extra, Buffer.alloc(y - control[last]!, 0x42)]) : raw.extra.subarray(0, raw.extra.length - control[last]! + y) };
+        bytes = block(encodeSolid([{ kind: 'patch', sha256: seed.sha256, raw: grownRaw }, { kind: 'whole', sha256: sha256(SOLID_WHOLE), data: grownWhole }]));
+      } else if (how < 0.96) bytes = Buffer.concat([good, Buffer.alloc(1 + r.int(8), r.int(256))]);
+      else bytes = good;
+      await writeFile(sandbox.input, bytes);
+      const outFile = join(sandbox.dest, 'out');
+      const whole = r.chance(0.4);
+      const newSize = whole ? SOLID_WHOLE.length : seed.newSize;
+      let most = 0;
+      return contained(sandbox, async () => {
+        let got: { sha256: string; size: number };
+        const patch = { file: sandbox.input, offset: 0, size: bytes.length };
+        const onWritten = (b: number) => { most = Math.max(most, b); };
+        try {
+          got = whole
+            ? await applySolidMember({ patch, member: r.chance(0.9) ? sha256(SOLID_WHOLE) : other(r), outFile, newSize, onWritten })
+            : await applyPatchEntry({ baseFile: r.chance(0.8) ? baseFile : shortBase, baseSize: seed.base.length, patch, outFile, newSize, member: r.chance(0.9) ? seed.sha256 : other(r), onWritten, ...(r.chance(0.5) ? { oldInMemoryMax: 0 } : {}) });
+        } catch (err) {
+          if (most > newSize) throw new Finding('invariant', `wrote ${most} bytes, signed ${newSize}`);
+          if (err instanceof FerryError && err.code === 'ERR_INTERNAL') throw new Finding('internal', err.message);
+          if (existsSync(outFile)) throw new Finding('invariant', `refused (${(err as Error).message}) but left its output file`);
+          throw err;
+        }
+        const written = await readFile(outFile);
+        if (got.size !== newSize || written.length !== got.size) throw new Finding('invariant', `accepted with ${got.size} bytes reported, ${written.length} written, ${newSize} signed`);
+        if (sha256(written) !== got.sha256) throw new Finding('invariant', 'the reported sha256 is not the written file\'s');
+        return 'accepted';
+      });
+    };
+  },
+};
+
+export const TARGETS: readonly Target[] = [strictJson, metadata, envelopes, bundles, extraction, ferryPatch, solidBlock];
 
 
 // ---------------------------------------------------------------------------------------------

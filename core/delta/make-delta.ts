@@ -24,7 +24,7 @@ import { appendPack, type PackWriter } from './delta-pack.ts';
 import { writeFerryPatch } from './patch-encode.ts';
 import { writeZstdFromPatch } from './zstd-from.ts';
 import { brotliBestOptions, compressFileBest } from '../io/brotli.ts';
-import { encodeSolid, SOLID_MAX_DECODED, SOLID_MAX_FILE, writeSolidHeader, type SolidInput } from './solid-format.ts';
+import { encodeSolid, SOLID_ID_BYTES, SOLID_MAX_DECODED, SOLID_MAX_FILE, writeSolidHeader, type SolidInput } from './solid-format.ts';
 import type { RawPatch } from './raw-patch.ts';
 import { isLink, type DeltaOp, type FileEntry, type TreeEntry } from '../trust/metadata.ts';
 import type { Patcher } from '../ports/patcher.ts';
@@ -155,7 +155,19 @@ export async function makeDelta(input: {
  * that every one of their ops names, when that is smaller than their own entries side by side (a
  * per-delta choice, by size), or each on its own.
  */
-async function packSmallFiles(candidates: SolidCandidate[], pack: PackWriter, blockFile: string, quality?: number): Promise<void> {
+async function packSmallFiles(all: SolidCandidate[], pack: PackWriter, blockFile: string, quality?: number): Promise<void> {
+  // A device finds its member by the first SOLID_ID_BYTES of the sha256 it builds, and takes the
+  // first that matches: a second candidate with the same id (the same new bytes at another path,
+  // or a prefix shared by chance) keeps an entry of its own, so no op ever meets another's member.
+  const ids = new Set<string>();
+  const candidates: SolidCandidate[] = [];
+  const apart: SolidCandidate[] = [];
+  for (const c of all) {
+    const id = c.member.sha256.slice(0, 2 * SOLID_ID_BYTES);
+    (ids.has(id) ? apart : candidates).push(c);
+    ids.add(id);
+  }
+  for (const c of apart) c.op.entry = await pack.add(c.alone);
   if (candidates.length >= 2) {
     const decoded = encodeSolid(candidates.map((c) => c.member));
     const body = await compress(decoded, brotliBestOptions(decoded.length, quality, 'standard'));

@@ -239,6 +239,33 @@ e2e('issue 14 item 4: a release whose small files changed is published with a so
   }
 });
 
+e2e('issue 14 item 4: two changed files that build the same bytes (one patched, one new) each find their own member', async () => {
+  // A member is named by the first bytes of the sha256 it builds: a patched file and a new file with
+  // those same bytes have one name, so one of them keeps an entry of its own (else the device met a
+  // patch member for a whole op, refused the delta and fell back to the full artifact).
+  const repo = await makeRepo();
+  const device = await makeDevice({ trust: await repo.trust(), sources: [repo.repo] });
+  try {
+    const v1 = tree(false, '1.0.0');
+    await repo.release('1.0.0', v1);
+    assert.is((await device.with((u) => u.apply())).status, 'committed');
+    const v2 = tree(true, '1.1.0');
+    v2['lib/m1-copy.js'] = v2['lib/m1.js'] = String(v1['lib/m1.js']).replace('Module 1 ', 'Module one ');
+    const r2 = await repo.release('1.1.0', v2);
+    const ops = r2.manifest.targets['linux-x64']!.deltas[0]!.ops;
+    const same = ops.filter((o) => o.path === 'lib/m1.js' || o.path === 'lib/m1-copy.js').map((o) => o.op).sort();
+    assert.equal(same, ['patch', 'whole'], `one patched, one whole: ${JSON.stringify(ops)}`);
+    assert.is((await device.with((u) => u.apply())).status, 'committed');
+    const record = (await device.with((u) => u.history())).find((h) => h.to === '1.1.0');
+    assert.is(record?.kind, 'delta');
+    assert.not.ok(record?.fellBackToFull, `without falling back to the full artifact: ${JSON.stringify(record)}`);
+    await assertInstalled(device, r2.manifest);
+  } finally {
+    await device.cleanup();
+    await repo.cleanup();
+  }
+});
+
 pack.run();
 fmt.run();
 e2e.run();

@@ -6,19 +6,20 @@
 // from the verified artifact; an old 'tar' delta is unpacked against its signed entry hashes first.
 // A regular file with no op is copied from the same path of the base. Near the copy baseline
 // (issue 14 item 7): each copy reads its base once (hashing what it writes, or a reflink then one
-// hash), files are written without an fsync each and fsynced together, in parallel, at the end
+// hash), so does each patch (core/delta/patch-apply.ts checks the base in the read that loads it),
+// patches run in parallel only as far as a memory budget allows (core/delta/byte-budget.ts), files are written without an fsync each and fsynced together, in parallel, at the end
 // (before core/device/stage.ts renames the tree into releases/: SECURITY.md row 18), and no
 // process is started unless an old BSDIFF40 entry needs the native patcher.
 // core/delta/make-delta.ts makes the ops.
 
-import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { constants, createWriteStream } from 'node:fs';
 import { chmod, copyFile, link, lstat, mkdir, mkdtemp, open, realpath, rm, stat, symlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { FerryError, fromFsError } from '../errors.ts';
-import { expectHash, sha256File } from '../io/hash.ts';
+import { expectHash, readFileChunks, sha256File } from '../io/hash.ts';
 import { extractArchive, type ExpectedFile } from '../io/extract.ts';
 import { skipsFsync } from '../io/durable.ts';
 import { checkPathSet, linkProblem } from '../io/safe-path.ts';
@@ -27,10 +28,27 @@ import { packRangeStream } from './delta-pack.ts';
 import { createBrotliDecoder } from '../io/brotli.ts';
 import { BSDIFF40_MAGIC } from './patch-format.ts';
 import type { Patcher } from '../ports/patcher.ts';
-import { applyPatchEntry } from './patch-apply.ts';
+import { applyPatchEntry, OLD_IN_MEMORY_MAX } from './patch-apply.ts';
+import { ByteBudget } from './byte-budget.ts';
 
 /** Files written at once: their cost is mostly waiting on the disk. */
 const APPLY_CONCURRENCY = 8;
+
+/**
+ * Bytes the patches applied at once may hold (ByteBudget, patchMemory): with the 16 MiB bases of
+ * OLD_IN_MEMORY_MAX, one large patch at a time, or several small ones. Eight large ones at once
+ * took bench/apply's delta update to 138 MiB of RSS (issue 14 item 7: under 100 MiB).
+ */
+export const PATCH_MEMORY_BUDGET = 24 * 1024 * 1024;
+
+/**
+ * What one patch holds in memory, roughly: its base when it is read whole (core/delta/patch-apply.ts
+ * OLD_IN_MEMORY_MAX; a larger one is read through a small window), plus its decoders, whose brotli
+ * windows grow with the output they have decoded (≤ 16 MiB for the streams ferry writes).
+ */
+export function patchMemory(baseSize: number, newSize: number): number {
+  return (baseSize <= OLD_IN_MEMORY_MAX ? baseSize : 0) + Math.min(newSize, OLD_IN_MEMORY_MAX);
+}
 
 /** Files fsynced at once, after all are written: the disk sees one batch instead of a flush per file. */
 const FSYNC_CONCURRENCY = 32;
@@ -102,10 +120,11 @@ async function copyHashed(src: string, dst: string, reflink: { ok: boolean }): P
   const out = await open(dst, CREATE_NEW, 0o600);
   const hash = createHash('sha256');
   try {
-    for await (const chunk of createReadStream(src, { highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
+    // The same pooled buffer is hashed and written, then reused for the next read.
+    await readFileChunks(src, async (chunk) => {
       hash.update(chunk);
-      await out.write(chunk);
-    }
+      for (let done = 0; done < chunk.length;) done += (await out.write(chunk, done, chunk.length - done)).bytesWritten;
+    });
   } finally {
     await out.close();
   }
@@ -152,6 +171,8 @@ export async function applyDelta(input: {
   linkUnchanged?: boolean;
   /** Hears each target file's size once it is built and checked (for progress). */
   onFileWritten?: (bytes: number) => void;
+  /** The memory budget of the patches applied at once (default: a budget of PATCH_MEMORY_BUDGET); passed in to see its peak. */
+  budget?: ByteBudget;
 }): Promise<void> {
   const { ops, targetFiles, outDir, patcher } = input;
   const byPath = new Map(targetFiles.map((f) => [f.path, f]));
@@ -204,6 +225,7 @@ export async function applyDelta(input: {
     made.add(dir);
   };
   const reflink = { ok: true };
+  const budget = input.budget ?? new ByteBudget(PATCH_MEMORY_BUDGET);
 
   // Only one old bsdiff at a time: bspatch holds the whole base and output in memory.
   let patching: Promise<void> = Promise.resolve();
@@ -234,10 +256,12 @@ export async function applyDelta(input: {
         }
         case 'patch': {
           const base = await regularBaseFile(baseDir, op.from);
-          expectHash(await sha256File(base), op.baseSha256, `base file ${op.from}`);
           const patch = where(op.entry);
           const baseSize = (await stat(base)).size;
-          const run = () => applyPatchEntry({ baseFile: base, baseSize, patch, outFile: target, newSize: file.size, legacy: patcher });
+          // The base is checked against op.baseSha256 by applyPatchEntry, first thing, in the read
+          // that loads it (read once, not hashed here and read again there), and the patch runs
+          // only while the memory it holds fits the budget beside the others'.
+          const run = () => budget.use(patchMemory(baseSize, file.size), () => applyPatchEntry({ baseFile: base, baseSize, baseSha256: op.baseSha256, patch, outFile: target, newSize: file.size, legacy: patcher }));
           // FERRYBD1 (and zstd-from) are applied in process, several at once; an old BSDIFF40
           // entry goes to the native patcher, which holds base and output in memory: one at a time.
           const got = (await startsWith(patch, BSDIFF40)) ? await oneAtATime(run) : await run();

@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { createBrotliDecompress, type BrotliDecompress } from 'node:zlib';
 import { FerryError, fromFsError } from '../errors.ts';
-import { sha256File } from '../io/hash.ts';
+import { expectHash, sha256File } from '../io/hash.ts';
 import type { Patcher } from '../ports/patcher.ts';
 import { applyZstdFromEntry } from './zstd-from.ts';
 import { brotliDecoder } from '../io/brotli.ts';
@@ -41,6 +41,14 @@ export interface PatchEntryInput {
   outFile: string;
   /** The signed size of the output. */
   newSize: number;
+  /**
+   * The base's signed sha256. When given, the base is checked here before anything else is done
+   * (ERR_HASH_MISMATCH when it differs), in the same read that loads it: a base held in memory
+   * (up to `oldInMemoryMax`) is read once, hashed, and patched from that very buffer, instead of
+   * being hashed by the caller and read again (issue 14 item 7). Without it the caller has
+   * checked the base already.
+   */
+  baseSha256?: string;
   /** For old BSDIFF40 entries only (repositories made before FERRYBD1): the native patcher, if any. */
   legacy?: Patcher;
   /** A base up to this many bytes is read into memory whole (faster on patches that seek a lot); a larger one by positioned reads. Default OLD_IN_MEMORY_MAX. */
@@ -60,6 +68,8 @@ const OUT_CHUNK = 1024 * 1024;
 const STREAM_CHUNK = 64 * 1024;
 /** Positioned-read window over a base too large for memory (a larger one costs more on backward seeks). */
 const OLD_WINDOW = 16 * 1024;
+/** Reads of a base too large for memory while it is hashed. */
+const BASE_READ_CHUNK = 256 * 1024;
 /** bsdiff-node crashes on very long paths: a base path this long is handed to it through a short private link. */
 const LONG_PATH = 200;
 
@@ -72,6 +82,9 @@ const bogus = (why: string) => new FerryError('ERR_PATCH', why);
  */
 export async function applyPatchEntry(input: PatchEntryInput): Promise<{ sha256: string; size: number }> {
   const { patch } = input;
+  // The base first, as the caller did before: a base that is not the signed one is told as such
+  // (ERR_HASH_MISMATCH), whatever the patch says.
+  const checkedBase = input.baseSha256 === undefined ? undefined : await readCheckedBase(input.baseFile, input.baseSha256, input.oldInMemoryMax ?? OLD_IN_MEMORY_MAX);
   if (!Number.isSafeInteger(patch.offset) || !Number.isSafeInteger(patch.size) || patch.offset < 0 || patch.size < 0) {
     throw new FerryError('ERR_INTERNAL', `patch range ${patch.offset}+${patch.size} is not a byte range`);
   }
@@ -93,10 +106,51 @@ export async function applyPatchEntry(input: PatchEntryInput): Promise<{ sha256:
   if (patch.offset + patch.size > fileSize) throw bogus(`patch entry [${patch.offset}, ${patch.offset + patch.size}) lies past the end of ${patch.file} (${fileSize} bytes)`);
   const magic = patchMagic(head);
   switch (magic) {
-    case FERRYBD1_MAGIC: return applyFerryPatch(input, readPatchHeader(head));
+    case FERRYBD1_MAGIC: return applyFerryPatch(input, readPatchHeader(head), checkedBase);
     case BSDIFF40_MAGIC: return applyLegacyPatch(input, fileSize);
     case FERRYZF1_MAGIC: return applyZstdFromEntry(input);
     default: throw bogus(head.length < MAGIC_SIZE ? `patch entry of ${patch.size} bytes has no magic` : `patch entry has an unknown magic ${JSON.stringify(magic)}`);
+  }
+}
+
+/**
+ * Checks the base against its signed sha256 in one read: a base up to `inMemoryMax` bytes is read
+ * whole and returned (the bytes that were hashed are the bytes patched: nothing can change them
+ * between the check and the use); a larger one is hashed as a stream and read again later by
+ * positioned reads. Never through a link (O_NOFOLLOW); a missing base or a link is
+ * ERR_HASH_MISMATCH, like a base that does not hash.
+ */
+async function readCheckedBase(path: string, sha256: string, inMemoryMax: number): Promise<Buffer | undefined> {
+  let h: FileHandle;
+  try {
+    h = await open(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ELOOP') throw new FerryError('ERR_HASH_MISMATCH', `base file ${path} is missing or is a link`, { cause: err });
+    throw fromFsError(err, `reading the base ${path}`);
+  }
+  try {
+    const size = (await h.stat()).size;
+    const hash = createHash('sha256');
+    let whole: Buffer | undefined;
+    if (size <= inMemoryMax) {
+      whole = Buffer.allocUnsafe(size);
+      for (let done = 0; done < size;) {
+        const { bytesRead } = await h.read(whole, done, size - done, done);
+        if (bytesRead === 0) throw new FerryError('ERR_HASH_MISMATCH', `the base file ${path} shrank while it was read (${done} of ${size} bytes)`);
+        done += bytesRead;
+      }
+      hash.update(whole);
+    } else {
+      for await (const chunk of h.createReadStream({ autoClose: false, highWaterMark: BASE_READ_CHUNK }) as AsyncIterable<Buffer>) hash.update(chunk);
+    }
+    expectHash(hash.digest('hex'), sha256, `base file ${path}`);
+    return whole;
+  } catch (err) {
+    if (err instanceof FerryError) throw err;
+    throw fromFsError(err, `reading the base ${path}`);
+  } finally {
+    await h.close();
   }
 }
 
@@ -261,7 +315,8 @@ function inside(p: number, size: number): number {
   return size - p;
 }
 
-function oldBytes(fd: number, size: number, inMemoryMax: number): OldBytes {
+function oldBytes(fd: number, size: number, inMemoryMax: number, checked: Buffer | undefined): OldBytes {
+  if (checked !== undefined && checked.length === size) return { buf: checked, start: 0, at: (p) => inside(p, size) };
   if (size <= inMemoryMax) {
     const buf = Buffer.allocUnsafe(size);
     for (let done = 0; done < size;) {
@@ -291,7 +346,8 @@ function oldBytes(fd: number, size: number, inMemoryMax: number): OldBytes {
   return w;
 }
 
-async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader): Promise<{ sha256: string; size: number }> {
+/** `checkedBase`: the base's bytes, already read and checked against its signed hash (readCheckedBase), if it was small enough to hold. */
+async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader, checkedBase: Buffer | undefined): Promise<{ sha256: string; size: number }> {
   // Every check the header allows, before anything is opened for writing.
   if (h.newSize !== input.newSize) throw bogus(`patch promises ${h.newSize} bytes, signed ${input.newSize}`);
   if (h.oldSize !== input.baseSize) throw bogus(`patch is for a base of ${h.oldSize} bytes, the signed base has ${input.baseSize}`);
@@ -312,7 +368,7 @@ async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader): Promise<
     }
     const st = fstatSync(baseFd);
     if (!st.isFile() || st.size !== h.oldSize) throw new FerryError('ERR_HASH_MISMATCH', `base file ${input.baseFile} has ${st.size} bytes, the patch and the signed base have ${h.oldSize}`);
-    const old = oldBytes(baseFd, h.oldSize, input.oldInMemoryMax ?? OLD_IN_MEMORY_MAX);
+    const old = oldBytes(baseFd, h.oldSize, input.oldInMemoryMax ?? OLD_IN_MEMORY_MAX, checkedBase);
 
     patchHandle = await open(input.patch.file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
     let at = input.patch.offset + PATCH_HEADER_SIZE;

@@ -11,7 +11,6 @@ import { FerryError, fromFsError } from '../errors.ts';
 import { archiveCoder, extractArchive } from '../io/extract.ts';
 import { applyDelta } from '../delta/apply-delta.ts';
 import { verifyTree } from './verify-tree.ts';
-import { verifyImage } from '../image/verify-image.ts';
 import { NO_GRANTS, type ContainerGrants } from '../image/requests.ts';
 import { fsyncDir, fsyncDirsUnder } from '../io/durable.ts';
 import type { HomeLayout } from './layout.ts';
@@ -19,6 +18,15 @@ import { isLink, type TargetRelease } from '../trust/metadata.ts';
 import type { Plan } from '../update/plan.ts';
 import type { Patcher } from '../ports/patcher.ts';
 import type { ProgressEvent, ProgressSink } from '../ports/progress.ts';
+
+/**
+ * The image check of a container release (core/image/verify-image.ts), loaded only for one: a
+ * release that is a plain tree never loads the OCI code.
+ */
+async function verifyImage(...args: Parameters<typeof import('../image/verify-image.ts').verifyImage>): Promise<void> {
+  const { verifyImage: verify } = await import('../image/verify-image.ts');
+  await verify(...args);
+}
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);

@@ -34,7 +34,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { createBrotliDecoder } from './brotli.ts';
+import { createBrotliDecoder, DECODE_CHUNK } from './brotli.ts';
 import { Parser, type ReadEntry } from 'tar';
 import { FerryError, fromFsError } from '../errors.ts';
 import { expectHash } from './hash.ts';
@@ -282,7 +282,7 @@ async function settleFiles(dest: string, files: readonly WrittenFile[]): Promise
  */
 async function feed(archive: string, parser: Parser, how: { decode: ArchiveCoder; bound: number | null }, done: () => boolean): Promise<void> {
   const input = createReadStream(archive, { highWaterMark: READ_CHUNK });
-  const inflate = how.decode === 'gzip' ? createGunzip() : how.decode === 'brotli' ? createBrotliDecoder() : null;
+  const inflate = how.decode === 'gzip' ? createGunzip({ chunkSize: DECODE_CHUNK }) : how.decode === 'brotli' ? createBrotliDecoder() : null;
   // pipeline, not pipe: a read error of the file reaches the loop below through the inflater.
   const source = inflate ? pipeline(input, inflate, () => {}) : input;
   let seen = 0;

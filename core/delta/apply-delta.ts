@@ -30,6 +30,7 @@ import { BSDIFF40_MAGIC } from './patch-format.ts';
 import type { Patcher } from '../ports/patcher.ts';
 import { applyPatchEntry, OLD_IN_MEMORY_MAX } from './patch-apply.ts';
 import { ByteBudget } from './byte-budget.ts';
+import { BaseBuffers } from './base-buffers.ts';
 
 /** Files written at once: their cost is mostly waiting on the disk. */
 const APPLY_CONCURRENCY = 8;
@@ -226,6 +227,7 @@ export async function applyDelta(input: {
   };
   const reflink = { ok: true };
   const budget = input.budget ?? new ByteBudget(PATCH_MEMORY_BUDGET);
+  const baseBuffers = new BaseBuffers();
 
   // Only one old bsdiff at a time: bspatch holds the whole base and output in memory.
   let patching: Promise<void> = Promise.resolve();
@@ -261,7 +263,7 @@ export async function applyDelta(input: {
           // The base is checked against op.baseSha256 by applyPatchEntry, first thing, in the read
           // that loads it (read once, not hashed here and read again there), and the patch runs
           // only while the memory it holds fits the budget beside the others'.
-          const run = () => budget.use(patchMemory(baseSize, file.size), () => applyPatchEntry({ baseFile: base, baseSize, baseSha256: op.baseSha256, patch, outFile: target, newSize: file.size, legacy: patcher }));
+          const run = () => budget.use(patchMemory(baseSize, file.size), () => applyPatchEntry({ baseFile: base, baseSize, baseSha256: op.baseSha256, baseBuffers, patch, outFile: target, newSize: file.size, legacy: patcher }));
           // FERRYBD1 (and zstd-from) are applied in process, several at once; an old BSDIFF40
           // entry goes to the native patcher, which holds base and output in memory: one at a time.
           const got = (await startsWith(patch, BSDIFF40)) ? await oneAtATime(run) : await run();

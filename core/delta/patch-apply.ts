@@ -24,6 +24,7 @@ import { FerryError, fromFsError } from '../errors.ts';
 import { expectHash, sha256File } from '../io/hash.ts';
 import type { Patcher } from '../ports/patcher.ts';
 import { applyZstdFromEntry } from './zstd-from.ts';
+import type { BaseBuffers } from './base-buffers.ts';
 import { brotliDecoder } from '../io/brotli.ts';
 import {
   BSDIFF40_MAGIC, FERRYBD1_MAGIC, FERRYZF1_MAGIC, MAGIC_SIZE, MAX_VARINT_BYTES, PATCH_HEADER_SIZE,
@@ -49,6 +50,8 @@ export interface PatchEntryInput {
    * checked the base already.
    */
   baseSha256?: string;
+  /** Where a base held in memory gets its buffer, and gives it back when the patch is done (reused across one delta's patches). */
+  baseBuffers?: BaseBuffers;
   /** For old BSDIFF40 entries only (repositories made before FERRYBD1): the native patcher, if any. */
   legacy?: Patcher;
   /** A base up to this many bytes is read into memory whole (faster on patches that seek a lot); a larger one by positioned reads. Default OLD_IN_MEMORY_MAX. */
@@ -81,10 +84,18 @@ const bogus = (why: string) => new FerryError('ERR_PATCH', why);
  * written when the header can tell.
  */
 export async function applyPatchEntry(input: PatchEntryInput): Promise<{ sha256: string; size: number }> {
-  const { patch } = input;
   // The base first, as the caller did before: a base that is not the signed one is told as such
   // (ERR_HASH_MISMATCH), whatever the patch says.
-  const checkedBase = input.baseSha256 === undefined ? undefined : await readCheckedBase(input.baseFile, input.baseSha256, input.oldInMemoryMax ?? OLD_IN_MEMORY_MAX);
+  const checkedBase = input.baseSha256 === undefined ? undefined : await readCheckedBase(input.baseFile, input.baseSha256, input.oldInMemoryMax ?? OLD_IN_MEMORY_MAX, input.baseBuffers);
+  try {
+    return await applyEntry(input, checkedBase);
+  } finally {
+    if (checkedBase) input.baseBuffers?.give(checkedBase);
+  }
+}
+
+async function applyEntry(input: PatchEntryInput, checkedBase: Buffer | undefined): Promise<{ sha256: string; size: number }> {
+  const { patch } = input;
   if (!Number.isSafeInteger(patch.offset) || !Number.isSafeInteger(patch.size) || patch.offset < 0 || patch.size < 0) {
     throw new FerryError('ERR_INTERNAL', `patch range ${patch.offset}+${patch.size} is not a byte range`);
   }
@@ -120,7 +131,7 @@ export async function applyPatchEntry(input: PatchEntryInput): Promise<{ sha256:
  * positioned reads. Never through a link (O_NOFOLLOW); a missing base or a link is
  * ERR_HASH_MISMATCH, like a base that does not hash.
  */
-async function readCheckedBase(path: string, sha256: string, inMemoryMax: number): Promise<Buffer | undefined> {
+async function readCheckedBase(path: string, sha256: string, inMemoryMax: number, buffers: BaseBuffers | undefined): Promise<Buffer | undefined> {
   let h: FileHandle;
   try {
     h = await open(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
@@ -132,20 +143,26 @@ async function readCheckedBase(path: string, sha256: string, inMemoryMax: number
   try {
     const size = (await h.stat()).size;
     const hash = createHash('sha256');
-    let whole: Buffer | undefined;
     if (size <= inMemoryMax) {
-      whole = Buffer.allocUnsafe(size);
-      for (let done = 0; done < size;) {
-        const { bytesRead } = await h.read(whole, done, size - done, done);
-        if (bytesRead === 0) throw new FerryError('ERR_HASH_MISMATCH', `the base file ${path} shrank while it was read (${done} of ${size} bytes)`);
-        done += bytesRead;
+      const buf = buffers?.take(size) ?? Buffer.allocUnsafe(size);
+      try {
+        for (let done = 0; done < size;) {
+          const { bytesRead } = await h.read(buf, done, size - done, done);
+          if (bytesRead === 0) throw new FerryError('ERR_HASH_MISMATCH', `the base file ${path} shrank while it was read (${done} of ${size} bytes)`);
+          done += bytesRead;
+        }
+        hash.update(buf);
+        expectHash(hash.digest('hex'), sha256, `base file ${path}`);
+      } catch (err) {
+        buffers?.give(buf);
+        throw err;
       }
-      hash.update(whole);
+      return buf;
     } else {
       for await (const chunk of h.createReadStream({ autoClose: false, highWaterMark: BASE_READ_CHUNK }) as AsyncIterable<Buffer>) hash.update(chunk);
     }
     expectHash(hash.digest('hex'), sha256, `base file ${path}`);
-    return whole;
+    return undefined;
   } catch (err) {
     if (err instanceof FerryError) throw err;
     throw fromFsError(err, `reading the base ${path}`);

@@ -104,7 +104,10 @@ export async function stageRelease(input: {
     // targets, made last) and requires all of them; a delta has one op per signed entry and
     // hashes each output. No second pass is needed.
     if (target.container) await verifyImage(built, target.container, grants);
-    await fsyncDirsUnder(built, 'stage.tree');
+    // Every folder of the tree is fsynced before the rename. extractArchive did that already, after
+    // its last write (site 'extract.dirs'), and nothing has written since: a full artifact's tree
+    // is not walked and synced a second time. A delta's folders are synced here.
+    if (plan.kind !== 'full') await fsyncDirsUnder(built, 'stage.tree');
     await mkdir(layout.releases, { recursive: true });
     await rename(built, finalDir);
     await fsyncDir(layout.releases, 'stage.releases-dir');

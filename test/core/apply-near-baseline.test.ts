@@ -1,23 +1,29 @@
 // Issue 14 item 7 on the device's apply path: the work an update does once instead of twice, and
 // the memory it holds. Small FERRYBD1 patches made with writeFerryPatch (no bsdiff), applied by
-// the real applyDelta / applyPatchEntry on real files; each test would fail on the code before:
-// a budget the patches ignored, a base hashed by a stream and then read again, a base checked
-// only by the caller, the container plugin loaded by every `ferry update`.
+// the real applyDelta / applyPatchEntry / stageRelease on real files; each test would fail on the
+// code before: a budget the patches ignored, a base hashed by a stream and then read again, a base
+// checked only by the caller, a new base buffer per patch, the container plugin loaded by every
+// `ferry update`, a full artifact's folders fsynced twice.
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { spawnSync } from 'node:child_process';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { applyDelta, patchMemory } from '../../core/delta/apply-delta.ts';
 import { applyPatchEntry } from '../../core/delta/patch-apply.ts';
 import { ByteBudget } from '../../core/delta/byte-budget.ts';
+import { BaseBuffers } from '../../core/delta/base-buffers.ts';
 import { writeFerryPatch } from '../../core/delta/patch-encode.ts';
-import { sha256 } from '../../core/io/hash.ts';
-import type { DeltaOp, FileEntry } from '../../core/trust/metadata.ts';
+import { CHUNK_SIZE, digestFile, sha256 } from '../../core/io/hash.ts';
+import { packFiles } from '../../core/publish/archive.ts';
+import { stageRelease } from '../../core/device/stage.ts';
+import { homeLayout } from '../../core/device/layout.ts';
+import { verifyTree } from '../../core/device/verify-tree.ts';
+import type { ArtifactRef, DeltaOp, FileEntry } from '../../core/trust/metadata.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
 import { pseudoRandomBytes, tempDir, type TempDir } from '../helpers/repo.ts';
 
@@ -172,6 +178,24 @@ t('issue 14 item 7: a corrupted byte in a patch base is still caught (ERR_HASH_M
   }
 });
 
+t('issue 14 item 7: the patches of one delta reuse one base buffer instead of leaving one per patch for the collector', async () => {
+  const s = await get();
+  const buffers = new BaseBuffers();
+  for (let i = 0; i < PATCHED; i++) {
+    const op = s.ops[i] as Extract<DeltaOp, { op: 'patch' }>;
+    const range = op.entry as { offset: number; size: number };
+    const outFile = join(s.tmp.path, `reuse-${i}`);
+    const got = await applyPatchEntry({ baseFile: join(s.baseDir, `f${i}.bin`), baseSize: BASE_SIZE, baseSha256: op.baseSha256, baseBuffers: buffers, patch: { file: s.pack, offset: range.offset, size: range.size }, outFile, newSize: s.files[i]!.size });
+    assert.is(got.sha256, op.sha256);
+    assert.is(buffers.freeBytes, BASE_SIZE, `after patch ${i}: one base buffer, given back and reused`);
+  }
+  // A refused base gives its buffer back too.
+  const op = s.ops[0] as Extract<DeltaOp, { op: 'patch' }>;
+  const range = op.entry as { offset: number; size: number };
+  await assertCodeAsync(() => applyPatchEntry({ baseFile: join(s.baseDir, 'f1.bin'), baseSize: BASE_SIZE, baseSha256: op.baseSha256, baseBuffers: buffers, patch: { file: s.pack, offset: range.offset, size: range.size }, outFile: join(s.tmp.path, 'reuse-bad'), newSize: s.files[0]!.size }), 'ERR_HASH_MISMATCH');
+  assert.is(buffers.freeBytes, BASE_SIZE);
+});
+
 t('issue 14 item 7: opening a device and staging a plain tree load no container or OCI code (ferry update does not pay for it)', () => {
   // A fresh node with a module hook that lists the container plugin's and the image check's
   // modules as they load (core/image/requests.ts, the small pure reading of ferry.json's grants,
@@ -191,6 +215,54 @@ t('issue 14 item 7: opening a device and staging a plain tree load no container 
   assert.match(r.stdout, /DONE/);
   const loaded = r.stdout.split('\n').filter((l) => l.startsWith('LOADED '));
   assert.equal(loaded, [], `container/OCI modules loaded: ${loaded.join(', ')}`);
+});
+
+t('issue 14 item 7: staging a full artifact fsyncs each folder of the tree once (extraction synced them; stage does not walk them again)', async () => {
+  const s = await get();
+  const tree = join(s.tmp.path, 'full-tree');
+  const spec: Record<string, Buffer> = {};
+  for (let i = 0; i < 6; i++) spec[`d${i % 3}/sub${i % 2}/f${i}.txt`] = Buffer.from(`file ${i}\n`);
+  for (const [path, bytes] of Object.entries(spec)) {
+    await mkdir(join(tree, path, '..'), { recursive: true });
+    await writeFile(join(tree, path), bytes);
+  }
+  const artifact = join(s.tmp.path, 'full.tar');
+  await packFiles(tree, Object.keys(spec), artifact, false);
+  const d = await digestFile(artifact, CHUNK_SIZE);
+  const ref: ArtifactRef = { path: 'releases/1.0.0/linux-x64.full.tar', size: d.size, sha256: d.sha256, chunkSize: CHUNK_SIZE, chunks: d.chunks };
+  const files: FileEntry[] = Object.entries(spec).map(([path, b]) => ({ path, size: b.length, sha256: sha256(b), mode: 0o644 }));
+  const layout = homeLayout(join(s.tmp.path, 'full-home'));
+  await mkdir(layout.home, { recursive: true });
+
+  // Every fsync of a folder, by inode: a folder synced twice shows up twice.
+  const probe = await open(join(s.tmp.path, 'probe'), 'w');
+  const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
+  await probe.close();
+  const sync = proto.sync;
+  const dirSyncs: number[] = [];
+  proto.sync = function (this: { fd: number }) {
+    const st = fs.fstatSync(this.fd);
+    if (st.isDirectory()) dirSyncs.push(st.ino);
+    return sync.apply(this);
+  };
+  try {
+    await stageRelease({
+      layout,
+      plan: { kind: 'full', to: '1.0.0', artifact: ref, bytes: ref.size },
+      releases: new Map([['1.0.0', { files, full: ref, deltas: [] }]]),
+      artifacts: new Map([[ref.sha256, artifact]]),
+      patcher: noPatcher,
+      linkUnchanged: false,
+    });
+  } finally {
+    proto.sync = sync;
+  }
+  await verifyTree(layout.release('1.0.0'), files);
+  // The tree's root, d0..d2 and their sub0/sub1 folders, and releases/ after the rename.
+  const treeDirs = 1 + 3 + 6;
+  assert.ok(dirSyncs.length >= treeDirs + 1, `every folder synced (${dirSyncs.length} folder fsyncs)`);
+  const repeated = dirSyncs.filter((ino, i) => dirSyncs.indexOf(ino) !== i);
+  assert.equal(repeated, [], `no folder fsynced twice (${dirSyncs.length} folder fsyncs)`);
 });
 
 t.after(async () => {

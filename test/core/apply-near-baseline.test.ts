@@ -196,6 +196,49 @@ t('issue 14 item 7: the patches of one delta reuse one base buffer instead of le
   assert.is(buffers.freeBytes, BASE_SIZE);
 });
 
+t('issue 14 item 7: small unchanged files are copied by direct reads and writes (no thread-pool write per file), and a base that is not the signed one is still refused', async () => {
+  const s = await get();
+  const dir = join(s.tmp.path, 'small');
+  const base = join(dir, 'base');
+  await mkdir(join(base, 'lib'), { recursive: true });
+  const bodies = Array.from({ length: 20 }, (_, i) => Buffer.from(`export const v${i} = ${i};\n`.repeat(i + 1)));
+  for (const [i, b] of bodies.entries()) await writeFile(join(base, 'lib', `m${i}.js`), b);
+  const files: FileEntry[] = bodies.map((b, i) => ({ path: `lib/m${i}.js`, size: b.length, sha256: sha256(b), mode: i % 2 ? 0o755 : 0o644 }));
+  const probe = await open(join(dir, 'probe'), 'w');
+  const proto = Object.getPrototypeOf(probe) as { write: (...a: unknown[]) => Promise<unknown> };
+  await probe.close();
+  const write = proto.write;
+  let handleWrites = 0;
+  proto.write = function (this: unknown, ...a: unknown[]) {
+    handleWrites++;
+    return write.apply(this, a);
+  };
+  const out = join(dir, 'out');
+  await mkdir(out);
+  try {
+    await applyDelta({ baseDir: base, ops: [], targetFiles: files, artifact: s.pack, outDir: out, workDir: `${out}-w`, patcher: noPatcher });
+  } finally {
+    proto.write = write;
+  }
+  await verifyTree(out, files);
+  assert.is(handleWrites, 0, 'no copy went through a FileHandle write');
+
+  // The same copies refuse a base byte that differs, a base one byte longer, and a base that is a link.
+  for (const [name, spoil] of [
+    ['flipped', async (p: string) => { const b = await readFile(p); b[3] = b[3]! ^ 1; await writeFile(p, b); }],
+    ['longer', async (p: string) => { await writeFile(p, Buffer.concat([await readFile(p), Buffer.from('x')])); }],
+    ['link', async (p: string) => { const b = await readFile(p); await writeFile(`${p}.real`, b); await fs.promises.rm(p); await fs.promises.symlink(`${p}.real`, p); }],
+  ] as const) {
+    const bad = join(dir, `base-${name}`);
+    await fs.promises.cp(base, bad, { recursive: true });
+    await spoil(join(bad, 'lib', 'm7.js'));
+    const o = join(dir, `out-${name}`);
+    await mkdir(o);
+    await assertCodeAsync(() => applyDelta({ baseDir: bad, ops: [], targetFiles: files, artifact: s.pack, outDir: o, workDir: `${o}-w`, patcher: noPatcher }), 'ERR_HASH_MISMATCH');
+    assert.is(await stat(join(o, 'lib', 'm7.js')).then(() => true, () => false), false, `${name}: no copy of the refused base`);
+  }
+});
+
 t('issue 14 item 7: opening a device and staging a plain tree load no container or OCI code (ferry update does not pay for it)', () => {
   // A fresh node with a module hook that lists the container plugin's and the image check's
   // modules as they load (core/image/requests.ts, the small pure reading of ferry.json's grants,

@@ -6,8 +6,10 @@
 // from the verified artifact; an old 'tar' delta is unpacked against its signed entry hashes first.
 // A regular file with no op is copied from the same path of the base. Near the copy baseline
 // (issue 14 item 7): each copy reads its base once (hashing what it writes, or a reflink then one
-// hash), so does each patch (core/delta/patch-apply.ts checks the base in the read that loads it),
-// patches run in parallel only as far as a memory budget allows (core/delta/byte-budget.ts), files are written without an fsync each and fsynced together, in parallel, at the end
+// hash; a small file by direct system calls), so does each patch (core/delta/patch-apply.ts checks
+// the base in the read that loads it), patches run in parallel only as far as a memory budget
+// allows (core/delta/byte-budget.ts), files are written without an fsync each and fsynced
+// together, in parallel, at the end
 // (before core/device/stage.ts renames the tree into releases/: SECURITY.md row 18), and no
 // process is started unless an old BSDIFF40 entry needs the native patcher.
 // core/delta/make-delta.ts makes the ops.
@@ -146,8 +148,9 @@ const smallBuffer = Buffer.allocUnsafeSlow(SMALL_COPY + 1);
  * Copies the base file `from` (under `realBase`, reached through no link: the same rule as
  * regularBaseFile) to `target` (which must not exist) when it is exactly the signed `file`: its
  * signed size (one read of size + 1 bytes tells a longer file) and sha256 (ERR_HASH_MISMATCH
- * otherwise, with `target` removed). The copy gets the signed mode before it is closed. Written,
- * not fsynced: the caller syncs every file together.
+ * otherwise, before `target` is created). The copy gets the signed mode before it is closed.
+ * Written, not fsynced: the caller syncs every file together. Synchronous from start to end, so
+ * the one shared buffer is never used by two copies at once.
  */
 function copySmall(realBase: string, from: string, target: string, file: FileEntry, sha256: string): void {
   const path = join(realBase, from);

@@ -17,8 +17,7 @@ import { createCommandHealthCheck } from './health/command.ts';
 import { createHttpHealthCheck } from './health/http.ts';
 import { createSupervisorHealthCheck, supervisorRunning } from './run/health.ts';
 import type { HealthCheck } from '../core/ports/health.ts';
-import { createContainerSwitch } from './container/container-switch.ts';
-import { containerContext, hasContainer, type ContainerContext } from './container/start-container.ts';
+import type { ContainerContext } from './container/start-container.ts';
 import type { ContainerEngine } from './container/engine.ts';
 import type { ProgressSink } from '../core/ports/progress.ts';
 
@@ -146,12 +145,16 @@ export interface Device {
  */
 async function deviceHealth(home: string, config: DeviceConfig, options: OpenDeviceOptions): Promise<HealthCheck | null> {
   if (await supervisorRunning(home)) return createSupervisorHealthCheck(home, config.health?.timeoutMs ?? 60_000);
-  if (!hasContainer(config)) return healthFromConfig(config.health);
+  const container = config.container;
+  if (container === null || container === undefined) return healthFromConfig(config.health);
+  // The container plugin (engines, bundles, OCI layouts) is loaded only for a device that runs an
+  // image: `ferry update` of any other device pays neither its start-up time nor its memory.
+  const [{ createContainerSwitch }, { containerContext }] = await Promise.all([import('./container/container-switch.ts'), import('./container/start-container.ts')]);
   let context: Promise<ContainerContext> | null = null;
   const log = options.log ?? (() => {});
   return createContainerSwitch({
     // Detected at the first switch, not at open: a device that only reads its status never probes engines.
-    context: () => (context ??= containerContext(home, config, { ...(options.container?.engine ? { engine: options.container.engine } : {}), log })),
+    context: () => (context ??= containerContext(home, { ...config, container }, { ...(options.container?.engine ? { engine: options.container.engine } : {}), log })),
     health: healthFromConfig(config.health),
     timeoutMs: config.health?.timeoutMs ?? 60_000,
     ...(options.container?.settleMs !== undefined ? { settleMs: options.container.settleMs } : {}),

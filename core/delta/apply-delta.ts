@@ -6,19 +6,22 @@
 // from the verified artifact; an old 'tar' delta is unpacked against its signed entry hashes first.
 // A regular file with no op is copied from the same path of the base. Near the copy baseline
 // (issue 14 item 7): each copy reads its base once (hashing what it writes, or a reflink then one
-// hash), files are written without an fsync each and fsynced together, in parallel, at the end
+// hash; a small file by direct system calls), so does each patch (core/delta/patch-apply.ts checks
+// the base in the read that loads it), patches run in parallel only as far as a memory budget
+// allows (core/delta/byte-budget.ts), files are written without an fsync each and fsynced
+// together, in parallel, at the end
 // (before core/device/stage.ts renames the tree into releases/: SECURITY.md row 18), and no
 // process is started unless an old BSDIFF40 entry needs the native patcher.
 // core/delta/make-delta.ts makes the ops.
 
-import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { closeSync, constants, createWriteStream, fchmodSync, fstatSync, openSync, readSync, realpathSync, writeSync } from 'node:fs';
 import { chmod, copyFile, link, lstat, mkdir, mkdtemp, open, realpath, rm, stat, symlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { FerryError, fromFsError } from '../errors.ts';
-import { expectHash, sha256File } from '../io/hash.ts';
+import { expectHash, readFileChunks, sha256File } from '../io/hash.ts';
 import { extractArchive, type ExpectedFile } from '../io/extract.ts';
 import { skipsFsync } from '../io/durable.ts';
 import { checkPathSet, linkProblem } from '../io/safe-path.ts';
@@ -27,11 +30,29 @@ import { packRangeStream } from './delta-pack.ts';
 import { createBrotliDecoder } from '../io/brotli.ts';
 import { BSDIFF40_MAGIC } from './patch-format.ts';
 import type { Patcher } from '../ports/patcher.ts';
-import { applyPatchEntry, applySolidMember } from './patch-apply.ts';
+import { applyPatchEntry, applySolidMember, OLD_IN_MEMORY_MAX } from './patch-apply.ts';
 import { SOLID_MAGIC } from './solid-format.ts';
+import { ByteBudget } from './byte-budget.ts';
+import { BaseBuffers } from './base-buffers.ts';
 
 /** Files written at once: their cost is mostly waiting on the disk. */
 const APPLY_CONCURRENCY = 8;
+
+/**
+ * Bytes the patches applied at once may hold (ByteBudget, patchMemory): with the 16 MiB bases of
+ * OLD_IN_MEMORY_MAX, one large patch at a time, or several small ones. Eight large ones at once
+ * took bench/apply's delta update to 138 MiB of RSS (issue 14 item 7: under 100 MiB).
+ */
+export const PATCH_MEMORY_BUDGET = 24 * 1024 * 1024;
+
+/**
+ * What one patch holds in memory, roughly: its base when it is read whole (core/delta/patch-apply.ts
+ * OLD_IN_MEMORY_MAX; a larger one is read through a small window), plus its decoders, whose brotli
+ * windows grow with the output they have decoded (≤ 16 MiB for the streams ferry writes).
+ */
+export function patchMemory(baseSize: number, newSize: number): number {
+  return (baseSize <= OLD_IN_MEMORY_MAX ? baseSize : 0) + Math.min(newSize, OLD_IN_MEMORY_MAX);
+}
 
 /** Files fsynced at once, after all are written: the disk sees one batch instead of a flush per file. */
 const FSYNC_CONCURRENCY = 32;
@@ -105,14 +126,59 @@ async function copyHashed(src: string, dst: string, reflink: { ok: boolean }): P
   const out = await open(dst, CREATE_NEW, 0o600);
   const hash = createHash('sha256');
   try {
-    for await (const chunk of createReadStream(src, { highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
+    // The same pooled buffer is hashed and written, then reused for the next read.
+    await readFileChunks(src, async (chunk) => {
       hash.update(chunk);
-      await out.write(chunk);
-    }
+      for (let done = 0; done < chunk.length;) done += (await out.write(chunk, done, chunk.length - done)).bytesWritten;
+    });
   } finally {
     await out.close();
   }
   return hash.digest('hex');
+}
+
+/**
+ * Unchanged files up to this size are copied by copySmall: synchronous reads and writes of one
+ * buffer, no round trip through the thread pool per step. A patch bump of a 1,000-file tree copies
+ * ~1,000 of them; each async step (realpath, lstat, two opens, reads, write, two closes, chmod)
+ * waited on the pool, which made the copies cost more than extracting the whole tree did
+ * (bench/apply, issue 14 item 7).
+ */
+const SMALL_COPY = 64 * 1024;
+const smallBuffer = Buffer.allocUnsafeSlow(SMALL_COPY + 1);
+
+/**
+ * Copies the base file `from` (under `realBase`, reached through no link: the same rule as
+ * regularBaseFile) to `target` (which must not exist) when it is exactly the signed `file`: its
+ * signed size (one read of size + 1 bytes tells a longer file) and sha256 (ERR_HASH_MISMATCH
+ * otherwise, before `target` is created). The copy gets the signed mode before it is closed.
+ * Written, not fsynced: the caller syncs every file together. Synchronous from start to end, so
+ * the one shared buffer is never used by two copies at once.
+ */
+function copySmall(realBase: string, from: string, target: string, file: FileEntry, sha256: string): void {
+  const path = join(realBase, from);
+  let resolved: string | null;
+  try { resolved = realpathSync.native(path); } catch { resolved = null; }
+  if (resolved !== path) throw new FerryError('ERR_HASH_MISMATCH', `base file ${from} is missing or is not a regular file`);
+  let n: number;
+  const src = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    if (!fstatSync(src).isFile()) throw new FerryError('ERR_HASH_MISMATCH', `base file ${from} is missing or is not a regular file`);
+    n = 0;
+    for (let got = -1; got !== 0 && n < smallBuffer.length;) n += got = readSync(src, smallBuffer, n, smallBuffer.length - n, n);
+  } finally {
+    closeSync(src);
+  }
+  if (n !== file.size) throw new FerryError('ERR_HASH_MISMATCH', `base file ${from} (copied to ${file.path}) is not its signed ${file.size} bytes`);
+  const bytes = smallBuffer.subarray(0, n);
+  expectHash(createHash('sha256').update(bytes).digest('hex'), sha256, `base file ${from} (copied to ${file.path})`);
+  const out = openSync(target, CREATE_NEW, 0o600);
+  try {
+    for (let done = 0; done < n;) done += writeSync(out, bytes, done, n - done);
+    fchmodSync(out, file.mode);
+  } finally {
+    closeSync(out);
+  }
 }
 
 /** Fsyncs every file in `paths`, a batch at a time, all after they were written (site 'delta.file'). */
@@ -155,6 +221,8 @@ export async function applyDelta(input: {
   linkUnchanged?: boolean;
   /** Hears each target file's size once it is built and checked (for progress). */
   onFileWritten?: (bytes: number) => void;
+  /** The memory budget of the patches applied at once (default: a budget of PATCH_MEMORY_BUDGET); passed in to see its peak. */
+  budget?: ByteBudget;
 }): Promise<void> {
   const { ops, targetFiles, outDir, patcher } = input;
   const byPath = new Map(targetFiles.map((f) => [f.path, f]));
@@ -206,6 +274,8 @@ export async function applyDelta(input: {
     made.add(dir);
   };
   const reflink = { ok: true };
+  const budget = input.budget ?? new ByteBudget(PATCH_MEMORY_BUDGET);
+  const baseBuffers = new BaseBuffers();
 
   // Only one old bsdiff at a time: bspatch holds the whole base and output in memory.
   let patching: Promise<void> = Promise.resolve();
@@ -221,6 +291,14 @@ export async function applyDelta(input: {
       await parentOf(target);
       switch (op.op) {
         case 'copy': {
+          if (!input.linkUnchanged && file.size <= SMALL_COPY) {
+            // Most files of a tree are small and unchanged: copied with a few direct system calls,
+            // checked and given their mode before they are closed (copySmall).
+            copySmall(baseDir, op.from, target, file, op.sha256);
+            written.push(target);
+            input.onFileWritten?.(file.size);
+            return;
+          }
           const base = await regularBaseFile(baseDir, op.from);
           if (input.linkUnchanged && ((await stat(base)).mode & 0o777) === file.mode) {
             // Release trees are immutable, so an unchanged file is shared by a hard link: no data
@@ -236,10 +314,13 @@ export async function applyDelta(input: {
         }
         case 'patch': {
           const base = await regularBaseFile(baseDir, op.from);
-          expectHash(await sha256File(base), op.baseSha256, `base file ${op.from}`);
           const patch = where(op.entry);
           const baseSize = (await stat(base)).size;
-          const run = () => applyPatchEntry({ baseFile: base, baseSize, patch, outFile: target, newSize: file.size, legacy: patcher, member: op.sha256 });
+          // The base is checked against op.baseSha256 by applyPatchEntry, first thing, in the read
+          // that loads it (read once, not hashed here and read again there), whatever the entry's
+          // kind (FERRYBD1, a FERRYSB1 member, zstd-from, BSDIFF40), and the patch runs only while
+          // the memory it holds fits the budget beside the others'.
+          const run = () => budget.use(patchMemory(baseSize, file.size), () => applyPatchEntry({ baseFile: base, baseSize, baseSha256: op.baseSha256, baseBuffers, patch, outFile: target, newSize: file.size, legacy: patcher, member: op.sha256 }));
           // FERRYBD1 (and zstd-from) are applied in process, several at once; an old BSDIFF40
           // entry goes to the native patcher, which holds base and output in memory: one at a time.
           const got = (await startsWith(patch, BSDIFF40)) ? await oneAtATime(run) : await run();

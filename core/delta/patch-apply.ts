@@ -16,7 +16,9 @@
 // one chunk, never a drain), the output hashed as it is written, and every stream required to end
 // exactly where the last entry ends. The base is read either whole (up to a cap) or by positioned
 // reads, and the output leaves through a 1 MiB buffer, so the old and new files are never both in
-// memory. The output is not fsynced here: the caller syncs its outputs together.
+// memory. Given the base's signed hash (apply-delta always gives it), the base is checked first, in
+// the read that loads it: a base held whole is patched from the very bytes that were hashed, and
+// is read once (issue 14 item 7). The output is not fsynced here: the caller syncs its outputs together.
 
 import { closeSync, constants as fsc, fstatSync, openSync, readSync, writeSync, type ReadStream } from 'node:fs';
 import { copyFile, link, mkdtemp, open, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
@@ -25,10 +27,11 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { createBrotliDecompress, type BrotliDecompress } from 'node:zlib';
 import { FerryError, fromFsError } from '../errors.ts';
-import { sha256File } from '../io/hash.ts';
+import { expectHash, sha256File } from '../io/hash.ts';
 import type { Patcher } from '../ports/patcher.ts';
 import { applyZstdFromEntry } from './zstd-from.ts';
 import { expandDiff, parseSolid, readSolidHeader, SOLID_MAGIC, type SolidMember } from './solid-format.ts';
+import type { BaseBuffers } from './base-buffers.ts';
 import { brotliDecoder } from '../io/brotli.ts';
 import {
   BSDIFF40_MAGIC, FERRYBD1_MAGIC, FERRYZF1_MAGIC, MAGIC_SIZE, MAX_VARINT_BYTES, PATCH_HEADER_SIZE,
@@ -46,6 +49,16 @@ export interface PatchEntryInput {
   outFile: string;
   /** The signed size of the output. */
   newSize: number;
+  /**
+   * The base's signed sha256. When given, the base is checked here before anything else is done
+   * (ERR_HASH_MISMATCH when it differs), in the same read that loads it: a base held in memory
+   * (up to `oldInMemoryMax`) is read once, hashed, and patched from that very buffer, instead of
+   * being hashed by the caller and read again (issue 14 item 7). Without it the caller has
+   * checked the base already.
+   */
+  baseSha256?: string;
+  /** Where a base held in memory gets its buffer, and gives it back when the patch is done (reused across one delta's patches). */
+  baseBuffers?: BaseBuffers;
   /** For old BSDIFF40 entries only (repositories made before FERRYBD1): the native patcher, if any. */
   legacy?: Patcher;
   /** A base up to this many bytes is read into memory whole (faster on patches that seek a lot); a larger one by positioned reads. Default OLD_IN_MEMORY_MAX. */
@@ -67,6 +80,8 @@ const OUT_CHUNK = 1024 * 1024;
 const STREAM_CHUNK = 64 * 1024;
 /** Positioned-read window over a base too large for memory (a larger one costs more on backward seeks). */
 const OLD_WINDOW = 16 * 1024;
+/** Reads of a base too large for memory while it is hashed. */
+const BASE_READ_CHUNK = 256 * 1024;
 /** bsdiff-node crashes on very long paths: a base path this long is handed to it through a short private link. */
 const LONG_PATH = 200;
 
@@ -78,6 +93,17 @@ const bogus = (why: string) => new FerryError('ERR_PATCH', why);
  * written when the header can tell.
  */
 export async function applyPatchEntry(input: PatchEntryInput): Promise<{ sha256: string; size: number }> {
+  // The base first, as the caller did before: a base that is not the signed one is told as such
+  // (ERR_HASH_MISMATCH), whatever the patch says.
+  const checkedBase = input.baseSha256 === undefined ? undefined : await readCheckedBase(input.baseFile, input.baseSha256, input.oldInMemoryMax ?? OLD_IN_MEMORY_MAX, input.baseBuffers);
+  try {
+    return await applyEntry(input, checkedBase);
+  } finally {
+    if (checkedBase) input.baseBuffers?.give(checkedBase);
+  }
+}
+
+async function applyEntry(input: PatchEntryInput, checkedBase: Buffer | undefined): Promise<{ sha256: string; size: number }> {
   const { patch } = input;
   if (!Number.isSafeInteger(patch.offset) || !Number.isSafeInteger(patch.size) || patch.offset < 0 || patch.size < 0) {
     throw new FerryError('ERR_INTERNAL', `patch range ${patch.offset}+${patch.size} is not a byte range`);
@@ -100,11 +126,58 @@ export async function applyPatchEntry(input: PatchEntryInput): Promise<{ sha256:
   if (patch.offset + patch.size > fileSize) throw bogus(`patch entry [${patch.offset}, ${patch.offset + patch.size}) lies past the end of ${patch.file} (${fileSize} bytes)`);
   const magic = patchMagic(head);
   switch (magic) {
-    case FERRYBD1_MAGIC: return applyFerryPatch(input, readPatchHeader(head));
+    case FERRYBD1_MAGIC: return applyFerryPatch(input, readPatchHeader(head), checkedBase);
     case BSDIFF40_MAGIC: return applyLegacyPatch(input, fileSize);
     case FERRYZF1_MAGIC: return applyZstdFromEntry(input);
-    case SOLID_MAGIC: return applySolidMember({ ...input, base: { file: input.baseFile, size: input.baseSize } });
+    case SOLID_MAGIC: return applySolidMember({ ...input, base: { file: input.baseFile, size: input.baseSize, ...(checkedBase ? { checked: checkedBase } : {}) } });
     default: throw bogus(head.length < MAGIC_SIZE ? `patch entry of ${patch.size} bytes has no magic` : `patch entry has an unknown magic ${JSON.stringify(magic)}`);
+  }
+}
+
+/**
+ * Checks the base against its signed sha256 in one read: a base up to `inMemoryMax` bytes is read
+ * whole and returned (the bytes that were hashed are the bytes patched: nothing can change them
+ * between the check and the use); a larger one is hashed as a stream and read again later by
+ * positioned reads. Never through a link (O_NOFOLLOW); a missing base or a link is
+ * ERR_HASH_MISMATCH, like a base that does not hash.
+ */
+async function readCheckedBase(path: string, sha256: string, inMemoryMax: number, buffers: BaseBuffers | undefined): Promise<Buffer | undefined> {
+  let h: FileHandle;
+  try {
+    h = await open(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ELOOP') throw new FerryError('ERR_HASH_MISMATCH', `base file ${path} is missing or is a link`, { cause: err });
+    throw fromFsError(err, `reading the base ${path}`);
+  }
+  try {
+    const size = (await h.stat()).size;
+    const hash = createHash('sha256');
+    if (size <= inMemoryMax) {
+      const buf = buffers?.take(size) ?? Buffer.allocUnsafe(size);
+      try {
+        for (let done = 0; done < size;) {
+          const { bytesRead } = await h.read(buf, done, size - done, done);
+          if (bytesRead === 0) throw new FerryError('ERR_HASH_MISMATCH', `the base file ${path} shrank while it was read (${done} of ${size} bytes)`);
+          done += bytesRead;
+        }
+        hash.update(buf);
+        expectHash(hash.digest('hex'), sha256, `base file ${path}`);
+      } catch (err) {
+        buffers?.give(buf);
+        throw err;
+      }
+      return buf;
+    } else {
+      for await (const chunk of h.createReadStream({ autoClose: false, highWaterMark: BASE_READ_CHUNK }) as AsyncIterable<Buffer>) hash.update(chunk);
+    }
+    expectHash(hash.digest('hex'), sha256, `base file ${path}`);
+    return undefined;
+  } catch (err) {
+    if (err instanceof FerryError) throw err;
+    throw fromFsError(err, `reading the base ${path}`);
+  } finally {
+    await h.close();
   }
 }
 
@@ -269,7 +342,8 @@ function inside(p: number, size: number): number {
   return size - p;
 }
 
-function oldBytes(fd: number, size: number, inMemoryMax: number): OldBytes {
+function oldBytes(fd: number, size: number, inMemoryMax: number, checked: Buffer | undefined): OldBytes {
+  if (checked !== undefined && checked.length === size) return { buf: checked, start: 0, at: (p) => inside(p, size) };
   if (size <= inMemoryMax) {
     const buf = Buffer.allocUnsafe(size);
     for (let done = 0; done < size;) {
@@ -299,7 +373,8 @@ function oldBytes(fd: number, size: number, inMemoryMax: number): OldBytes {
   return w;
 }
 
-async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader): Promise<{ sha256: string; size: number }> {
+/** `checkedBase`: the base's bytes, already read and checked against its signed hash (readCheckedBase), if it was small enough to hold. */
+async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader, checkedBase: Buffer | undefined): Promise<{ sha256: string; size: number }> {
   // Every check the header allows, before anything is opened for writing.
   if (h.newSize !== input.newSize) throw bogus(`patch promises ${h.newSize} bytes, signed ${input.newSize}`);
   if (h.oldSize !== input.baseSize) throw bogus(`patch is for a base of ${h.oldSize} bytes, the signed base has ${input.baseSize}`);
@@ -319,7 +394,7 @@ async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader): Promise<
     at += h.diffLength;
     const extra = new BrotliPull(patchHandle, at, h.extraLength, h.newSize, 'extra');
     streams.push(extra);
-    return await replay(input, h, ctrl, diff, extra);
+    return await replay(input, h, ctrl, diff, extra, checkedBase);
   } catch (err) {
     if (err instanceof FerryError) throw err;
     throw fromFsError(err, `applying a FERRYBD1 patch to ${input.baseFile}`);
@@ -353,9 +428,10 @@ class BufferPull implements Pull {
  * Replays the control entries of a patch whose sizes were checked against the signed ones: opens
  * the base (it must have exactly oldSize bytes), creates the output, checks each entry before it
  * writes, hashes what it writes, and requires every stream to end with the last entry. The output
- * is removed if anything fails.
+ * is removed if anything fails. `checkedBase`: the base's bytes as applyPatchEntry read and
+ * checked them (patched from those very bytes), when it held them in memory.
  */
-async function replay(input: PatchEntryInput, h: { entries: number; oldSize: number; newSize: number }, ctrl: Pull, diff: Pull, extra: Pull): Promise<{ sha256: string; size: number }> {
+async function replay(input: PatchEntryInput, h: { entries: number; oldSize: number; newSize: number }, ctrl: Pull, diff: Pull, extra: Pull, checkedBase: Buffer | undefined): Promise<{ sha256: string; size: number }> {
   let baseFd = -1;
   let outFd = -1;
   let created = false;
@@ -369,7 +445,7 @@ async function replay(input: PatchEntryInput, h: { entries: number; oldSize: num
     }
     const st = fstatSync(baseFd);
     if (!st.isFile() || st.size !== h.oldSize) throw new FerryError('ERR_HASH_MISMATCH', `base file ${input.baseFile} has ${st.size} bytes, the patch and the signed base have ${h.oldSize}`);
-    const old = oldBytes(baseFd, h.oldSize, input.oldInMemoryMax ?? OLD_IN_MEMORY_MAX);
+    const old = oldBytes(baseFd, h.oldSize, input.oldInMemoryMax ?? OLD_IN_MEMORY_MAX, checkedBase);
 
     outFd = openSync(input.outFile, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
     created = true;
@@ -451,8 +527,12 @@ async function replay(input: PatchEntryInput, h: { entries: number; oldSize: num
 // FERRYSB1
 
 export interface SolidMemberInput extends Omit<PatchEntryInput, 'baseFile' | 'baseSize' | 'legacy'> {
-  /** The base of a patch op (its sha256 checked by the caller); absent for a whole op. */
-  base?: { file: string; size: number };
+  /**
+   * The base of a patch op, already checked against its signed sha256 by the caller
+   * (applyPatchEntry, which also hands over the bytes it checked when it held them); absent for a
+   * whole op.
+   */
+  base?: { file: string; size: number; checked?: Buffer };
 }
 
 /** The block's framing is at most this long: the magic and two varints. */
@@ -504,7 +584,7 @@ export async function applySolidMember(input: SolidMemberInput): Promise<{ sha25
     if (!base) throw bogus(`solid member ${k} is a patch, the op has no base`);
     if (m.oldSize !== base.size) throw bogus(`solid member ${k} is for a base of ${m.oldSize} bytes, the signed base has ${base.size}`);
     const entry: PatchEntryInput = { ...input, baseFile: base.file, baseSize: base.size };
-    return replay(entry, m, new BufferPull(m.control, 'control'), new BufferPull(expandDiff(m), 'diff'), new BufferPull(m.extra, 'extra'));
+    return replay(entry, m, new BufferPull(m.control, 'control'), new BufferPull(expandDiff(m), 'diff'), new BufferPull(m.extra, 'extra'), base.checked);
   }
   if (base) throw bogus(`solid member ${k} is a whole file, the op is a patch`);
   let created = false;

@@ -11,7 +11,6 @@ import { FerryError, fromFsError } from '../errors.ts';
 import { archiveCoder, extractArchive } from '../io/extract.ts';
 import { applyDelta } from '../delta/apply-delta.ts';
 import { verifyTree } from './verify-tree.ts';
-import { verifyImage } from '../image/verify-image.ts';
 import { NO_GRANTS, type ContainerGrants } from '../image/requests.ts';
 import { fsyncDir, fsyncDirsUnder } from '../io/durable.ts';
 import type { HomeLayout } from './layout.ts';
@@ -19,6 +18,15 @@ import { isLink, type TargetRelease } from '../trust/metadata.ts';
 import type { Plan } from '../update/plan.ts';
 import type { Patcher } from '../ports/patcher.ts';
 import type { ProgressEvent, ProgressSink } from '../ports/progress.ts';
+
+/**
+ * The image check of a container release (core/image/verify-image.ts), loaded only for one: a
+ * release that is a plain tree never loads the OCI code.
+ */
+async function verifyImage(...args: Parameters<typeof import('../image/verify-image.ts').verifyImage>): Promise<void> {
+  const { verifyImage: verify } = await import('../image/verify-image.ts');
+  await verify(...args);
+}
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);
@@ -96,7 +104,10 @@ export async function stageRelease(input: {
     // targets, made last) and requires all of them; a delta has one op per signed entry and
     // hashes each output. No second pass is needed.
     if (target.container) await verifyImage(built, target.container, grants);
-    await fsyncDirsUnder(built, 'stage.tree');
+    // Every folder of the tree is fsynced before the rename. extractArchive did that already, after
+    // its last write (site 'extract.dirs'), and nothing has written since: a full artifact's tree
+    // is not walked and synced a second time. A delta's folders are synced here.
+    if (plan.kind !== 'full') await fsyncDirsUnder(built, 'stage.tree');
     await mkdir(layout.releases, { recursive: true });
     await rename(built, finalDir);
     await fsyncDir(layout.releases, 'stage.releases-dir');

@@ -15,7 +15,7 @@ import { fromFsError } from '../errors.ts';
  */
 export const FSYNC_SITES = [
   'switch.dir', // the home folder after `current` is renamed (switch.ts)
-  'stage.tree', // every folder of a built release, before it is renamed into releases/ (stage.ts)
+  'stage.tree', // every folder of a tree a delta built, before it is renamed into releases/ (stage.ts; a full artifact's under 'extract.dirs')
   'stage.releases-dir', // releases/ after that rename (stage.ts)
   'extract.file', // each file a full artifact's extraction writes (extract.ts)
   'delta.file', // each file a delta writes, fsynced together once all are written (apply-delta.ts)

@@ -34,7 +34,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { createBrotliDecoder } from './brotli.ts';
+import { createBrotliDecoder, DECODE_CHUNK } from './brotli.ts';
 import { Parser, type ReadEntry } from 'tar';
 import { FerryError, fromFsError } from '../errors.ts';
 import { expectHash } from './hash.ts';
@@ -94,6 +94,14 @@ export function archiveCoder(signedPath: string): ArchiveCoder {
 /** Files fsynced at once in the batch after extraction: enough to keep the disk's queue full. */
 const FSYNC_PARALLEL = 32;
 
+/**
+ * Files being written at once before the archive is read further. node-tar hands out every entry
+ * a decoded chunk holds at once, so without a bound a chunk of small files opens them all and
+ * keeps the chunks they came from alive. Never a deadlock: tar entries come one after another,
+ * so every write in flight but the newest has all its bytes and finishes on its own.
+ */
+const WRITES_IN_FLIGHT = 16;
+
 /** Bytes handed to node-tar per write: one read of the file stream. */
 const READ_CHUNK = 64 * 1024;
 
@@ -130,6 +138,18 @@ export async function extractArchive(
   const extracted: WrittenFile[] = [];
   const dirs = new Set<string>(['']);
   const writes: Promise<void>[] = [];
+  // Writes not yet settled, and the feed waiting for them to drop to WRITES_IN_FLIGHT.
+  let inFlight = 0;
+  let wakeFeed: (() => void) | undefined;
+  const writeSettled = () => {
+    inFlight--;
+    const wake = wakeFeed;
+    wakeFeed = undefined;
+    wake?.();
+  };
+  const backlog = async () => {
+    while (inFlight > WRITES_IN_FLIGHT && failure === undefined) await new Promise<void>((resolve) => { wakeFeed = resolve; });
+  };
   /** Signed links seen, path → target: made only once every file is written. */
   const links = new Map<string, string>();
   let entries = 0;
@@ -183,7 +203,8 @@ export async function extractArchive(
       active.add(entry);
       entry.on('end', () => active.delete(entry));
       entry.on('error', () => {}); // reported through writeEntry's reader; never an unhandled event
-      writes.push(writeEntry(entry, dest, path, want, dirs, () => failure).then((f) => { extracted.push(f); onFileWritten?.(f.size); }, fail));
+      inFlight++;
+      writes.push(writeEntry(entry, dest, path, want, dirs, () => failure).then((f) => { extracted.push(f); onFileWritten?.(f.size); }, fail).finally(writeSettled));
     } catch (err) {
       entry.resume();
       fail(err);
@@ -216,7 +237,7 @@ export async function extractArchive(
   // as it is (which inflates it under its ratio cap).
   const decode: ArchiveCoder = coder ?? (expected && (await startsWithGzip(archive)) ? 'gzip' : 'tar');
   const bound = expected ? signedExpansionBound(expected) : decode === 'tar' ? null : await ratioBound(archive, limits.maxRatio);
-  await feed(archive, parser, { decode, bound }, () => sawEnd || failure !== undefined).catch(fail);
+  await feed(archive, parser, { decode, bound }, () => sawEnd || failure !== undefined, backlog).catch(fail);
   await parsed;
   // Every write settles before this returns or throws; none starts after a failure (the entry
   // handler takes no entry then), so this one wait covers them all.
@@ -280,9 +301,9 @@ async function settleFiles(dest: string, files: readonly WrittenFile[]): Promise
  * reach the parser first, so an entry that contradicts its signed size is named as such (ERR_SIZE)
  * rather than as the bound. Rejects with the FerryError to report.
  */
-async function feed(archive: string, parser: Parser, how: { decode: ArchiveCoder; bound: number | null }, done: () => boolean): Promise<void> {
+async function feed(archive: string, parser: Parser, how: { decode: ArchiveCoder; bound: number | null }, done: () => boolean, backlog: () => Promise<void>): Promise<void> {
   const input = createReadStream(archive, { highWaterMark: READ_CHUNK });
-  const inflate = how.decode === 'gzip' ? createGunzip() : how.decode === 'brotli' ? createBrotliDecoder() : null;
+  const inflate = how.decode === 'gzip' ? createGunzip({ chunkSize: DECODE_CHUNK }) : how.decode === 'brotli' ? createBrotliDecoder() : null;
   // pipeline, not pipe: a read error of the file reaches the loop below through the inflater.
   const source = inflate ? pipeline(input, inflate, () => {}) : input;
   let seen = 0;
@@ -296,6 +317,7 @@ async function feed(archive: string, parser: Parser, how: { decode: ArchiveCoder
         throw new FerryError('ERR_TOO_LARGE', `archive expands past the ${how.bound} bytes its signed file list allows`);
       }
       if (!more) await drained(parser, done);
+      await backlog();
       if (done()) return; // leaving the loop closes the file
     }
   } catch (err) {

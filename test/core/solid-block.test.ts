@@ -266,6 +266,32 @@ e2e('issue 14 item 4: two changed files that build the same bytes (one patched, 
   }
 });
 
+e2e('issue 14 item 8: a solid patch member whose base file was altered on the device is caught before use; the device falls back to the full artifact', async () => {
+  // apply-delta no longer hashes a base before the patcher (issue 14 item 7): applyPatchEntry checks
+  // it in the read that loads it, for a FERRYSB1 member as for a FERRYBD1 entry.
+  const repo = await makeRepo();
+  const device = await makeDevice({ trust: await repo.trust(), sources: [repo.repo] });
+  try {
+    await repo.release('1.0.0', tree(false, '1.0.0'));
+    assert.is((await device.with((u) => u.apply())).status, 'committed');
+    const r2 = await repo.release('1.1.0', tree(true, '1.1.0'));
+    const patched = r2.manifest.targets['linux-x64']!.deltas[0]!.ops.find((o) => o.op === 'patch');
+    assert.ok(patched && patched.op === 'patch', 'the delta patches a file');
+    const base = join(device.layout.release('1.0.0'), patched.from);
+    const bytes = await readFile(base);
+    bytes[10] = bytes[10]! ^ 1; // same size, one bit off
+    await writeFile(base, bytes);
+    assert.is((await device.with((u) => u.apply())).status, 'committed');
+    const record = (await device.with((u) => u.history())).find((h) => h.to === '1.1.0');
+    assert.ok(record?.fellBackToFull, `fell back to the full artifact: ${JSON.stringify(record)}`);
+    assert.match(record?.fallbackReason ?? '', /base file/, 'the base is what was refused, before the patch ran');
+    await assertInstalled(device, r2.manifest);
+  } finally {
+    await device.cleanup();
+    await repo.cleanup();
+  }
+});
+
 pack.run();
 fmt.run();
 e2e.run();

@@ -313,6 +313,9 @@ async function feed(archive: string, parser: Parser, how: { decode: ArchiveCoder
       const over = how.bound === null ? 0 : seen - how.bound;
       const more = parser.write(over > 0 ? chunk.subarray(0, chunk.length - over) : chunk);
       if (over > 0) {
+        // The bytes up to the bound may end with the end marker behind entries still being written
+        // (a decoded chunk holds many entries): let the parser get through them before judging.
+        if (!more) await drained(parser, done);
         if (done()) return;
         throw new FerryError('ERR_TOO_LARGE', `archive expands past the ${how.bound} bytes its signed file list allows`);
       }

@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import semver from 'semver';
 import { FerryError, fromFsError } from '../errors.ts';
-import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../trust/dsse.ts';
+import { signManifest } from '../trust/manifest-envelope.ts';
 import { pinsVersion, repinTarget, writeNextPointer } from './channel-pointer.ts';
 import { checkRolloutPlan, lastFullyRolledOut, newSalt, rolloutField, saltOf, withRollout, type RolloutPlan } from './rollout.ts';
 import { CHUNK_SIZE, digestFile, sha256 } from '../io/hash.ts';
@@ -207,7 +207,9 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
     // An image release's container field is checked as a device will (both blobs signed files of
     // the tree, well-formed digests and ref) before anything is signed.
     if (input.container) resolveTarget(parseSignedManifest(manifestPayload(manifest)).targets[target]!, listBytes);
-    const manifestBytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, manifestPayload(manifest), signers));
+    // Compressed JSON under its own payload type for the separate-list shape, plain for inline lists
+    // (core/trust/manifest-envelope.ts).
+    const manifestBytes = signManifest(manifest, signers, input.compressionLevel);
 
     // Move into place: a new version folder appears whole by one rename; a version that exists
     // for another target gets its new artifacts first and its manifest replaced atomically.

@@ -128,6 +128,23 @@ async function fsyncAll(paths: string[]): Promise<void> {
   await Promise.all(Array.from({ length: Math.min(FSYNC_CONCURRENCY, paths.length) }, worker));
 }
 
+/** The regular files of a signed list by path, their sha256 (applyDelta's `baseHashes`). */
+export function baseHashes(files: readonly TreeEntry[]): Map<string, string> {
+  return new Map(files.filter((f) => !isLink(f)).map((f) => [f.path, (f as { sha256: string }).sha256]));
+}
+
+/**
+ * The signed hash a patch op's base file must have: its own `baseSha256`, else (a slim op) the base
+ * release's signed hash of `from`. A `from` the base list lacks or holds as a link is
+ * ERR_HASH_MISMATCH (the caller falls back to the full artifact).
+ */
+export function signedBaseHash(op: Extract<DeltaOp, { op: 'patch' }>, hashes: ReadonlyMap<string, string> | undefined): string {
+  if (op.baseSha256 !== undefined) return op.baseSha256;
+  const signed = hashes?.get(op.from);
+  if (signed === undefined) throw new FerryError('ERR_HASH_MISMATCH', `base file ${op.from} is not a regular file of the base release's signed list`);
+  return signed;
+}
+
 /** An op that writes a file (links are made from the signed list). */
 type FileOp = Exclude<DeltaOp, { op: 'link' }>;
 
@@ -155,6 +172,11 @@ export async function applyDelta(input: {
   linkUnchanged?: boolean;
   /** Hears each target file's size once it is built and checked (for progress). */
   onFileWritten?: (bytes: number) => void;
+  /**
+   * The base release's signed hashes, path → sha256 of each regular file (baseHashes): what a slim
+   * patch op (no baseSha256, issue 14 item 5) checks its base file against.
+   */
+  baseHashes?: ReadonlyMap<string, string>;
 }): Promise<void> {
   const { ops, targetFiles, outDir, patcher } = input;
   const byPath = new Map(targetFiles.map((f) => [f.path, f]));
@@ -236,7 +258,7 @@ export async function applyDelta(input: {
         }
         case 'patch': {
           const base = await regularBaseFile(baseDir, op.from);
-          expectHash(await sha256File(base), op.baseSha256, `base file ${op.from}`);
+          expectHash(await sha256File(base), signedBaseHash(op, input.baseHashes), `base file ${op.from}`);
           const patch = where(op.entry);
           const baseSize = (await stat(base)).size;
           const run = () => applyPatchEntry({ baseFile: base, baseSize, patch, outFile: target, newSize: file.size, legacy: patcher, member: op.sha256 });

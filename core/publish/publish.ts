@@ -31,6 +31,7 @@ import {
   type Channel,
   type ChannelDoc,
   type DeltaRef,
+  type DeltaOp,
   type TreeEntry,
   type ManifestDoc,
   type TargetRelease,
@@ -279,7 +280,20 @@ async function deltaFrom(repo: string, base: ManifestDoc, target: string, files:
   });
   await rm(baseDir, { recursive: true, force: true });
   // With a separate list, the edit from the base's list lets a device on the base rebuild the new
-  // list instead of downloading it (core/trust/file-list.ts rebuildFileList).
-  return { from: base.version, artifact: await artifactRef(made.artifact, `releases/${input.version}/${name}`), ops: made.ops, layout: 'pack', ...(separate ? { listEdit: listEditFrom(baseTarget.files, files) } : {}) };
+  // list instead of downloading it (core/trust/file-list.ts rebuildFileList), and patch ops are
+  // slim: the device holds the base's signed list, so each base file's hash is already known there.
+  const ops = separate ? made.ops.map(slimOp) : made.ops;
+  return { from: base.version, artifact: await artifactRef(made.artifact, `releases/${input.version}/${name}`), ops, layout: 'pack', ...(separate ? { listEdit: listEditFrom(baseTarget.files, files) } : {}) };
+}
+
+/**
+ * A patch op without `baseSha256` (issue 14 item 5): the device checks the base file against the
+ * base release's signed list (core/delta/apply-delta.ts signedBaseHash); the wire form also leaves
+ * out `from` when it is the op's own path (core/trust/metadata.ts wireOp).
+ */
+function slimOp(op: DeltaOp): DeltaOp {
+  if (op.op !== 'patch') return op;
+  const { baseSha256: _base, ...slim } = op;
+  return slim;
 }
 

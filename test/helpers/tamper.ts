@@ -76,8 +76,25 @@ export async function payloadTypeOf(file: string): Promise<string> {
   return (JSON.parse(await readFile(file, 'utf8')) as { payloadType: string }).payloadType;
 }
 
+interface WireOp {
+  op: string;
+  path: string;
+  from?: string;
+  baseSha256?: string;
+}
+
 interface WireManifest {
-  targets: Record<string, { files?: unknown; fileList?: { path: string }; deltaPacks?: { listEdit?: unknown }[] }>;
+  targets: Record<string, { files?: unknown; fileList?: { path: string }; deltaPacks?: { from: string; listEdit?: unknown; ops: WireOp[] }[] }>;
+}
+
+/**
+ * The signed list of `version` for `target` beside `file` (a repository's releases/<v>/manifest.json
+ * or a device's manifests/<v>.json), inline or separate; undefined when it is not there.
+ */
+async function baseList(file: string, version: string, target: string): Promise<{ path: string; sha256?: string }[] | undefined> {
+  const base = basename(file) === 'manifest.json' ? join(dirname(dirname(file)), version, 'manifest.json') : join(dirname(file), `${version}.json`);
+  const doc = await readPayload<WireManifest>(base).catch(() => undefined);
+  return doc?.targets[target]?.files as { path: string; sha256?: string }[] | undefined;
 }
 
 /**
@@ -85,13 +102,25 @@ interface WireManifest {
  * releases/<v>/files-<target>.json, or a device's kept manifests/<v>.files-<target>.json.
  */
 async function inlineFileLists(doc: WireManifest, file: string): Promise<void> {
-  for (const t of Object.values(doc.targets ?? {})) {
+  for (const [key, t] of Object.entries(doc.targets ?? {})) {
     if (!t.fileList) continue;
     const name = basename(t.fileList.path);
     const text = await readFile(join(dirname(file), name), 'utf8').catch(() => readFile(join(dirname(file), `${basename(file, '.json')}.${name}`), 'utf8'));
     t.files = (JSON.parse(text) as { files: unknown }).files;
     delete t.fileList;
-    for (const d of t.deltaPacks ?? []) delete d.listEdit;
+    for (const d of t.deltaPacks ?? []) {
+      delete d.listEdit;
+      // Slim patch ops (no base hash) belong to separate lists: the inline form gets them whole,
+      // each base hash from the base's signed list (left slim when the base is not beside it).
+      const slim = (d.ops ?? []).filter((op) => op.op === 'patch' && op.baseSha256 === undefined);
+      if (slim.length === 0) continue;
+      const hashes = new Map((await baseList(file, d.from, key))?.map((f) => [f.path, f.sha256]));
+      for (const op of slim) {
+        const from = op.from ?? op.path;
+        const sha = hashes.get(from);
+        if (sha) Object.assign(op, { from, baseSha256: sha });
+      }
+    }
   }
 }
 

@@ -4,7 +4,8 @@
 //                              basis points, salt, steps, the version before it); devices from
 //                              before rollouts ignore it
 //   releases/<v>/manifest.json ManifestDoc: release info, per target the file list, full artifact,
-//                              and deltas (each op pinning its base and target hashes)
+//                              and deltas (each op pinning its target hash, and its base hash
+//                              unless it is a slim pack op: the base release's list signs that)
 //                              (regular files, and symlinks that resolve inside the tree)
 // A target's file list is either inline (`files`, every manifest from before issue 14 item 5 and
 // `ferry release --inline-file-list`) or a separate document pinned by size and sha256

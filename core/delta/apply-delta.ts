@@ -194,6 +194,23 @@ async function fsyncAll(paths: string[]): Promise<void> {
   await Promise.all(Array.from({ length: Math.min(FSYNC_CONCURRENCY, paths.length) }, worker));
 }
 
+/** The regular files of a signed list by path, their sha256 (applyDelta's `baseHashes`). */
+export function baseHashes(files: readonly TreeEntry[]): Map<string, string> {
+  return new Map(files.filter((f) => !isLink(f)).map((f) => [f.path, (f as { sha256: string }).sha256]));
+}
+
+/**
+ * The signed hash a patch op's base file must have: its own `baseSha256`, else (a slim op) the base
+ * release's signed hash of `from`. A `from` the base list lacks or holds as a link is
+ * ERR_HASH_MISMATCH (the caller falls back to the full artifact).
+ */
+export function signedBaseHash(op: Extract<DeltaOp, { op: 'patch' }>, hashes: ReadonlyMap<string, string> | undefined): string {
+  if (op.baseSha256 !== undefined) return op.baseSha256;
+  const signed = hashes?.get(op.from);
+  if (signed === undefined) throw new FerryError('ERR_HASH_MISMATCH', `base file ${op.from} is not a regular file of the base release's signed list`);
+  return signed;
+}
+
 /** An op that writes a file (links are made from the signed list). */
 type FileOp = Exclude<DeltaOp, { op: 'link' }>;
 
@@ -223,6 +240,11 @@ export async function applyDelta(input: {
   onFileWritten?: (bytes: number) => void;
   /** The memory budget of the patches applied at once (default: a budget of PATCH_MEMORY_BUDGET); passed in to see its peak. */
   budget?: ByteBudget;
+  /**
+   * The base release's signed hashes, path → sha256 of each regular file (baseHashes): what a slim
+   * patch op (no baseSha256, issue 14 item 5) checks its base file against.
+   */
+  baseHashes?: ReadonlyMap<string, string>;
 }): Promise<void> {
   const { ops, targetFiles, outDir, patcher } = input;
   const byPath = new Map(targetFiles.map((f) => [f.path, f]));
@@ -314,13 +336,15 @@ export async function applyDelta(input: {
         }
         case 'patch': {
           const base = await regularBaseFile(baseDir, op.from);
+          // The base's signed hash: the op's own, or for a slim op the base release's signed list's.
+          const baseSha256 = signedBaseHash(op, input.baseHashes);
           const patch = where(op.entry);
           const baseSize = (await stat(base)).size;
-          // The base is checked against op.baseSha256 by applyPatchEntry, first thing, in the read
+          // The base is checked against baseSha256 by applyPatchEntry, first thing, in the read
           // that loads it (read once, not hashed here and read again there), whatever the entry's
           // kind (FERRYBD1, a FERRYSB1 member, zstd-from, BSDIFF40), and the patch runs only while
           // the memory it holds fits the budget beside the others'.
-          const run = () => budget.use(patchMemory(baseSize, file.size), () => applyPatchEntry({ baseFile: base, baseSize, baseSha256: op.baseSha256, baseBuffers, patch, outFile: target, newSize: file.size, legacy: patcher, member: op.sha256 }));
+          const run = () => budget.use(patchMemory(baseSize, file.size), () => applyPatchEntry({ baseFile: base, baseSize, baseSha256, baseBuffers, patch, outFile: target, newSize: file.size, legacy: patcher, member: op.sha256 }));
           // FERRYBD1 (and zstd-from) are applied in process, several at once; an old BSDIFF40
           // entry goes to the native patcher, which holds base and output in memory: one at a time.
           const got = (await startsWith(patch, BSDIFF40)) ? await oneAtATime(run) : await run();

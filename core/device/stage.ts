@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError, fromFsError } from '../errors.ts';
 import { archiveCoder, extractArchive } from '../io/extract.ts';
-import { applyDelta } from '../delta/apply-delta.ts';
+import { applyDelta, baseHashes } from '../delta/apply-delta.ts';
 import { verifyTree } from './verify-tree.ts';
 import { NO_GRANTS, type ContainerGrants } from '../image/requests.ts';
 import { fsyncDir, fsyncDirsUnder } from '../io/durable.ts';
@@ -95,7 +95,10 @@ export async function stageRelease(input: {
         if (!files) throw new FerryError('ERR_NOT_FOUND', `no signed file list for ${step.to}`);
         const out = join(work, `step-${i}`);
         await mkdir(out);
-        await applyDelta({ baseDir: base, ops: step.ops, targetFiles: files, artifact: artifact(step.artifact.sha256), outDir: out, workDir: join(work, `w${i}`), patcher: input.patcher, linkUnchanged: i > 0 || input.linkUnchanged, onFileWritten: report.written });
+        // The base's signed list (verified when it was installed, or read for this plan): what slim
+        // patch ops check their base files against (absent: they fail, and the full artifact is used).
+        const baseList = input.releases.get(step.from)?.files;
+        await applyDelta({ baseDir: base, ops: step.ops, targetFiles: files, artifact: artifact(step.artifact.sha256), outDir: out, workDir: join(work, `w${i}`), patcher: input.patcher, linkUnchanged: i > 0 || input.linkUnchanged, onFileWritten: report.written, ...(baseList ? { baseHashes: baseHashes(baseList) } : {}) });
         base = built = out;
       }
     }

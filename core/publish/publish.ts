@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import semver from 'semver';
 import { FerryError, fromFsError } from '../errors.ts';
-import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../trust/dsse.ts';
+import { signManifest } from '../trust/manifest-envelope.ts';
 import { pinsVersion, repinTarget, writeNextPointer } from './channel-pointer.ts';
 import { checkRolloutPlan, lastFullyRolledOut, newSalt, rolloutField, saltOf, withRollout, type RolloutPlan } from './rollout.ts';
 import { CHUNK_SIZE, digestFile, sha256 } from '../io/hash.ts';
@@ -31,6 +31,7 @@ import {
   type Channel,
   type ChannelDoc,
   type DeltaRef,
+  type DeltaOp,
   type TreeEntry,
   type ManifestDoc,
   type TargetRelease,
@@ -207,7 +208,9 @@ export async function publishRelease(input: ReleaseInput): Promise<ReleaseResult
     // An image release's container field is checked as a device will (both blobs signed files of
     // the tree, well-formed digests and ref) before anything is signed.
     if (input.container) resolveTarget(parseSignedManifest(manifestPayload(manifest)).targets[target]!, listBytes);
-    const manifestBytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, manifestPayload(manifest), signers));
+    // Compressed JSON under its own payload type for the separate-list shape, plain for inline lists
+    // (core/trust/manifest-envelope.ts).
+    const manifestBytes = signManifest(manifest, signers, input.compressionLevel);
 
     // Move into place: a new version folder appears whole by one rename; a version that exists
     // for another target gets its new artifacts first and its manifest replaced atomically.
@@ -277,7 +280,20 @@ async function deltaFrom(repo: string, base: ManifestDoc, target: string, files:
   });
   await rm(baseDir, { recursive: true, force: true });
   // With a separate list, the edit from the base's list lets a device on the base rebuild the new
-  // list instead of downloading it (core/trust/file-list.ts rebuildFileList).
-  return { from: base.version, artifact: await artifactRef(made.artifact, `releases/${input.version}/${name}`), ops: made.ops, layout: 'pack', ...(separate ? { listEdit: listEditFrom(baseTarget.files, files) } : {}) };
+  // list instead of downloading it (core/trust/file-list.ts rebuildFileList), and patch ops are
+  // slim: the device holds the base's signed list, so each base file's hash is already known there.
+  const ops = separate ? made.ops.map(slimOp) : made.ops;
+  return { from: base.version, artifact: await artifactRef(made.artifact, `releases/${input.version}/${name}`), ops, layout: 'pack', ...(separate ? { listEdit: listEditFrom(baseTarget.files, files) } : {}) };
+}
+
+/**
+ * A patch op without `baseSha256` (issue 14 item 5): the device checks the base file against the
+ * base release's signed list (core/delta/apply-delta.ts signedBaseHash); the wire form also leaves
+ * out `from` when it is the op's own path (core/trust/metadata.ts wireOp).
+ */
+function slimOp(op: DeltaOp): DeltaOp {
+  if (op.op !== 'patch') return op;
+  const { baseSha256: _base, ...slim } = op;
+  return slim;
 }
 

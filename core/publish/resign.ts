@@ -7,13 +7,13 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import semver from 'semver';
-import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../trust/dsse.ts';
+import { resignManifestEnvelope } from '../trust/manifest-envelope.ts';
 import { writeNextPointer } from './channel-pointer.ts';
 import { sha256 } from '../io/hash.ts';
 import { writeFileAtomic } from '../io/durable.ts';
 import { createDirSource } from '../ports/dir-source.ts';
 import { readChannel, readManifest } from '../trust/trusted-metadata.ts';
-import { CHANNELS, manifestPath, manifestPayload, type ChannelDoc, type FileRef } from '../trust/metadata.ts';
+import { CHANNELS, manifestPath, type ChannelDoc, type FileRef } from '../trust/metadata.ts';
 import type { RootDoc } from '../trust/root.ts';
 import type { SigningKey } from '../trust/keys.ts';
 
@@ -25,7 +25,8 @@ export async function resignReleaseMetadata(repo: string, previous: RootDoc, sig
   for (const version of (await readdir(join(repo, 'releases')).catch(() => [] as string[])).filter((v) => semver.valid(v) === v)) {
     const m = await readManifest(source, previous, version, null);
     if (!m) continue;
-    const bytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, manifestPayload(m.doc), signers));
+    // The payload type and bytes it found (plain or compressed), signed anew.
+    const bytes = resignManifestEnvelope(m.bytes, signers, manifestPath(version));
     await writeFileAtomic(join(repo, manifestPath(version)), bytes);
     pins.set(version, { path: manifestPath(version), size: bytes.length, sha256: sha256(bytes) });
     written++;

@@ -17,6 +17,12 @@ export const PAYLOAD_TYPES = {
   root: 'application/vnd.ferry.root+json',
   channel: 'application/vnd.ferry.channel+json',
   manifest: 'application/vnd.ferry.manifest+json',
+  /**
+   * A manifest whose payload is brotli-compressed JSON (core/trust/manifest-envelope.ts): what the
+   * publisher signs for a manifest with separate file lists. The signature covers the compressed
+   * bytes, so it is checked before anything is decompressed.
+   */
+  manifestBrotli: 'application/vnd.ferry.manifest+json+br',
   /** A device's signed report (core/fleet/report.ts), signed by the device's own key. */
   report: 'application/vnd.ferry.report+json',
 } as const;
@@ -82,9 +88,11 @@ export interface ThresholdResult {
  * it signs (SECURITY.md row 2), and requires `threshold` of them. Signatures by keys outside
  * `trusted` are ignored: they may belong to another role or an older root.
  */
-export function verifyThreshold(envelope: Envelope, expectedType: string, trusted: PublicKey[], threshold: number, what: string): ThresholdResult {
-  if (envelope.payloadType !== expectedType) {
-    throw new FerryError('ERR_SCHEMA', `${what} has payload type ${envelope.payloadType}, expected ${expectedType}`);
+export function verifyThreshold(envelope: Envelope, expectedType: string | readonly string[], trusted: PublicKey[], threshold: number, what: string): ThresholdResult {
+  // Several accepted types (a manifest: plain or compressed JSON); any other is refused unsigned.
+  const expected: readonly string[] = typeof expectedType === 'string' ? [expectedType] : expectedType;
+  if (!expected.includes(envelope.payloadType)) {
+    throw new FerryError('ERR_SCHEMA', `${what} has payload type ${envelope.payloadType}, expected ${expected.join(' or ')}`);
   }
   if (!Number.isSafeInteger(threshold) || threshold < 1) throw new FerryError('ERR_SCHEMA', `${what}: threshold must be at least 1`);
   const payload = strictBase64(envelope.payload, `${what} payload`);

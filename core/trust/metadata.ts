@@ -4,7 +4,8 @@
 //                              basis points, salt, steps, the version before it); devices from
 //                              before rollouts ignore it
 //   releases/<v>/manifest.json ManifestDoc: release info, per target the file list, full artifact,
-//                              and deltas (each op pinning its base and target hashes)
+//                              and deltas (each op pinning its target hash, and its base hash
+//                              unless it is a slim pack op: the base release's list signs that)
 //                              (regular files, and symlinks that resolve inside the tree)
 // A target's file list is either inline (`files`, every manifest from before issue 14 item 5 and
 // `ferry release --inline-file-list`) or a separate document pinned by size and sha256
@@ -103,10 +104,13 @@ export function isPackRange(entry: EntryRef): entry is PackRange {
  * link is always made from its signed target alone, whether it is new, changed or the same as in
  * the old tree: it has no bytes to copy ('tar' deltas list it as a `link` op; 'pack' deltas leave
  * it to the file list). A link or file that is gone has no op.
+ * A 'pack' delta of a target with a separate file list writes slim patch ops (issue 14 item 5): no
+ * `baseSha256` (the device takes the base file's hash from the base release's signed list, which
+ * it holds) and no `from` when it is `path` (parsed back as `path`). Every other op is whole.
  */
 export type DeltaOp =
   | { op: 'copy'; path: string; from: string; sha256: string }
-  | { op: 'patch'; path: string; from: string; baseSha256: string; sha256: string; entry: EntryRef }
+  | { op: 'patch'; path: string; from: string; baseSha256?: string; sha256: string; entry: EntryRef }
   | { op: 'whole'; path: string; sha256: string; entry: EntryRef }
   | { op: 'link'; path: string; target: string };
 
@@ -265,7 +269,8 @@ function packRange(value: JsonObject[string] | undefined, what: string, artifact
   return { offset, size };
 }
 
-function deltaOp(value: JsonObject[string] | undefined, what: string, layout: DeltaLayout, artifactSize: number): DeltaOp {
+/** `slim`: a pack op of a separate-list target, whose patch may leave out `baseSha256` and `from` (wireOp). */
+function deltaOp(value: JsonObject[string] | undefined, what: string, layout: DeltaLayout, artifactSize: number, slim: boolean): DeltaOp {
   const o = obj(value, what);
   const path = checkRelativePath(str(o.path, `${what}.path`), what);
   const entry = (v: JsonObject[string] | undefined): EntryRef => (layout === 'tar' ? fileRef(v, `${what}.entry`) : packRange(v, `${what}.entry`, artifactSize));
@@ -278,8 +283,11 @@ function deltaOp(value: JsonObject[string] | undefined, what: string, layout: De
   switch (o.op) {
     case 'copy':
       return { op: 'copy', path, sha256, from: checkRelativePath(str(o.from, `${what}.from`), what) };
-    case 'patch':
-      return { op: 'patch', path, sha256, from: checkRelativePath(str(o.from, `${what}.from`), what), baseSha256: str(o.baseSha256, `${what}.baseSha256`, HEX64), entry: entry(o.entry) };
+    case 'patch': {
+      const from = slim && o.from === undefined ? path : checkRelativePath(str(o.from, `${what}.from`), what);
+      if (slim && o.baseSha256 === undefined) return { op: 'patch', path, sha256, from, entry: entry(o.entry) };
+      return { op: 'patch', path, sha256, from, baseSha256: str(o.baseSha256, `${what}.baseSha256`, HEX64), entry: entry(o.entry) };
+    }
     case 'whole':
       return { op: 'whole', path, sha256, entry: entry(o.entry) };
     default:
@@ -351,7 +359,7 @@ function targetDeltas(o: JsonObject, what: string, files: TreeEntry[] | null): D
   const delta = (d: JsonObject[string], dw: string, layout: DeltaLayout): DeltaRef => {
     const dobj = obj(d, dw);
     const artifact = artifactRef(dobj.artifact, `${dw}.artifact`);
-    const ops = arr(dobj.ops, `${dw}.ops`).map((op, j) => deltaOp(op, `${dw}.ops[${j}]`, layout, artifact.size));
+    const ops = arr(dobj.ops, `${dw}.ops`).map((op, j) => deltaOp(op, `${dw}.ops[${j}]`, layout, artifact.size, separate && layout === 'pack'));
     if (files && layout === 'tar') {
       // A tar delta builds exactly the signed file set: one op per entry, same paths, same hashes or targets.
       if (ops.length !== files.length || ops.some((op, j) => !opBuilds(op, files[j]!))) {
@@ -456,9 +464,19 @@ export function resolveTarget(t: SignedTarget, listBytes: Uint8Array | undefined
   return targetRelease(t.wire, t.what, parseFileList(listBytes, t.fileList), t.fileList);
 }
 
+/**
+ * An op as the wire holds it: a slim patch op (no `baseSha256`) leaves out `from` when it is
+ * `path`, which the parser reads back as `path`; every other op is written whole.
+ */
+function wireOp(op: DeltaOp): DeltaOp | Omit<DeltaOp, 'from'> {
+  if (op.op !== 'patch' || op.baseSha256 !== undefined || op.from !== op.path) return op;
+  const { from: _from, ...rest } = op;
+  return rest;
+}
+
 /** A target as the wire holds it: 'tar' deltas under `deltas`, 'pack' ones under `deltaPacks`, no `layout`. */
 function wireTarget(t: TargetRelease): Record<string, unknown> {
-  const wire = (d: DeltaRef) => ({ from: d.from, artifact: d.artifact, ops: d.ops, ...(d.listEdit ? { listEdit: d.listEdit } : {}) });
+  const wire = (d: DeltaRef) => ({ from: d.from, artifact: d.artifact, ops: d.ops.map(wireOp), ...(d.listEdit ? { listEdit: d.listEdit } : {}) });
   const packs = t.deltas.filter((d) => d.layout === 'pack');
   // A separate list is signed by its pin alone (its bytes are files-<target>.json).
   return { ...(t.fileList ? { fileList: t.fileList } : { files: t.files }), full: t.full, deltas: t.deltas.filter((d) => d.layout !== 'pack').map(wire), ...(packs.length > 0 ? { deltaPacks: packs.map(wire) } : {}), ...(t.container ? { container: t.container } : {}) };

@@ -91,7 +91,7 @@ export function parseRootPayload(payload: Uint8Array): RootDoc {
 }
 
 /** Verifies an envelope against a role of `root` and returns the verified payload bytes. */
-export function verifyRole(envelope: Envelope, expectedType: string, root: RootDoc, role: RoleName, what: string): Buffer {
+export function verifyRole(envelope: Envelope, expectedType: string | readonly string[], root: RootDoc, role: RoleName, what: string): Buffer {
   return verifyThreshold(envelope, expectedType, roleKeys(root, role), root.roles[role].threshold, what).payload;
 }
 

@@ -29,6 +29,7 @@ import {
   type TargetRelease,
 } from './metadata.ts';
 import { ROOT_MAX_BYTES, verifyRole, walkRootChain, type RootDoc } from './root.ts';
+import { verifyManifestEnvelope } from './manifest-envelope.ts';
 import type { Source } from '../ports/source.ts';
 
 /** True when `bytes` start, after white space, with "<": markup (HTML, XML), never JSON. */
@@ -161,8 +162,8 @@ export function verifyManifest(bytes: Uint8Array, root: RootDoc, version: string
     if (bytes.length !== pin.size) throw new FerryError('ERR_SIZE', `${path} is ${bytes.length} bytes, the channel pins ${pin.size}`);
     expectHash(sha256(bytes), pin.sha256, path);
   }
-  const payload = verifyRole(parseEnvelope(bytes, MANIFEST_MAX_BYTES, path), PAYLOAD_TYPES.manifest, root, 'release', path);
-  const signed = parseSignedManifest(payload);
+  // The signature over the payload as sent first, then (a compressed one) decoded under its cap.
+  const signed = parseSignedManifest(verifyManifestEnvelope(parseEnvelope(bytes, MANIFEST_MAX_BYTES, path), root, path));
   if (signed.app !== root.app) throw new FerryError('ERR_WRONG_TARGET', `${path} is for app "${signed.app}", not "${root.app}"`);
   if (signed.version !== version) throw new FerryError('ERR_SCHEMA', `${path} describes version ${signed.version}`);
   return { signed, bytes };

@@ -166,7 +166,10 @@ function checkDeltaBase(version: string, key: string, delta: ManifestDoc['target
   const wrong = (path: string, from: string) => problems.push({ code: 'ERR_HASH_MISMATCH', message: `${version} delta from ${delta.from} (${key}): ${path} expects ${from} with another hash than ${delta.from} signed` });
   for (const op of delta.ops) {
     if (op.op === 'whole' || op.op === 'link') continue;
-    if (byPath.get(op.from) !== (op.op === 'copy' ? op.sha256 : op.baseSha256)) wrong(op.path, op.from);
+    // A slim patch op (no baseSha256) needs only a regular file at `from` in the base's signed list.
+    if (op.op === 'patch' && op.baseSha256 === undefined) {
+      if (typeof byPath.get(op.from) !== 'string') wrong(op.path, op.from);
+    } else if (byPath.get(op.from) !== (op.op === 'copy' ? op.sha256 : op.baseSha256)) wrong(op.path, op.from);
   }
   if (delta.layout !== 'pack') return;
   // A list edit that does not rebuild the signed list would cost every device on the base a list

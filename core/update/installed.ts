@@ -8,8 +8,8 @@ import semver from 'semver';
 import { FerryError, fromFsError } from '../errors.ts';
 import type { HomeLayout } from '../device/layout.ts';
 import { switchCurrent } from '../device/switch.ts';
-import { parseEnvelope } from '../trust/dsse.ts';
-import { MANIFEST_MAX_BYTES, manifestInfo, parseSignedManifest, resolveTarget, type ManifestDoc, type TargetKey, type TargetRelease, type TreeEntry } from '../trust/metadata.ts';
+import { keptManifestJson } from '../trust/manifest-envelope.ts';
+import { manifestInfo, parseSignedManifest, resolveTarget, type ManifestDoc, type TargetKey, type TargetRelease, type TreeEntry } from '../trust/metadata.ts';
 import type { UpdateContext } from './context.ts';
 
 export async function exists(path: string): Promise<boolean> {
@@ -29,7 +29,7 @@ export async function installedVersions(layout: HomeLayout): Promise<string[]> {
  */
 export async function localManifest(layout: HomeLayout, version: string): Promise<ManifestDoc> {
   const bytes = await readFile(layout.manifest(version)).catch((err) => { throw fromFsError(err, `reading the manifest of ${version}`); });
-  const signed = parseSignedManifest(Buffer.from(parseEnvelope(bytes, MANIFEST_MAX_BYTES, `manifest ${version}`).payload, 'base64'));
+  const signed = parseSignedManifest(keptManifestJson(bytes, `manifest ${version}`));
   const targets: Record<TargetKey, TargetRelease> = {};
   for (const [key, t] of Object.entries(signed.targets)) {
     const list = t.kind === 'list' ? await keptList(layout, version, key) : undefined;

@@ -78,7 +78,9 @@ item5('issue 14 item 5: `ferry serve` sends the manifest brotli-compressed to a 
   const { pin, manifest } = await readPinned(server.url);
   assert.ok(manifest?.doc.targets['linux-x64'], 'the pinned manifest verifies');
   const sent = server.stats.bytesByPath.get(manifestPath('1.1.0'))!;
-  assert.ok(sent < pin.size * 0.7, `the manifest took ${sent} bytes on the wire for ${pin.size} signed bytes`);
+  // Its payload is compressed JSON already (issue 14 item 5, core/trust/manifest-envelope.ts); the
+  // base64 of it still shrinks by about a quarter when sent as brotli.
+  assert.ok(sent < pin.size * 0.85, `the manifest took ${sent} bytes on the wire for ${pin.size} signed bytes`);
 });
 
 item5('issue 14 item 5: a genuine gzip body is accepted; the device asked for brotli or gzip', async () => {

@@ -26,7 +26,7 @@ import { keptMetadataFile } from '../../core/update/kept-metadata.ts';
 import { startPeerServer } from '../../plugins/lan/peer-server.ts';
 import { makeDevice, assertTree, type TestDevice } from '../helpers/device.ts';
 import { makeRepo, sampleApp, tempDir, type TempDir, type TestRepo, type TreeSpec } from '../helpers/repo.ts';
-import { readPayload, resignManifest } from '../helpers/tamper.ts';
+import { readPayload, resignManifest, wirePayload } from '../helpers/tamper.ts';
 
 const T = 'linux-x64';
 const OLD = '1.0.0';
@@ -68,9 +68,9 @@ async function applyVia(device: TestDevice, source: Source, log: string[] = []) 
 }
 
 const rawPayload = async (repoDir: string, version: string) =>
-  JSON.parse(Buffer.from((JSON.parse(await readFile(join(repoDir, manifestPath(version)), 'utf8')) as { payload: string }).payload, 'base64').toString('utf8')) as {
+  wirePayload<{
     targets: Record<string, { files?: TreeEntry[]; fileList?: { path: string; size: number; sha256: string }; deltaPacks?: { from: string; listEdit?: { removed: string[]; entries: TreeEntry[] } }[] }>;
-  };
+  }>(join(repoDir, manifestPath(version)));
 
 let tmp: TempDir;
 let repo: TestRepo;

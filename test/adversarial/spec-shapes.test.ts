@@ -25,6 +25,7 @@ import { ferry } from '../helpers/cli.ts';
 import { makeDevice, type TestDevice } from '../helpers/device.ts';
 import { makeRepo, sampleApp, type TestRepo } from '../helpers/repo.ts';
 import { readPayload } from '../helpers/tamper.ts';
+import { MANIFEST_PAYLOAD_TYPES } from '../../core/trust/manifest-envelope.ts';
 
 const TARGET = 'linux-x64';
 let repo: TestRepo;
@@ -66,7 +67,9 @@ shapes('issue 13 item 15: UpdateInfo carries the signed checksum and the manifes
   assert.equal(info.signature, envelope.signatures);
   assert.is(info.signature![0]!.keyid, keyIdOf(repo.releaseKey.publicKey));
   const root = verifyTrustedRoot(await repo.trust(), 'root.json');
-  createIntegrityVerifier().verifySignature({ ...envelope, signatures: info.signature! }, PAYLOAD_TYPES.manifest, root, 'release');
+  // The manifest's own payload type (compressed JSON for a separate-list manifest, issue 14 item 5).
+  assert.ok(MANIFEST_PAYLOAD_TYPES.includes(envelope.payloadType), envelope.payloadType);
+  createIntegrityVerifier().verifySignature({ ...envelope, signatures: info.signature! }, envelope.payloadType, root, 'release');
   // Up to date: nothing to vouch for.
   await d.with((u) => u.apply());
   const after = await d.with((u) => u.checkUpdate());

@@ -17,6 +17,7 @@ import { describeRun, ferry, history, running, signedFiles, smallApp, startFerry
 import { freePort } from '../helpers/net.ts';
 import { startStaticServer, type StaticServer } from '../../plugins/http/server.ts';
 import type { ArtifactRef, ManifestDoc } from '../../core/trust/metadata.ts';
+import { wirePayload } from '../helpers/tamper.ts';
 
 const TARGET = ['--platform', 'linux', '--arch', 'x64'];
 
@@ -27,8 +28,7 @@ function artifactBytes(origin: StaticServer): number {
 
 /** The signed full artifact of `version` for linux-x64, read straight from the repository. */
 async function signedFullArtifact(repoDir: string, version: string): Promise<ArtifactRef> {
-  const envelope = JSON.parse(await readFile(join(repoDir, 'releases', version, 'manifest.json'), 'utf8')) as { payload: string };
-  const doc = JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')) as ManifestDoc;
+  const doc = await wirePayload<ManifestDoc>(join(repoDir, 'releases', version, 'manifest.json'));
   return doc.targets['linux-x64']!.full;
 }
 

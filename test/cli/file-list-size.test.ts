@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { brotliCompressSync, constants as zlib } from 'node:zlib';
 import { tempDir, writeTree, type TempDir, type TreeSpec } from '../helpers/repo.ts';
 import { ferry, ok } from '../helpers/cli.ts';
+import { wirePayload } from '../helpers/tamper.ts';
 
 const FILES = 1000;
 let tmp: TempDir;
@@ -30,9 +31,9 @@ function tree(bump: boolean): TreeSpec {
 }
 
 const payloadOf = async (version: string) =>
-  JSON.parse(Buffer.from((JSON.parse(await readFile(p('repo', 'releases', version, 'manifest.json'), 'utf8')) as { payload: string }).payload, 'base64').toString('utf8')) as {
+  wirePayload<{
     targets: Record<string, { files?: unknown[]; fileList?: { path: string }; deltaPacks?: { artifact: { size: number } }[] }>;
-  };
+  }>(p('repo', 'releases', version, 'manifest.json'));
 
 const size = suite('issue 14 item 5: the manifest stays small (built CLI, a 1,000-file tree)');
 

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import type { UpdateRecord } from '../../core/spec.ts';
 import { sampleApp, tempDir, writeTree, type TempDir } from '../helpers/repo.ts';
 import { ferry, json, ok, ROOT, type Run } from '../helpers/cli.ts';
+import { wirePayload } from '../helpers/tamper.ts';
 
 let tmp: TempDir;
 const p = (...parts: string[]) => join(tmp.path, ...parts);
@@ -106,8 +107,7 @@ noPatcher('control: with bsdiff, the same update is a delta', async () => {
 });
 
 noPatcher('issue 14 item 1: an update whose plan is a delta applies it without bsdiff-node (FERRYBD1 patches are applied in pure TypeScript), and commits as a delta', async () => {
-  const envelope = JSON.parse(await readFile(p('repo', 'releases', '1.1.0', 'manifest.json'), 'utf8')) as { payload: string };
-  const payload = JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')) as { targets: Record<string, { deltaPacks: { ops: { op: string }[] }[] }> };
+  const payload = await wirePayload<{ targets: Record<string, { deltaPacks: { ops: { op: string }[] }[] }> }>(p('repo', 'releases', '1.1.0', 'manifest.json'));
   const ops = payload.targets['linux-x64']!.deltaPacks[0]!.ops;
   assert.ok(ops.some((op) => op.op === 'patch'), `the delta holds a patch, or this proves nothing (ops: ${ops.map((op) => op.op).join(', ')})`);
   const r = bare('update', '--home', p('bare-home'));

@@ -8,6 +8,7 @@ import { encodeEnvelope, PAYLOAD_TYPES, signEnvelope } from '../../core/trust/ds
 import { sha256 } from '../../core/io/hash.ts';
 import { channelPath, manifestPath, CHANNELS, type Channel, type ChannelDoc, type ManifestDoc } from '../../core/trust/metadata.ts';
 import type { SigningKey } from '../../core/trust/keys.ts';
+import { compressManifestPayload, manifestJson } from '../../core/trust/manifest-envelope.ts';
 
 /** Every entry under `dir` as "path kind mode sha256", sorted: equal snapshots mean equal trees. */
 export async function snapshotDir(dir: string): Promise<string[]> {
@@ -54,14 +55,46 @@ export async function extendBy(file: string, n: number): Promise<void> {
  * test inspects is the signed list, and what it re-signs is a valid (inline) manifest.
  */
 export async function readPayload<T>(file: string): Promise<T> {
-  const env = JSON.parse((await readFile(file, 'utf8'))) as { payload: string };
-  const doc = JSON.parse(Buffer.from(env.payload, 'base64').toString('utf8')) as T;
+  const doc = await wirePayload<T>(file);
   if ((doc as { type?: unknown }).type === 'ferry/manifest') await inlineFileLists(doc as unknown as WireManifest, file);
   return doc;
 }
 
+/**
+ * The JSON payload of a DSSE envelope file exactly as signed (a separate file list stays a pin): a
+ * compressed manifest payload (issue 14 item 5) decoded by core/trust/manifest-envelope.ts.
+ */
+export async function wirePayload<T>(file: string): Promise<T> {
+  const env = JSON.parse(await readFile(file, 'utf8')) as { payloadType: string; payload: string };
+  const raw = Buffer.from(env.payload, 'base64');
+  const json = env.payloadType === PAYLOAD_TYPES.manifestBrotli ? manifestJson(env.payloadType, raw, file) : raw;
+  return JSON.parse(json.toString('utf8')) as T;
+}
+
+/** The payload type of a DSSE envelope file. */
+export async function payloadTypeOf(file: string): Promise<string> {
+  return (JSON.parse(await readFile(file, 'utf8')) as { payloadType: string }).payloadType;
+}
+
+interface WireOp {
+  op: string;
+  path: string;
+  from?: string;
+  baseSha256?: string;
+}
+
 interface WireManifest {
-  targets: Record<string, { files?: unknown; fileList?: { path: string }; deltaPacks?: { listEdit?: unknown }[] }>;
+  targets: Record<string, { files?: unknown; fileList?: { path: string }; deltaPacks?: { from: string; listEdit?: unknown; ops: WireOp[] }[] }>;
+}
+
+/**
+ * The signed list of `version` for `target` beside `file` (a repository's releases/<v>/manifest.json
+ * or a device's manifests/<v>.json), inline or separate; undefined when it is not there.
+ */
+async function baseList(file: string, version: string, target: string): Promise<{ path: string; sha256?: string }[] | undefined> {
+  const base = basename(file) === 'manifest.json' ? join(dirname(dirname(file)), version, 'manifest.json') : join(dirname(file), `${version}.json`);
+  const doc = await readPayload<WireManifest>(base).catch(() => undefined);
+  return doc?.targets[target]?.files as { path: string; sha256?: string }[] | undefined;
 }
 
 /**
@@ -69,13 +102,25 @@ interface WireManifest {
  * releases/<v>/files-<target>.json, or a device's kept manifests/<v>.files-<target>.json.
  */
 async function inlineFileLists(doc: WireManifest, file: string): Promise<void> {
-  for (const t of Object.values(doc.targets ?? {})) {
+  for (const [key, t] of Object.entries(doc.targets ?? {})) {
     if (!t.fileList) continue;
     const name = basename(t.fileList.path);
     const text = await readFile(join(dirname(file), name), 'utf8').catch(() => readFile(join(dirname(file), `${basename(file, '.json')}.${name}`), 'utf8'));
     t.files = (JSON.parse(text) as { files: unknown }).files;
     delete t.fileList;
-    for (const d of t.deltaPacks ?? []) delete d.listEdit;
+    for (const d of t.deltaPacks ?? []) {
+      delete d.listEdit;
+      // Slim patch ops (no base hash) belong to separate lists: the inline form gets them whole,
+      // each base hash from the base's signed list (left slim when the base is not beside it).
+      const slim = (d.ops ?? []).filter((op) => op.op === 'patch' && op.baseSha256 === undefined);
+      if (slim.length === 0) continue;
+      const hashes = new Map((await baseList(file, d.from, key))?.map((f) => [f.path, f.sha256]));
+      for (const op of slim) {
+        const from = op.from ?? op.path;
+        const sha = hashes.get(from);
+        if (sha) Object.assign(op, { from, baseSha256: sha });
+      }
+    }
   }
 }
 
@@ -95,10 +140,13 @@ export async function resignChannel(repo: string, channel: Channel, keys: Signin
  */
 export async function resignManifest(repo: string, version: string, keys: SigningKey[], mutate: (doc: ManifestDoc) => void, options: { wire?: boolean } = {}): Promise<ManifestDoc> {
   const file = join(repo, manifestPath(version));
-  // `wire`: the payload exactly as signed (a separate file list stays a pin), not inlined.
-  const doc = options.wire ? (JSON.parse(Buffer.from((JSON.parse(await readFile(file, 'utf8')) as { payload: string }).payload, 'base64').toString('utf8')) as ManifestDoc) : await readPayload<ManifestDoc>(file);
+  // `wire`: the payload exactly as signed (a separate file list stays a pin), not inlined, and
+  // signed again under the type it had (compressed stays compressed); inlined: a plain manifest.
+  const doc = options.wire ? await wirePayload<ManifestDoc>(file) : await readPayload<ManifestDoc>(file);
   mutate(doc);
-  const bytes = encodeEnvelope(signEnvelope(PAYLOAD_TYPES.manifest, Buffer.from(JSON.stringify(doc)), keys));
+  const json = Buffer.from(JSON.stringify(doc));
+  const compressed = options.wire && (await payloadTypeOf(file)) === PAYLOAD_TYPES.manifestBrotli;
+  const bytes = encodeEnvelope(compressed ? signEnvelope(PAYLOAD_TYPES.manifestBrotli, compressManifestPayload(json, 5), keys) : signEnvelope(PAYLOAD_TYPES.manifest, json, keys));
   await writeFile(file, bytes);
   const pin = { path: manifestPath(version), size: bytes.length, sha256: sha256(bytes) };
   for (const ch of CHANNELS) {

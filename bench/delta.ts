@@ -274,7 +274,7 @@ function targets(results: PairResult[], hdpBuilt: boolean): string[] {
     line(total <= best, `${r.pair.name}: ferry delta + manifest growth <= 1.0x min(xdelta3, zstd)`, `${fmt.bytes(total)} B = ${fmt.ratio(total / best)} of ${fmt.bytes(best)} B${none}`);
     if (r.pair.hdiffpatchIssueBytes !== undefined) {
       const [hb, label] = hdpBuilt && r.hdiffpatch
-        ? [r.hdiffpatch.bytes, `HDiffPatch ${HDIFFPATCH_TAG} measured in this run`]
+        ? [r.hdiffpatch.bytes, r.hdiffpatch.cachedAt !== undefined ? `HDiffPatch ${HDIFFPATCH_TAG}, reused from ${r.hdiffpatch.cachedAt.slice(0, 16)} UTC (*)` : `HDiffPatch ${HDIFFPATCH_TAG} measured in this run`]
         : [r.pair.hdiffpatchIssueBytes, 'HDiffPatch figure from issue 14, not measured here'];
       line(total <= hb, `${r.pair.name}: ferry delta + manifest growth <= HDiffPatch`, `${fmt.bytes(total)} B = ${fmt.ratio(total / hb)} of ${fmt.bytes(hb)} B, ${label}`);
     }

@@ -216,12 +216,26 @@ fmt('issue 14 item 8: decoded sections that do not add up (a zero among the valu
 
 const e2e = suite('issue 14 item 4: a FERRYSB1 delta through a real repository');
 
-e2e('issue 14 item 4: a release whose small files changed is published with a solid block; the device updates by the delta and installs the signed tree', async () => {
+/** A repository whose 1.0.0 (`v1`) a device has installed; `fn` runs on both, then both are removed. */
+async function onFirstRelease(v1: TreeSpec, fn: (repo: Awaited<ReturnType<typeof makeRepo>>, device: Awaited<ReturnType<typeof makeDevice>>) => Promise<void>): Promise<void> {
   const repo = await makeRepo();
   const device = await makeDevice({ trust: await repo.trust(), sources: [repo.repo] });
   try {
-    await repo.release('1.0.0', tree(false, '1.0.0'));
+    await repo.release('1.0.0', v1);
     assert.is((await device.with((u) => u.apply())).status, 'committed');
+    await fn(repo, device);
+  } finally {
+    await device.cleanup();
+    await repo.cleanup();
+  }
+}
+
+/** The device's history record of its update to 1.1.0. */
+async function record110(device: Awaited<ReturnType<typeof makeDevice>>) {
+  return (await device.with((u) => u.history())).find((h) => h.to === '1.1.0');
+}
+
+e2e('issue 14 item 4: a release whose small files changed is published with a solid block; the device updates by the delta and installs the signed tree', () => onFirstRelease(tree(false, '1.0.0'), async (repo, device) => {
     const r2 = await repo.release('1.1.0', tree(true, '1.1.0'));
     const delta = r2.manifest.targets['linux-x64']!.deltas[0]!;
     const artifact = await readFile(join(repo.repo, delta.artifact.path));
@@ -229,26 +243,18 @@ e2e('issue 14 item 4: a release whose small files changed is published with a so
     assert.is((await stat(join(repo.repo, delta.artifact.path))).size, delta.artifact.size);
     const result = await device.with((u) => u.apply());
     assert.is(result.status, 'committed');
-    const record = (await device.with((u) => u.history())).find((h) => h.to === '1.1.0');
+    const record = await record110(device);
     assert.is(record?.kind, 'delta', `updated by the delta: ${JSON.stringify(record)}`);
     assert.not.ok(record?.fellBackToFull, 'without falling back to the full artifact');
     await assertInstalled(device, r2.manifest);
-  } finally {
-    await device.cleanup();
-    await repo.cleanup();
-  }
-});
+}));
 
 e2e('issue 14 item 4: two changed files that build the same bytes (one patched, one new) each find their own member', async () => {
   // A member is named by the first bytes of the sha256 it builds: a patched file and a new file with
   // those same bytes have one name, so one of them keeps an entry of its own (else the device met a
   // patch member for a whole op, refused the delta and fell back to the full artifact).
-  const repo = await makeRepo();
-  const device = await makeDevice({ trust: await repo.trust(), sources: [repo.repo] });
-  try {
-    const v1 = tree(false, '1.0.0');
-    await repo.release('1.0.0', v1);
-    assert.is((await device.with((u) => u.apply())).status, 'committed');
+  const v1 = tree(false, '1.0.0');
+  await onFirstRelease(v1, async (repo, device) => {
     const v2 = tree(true, '1.1.0');
     v2['lib/m1-copy.js'] = v2['lib/m1.js'] = String(v1['lib/m1.js']).replace('Module 1 ', 'Module one ');
     const r2 = await repo.release('1.1.0', v2);
@@ -256,24 +262,17 @@ e2e('issue 14 item 4: two changed files that build the same bytes (one patched, 
     const same = ops.filter((o) => o.path === 'lib/m1.js' || o.path === 'lib/m1-copy.js').map((o) => o.op).sort();
     assert.equal(same, ['patch', 'whole'], `one patched, one whole: ${JSON.stringify(ops)}`);
     assert.is((await device.with((u) => u.apply())).status, 'committed');
-    const record = (await device.with((u) => u.history())).find((h) => h.to === '1.1.0');
+    const record = await record110(device);
     assert.is(record?.kind, 'delta');
     assert.not.ok(record?.fellBackToFull, `without falling back to the full artifact: ${JSON.stringify(record)}`);
     await assertInstalled(device, r2.manifest);
-  } finally {
-    await device.cleanup();
-    await repo.cleanup();
-  }
+  });
 });
 
 e2e('issue 14 item 8: a solid patch member whose base file was altered on the device is caught before use; the device falls back to the full artifact', async () => {
   // apply-delta no longer hashes a base before the patcher (issue 14 item 7): applyPatchEntry checks
   // it in the read that loads it, for a FERRYSB1 member as for a FERRYBD1 entry.
-  const repo = await makeRepo();
-  const device = await makeDevice({ trust: await repo.trust(), sources: [repo.repo] });
-  try {
-    await repo.release('1.0.0', tree(false, '1.0.0'));
-    assert.is((await device.with((u) => u.apply())).status, 'committed');
+  await onFirstRelease(tree(false, '1.0.0'), async (repo, device) => {
     const r2 = await repo.release('1.1.0', tree(true, '1.1.0'));
     const patched = r2.manifest.targets['linux-x64']!.deltas[0]!.ops.find((o) => o.op === 'patch');
     assert.ok(patched && patched.op === 'patch', 'the delta patches a file');
@@ -282,14 +281,11 @@ e2e('issue 14 item 8: a solid patch member whose base file was altered on the de
     bytes[10] = bytes[10]! ^ 1; // same size, one bit off
     await writeFile(base, bytes);
     assert.is((await device.with((u) => u.apply())).status, 'committed');
-    const record = (await device.with((u) => u.history())).find((h) => h.to === '1.1.0');
+    const record = await record110(device);
     assert.ok(record?.fellBackToFull, `fell back to the full artifact: ${JSON.stringify(record)}`);
     assert.match(record?.fallbackReason ?? '', /base file/, 'the base is what was refused, before the patch ran');
     await assertInstalled(device, r2.manifest);
-  } finally {
-    await device.cleanup();
-    await repo.cleanup();
-  }
+  });
 });
 
 pack.run();

@@ -15,7 +15,7 @@
 // neighbour can neither fill this device's disk nor replace a report it did not sign.
 
 import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { parseRange } from '../http/server.ts';
@@ -26,7 +26,6 @@ import { readDeviceConfig } from '../../core/device/config.ts';
 import { createBoundedInbox, type BoundedInbox } from '../../core/fleet/bounded-report-inbox.ts';
 import { REPORTS_PREFIX } from './report-relay.ts';
 import { keptMetadataFile } from '../../core/update/kept-metadata.ts';
-import { MANIFEST_MAX_BYTES } from '../../core/trust/metadata.ts';
 
 /** The URL scheme peers speak; the client side is plugins/lan/source.ts. */
 export const ARTIFACT_PREFIX = '/ferry/v1/artifacts/';
@@ -96,32 +95,36 @@ export async function startPeerServer(options: PeerServerOptions): Promise<PeerS
     res.writeHead(status, { 'content-length': '0', ...headers }).end();
   };
 
-  /** A kept metadata file, whole (they are small and a peer reads each at once). */
+  /**
+   * A kept metadata file, whole. No size cap: the core wrote it after verifying it, and the
+   * reading device caps it at its signed pin (a file list of a very large tree may pass the 16 MiB
+   * a manifest may hold). It is streamed, so a large one never sits in memory here.
+   */
   const serveMetadata = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
-    const file = layout ? keptMetadataFile(layout, path) : null;
-    if (!file) return refuse(res, 404);
-    let bytes: Buffer;
+    const name = layout ? keptMetadataFile(layout, path) : null;
+    if (!name) return refuse(res, 404);
+    let file;
     try {
-      const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-      try {
-        const st = await handle.stat();
-        if (!st.isFile() || st.size > MANIFEST_MAX_BYTES) return refuse(res, 404);
-        bytes = await handle.readFile();
-      } finally {
-        await handle.close().catch(() => {});
-      }
+      file = await open(name, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch {
       return refuse(res, 404);
     }
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(bytes.length) });
-    stats.requests++;
-    if (req.method === 'HEAD') {
-      res.end();
-      return;
+    try {
+      const st = await file.stat();
+      if (!st.isFile()) return refuse(res, 404);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(st.size) });
+      stats.requests++;
+      if (req.method === 'HEAD' || st.size === 0) {
+        res.end();
+        return;
+      }
+      await sendRange(file, 0, st.size, res, (n) => {
+        stats.bytesServed += n;
+        stats.byMetadataPath[path] = (stats.byMetadataPath[path] ?? 0) + n;
+      });
+    } finally {
+      await file.close().catch(() => {});
     }
-    stats.bytesServed += bytes.length;
-    stats.byMetadataPath[path] = (stats.byMetadataPath[path] ?? 0) + bytes.length;
-    res.end(bytes);
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -156,15 +159,9 @@ export async function startPeerServer(options: PeerServerOptions): Promise<PeerS
         res.end();
         return;
       }
-      const stream = file.createReadStream({ start, end: end - 1, autoClose: false });
-      stream.on('data', (chunk: Buffer | string) => {
-        stats.bytesServed += chunk.length;
-        stats.bySha[sha] = (stats.bySha[sha] ?? 0) + chunk.length;
-      });
-      await new Promise<void>((resolve) => {
-        stream.once('error', () => { res.destroy(); resolve(); });
-        res.once('close', () => { stream.destroy(); resolve(); });
-        stream.pipe(res);
+      await sendRange(file, start, end, res, (n) => {
+        stats.bytesServed += n;
+        stats.bySha[sha] = (stats.bySha[sha] ?? 0) + n;
       });
     } finally {
       await file.close().catch(() => {});
@@ -179,4 +176,18 @@ export async function startPeerServer(options: PeerServerOptions): Promise<PeerS
   server.headersTimeout = 10_000;
   const listening = await listenHttp(server, options.host, options.port ?? 0);
   return { url: listening.url, port: listening.port, stats, close: listening.close };
+}
+
+/**
+ * Streams bytes [start, end) of the open `file` to `res`, telling `sent` each chunk's size; settles
+ * when the body is sent, the client goes away or the read fails (then the response is cut).
+ */
+function sendRange(file: FileHandle, start: number, end: number, res: ServerResponse, sent: (bytes: number) => void): Promise<void> {
+  const stream = file.createReadStream({ start, end: end - 1, autoClose: false });
+  stream.on('data', (chunk: Buffer | string) => sent(chunk.length));
+  return new Promise<void>((resolve) => {
+    stream.once('error', () => { res.destroy(); resolve(); });
+    res.once('close', () => { stream.destroy(); resolve(); });
+    stream.pipe(res);
+  });
 }

@@ -4,7 +4,7 @@
 //
 //   node bench/lib/in-process-update.mjs <home>
 //
-// 1. Loads the code: plugins/open-device.js, and core/device/stage.js, which the updater imports on
+// 1. Loads the code (after cli/young-generation.js, as the agent's entry point does): plugins/open-device.js, and core/device/stage.js, which the updater imports on
 //    its first stage (an agent has it loaded after its first update), then prints
 //    `ready {"loadMs", "hwmKiB"}` (VmHWM: the peak resident memory so far).
 // 2. Waits for a line `go` on stdin: the parent settles the disk first, untimed.
@@ -26,6 +26,9 @@ function hwmKiB() {
 const home = process.argv[2];
 if (!home) throw new Error('usage: node bench/lib/in-process-update.mjs <home>');
 
+// `ferry agent` runs through the CLI's entry point, which caps V8's young generation first
+// (cli/young-generation.ts); so does this process, to measure what the agent does.
+await import('../../dist/cli/young-generation.js');
 const loadStart = performance.now();
 const { withDevice } = await import('../../dist/plugins/open-device.js');
 await import('../../dist/core/device/stage.js');

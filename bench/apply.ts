@@ -6,6 +6,9 @@
 // tree, `sha256sum` of every file of the copy, then `sync`. Two trees: a 50 MB app and a
 // 1,054-file JS library. Every update is checked before it is reported: the plan it took, and the
 // device's current tree hashed by the bench's own walk against the new tree.
+// Beside each `ferry update`, for information only (the targets are judged on `ferry update`), the
+// same update inside a process that has already loaded ferry, as `ferry agent` runs it
+// (bench/lib/in-process.ts): no node start-up, no module loading in the figure.
 
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
@@ -17,6 +20,7 @@ import { APP_PACKAGES, writeAppTree } from './lib/app-tree.ts';
 import { fetchPackage, unpackPackage } from './lib/npm-pack.ts';
 import { currentTree, expectUpdate, FERRY_JS, initHome, initRepo, makeKeys, release, update, type Keys } from './lib/ferry-cli.ts';
 import { hashTree, treeBytes, treeDifference, type TreeFile } from './lib/tree-files.ts';
+import { updateInProcess, type InProcessUpdate } from './lib/in-process.ts';
 
 /** Each measurement is run this often (baseline, full and delta interleaved) and the median kept. */
 const RUNS = 3;
@@ -71,6 +75,9 @@ interface TreeResult {
   baseline: Measured[];
   full: Measured[];
   delta: Measured[];
+  /** The same updates in a process that has loaded ferry already (as `ferry agent` runs them). */
+  fullInProcess: InProcessUpdate[];
+  deltaInProcess: InProcessUpdate[];
 }
 
 async function expectTree(home: string, want: Map<string, TreeFile>, what: string): Promise<void> {
@@ -90,10 +97,10 @@ async function runTree(tree: Tree, dir: string, keys: Keys, log: (line: string) 
   await initRepo(repo, keys, timeOut);
   log('  release 1.0.0');
   await release(repo, oldDir, '1.0.0', keys, 0, timeOut, PUBLISH_TIMEOUT_MS);
-  // The devices for the delta runs install 1.0.0 now, while it is the latest release.
-  log(`  ${RUNS} devices install 1.0.0`);
+  // The devices for the delta runs (by `ferry update` and in-process) install 1.0.0 now, while it is the latest release.
+  log(`  ${2 * RUNS} devices install 1.0.0`);
   const onOld: string[] = [];
-  for (let i = 0; i < RUNS; i++) {
+  for (let i = 0; i < 2 * RUNS; i++) {
     const home = join(dir, `old-${i}`);
     await initHome(home, repo, timeOut);
     expectUpdate(await update(home, timeOut, STEP_TIMEOUT_MS), '1.0.0', 'full', 'installing 1.0.0');
@@ -107,8 +114,10 @@ async function runTree(tree: Tree, dir: string, keys: Keys, log: (line: string) 
   const baseline: Measured[] = [];
   const full: Measured[] = [];
   const delta: Measured[] = [];
+  const fullInProcess: InProcessUpdate[] = [];
+  const deltaInProcess: InProcessUpdate[] = [];
   for (let i = 0; i < RUNS; i++) {
-    log(`  run ${i + 1}/${RUNS}: baseline, full update, delta update`);
+    log(`  run ${i + 1}/${RUNS}: baseline, full update, delta update, full and delta in-process`);
     const copy = join(dir, `copy-${i}`);
     await settle();
     baseline.push(await measureCommand('sh', ['-c', BASELINE_SCRIPT, 'sh', newDir, copy], timeOut, STEP_TIMEOUT_MS));
@@ -129,6 +138,22 @@ async function runTree(tree: Tree, dir: string, keys: Keys, log: (line: string) 
     await expectTree(onOld[i]!, want, 'delta update');
     delta.push(d);
     await rm(onOld[i]!, { recursive: true, force: true });
+
+    // In-process: the child loads ferry first; the disk is settled after that, untimed, then the update runs.
+    const freshIn = join(dir, `new-in-${i}`);
+    await initHome(freshIn, repo, timeOut);
+    const fi = await updateInProcess(freshIn, settle, STEP_TIMEOUT_MS);
+    expectUpdate(fi, '1.1.0', 'full', 'full update in-process');
+    await expectTree(freshIn, want, 'full update in-process');
+    fullInProcess.push(fi);
+    await rm(freshIn, { recursive: true, force: true });
+
+    const oldIn = onOld[RUNS + i]!;
+    const di = await updateInProcess(oldIn, settle, STEP_TIMEOUT_MS);
+    expectUpdate(di, '1.1.0', 'delta', 'delta update in-process');
+    await expectTree(oldIn, want, 'delta update in-process');
+    deltaInProcess.push(di);
+    await rm(oldIn, { recursive: true, force: true });
   }
   return {
     tree,
@@ -141,6 +166,8 @@ async function runTree(tree: Tree, dir: string, keys: Keys, log: (line: string) 
     baseline,
     full,
     delta,
+    fullInProcess,
+    deltaInProcess,
   };
 }
 
@@ -176,7 +203,14 @@ export async function run(options: { log: (line: string) => void }): Promise<voi
     for (const r of results) {
       const base = medianS(r.baseline);
       const label = `${r.tree.name} (${fmt.mb(r.newBytes)} MB, ${r.newFiles} files)`;
-      for (const [step, runs] of [['baseline: cp -a + sha256sum + sync', r.baseline], ['(a) full update: nothing -> 1.1.0', r.full], ['(b) delta update: 1.0.0 -> 1.1.0', r.delta]] as const) {
+      const steps: [string, Measured[]][] = [
+        ['baseline: cp -a + sha256sum + sync', r.baseline],
+        ['(a) full update: nothing -> 1.1.0', r.full],
+        ['(b) delta update: 1.0.0 -> 1.1.0', r.delta],
+        ['(a) full, in-process (as the agent)', r.fullInProcess],
+        ['(b) delta, in-process (as the agent)', r.deltaInProcess],
+      ];
+      for (const [step, runs] of steps) {
         rows.push([
           step.startsWith('baseline') ? label : '',
           step,
@@ -197,10 +231,22 @@ export async function run(options: { log: (line: string) => void }): Promise<voi
     }
     log(`s: median of ${RUNS} runs (baseline, full and delta interleaved, \`sync\` untimed before each). Updates are \`ferry update --home H\` as a device runs it`);
     log('(node start-up, check, fetch from the repository folder, build, verify, switch, close). peak MiB: the largest of the runs (GNU time).');
+    log('in-process: the same update run by a process that has loaded ferry already (withDevice + apply, as `ferry agent` runs each round;');
+    log('bench/lib/in-process-update.mjs): timed from the go signal to the result, so node start-up and module loading are NOT in it;');
+    log('peak MiB is that process\'s VmHWM at the end (its code loaded, plus the update). Information only: the targets are judged on `ferry update`.');
     for (const [name, runs] of Object.entries(floors)) log(`floor: ${name} ${fmt.seconds(medianS(runs))} s, ${fmt.mib(peakKiB(runs))} MiB`);
     log(`load average at end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     log('');
     const line = (ok: boolean, what: string, got: string) => log(`${ok ? 'PASS' : 'MISS'}  ${what}  (${got})`);
+    for (const r of results) {
+      const base = medianS(r.baseline);
+      for (const [kind, runs] of [['delta', r.deltaInProcess], ['full', r.fullInProcess]] as const) {
+        const s = medianS(runs);
+        const loaded = peakKiB(runs.map((x) => ({ seconds: x.seconds, maxRssKiB: x.loadedRssKiB })));
+        const growth = Math.max(...runs.map((x) => x.maxRssKiB - x.loadedRssKiB));
+        log(`info  ${r.tree.name}: ${kind} update in-process (no start-up; not a target)  (${fmt.seconds(s)} s = ${fmt.ratio(s / base)} of ${fmt.seconds(base)} s; peak ${fmt.mib(peakKiB(runs))} MiB: ${fmt.mib(loaded)} MiB loaded, up to +${fmt.mib(growth)} MiB during the update)`);
+      }
+    }
     for (const r of results) {
       const base = medianS(r.baseline);
       for (const [kind, runs, limit] of [['delta', r.delta, 2], ['full', r.full, 1.5]] as const) {

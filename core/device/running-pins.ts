@@ -11,7 +11,7 @@
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { isAbsolute, join, sep } from 'node:path';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { writeFileAtomic } from '../io/durable.ts';
 import { pidAlive } from '../io/pid-alive.ts';
 

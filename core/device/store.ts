@@ -5,11 +5,16 @@
 
 import { rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Level } from 'level';
+import { createRequire } from 'node:module';
+import type { Level as LevelDb } from 'level';
 import { FerryError } from '../errors.ts';
 import { skipsFsync } from '../io/durable.ts';
 import { journalFromStored, type Journal } from './journal.ts';
 import type { RestorePoint, UpdateRecord } from '../spec.ts';
+
+// `level` is CommonJS: require loads it without the ESM wrapper `import` puts around it (a parse of
+// its sources for named exports), ~10 ms of every `ferry` start-up (bench/README.md "apply").
+const { Level } = createRequire(import.meta.url)('level') as { Level: typeof LevelDb };
 
 type Value = Journal | UpdateRecord | RestorePoint | number | string | Prefetch;
 
@@ -23,7 +28,7 @@ export class DeviceStore {
    * `rebuiltFrom`: where a damaged store was moved. `created`: there was no store at all before
    * this open (a new device, or one whose store was deleted).
    */
-  private constructor(private readonly db: Level<string, Value>, readonly rebuiltFrom: string | null, readonly created: boolean) {}
+  private constructor(private readonly db: LevelDb<string, Value>, readonly rebuiltFrom: string | null, readonly created: boolean) {}
 
   /**
    * Opens the store at `dir`. A database held by another process is ERR_BUSY; a damaged one is

@@ -7,7 +7,7 @@
 import { lstat, readlink, rename, rm, symlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError, fromFsError } from '../errors.ts';
 import { fsyncDir } from '../io/durable.ts';
 import { printableJson } from '../io/printable.ts';

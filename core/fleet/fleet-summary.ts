@@ -4,7 +4,7 @@
 // the chart. Pure: the same inputs give the same summary; `ferry fleet` prints it, --json is it,
 // fleet-html.ts draws it.
 
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { decideRollout, rolloutPercentAt } from '../policy/rollout.ts';
 import type { ChannelDoc } from '../trust/metadata.ts';
 import type { DeviceReport } from './report.ts';

@@ -13,7 +13,7 @@ import { encodeEnvelope, PAYLOAD_TYPES, parseEnvelope, signEnvelope, verifyThres
 import { parseStrictJson } from '../io/strict-json.ts';
 import { arr, int, obj, str, time, HEX64, NAME, type JsonObject } from '../io/schema.ts';
 import { sha256 } from '../io/hash.ts';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { keyIdOf } from '../trust/keys.ts';
 import { DEVICE_ID, deviceIdOf, type DeviceIdentity } from './device-identity.ts';
 import type { UpdateRecord } from '../spec.ts';

@@ -28,7 +28,7 @@
 //     rolled back by hand (held), is passed over, so the next-best release (a security fix below
 //     the broken one) is taken instead of nothing.
 
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError } from '../errors.ts';
 import { bool, int, isObject } from '../io/schema.ts';
 import type { Json } from '../io/strict-json.ts';

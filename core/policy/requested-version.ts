@@ -6,7 +6,7 @@
 // and allowDowngrade hold as they do for the version the policy picks (core/policy/policy.ts
 // decideTarget).
 
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError } from '../errors.ts';
 import type { UpdatePolicy } from '../spec.ts';
 import type { Candidate, TargetDecision } from './policy.ts';

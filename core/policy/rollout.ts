@@ -8,7 +8,7 @@
 // leaves the devices that have the version on it; ARCHITECTURE.md, phased rollouts).
 
 import { createHash } from 'node:crypto';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import type { ChannelTarget, FileRef, Rollout } from '../trust/metadata.ts';
 
 /** Buckets per rollout: percentages have two decimals. */

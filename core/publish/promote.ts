@@ -11,7 +11,7 @@
 
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError } from '../errors.ts';
 import { writeNextPointer } from './channel-pointer.ts';
 import { readChannel, readManifest } from '../trust/trusted-metadata.ts';

@@ -8,7 +8,7 @@
 
 import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError, fromFsError } from '../errors.ts';
 import { signManifest } from '../trust/manifest-envelope.ts';
 import { pinsVersion, repinTarget, writeNextPointer } from './channel-pointer.ts';

@@ -6,7 +6,7 @@
 
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { resignManifestEnvelope } from '../trust/manifest-envelope.ts';
 import { writeNextPointer } from './channel-pointer.ts';
 import { sha256 } from '../io/hash.ts';

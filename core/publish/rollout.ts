@@ -18,7 +18,7 @@
 //   - `--percent 0` halts: no new device takes it; devices that have it keep it.
 
 import { randomBytes } from 'node:crypto';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError } from '../errors.ts';
 import { writeNextPointer } from './channel-pointer.ts';
 import { readChannel } from '../trust/trusted-metadata.ts';

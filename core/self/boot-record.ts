@@ -16,7 +16,7 @@
 
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError, fromFsError } from '../errors.ts';
 import { fsyncDir, writeFileAtomic } from '../io/durable.ts';
 import { parseStrictJson, type Json } from '../io/strict-json.ts';

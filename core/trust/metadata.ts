@@ -27,7 +27,7 @@ import { HEX64, NAME, arr, bool, int, obj, str, time, type JsonObject } from '..
 import { checkPathSet, checkRelativePath, linkProblem } from '../io/safe-path.ts';
 import { parseStrictJson } from '../io/strict-json.ts';
 import { expectHash, sha256 } from '../io/hash.ts';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 
 export const CHANNEL_MAX_BYTES = 512 * 1024;
 export const MANIFEST_MAX_BYTES = 16 * 1024 * 1024;

@@ -13,7 +13,7 @@
 // Expiry is judged against effectiveNow: max(clock, timeFloor, signedFloor of the current keys).
 
 import { readFile } from 'node:fs/promises';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError, fromFsError } from '../errors.ts';
 import { writeFileAtomic } from '../io/durable.ts';
 import { parseStrictJson, type Json } from '../io/strict-json.ts';

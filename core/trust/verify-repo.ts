@@ -5,7 +5,7 @@
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError, type ErrorCode } from '../errors.ts';
 import { parseEnvelope } from './dsse.ts';
 import { ROOT_MAX_BYTES, parseRootPayload, verifyTrustedRoot, type RootDoc } from './root.ts';

@@ -6,7 +6,7 @@
 // side effect.
 
 import { rm } from 'node:fs/promises';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError, fromFsError } from '../errors.ts';
 import { readCurrent } from '../device/switch.ts';
 import { grantsOf } from '../device/config.ts';

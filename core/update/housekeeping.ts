@@ -7,7 +7,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { forgetManifest } from './kept-metadata.ts';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError } from '../errors.ts';
 import { timeId } from '../device/store.ts';
 import { readCurrent } from '../device/switch.ts';

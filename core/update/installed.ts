@@ -4,7 +4,7 @@
 // The `current` link is the truth about what runs (SECURITY.md row 20).
 
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError, fromFsError } from '../errors.ts';
 import type { HomeLayout } from '../device/layout.ts';
 import { switchCurrent } from '../device/switch.ts';

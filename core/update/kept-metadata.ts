@@ -9,7 +9,7 @@
 // from asking an origin it cannot reach. Writes are atomic (core/io/durable.ts).
 
 import { mkdir, readFile, rm } from 'node:fs/promises';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import type { HomeLayout } from '../device/layout.ts';
 import { writeFileAtomic } from '../io/durable.ts';
 import { fromFsError } from '../errors.ts';

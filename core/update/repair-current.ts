@@ -8,7 +8,7 @@
 
 import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError, fromFsError } from '../errors.ts';
 import type { Journal } from '../device/journal.ts';
 import { inspectCurrent, switchCurrent } from '../device/switch.ts';

@@ -7,7 +7,7 @@
 // attempt (SECURITY.md rows 3, 5, 10). Nothing here touches the journal or the installed tree.
 
 import { readdir, readFile } from 'node:fs/promises';
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError, fromFsError } from '../errors.ts';
 import { readCurrent } from '../device/switch.ts';
 import { verifyTrustedRoot, type RootDoc } from '../trust/root.ts';

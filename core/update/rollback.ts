@@ -2,7 +2,7 @@
 // confirm as an update. The version left is held, so no automatic update brings it back until it
 // is approved (SECURITY.md row 18: the hold is written before the switch).
 
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError } from '../errors.ts';
 import { readCurrent } from '../device/switch.ts';
 import { verifyTree } from '../device/verify-tree.ts';

@@ -12,7 +12,7 @@
 // The state machine, its journal and recovery are described in ARCHITECTURE.md and SECURITY.md
 // rows 18-22.
 
-import semver from 'semver';
+import * as semver from '../semver.ts';
 import { FerryError } from '../errors.ts';
 import { homeLayout } from '../device/layout.ts';
 import { readDeviceConfig } from '../device/config.ts';

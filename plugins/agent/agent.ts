@@ -53,7 +53,7 @@
 // to its `ferry run` (plugins/agent/app-child.ts).
 
 import { spawn as nodeSpawn, type ChildProcess } from 'node:child_process';
-import semver from 'semver';
+import * as semver from '../../core/semver.ts';
 import { afterAttempt, attemptAllowed } from '../../core/policy/agent-schedule.ts';
 import { formatLocalTime } from '../../core/policy/maintenance-window.ts';
 import { readDeviceConfig, type DeviceConfig } from '../../core/device/config.ts';

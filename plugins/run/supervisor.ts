@@ -21,7 +21,7 @@ import { accessSync, constants as fsConstants } from 'node:fs';
 import { chmod, mkdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
-import semver from 'semver';
+import * as semver from '../../core/semver.ts';
 import { FerryError } from '../../core/errors.ts';
 import { pidAlive } from '../../core/io/pid-alive.ts';
 import { homeLayout, type HomeLayout } from '../../core/device/layout.ts';

@@ -103,10 +103,10 @@ export function createBrotliDecoder(chunkSize: number = DECODE_CHUNK): BrotliDec
  * public zlib API has no way to decode into a reused one; the dead chunks are freed only when V8
  * collects, and V8 collects the young generation on its own only once ~32 MiB of young
  * ArrayBuffers have piled up (2x its default semi-space) or its JS heap fills. Decoding a 50 MB
- * tree held 29-33 MiB of dead chunks that way (issue 14 item 7); collecting every 8 MiB holds at
- * most ~15.
+ * tree held 29-33 MiB of dead chunks that way (issue 14 item 7); collecting every 4 MiB holds
+ * ~9 (8 MiB: ~15), and `ferry update` of that tree peaks at 96-97 MiB instead of 103-104.
  */
-export const COLLECT_EVERY = 8 * 1024 * 1024;
+export const COLLECT_EVERY = 4 * 1024 * 1024;
 
 type MinorGc = (options: { type: 'minor' | 'major' }) => void;
 

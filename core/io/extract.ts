@@ -9,7 +9,9 @@
 //     written, so nothing is ever written through one
 //   - files are created O_EXCL|O_NOFOLLOW (a duplicate entry or a planted link fails), hashed while
 //     written; once every file is written and checked, all are fsynced in parallel (one batch, not
-//     one wait per file) and given the signed mode (never setuid)
+//     one wait per file). Each file is given its signed mode (never setuid) on its own descriptor
+//     once its hash matched, before it is closed: `dest` is private to the caller, so the mode
+//     exposes nothing before the tree is renamed into place
 //   - caps on entries and total bytes; a signed archive is decompressed here and may expand only
 //     as far as its signed list allows (core/io/expansion-bound.ts), an archive with no signed
 //     list (an unsigned bundle) only up to a decompression ratio; tar's strict mode turns any
@@ -22,25 +24,26 @@
 //     long tail costs nothing (node-tar would copy its buffer again for every chunk after the
 //     marker: quadratic time; SECURITY.md row 16)
 //   - entry names are quoted through printable(): they are untrusted text (SECURITY.md row 14)
-//   - a refusal stops every write: no entry is taken after it, the parser is aborted, entries
-//     being read are destroyed, and each write in flight stops at its next step (before a mkdir,
-//     the open, each chunk, the hash check; the batched fsyncs and chmods run only once all
-//     writes succeeded). extractArchive settles only once every write has, so the caller that
-//     removes `dest` never races one (issue 13 item 13)
+//   - a refusal stops every write: entries are written synchronously as the parser hands out
+//     their bytes (one file open at a time, one decoded chunk per step; issue 14 item 7), so when
+//     a refusal comes no write is in flight; no entry is taken after it, the parser is aborted, and
+//     the entry being read is destroyed and its file closed. The batched fsyncs run only once all
+//     writes succeeded. extractArchive settles only once the decoder has stopped, so the caller that
+//     removes `dest` never races a write (issue 13 item 13)
 
-import { constants, createReadStream } from 'node:fs';
-import { chmod, mkdir, open, stat, symlink } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { closeSync, constants, createReadStream, fchmodSync, fsync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { open, stat, symlink } from 'node:fs/promises';
+import { createHash, type Hash } from 'node:crypto';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream';
-import { createGunzip } from 'node:zlib';
-import { createBrotliDecoder, DECODE_CHUNK } from './brotli.ts';
+import type { Readable } from 'node:stream';
+import { createGunzip, type Gunzip, type BrotliDecompress } from 'node:zlib';
+import { collectDecodedGarbage, COLLECT_EVERY, createBrotliDecoder, DECODE_CHUNK } from './brotli.ts';
 import { Parser, type ReadEntry } from 'tar';
 import { FerryError, fromFsError } from '../errors.ts';
 import { expectHash } from './hash.ts';
 import { checkRelativePath, linkProblem } from './safe-path.ts';
 import { printable, printableJson } from './printable.ts';
-import { fsyncDirsUnder, skipsFsync } from './durable.ts';
+import { fsyncDirs, skipsFsync } from './durable.ts';
 import { signedExpansionBound } from './expansion-bound.ts';
 
 export interface ExtractLimits {
@@ -94,16 +97,21 @@ export function archiveCoder(signedPath: string): ArchiveCoder {
 /** Files fsynced at once in the batch after extraction: enough to keep the disk's queue full. */
 const FSYNC_PARALLEL = 32;
 
-/**
- * Files being written at once before the archive is read further. node-tar hands out every entry
- * a decoded chunk holds at once, so without a bound a chunk of small files opens them all and
- * keeps the chunks they came from alive. Never a deadlock: tar entries come one after another,
- * so every write in flight but the newest has all its bytes and finishes on its own.
- */
-const WRITES_IN_FLIGHT = 16;
-
-/** Bytes handed to node-tar per write: one read of the file stream. */
+/** Bytes per read of an archive node-tar parses as it is (an uncompressed tar). */
 const READ_CHUNK = 64 * 1024;
+
+/**
+ * Bytes per read of a compressed archive. Each read is handed to the decoder, and the two read
+ * buffers are reused (one is read into while the decoder works on the other), so the compressed
+ * bytes leave no garbage behind.
+ */
+const COMPRESSED_READ = 256 * 1024;
+
+/**
+ * Decoded bytes queued for the parser before the decoder is paused: the decoder (on the thread
+ * pool) runs ahead of the writes (on this thread) by about this much.
+ */
+const DECODED_AHEAD = 1024 * 1024;
 
 export interface ExtractedFile {
   path: string;
@@ -111,9 +119,14 @@ export interface ExtractedFile {
   sha256: string;
 }
 
-/** A file written and checked, waiting for the batched fsync and its mode. */
+/** A file written and checked, waiting for the batched fsync. */
 interface WrittenFile extends ExtractedFile {
   mode: number;
+  /**
+   * The mode is given after the fsync, on the descriptor the fsync opens: a signed mode without
+   * the owner's read bit could not be reopened once set.
+   */
+  modeAfterSync: boolean;
 }
 
 /**
@@ -137,19 +150,6 @@ export async function extractArchive(
 ): Promise<ExtractedFile[]> {
   const extracted: WrittenFile[] = [];
   const dirs = new Set<string>(['']);
-  const writes: Promise<void>[] = [];
-  // Writes not yet settled, and the feed waiting for them to drop to WRITES_IN_FLIGHT.
-  let inFlight = 0;
-  let wakeFeed: (() => void) | undefined;
-  const writeSettled = () => {
-    inFlight--;
-    const wake = wakeFeed;
-    wakeFeed = undefined;
-    wake?.();
-  };
-  const backlog = async () => {
-    while (inFlight > WRITES_IN_FLIGHT && failure === undefined) await new Promise<void>((resolve) => { wakeFeed = resolve; });
-  };
   /** Signed links seen, path → target: made only once every file is written. */
   const links = new Map<string, string>();
   let entries = 0;
@@ -157,17 +157,19 @@ export async function extractArchive(
   let failure: unknown;
 
   const parser = new Parser({ strict: true, maxDecompressionRatio: limits.maxRatio } as ConstructorParameters<typeof Parser>[0]);
-  // Entries still being written. When the parser stops mid-entry (truncated input, ratio cap),
-  // their streams never end on their own: they are destroyed so each writer settles.
-  const active = new Set<ReadEntry>();
-  const stopActive = (err: unknown) => {
-    for (const entry of active) entry.destroy(err instanceof Error ? err : new Error(String(err)));
-    active.clear();
+  // The file being written, if any. Entries come one after another and each is written as its
+  // bytes arrive, so at most one is open: when the parser stops mid-entry (truncated input, ratio
+  // cap, a refusal) its stream never ends on its own, and it is destroyed and its file closed.
+  let writing: FileWriter | undefined;
+  const stopWriting = (err: unknown) => {
+    const w = writing;
+    writing = undefined;
+    w?.abandon(err instanceof Error ? err : new Error(String(err)));
   };
   const fail = (err: unknown) => {
     if (failure === undefined) failure = err;
     parser.abort(err instanceof Error ? err : new Error(String(err)));
-    stopActive(err);
+    stopWriting(err);
   };
 
   parser.on('entry', (entry: ReadEntry) => {
@@ -200,11 +202,19 @@ export async function extractArchive(
       if (want && entry.size !== want.size) throw new FerryError('ERR_SIZE', `archive entry ${shown} is ${entry.size} bytes, signed ${want.size}`);
       totalBytes += entry.size;
       if (totalBytes > limits.maxTotalBytes) throw new FerryError('ERR_TOO_LARGE', `archive expands past ${limits.maxTotalBytes} bytes`);
-      active.add(entry);
-      entry.on('end', () => active.delete(entry));
-      entry.on('error', () => {}); // reported through writeEntry's reader; never an unhandled event
-      inFlight++;
-      writes.push(writeEntry(entry, dest, path, want, dirs, () => failure).then((f) => { extracted.push(f); onFileWritten?.(f.size); }, fail).finally(writeSettled));
+      const writer = new FileWriter(entry, dest, path, want, dirs);
+      writing = writer;
+      writer.start(
+        (f) => {
+          if (writing === writer) writing = undefined;
+          extracted.push(f);
+          onFileWritten?.(f.size);
+        },
+        (err) => {
+          if (writing === writer) writing = undefined;
+          fail(err);
+        },
+      );
     } catch (err) {
       entry.resume();
       fail(err);
@@ -228,20 +238,23 @@ export async function extractArchive(
       resolve();
     });
     parser.on('close', () => {
-      if (!sawEnd) stopActive(failure ?? new FerryError('ERR_UNSAFE_ARCHIVE', 'archive ended inside an entry'));
+      if (!sawEnd) stopWriting(failure ?? new FerryError('ERR_UNSAFE_ARCHIVE', 'archive ended inside an entry'));
       resolve();
     });
   });
-  // A signed archive is decompressed here and bounded by its signed list; an unsigned one named
-  // by a coder is decompressed here under the ratio cap; an unsigned one without goes to node-tar
-  // as it is (which inflates it under its ratio cap).
-  const decode: ArchiveCoder = coder ?? (expected && (await startsWithGzip(archive)) ? 'gzip' : 'tar');
-  const bound = expected ? signedExpansionBound(expected) : decode === 'tar' ? null : await ratioBound(archive, limits.maxRatio);
-  await feed(archive, parser, { decode, bound }, () => sawEnd || failure !== undefined, backlog).catch(fail);
-  await parsed;
-  // Every write settles before this returns or throws; none starts after a failure (the entry
-  // handler takes no entry then), so this one wait covers them all.
-  await Promise.allSettled(writes);
+  try {
+    // A signed archive is decompressed here and bounded by its signed list; an unsigned one named
+    // by a coder is decompressed here under the ratio cap; an unsigned one without goes to node-tar
+    // as it is (which inflates it under its ratio cap).
+    const decode: ArchiveCoder = coder ?? (expected && (await startsWithGzip(archive)) ? 'gzip' : 'tar');
+    const bound = expected ? signedExpansionBound(expected) : decode === 'tar' ? null : await ratioBound(archive, limits.maxRatio);
+    await feed(archive, parser, { decode, bound }, () => sawEnd || failure !== undefined).catch(fail);
+    await parsed;
+  } finally {
+    // Writes are synchronous: none is in flight here. A file left open (the parser stopped
+    // inside it) is closed before this settles.
+    stopWriting(failure ?? new FerryError('ERR_UNSAFE_ARCHIVE', 'archive ended inside an entry'));
+  }
   if (failure !== undefined) throw failure;
 
   if (expected) {
@@ -250,11 +263,11 @@ export async function extractArchive(
       if (!got.has(path)) throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive lacks signed file ${printable(path)}`);
     }
   }
-  // Every file is written and hashed: now all are made durable together (issue 14 item 7), and
-  // given their modes, before the links and folders and before the caller renames the tree.
+  // Every file is written and hashed: now all are made durable together (issue 14 item 7), before
+  // the links and folders and before the caller renames the tree.
   await settleFiles(dest, extracted);
   if (expected && links.size > 0) await makeLinks(dest, expected, links, dirs);
-  await fsyncDirsUnder(dest, 'extract.dirs');
+  await fsyncDirs([...dirs].map((d) => join(dest, d)), 'extract.dirs');
   return extracted.map(({ path, size, sha256 }) => ({ path, size, sha256 }));
 }
 
@@ -266,63 +279,134 @@ async function ratioBound(archive: string, maxRatio: number): Promise<number> {
 
 /**
  * fsyncs every written file, FSYNC_PARALLEL at a time (site 'extract.file': a power cut after the
- * rename must not leave empty files; SECURITY.md row 18), then gives each its mode. The files are
- * still 0600 and ours (dest is private), so each is reopened read-only, never through a link.
+ * rename must not leave empty files; SECURITY.md row 18). Each is reopened read-only, never
+ * through a link (dest is private, and its files are ours), and only the fsync itself goes to the
+ * thread pool: one round trip per file. A file whose signed mode lacks the owner's read bit was
+ * left 0600 when written and gets its mode here, after its fsync.
  */
 async function settleFiles(dest: string, files: readonly WrittenFile[]): Promise<void> {
+  const sync = !skipsFsync('extract.file');
   let next = 0;
   const worker = async () => {
     while (next < files.length) {
       const f = files[next++]!;
-      const target = join(dest, f.path);
+      if (!sync && !f.modeAfterSync) continue;
+      let fd: number | undefined;
       try {
-        if (!skipsFsync('extract.file')) {
-          const handle = await open(target, constants.O_RDONLY | constants.O_NOFOLLOW);
-          try {
-            await handle.sync();
-          } finally {
-            await handle.close();
-          }
-        }
-        await chmod(target, f.mode);
+        fd = openSync(join(dest, f.path), constants.O_RDONLY | constants.O_NOFOLLOW);
+        if (sync) await fsyncFd(fd);
+        if (f.modeAfterSync) fchmodSync(fd, f.mode);
       } catch (err) {
         throw fromFsError(err, `syncing ${printable(f.path)}`);
+      } finally {
+        if (fd !== undefined) closeSync(fd);
       }
     }
   };
   await Promise.all(Array.from({ length: Math.min(FSYNC_PARALLEL, files.length) }, worker));
 }
 
+/** fsync(2) of an open descriptor on the thread pool. */
+function fsyncFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
 /**
- * Writes `archive` to `parser` one read at a time, honouring its back-pressure, until `done()`
- * (the end marker was reached, or the archive was refused): the rest of the file is never read.
- * Ends the parser when the file ends first. With a `decode` coder the file is inflated here, and with a
- * `bound` the tar bytes may not pass it (what a signed file list allows): the bytes up to the bound
- * reach the parser first, so an entry that contradicts its signed size is named as such (ERR_SIZE)
- * rather than as the bound. Rejects with the FerryError to report.
+ * Writes `archive` to `parser`, decoded chunk by decoded chunk, honouring its back-pressure, until
+ * `done()` (the end marker was reached, or the archive was refused): the rest of the file is never
+ * read. Ends the parser when the file ends first. With a `decode` coder the file is inflated here,
+ * and with a `bound` the tar bytes may not pass it (what a signed file list allows): the bytes up to
+ * the bound reach the parser first, so an entry that contradicts its signed size is named as such
+ * (ERR_SIZE) rather than as the bound. Rejects with the FerryError to report.
+ *
+ * The decoder runs on the thread pool while this thread parses and writes: each decoded chunk is
+ * queued and parsed in a microtask, after the decoder was handed its next piece of work (a
+ * listener that parsed inside the 'data' event would hold the decoder idle meanwhile), and the
+ * decoder is paused while DECODED_AHEAD bytes wait.
  */
-async function feed(archive: string, parser: Parser, how: { decode: ArchiveCoder; bound: number | null }, done: () => boolean, backlog: () => Promise<void>): Promise<void> {
-  const input = createReadStream(archive, { highWaterMark: READ_CHUNK });
-  const inflate = how.decode === 'gzip' ? createGunzip({ chunkSize: DECODE_CHUNK }) : how.decode === 'brotli' ? createBrotliDecoder() : null;
-  // pipeline, not pipe: a read error of the file reaches the loop below through the inflater.
-  const source = inflate ? pipeline(input, inflate, () => {}) : input;
-  let seen = 0;
+async function feed(archive: string, parser: Parser, how: { decode: ArchiveCoder; bound: number | null }, done: () => boolean): Promise<void> {
+  const inflate: Gunzip | BrotliDecompress | null = how.decode === 'gzip' ? createGunzip({ chunkSize: DECODE_CHUNK }) : how.decode === 'brotli' ? createBrotliDecoder() : null;
+  const input = inflate ? null : createReadStream(archive, { highWaterMark: READ_CHUNK });
+  const source: Readable = inflate ?? input!;
+  let stopReading = false;
+  const reading = inflate ? readInto(archive, inflate, () => stopReading || done()) : Promise.resolve();
+  // A read error also destroys the decoder: it surfaces below, through the decoder's 'error'.
+  reading.catch((err: unknown) => inflate?.destroy(err instanceof Error ? err : new Error(String(err))));
   try {
-    for await (const chunk of source as AsyncIterable<Buffer>) {
-      seen += chunk.length;
-      const over = how.bound === null ? 0 : seen - how.bound;
-      const more = parser.write(over > 0 ? chunk.subarray(0, chunk.length - over) : chunk);
-      if (over > 0) {
-        // The bytes up to the bound may end with the end marker behind entries still being written
-        // (a decoded chunk holds many entries): let the parser get through them before judging.
-        if (!more) await drained(parser, done);
-        if (done()) return;
-        throw new FerryError('ERR_TOO_LARGE', `archive expands past the ${how.bound} bytes its signed file list allows`);
-      }
-      if (!more) await drained(parser, done);
-      await backlog();
-      if (done()) return; // leaving the loop closes the file
-    }
+    await new Promise<void>((resolve, reject) => {
+      let seen = 0;
+      let nextCollect = COLLECT_EVERY;
+      let ended = false;
+      let settled = false;
+      let scheduled = false;
+      let waiting = false;
+      const queue: Buffer[] = [];
+      let queued = 0;
+      const finish = (err?: unknown) => {
+        if (settled) return;
+        settled = true;
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      const schedule = () => {
+        if (scheduled || waiting || settled) return;
+        scheduled = true;
+        queueMicrotask(work);
+      };
+      const work = () => {
+        scheduled = false;
+        try {
+          while (queue.length > 0) {
+            if (done()) return finish();
+            const chunk = queue.shift()!;
+            queued -= chunk.length;
+            seen += chunk.length;
+            if (inflate && seen >= nextCollect) {
+              nextCollect = seen + COLLECT_EVERY;
+              collectDecodedGarbage();
+            }
+            const over = how.bound === null ? 0 : seen - how.bound;
+            const more = parser.write(over > 0 ? chunk.subarray(0, chunk.length - over) : chunk);
+            if (over > 0) {
+              // The bytes up to the bound may end with the end marker behind entries still being
+              // read (a decoded chunk holds many entries): let the parser get through them first.
+              const judge = () => finish(done() ? undefined : new FerryError('ERR_TOO_LARGE', `archive expands past the ${how.bound} bytes its signed file list allows`));
+              waiting = true;
+              if (more) judge();
+              else void drained(parser, done).then(judge);
+              return;
+            }
+            if (!more) {
+              waiting = true;
+              void drained(parser, done).then(() => {
+                waiting = false;
+                work();
+              });
+              return;
+            }
+          }
+          if (done()) return finish();
+          if (ended) {
+            parser.end();
+            return finish();
+          }
+          if (queued < DECODED_AHEAD && source.isPaused()) source.resume();
+        } catch (err) {
+          finish(err);
+        }
+      };
+      source.on('data', (chunk: Buffer) => {
+        queue.push(chunk);
+        queued += chunk.length;
+        if (queued >= DECODED_AHEAD) source.pause();
+        schedule();
+      });
+      source.on('end', () => {
+        ended = true;
+        schedule();
+      });
+      source.on('error', (err: unknown) => finish(err));
+    });
   } catch (err) {
     if (err instanceof FerryError) throw err;
     // zlib's errors carry Z_* codes (brotli's ERR__ERROR_*): bytes that do not inflate are a
@@ -330,10 +414,48 @@ async function feed(archive: string, parser: Parser, how: { decode: ArchiveCoder
     if (/^(Z_|ERR__ERROR_)/.test(String((err as NodeJS.ErrnoException)?.code))) throw new FerryError('ERR_UNSAFE_ARCHIVE', `malformed archive: ${printable((err as Error).message)}`, { cause: err });
     throw fromFsError(err, `reading ${archive}`);
   } finally {
-    input.destroy();
+    stopReading = true;
+    input?.destroy();
     inflate?.destroy();
+    // The file is closed before this settles (a refusal removes dest next; the archive may go too).
+    await reading.catch(() => {});
   }
-  if (!done()) parser.end();
+}
+
+/**
+ * Reads `archive` into `sink` (a decoder) through two reused buffers, COMPRESSED_READ bytes at a
+ * time: one is read into while the decoder works on the other, and a buffer is read into again
+ * only once the decoder has taken all of it (the write's callback). Stops when `stop()` says so;
+ * ends `sink` at the end of the file.
+ */
+async function readInto(archive: string, sink: Gunzip | BrotliDecompress, stop: () => boolean): Promise<void> {
+  const handle = await open(archive, 'r');
+  try {
+    const buffers = [Buffer.allocUnsafe(COMPRESSED_READ), Buffer.allocUnsafe(COMPRESSED_READ)];
+    let taken: Promise<void> = Promise.resolve();
+    for (let i = 0; ; i ^= 1) {
+      const buf = buffers[i]!;
+      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
+      await taken;
+      if (stop() || sink.destroyed) return;
+      if (bytesRead === 0) {
+        sink.end();
+        return;
+      }
+      // A decoder that fails or is destroyed never calls back for the write it was doing: its
+      // 'close' ends the wait too (the read stops there; the decoder's error is reported by feed).
+      taken = new Promise<void>((resolve) => {
+        const closed = () => resolve();
+        sink.once('close', closed);
+        sink.write(buf.subarray(0, bytesRead), () => {
+          sink.off('close', closed);
+          resolve();
+        });
+      });
+    }
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Resolves once the parser wants more input, or has reached the end, or has failed. */
@@ -365,25 +487,17 @@ async function startsWithGzip(path: string): Promise<boolean> {
   return head[0] === 0x1f && head[1] === 0x8b;
 }
 
-/** The refusal a write must stop for, or undefined to go on. */
-type StopSignal = () => unknown;
-
-/** Throws the refusal when there is one: the write stops here (issue 13 item 13). */
-function stopIfRefused(stopped: StopSignal | undefined): void {
-  const failure = stopped?.();
-  if (failure !== undefined) throw failure;
-}
-
-async function ensureParents(dest: string, path: string, dirs: Set<string>, stopped?: StopSignal): Promise<void> {
+function ensureParents(dest: string, path: string, dirs: Set<string>): void {
   const parts = path.split('/').slice(0, -1);
   for (let i = 1; i <= parts.length; i++) {
     const rel = parts.slice(0, i).join('/');
     if (dirs.has(rel)) continue;
-    stopIfRefused(stopped);
     // mkdir of a name that already exists as a file (or anything else) fails: nothing is followed.
-    await mkdir(join(dest, rel), { mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EEXIST') throw err;
-    });
+    try {
+      mkdirSync(join(dest, rel), { mode: 0o755 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
     dirs.add(rel);
   }
 }
@@ -398,7 +512,7 @@ async function makeLinks(dest: string, expected: Map<string, ExpectedEntry>, lin
   const unsafe = linkProblem([...expected].map(([path, e]) => (isExpectedLink(e) ? { path, type: 'symlink' as const, target: e.target } : { path, ...e })));
   if (unsafe) throw new FerryError('ERR_UNSAFE_ARCHIVE', `signed file list: ${printable(unsafe.path)} is a symlink that ${unsafe.why}`);
   try {
-    for (const path of links.keys()) await ensureParents(dest, path, dirs);
+    for (const path of links.keys()) ensureParents(dest, path, dirs);
     for (const [path, target] of links) await symlink(target, join(dest, path));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -408,42 +522,105 @@ async function makeLinks(dest: string, expected: Map<string, ExpectedEntry>, lin
 }
 
 /**
- * Writes one file entry and checks its hash; it is fsynced and given its mode later, with every
- * other file (settleFiles). `stopped` is checked before every step that touches the disk: once the
- * archive is refused, the write ends at its next step instead of finishing (an entry already
- * handed out whole is not destroyed, and thousands of small files may be waiting for the disk).
+ * Writes one file entry as its bytes arrive and checks its hash; it is fsynced later, with every
+ * other file (settleFiles). Every step is synchronous and short (a folder, the open, one chunk,
+ * the check, the mode, the close), so a write is never in flight while the archive is refused:
+ * `abandon` (the parser stopped inside the entry, or the archive was refused) closes the file and
+ * nothing more is written to it.
  */
-async function writeEntry(entry: ReadEntry, dest: string, path: string, want: ExpectedFile | undefined, dirs: Set<string>, stopped: StopSignal): Promise<WrittenFile> {
-  const target = join(dest, path);
-  try {
-    stopIfRefused(stopped);
-    await ensureParents(dest, path, dirs, stopped);
-    stopIfRefused(stopped);
-    const handle = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    const hash = createHash('sha256');
-    let size = 0;
+class FileWriter {
+  private fd: number | undefined;
+  private readonly hash: Hash = createHash('sha256');
+  private size = 0;
+  private failed: ((err: unknown) => void) | undefined;
+
+  constructor(
+    private readonly entry: ReadEntry,
+    private readonly dest: string,
+    private readonly path: string,
+    private readonly want: ExpectedFile | undefined,
+    private readonly dirs: Set<string>,
+  ) {}
+
+  start(done: (f: WrittenFile) => void, failed: (err: unknown) => void): void {
+    this.failed = failed;
+    const { entry } = this;
+    entry.on('error', (err: unknown) => this.refuse(err));
     try {
-      for await (const chunk of entry as AsyncIterable<Buffer>) {
-        stopIfRefused(stopped);
-        hash.update(chunk);
-        size += chunk.length;
-        await handle.write(chunk);
+      ensureParents(this.dest, this.path, this.dirs);
+      this.fd = openSync(join(this.dest, this.path), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    } catch (err) {
+      this.refuse(err);
+      return;
+    }
+    entry.on('data', (chunk: Buffer) => {
+      if (this.fd === undefined) return; // refused: the rest of the entry is dropped
+      try {
+        this.hash.update(chunk);
+        this.size += chunk.length;
+        for (let off = 0; off < chunk.length; ) off += writeSync(this.fd, chunk, off, chunk.length - off);
+      } catch (err) {
+        this.refuse(err);
       }
-    } finally {
-      await handle.close();
-    }
-    stopIfRefused(stopped);
-    const sha256 = hash.digest('hex');
-    if (want) expectHash(sha256, want.sha256, `archive entry ${printable(path)}`);
-    // The signed mode, never special bits; with no signed mode, only the owner's execute intent.
-    const mode = want ? want.mode & 0o777 : (entry.mode ?? 0o644) & 0o100 ? 0o755 : 0o644;
-    return { path, size, sha256, mode };
-  } catch (err) {
-    entry.resume();
-    if (err instanceof FerryError) throw err;
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST' || (err as NodeJS.ErrnoException).code === 'ELOOP' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') {
-      throw new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${printable(path)} collides with an earlier entry`, { cause: err });
-    }
-    throw fromFsError(err, `extracting ${printable(path)}`);
+    });
+    entry.on('end', () => {
+      const fd = this.fd;
+      if (fd === undefined) return;
+      try {
+        const sha256 = this.hash.digest('hex');
+        if (this.want) expectHash(sha256, this.want.sha256, `archive entry ${printable(this.path)}`);
+        // The signed mode, never special bits; with no signed mode, only the owner's execute intent.
+        const mode = this.want ? this.want.mode & 0o777 : (entry.mode ?? 0o644) & 0o100 ? 0o755 : 0o644;
+        // Given now, on this descriptor, unless the file could not be reopened for its fsync then.
+        const modeAfterSync = (mode & 0o400) === 0;
+        if (!modeAfterSync) fchmodSync(fd, mode);
+        this.fd = undefined;
+        closeSync(fd);
+        done({ path: this.path, size: this.size, sha256, mode, modeAfterSync });
+      } catch (err) {
+        this.refuse(err);
+      }
+    });
   }
+
+  /** The parser stopped inside this entry, or the archive was refused: close, write nothing more. */
+  abandon(err: Error): void {
+    const fd = this.fd;
+    this.fd = undefined;
+    this.failed = undefined; // the failure is already the caller's
+    if (fd !== undefined) {
+      try {
+        closeSync(fd);
+      } catch {
+        // the refusal is the error to report
+      }
+    }
+    if (!this.entry.destroyed) this.entry.destroy(err);
+  }
+
+  private refuse(err: unknown): void {
+    const fd = this.fd;
+    this.fd = undefined;
+    if (fd !== undefined) {
+      try {
+        closeSync(fd);
+      } catch {
+        // the write's own error is the one to report
+      }
+    }
+    this.entry.resume();
+    const failed = this.failed;
+    this.failed = undefined;
+    failed?.(describeWriteError(err, this.path));
+  }
+}
+
+/** A write's error as the FerryError to report: a collision with an earlier entry is an unsafe archive. */
+function describeWriteError(err: unknown, path: string): FerryError {
+  if (err instanceof FerryError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EEXIST' || code === 'ELOOP' || code === 'ENOTDIR') {
+    return new FerryError('ERR_UNSAFE_ARCHIVE', `archive entry ${printable(path)} collides with an earlier entry`, { cause: err });
+  }
+  return fromFsError(err, `extracting ${printable(path)}`);
 }

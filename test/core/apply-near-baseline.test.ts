@@ -288,6 +288,13 @@ t('issue 14 item 7: staging a full artifact fsyncs each folder of the tree once 
     if (st.isDirectory()) dirSyncs.push(st.ino);
     return sync.apply(this);
   };
+  // Descriptor fsyncs too (fs.fsync, synced into node:fs's named exports).
+  const fdSync = fs.fsync;
+  fs.fsync = ((fd: number, cb: fs.NoParamCallback) => {
+    if (fs.fstatSync(fd).isDirectory()) dirSyncs.push(fs.fstatSync(fd).ino);
+    return fdSync(fd, cb);
+  }) as typeof fs.fsync;
+  syncBuiltinESMExports();
   try {
     await stageRelease({
       layout,
@@ -299,6 +306,8 @@ t('issue 14 item 7: staging a full artifact fsyncs each folder of the tree once 
     });
   } finally {
     proto.sync = sync;
+    fs.fsync = fdSync;
+    syncBuiltinESMExports();
   }
   await verifyTree(layout.release('1.0.0'), files);
   // The tree's root, d0..d2 and their sub0/sub1 folders, and releases/ after the rename.

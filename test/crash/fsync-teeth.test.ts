@@ -68,7 +68,6 @@ const TEETH: Record<FsyncSite, { shownBy: 'delta' | 'full' | null; why: string }
   'stage.releases-dir': { shownBy: null, why: 'the rename into releases/: committed by the store write journaling `staged`' },
   'extract.dirs': { shownBy: null, why: 'directory entries of the extracted tree: committed by the file fsyncs and store writes after them' },
   'fetch.cache-dir': { shownBy: null, why: 'the rename into cache/: committed by the next store write; a lost cache entry is fetched again' },
-  'fetch.part': { shownBy: null, why: 'a cached artifact that comes back damaged is re-hashed before use and fetched again: nothing to see, by design' },
 };
 
 const TRIES = 3;

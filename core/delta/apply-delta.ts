@@ -6,12 +6,14 @@
 // from the verified artifact; an old 'tar' delta is unpacked against its signed entry hashes first.
 // A regular file with no op is copied from the same path of the base. Near the copy baseline
 // (issue 14 item 7): each copy reads its base once (hashing what it writes, or a reflink then one
-// hash; a small file by direct system calls), so does each patch (core/delta/patch-apply.ts checks
-// the base in the read that loads it), patches run in parallel only as far as a memory budget
-// allows (core/delta/byte-budget.ts), files are written without an fsync each and fsynced
-// together, in parallel, at the end
-// (before core/device/stage.ts renames the tree into releases/: SECURITY.md row 18), and no
-// process is started unless an old BSDIFF40 entry needs the native patcher.
+// hash; by direct system calls, a large file in 1 MiB steps with a yield every few MiB), so does
+// each patch (core/delta/patch-apply.ts checks the base in the read that loads it), a FERRYSB1
+// block is decoded once for all its members (core/delta/solid-blocks.ts), patches run in parallel
+// only as far as a memory budget allows (core/delta/byte-budget.ts), and each file, once complete,
+// is fsynced a few at a time beside the work and the rest together at the end
+// (core/delta/fsync-queue.ts; all before this returns and before core/device/stage.ts renames the
+// tree into releases/: SECURITY.md row 18). No process is started unless an old BSDIFF40 entry
+// needs the native patcher.
 // core/delta/make-delta.ts makes the ops.
 
 import { closeSync, constants, createWriteStream, fchmodSync, fstatSync, openSync, readSync, realpathSync, writeSync } from 'node:fs';
@@ -35,6 +37,7 @@ import { SOLID_MAGIC } from './solid-format.ts';
 import { ByteBudget } from './byte-budget.ts';
 import { BaseBuffers } from './base-buffers.ts';
 import { SolidBlocks } from './solid-blocks.ts';
+import { FsyncQueue } from './fsync-queue.ts';
 
 /** Files written at once: their cost is mostly waiting on the disk. */
 const APPLY_CONCURRENCY = 8;
@@ -55,9 +58,6 @@ export const PATCH_MEMORY_BUDGET = 24 * 1024 * 1024;
 export function patchMemory(baseSize: number, newSize: number): number {
   return (baseSize <= OLD_IN_MEMORY_MAX ? baseSize : 0) + Math.min(newSize, OLD_IN_MEMORY_MAX) + (newSize >= LARGE_OUTPUT ? 2 * LARGE_STREAM_CHUNK : 0);
 }
-
-/** Files fsynced at once, after all are written: the disk sees one batch instead of a flush per file. */
-const FSYNC_CONCURRENCY = 32;
 
 /**
  * The magic of an old bsdiff patch (repositories made before FERRYBD1): core/delta/patch-apply.ts
@@ -210,19 +210,6 @@ function copySmall(realBase: string, from: string, target: string, file: FileEnt
   }
 }
 
-/** Fsyncs every file in `paths`, a batch at a time, all after they were written (site 'delta.file'). */
-async function fsyncAll(paths: string[]): Promise<void> {
-  if (skipsFsync('delta.file')) return;
-  let next = 0;
-  const worker = async () => {
-    while (next < paths.length) {
-      const h = await open(paths[next++]!, 'r');
-      try { await h.sync(); } finally { await h.close(); }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(FSYNC_CONCURRENCY, paths.length) }, worker));
-}
-
 /** The regular files of a signed list by path, their sha256 (applyDelta's `baseHashes`). */
 export function baseHashes(files: readonly TreeEntry[]): Map<string, string> {
   return new Map(files.filter((f) => !isLink(f)).map((f) => [f.path, (f as { sha256: string }).sha256]));
@@ -318,7 +305,9 @@ export async function applyDelta(input: {
     work.push(op);
   }
   for (const file of targetFiles) if (!isLink(file) && !listed.has(file.path)) work.push({ op: 'copy', path: file.path, from: file.path, sha256: file.sha256 });
-  const written: string[] = [];
+  // Each file complete (written, checked, given its mode) is fsynced from then on, a few at a time
+  // beside the work, the rest together at the end (core/delta/fsync-queue.ts).
+  const fsyncs = new FsyncQueue(skipsFsync('delta.file'));
   const made = new Set<string>(['.']);
   const parentOf = async (target: string): Promise<void> => {
     const dir = dirname(target);
@@ -344,6 +333,7 @@ export async function applyDelta(input: {
   const applyOp = async (op: FileOp, i: number): Promise<void> => {
     const file = byPath.get(op.path) as FileEntry;
     const target = join(outDir, op.path);
+    let linked = false;
     try {
       await parentOf(target);
       switch (op.op) {
@@ -352,7 +342,7 @@ export async function applyDelta(input: {
             // Most files of a tree are small and unchanged: copied with a few direct system calls,
             // checked and given their mode before they are closed (copySmall).
             copySmall(baseDir, op.from, target, file, op.sha256);
-            written.push(target);
+            fsyncs.add(target);
             input.onFileWritten?.(file.size);
             return;
           }
@@ -363,10 +353,10 @@ export async function applyDelta(input: {
             // still hashed against the signed list before they are used.
             await link(base, target);
             expectHash(await sha256File(target), op.sha256, `base file ${op.from} (linked as ${op.path})`);
+            linked = true;
             break;
           }
           expectHash(await copyHashed(base, target, reflink), op.sha256, `base file ${op.from} (copied to ${op.path})`);
-          written.push(target);
           break;
         }
         case 'patch': {
@@ -391,7 +381,6 @@ export async function applyDelta(input: {
             await rm(target, { force: true });
             throw err;
           }
-          written.push(target);
           break;
         }
         case 'whole': {
@@ -403,7 +392,6 @@ export async function applyDelta(input: {
               await rm(target, { force: true });
               throw err;
             }
-            written.push(target);
             break;
           }
           const h = await open(target, CREATE_NEW, 0o600);
@@ -421,7 +409,6 @@ export async function applyDelta(input: {
           const got = counter.digest();
           if (got.size !== file.size) throw new FerryError('ERR_SIZE', `${op.path} decompressed to ${got.size} bytes, signed ${file.size}`);
           expectHash(got.sha256, op.sha256, op.path);
-          written.push(target);
           break;
         }
         default: {
@@ -430,6 +417,8 @@ export async function applyDelta(input: {
         }
       }
       await chmod(target, file.mode);
+      // Linked files are the base's own bytes, durable already: nothing to fsync.
+      if (!linked) fsyncs.add(target);
       input.onFileWritten?.(file.size);
     } catch (err) {
       if (err instanceof FerryError) throw err;
@@ -452,9 +441,12 @@ export async function applyDelta(input: {
     }
   };
   await Promise.all(Array.from({ length: APPLY_CONCURRENCY }, worker));
-  if (failure !== undefined) throw failure;
-  // Written first, fsynced together: one wait on the disk instead of one per file.
-  await fsyncAll(written).catch((err) => { throw fromFsError(err, 'syncing the delta\'s files'); });
+  if (failure !== undefined) {
+    // Nothing of this delta stays; no fsync of it is left running once this returns.
+    await fsyncs.abandon();
+    throw failure;
+  }
+  await fsyncs.finish().catch((err) => { throw fromFsError(err, 'syncing the delta\'s files'); });
   await makeLinks(outDir, targetFiles.filter(isLink));
 }
 

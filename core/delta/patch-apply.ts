@@ -6,8 +6,9 @@
 //   FERRYZF1  a zstd-from entry (core/delta/zstd-from.ts; ERR_NO_PATCHER on a Node without zstd);
 //   FERRYSB1  a member of a solid block (core/delta/solid-format.ts): the block is decoded into
 //             memory (at most SOLID_MAX_DECODED bytes, a bomb stopped one chunk past that), split
-//             and checked whole, then the member is replayed like a FERRYBD1 patch (or written, for
-//             a whole file) from those bytes;
+//             and checked whole, once per delta for all its members (core/delta/solid-blocks.ts),
+//             then the member is checked against its signed op and replayed like a FERRYBD1 patch
+//             (or written, for a whole file) from those bytes;
 //   anything else: ERR_PATCH.
 //
 // FERRYBD1 (SECURITY.md row 17): the header is checked against the signed op and the base before
@@ -16,7 +17,8 @@
 // one chunk, never a drain), the output hashed as it is written, and every stream required to end
 // exactly where the last entry ends. The base is read either whole (up to a cap) or by positioned
 // reads, and the output leaves through a 1 MiB buffer, so the old and new files are never both in
-// memory. Given the base's signed hash (apply-delta always gives it), the base is checked first, in
+// memory. A large output's diff and extra streams are decoded 1 MiB at a time, and diff bytes are
+// added only in 4 KiB blocks that are not all zeros (issue 14 item 7). Given the base's signed hash (apply-delta always gives it), the base is checked first, in
 // the read that loads it: a base held whole is patched from the very bytes that were hashed, and
 // is read once (issue 14 item 7). The output is not fsynced here: the caller syncs its outputs together.
 

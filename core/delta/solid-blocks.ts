@@ -21,6 +21,13 @@ export function rangeKey(r: EntryRange): string {
   return `${r.offset}:${r.size}:${r.file}`;
 }
 
+/**
+ * Blocks held at once. ferry's publisher writes one block per delta (core/delta/make-delta.ts); a
+ * delta naming more, with members interleaved, keeps at most this many (each ≤ SOLID_MAX_DECODED),
+ * and decodes any other for its one use, as before.
+ */
+export const SOLID_BLOCKS_HELD = 4;
+
 export class SolidBlocks {
   private readonly held = new Map<string, { members: Promise<SolidMember[]>; left: number }>();
   private readonly uses = new Map<string, number>();
@@ -52,10 +59,11 @@ export class SolidBlocks {
     let block = this.held.get(key);
     if (!block) {
       this.decoded++;
-      block = { members: read(), left: this.uses.get(key) ?? 1 };
+      const left = this.held.size < SOLID_BLOCKS_HELD ? this.uses.get(key) ?? 1 : 1;
+      block = { members: read(), left };
       // Seen by this op's await below; a rejection is never left unhandled meanwhile.
       block.members.catch(() => undefined);
-      this.held.set(key, block);
+      if (left > 1) this.held.set(key, block);
     }
     try {
       return await fn(await block.members);

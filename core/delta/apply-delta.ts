@@ -41,6 +41,8 @@ import { FsyncQueue } from './fsync-queue.ts';
 
 /** Files written at once: their cost is mostly waiting on the disk. */
 const APPLY_CONCURRENCY = 8;
+/** The longest stretch the workers run synchronous steps (small copies) before the event loop gets a turn. */
+const RUN_WITHOUT_YIELD_MS = 4;
 
 /**
  * Bytes the patches applied at once may hold (ByteBudget, patchMemory): with the 16 MiB bases of
@@ -116,8 +118,29 @@ const NO_REFLINK = new Set(['EOPNOTSUPP', 'ENOTSUP', 'EXDEV', 'EINVAL', 'ENOSYS'
  */
 const COPY_CHUNK = 1024 * 1024;
 const copyBuffer = Buffer.allocUnsafeSlow(COPY_CHUNK);
-/** A copy yields to the event loop after this many bytes. */
-const COPY_YIELD = 4 * 1024 * 1024;
+
+/**
+ * Turns of the event loop for the synchronous steps of a delta (small copies, chunks of large
+ * ones). A worker chaining synchronous copies through microtasks alone never lets the loop run:
+ * the patches' decoded chunks and reads (the longest path of the delta) and, in `ferry agent`,
+ * peers and status waited behind a whole tree of small copies (~200 ms for lodash's 1,037). Every
+ * step calls maybeYield; once RUN_WITHOUT_YIELD_MS have passed since this turn began, the step
+ * waits for the next turn, which all the workers share, so one turn stays near that long however
+ * many workers run.
+ */
+class LoopTurns {
+  private began = performance.now();
+  private next: Promise<void> | undefined;
+
+  maybeYield(): Promise<void> | undefined {
+    if (performance.now() - this.began < RUN_WITHOUT_YIELD_MS) return undefined;
+    return (this.next ??= new Promise<void>((resume) => setImmediate(() => {
+      this.next = undefined;
+      this.began = performance.now();
+      resume();
+    })));
+  }
+}
 
 /**
  * Copies `src` to `dst` (which must not exist) reading `src` once, and returns the sha256 of the
@@ -126,7 +149,7 @@ const COPY_YIELD = 4 * 1024 * 1024;
  * Neither path is opened through a link at its last component (O_NOFOLLOW; `src` was resolved by
  * regularBaseFile), and `dst` is created new (O_EXCL).
  */
-async function copyHashed(src: string, dst: string, reflink: { ok: boolean }): Promise<string> {
+async function copyHashed(src: string, dst: string, reflink: { ok: boolean }, turns: LoopTurns): Promise<string> {
   if (reflink.ok) {
     try {
       await copyFile(src, dst, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE_FORCE);
@@ -143,7 +166,7 @@ async function copyHashed(src: string, dst: string, reflink: { ok: boolean }): P
   try {
     from = openSync(src, constants.O_RDONLY | constants.O_NOFOLLOW);
     to = openSync(dst, CREATE_NEW, 0o600);
-    for (let at = 0, sinceYield = 0; ;) {
+    for (let at = 0; ;) {
       // Read, hash and write one chunk synchronously: the bytes hashed are the bytes written, and
       // the one shared buffer is free again before anything else runs.
       const n = readSync(from, copyBuffer, 0, copyBuffer.length, at);
@@ -152,12 +175,8 @@ async function copyHashed(src: string, dst: string, reflink: { ok: boolean }): P
       hash.update(bytes);
       for (let done = 0; done < n;) done += writeSync(to, bytes, done, n - done);
       at += n;
-      sinceYield += n;
-      // A long file does not hold the event loop (the agent serves peers from it) for more than a few MiB at a time.
-      if (sinceYield >= COPY_YIELD) {
-        sinceYield = 0;
-        await new Promise((resume) => setImmediate(resume));
-      }
+      // A long file does not hold the event loop (the agent serves peers from it) past its turn.
+      await turns.maybeYield();
     }
   } finally {
     if (from >= 0) closeSync(from);
@@ -316,6 +335,7 @@ export async function applyDelta(input: {
     made.add(dir);
   };
   const reflink = { ok: true };
+  const turns = new LoopTurns();
   const budget = input.budget ?? new ByteBudget(PATCH_MEMORY_BUDGET);
   const baseBuffers = new BaseBuffers();
   // Every op naming a range, counted: a FERRYSB1 block several ops name is decoded by the first
@@ -356,7 +376,7 @@ export async function applyDelta(input: {
             linked = true;
             break;
           }
-          expectHash(await copyHashed(base, target, reflink), op.sha256, `base file ${op.from} (copied to ${op.path})`);
+          expectHash(await copyHashed(base, target, reflink, turns), op.sha256, `base file ${op.from} (copied to ${op.path})`);
           break;
         }
         case 'patch': {
@@ -438,6 +458,7 @@ export async function applyDelta(input: {
       } catch (err) {
         failure ??= err;
       }
+      await turns.maybeYield();
     }
   };
   await Promise.all(Array.from({ length: APPLY_CONCURRENCY }, worker));

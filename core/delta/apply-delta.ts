@@ -9,11 +9,11 @@
 // hash; by direct system calls, a large file in 1 MiB steps with a yield every few MiB), so does
 // each patch (core/delta/patch-apply.ts checks the base in the read that loads it), a FERRYSB1
 // block is decoded once for all its members (core/delta/solid-blocks.ts), patches run in parallel
-// only as far as a memory budget allows (core/delta/byte-budget.ts), and each file, once complete,
-// is fsynced a few at a time beside the work and the rest together at the end
-// (core/delta/fsync-queue.ts; all before this returns and before core/device/stage.ts renames the
-// tree into releases/: SECURITY.md row 18). No process is started unless an old BSDIFF40 entry
-// needs the native patcher.
+// only as far as a memory budget allows (core/delta/byte-budget.ts), the event loop gets a turn
+// every few ms between synchronous steps (LoopTurns), and files are written without an fsync each
+// and fsynced together, in parallel, at the end (before core/device/stage.ts renames the tree into
+// releases/: SECURITY.md row 18). No process is started unless an old BSDIFF40 entry needs the
+// native patcher.
 // core/delta/make-delta.ts makes the ops.
 
 import { closeSync, constants, createWriteStream, fchmodSync, fstatSync, openSync, readSync, realpathSync, writeSync } from 'node:fs';
@@ -37,7 +37,6 @@ import { SOLID_MAGIC } from './solid-format.ts';
 import { ByteBudget } from './byte-budget.ts';
 import { BaseBuffers } from './base-buffers.ts';
 import { SolidBlocks } from './solid-blocks.ts';
-import { FsyncQueue } from './fsync-queue.ts';
 
 /** Files written at once: their cost is mostly waiting on the disk. */
 const APPLY_CONCURRENCY = 8;
@@ -229,6 +228,22 @@ function copySmall(realBase: string, from: string, target: string, file: FileEnt
   }
 }
 
+/** Files fsynced at once, after all are written: the disk sees one batch instead of a flush per file. */
+const FSYNC_CONCURRENCY = 32;
+
+/** Fsyncs every file in `paths`, a batch at a time, all after they were written (site 'delta.file'). */
+async function fsyncAll(paths: string[]): Promise<void> {
+  if (skipsFsync('delta.file')) return;
+  let next = 0;
+  const worker = async () => {
+    while (next < paths.length) {
+      const h = await open(paths[next++]!, 'r');
+      try { await h.sync(); } finally { await h.close(); }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(FSYNC_CONCURRENCY, paths.length) }, worker));
+}
+
 /** The regular files of a signed list by path, their sha256 (applyDelta's `baseHashes`). */
 export function baseHashes(files: readonly TreeEntry[]): Map<string, string> {
   return new Map(files.filter((f) => !isLink(f)).map((f) => [f.path, (f as { sha256: string }).sha256]));
@@ -324,9 +339,8 @@ export async function applyDelta(input: {
     work.push(op);
   }
   for (const file of targetFiles) if (!isLink(file) && !listed.has(file.path)) work.push({ op: 'copy', path: file.path, from: file.path, sha256: file.sha256 });
-  // Each file complete (written, checked, given its mode) is fsynced from then on, a few at a time
-  // beside the work, the rest together at the end (core/delta/fsync-queue.ts).
-  const fsyncs = new FsyncQueue(skipsFsync('delta.file'));
+  // Each file complete (written, checked, given its mode), to fsync together at the end.
+  const written: string[] = [];
   const made = new Set<string>(['.']);
   const parentOf = async (target: string): Promise<void> => {
     const dir = dirname(target);
@@ -362,7 +376,7 @@ export async function applyDelta(input: {
             // Most files of a tree are small and unchanged: copied with a few direct system calls,
             // checked and given their mode before they are closed (copySmall).
             copySmall(baseDir, op.from, target, file, op.sha256);
-            fsyncs.add(target);
+            written.push(target);
             input.onFileWritten?.(file.size);
             return;
           }
@@ -438,7 +452,7 @@ export async function applyDelta(input: {
       }
       await chmod(target, file.mode);
       // Linked files are the base's own bytes, durable already: nothing to fsync.
-      if (!linked) fsyncs.add(target);
+      if (!linked) written.push(target);
       input.onFileWritten?.(file.size);
     } catch (err) {
       if (err instanceof FerryError) throw err;
@@ -462,12 +476,10 @@ export async function applyDelta(input: {
     }
   };
   await Promise.all(Array.from({ length: APPLY_CONCURRENCY }, worker));
-  if (failure !== undefined) {
-    // Nothing of this delta stays; no fsync of it is left running once this returns.
-    await fsyncs.abandon();
-    throw failure;
-  }
-  await fsyncs.finish().catch((err) => { throw fromFsError(err, 'syncing the delta\'s files'); });
+  if (failure !== undefined) throw failure;
+  // Written first, fsynced together: one wait on the disk instead of one per file. (Fsyncing
+  // files beside the work, two at a time, was measured and gained nothing on bench/apply's trees.)
+  await fsyncAll(written).catch((err) => { throw fromFsError(err, 'syncing the delta\'s files'); });
   await makeLinks(outDir, targetFiles.filter(isLink));
 }
 

@@ -6,12 +6,14 @@
 // from the verified artifact; an old 'tar' delta is unpacked against its signed entry hashes first.
 // A regular file with no op is copied from the same path of the base. Near the copy baseline
 // (issue 14 item 7): each copy reads its base once (hashing what it writes, or a reflink then one
-// hash; a small file by direct system calls), so does each patch (core/delta/patch-apply.ts checks
-// the base in the read that loads it), patches run in parallel only as far as a memory budget
-// allows (core/delta/byte-budget.ts), files are written without an fsync each and fsynced
-// together, in parallel, at the end
-// (before core/device/stage.ts renames the tree into releases/: SECURITY.md row 18), and no
-// process is started unless an old BSDIFF40 entry needs the native patcher.
+// hash; by direct system calls, a large file in 1 MiB steps with a yield every few MiB), so does
+// each patch (core/delta/patch-apply.ts checks the base in the read that loads it), a FERRYSB1
+// block is decoded once for all its members (core/delta/solid-blocks.ts), patches run in parallel
+// only as far as a memory budget allows (core/delta/byte-budget.ts), the event loop gets a turn
+// every few ms between synchronous steps (LoopTurns), and files are written without an fsync each
+// and fsynced together, in parallel, at the end (before core/device/stage.ts renames the tree into
+// releases/: SECURITY.md row 18). No process is started unless an old BSDIFF40 entry needs the
+// native patcher.
 // core/delta/make-delta.ts makes the ops.
 
 import { closeSync, constants, createWriteStream, fchmodSync, fstatSync, openSync, readSync, realpathSync, writeSync } from 'node:fs';
@@ -21,7 +23,7 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { FerryError, fromFsError } from '../errors.ts';
-import { expectHash, readFileChunks, sha256File } from '../io/hash.ts';
+import { expectHash, sha256File } from '../io/hash.ts';
 import { extractArchive, type ExpectedFile } from '../io/extract.ts';
 import { skipsFsync } from '../io/durable.ts';
 import { checkPathSet, linkProblem } from '../io/safe-path.ts';
@@ -30,13 +32,16 @@ import { packRangeStream } from './delta-pack.ts';
 import { createBrotliDecoder } from '../io/brotli.ts';
 import { BSDIFF40_MAGIC } from './patch-format.ts';
 import type { Patcher } from '../ports/patcher.ts';
-import { applyPatchEntry, applySolidMember, OLD_IN_MEMORY_MAX } from './patch-apply.ts';
+import { applyPatchEntry, applySolidMember, LARGE_OUTPUT, LARGE_STREAM_CHUNK, OLD_IN_MEMORY_MAX } from './patch-apply.ts';
 import { SOLID_MAGIC } from './solid-format.ts';
 import { ByteBudget } from './byte-budget.ts';
 import { BaseBuffers } from './base-buffers.ts';
+import { SolidBlocks } from './solid-blocks.ts';
 
 /** Files written at once: their cost is mostly waiting on the disk. */
 const APPLY_CONCURRENCY = 8;
+/** The longest stretch the workers run synchronous steps (small copies) before the event loop gets a turn. */
+const RUN_WITHOUT_YIELD_MS = 4;
 
 /**
  * Bytes the patches applied at once may hold (ByteBudget, patchMemory): with the 16 MiB bases of
@@ -48,14 +53,12 @@ export const PATCH_MEMORY_BUDGET = 24 * 1024 * 1024;
 /**
  * What one patch holds in memory, roughly: its base when it is read whole (core/delta/patch-apply.ts
  * OLD_IN_MEMORY_MAX; a larger one is read through a small window), plus its decoders, whose brotli
- * windows grow with the output they have decoded (≤ 16 MiB for the streams ferry writes).
+ * windows grow with the output they have decoded (≤ 16 MiB for the streams ferry writes), and
+ * whose output buffers are LARGE_STREAM_CHUNK each for a large output.
  */
 export function patchMemory(baseSize: number, newSize: number): number {
-  return (baseSize <= OLD_IN_MEMORY_MAX ? baseSize : 0) + Math.min(newSize, OLD_IN_MEMORY_MAX);
+  return (baseSize <= OLD_IN_MEMORY_MAX ? baseSize : 0) + Math.min(newSize, OLD_IN_MEMORY_MAX) + (newSize >= LARGE_OUTPUT ? 2 * LARGE_STREAM_CHUNK : 0);
 }
-
-/** Files fsynced at once, after all are written: the disk sees one batch instead of a flush per file. */
-const FSYNC_CONCURRENCY = 32;
 
 /**
  * The magic of an old bsdiff patch (repositories made before FERRYBD1): core/delta/patch-apply.ts
@@ -108,11 +111,44 @@ const CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | c
 const NO_REFLINK = new Set(['EOPNOTSUPP', 'ENOTSUP', 'EXDEV', 'EINVAL', 'ENOSYS', 'ENOTTY', 'EBADF']);
 
 /**
+ * A copy's read buffer (copyHashed), shared: each chunk is read, hashed and written with no await
+ * between. Synchronous 1 MiB steps copied 48 MB in ~45 ms where async 256 KiB round trips through
+ * the thread pool took ~140 ms (bench/apply's 50 MB tree, issue 14 item 7).
+ */
+const COPY_CHUNK = 1024 * 1024;
+const copyBuffer = Buffer.allocUnsafeSlow(COPY_CHUNK);
+
+/**
+ * Turns of the event loop for the synchronous steps of a delta (small copies, chunks of large
+ * ones). A worker chaining synchronous copies through microtasks alone never lets the loop run:
+ * the patches' decoded chunks and reads (the longest path of the delta) and, in `ferry agent`,
+ * peers and status waited behind a whole tree of small copies (~200 ms for lodash's 1,037). Every
+ * step calls maybeYield; once RUN_WITHOUT_YIELD_MS have passed since this turn began, the step
+ * waits for the next turn, which all the workers share, so one turn stays near that long however
+ * many workers run.
+ */
+class LoopTurns {
+  private began = performance.now();
+  private next: Promise<void> | undefined;
+
+  maybeYield(): Promise<void> | undefined {
+    if (performance.now() - this.began < RUN_WITHOUT_YIELD_MS) return undefined;
+    return (this.next ??= new Promise<void>((resume) => setImmediate(() => {
+      this.next = undefined;
+      this.began = performance.now();
+      resume();
+    })));
+  }
+}
+
+/**
  * Copies `src` to `dst` (which must not exist) reading `src` once, and returns the sha256 of the
  * bytes that stay in `dst`: a reflink (no data copied) then one hash of `dst`, or, where the
- * filesystem cannot reflink, one read that hashes and writes the same buffers.
+ * filesystem cannot reflink, one read that hashes and writes the same buffer, chunk by chunk.
+ * Neither path is opened through a link at its last component (O_NOFOLLOW; `src` was resolved by
+ * regularBaseFile), and `dst` is created new (O_EXCL).
  */
-async function copyHashed(src: string, dst: string, reflink: { ok: boolean }): Promise<string> {
+async function copyHashed(src: string, dst: string, reflink: { ok: boolean }, turns: LoopTurns): Promise<string> {
   if (reflink.ok) {
     try {
       await copyFile(src, dst, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE_FORCE);
@@ -123,16 +159,27 @@ async function copyHashed(src: string, dst: string, reflink: { ok: boolean }): P
       await rm(dst, { force: true });
     }
   }
-  const out = await open(dst, CREATE_NEW, 0o600);
   const hash = createHash('sha256');
+  let from = -1;
+  let to = -1;
   try {
-    // The same pooled buffer is hashed and written, then reused for the next read.
-    await readFileChunks(src, async (chunk) => {
-      hash.update(chunk);
-      for (let done = 0; done < chunk.length;) done += (await out.write(chunk, done, chunk.length - done)).bytesWritten;
-    });
+    from = openSync(src, constants.O_RDONLY | constants.O_NOFOLLOW);
+    to = openSync(dst, CREATE_NEW, 0o600);
+    for (let at = 0; ;) {
+      // Read, hash and write one chunk synchronously: the bytes hashed are the bytes written, and
+      // the one shared buffer is free again before anything else runs.
+      const n = readSync(from, copyBuffer, 0, copyBuffer.length, at);
+      if (n === 0) break;
+      const bytes = copyBuffer.subarray(0, n);
+      hash.update(bytes);
+      for (let done = 0; done < n;) done += writeSync(to, bytes, done, n - done);
+      at += n;
+      // A long file does not hold the event loop (the agent serves peers from it) past its turn.
+      await turns.maybeYield();
+    }
   } finally {
-    await out.close();
+    if (from >= 0) closeSync(from);
+    if (to >= 0) closeSync(to);
   }
   return hash.digest('hex');
 }
@@ -180,6 +227,9 @@ function copySmall(realBase: string, from: string, target: string, file: FileEnt
     closeSync(out);
   }
 }
+
+/** Files fsynced at once, after all are written: the disk sees one batch instead of a flush per file. */
+const FSYNC_CONCURRENCY = 32;
 
 /** Fsyncs every file in `paths`, a batch at a time, all after they were written (site 'delta.file'). */
 async function fsyncAll(paths: string[]): Promise<void> {
@@ -240,6 +290,8 @@ export async function applyDelta(input: {
   onFileWritten?: (bytes: number) => void;
   /** The memory budget of the patches applied at once (default: a budget of PATCH_MEMORY_BUDGET); passed in to see its peak. */
   budget?: ByteBudget;
+  /** Where the delta's FERRYSB1 blocks are decoded, once each (default: a new SolidBlocks); passed in to see its decodes. */
+  solidBlocks?: SolidBlocks;
   /**
    * The base release's signed hashes, path → sha256 of each regular file (baseHashes): what a slim
    * patch op (no baseSha256, issue 14 item 5) checks its base file against.
@@ -287,6 +339,7 @@ export async function applyDelta(input: {
     work.push(op);
   }
   for (const file of targetFiles) if (!isLink(file) && !listed.has(file.path)) work.push({ op: 'copy', path: file.path, from: file.path, sha256: file.sha256 });
+  // Each file complete (written, checked, given its mode), to fsync together at the end.
   const written: string[] = [];
   const made = new Set<string>(['.']);
   const parentOf = async (target: string): Promise<void> => {
@@ -296,8 +349,13 @@ export async function applyDelta(input: {
     made.add(dir);
   };
   const reflink = { ok: true };
+  const turns = new LoopTurns();
   const budget = input.budget ?? new ByteBudget(PATCH_MEMORY_BUDGET);
   const baseBuffers = new BaseBuffers();
+  // Every op naming a range, counted: a FERRYSB1 block several ops name is decoded by the first
+  // and held until the last is done (core/delta/solid-blocks.ts).
+  const solidBlocks = input.solidBlocks ?? new SolidBlocks();
+  for (const op of work) if (op.op === 'patch' || op.op === 'whole') solidBlocks.expect(where(op.entry));
 
   // Only one old bsdiff at a time: bspatch holds the whole base and output in memory.
   let patching: Promise<void> = Promise.resolve();
@@ -309,6 +367,7 @@ export async function applyDelta(input: {
   const applyOp = async (op: FileOp, i: number): Promise<void> => {
     const file = byPath.get(op.path) as FileEntry;
     const target = join(outDir, op.path);
+    let linked = false;
     try {
       await parentOf(target);
       switch (op.op) {
@@ -328,10 +387,10 @@ export async function applyDelta(input: {
             // still hashed against the signed list before they are used.
             await link(base, target);
             expectHash(await sha256File(target), op.sha256, `base file ${op.from} (linked as ${op.path})`);
+            linked = true;
             break;
           }
-          expectHash(await copyHashed(base, target, reflink), op.sha256, `base file ${op.from} (copied to ${op.path})`);
-          written.push(target);
+          expectHash(await copyHashed(base, target, reflink, turns), op.sha256, `base file ${op.from} (copied to ${op.path})`);
           break;
         }
         case 'patch': {
@@ -344,7 +403,7 @@ export async function applyDelta(input: {
           // that loads it (read once, not hashed here and read again there), whatever the entry's
           // kind (FERRYBD1, a FERRYSB1 member, zstd-from, BSDIFF40), and the patch runs only while
           // the memory it holds fits the budget beside the others'.
-          const run = () => budget.use(patchMemory(baseSize, file.size), () => applyPatchEntry({ baseFile: base, baseSize, baseSha256, baseBuffers, patch, outFile: target, newSize: file.size, legacy: patcher, member: op.sha256 }));
+          const run = () => budget.use(patchMemory(baseSize, file.size), () => applyPatchEntry({ baseFile: base, baseSize, baseSha256, baseBuffers, solidBlocks, patch, outFile: target, newSize: file.size, legacy: patcher, member: op.sha256 }));
           // FERRYBD1 (and zstd-from) are applied in process, several at once; an old BSDIFF40
           // entry goes to the native patcher, which holds base and output in memory: one at a time.
           const got = (await startsWith(patch, BSDIFF40)) ? await oneAtATime(run) : await run();
@@ -356,19 +415,17 @@ export async function applyDelta(input: {
             await rm(target, { force: true });
             throw err;
           }
-          written.push(target);
           break;
         }
         case 'whole': {
           if (await startsWith(where(op.entry), SOLID)) {
-            const got = await applySolidMember({ patch: where(op.entry), member: op.sha256, outFile: target, newSize: file.size });
+            const got = await applySolidMember({ patch: where(op.entry), member: op.sha256, outFile: target, newSize: file.size, solidBlocks });
             try {
               expectHash(got.sha256, op.sha256, op.path);
             } catch (err) {
               await rm(target, { force: true });
               throw err;
             }
-            written.push(target);
             break;
           }
           const h = await open(target, CREATE_NEW, 0o600);
@@ -386,7 +443,6 @@ export async function applyDelta(input: {
           const got = counter.digest();
           if (got.size !== file.size) throw new FerryError('ERR_SIZE', `${op.path} decompressed to ${got.size} bytes, signed ${file.size}`);
           expectHash(got.sha256, op.sha256, op.path);
-          written.push(target);
           break;
         }
         default: {
@@ -395,6 +451,8 @@ export async function applyDelta(input: {
         }
       }
       await chmod(target, file.mode);
+      // Linked files are the base's own bytes, durable already: nothing to fsync.
+      if (!linked) written.push(target);
       input.onFileWritten?.(file.size);
     } catch (err) {
       if (err instanceof FerryError) throw err;
@@ -414,11 +472,13 @@ export async function applyDelta(input: {
       } catch (err) {
         failure ??= err;
       }
+      await turns.maybeYield();
     }
   };
   await Promise.all(Array.from({ length: APPLY_CONCURRENCY }, worker));
   if (failure !== undefined) throw failure;
-  // Written first, fsynced together: one wait on the disk instead of one per file.
+  // Written first, fsynced together: one wait on the disk instead of one per file. (Fsyncing
+  // files beside the work, two at a time, was measured and gained nothing on bench/apply's trees.)
   await fsyncAll(written).catch((err) => { throw fromFsError(err, 'syncing the delta\'s files'); });
   await makeLinks(outDir, targetFiles.filter(isLink));
 }

@@ -25,7 +25,7 @@ import { encodeControl, MAX_VARINT_BYTES, writeVarint } from './patch-format.ts'
 import type { RawPatch } from './raw-patch.ts';
 
 export const SOLID_MAGIC = 'FERRYSB1';
-/** What a block may decode to at most: the device holds one decoded block per op it applies (ARCHITECTURE.md "Patch format"). */
+/** What a block may decode to at most: the device holds each decoded block until the last op that names it is applied (core/delta/solid-blocks.ts; ARCHITECTURE.md "Patch format"). */
 export const SOLID_MAX_DECODED = 2 * 1024 * 1024;
 /** A file joins the block only if it is at most this large (new size, and old size for a patch). */
 export const SOLID_MAX_FILE = 1024 * 1024;

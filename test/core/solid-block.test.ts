@@ -5,7 +5,7 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { brotliCompressSync, constants as zc } from 'node:zlib';
@@ -14,11 +14,12 @@ import { makeDelta } from '../../core/delta/make-delta.ts';
 import { applyPatchEntry, applySolidMember } from '../../core/delta/patch-apply.ts';
 import { writeFerryPatch } from '../../core/delta/patch-encode.ts';
 import { encodeSolid, parseSolid, SOLID_MAGIC, SOLID_MAX_DECODED, writeSolidHeader, type SolidInput } from '../../core/delta/solid-format.ts';
+import { SolidBlocks } from '../../core/delta/solid-blocks.ts';
 import type { RawPatch } from '../../core/delta/raw-patch.ts';
 import { scanTree } from '../../core/publish/tree.ts';
 import { verifyTree } from '../../core/device/verify-tree.ts';
 import { sha256 } from '../../core/io/hash.ts';
-import { isPackRange, type DeltaOp } from '../../core/trust/metadata.ts';
+import { isPackRange, type DeltaOp, type FileEntry } from '../../core/trust/metadata.ts';
 import { createBsdiffPatcher } from '../../plugins/bsdiff/patcher.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
 import { assertInstalled, makeDevice } from '../helpers/device.ts';
@@ -85,6 +86,45 @@ pack('issue 14 item 4: the small files\' ops all name one FERRYSB1 block, smalle
   await applyDelta({ baseDir: m.oldDir, ops: m.ops, targetFiles: newFiles, artifact: m.artifact, outDir: out, workDir: join(m.tmp.path, 'apply-work'), patcher });
   await verifyTree(out, newFiles);
   assert.equal(await scanTree(out), newFiles);
+});
+
+pack('issue 14 item 7: the block is decoded once for all of its members, and a corrupted block is refused for every member', async () => {
+  const m = await made();
+  const members = m.ops.filter((op) => op.op === 'patch' || op.op === 'whole').length;
+  const newFiles = await scanTree(m.newDir);
+  const out = join(m.tmp.path, 'out-once');
+  await mkdir(out);
+  const once = new SolidBlocks();
+  await applyDelta({ baseDir: m.oldDir, ops: m.ops, targetFiles: newFiles, artifact: m.artifact, outDir: out, workDir: join(m.tmp.path, 'once-work'), patcher, solidBlocks: once });
+  assert.is(once.decodes, 1, `one decode for the ${members} ops that name the block`);
+  assert.is(once.size, 0, 'and the block is let go once its last member is built');
+  assert.equal(await scanTree(out), newFiles);
+
+  // The same block cut one byte short (its brotli stream no longer ends), given to each member
+  // through one cache: every member is refused (ERR_PATCH, no output), by the one decode's failure.
+  const bytes = await readFile(m.artifact);
+  const block = m.ops.find((op) => op.op === 'whole' || op.op === 'patch')!;
+  const range = (block as { entry: { offset: number; size: number } }).entry;
+  const bad = bytes.subarray(range.offset, range.offset + range.size - 1);
+  const badFile = join(m.tmp.path, 'bad-block');
+  await writeFile(badFile, bad);
+  const patch = { file: badFile, offset: 0, size: bad.length };
+  const blocks = new SolidBlocks();
+  for (let i = 0; i < members; i++) blocks.expect(patch);
+  for (const [i, op] of m.ops.entries()) {
+    if (op.op !== 'patch' && op.op !== 'whole') continue;
+    const outFile = join(m.tmp.path, `bad-out-${i}`);
+    const newSize = (newFiles.find((f) => f.path === op.path) as FileEntry).size;
+    const base = op.op === 'patch' ? join(m.oldDir, op.from) : undefined;
+    const run = () => (base
+      ? applyPatchEntry({ baseFile: base, baseSize: readFileSync(base).length, patch, outFile, newSize, member: op.sha256, solidBlocks: blocks })
+      : applySolidMember({ patch, member: op.sha256, outFile, newSize, solidBlocks: blocks }));
+    const err = await assertCodeAsync(run, 'ERR_PATCH');
+    assert.match(err.message, /solid block stream (does not decode|ends)/, `${op.path}: ${err.message}`);
+    assert.not.ok(existsSync(outFile), `no output for ${op.path}`);
+  }
+  assert.is(blocks.decodes, 1, 'the corrupted block was decoded once, and its refusal given to each member');
+  assert.is(blocks.size, 0, 'and it is let go once its last member is done');
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import { applyZstdFromEntry } from './zstd-from.ts';
 import { expandDiff, parseSolid, readSolidHeader, SOLID_MAGIC, type SolidMember } from './solid-format.ts';
 import type { BaseBuffers } from './base-buffers.ts';
 import { SolidBlocks } from './solid-blocks.ts';
-import { brotliDecoder } from '../io/brotli.ts';
+import { brotliDecoder, collectDecodedGarbage, COLLECT_EVERY } from '../io/brotli.ts';
 import {
   BSDIFF40_MAGIC, FERRYBD1_MAGIC, FERRYZF1_MAGIC, MAGIC_SIZE, MAX_VARINT_BYTES, PATCH_HEADER_SIZE,
   patchMagic, readPatchHeader, statedPatchSize, unzigzag, type PatchHeader,
@@ -263,6 +263,21 @@ async function copyRange(from: string, offset: number, size: number, to: string)
 // ---------------------------------------------------------------------------------------------
 // FERRYBD1
 
+/** Bytes every patch of this process decoded since the last collection (noteDecoded). */
+let decodedSinceCollect = 0;
+
+/**
+ * Counts decoded bytes over all patches and, every COLLECT_EVERY of them, collects the decoders'
+ * dead chunks (core/io/brotli.ts collectDecodedGarbage): each chunk is a fresh Buffer, and a
+ * delta's large patches would otherwise leave tens of MiB of them for V8 to notice (issue 14 item 7).
+ */
+function noteDecoded(bytes: number): void {
+  decodedSinceCollect += bytes;
+  if (decodedSinceCollect < COLLECT_EVERY) return;
+  decodedSinceCollect = 0;
+  collectDecodedGarbage();
+}
+
 /**
  * One brotli stream of the patch, decoded on demand: `more()` pulls the next decoded chunk (the
  * only await), `buf`/`pos` are what is decoded and not yet used. The decoder is paused by
@@ -312,6 +327,7 @@ class BrotliPull {
     }
     this.decoded += next.value.length;
     if (this.decoded > this.cap) throw bogus(`the patch's ${this.name} stream decodes past the ${this.cap} bytes its entries can use`);
+    noteDecoded(next.value.length);
     this.buf = next.value;
     this.pos = 0;
     return true;

@@ -100,6 +100,11 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string, m
   }
 }
 
+/** fsync(2) of an open descriptor on the thread pool (the caller opens and closes it). */
+export function fsyncFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
 /** Directories fsynced at once by fsyncDirs. */
 const DIRS_PARALLEL = 16;
 
@@ -115,7 +120,7 @@ export async function fsyncDirs(dirs: readonly string[], site: FsyncSite = 'unna
       const dir = dirs[next++]!;
       const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
       try {
-        await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+        await fsyncFd(fd);
       } finally {
         closeSync(fd);
       }

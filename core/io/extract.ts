@@ -31,7 +31,7 @@
 //     writes succeeded. extractArchive settles only once the decoder has stopped, so the caller that
 //     removes `dest` never races a write (issue 13 item 13)
 
-import { closeSync, constants, createReadStream, fchmodSync, fsync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, createReadStream, fchmodSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { open, stat, symlink } from 'node:fs/promises';
 import { createHash, type Hash } from 'node:crypto';
 import { join } from 'node:path';
@@ -43,7 +43,7 @@ import { FerryError, fromFsError } from '../errors.ts';
 import { expectHash } from './hash.ts';
 import { checkRelativePath, linkProblem } from './safe-path.ts';
 import { printable, printableJson } from './printable.ts';
-import { fsyncDirs, skipsFsync } from './durable.ts';
+import { fsyncDirs, fsyncFd, skipsFsync } from './durable.ts';
 import { signedExpansionBound } from './expansion-bound.ts';
 
 export interface ExtractLimits {
@@ -122,11 +122,14 @@ export interface ExtractedFile {
 /** A file written and checked, waiting for the batched fsync. */
 interface WrittenFile extends ExtractedFile {
   mode: number;
-  /**
-   * The mode is given after the fsync, on the descriptor the fsync opens: a signed mode without
-   * the owner's read bit could not be reopened once set.
-   */
-  modeAfterSync: boolean;
+}
+
+/**
+ * Whether `mode` is given after the fsync, on the descriptor the fsync opens, rather than when the
+ * file is written: a mode without the owner's read bit could not be reopened for the fsync once set.
+ */
+function modeAfterSync(mode: number): boolean {
+  return (mode & 0o400) === 0;
 }
 
 /**
@@ -290,12 +293,12 @@ async function settleFiles(dest: string, files: readonly WrittenFile[]): Promise
   const worker = async () => {
     while (next < files.length) {
       const f = files[next++]!;
-      if (!sync && !f.modeAfterSync) continue;
+      if (!sync && !modeAfterSync(f.mode)) continue;
       let fd: number | undefined;
       try {
         fd = openSync(join(dest, f.path), constants.O_RDONLY | constants.O_NOFOLLOW);
         if (sync) await fsyncFd(fd);
-        if (f.modeAfterSync) fchmodSync(fd, f.mode);
+        if (modeAfterSync(f.mode)) fchmodSync(fd, f.mode);
       } catch (err) {
         throw fromFsError(err, `syncing ${printable(f.path)}`);
       } finally {
@@ -304,11 +307,6 @@ async function settleFiles(dest: string, files: readonly WrittenFile[]): Promise
     }
   };
   await Promise.all(Array.from({ length: Math.min(FSYNC_PARALLEL, files.length) }, worker));
-}
-
-/** fsync(2) of an open descriptor on the thread pool. */
-function fsyncFd(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
 /**
@@ -572,11 +570,10 @@ class FileWriter {
         // The signed mode, never special bits; with no signed mode, only the owner's execute intent.
         const mode = this.want ? this.want.mode & 0o777 : (entry.mode ?? 0o644) & 0o100 ? 0o755 : 0o644;
         // Given now, on this descriptor, unless the file could not be reopened for its fsync then.
-        const modeAfterSync = (mode & 0o400) === 0;
-        if (!modeAfterSync) fchmodSync(fd, mode);
+        if (!modeAfterSync(mode)) fchmodSync(fd, mode);
         this.fd = undefined;
         closeSync(fd);
-        done({ path: this.path, size: this.size, sha256, mode, modeAfterSync });
+        done({ path: this.path, size: this.size, sha256, mode });
       } catch (err) {
         this.refuse(err);
       }

@@ -351,7 +351,7 @@ export async function applyDelta(input: {
   const reflink = { ok: true };
   const turns = new LoopTurns();
   const budget = input.budget ?? new ByteBudget(PATCH_MEMORY_BUDGET);
-  const baseBuffers = new BaseBuffers();
+  const baseBuffers = new BaseBuffers(OLD_IN_MEMORY_MAX);
   // Every op naming a range, counted: a FERRYSB1 block several ops name is decoded by the first
   // and held until the last is done (core/delta/solid-blocks.ts).
   const solidBlocks = input.solidBlocks ?? new SolidBlocks();

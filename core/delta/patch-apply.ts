@@ -87,9 +87,12 @@ const STREAM_CHUNK = 64 * 1024;
  * Decoder output per pull for the diff and extra streams of a patch whose output is at least
  * LARGE_OUTPUT bytes. A 9 MB file changed in a few bytes has a 9 MB diff stream of zeros: pulled
  * 64 KiB at a time, each pull a round trip through the thread pool, it took ~70 ms to decode, and
- * ~22 ms at 1 MiB (issue 14 item 7). Two such buffers per patch, counted in apply-delta's patchMemory.
+ * ~22 ms at 1 MiB (issue 14 item 7). 256 KiB is as fast (bench/apply's 50 MB delta in-process:
+ * 557-657 ms against 637-707 at 1 MiB) and its dead chunks, each a fresh Buffer from the decoder,
+ * cost the update's peak ~5 MiB less (87-92 MiB against 93-98). Two such buffers per patch,
+ * counted in apply-delta's patchMemory.
  */
-export const LARGE_STREAM_CHUNK = 1024 * 1024;
+export const LARGE_STREAM_CHUNK = 256 * 1024;
 export const LARGE_OUTPUT = 4 * 1024 * 1024;
 /** Diff bytes compared at once against zeros (natively) before any is added in JS: bsdiff's diff is mostly zeros. */
 const ZERO_BLOCK = 4096;

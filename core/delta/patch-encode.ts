@@ -18,6 +18,16 @@ const compress = promisify(brotliCompress);
 /** brotli's standard window (16 MiB); a stream that needs more is written with the large window (ARCHITECTURE.md "Patch format"). */
 const STANDARD_LGWIN = 24;
 
+/**
+ * The diff stream's window: at most 4 MiB. A device's brotli decoder grows its ring buffer with
+ * the output up to the window, so a fitted window cost the device as many bytes of memory as the
+ * file's diff stream is long (~10 MB for a 10 MB binary, however small its patch: issue 14 item 7).
+ * bsdiff's diff bytes are mostly zeros with local changes, which a far window does not help: on
+ * esbuild 0.20.0 -> 0.24.2 the 6.6 MB diff stream compressed to 920,350 bytes at 4 MiB and 919,950
+ * at 16 MiB (quality 11). The control and extra streams keep their fitted window.
+ */
+export const DIFF_STREAM_MAX_LGWIN = 22;
+
 /** Replays `raw`'s control entries with the device's rules (core/delta/patch-apply.ts); throws ERR_INTERNAL on the first broken one. */
 function checkRawPatch(raw: RawPatch): void {
   const bad = (why: string) => new FerryError('ERR_INTERNAL', `RawPatch does not build ${raw.newSize} bytes from ${raw.oldSize}: ${why}`);
@@ -51,11 +61,14 @@ function checkRawPatch(raw: RawPatch): void {
 export async function writeFerryPatch(raw: RawPatch, outFile: string, options: { quality?: number } = {}): Promise<number> {
   checkRawPatch(raw);
   const ctrl = encodeControl(raw.control);
-  const streams = [ctrl, raw.diff, raw.extra];
   // The three compress at once on libuv's thread pool: publish time is mostly the diff stream's.
-  const [c, d, e] = await Promise.all(streams.map((s) => compress(s, brotliBestOptions(s.length, options.quality))));
+  const [c, d, e] = await Promise.all([
+    compress(ctrl, brotliBestOptions(ctrl.length, options.quality)),
+    compress(raw.diff, brotliBestOptions(raw.diff.length, options.quality, DIFF_STREAM_MAX_LGWIN)),
+    compress(raw.extra, brotliBestOptions(raw.extra.length, options.quality)),
+  ]);
   const header = writePatchHeader({
-    coder: streams.some((s) => brotliWindowBits(s.length) > STANDARD_LGWIN) ? CODER_BROTLI_LARGE_WINDOW : CODER_BROTLI,
+    coder: [ctrl, raw.extra].some((s) => brotliWindowBits(s.length) > STANDARD_LGWIN) ? CODER_BROTLI_LARGE_WINDOW : CODER_BROTLI,
     controlEncoding: CONTROL_LEB128,
     entries: raw.control.length / 3,
     oldSize: raw.oldSize,

@@ -14,7 +14,7 @@ import { runInNewContext } from 'node:vm';
 import { FerryError } from '../errors.ts';
 
 /** The largest window of standard brotli: 2^24 bytes minus 16 (RFC 7932); more needs the large window. */
-const STANDARD_MAX_LGWIN = 24;
+export const STANDARD_MAX_LGWIN = 24;
 const LARGE_MAX_LGWIN = constants.BROTLI_LARGE_MAX_WINDOW_BITS; // 30
 
 /** brotli's smallest window (BROTLI_MIN_WINDOW_BITS). */
@@ -48,11 +48,12 @@ export function checkQuality(quality: number): number {
 
 /**
  * Encoder options for `size` bytes (exact, or an estimate for a stream): the quality (11 unless
- * told), the size hint, and the window: one that sees all of `size` ('fit'), or at most brotli's
- * standard 16 MiB ('standard', for a stream whose decoder memory must stay small).
+ * told), the size hint, and the window: one that sees all of `size`, but at most `maxLgwin` bits
+ * (STANDARD_MAX_LGWIN for a stream whose decoder memory must stay at 16 MiB or less: a decoder's
+ * ring buffer grows with its output up to the window).
  */
-export function brotliBestOptions(size: number, quality: number = DEFAULT_QUALITY, window: 'fit' | 'standard' = 'fit'): BrotliOptions {
-  const lgwin = window === 'standard' ? Math.min(STANDARD_MAX_LGWIN, brotliWindowBits(size)) : brotliWindowBits(size);
+export function brotliBestOptions(size: number, quality: number = DEFAULT_QUALITY, maxLgwin: number = LARGE_MAX_LGWIN): BrotliOptions {
+  const lgwin = Math.min(maxLgwin, brotliWindowBits(size));
   return {
     params: {
       [constants.BROTLI_PARAM_QUALITY]: checkQuality(quality),
@@ -65,8 +66,8 @@ export function brotliBestOptions(size: number, quality: number = DEFAULT_QUALIT
 }
 
 /** A streaming encoder with ferry's best settings for about `sizeHint` bytes (the full artifact's tar). */
-export function createBrotliBest(sizeHint: number, quality?: number, window?: 'fit' | 'standard'): BrotliCompress {
-  return createBrotliCompress(brotliBestOptions(sizeHint, quality, window));
+export function createBrotliBest(sizeHint: number, quality?: number, maxLgwin?: number): BrotliCompress {
+  return createBrotliCompress(brotliBestOptions(sizeHint, quality, maxLgwin));
 }
 
 /** Compresses the `size`-byte file `src` into `dst`, which must not exist (created 'wx'). */

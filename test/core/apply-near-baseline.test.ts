@@ -14,9 +14,9 @@ import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { applyDelta, patchMemory } from '../../core/delta/apply-delta.ts';
-import { applyPatchEntry } from '../../core/delta/patch-apply.ts';
+import { applyPatchEntry, OLD_IN_MEMORY_MAX } from '../../core/delta/patch-apply.ts';
 import { ByteBudget } from '../../core/delta/byte-budget.ts';
-import { BaseBuffers } from '../../core/delta/base-buffers.ts';
+import { BaseBuffers, LARGE_BASE } from '../../core/delta/base-buffers.ts';
 import { writeFerryPatch } from '../../core/delta/patch-encode.ts';
 import { CHUNK_SIZE, digestFile, sha256 } from '../../core/io/hash.ts';
 import { packFiles } from '../../core/publish/archive.ts';
@@ -180,7 +180,7 @@ t('issue 14 item 7: a corrupted byte in a patch base is still caught (ERR_HASH_M
 
 t('issue 14 item 7: the patches of one delta reuse one base buffer instead of leaving one per patch for the collector', async () => {
   const s = await get();
-  const buffers = new BaseBuffers();
+  const buffers = new BaseBuffers(OLD_IN_MEMORY_MAX);
   for (let i = 0; i < PATCHED; i++) {
     const op = s.ops[i] as Extract<DeltaOp, { op: 'patch' }>;
     const range = op.entry as { offset: number; size: number };
@@ -194,6 +194,23 @@ t('issue 14 item 7: the patches of one delta reuse one base buffer instead of le
   const range = op.entry as { offset: number; size: number };
   await assertCodeAsync(() => applyPatchEntry({ baseFile: join(s.baseDir, 'f1.bin'), baseSize: BASE_SIZE, baseSha256: op.baseSha256, baseBuffers: buffers, patch: { file: s.pack, offset: range.offset, size: range.size }, outFile: join(s.tmp.path, 'reuse-bad'), newSize: s.files[0]!.size }), 'ERR_HASH_MISMATCH');
   assert.is(buffers.freeBytes, BASE_SIZE);
+});
+
+t('issue 14 item 7: large bases taken smallest first still share one buffer (the pool does not keep each smaller one beside the next)', () => {
+  const largest = 8 * LARGE_BASE;
+  const buffers = new BaseBuffers(largest);
+  for (const size of [2 * LARGE_BASE, 3 * LARGE_BASE + 1, 5 * LARGE_BASE, largest]) {
+    const b = buffers.take(size);
+    assert.is(b.length, size);
+    buffers.give(b);
+    assert.is(buffers.freeBytes, largest, `after a base of ${size} bytes: one buffer of the largest size`);
+  }
+  // Small bases keep buffers of their own size: one does not take the large buffer from a large base.
+  const small = buffers.take(1000);
+  assert.is(small.length, 1000);
+  buffers.give(small);
+  assert.is(buffers.freeBytes, largest + 1000);
+  assert.is(buffers.take(2 * LARGE_BASE).buffer.byteLength, largest);
 });
 
 t('issue 14 item 7: small unchanged files are copied by direct reads and writes (no thread-pool write per file), and a base that is not the signed one is still refused', async () => {

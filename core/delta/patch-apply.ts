@@ -29,7 +29,6 @@
 // leaves the output buffer, before it is hashed and written (filteredBase, replay's flush). FERRYSB1
 // members never carry a filter.
 
-const readAt = promisify(read);
 import { closeSync, constants as fsc, fstatSync, openSync, read, readSync, writeSync, type ReadStream } from 'node:fs';
 import { copyFile, link, mkdtemp, open, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
@@ -50,6 +49,9 @@ import {
   patchMagic, readPatchHeader, statedPatchSize, unzigzag, type PatchFilter, type PatchHeader,
 } from './patch-format.ts';
 import { x86Filter, x86FilterStart, x86FilterWhole, X86_LOOKAHEAD } from './x86-filter.ts';
+
+/** fs.read at a position, awaited (the filtered base's copy reads the open base while other patches run). */
+const readAt = promisify(read);
 
 export interface PatchEntryInput {
   /** The base file: a regular file whose sha256 the caller has already checked, or checks while this reads it. */

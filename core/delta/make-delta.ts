@@ -14,9 +14,13 @@
 // Small files' entries may instead share one FERRYSB1 solid block (core/delta/solid-format.ts), one
 // brotli stream over all of them that each of their ops names, kept when it is smaller than their
 // own entries side by side.
+// The x86-64 branch filter is decided here: when the old and the new file are both ELF x86-64
+// (isElfX86_64), bsdiff runs on filtered copies of both (core/delta/x86-filter.ts) and the patch is
+// written with filter 1 in its header, which the device undoes (core/delta/patch-apply.ts). Such a
+// patch keeps an entry of its own: a FERRYSB1 member carries no filter.
 // core/delta/apply-delta.ts carries the ops out on the device.
 
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { brotliCompress } from 'node:zlib';
 import { join } from 'node:path';
@@ -26,6 +30,8 @@ import { writeZstdFromPatch } from './zstd-from.ts';
 import { brotliBestOptions, compressFileBest, STANDARD_MAX_LGWIN } from '../io/brotli.ts';
 import { encodeSolid, SOLID_ID_BYTES, SOLID_MAX_DECODED, SOLID_MAX_FILE, writeSolidHeader, type SolidInput } from './solid-format.ts';
 import type { RawPatch } from './raw-patch.ts';
+import { FILTER_NONE, FILTER_X86, type PatchFilter } from './patch-format.ts';
+import { isElfX86_64, x86FilterWhole } from './x86-filter.ts';
 import { isLink, type DeltaOp, type FileEntry, type TreeEntry } from '../trust/metadata.ts';
 import type { Patcher } from '../ports/patcher.ts';
 
@@ -106,11 +112,13 @@ export async function makeDelta(input: {
       let patchSize = Infinity;
       let patchName = `${i}.patch`;
       let raw: RawPatch | undefined;
+      let filter: PatchFilter = FILTER_NONE;
       if (same && same.size > 0 && file.size > 0) {
         const oldFile = join(oldDir, same.path);
         const newFile = join(newDir, file.path);
-        raw = await patcher.diff(oldFile, newFile);
-        patchSize = await writeFerryPatch(raw, join(workDir, patchName), { quality: input.quality });
+        filter = (await isElfX86_64File(oldFile)) && (await isElfX86_64File(newFile)) ? FILTER_X86 : FILTER_NONE;
+        raw = filter === FILTER_X86 ? await diffFiltered(patcher, oldFile, newFile, join(workDir, `${i}`)) : await patcher.diff(oldFile, newFile);
+        patchSize = await writeFerryPatch(raw, join(workDir, patchName), { quality: input.quality, filter });
         if (input.patchFrom) {
           const fromName = `${i}.zf`;
           const fromSize = await writeZstdFromPatch(oldFile, newFile, join(workDir, fromName));
@@ -133,7 +141,7 @@ export async function makeDelta(input: {
       const small = file.size <= SOLID_MAX_FILE && (same?.size ?? 0) <= SOLID_MAX_FILE && held + file.size <= SOLID_HOLD_MAX;
       const member: SolidInput | undefined = !small ? undefined
         : entryName === wholeName ? { kind: 'whole', sha256: file.sha256, data: await readFile(join(newDir, file.path)) }
-          : entryName === patchName && raw ? { kind: 'patch', sha256: file.sha256, raw } : undefined;
+          : entryName === patchName && raw && filter === FILTER_NONE ? { kind: 'patch', sha256: file.sha256, raw } : undefined;
       const decoded = member ? encodeSolid([member]).length : Infinity;
       if (member && blockDecoded + decoded <= SOLID_MAX_DECODED) {
         candidates.push({ op, member, alone: join(workDir, entryName), aloneSize });
@@ -148,6 +156,35 @@ export async function makeDelta(input: {
     await pack.close();
   }
   return { ops, artifact: input.outFile };
+}
+
+/** Whether the file at `path` starts as an ELF x86-64 file (isElfX86_64 on its first 20 bytes). */
+async function isElfX86_64File(path: string): Promise<boolean> {
+  const h = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(20);
+    const { bytesRead } = await h.read(head, 0, head.length, 0);
+    return isElfX86_64(head.subarray(0, bytesRead));
+  } finally {
+    await h.close();
+  }
+}
+
+/**
+ * bsdiff of filter(old) → filter(new): both files are written through the x86-64 filter to
+ * `prefix`.old-x86 and `prefix`.new-x86 in the work folder, diffed, and removed.
+ */
+async function diffFiltered(patcher: Patcher, oldFile: string, newFile: string, prefix: string): Promise<RawPatch> {
+  const oldX86 = `${prefix}.old-x86`;
+  const newX86 = `${prefix}.new-x86`;
+  try {
+    await writeFile(oldX86, x86FilterWhole(await readFile(oldFile), true), { flag: 'wx' });
+    await writeFile(newX86, x86FilterWhole(await readFile(newFile), true), { flag: 'wx' });
+    return await patcher.diff(oldX86, newX86);
+  } finally {
+    await rm(oldX86, { force: true });
+    await rm(newX86, { force: true });
+  }
 }
 
 /**

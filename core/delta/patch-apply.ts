@@ -21,12 +21,20 @@
 // added only in 4 KiB blocks that are not all zeros (issue 14 item 7). Given the base's signed hash (apply-delta always gives it), the base is checked first, in
 // the read that loads it: a base held whole is patched from the very bytes that were hashed, and
 // is read once (issue 14 item 7). The output is not fsynced here: the caller syncs its outputs together.
+//
+// A FERRYBD1 patch with filter 1 (the x86-64 branch filter, core/delta/x86-filter.ts) was made
+// between filtered copies of both files: the base it reads is filter(base) — a base held in memory
+// is filtered in place once its hash is checked, a larger one is first written filtered to a
+// private temp file beside the output and read from that — and the output is unfiltered as it
+// leaves the output buffer, before it is hashed and written (filteredBase, replay's flush). FERRYSB1
+// members never carry a filter.
 
-import { closeSync, constants as fsc, fstatSync, openSync, readSync, writeSync, type ReadStream } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, openSync, read, readSync, writeSync, type ReadStream } from 'node:fs';
 import { copyFile, link, mkdtemp, open, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream';
+import { promisify } from 'node:util';
 import { createBrotliDecompress, type BrotliDecompress } from 'node:zlib';
 import { FerryError, fromFsError } from '../errors.ts';
 import { expectHash, sha256File } from '../io/hash.ts';
@@ -37,9 +45,13 @@ import type { BaseBuffers } from './base-buffers.ts';
 import { SolidBlocks } from './solid-blocks.ts';
 import { brotliDecoder, collectDecodedGarbage, COLLECT_EVERY } from '../io/brotli.ts';
 import {
-  BSDIFF40_MAGIC, FERRYBD1_MAGIC, FERRYZF1_MAGIC, MAGIC_SIZE, MAX_VARINT_BYTES, PATCH_HEADER_SIZE,
-  patchMagic, readPatchHeader, statedPatchSize, unzigzag, type PatchHeader,
+  BSDIFF40_MAGIC, FERRYBD1_MAGIC, FERRYZF1_MAGIC, FILTER_NONE, FILTER_X86, MAGIC_SIZE, MAX_VARINT_BYTES, PATCH_HEADER_SIZE,
+  patchMagic, readPatchHeader, statedPatchSize, unzigzag, type PatchFilter, type PatchHeader,
 } from './patch-format.ts';
+import { x86Filter, x86FilterStart, x86FilterWhole, X86_LOOKAHEAD } from './x86-filter.ts';
+
+/** fs.read at a position, awaited (the filtered base's copy reads the open base while other patches run). */
+const readAt = promisify(read);
 
 export interface PatchEntryInput {
   /** The base file: a regular file whose sha256 the caller has already checked, or checks while this reads it. */
@@ -430,7 +442,7 @@ async function applyFerryPatch(input: PatchEntryInput, h: PatchHeader, checkedBa
     at += h.diffLength;
     const extra = new BrotliPull(patchHandle, at, h.extraLength, h.newSize, 'extra', chunk);
     streams.push(extra);
-    return await replay(input, h, ctrl, diff, extra, checkedBase);
+    return await replay(input, h, ctrl, diff, extra, checkedBase, h.filter);
   } catch (err) {
     if (err instanceof FerryError) throw err;
     throw fromFsError(err, `applying a FERRYBD1 patch to ${input.baseFile}`);
@@ -465,12 +477,15 @@ class BufferPull implements Pull {
  * the base (it must have exactly oldSize bytes), creates the output, checks each entry before it
  * writes, hashes what it writes, and requires every stream to end with the last entry. The output
  * is removed if anything fails. `checkedBase`: the base's bytes as applyPatchEntry read and
- * checked them (patched from those very bytes), when it held them in memory.
+ * checked them (patched from those very bytes), when it held them in memory. `filter`: the
+ * header's; with FILTER_X86 the entries read filter(base) and build filter(new), which is
+ * unfiltered here before it is hashed and written.
  */
-async function replay(input: PatchEntryInput, h: { entries: number; oldSize: number; newSize: number }, ctrl: Pull, diff: Pull, extra: Pull, checkedBase: Buffer | undefined): Promise<{ sha256: string; size: number }> {
+async function replay(input: PatchEntryInput, h: { entries: number; oldSize: number; newSize: number }, ctrl: Pull, diff: Pull, extra: Pull, checkedBase: Buffer | undefined, filter: PatchFilter): Promise<{ sha256: string; size: number }> {
   let baseFd = -1;
   let outFd = -1;
   let created = false;
+  let filtered: FilteredBase | undefined;
   try {
     try {
       baseFd = openSync(input.baseFile, fsc.O_RDONLY | fsc.O_NOFOLLOW);
@@ -481,19 +496,34 @@ async function replay(input: PatchEntryInput, h: { entries: number; oldSize: num
     }
     const st = fstatSync(baseFd);
     if (!st.isFile() || st.size !== h.oldSize) throw new FerryError('ERR_HASH_MISMATCH', `base file ${input.baseFile} has ${st.size} bytes, the patch and the signed base have ${h.oldSize}`);
-    const old = oldBytes(baseFd, h.oldSize, input.oldInMemoryMax ?? OLD_IN_MEMORY_MAX, checkedBase);
+    const inMemoryMax = input.oldInMemoryMax ?? OLD_IN_MEMORY_MAX;
+    let old: OldBytes;
+    if (filter === FILTER_X86) {
+      filtered = await filteredBase(baseFd, h.oldSize, inMemoryMax, checkedBase, input.outFile);
+      old = filtered.old;
+    } else {
+      old = oldBytes(baseFd, h.oldSize, inMemoryMax, checkedBase);
+    }
 
     outFd = openSync(input.outFile, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
     created = true;
     const hash = createHash('sha256');
-    const out = Buffer.allocUnsafe(Math.min(OUT_CHUNK, Math.max(h.newSize, 1)));
+    // With the filter, up to X86_LOOKAHEAD undecided bytes stay in the buffer after a flush: room
+    // for them, so a flush of a full buffer always makes room.
+    const out = Buffer.allocUnsafe(Math.min(OUT_CHUNK, Math.max(h.newSize, 1)) + (filter === FILTER_X86 ? X86_LOOKAHEAD : 0));
     let o = 0;
     let written = 0;
-    const flush = () => {
-      for (let done = 0; done < o;) done += writeSync(outFd, out, done, o - done);
-      hash.update(out.subarray(0, o));
-      written += o;
-      o = 0;
+    const unfilter = filter === FILTER_X86 ? x86FilterStart() : undefined;
+    /** Writes and hashes the output buffer; `last` once the output is complete. */
+    const flush = (last: boolean) => {
+      // The filter undone (decode) on what the buffer holds; bytes it cannot decide before the next
+      // ones are built (the end of a candidate instruction) move to the buffer's front.
+      const ready = unfilter ? x86Filter(out.subarray(0, o), unfilter, false, last) : o;
+      for (let done = 0; done < ready;) done += writeSync(outFd, out, done, ready - done);
+      hash.update(out.subarray(0, ready));
+      written += ready;
+      out.copy(out, 0, ready, o);
+      o -= ready;
       input.onWritten?.(written);
     };
 
@@ -528,7 +558,7 @@ async function replay(input: PatchEntryInput, h: { entries: number; oldSize: num
         diff.pos += n;
         oldPos += n;
         left -= n;
-        if (o === out.length) flush();
+        if (o === out.length) flush(false);
       }
       // copy: y extra bytes
       for (let left = y; left > 0;) {
@@ -538,14 +568,14 @@ async function replay(input: PatchEntryInput, h: { entries: number; oldSize: num
         o += n;
         extra.pos += n;
         left -= n;
-        if (o === out.length) flush();
+        if (o === out.length) flush(false);
       }
       newPos += x + y;
       oldPos += seek;
       // Kept in a range where the arithmetic stays exact; any real seek is far inside it.
       if (Math.abs(oldPos) > MAX_OLD_POS) throw bogus(`control entry ${e} seeks the base to ${oldPos}`);
     }
-    flush();
+    flush(true);
     if (newPos !== newSize) throw bogus(`the patch's ${h.entries} entries write ${newPos} bytes, signed ${newSize}`);
     for (const s of [ctrl, diff, extra]) await s.finish();
     return { sha256: hash.digest('hex'), size: written };
@@ -556,6 +586,60 @@ async function replay(input: PatchEntryInput, h: { entries: number; oldSize: num
   } finally {
     if (baseFd >= 0) closeSync(baseFd);
     if (outFd >= 0) closeSync(outFd);
+    await filtered?.remove();
+  }
+}
+
+/** filter(base) as a patch with filter 1 reads it; `remove` drops the temp file, if there is one. */
+interface FilteredBase {
+  old: OldBytes;
+  remove(): Promise<void>;
+}
+
+/**
+ * The base's bytes through the x86-64 filter (encode), for a patch with filter 1. A base held in
+ * memory (`checked`, the buffer readCheckedBase hashed, or read whole here) is filtered in place:
+ * the buffer is the patch's own scratch copy (from BaseBuffers, given back when the patch is done,
+ * and never read as the base again). A larger base is written filtered to a temp file in a private
+ * folder beside the output (the same filesystem as the output; created exclusively, removed when
+ * the patch is done) and read from there through the positioned-read window.
+ */
+async function filteredBase(baseFd: number, size: number, inMemoryMax: number, checked: Buffer | undefined, outFile: string): Promise<FilteredBase> {
+  if ((checked !== undefined && checked.length === size) || size <= inMemoryMax) {
+    const old = oldBytes(baseFd, size, inMemoryMax, checked);
+    x86FilterWhole(old.buf, true);
+    return { old, remove: async () => undefined };
+  }
+  const dir = await mkdtemp(join(dirname(outFile), '.x86-base-'));
+  let fd = -1;
+  try {
+    const file = join(dir, 'base');
+    fd = openSync(file, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    const state = x86FilterStart();
+    const buf = Buffer.allocUnsafe(BASE_READ_CHUNK + X86_LOOKAHEAD);
+    let carried = 0;
+    for (let at = 0; at < size;) {
+      const { bytesRead } = await readAt(baseFd, buf, carried, Math.min(BASE_READ_CHUNK, size - at), at);
+      if (bytesRead === 0) throw new FerryError('ERR_HASH_MISMATCH', `the base file shrank while it was read (${at} of ${size} bytes)`);
+      at += bytesRead;
+      const have = carried + bytesRead;
+      const ready = x86Filter(buf.subarray(0, have), state, true, at === size);
+      for (let done = 0; done < ready;) done += writeSync(fd, buf, done, ready - done);
+      buf.copy(buf, 0, ready, have);
+      carried = have - ready;
+    }
+    const tempFd = fd;
+    return {
+      old: oldBytes(tempFd, size, 0, undefined),
+      remove: async () => {
+        closeSync(tempFd);
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    if (fd >= 0) closeSync(fd);
+    await rm(dir, { recursive: true, force: true });
+    throw err;
   }
 }
 
@@ -625,7 +709,7 @@ async function applyMember(input: SolidMemberInput, want: string, members: Solid
     if (!base) throw bogus(`solid member ${k} is a patch, the op has no base`);
     if (m.oldSize !== base.size) throw bogus(`solid member ${k} is for a base of ${m.oldSize} bytes, the signed base has ${base.size}`);
     const entry: PatchEntryInput = { ...input, baseFile: base.file, baseSize: base.size };
-    return replay(entry, m, new BufferPull(m.control, 'control'), new BufferPull(expandDiff(m), 'diff'), new BufferPull(m.extra, 'extra'), base.checked);
+    return replay(entry, m, new BufferPull(m.control, 'control'), new BufferPull(expandDiff(m), 'diff'), new BufferPull(m.extra, 'extra'), base.checked, FILTER_NONE);
   }
   if (base) throw bogus(`solid member ${k} is a whole file, the op is a patch`);
   let created = false;

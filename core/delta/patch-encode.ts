@@ -11,7 +11,7 @@ import { brotliCompress } from 'node:zlib';
 import { brotliBestOptions, brotliWindowBits } from '../io/brotli.ts';
 import { FerryError, fromFsError } from '../errors.ts';
 import type { RawPatch } from './raw-patch.ts';
-import { CODER_BROTLI, CODER_BROTLI_LARGE_WINDOW, CONTROL_LEB128, encodeControl, PATCH_HEADER_SIZE, writePatchHeader } from './patch-format.ts';
+import { CODER_BROTLI, CODER_BROTLI_LARGE_WINDOW, CONTROL_LEB128, encodeControl, FILTER_NONE, PATCH_HEADER_SIZE, writePatchHeader, type PatchFilter } from './patch-format.ts';
 
 const compress = promisify(brotliCompress);
 
@@ -57,8 +57,13 @@ function checkRawPatch(raw: RawPatch): void {
   if (extra !== raw.extra.length) throw bad(`the entries copy ${extra} extra bytes, the stream has ${raw.extra.length}`);
 }
 
-/** Writes `raw` to `outFile` (which must not exist) as FERRYBD1; returns the patch's size in bytes. */
-export async function writeFerryPatch(raw: RawPatch, outFile: string, options: { quality?: number } = {}): Promise<number> {
+/**
+ * Writes `raw` to `outFile` (which must not exist) as FERRYBD1; returns the patch's size in bytes.
+ * `filter`: what `raw` was diffed between, written into the header for the device to undo —
+ * FILTER_NONE (the default) when it is bsdiff of the files themselves, FILTER_X86 when it is
+ * bsdiff of their x86-64-filtered copies (core/delta/make-delta.ts).
+ */
+export async function writeFerryPatch(raw: RawPatch, outFile: string, options: { quality?: number; filter?: PatchFilter } = {}): Promise<number> {
   checkRawPatch(raw);
   const ctrl = encodeControl(raw.control);
   // The three compress at once on libuv's thread pool: publish time is mostly the diff stream's.
@@ -70,6 +75,7 @@ export async function writeFerryPatch(raw: RawPatch, outFile: string, options: {
   const header = writePatchHeader({
     coder: [ctrl, raw.extra].some((s) => brotliWindowBits(s.length) > STANDARD_LGWIN) ? CODER_BROTLI_LARGE_WINDOW : CODER_BROTLI,
     controlEncoding: CONTROL_LEB128,
+    filter: options.filter ?? FILTER_NONE,
     entries: raw.control.length / 3,
     oldSize: raw.oldSize,
     newSize: raw.newSize,

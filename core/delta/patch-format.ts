@@ -7,7 +7,8 @@
 //   0      8     magic "FERRYBD1"
 //   8      1     coder: 1 = brotli (lgwin ≤ 24), 2 = brotli large window
 //   9      1     control encoding: 1 = LEB128 varints x, y, zigzag(z) per entry
-//   10     2     reserved, 0
+//   10     1     filter: 0 = none, 1 = x86-64 branch filter (core/delta/x86-filter.ts)
+//   11     1     reserved, 0
 //   12     4     control entries (u32)
 //   16     8     old size (u64)          every u64 ≤ 2^53 − 1
 //   24     8     new size (u64)
@@ -29,10 +30,22 @@ export const PATCH_HEADER_SIZE = 56;
 export const CODER_BROTLI = 1;
 export const CODER_BROTLI_LARGE_WINDOW = 2;
 export const CONTROL_LEB128 = 1;
+/** The streams are bsdiff of the files themselves. */
+export const FILTER_NONE = 0;
+/**
+ * The streams are bsdiff of filter(old) → filter(new), the x86-64 branch filter
+ * (core/delta/x86-filter.ts): the device patches filter(base) and undoes the filter on the output.
+ * Chosen by the publisher for an ELF x86-64 pair (core/delta/make-delta.ts). A device from before
+ * the field existed read it as part of a reserved 0 and refuses the patch (ERR_PATCH), so it takes
+ * the full artifact.
+ */
+export const FILTER_X86 = 1;
+export type PatchFilter = typeof FILTER_NONE | typeof FILTER_X86;
 
 export interface PatchHeader {
   coder: typeof CODER_BROTLI | typeof CODER_BROTLI_LARGE_WINDOW;
   controlEncoding: typeof CONTROL_LEB128;
+  filter: PatchFilter;
   entries: number;
   oldSize: number;
   newSize: number;
@@ -54,7 +67,9 @@ export function writePatchHeader(h: PatchHeader): Buffer {
   out.write(FERRYBD1_MAGIC, 0, 'latin1');
   out.writeUInt8(h.coder, 8);
   out.writeUInt8(h.controlEncoding, 9);
-  out.writeUInt16LE(0, 10);
+  if (h.filter !== FILTER_NONE && h.filter !== FILTER_X86) throw new FerryError('ERR_INTERNAL', `patch filter ${String(h.filter)} is not a known one`);
+  out.writeUInt8(h.filter, 10);
+  out.writeUInt8(0, 11);
   if (!Number.isInteger(h.entries) || h.entries < 0 || h.entries > 0xffffffff) throw new FerryError('ERR_INTERNAL', `patch entry count ${h.entries} does not fit a u32`);
   out.writeUInt32LE(h.entries, 12);
   const u64 = [h.oldSize, h.newSize, h.controlLength, h.diffLength, h.extraLength];
@@ -72,8 +87,8 @@ function u64(bytes: Buffer, at: number, what: string): number {
 }
 
 /**
- * Reads the 56-byte header. ERR_PATCH for a short header, another magic, an unknown coder or
- * control encoding, a reserved field that is not 0, or a size over 2^53.
+ * Reads the 56-byte header. ERR_PATCH for a short header, another magic, an unknown coder,
+ * control encoding or filter, a reserved byte that is not 0, or a size over 2^53.
  */
 export function readPatchHeader(bytes: Uint8Array): PatchHeader {
   if (bytes.length < PATCH_HEADER_SIZE) throw new FerryError('ERR_PATCH', `FERRYBD1 header: ${bytes.length} bytes, needs ${PATCH_HEADER_SIZE}`);
@@ -83,10 +98,13 @@ export function readPatchHeader(bytes: Uint8Array): PatchHeader {
   if (coder !== CODER_BROTLI && coder !== CODER_BROTLI_LARGE_WINDOW) throw new FerryError('ERR_PATCH', `FERRYBD1 header: unknown coder ${coder}`);
   const controlEncoding = b.readUInt8(9);
   if (controlEncoding !== CONTROL_LEB128) throw new FerryError('ERR_PATCH', `FERRYBD1 header: unknown control encoding ${controlEncoding}`);
-  if (b.readUInt16LE(10) !== 0) throw new FerryError('ERR_PATCH', 'FERRYBD1 header: reserved field is not 0');
+  const filter = b.readUInt8(10);
+  if (filter !== FILTER_NONE && filter !== FILTER_X86) throw new FerryError('ERR_PATCH', `FERRYBD1 header: unknown filter ${filter}`);
+  if (b.readUInt8(11) !== 0) throw new FerryError('ERR_PATCH', 'FERRYBD1 header: reserved byte 11 is not 0');
   return {
     coder,
     controlEncoding,
+    filter,
     entries: b.readUInt32LE(12),
     oldSize: u64(b, 16, 'old size'),
     newSize: u64(b, 24, 'new size'),

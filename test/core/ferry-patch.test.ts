@@ -13,7 +13,7 @@ import { brotliCompressSync, constants as z } from 'node:zlib';
 import { applyPatchEntry, type PatchEntryInput } from '../../core/delta/patch-apply.ts';
 import { writeFerryPatch } from '../../core/delta/patch-encode.ts';
 import { brotliBestOptions } from '../../core/io/brotli.ts';
-import { CODER_BROTLI, CODER_BROTLI_LARGE_WINDOW, CONTROL_LEB128, encodeControl, PATCH_HEADER_SIZE, readPatchHeader, writePatchHeader, type PatchHeader } from '../../core/delta/patch-format.ts';
+import { CODER_BROTLI, CODER_BROTLI_LARGE_WINDOW, CONTROL_LEB128, encodeControl, FILTER_NONE, FILTER_X86, PATCH_HEADER_SIZE, readPatchHeader, writePatchHeader, type PatchHeader } from '../../core/delta/patch-format.ts';
 import type { RawPatch } from '../../core/delta/raw-patch.ts';
 import { sha256 } from '../../core/io/hash.ts';
 import { assertCodeAsync } from '../helpers/assert-code.ts';
@@ -123,18 +123,24 @@ rt('the output is created 0600, exclusively: an existing file or a planted symli
   assert.ok((await lstat(planted)).isSymbolicLink());
 });
 
-rt('the header: 56 bytes, little-endian, read back field for field; coder 1 below 16 MiB per stream', async () => {
-  const h: PatchHeader = { coder: CODER_BROTLI_LARGE_WINDOW, controlEncoding: CONTROL_LEB128, entries: 0xfffffffe, oldSize: 2 ** 53 - 1, newSize: 123, controlLength: 1, diffLength: 2 ** 40, extraLength: 3 };
+rt('the header: 56 bytes, little-endian, read back field for field (filter in byte 10, byte 11 reserved 0); coder 1 below 16 MiB per stream', async () => {
+  const h: PatchHeader = { coder: CODER_BROTLI_LARGE_WINDOW, controlEncoding: CONTROL_LEB128, filter: FILTER_X86, entries: 0xfffffffe, oldSize: 2 ** 53 - 1, newSize: 123, controlLength: 1, diffLength: 2 ** 40, extraLength: 3 };
   const bytes = writePatchHeader(h);
   assert.is(bytes.length, PATCH_HEADER_SIZE);
   assert.is(bytes.subarray(0, 8).toString('latin1'), 'FERRYBD1');
   assert.is(bytes.readUInt32LE(12), 0xfffffffe);
+  assert.equal([bytes[10], bytes[11]], [1, 0]);
   assert.is(bytes.readBigUInt64LE(40), 2n ** 40n);
   assert.equal(readPatchHeader(bytes), h);
   const { raw } = rawPatchFromSteps(OLD, SCRIPTS['moves and backward seeks']!);
   const { patchFile } = await roundTrip(OLD, raw);
   const written = readPatchHeader(await readFile(patchFile));
   assert.is(written.coder, CODER_BROTLI);
+  assert.is(written.filter, FILTER_NONE, 'writeFerryPatch writes filter 0 unless told');
+  const filtered = join(tmp.path, 'filtered.patch');
+  await writeFerryPatch(raw, filtered, { filter: FILTER_X86 });
+  assert.is(readPatchHeader(await readFile(filtered)).filter, FILTER_X86);
+  assert.is((await readFile(filtered))[10], 1);
   assert.is(written.entries, raw.control.length / 3);
   assert.equal([written.oldSize, written.newSize], [OLD.length, raw.newSize]);
   // Standard window while the stream fits 2^24 - 16 bytes, large window above it (sized to the stream, at most 2^30).
@@ -150,7 +156,7 @@ rt('coder 2 (large-window brotli streams) decodes too: the decoder always allows
   const { raw, expected } = rawPatchFromSteps(OLD, SCRIPTS['moves and backward seeks']!);
   const large = { [z.BROTLI_PARAM_LARGE_WINDOW]: 1, [z.BROTLI_PARAM_LGWIN]: 26, [z.BROTLI_PARAM_QUALITY]: 5 };
   const streams = [encodeControl(raw.control), raw.diff, raw.extra].map((s) => brotliCompressSync(s, { params: large }));
-  const header = writePatchHeader({ coder: CODER_BROTLI_LARGE_WINDOW, controlEncoding: CONTROL_LEB128, entries: raw.control.length / 3, oldSize: OLD.length, newSize: raw.newSize, controlLength: streams[0]!.length, diffLength: streams[1]!.length, extraLength: streams[2]!.length });
+  const header = writePatchHeader({ coder: CODER_BROTLI_LARGE_WINDOW, controlEncoding: CONTROL_LEB128, filter: FILTER_NONE, entries: raw.control.length / 3, oldSize: OLD.length, newSize: raw.newSize, controlLength: streams[0]!.length, diffLength: streams[1]!.length, extraLength: streams[2]!.length });
   const patch = Buffer.concat([header, ...streams]);
   const patchFile = join(tmp.path, 'large.patch');
   await writeFile(patchFile, patch);

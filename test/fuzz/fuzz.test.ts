@@ -47,7 +47,7 @@ const SENTENCES: Record<string, string> = {
   envelope: 'mutated, unsigned-edited and hostile re-signed envelopes verified against the real root: each is refused with a FerryError, and what verifies is exactly the payload that was signed',
   bundle: 'mutated .ferry bundles opened and read through: each is refused with a FerryError or yields only the signed root, channel, manifest and artifact bytes, and nothing is written outside staging',
   extract: 'mutated full and delta artifacts extracted with and without the signed file list: each is refused with a FerryError or yields exactly its files, no link or setuid file, nothing written outside staging',
-  patch: 'issue 14 item 8: mutated FERRYBD1 patches given to applyPatchEntry: each is refused with a FerryError (leaving no output) or builds exactly the signed size, never writing past it, and reports the hash of what it wrote',
+  patch: 'issue 14 item 8: mutated FERRYBD1 patches (with and without the x86-64 branch filter) given to applyPatchEntry: each is refused with a FerryError (leaving no output) or builds exactly the signed size, never writing past it, and reports the hash of what it wrote (the genuine seeds: their own new bytes), leaving no filtered base behind',
   solid: 'issue 14 item 8: mutated FERRYSB1 solid blocks given to applyPatchEntry and applySolidMember: each is refused with a FerryError (leaving no output) or builds exactly the signed size, never writing past it, and reports the hash of what it wrote',
 };
 

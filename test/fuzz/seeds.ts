@@ -2,8 +2,9 @@
 // repository (makeRepo), rotates its root once (so root/2.json is a real rotation), publishes
 // 1.0.0 and 1.1.0 (with a bsdiff delta from 1.0.0) and writes a real bundle carrying the delta and
 // the full artifact; and a FERRYBD1 patch (core/delta/patch-encode.ts) of lib/engine.bin's change,
-// made from a known edit script (moves, a backward seek, inserts, edits). loadSeeds reads it back,
-// in the child process that runs the cases.
+// made from a known edit script (moves, a backward seek, inserts, edits), and the same edits as a
+// patch with the x86-64 branch filter (header byte 10 = 1) over code-like bytes dense with CALLs and
+// RIP-relative loads. loadSeeds reads them back, in the child process that runs the cases.
 
 import { join } from 'node:path';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -16,6 +17,8 @@ import { parseRootPayload, type RootDoc } from '../../core/trust/root.ts';
 import { makeRepo, pseudoRandomBytes, type TempDir, type TreeSpec } from '../helpers/repo.ts';
 import { writeFerryPatch } from '../../core/delta/patch-encode.ts';
 import { rawPatchFromSteps } from '../helpers/edit-script.ts';
+import { FILTER_X86 } from '../../core/delta/patch-format.ts';
+import { x86FilterWhole } from '../../core/delta/x86-filter.ts';
 import { sha256 } from '../../core/io/hash.ts';
 
 export const OLD = '1.0.0';
@@ -24,6 +27,8 @@ export const TARGET = 'linux-x64';
 export const BUNDLE = 'update.ferry';
 export const FERRY_PATCH = 'engine.fbd';
 export const FERRY_PATCH_BASE = 'engine.base';
+export const FERRY_PATCH_X86 = 'engine-x86.fbd';
+export const FERRY_PATCH_X86_BASE = 'engine-x86.base';
 
 /** A small tree (so a case is quick) with an executable, a folder, and a binary a delta patches. */
 function appTree(n: number): TreeSpec {
@@ -48,6 +53,35 @@ function ferryPatchRaw(base: Buffer) {
   ], { merge: true });
 }
 
+/**
+ * Code-like bytes for the filtered seed: an ELF x86-64 header, then pseudo-random bytes with a
+ * CALL (E8 rel32) or a RIP-relative load (48 8B 05 disp32) into the first 512 bytes every ~24 bytes.
+ */
+function codeBase(): Buffer {
+  const b = pseudoRandomBytes(12_000, 13);
+  b.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0], 0);
+  b.writeUInt16LE(0x3e, 18);
+  for (let at = 600, k = 0; at + 7 < b.length; at += 20 + (k % 9), k++) {
+    if (k % 3 === 0) {
+      b.set([0x48, 0x8b, 0x05], at);
+      b.writeInt32LE(64 + (k % 50) * 8 - (at + 7), at + 3);
+    } else {
+      b[at] = 0xe8;
+      b.writeInt32LE(64 + (k % 40) * 8 - (at + 5), at + 1);
+    }
+  }
+  return b;
+}
+
+/**
+ * The filtered seed: the same edits as ferryPatchRaw made to filter(base) (what bsdiff of the
+ * filtered pair would give); the device builds decode(those bytes) from `base`.
+ */
+function ferryPatchX86Raw(base: Buffer) {
+  const { raw, expected } = ferryPatchRaw(x86FilterWhole(Buffer.from(base), true));
+  return { raw, expected: x86FilterWhole(Buffer.from(expected), false) };
+}
+
 /** Makes the corpus in a fresh temp folder; the caller removes it. */
 export async function buildSeeds(): Promise<TempDir> {
   const repo = await makeRepo({ app: 'fuzz-app' });
@@ -69,6 +103,9 @@ export async function buildSeeds(): Promise<TempDir> {
     const base = appTree(0)['lib/engine.bin'] as Buffer;
     await writeFile(join(repo.dir, FERRY_PATCH_BASE), base);
     await writeFerryPatch(ferryPatchRaw(base).raw, join(repo.dir, FERRY_PATCH));
+    const code = codeBase();
+    await writeFile(join(repo.dir, FERRY_PATCH_X86_BASE), code);
+    await writeFerryPatch(ferryPatchX86Raw(code).raw, join(repo.dir, FERRY_PATCH_X86), { filter: FILTER_X86 });
   } catch (err) {
     await repo.cleanup();
     throw err;
@@ -97,6 +134,8 @@ export interface Seeds {
   deltaTar: Buffer;
   /** A genuine FERRYBD1 patch, its base, and the size and sha256 of what it builds. */
   ferryPatch: { patch: Buffer; base: Buffer; newSize: number; sha256: string };
+  /** The same for a patch with the x86-64 branch filter (header byte 10 = 1). */
+  ferryPatchX86: { patch: Buffer; base: Buffer; newSize: number; sha256: string };
 }
 
 async function envelope<T>(file: string, parse: (payload: Buffer) => T): Promise<Envelopes & { doc: T }> {
@@ -105,10 +144,10 @@ async function envelope<T>(file: string, parse: (payload: Buffer) => T): Promise
   return { bytes, payload, doc: parse(payload) };
 }
 
-async function ferryPatchSeed(dir: string): Promise<Seeds['ferryPatch']> {
-  const base = await readFile(join(dir, FERRY_PATCH_BASE));
-  const { expected } = ferryPatchRaw(base);
-  return { patch: await readFile(join(dir, FERRY_PATCH)), base, newSize: expected.length, sha256: sha256(expected) };
+async function ferryPatchSeed(dir: string, filtered: boolean): Promise<Seeds['ferryPatch']> {
+  const base = await readFile(join(dir, filtered ? FERRY_PATCH_X86_BASE : FERRY_PATCH_BASE));
+  const { expected } = filtered ? ferryPatchX86Raw(base) : ferryPatchRaw(base);
+  return { patch: await readFile(join(dir, filtered ? FERRY_PATCH_X86 : FERRY_PATCH)), base, newSize: expected.length, sha256: sha256(expected) };
 }
 
 export async function loadSeeds(dir: string): Promise<Seeds> {
@@ -132,6 +171,7 @@ export async function loadSeeds(dir: string): Promise<Seeds> {
     fullGz: await readFile(join(repo, release.full.path)),
     oldFullGz: await readFile(join(repo, manifests[OLD]!.doc.targets[TARGET]!.full.path)),
     deltaTar: await readFile(join(repo, delta.artifact.path)),
-    ferryPatch: await ferryPatchSeed(dir),
+    ferryPatch: await ferryPatchSeed(dir, false),
+    ferryPatchX86: await ferryPatchSeed(dir, true),
   };
 }

@@ -11,7 +11,7 @@
 //     signer signed, never a mutated one; an accepted document survives a round trip; a strictly
 //     parsed document means what JSON.parse says it means
 
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { lstat, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { brotliCompressSync, brotliDecompressSync, constants as zc, gzipSync } from 'node:zlib';
@@ -426,36 +426,41 @@ function writeVarints(values: number[]): Buffer {
 
 const EDGE = [0, 1, 2, 0x7f, 0x80, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1];
 const HEADER_FIELDS = [
-  { at: 8, bytes: 1 }, { at: 9, bytes: 1 }, { at: 10, bytes: 2 }, { at: 12, bytes: 4 },
+  { at: 8, bytes: 1 }, { at: 9, bytes: 1 }, { at: 10, bytes: 1 }, { at: 11, bytes: 1 }, { at: 12, bytes: 4 },
   { at: 16, bytes: 8 }, { at: 24, bytes: 8 }, { at: 32, bytes: 8 }, { at: 40, bytes: 8 }, { at: 48, bytes: 8 },
 ];
 
 const ferryPatch: Target = {
   name: 'patch',
-  what: 'core/delta/patch-apply.ts applyPatchEntry over mutated FERRYBD1 patches: header fields, compressed bytes, and re-encoded control, diff and extra streams (base in memory or by positioned reads)',
+  what: 'core/delta/patch-apply.ts applyPatchEntry over mutated FERRYBD1 patches, with and without the x86-64 branch filter: header fields, compressed bytes, and re-encoded control, diff and extra streams (base in memory or by positioned reads)',
   deadlineMs: 10_000,
   async prepare(seeds, sandbox) {
-    const seed = seeds.ferryPatch;
-    const h = readPatchHeader(seed.patch);
-    const cut = (from: number, len: number) => seed.patch.subarray(from, from + len);
-    const packed = {
-      control: cut(PATCH_HEADER_SIZE, h.controlLength),
-      diff: cut(PATCH_HEADER_SIZE + h.controlLength, h.diffLength),
-      extra: cut(PATCH_HEADER_SIZE + h.controlLength + h.diffLength, h.extraLength),
-    };
-    const plain = { control: brotliDecompressSync(packed.control), diff: brotliDecompressSync(packed.diff), extra: brotliDecompressSync(packed.extra) };
     const names = ['control', 'diff', 'extra'] as const;
-    const baseFile = join(dirname(sandbox.input), 'patch-base');
-    await writeFile(baseFile, seed.base);
-    /** A patch with these compressed streams, the header's lengths fitted to them. */
-    const assemble = (streams: Record<(typeof names)[number], Buffer>, entries = h.entries) => {
-      const header = Buffer.from(seed.patch.subarray(0, PATCH_HEADER_SIZE));
-      header.writeUInt32LE(entries, 12);
-      names.forEach((n, i) => header.writeBigUInt64LE(BigInt(streams[n].length), 32 + 8 * i));
-      return Buffer.concat([header, streams.control, streams.diff, streams.extra]);
-    };
+    // Two seeds: the plain patch, and one with the x86-64 filter (header byte 10 = 1), whose base
+    // the device filters (in memory or into a temp file) and whose output it unfilters.
+    const variants = await Promise.all([seeds.ferryPatch, seeds.ferryPatchX86].map(async (seed, k) => {
+      const h = readPatchHeader(seed.patch);
+      const cut = (from: number, len: number) => seed.patch.subarray(from, from + len);
+      const packed = {
+        control: cut(PATCH_HEADER_SIZE, h.controlLength),
+        diff: cut(PATCH_HEADER_SIZE + h.controlLength, h.diffLength),
+        extra: cut(PATCH_HEADER_SIZE + h.controlLength + h.diffLength, h.extraLength),
+      };
+      const plain = { control: brotliDecompressSync(packed.control), diff: brotliDecompressSync(packed.diff), extra: brotliDecompressSync(packed.extra) };
+      const baseFile = join(dirname(sandbox.input), `patch-base-${k}`);
+      await writeFile(baseFile, seed.base);
+      return { seed, h, packed, plain, baseFile };
+    }));
     const squeeze = (r: Rng, b: Buffer) => brotliCompressSync(b, { params: { [zc.BROTLI_PARAM_QUALITY]: r.int(5) } });
     return async (r) => {
+      const { seed, h, packed, plain, baseFile } = r.chance(1 / 3) ? variants[1]! : variants[0]!;
+      /** A patch with these compressed streams, the header's lengths fitted to them. */
+      const assemble = (streams: Record<(typeof names)[number], Buffer>, entries = h.entries) => {
+        const header = Buffer.from(seed.patch.subarray(0, PATCH_HEADER_SIZE));
+        header.writeUInt32LE(entries, 12);
+        names.forEach((n, i) => header.writeBigUInt64LE(BigInt(streams[n].length), 32 + 8 * i));
+        return Buffer.concat([header, streams.control, streams.diff, streams.extra]);
+      };
       const how = r.next();
       let bytes: Buffer;
       if (how < 0.2) bytes = mutateBytes(r, seed.patch);
@@ -511,6 +516,11 @@ const ferryPatch: Target = {
       const checkWritten = () => {
         if (most > seed.newSize) throw new Finding('invariant', `wrote ${most} bytes, signed ${seed.newSize}`);
       };
+      // A filtered base's temp folder (beside the output) is gone once the patch is done, whatever happened.
+      const checkNoFilteredBase = () => {
+        const left = readdirSync(sandbox.dest).filter((name) => name.startsWith('.x86-base-'));
+        if (left.length > 0) throw new Finding('invariant', `left the filtered base's temp folder ${left[0]}`);
+      };
       return contained(sandbox, async () => {
         let got: { sha256: string; size: number };
         try {
@@ -520,16 +530,20 @@ const ferryPatch: Target = {
           });
         } catch (err) {
           checkWritten();
+          checkNoFilteredBase();
           // ERR_INTERNAL is ferry's own bug (an impossible state), never a verdict on a patch.
           if (err instanceof FerryError && err.code === 'ERR_INTERNAL') throw new Finding('internal', err.message);
           if (existsSync(outFile)) throw new Finding('invariant', `refused (${(err as Error).message}) but left its output file`);
           throw err;
         }
         checkWritten();
+        checkNoFilteredBase();
         // Accepted: exactly the signed size, and the hash reported is the hash of the file written.
         const written = await readFile(outFile);
         if (got.size !== seed.newSize || written.length !== got.size) throw new Finding('invariant', `accepted with ${got.size} bytes reported, ${written.length} written, ${seed.newSize} signed`);
         if (sha256(written) !== got.sha256) throw new Finding('invariant', 'the reported sha256 is not the written file\'s');
+        // The genuine seed builds exactly its new bytes (with the filter: undone on the output).
+        if (bytes === seed.patch && got.sha256 !== seed.sha256) throw new Finding('invariant', 'the unchanged seed patch built other bytes than its own');
         return 'accepted';
       });
     };

@@ -20,7 +20,7 @@ export interface Craft {
   diff: Uint8Array;
   extra: Uint8Array;
   /** Header fields to state instead of the true ones. */
-  header?: Partial<{ magic: string; coder: number; encoding: number; reserved: number; entries: number; oldSize: bigint; newSize: bigint; controlLength: bigint; diffLength: bigint; extraLength: bigint }>;
+  header?: Partial<{ magic: string; coder: number; encoding: number; filter: number; reserved: number; entries: number; oldSize: bigint; newSize: bigint; controlLength: bigint; diffLength: bigint; extraLength: bigint }>;
   /** The compressed streams as they go in (after compression), for cutting or appending. */
   streams?: (s: { control: Buffer; diff: Buffer; extra: Buffer }) => { control: Buffer; diff: Buffer; extra: Buffer };
 }
@@ -36,7 +36,8 @@ export function craftPatch(c: Craft): Buffer {
   header.write(h.magic ?? FERRYBD1_MAGIC, 0, 'latin1');
   header.writeUInt8(h.coder ?? 1, 8);
   header.writeUInt8(h.encoding ?? 1, 9);
-  header.writeUInt16LE(h.reserved ?? 0, 10);
+  header.writeUInt8(h.filter ?? 0, 10);
+  header.writeUInt8(h.reserved ?? 0, 11);
   header.writeUInt32LE(h.entries ?? entries, 12);
   header.writeBigUInt64LE(h.oldSize ?? BigInt(c.oldSize), 16);
   header.writeBigUInt64LE(h.newSize ?? BigInt(c.newSize), 24);

@@ -17,7 +17,9 @@
 // The x86-64 branch filter is decided here: when the old and the new file are both ELF x86-64
 // (isElfX86_64), bsdiff runs on filtered copies of both (core/delta/x86-filter.ts) and the patch is
 // written with filter 1 in its header, which the device undoes (core/delta/patch-apply.ts). Such a
-// patch keeps an entry of its own: a FERRYSB1 member carries no filter.
+// patch keeps an entry of its own: a FERRYSB1 member carries no filter. A far pair (a patch of an
+// eighth of the file or more) is also matched in small windows (FINE_DIFF_WINDOWS,
+// core/delta/diff-windows.ts) and the smaller of the two patches kept.
 // core/delta/apply-delta.ts carries the ops out on the device.
 
 import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -32,6 +34,7 @@ import { encodeSolid, SOLID_ID_BYTES, SOLID_MAX_DECODED, SOLID_MAX_FILE, writeSo
 import type { RawPatch } from './raw-patch.ts';
 import { FILTER_NONE, FILTER_X86, type PatchFilter } from './patch-format.ts';
 import { isElfX86_64, x86FilterWhole } from './x86-filter.ts';
+import { FINE_DIFF_WINDOWS, type WindowOptions } from './diff-windows.ts';
 import { isLink, type DeltaOp, type FileEntry, type TreeEntry } from '../trust/metadata.ts';
 import type { Patcher } from '../ports/patcher.ts';
 
@@ -117,8 +120,18 @@ export async function makeDelta(input: {
         const oldFile = join(oldDir, same.path);
         const newFile = join(newDir, file.path);
         filter = (await isElfX86_64File(oldFile)) && (await isElfX86_64File(newFile)) ? FILTER_X86 : FILTER_NONE;
-        raw = filter === FILTER_X86 ? await diffFiltered(patcher, oldFile, newFile, join(workDir, `${i}`)) : await patcher.diff(oldFile, newFile);
+        const pairFilter = filter;
+        const diffPair = (windows?: WindowOptions) => (pairFilter === FILTER_X86 ? diffFiltered(patcher, oldFile, newFile, join(workDir, `${i}`), windows) : patcher.diff(oldFile, newFile, windows));
+        raw = await diffPair();
         patchSize = await writeFerryPatch(raw, join(workDir, patchName), { quality: input.quality, filter });
+        // A far pair (a patch of an eighth of the file or more) is matched again in small windows
+        // (FINE_DIFF_WINDOWS: smaller on such pairs, larger on close ones), and the smaller kept.
+        if (patchSize * 8 >= file.size && Math.max(file.size, same.size) > FINE_DIFF_WINDOWS.window) {
+          const fineRaw = await diffPair(FINE_DIFF_WINDOWS);
+          const fineName = `${i}.fine.patch`;
+          const fineSize = await writeFerryPatch(fineRaw, join(workDir, fineName), { quality: input.quality, filter });
+          if (fineSize < patchSize) [raw, patchName, patchSize] = [fineRaw, fineName, fineSize];
+        }
         if (input.patchFrom) {
           const fromName = `${i}.zf`;
           const fromSize = await writeZstdFromPatch(oldFile, newFile, join(workDir, fromName));
@@ -171,16 +184,16 @@ async function isElfX86_64File(path: string): Promise<boolean> {
 }
 
 /**
- * bsdiff of filter(old) → filter(new): both files are written through the x86-64 filter to
+ * bsdiff of filter(old) → filter(new) (in `windows`, or the patcher's default): both files are written through the x86-64 filter to
  * `prefix`.old-x86 and `prefix`.new-x86 in the work folder, diffed, and removed.
  */
-async function diffFiltered(patcher: Patcher, oldFile: string, newFile: string, prefix: string): Promise<RawPatch> {
+async function diffFiltered(patcher: Patcher, oldFile: string, newFile: string, prefix: string, windows?: WindowOptions): Promise<RawPatch> {
   const oldX86 = `${prefix}.old-x86`;
   const newX86 = `${prefix}.new-x86`;
   try {
     await writeFile(oldX86, x86FilterWhole(await readFile(oldFile), true), { flag: 'wx' });
     await writeFile(newX86, x86FilterWhole(await readFile(newFile), true), { flag: 'wx' });
-    return await patcher.diff(oldX86, newX86);
+    return await patcher.diff(oldX86, newX86, windows);
   } finally {
     await rm(oldX86, { force: true });
     await rm(newX86, { force: true });

@@ -11,10 +11,15 @@
 // update uses the full artifact.
 
 import type { RawPatch } from '../delta/raw-patch.ts';
+import type { WindowOptions } from '../delta/diff-windows.ts';
 
 export interface Patcher {
-  /** bsdiff's control, diff and extra streams turning oldFile into newFile (publisher side). */
-  diff(oldFile: string, newFile: string): Promise<RawPatch>;
+  /**
+   * bsdiff's control, diff and extra streams turning oldFile into newFile (publisher side).
+   * `windows`: how a large pair is cut for matching (core/delta/diff-windows.ts); without it, the
+   * patcher's own default. The publisher asks for FINE_DIFF_WINDOWS as a second try on a far pair.
+   */
+  diff(oldFile: string, newFile: string, windows?: WindowOptions): Promise<RawPatch>;
   /** Writes newFile (which must not exist) from oldFile and a BSDIFF40 patchFile (old entries). */
   patch(oldFile: string, newFile: string, patchFile: string): Promise<void>;
   /**

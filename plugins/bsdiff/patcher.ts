@@ -222,8 +222,8 @@ export function createBsdiffPatcher(options: { diffWindows?: WindowOptions } = {
       }
       return newSize;
     },
-    diff(oldFile, newFile) {
-      return diffFiles(oldFile, newFile, options.diffWindows);
+    diff(oldFile, newFile, windows) {
+      return diffFiles(oldFile, newFile, windows ?? options.diffWindows);
     },
     patch(oldFile, newFile, patchFile) {
       worker ??= start();

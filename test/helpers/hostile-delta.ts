@@ -53,7 +53,7 @@ export function countingPatcher(inner: Patcher = createBsdiffPatcher()): Countin
     patchCalls,
     headerSize: inner.headerSize,
     outputSize: (header, size) => inner.outputSize(header, size),
-    diff: (a, b) => inner.diff(a, b),
+    diff: (a, b, windows) => inner.diff(a, b, windows),
     patch(oldFile, newFile, patchFile) {
       patchCalls.push([oldFile, newFile, patchFile]);
       return inner.patch(oldFile, newFile, patchFile);

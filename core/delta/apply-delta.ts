@@ -53,8 +53,10 @@ export const PATCH_MEMORY_BUDGET = 24 * 1024 * 1024;
 /**
  * What one patch holds in memory, roughly: its base when it is read whole (core/delta/patch-apply.ts
  * OLD_IN_MEMORY_MAX; a larger one is read through a small window), plus its decoders, whose brotli
- * windows grow with the output they have decoded (≤ 16 MiB for the streams ferry writes), and
- * whose output buffers are LARGE_STREAM_CHUNK each for a large output.
+ * windows grow with the output they have decoded (a diff stream's ≤ 4 MiB since
+ * core/delta/patch-encode.ts DIFF_STREAM_MAX_LGWIN, an extra stream's up to 16 MiB, and an older
+ * patch's diff stream up to 16 MiB too: counted as the new size, up to 16 MiB), and whose output
+ * buffers are LARGE_STREAM_CHUNK each for a large output.
  */
 export function patchMemory(baseSize: number, newSize: number): number {
   return (baseSize <= OLD_IN_MEMORY_MAX ? baseSize : 0) + Math.min(newSize, OLD_IN_MEMORY_MAX) + (newSize >= LARGE_OUTPUT ? 2 * LARGE_STREAM_CHUNK : 0);

@@ -393,3 +393,64 @@ real('tiny files with filter 1 (0 to 9 bytes, ending inside a CALL or a RIP-rela
 });
 
 real.run();
+
+// ------------------------------------------------------------------------------------------------
+// The filter is a candidate, not a rule: an ELF pair whose calls move with their targets.
+
+const local = suite('issue 14: an ELF x86-64 pair the filter would make worse keeps the unfiltered patch');
+
+/**
+ * ELF code whose every CALL targets the code just after it (a relative operand of 200, the same
+ * wherever the block sits): `shift` bytes of new filler at the front move all of it, which leaves
+ * every relative operand as it was and changes every absolute one.
+ */
+function movingCode(shift: number): Buffer {
+  const r = rng(99);
+  const out = Buffer.alloc(64 + shift + 200_000);
+  elfHeader().copy(out, 0);
+  let at = 64;
+  for (let k = 0; k < shift; k++) out[at++] = 0x90;
+  while (at + 40 < out.length) {
+    for (let k = 0; k < 30; k++) {
+      const v = r() & 0xff;
+      out[at++] = v === 0xe8 || v === 0xe9 || (v & 0xf0) === 0x40 ? 0x90 : v;
+    }
+    out[at] = 0xe8;
+    out.writeInt32LE(200, at + 1);
+    at += 5;
+  }
+  return out.subarray(0, at);
+}
+
+local('both patches are made; the unfiltered one, smaller here, is kept (filter 0), and builds the new file', async () => {
+  const dir = join(tmp.path, 'moving');
+  const oldDir = join(dir, 'old');
+  const newDir = join(dir, 'new');
+  const oldBytes = movingCode(0);
+  const newBytes = movingCode(5000);
+  await writeTree(oldDir, { 'bin/app': oldBytes });
+  await writeTree(newDir, { 'bin/app': newBytes });
+  const patcher = createBsdiffPatcher();
+  try {
+    const d = await makeDelta({ oldDir, oldFiles: await scanTree(oldDir), newDir, newFiles: await scanTree(newDir), workDir: join(dir, 'work'), outFile: join(dir, 'delta'), patcher, quality: 5 });
+    const op = d.ops.find((o) => o.path === 'bin/app');
+    assert.ok(op?.op === 'patch' && isPackRange(op.entry));
+    const entry = (await readFile(d.artifact)).subarray(op.entry.offset, op.entry.offset + op.entry.size);
+    assert.is(entry.subarray(0, 8).toString('latin1'), 'FERRYBD1');
+    assert.is(readPatchHeader(entry).filter, 0, 'the unfiltered patch was kept');
+    await writeFile(join(dir, 'old-x86'), x86FilterWhole(Buffer.from(oldBytes), true));
+    await writeFile(join(dir, 'new-x86'), x86FilterWhole(Buffer.from(newBytes), true));
+    const filtered = await writeFerryPatch(await patcher.diff(join(dir, 'old-x86'), join(dir, 'new-x86')), join(dir, 'filtered.patch'), { quality: 5, filter: FILTER_X86 });
+    assert.ok(entry.length < filtered, `kept ${entry.length} B, the filtered one is ${filtered} B`);
+    const out = join(dir, 'applied');
+    await mkdir(out);
+    await applyDelta({ baseDir: oldDir, ops: d.ops, targetFiles: await scanTree(newDir), artifact: d.artifact, outDir: out, workDir: join(dir, 'apply-work'), patcher });
+    assert.ok((await readFile(join(out, 'bin/app'))).equals(newBytes));
+  } finally {
+    await patcher.close();
+  }
+});
+
+local.before(async () => { tmp = await tempDir('ferry-patch-x86-local-'); });
+local.after(async () => { await tmp?.cleanup(); });
+local.run();

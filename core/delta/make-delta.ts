@@ -18,9 +18,8 @@
 // (isElfX86_64), bsdiff also runs on filtered copies of both (core/delta/x86-filter.ts), and when
 // that patch is the smaller it is kept, with filter 1 in its header, which the device undoes
 // (core/delta/patch-apply.ts). Such a patch keeps an entry of its own: a FERRYSB1 member carries
-// no filter. A far pair (a patch of an
-// eighth of the file or more) is also matched in small windows (FINE_DIFF_WINDOWS,
-// core/delta/diff-windows.ts) and the smaller of the two patches kept.
+// no filter. A far pair (a patch of an eighth of the file or more) is also matched in small
+// windows (FINE_DIFF_WINDOWS, core/delta/diff-windows.ts) and the smaller of the two patches kept.
 // core/delta/apply-delta.ts carries the ops out on the device.
 
 import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';

@@ -8,15 +8,12 @@ import { constants as fsc } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { brotliCompress } from 'node:zlib';
-import { brotliBestOptions, brotliWindowBits } from '../io/brotli.ts';
+import { brotliBestOptions, brotliWindowBits, STANDARD_MAX_LGWIN } from '../io/brotli.ts';
 import { FerryError, fromFsError } from '../errors.ts';
 import type { RawPatch } from './raw-patch.ts';
 import { CODER_BROTLI, CODER_BROTLI_LARGE_WINDOW, CONTROL_LEB128, encodeControl, FILTER_NONE, PATCH_HEADER_SIZE, writePatchHeader, type PatchFilter } from './patch-format.ts';
 
 const compress = promisify(brotliCompress);
-
-/** brotli's standard window (16 MiB); a stream that needs more is written with the large window (ARCHITECTURE.md "Patch format"). */
-const STANDARD_LGWIN = 24;
 
 /**
  * The diff stream's window: at most 4 MiB. A device's brotli decoder grows its ring buffer with
@@ -73,7 +70,8 @@ export async function writeFerryPatch(raw: RawPatch, outFile: string, options: {
     compress(raw.extra, brotliBestOptions(raw.extra.length, options.quality)),
   ]);
   const header = writePatchHeader({
-    coder: [ctrl, raw.extra].some((s) => brotliWindowBits(s.length) > STANDARD_LGWIN) ? CODER_BROTLI_LARGE_WINDOW : CODER_BROTLI,
+    // A stream over brotli's standard window (16 MiB) is written with the large window (ARCHITECTURE.md "Patch format").
+    coder: [ctrl, raw.extra].some((s) => brotliWindowBits(s.length) > STANDARD_MAX_LGWIN) ? CODER_BROTLI_LARGE_WINDOW : CODER_BROTLI,
     controlEncoding: CONTROL_LEB128,
     filter: options.filter ?? FILTER_NONE,
     entries: raw.control.length / 3,

@@ -45,10 +45,11 @@ import type { BaseBuffers } from './base-buffers.ts';
 import { SolidBlocks } from './solid-blocks.ts';
 import { brotliDecoder, collectDecodedGarbage, COLLECT_EVERY } from '../io/brotli.ts';
 import {
-  BSDIFF40_MAGIC, FERRYBD1_MAGIC, FERRYZF1_MAGIC, FILTER_NONE, FILTER_X86, MAGIC_SIZE, MAX_VARINT_BYTES, PATCH_HEADER_SIZE,
-  patchMagic, readPatchHeader, statedPatchSize, unzigzag, type PatchFilter, type PatchHeader,
+  BSDIFF40_MAGIC, CONTROL_LEB128, FERRYBD1_MAGIC, FERRYZF1_MAGIC, FILTER_NONE, FILTER_X86, MAGIC_SIZE, MAX_VARINT_BYTES, PATCH_HEADER_SIZE,
+  patchMagic, readPatchHeader, statedPatchSize, type ControlEncoding, type PatchFilter, type PatchHeader,
 } from './patch-format.ts';
 import { x86Filter, x86FilterStart, x86FilterWhole, X86_LOOKAHEAD } from './x86-filter.ts';
+import { ControlGroups } from './control-groups.ts';
 
 /** fs.read at a position, awaited (the filtered base's copy reads the open base while other patches run). */
 const readAt = promisify(read);
@@ -481,7 +482,7 @@ class BufferPull implements Pull {
  * header's; with FILTER_X86 the entries read filter(base) and build filter(new), which is
  * unfiltered here before it is hashed and written.
  */
-async function replay(input: PatchEntryInput, h: { entries: number; oldSize: number; newSize: number }, ctrl: Pull, diff: Pull, extra: Pull, checkedBase: Buffer | undefined, filter: PatchFilter): Promise<{ sha256: string; size: number }> {
+async function replay(input: PatchEntryInput, h: { entries: number; oldSize: number; newSize: number; controlEncoding: ControlEncoding }, ctrl: Pull, diff: Pull, extra: Pull, checkedBase: Buffer | undefined, filter: PatchFilter): Promise<{ sha256: string; size: number }> {
   let baseFd = -1;
   let outFd = -1;
   let created = false;
@@ -528,22 +529,21 @@ async function replay(input: PatchEntryInput, h: { entries: number; oldSize: num
     };
 
     const { newSize, oldSize } = h;
-    const entry = new Float64Array(3);
+    const control = new ControlGroups(ctrl, h.controlEncoding, h.entries);
+    const t = control.triples;
+    let groupStart = 0;
+    let groupEnd = 0;
     let newPos = 0;
     let oldPos = 0;
     // The fast path is synchronous: an await happens only when a stream's decoded chunk runs out.
     for (let e = 0; e < h.entries; e++) {
-      let p = readEntry(ctrl.buf, ctrl.pos, entry);
-      if (p < 0) {
-        await ctrl.atLeast(3 * MAX_VARINT_BYTES);
-        p = readEntry(ctrl.buf, ctrl.pos, entry);
-        if (p === INCOMPLETE) throw bogus(`the patch's control stream ends inside entry ${e} of ${h.entries}`);
+      if (e === groupEnd) {
+        groupStart = e;
+        groupEnd = e + (await control.read(e));
       }
-      if (p === OVERLONG) throw bogus(`control entry ${e} has a number longer than ${MAX_VARINT_BYTES} bytes`);
-      ctrl.pos = p;
-      const x = entry[0]!;
-      const y = entry[1]!;
-      const seek = unzigzag(entry[2]!);
+      const x = t[3 * (e - groupStart)]!;
+      const y = t[3 * (e - groupStart) + 1]!;
+      const seek = t[3 * (e - groupStart) + 2]!;
       // x and y are never negative (unsigned varints); their sum must fit what is left.
       if (x > newSize - newPos || y > newSize - newPos - x) throw bogus(`control entry ${e} writes past the signed ${newSize} bytes (at ${newPos}, +${x}, +${y})`);
       if (x > 0 && (oldPos < 0 || x > oldSize - oldPos)) throw bogus(`control entry ${e} adds old bytes [${oldPos}, ${oldPos + x}) outside the base's ${oldSize}`);
@@ -709,7 +709,7 @@ async function applyMember(input: SolidMemberInput, want: string, members: Solid
     if (!base) throw bogus(`solid member ${k} is a patch, the op has no base`);
     if (m.oldSize !== base.size) throw bogus(`solid member ${k} is for a base of ${m.oldSize} bytes, the signed base has ${base.size}`);
     const entry: PatchEntryInput = { ...input, baseFile: base.file, baseSize: base.size };
-    return replay(entry, m, new BufferPull(m.control, 'control'), new BufferPull(expandDiff(m), 'diff'), new BufferPull(m.extra, 'extra'), base.checked, FILTER_NONE);
+    return replay(entry, { ...m, controlEncoding: CONTROL_LEB128 }, new BufferPull(m.control, 'control'), new BufferPull(expandDiff(m), 'diff'), new BufferPull(m.extra, 'extra'), base.checked, FILTER_NONE);
   }
   if (base) throw bogus(`solid member ${k} is a whole file, the op is a patch`);
   let created = false;
@@ -748,26 +748,3 @@ function addBytes(out: Buffer, o: number, old: Buffer, op: number, diff: Buffer,
 }
 
 const MAX_OLD_POS = 2 ** 53 / 4;
-const INCOMPLETE = -1;
-const OVERLONG = -2;
-
-/**
- * Reads one control entry (three LEB128 varints) from `b` at `p` into `entry`; returns the offset
- * after it, INCOMPLETE when `b` ends first, OVERLONG for a varint over MAX_VARINT_BYTES.
- */
-function readEntry(b: Buffer, p: number, entry: Float64Array): number {
-  for (let k = 0; k < 3; k++) {
-    let v = 0;
-    let mult = 1;
-    for (let n = 0; ; n++) {
-      if (n === MAX_VARINT_BYTES) return OVERLONG;
-      if (p >= b.length) return INCOMPLETE;
-      const byte = b[p++]!;
-      v += (byte & 0x7f) * mult;
-      if (byte < 0x80) break;
-      mult *= 0x80;
-    }
-    entry[k] = v;
-  }
-  return p;
-}

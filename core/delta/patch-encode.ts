@@ -1,5 +1,5 @@
 // Writes a RawPatch (bsdiff's three streams) as a FERRYBD1 patch file (ARCHITECTURE.md "Patch
-// format"): the control triples as LEB128 varints, then each stream brotli-compressed with
+// format"): the control triples in columns (control encoding 2), then each stream brotli-compressed with
 // ferry's settings (core/io/brotli.ts: quality 11 unless the publisher asks for less) on its own (the zero-heavy diff bytes and the code-like extra bytes compress best apart).
 // Publisher side: the RawPatch comes from our own matcher, so a RawPatch that does not describe
 // `newSize` bytes built from `oldSize` bytes is a bug (ERR_INTERNAL), never written.
@@ -11,7 +11,7 @@ import { brotliCompress } from 'node:zlib';
 import { brotliBestOptions, brotliWindowBits, STANDARD_MAX_LGWIN } from '../io/brotli.ts';
 import { FerryError, fromFsError } from '../errors.ts';
 import type { RawPatch } from './raw-patch.ts';
-import { CODER_BROTLI, CODER_BROTLI_LARGE_WINDOW, CONTROL_LEB128, encodeControl, FILTER_NONE, PATCH_HEADER_SIZE, writePatchHeader, type PatchFilter } from './patch-format.ts';
+import { CODER_BROTLI, CODER_BROTLI_LARGE_WINDOW, CONTROL_COLUMNS, encodeControlColumns, FILTER_NONE, PATCH_HEADER_SIZE, writePatchHeader, type PatchFilter } from './patch-format.ts';
 
 const compress = promisify(brotliCompress);
 
@@ -62,7 +62,7 @@ function checkRawPatch(raw: RawPatch): void {
  */
 export async function writeFerryPatch(raw: RawPatch, outFile: string, options: { quality?: number; filter?: PatchFilter } = {}): Promise<number> {
   checkRawPatch(raw);
-  const ctrl = encodeControl(raw.control);
+  const ctrl = encodeControlColumns(raw.control);
   // The three compress at once on libuv's thread pool: publish time is mostly the diff stream's.
   const [c, d, e] = await Promise.all([
     compress(ctrl, brotliBestOptions(ctrl.length, options.quality)),
@@ -72,7 +72,7 @@ export async function writeFerryPatch(raw: RawPatch, outFile: string, options: {
   const header = writePatchHeader({
     // A stream over brotli's standard window (16 MiB) is written with the large window (ARCHITECTURE.md "Patch format").
     coder: [ctrl, raw.extra].some((s) => brotliWindowBits(s.length) > STANDARD_MAX_LGWIN) ? CODER_BROTLI_LARGE_WINDOW : CODER_BROTLI,
-    controlEncoding: CONTROL_LEB128,
+    controlEncoding: CONTROL_COLUMNS,
     filter: options.filter ?? FILTER_NONE,
     entries: raw.control.length / 3,
     oldSize: raw.oldSize,

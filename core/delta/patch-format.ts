@@ -6,7 +6,8 @@
 //   offset size  field
 //   0      8     magic "FERRYBD1"
 //   8      1     coder: 1 = brotli (lgwin ≤ 24), 2 = brotli large window
-//   9      1     control encoding: 1 = LEB128 varints x, y, zigzag(z) per entry
+//   9      1     control encoding: 1 = LEB128 varints x, y, zigzag(z) per entry;
+//                2 = columns: per group of CONTROL_GROUP entries, every x, every y, every zigzag(z − y)
 //   10     1     filter: 0 = none, 1 = x86-64 branch filter (core/delta/x86-filter.ts)
 //   11     1     reserved, 0
 //   12     4     control entries (u32)
@@ -30,6 +31,17 @@ export const PATCH_HEADER_SIZE = 56;
 export const CODER_BROTLI = 1;
 export const CODER_BROTLI_LARGE_WINDOW = 2;
 export const CONTROL_LEB128 = 1;
+/**
+ * The control entries in columns (what writeFerryPatch writes): per group of CONTROL_GROUP entries
+ * (the last one shorter), the group's x varints, then its y varints, then zigzag(z − y). Like values
+ * side by side compress better, and z − y is 0 wherever the y new bytes replaced as many old ones
+ * (bsdiff then seeks past them). On esbuild 0.20.0 -> 0.24.2 the control stream is 426 KB under
+ * brotli instead of 442 KB (issue 14). Groups keep what the device decodes ahead of the entries it
+ * checks to one group (core/delta/control-groups.ts).
+ */
+export const CONTROL_COLUMNS = 2;
+export const CONTROL_GROUP = 16384;
+export type ControlEncoding = typeof CONTROL_LEB128 | typeof CONTROL_COLUMNS;
 /** The streams are bsdiff of the files themselves. */
 export const FILTER_NONE = 0;
 /**
@@ -44,7 +56,7 @@ export type PatchFilter = typeof FILTER_NONE | typeof FILTER_X86;
 
 export interface PatchHeader {
   coder: typeof CODER_BROTLI | typeof CODER_BROTLI_LARGE_WINDOW;
-  controlEncoding: typeof CONTROL_LEB128;
+  controlEncoding: ControlEncoding;
   filter: PatchFilter;
   entries: number;
   oldSize: number;
@@ -66,6 +78,7 @@ export function writePatchHeader(h: PatchHeader): Buffer {
   const out = Buffer.alloc(PATCH_HEADER_SIZE);
   out.write(FERRYBD1_MAGIC, 0, 'latin1');
   out.writeUInt8(h.coder, 8);
+  if (h.controlEncoding !== CONTROL_LEB128 && h.controlEncoding !== CONTROL_COLUMNS) throw new FerryError('ERR_INTERNAL', `control encoding ${String(h.controlEncoding)} is not a known one`);
   out.writeUInt8(h.controlEncoding, 9);
   if (h.filter !== FILTER_NONE && h.filter !== FILTER_X86) throw new FerryError('ERR_INTERNAL', `patch filter ${String(h.filter)} is not a known one`);
   out.writeUInt8(h.filter, 10);
@@ -97,7 +110,7 @@ export function readPatchHeader(bytes: Uint8Array): PatchHeader {
   const coder = b.readUInt8(8);
   if (coder !== CODER_BROTLI && coder !== CODER_BROTLI_LARGE_WINDOW) throw new FerryError('ERR_PATCH', `FERRYBD1 header: unknown coder ${coder}`);
   const controlEncoding = b.readUInt8(9);
-  if (controlEncoding !== CONTROL_LEB128) throw new FerryError('ERR_PATCH', `FERRYBD1 header: unknown control encoding ${controlEncoding}`);
+  if (controlEncoding !== CONTROL_LEB128 && controlEncoding !== CONTROL_COLUMNS) throw new FerryError('ERR_PATCH', `FERRYBD1 header: unknown control encoding ${controlEncoding}`);
   const filter = b.readUInt8(10);
   if (filter !== FILTER_NONE && filter !== FILTER_X86) throw new FerryError('ERR_PATCH', `FERRYBD1 header: unknown filter ${filter}`);
   if (b.readUInt8(11) !== 0) throw new FerryError('ERR_PATCH', 'FERRYBD1 header: reserved byte 11 is not 0');
@@ -149,6 +162,27 @@ export function encodeControl(control: readonly number[]): Buffer {
     at = writeVarint(out, at, control[i]!);
     at = writeVarint(out, at, control[i + 1]!);
     at = writeVarint(out, at, zigzag(control[i + 2]!));
+  }
+  return out.subarray(0, at);
+}
+
+/**
+ * Encodes the control triples [x, y, z, …] in columns (CONTROL_COLUMNS). ERR_INTERNAL for a seek
+ * whose z − y is over 2^52 in size (zigzag would no longer be exact; no real patch comes near).
+ */
+export function encodeControlColumns(control: readonly number[]): Buffer {
+  const out = Buffer.alloc(control.length * MAX_VARINT_BYTES);
+  let at = 0;
+  const entries = control.length / 3;
+  for (let first = 0; first < entries; first += CONTROL_GROUP) {
+    const end = Math.min(entries, first + CONTROL_GROUP);
+    for (let e = first; e < end; e++) at = writeVarint(out, at, control[3 * e]!);
+    for (let e = first; e < end; e++) at = writeVarint(out, at, control[3 * e + 1]!);
+    for (let e = first; e < end; e++) {
+      const d = control[3 * e + 2]! - control[3 * e + 1]!;
+      if (Math.abs(d) > 2 ** 52) throw new FerryError('ERR_INTERNAL', `control entry ${e}: z − y = ${d} is over 2^52`);
+      at = writeVarint(out, at, zigzag(d));
+    }
   }
   return out.subarray(0, at);
 }

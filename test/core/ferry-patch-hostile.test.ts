@@ -115,7 +115,7 @@ hostile('a header for another base size, or a base file of another size than sig
 });
 
 hostile('unknown coder, unknown control encoding, unknown filter, reserved bits set, sizes over 2^53 → ERR_PATCH before writing', async () => {
-  for (const header of [{ coder: 0 }, { coder: 3 }, { coder: 255 }, { encoding: 0 }, { encoding: 2 }, { filter: 2 }, { filter: 255 }, { reserved: 1 }, { reserved: 0x80 }]) {
+  for (const header of [{ coder: 0 }, { coder: 3 }, { coder: 255 }, { encoding: 0 }, { encoding: 3 }, { filter: 2 }, { filter: 255 }, { reserved: 1 }, { reserved: 0x80 }]) {
     await refusedBeforeWriting(craftFrom(RAW, { header }), 'ERR_PATCH');
   }
   for (const field of ['oldSize', 'newSize', 'controlLength', 'diffLength', 'extraLength'] as const) {

@@ -17,7 +17,8 @@ import { parseRootPayload, type RootDoc } from '../../core/trust/root.ts';
 import { makeRepo, pseudoRandomBytes, type TempDir, type TreeSpec } from '../helpers/repo.ts';
 import { writeFerryPatch } from '../../core/delta/patch-encode.ts';
 import { rawPatchFromSteps } from '../helpers/edit-script.ts';
-import { FILTER_X86 } from '../../core/delta/patch-format.ts';
+import { craftFrom } from '../helpers/ferry-patch-craft.ts';
+import { CONTROL_LEB128, FILTER_X86 } from '../../core/delta/patch-format.ts';
 import { x86FilterWhole } from '../../core/delta/x86-filter.ts';
 import { sha256 } from '../../core/io/hash.ts';
 
@@ -26,6 +27,8 @@ export const NEW = '1.1.0';
 export const TARGET = 'linux-x64';
 export const BUNDLE = 'update.ferry';
 export const FERRY_PATCH = 'engine.fbd';
+/** The same patch with control encoding 1 (each entry's varints in turn), as patches made before encoding 2 are. */
+export const FERRY_PATCH_LEB128 = 'engine-leb128.fbd';
 export const FERRY_PATCH_BASE = 'engine.base';
 export const FERRY_PATCH_X86 = 'engine-x86.fbd';
 export const FERRY_PATCH_X86_BASE = 'engine-x86.base';
@@ -103,6 +106,7 @@ export async function buildSeeds(): Promise<TempDir> {
     const base = appTree(0)['lib/engine.bin'] as Buffer;
     await writeFile(join(repo.dir, FERRY_PATCH_BASE), base);
     await writeFerryPatch(ferryPatchRaw(base).raw, join(repo.dir, FERRY_PATCH));
+    await writeFile(join(repo.dir, FERRY_PATCH_LEB128), craftFrom(ferryPatchRaw(base).raw, { header: { encoding: CONTROL_LEB128 } }));
     const code = codeBase();
     await writeFile(join(repo.dir, FERRY_PATCH_X86_BASE), code);
     await writeFerryPatch(ferryPatchX86Raw(code).raw, join(repo.dir, FERRY_PATCH_X86), { filter: FILTER_X86 });
@@ -132,8 +136,10 @@ export interface Seeds {
   fullGz: Buffer;
   oldFullGz: Buffer;
   deltaTar: Buffer;
-  /** A genuine FERRYBD1 patch, its base, and the size and sha256 of what it builds. */
+  /** A genuine FERRYBD1 patch (control encoding 2, as writeFerryPatch writes), its base, and the size and sha256 of what it builds. */
   ferryPatch: { patch: Buffer; base: Buffer; newSize: number; sha256: string };
+  /** The same patch with control encoding 1. */
+  ferryPatchLeb128: { patch: Buffer; base: Buffer; newSize: number; sha256: string };
   /** The same for a patch with the x86-64 branch filter (header byte 10 = 1). */
   ferryPatchX86: { patch: Buffer; base: Buffer; newSize: number; sha256: string };
 }
@@ -172,6 +178,7 @@ export async function loadSeeds(dir: string): Promise<Seeds> {
     oldFullGz: await readFile(join(repo, manifests[OLD]!.doc.targets[TARGET]!.full.path)),
     deltaTar: await readFile(join(repo, delta.artifact.path)),
     ferryPatch: await ferryPatchSeed(dir, false),
+    ferryPatchLeb128: { ...(await ferryPatchSeed(dir, false)), patch: await readFile(join(dir, FERRY_PATCH_LEB128)) },
     ferryPatchX86: await ferryPatchSeed(dir, true),
   };
 }

@@ -432,13 +432,14 @@ const HEADER_FIELDS = [
 
 const ferryPatch: Target = {
   name: 'patch',
-  what: 'core/delta/patch-apply.ts applyPatchEntry over mutated FERRYBD1 patches, with and without the x86-64 branch filter: header fields, compressed bytes, and re-encoded control, diff and extra streams (base in memory or by positioned reads)',
+  what: 'core/delta/patch-apply.ts applyPatchEntry over mutated FERRYBD1 patches, with and without the x86-64 branch filter, in both control encodings: header fields, compressed bytes, and re-encoded control, diff and extra streams (base in memory or by positioned reads)',
   deadlineMs: 10_000,
   async prepare(seeds, sandbox) {
     const names = ['control', 'diff', 'extra'] as const;
-    // Two seeds: the plain patch, and one with the x86-64 filter (header byte 10 = 1), whose base
-    // the device filters (in memory or into a temp file) and whose output it unfilters.
-    const variants = await Promise.all([seeds.ferryPatch, seeds.ferryPatchX86].map(async (seed, k) => {
+    // Three seeds: the plain patch (control encoding 2), the same with encoding 1, and one with the
+    // x86-64 filter (header byte 10 = 1), whose base the device filters (in memory or into a temp
+    // file) and whose output it unfilters.
+    const variants = await Promise.all([seeds.ferryPatch, seeds.ferryPatchX86, seeds.ferryPatchLeb128].map(async (seed, k) => {
       const h = readPatchHeader(seed.patch);
       const cut = (from: number, len: number) => seed.patch.subarray(from, from + len);
       const packed = {
@@ -453,7 +454,7 @@ const ferryPatch: Target = {
     }));
     const squeeze = (r: Rng, b: Buffer) => brotliCompressSync(b, { params: { [zc.BROTLI_PARAM_QUALITY]: r.int(5) } });
     return async (r) => {
-      const { seed, h, packed, plain, baseFile } = r.chance(1 / 3) ? variants[1]! : variants[0]!;
+      const { seed, h, packed, plain, baseFile } = r.chance(1 / 3) ? variants[1]! : r.chance(1 / 3) ? variants[2]! : variants[0]!;
       /** A patch with these compressed streams, the header's lengths fitted to them. */
       const assemble = (streams: Record<(typeof names)[number], Buffer>, entries = h.entries) => {
         const header = Buffer.from(seed.patch.subarray(0, PATCH_HEADER_SIZE));

@@ -4,7 +4,7 @@
 // entries that read outside the base or write past the end).
 
 import { brotliCompressSync, constants as z } from 'node:zlib';
-import { encodeControl, FERRYBD1_MAGIC, PATCH_HEADER_SIZE } from '../../core/delta/patch-format.ts';
+import { CONTROL_COLUMNS, encodeControl, encodeControlColumns, FERRYBD1_MAGIC, PATCH_HEADER_SIZE } from '../../core/delta/patch-format.ts';
 import type { RawPatch } from '../../core/delta/raw-patch.ts';
 
 /** Brotli at a quick quality: hostile tests need valid streams, not small ones. */
@@ -15,7 +15,7 @@ export function brotli(bytes: Uint8Array): Buffer {
 export interface Craft {
   oldSize: number;
   newSize: number;
-  /** Control triples (zigzag applied to z), or the control stream's raw bytes before compression. */
+  /** Control triples (x, y, z), encoded as the header's control encoding says (1 unless `header.encoding` is 2), or the control stream's raw bytes before compression. */
   control: number[] | Uint8Array;
   diff: Uint8Array;
   extra: Uint8Array;
@@ -27,11 +27,12 @@ export interface Craft {
 
 /** The patch bytes `c` describes. */
 export function craftPatch(c: Craft): Buffer {
-  const ctrlBytes = Array.isArray(c.control) ? encodeControl(c.control) : c.control;
+  const h = c.header ?? {};
+  const encode = h.encoding === CONTROL_COLUMNS ? encodeControlColumns : encodeControl;
+  const ctrlBytes = Array.isArray(c.control) ? encode(c.control) : c.control;
   const entries = Array.isArray(c.control) ? c.control.length / 3 : 0;
   let s = { control: brotli(ctrlBytes), diff: brotli(c.diff), extra: brotli(c.extra) };
   if (c.streams) s = c.streams(s);
-  const h = c.header ?? {};
   const header = Buffer.alloc(PATCH_HEADER_SIZE);
   header.write(h.magic ?? FERRYBD1_MAGIC, 0, 'latin1');
   header.writeUInt8(h.coder ?? 1, 8);

@@ -558,7 +558,8 @@ const solidBlock: Target = {
   what: 'core/delta/patch-apply.ts over mutated FERRYSB1 solid blocks (a patch member and a whole member): framing varints, compressed bytes, and re-encoded decoded sections with the framing fitted',
   deadlineMs: 10_000,
   async prepare(seeds, sandbox) {
-    const seed = seeds.ferryPatch;
+    // Encoding 1 interleaves each entry's varints, as a FERRYSB1 member's control does.
+    const seed = seeds.ferryPatchLeb128;
     const h = readPatchHeader(seed.patch);
     const plain = (from: number, len: number) => brotliDecompressSync(seed.patch.subarray(from, from + len));
     const control = readVarints(plain(PATCH_HEADER_SIZE, h.controlLength)).map((v, i) => (i % 3 === 2 ? unzigzag(v) : v));

@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import { appendPack, type PackWriter } from './delta-pack.ts';
 import { writeFerryPatch } from './patch-encode.ts';
 import { writeZstdFromPatch } from './zstd-from.ts';
-import { brotliBestOptions, compressFileBest, STANDARD_MAX_LGWIN } from '../io/brotli.ts';
+import { brotliBestOptions, compressFileBest } from '../io/brotli.ts';
 import { encodeSolid, SOLID_ID_BYTES, SOLID_MAX_DECODED, SOLID_MAX_FILE, writeSolidHeader, type SolidInput } from './solid-format.ts';
 import type { RawPatch } from './raw-patch.ts';
 import { FILTER_NONE, FILTER_X86, type PatchFilter } from './patch-format.ts';
@@ -227,7 +227,7 @@ async function packSmallFiles(all: SolidCandidate[], pack: PackWriter, blockFile
   for (const c of apart) c.op.entry = await pack.add(c.alone);
   if (candidates.length >= 2) {
     const decoded = encodeSolid(candidates.map((c) => c.member));
-    const body = await compress(decoded, brotliBestOptions(decoded.length, quality, STANDARD_MAX_LGWIN));
+    const body = await compress(decoded, brotliBestOptions(decoded.length, quality));
     const block = Buffer.concat([writeSolidHeader(candidates.length, decoded.length), body]);
     if (block.length < candidates.reduce((sum, c) => sum + c.aloneSize, 0)) {
       await writeFile(blockFile, block, { flag: 'wx' });

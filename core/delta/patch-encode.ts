@@ -8,10 +8,10 @@ import { constants as fsc } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { brotliCompress } from 'node:zlib';
-import { brotliBestOptions, brotliWindowBits, STANDARD_MAX_LGWIN } from '../io/brotli.ts';
+import { brotliBestOptions } from '../io/brotli.ts';
 import { FerryError, fromFsError } from '../errors.ts';
 import type { RawPatch } from './raw-patch.ts';
-import { CODER_BROTLI, CODER_BROTLI_LARGE_WINDOW, CONTROL_COLUMNS, encodeControlColumns, FILTER_NONE, PATCH_HEADER_SIZE, writePatchHeader, type PatchFilter } from './patch-format.ts';
+import { CODER_BROTLI, CONTROL_COLUMNS, encodeControlColumns, FILTER_NONE, PATCH_HEADER_SIZE, writePatchHeader, type PatchFilter } from './patch-format.ts';
 
 const compress = promisify(brotliCompress);
 
@@ -21,7 +21,8 @@ const compress = promisify(brotliCompress);
  * file's diff stream is long (~10 MB for a 10 MB binary, however small its patch: issue 14 item 7).
  * bsdiff's diff bytes are mostly zeros with local changes, which a far window does not help: on
  * esbuild 0.20.0 -> 0.24.2 the 6.6 MB diff stream compressed to 920,350 bytes at 4 MiB and 919,950
- * at 16 MiB (quality 11). The control and extra streams keep their fitted window.
+ * at 16 MiB (quality 11). The control and extra streams' windows are fitted to them, at most 16 MiB
+ * (core/io/brotli.ts).
  */
 export const DIFF_STREAM_MAX_LGWIN = 22;
 
@@ -70,8 +71,9 @@ export async function writeFerryPatch(raw: RawPatch, outFile: string, options: {
     compress(raw.extra, brotliBestOptions(raw.extra.length, options.quality)),
   ]);
   const header = writePatchHeader({
-    // A stream over brotli's standard window (16 MiB) is written with the large window (ARCHITECTURE.md "Patch format").
-    coder: [ctrl, raw.extra].some((s) => brotliWindowBits(s.length) > STANDARD_MAX_LGWIN) ? CODER_BROTLI_LARGE_WINDOW : CODER_BROTLI,
+    // Every stream's window is at most 16 MiB (core/io/brotli.ts); coder 2, the large window, is
+    // read for patches written before that rule.
+    coder: CODER_BROTLI,
     controlEncoding: CONTROL_COLUMNS,
     filter: options.filter ?? FILTER_NONE,
     entries: raw.control.length / 3,

@@ -5,7 +5,7 @@
 //
 //   offset size  field
 //   0      8     magic "FERRYBD1"
-//   8      1     coder: 1 = brotli (lgwin ≤ 24), 2 = brotli large window
+//   8      1     coder: 1 = brotli (lgwin ≤ 24), 2 = brotli large window (read, no longer written)
 //   9      1     control encoding: 1 = LEB128 varints x, y, zigzag(z) per entry;
 //                2 = columns: per group of CONTROL_GROUP entries, every x, every y, every zigzag(z − y)
 //   10     1     filter: 0 = none, 1 = x86-64 branch filter (core/delta/x86-filter.ts)

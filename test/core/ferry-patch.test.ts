@@ -143,8 +143,9 @@ rt('the header: 56 bytes, little-endian, read back field for field (filter in by
   assert.is((await readFile(filtered))[10], 1);
   assert.is(written.entries, raw.control.length / 3);
   assert.equal([written.oldSize, written.newSize], [OLD.length, raw.newSize]);
-  // Standard window while the stream fits 2^24 - 16 bytes, large window above it (sized to the stream, at most 2^30).
-  const params = (size: number) => brotliBestOptions(size).params as Record<number, number>;
+  // Standard window while the stream fits 2^24 - 16 bytes; above it the large window (sized to the stream, at most 2^30) only when the caller allows it.
+  const params = (size: number) => brotliBestOptions(size, 11, 30).params as Record<number, number>;
+  assert.is((brotliBestOptions(16 * 1024 * 1024 + 1).params as Record<number, number>)[z.BROTLI_PARAM_LGWIN], 24);
   assert.is(params(16 * 1024 * 1024 - 16)[z.BROTLI_PARAM_LARGE_WINDOW], undefined);
   assert.is(params(16 * 1024 * 1024 - 16)[z.BROTLI_PARAM_LGWIN], 24);
   assert.is(params(16 * 1024 * 1024 + 1)[z.BROTLI_PARAM_LARGE_WINDOW], 1);

@@ -1,7 +1,9 @@
 // A FERRYBD1 patch's diff stream is written with a window of at most 4 MiB (issue 14 item 7): a
 // device's brotli decoder grows its ring buffer with the stream's output up to the window, so a
 // window fitted to a 6 MiB diff stream cost the device 6 MiB of memory. The extra stream keeps the
-// window that fits it. Read from the streams' own headers (RFC 7932 section 9.1), then applied.
+// window that fits it, up to 16 MiB: no stream ferry writes, patch stream or whole-file entry, asks
+// a device for more (core/io/brotli.ts). Read from the streams' own headers (RFC 7932 section
+// 9.1), then applied.
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -9,7 +11,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { applyPatchEntry } from '../../core/delta/patch-apply.ts';
 import { DIFF_STREAM_MAX_LGWIN, writeFerryPatch } from '../../core/delta/patch-encode.ts';
-import { PATCH_HEADER_SIZE, readPatchHeader } from '../../core/delta/patch-format.ts';
+import { CODER_BROTLI, PATCH_HEADER_SIZE, readPatchHeader } from '../../core/delta/patch-format.ts';
+import { compressFileBest } from '../../core/io/brotli.ts';
 import { sha256 } from '../../core/io/hash.ts';
 import { pseudoRandomBytes, tempDir, type TempDir } from '../helpers/repo.ts';
 
@@ -60,6 +63,27 @@ t('the 6 MiB diff stream of a patch is written with a 4 MiB window, the extra st
   const got = await applyPatchEntry({ baseFile, baseSize: size, patch: { file: patchFile, offset: 0, size: bytes.length }, outFile, newSize: size2 });
   assert.is(got.sha256, sha256(twice));
   assert.ok((await readFile(outFile)).equals(twice));
+});
+
+t('a stream over 16 MiB (a patch\'s extra stream, a whole-file entry) is written with the standard 16 MiB window, coder 1, and decodes', async () => {
+  const size = 17 * 1024 * 1024;
+  const extra = pseudoRandomBytes(size, 9);
+  const baseFile = join(tmp.path, 'one-byte-base');
+  await writeFile(baseFile, Buffer.from([7]));
+  const patchFile = join(tmp.path, 'big-extra.patch');
+  // Quality 1: the window is what is tested, not the size.
+  await writeFerryPatch({ oldSize: 1, newSize: size, control: [0, size, 0], diff: Buffer.alloc(0), extra }, patchFile, { quality: 1 });
+  const bytes = await readFile(patchFile);
+  const h = readPatchHeader(bytes);
+  assert.is(h.coder, CODER_BROTLI);
+  assert.is(declaredWindowBits(bytes.subarray(PATCH_HEADER_SIZE + h.controlLength + h.diffLength)), 24, 'extra stream: 16 MiB, not the large window fitted to 17 MiB');
+  const got = await applyPatchEntry({ baseFile, baseSize: 1, patch: { file: patchFile, offset: 0, size: bytes.length }, outFile: join(tmp.path, 'big-out'), newSize: size });
+  assert.is(got.sha256, sha256(extra));
+
+  const whole = join(tmp.path, 'whole.bin');
+  await writeFile(whole, extra);
+  await compressFileBest(whole, join(tmp.path, 'whole.br'), size, 1);
+  assert.is(declaredWindowBits(await readFile(join(tmp.path, 'whole.br'))), 24, 'whole-file entry: 16 MiB');
 });
 
 t.run();

@@ -39,11 +39,16 @@ function readVarint(b: Buffer, p: number, into: Float64Array): number {
 }
 
 export class ControlGroups {
-  /** x, y and the seek of the current group's entries: entry `first + i` at 3i, 3i + 1, 3i + 2. */
-  readonly triples = new Float64Array(3 * CONTROL_GROUP);
+  /**
+   * x, y and the seek of the current group's entries: entry `first + i` at 3i, 3i + 1, 3i + 2.
+   * Sized to the patch's entries when it has fewer than a group (most patches of a delta are small).
+   */
+  readonly triples: Float64Array;
   private readonly value = new Float64Array(1);
 
-  constructor(private readonly src: ControlSource, private readonly encoding: ControlEncoding, private readonly entries: number) {}
+  constructor(private readonly src: ControlSource, private readonly encoding: ControlEncoding, private readonly entries: number) {
+    this.triples = new Float64Array(3 * Math.min(CONTROL_GROUP, entries));
+  }
 
   /**
    * Decodes the group that starts at entry `first` (a multiple of CONTROL_GROUP below `entries`)

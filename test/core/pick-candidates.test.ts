@@ -5,7 +5,7 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { applyDelta } from '../../core/delta/apply-delta.ts';
 import { makeDelta, type CandidateSize } from '../../core/delta/make-delta.ts';
@@ -78,6 +78,9 @@ t('at quality 11 the candidates are estimated at the fast quality and only the n
   const told: CandidateSize[] = [];
   const made = await makeDelta({ oldDir, oldFiles: await scanTree(oldDir), newDir, newFiles: await scanTree(newDir), workDir: join(tmp.path, 'q11', 'work'), outFile: join(tmp.path, 'q11', 'delta'), patcher, onCandidate: (c) => told.push(c) });
 
+  // Only the entry encoded at 11 was written to the work folder: far.bin is file 0, its poor
+  // patch would be 0.patch, its fine one 0.fine.patch.
+  assert.equal((await readdir(join(tmp.path, 'q11', 'work'))).sort(), ['0.fine.patch']);
   const at = (quality: number) => told.filter((c) => c.quality === quality).map((c) => c.candidate);
   // (The fine patch is under an eighth of the file, so the whole file is not tried.)
   assert.equal(at(ESTIMATE_QUALITY), ['patch', 'fine'], 'both patches estimated');

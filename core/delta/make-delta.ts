@@ -156,6 +156,8 @@ export async function makeDelta(input: {
         continue;
       }
       let zstdFrom: Candidate | undefined;
+      // Only a small file's patch may go into the solid block as its RawPatch (below).
+      const mayJoinBlock = file.size <= SOLID_MAX_FILE && (same?.size ?? 0) <= SOLID_MAX_FILE;
       // Each candidate entry is measured (at a fast quality when the publisher's is slow:
       // core/delta/pick-candidates.ts); those near the smallest are then encoded for real.
       const tried: Candidate[] = [];
@@ -165,9 +167,10 @@ export async function makeDelta(input: {
         c.size = c.final ? await writeFerryPatch(raw, join(workDir, name), { quality: input.quality, filter }) : (await encodeFerryPatch(raw, { quality: estimateQ, filter })).size;
         tell(c, estimateQ ?? quality);
         tried.push(c);
-        // Only a candidate that may still be chosen keeps its streams (~100 MB for a 42 MB binary).
+        // Only a candidate that may still be encoded or join the solid block keeps its streams
+        // (~80 MB for a 42 MB binary).
         const keep = new Set(pickCandidates(tried.map((t) => t.size), estimateQ === undefined ? 0 : ESTIMATE_MARGIN));
-        tried.forEach((t, k) => { if (!keep.has(k)) t.raw = undefined; });
+        tried.forEach((t, k) => { if (!keep.has(k) || (t.final && !mayJoinBlock)) t.raw = undefined; });
       };
       const bestPatch = () => tried.reduce<Candidate | undefined>((b, c) => (b && b.size <= c.size ? b : c), undefined);
       if (same && same.size > 0 && file.size > 0) {
@@ -208,6 +211,7 @@ export async function makeDelta(input: {
       }
       // The candidates near the smallest estimate are encoded at the publisher's quality, in turn.
       const near = new Set(pickCandidates(tried.map((c) => c.size), estimateQ === undefined ? 0 : ESTIMATE_MARGIN));
+      tried.forEach((c, k) => { if (!near.has(k)) c.raw = undefined; });
       const real: Candidate[] = [];
       for (const [k, c] of tried.entries()) {
         if (!near.has(k)) continue;
@@ -217,6 +221,7 @@ export async function makeDelta(input: {
             c.size = (await stat(join(workDir, c.name))).size;
           } else {
             c.size = await writeFerryPatch(c.raw!, join(workDir, c.name), { quality: input.quality, filter: c.filter });
+            if (!mayJoinBlock) c.raw = undefined; // not held through the next candidate's encoding
           }
           c.final = true;
           tell(c, quality);
@@ -233,7 +238,7 @@ export async function makeDelta(input: {
       ops.push(op);
       const aloneSize = chosen.size;
       // A small file (and a small base) may join the solid block; a zstd-from entry stays alone.
-      const small = file.size <= SOLID_MAX_FILE && (same?.size ?? 0) <= SOLID_MAX_FILE && held + file.size <= SOLID_HOLD_MAX;
+      const small = mayJoinBlock && held + file.size <= SOLID_HOLD_MAX;
       const member: SolidInput | undefined = !small ? undefined
         : chosen.kind === 'whole' ? { kind: 'whole', sha256: file.sha256, data: await readFile(join(newDir, file.path)) }
           : chosen.kind === 'patch' && chosen.raw && chosen.filter === FILTER_NONE ? { kind: 'patch', sha256: file.sha256, raw: chosen.raw } : undefined;

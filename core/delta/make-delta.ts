@@ -20,6 +20,9 @@
 // (core/delta/patch-apply.ts). Such a patch keeps an entry of its own: a FERRYSB1 member carries
 // no filter. A far pair (a patch of an eighth of the file or more) is also matched in small
 // windows (FINE_DIFF_WINDOWS, core/delta/diff-windows.ts) and the smaller of the two patches kept.
+// Above quality 7 the candidates (patch, x86, fine, whole) are first compressed at 7 only for their
+// size, and only those near the smallest are encoded at the publisher's quality
+// (core/delta/pick-candidates.ts): quality 11 is ~2-3 s per MB of binary.
 // core/delta/apply-delta.ts carries the ops out on the device.
 
 import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -27,9 +30,10 @@ import { promisify } from 'node:util';
 import { brotliCompress } from 'node:zlib';
 import { join } from 'node:path';
 import { appendPack, type PackWriter } from './delta-pack.ts';
-import { writeFerryPatch } from './patch-encode.ts';
+import { encodeFerryPatch, writeFerryPatch } from './patch-encode.ts';
+import { ESTIMATE_MARGIN, estimateQuality, pickCandidates } from './pick-candidates.ts';
 import { writeZstdFromPatch } from './zstd-from.ts';
-import { brotliBestOptions, compressFileBest } from '../io/brotli.ts';
+import { brotliBestOptions, compressedFileSize, compressFileBest, DEFAULT_QUALITY } from '../io/brotli.ts';
 import { encodeSolid, SOLID_ID_BYTES, SOLID_MAX_DECODED, SOLID_MAX_FILE, writeSolidHeader, type SolidInput } from './solid-format.ts';
 import type { RawPatch } from './raw-patch.ts';
 import { FILTER_NONE, FILTER_X86, type PatchFilter } from './patch-format.ts';
@@ -53,6 +57,40 @@ interface SolidCandidate {
   /** Its own entry (FERRYBD1 patch or brotli whole file) and that entry's size. */
   alone: string;
   aloneSize: number;
+}
+
+/** One entry the publisher tries for a changed file. */
+interface Candidate {
+  /** What it is, as told to onCandidate: 'patch', 'x86', 'fine', 'zstd-from' or 'whole'. */
+  label: string;
+  /** Its file in the work folder, once written. */
+  name: string;
+  kind: 'patch' | 'zstd-from' | 'whole';
+  /** The filter a FERRYBD1 patch was diffed through. */
+  filter: PatchFilter;
+  /** A patch's streams, while it may still be encoded or join a solid block. */
+  raw?: RawPatch;
+  /** Bytes: of the entry written as `name` when `final`, else an estimate at the fast quality. */
+  size: number;
+  final: boolean;
+}
+
+/** What onCandidate is told: a candidate entry's size for the file at `path`, compressed at `quality`. */
+export interface CandidateSize {
+  path: string;
+  candidate: string;
+  quality: number;
+  size: number;
+}
+
+/**
+ * The smallest of a file's entries at the publisher's quality; the first of equals, except that
+ * the whole file wins a tie (the device then needs no base).
+ */
+function smallestEntry(entries: readonly Candidate[]): Candidate {
+  let best = entries[0]!;
+  for (const c of entries.slice(1)) if (c.size < best.size || (c.kind === 'whole' && c.size <= best.size)) best = c;
+  return best;
 }
 
 export interface MadeDelta {
@@ -84,6 +122,11 @@ export async function makeDelta(input: {
    * the named old file is not a regular file of `oldFiles`.
    */
   bases?: ReadonlyMap<string, string>;
+  /**
+   * Told every size measured for a candidate entry: an estimate at the fast quality, or the entry
+   * at the publisher's (core/delta/pick-candidates.ts). For a log, a bench or a test.
+   */
+  onCandidate?: (c: CandidateSize) => void;
 }): Promise<MadeDelta> {
   const { oldDir, oldFiles, newDir, newFiles, workDir, patcher } = input;
   // Only regular files are bases: a link has no bytes to copy or patch from.
@@ -92,6 +135,8 @@ export async function makeDelta(input: {
   const oldByHash = new Map<string, FileEntry>();
   for (const f of oldRegular) if (!oldByHash.has(f.sha256)) oldByHash.set(f.sha256, f);
   await mkdir(workDir, { recursive: true });
+  const quality = input.quality ?? DEFAULT_QUALITY;
+  const estimateQ = estimateQuality(quality);
 
   const ops: DeltaOp[] = [];
   const candidates: SolidCandidate[] = [];
@@ -110,65 +155,100 @@ export async function makeDelta(input: {
         ops.push({ op: 'copy', path: file.path, from: copyFrom.path, sha256: file.sha256 });
         continue;
       }
-      // bsdiff first: when its patch is under an eighth of the file, brotli (a whole-file
-      // candidate that rarely compresses 8x, and the slow one at quality 11) cannot win; skip it.
-      let patchSize = Infinity;
-      let patchName = `${i}.patch`;
-      let raw: RawPatch | undefined;
-      let filter: PatchFilter = FILTER_NONE;
+      let zstdFrom: Candidate | undefined;
+      // Only a small file's patch may go into the solid block as its RawPatch (below).
+      const mayJoinBlock = file.size <= SOLID_MAX_FILE && (same?.size ?? 0) <= SOLID_MAX_FILE;
+      // Each candidate entry is measured (at a fast quality when the publisher's is slow:
+      // core/delta/pick-candidates.ts); those near the smallest are then encoded for real.
+      const tried: Candidate[] = [];
+      const tell = (c: Candidate, atQuality: number) => input.onCandidate?.({ path: file.path, candidate: c.label, quality: atQuality, size: c.size });
+      const measurePatch = async (raw: RawPatch, filter: PatchFilter, label: string, name: string): Promise<void> => {
+        const c: Candidate = { label, name, kind: 'patch', filter, raw, size: 0, final: estimateQ === undefined };
+        c.size = c.final ? await writeFerryPatch(raw, join(workDir, name), { quality: input.quality, filter }) : (await encodeFerryPatch(raw, { quality: estimateQ, filter })).size;
+        tell(c, estimateQ ?? quality);
+        tried.push(c);
+        // Only a candidate that may still be encoded or join the solid block keeps its streams
+        // (~80 MB for a 42 MB binary).
+        const keep = new Set(pickCandidates(tried.map((t) => t.size), estimateQ === undefined ? 0 : ESTIMATE_MARGIN));
+        tried.forEach((t, k) => { if (!keep.has(k) || (t.final && !mayJoinBlock)) t.raw = undefined; });
+      };
+      const bestPatch = () => tried.reduce<Candidate | undefined>((b, c) => (b && b.size <= c.size ? b : c), undefined);
       if (same && same.size > 0 && file.size > 0) {
         const oldFile = join(oldDir, same.path);
         const newFile = join(newDir, file.path);
         const diffPair = (pairFilter: PatchFilter, windows?: WindowOptions) => (pairFilter === FILTER_X86 ? diffFiltered(patcher, oldFile, newFile, join(workDir, `${i}`), windows) : patcher.diff(oldFile, newFile, windows));
-        raw = await diffPair(FILTER_NONE);
-        patchSize = await writeFerryPatch(raw, join(workDir, patchName), { quality: input.quality });
+        await measurePatch(await diffPair(FILTER_NONE), FILTER_NONE, 'patch', `${i}.patch`);
         // An ELF x86-64 pair is also diffed through the branch filter, and the smaller kept: it
         // wins on a Go binary (esbuild: −2.7% close, −5.6% far) and loses on a Rust shared object
         // (lightningcss 1.29.2 → 1.29.3: 389,216 bytes against 364,628).
         if ((await isElfX86_64File(oldFile)) && (await isElfX86_64File(newFile))) {
-          const x86Raw = await diffPair(FILTER_X86);
-          const x86Name = `${i}.x86.patch`;
-          const x86Size = await writeFerryPatch(x86Raw, join(workDir, x86Name), { quality: input.quality, filter: FILTER_X86 });
-          if (x86Size < patchSize) [raw, patchName, patchSize, filter] = [x86Raw, x86Name, x86Size, FILTER_X86];
+          await measurePatch(await diffPair(FILTER_X86), FILTER_X86, 'x86', `${i}.x86.patch`);
         }
         // A far pair (a patch of an eighth of the file or more) is matched again in small windows
         // (FINE_DIFF_WINDOWS: smaller on such pairs, larger on close ones), and the smaller kept.
-        if (patchSize * 8 >= file.size && Math.max(file.size, same.size) > FINE_DIFF_WINDOWS.window) {
-          const fineRaw = await diffPair(filter, FINE_DIFF_WINDOWS);
-          const fineName = `${i}.fine.patch`;
-          const fineSize = await writeFerryPatch(fineRaw, join(workDir, fineName), { quality: input.quality, filter });
-          if (fineSize < patchSize) [raw, patchName, patchSize] = [fineRaw, fineName, fineSize];
+        // An estimate is above the entry it stands for, so this tries fine windows at least
+        // wherever the entry itself would.
+        const best = bestPatch()!;
+        if (best.size * 8 >= file.size && Math.max(file.size, same.size) > FINE_DIFF_WINDOWS.window) {
+          await measurePatch(await diffPair(best.filter, FINE_DIFF_WINDOWS), best.filter, 'fine', `${i}.fine.patch`);
         }
         if (input.patchFrom) {
-          const fromName = `${i}.zf`;
-          const fromSize = await writeZstdFromPatch(oldFile, newFile, join(workDir, fromName));
-          if (fromSize < patchSize) [patchName, patchSize] = [fromName, fromSize];
+          const name = `${i}.zf`;
+          zstdFrom = { label: 'zstd-from', name, kind: 'zstd-from', filter: FILTER_NONE, size: await writeZstdFromPatch(oldFile, newFile, join(workDir, name)), final: true };
+          tell(zstdFrom, quality);
         }
       }
-      const wholeName = `${i}.br`;
-      let entryName = patchName;
-      if (patchSize * 8 >= file.size) {
-        await compressFileBest(join(newDir, file.path), join(workDir, wholeName), file.size, input.quality);
-        if ((await stat(join(workDir, wholeName))).size <= patchSize) entryName = wholeName;
+      // When the best patch is under an eighth of the file, brotli (a whole-file candidate that
+      // rarely compresses 8x, and the slow one at quality 11) cannot win; skip it.
+      const smallestPatch = Math.min(bestPatch()?.size ?? Infinity, zstdFrom?.size ?? Infinity);
+      if (smallestPatch * 8 >= file.size) {
+        // The only candidate (a file with no base) is encoded at once: there is nothing to rank.
+        const whole: Candidate = { label: 'whole', name: `${i}.br`, kind: 'whole', filter: FILTER_NONE, size: 0, final: estimateQ === undefined || smallestPatch === Infinity };
+        if (whole.final) await compressFileBest(join(newDir, file.path), join(workDir, whole.name), file.size, input.quality);
+        whole.size = whole.final ? (await stat(join(workDir, whole.name))).size : await compressedFileSize(join(newDir, file.path), file.size, estimateQ!);
+        tell(whole, whole.final ? quality : estimateQ!);
+        tried.push(whole);
       }
+      // The candidates near the smallest estimate are encoded at the publisher's quality, in turn.
+      const near = new Set(pickCandidates(tried.map((c) => c.size), estimateQ === undefined ? 0 : ESTIMATE_MARGIN));
+      tried.forEach((c, k) => { if (!near.has(k)) c.raw = undefined; });
+      const real: Candidate[] = [];
+      for (const [k, c] of tried.entries()) {
+        if (!near.has(k)) continue;
+        if (!c.final) {
+          if (c.kind === 'whole') {
+            await compressFileBest(join(newDir, file.path), join(workDir, c.name), file.size, input.quality);
+            c.size = (await stat(join(workDir, c.name))).size;
+          } else {
+            c.size = await writeFerryPatch(c.raw!, join(workDir, c.name), { quality: input.quality, filter: c.filter });
+            if (!mayJoinBlock) c.raw = undefined; // not held through the next candidate's encoding
+          }
+          c.final = true;
+          tell(c, quality);
+        }
+        real.push(c);
+      }
+      if (zstdFrom) real.push(zstdFrom);
+      const chosen = smallestEntry(real);
+      for (const c of tried) if (c !== chosen) c.raw = undefined;
       const placeholder = { offset: 0, size: 0 };
-      const op: SolidCandidate['op'] = entryName === wholeName
+      const op: SolidCandidate['op'] = chosen.kind === 'whole'
         ? { op: 'whole', path: file.path, sha256: file.sha256, entry: placeholder }
         : { op: 'patch', path: file.path, from: same!.path, baseSha256: same!.sha256, sha256: file.sha256, entry: placeholder };
       ops.push(op);
-      const aloneSize = entryName === wholeName ? (await stat(join(workDir, wholeName))).size : patchSize;
+      const aloneSize = chosen.size;
       // A small file (and a small base) may join the solid block; a zstd-from entry stays alone.
-      const small = file.size <= SOLID_MAX_FILE && (same?.size ?? 0) <= SOLID_MAX_FILE && held + file.size <= SOLID_HOLD_MAX;
+      const small = mayJoinBlock && held + file.size <= SOLID_HOLD_MAX;
       const member: SolidInput | undefined = !small ? undefined
-        : entryName === wholeName ? { kind: 'whole', sha256: file.sha256, data: await readFile(join(newDir, file.path)) }
-          : entryName === patchName && raw && filter === FILTER_NONE ? { kind: 'patch', sha256: file.sha256, raw } : undefined;
+        : chosen.kind === 'whole' ? { kind: 'whole', sha256: file.sha256, data: await readFile(join(newDir, file.path)) }
+          : chosen.kind === 'patch' && chosen.raw && chosen.filter === FILTER_NONE ? { kind: 'patch', sha256: file.sha256, raw: chosen.raw } : undefined;
       const decoded = member ? encodeSolid([member]).length : Infinity;
       if (member && blockDecoded + decoded <= SOLID_MAX_DECODED) {
-        candidates.push({ op, member, alone: join(workDir, entryName), aloneSize });
+        candidates.push({ op, member, alone: join(workDir, chosen.name), aloneSize });
         held += file.size;
         blockDecoded += decoded;
       } else {
-        op.entry = await pack.add(join(workDir, entryName));
+        op.entry = await pack.add(join(workDir, chosen.name));
       }
     }
     await packSmallFiles(candidates, pack, join(workDir, 'solid'), input.quality);

@@ -55,13 +55,21 @@ function checkRawPatch(raw: RawPatch): void {
   if (extra !== raw.extra.length) throw bad(`the entries copy ${extra} extra bytes, the stream has ${raw.extra.length}`);
 }
 
+/** A RawPatch coded as FERRYBD1: the header and the three compressed streams, in file order. */
+export interface EncodedPatch {
+  parts: Buffer[];
+  /** Bytes of the patch file (the parts' lengths summed). */
+  size: number;
+}
+
 /**
- * Writes `raw` to `outFile` (which must not exist) as FERRYBD1; returns the patch's size in bytes.
+ * Codes `raw` as FERRYBD1 in memory at `options.quality` (core/io/brotli.ts; 11 unless told).
  * `filter`: what `raw` was diffed between, written into the header for the device to undo —
  * FILTER_NONE (the default) when it is bsdiff of the files themselves, FILTER_X86 when it is
- * bsdiff of their x86-64-filtered copies (core/delta/make-delta.ts).
+ * bsdiff of their x86-64-filtered copies (core/delta/make-delta.ts). The publisher also calls this
+ * at a fast quality only for the size, to rank its candidates (core/delta/pick-candidates.ts).
  */
-export async function writeFerryPatch(raw: RawPatch, outFile: string, options: { quality?: number; filter?: PatchFilter } = {}): Promise<number> {
+export async function encodeFerryPatch(raw: RawPatch, options: { quality?: number; filter?: PatchFilter } = {}): Promise<EncodedPatch> {
   checkRawPatch(raw);
   const ctrl = encodeControlColumns(raw.control);
   // The three compress at once on libuv's thread pool: publish time is mostly the diff stream's.
@@ -83,15 +91,24 @@ export async function writeFerryPatch(raw: RawPatch, outFile: string, options: {
     diffLength: d!.length,
     extraLength: e!.length,
   });
+  return { parts: [header, c!, d!, e!], size: PATCH_HEADER_SIZE + c!.length + d!.length + e!.length };
+}
+
+/**
+ * Writes `raw` to `outFile` (which must not exist) as FERRYBD1 (encodeFerryPatch); returns the
+ * patch's size in bytes.
+ */
+export async function writeFerryPatch(raw: RawPatch, outFile: string, options: { quality?: number; filter?: PatchFilter } = {}): Promise<number> {
+  const { parts, size } = await encodeFerryPatch(raw, options);
   try {
     const h = await open(outFile, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644);
     try {
-      for (const part of [header, c!, d!, e!]) await h.writeFile(part); // each goes on where the last ended
+      for (const part of parts) await h.writeFile(part); // each goes on where the last ended
     } finally {
       await h.close();
     }
   } catch (err) {
     throw fromFsError(err, `writing the patch ${outFile}`);
   }
-  return PATCH_HEADER_SIZE + c!.length + d!.length + e!.length;
+  return size;
 }

@@ -7,6 +7,7 @@
 // rule may use brotli's large window (up to 2^30), so brotliDecoder() always accepts it.
 
 import { createReadStream, createWriteStream } from 'node:fs';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants, createBrotliCompress, createBrotliDecompress, type BrotliCompress, type BrotliDecompress, type BrotliOptions } from 'node:zlib';
 import { setFlagsFromString } from 'node:v8';
@@ -76,6 +77,22 @@ export function createBrotliBest(sizeHint: number, quality?: number, maxLgwin?: 
 /** Compresses the `size`-byte file `src` into `dst`, which must not exist (created 'wx'). */
 export async function compressFileBest(src: string, dst: string, size: number, quality?: number): Promise<void> {
   await pipeline(createReadStream(src), createBrotliBest(size, quality), createWriteStream(dst, { flags: 'wx' }));
+}
+
+/**
+ * Bytes compressFileBest would write for the `size`-byte file `src` at `quality`, writing nothing:
+ * the publisher's estimate of a whole-file entry at a fast quality (core/delta/pick-candidates.ts).
+ */
+export async function compressedFileSize(src: string, size: number, quality: number): Promise<number> {
+  let bytes = 0;
+  const count = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      bytes += chunk.length;
+      done();
+    },
+  });
+  await pipeline(createReadStream(src), createBrotliBest(size, quality), count);
+  return bytes;
 }
 
 /**

@@ -6,7 +6,7 @@
 // Nothing here judges the numbers; replay checks each entry before it writes (SECURITY.md row 17).
 
 import { FerryError } from '../errors.ts';
-import { CONTROL_COLUMNS, CONTROL_GROUP, MAX_VARINT_BYTES, unzigzag, type ControlEncoding } from './patch-format.ts';
+import { CONTROL_COLUMNS, CONTROL_GROUP, MAX_VARINT_BYTES, readVarint, unzigzag, VARINT_INCOMPLETE, VARINT_OVERLONG, type ControlEncoding } from './patch-format.ts';
 
 /** Where the control bytes come from: decoded bytes `buf` from `pos` on, and a way to get more. */
 export interface ControlSource {
@@ -14,28 +14,6 @@ export interface ControlSource {
   pos: number;
   /** Makes at least `n` unused bytes available when the stream has them; false if it ends first. */
   atLeast(n: number): Promise<boolean>;
-}
-
-const INCOMPLETE = -1;
-const OVERLONG = -2;
-
-/**
- * Reads one LEB128 varint from `b` at `p` into `into[0]`; returns the offset after it,
- * INCOMPLETE when `b` ends first, OVERLONG for a varint over MAX_VARINT_BYTES.
- */
-function readVarint(b: Buffer, p: number, into: Float64Array): number {
-  let v = 0;
-  let mult = 1;
-  for (let n = 0; ; n++) {
-    if (n === MAX_VARINT_BYTES) return OVERLONG;
-    if (p >= b.length) return INCOMPLETE;
-    const byte = b[p++]!;
-    v += (byte & 0x7f) * mult;
-    if (byte < 0x80) break;
-    mult *= 0x80;
-  }
-  into[0] = v;
-  return p;
 }
 
 export class ControlGroups {
@@ -91,12 +69,12 @@ export class ControlGroups {
 
   private async slowVarint(p: number, e: number): Promise<number> {
     const s = this.src;
-    if (p === INCOMPLETE) {
+    if (p === VARINT_INCOMPLETE) {
       await s.atLeast(MAX_VARINT_BYTES);
       p = readVarint(s.buf, s.pos, this.value);
-      if (p === INCOMPLETE) throw new FerryError('ERR_PATCH', `the patch's control stream ends inside entry ${e} of ${this.entries}`);
+      if (p === VARINT_INCOMPLETE) throw new FerryError('ERR_PATCH', `the patch's control stream ends inside entry ${e} of ${this.entries}`);
     }
-    if (p === OVERLONG) throw new FerryError('ERR_PATCH', `control entry ${e} has a number longer than ${MAX_VARINT_BYTES} bytes`);
+    if (p === VARINT_OVERLONG) throw new FerryError('ERR_PATCH', `control entry ${e} has a number longer than ${MAX_VARINT_BYTES} bytes`);
     s.pos = p;
     return this.value[0]!;
   }

@@ -17,7 +17,7 @@
 // one chunk, never a drain), the output hashed as it is written, and every stream required to end
 // exactly where the last entry ends. The base is read either whole (up to a cap) or by positioned
 // reads, and the output leaves through a 1 MiB buffer, so the old and new files are never both in
-// memory. A large output's diff and extra streams are decoded 1 MiB at a time, and diff bytes are
+// memory. A large output's diff and extra streams are decoded 256 KiB at a time, and diff bytes are
 // added only in 4 KiB blocks that are not all zeros (issue 14 item 7). Given the base's signed hash (apply-delta always gives it), the base is checked first, in
 // the read that loads it: a base held whole is patched from the very bytes that were hashed, and
 // is read once (issue 14 item 7). The output is not fsynced here: the caller syncs its outputs together.

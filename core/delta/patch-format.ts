@@ -154,6 +154,31 @@ export function unzigzag(u: number): number {
 /** Longest varint the decoder accepts: 8 bytes (56 bits) cover every value the writer emits (≤ 2^53). */
 export const MAX_VARINT_BYTES = 8;
 
+/** readVarint: `b` ends inside the number. */
+export const VARINT_INCOMPLETE = -1;
+/** readVarint: the number runs past MAX_VARINT_BYTES. */
+export const VARINT_OVERLONG = -2;
+
+/**
+ * Reads one LEB128 varint from `b` at `p` into `into[0]`; returns the offset after it, or
+ * VARINT_INCOMPLETE / VARINT_OVERLONG (a code, not a throw: a streaming caller fetches more bytes
+ * and tries again).
+ */
+export function readVarint(b: Uint8Array, p: number, into: Float64Array): number {
+  let v = 0;
+  let mult = 1;
+  for (let n = 0; ; n++) {
+    if (n === MAX_VARINT_BYTES) return VARINT_OVERLONG;
+    if (p >= b.length) return VARINT_INCOMPLETE;
+    const byte = b[p++]!;
+    v += (byte & 0x7f) * mult;
+    if (byte < 0x80) break;
+    mult *= 0x80;
+  }
+  into[0] = v;
+  return p;
+}
+
 /** Encodes the control triples [x, y, z, …] as LEB128 varints x, y, zigzag(z) per entry. */
 export function encodeControl(control: readonly number[]): Buffer {
   const out = Buffer.alloc(control.length * MAX_VARINT_BYTES);

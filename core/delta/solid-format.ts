@@ -21,7 +21,7 @@
 //   W  per whole member: its bytes (newSize)
 
 import { FerryError } from '../errors.ts';
-import { encodeControl, MAX_VARINT_BYTES, writeVarint } from './patch-format.ts';
+import { encodeControl, MAX_VARINT_BYTES, readVarint, VARINT_INCOMPLETE, VARINT_OVERLONG, writeVarint } from './patch-format.ts';
 import type { RawPatch } from './raw-patch.ts';
 
 export const SOLID_MAGIC = 'FERRYSB1';
@@ -111,19 +111,16 @@ export function readSolidHeader(bytes: Buffer): { members: number; decodedSize: 
 
 /** LEB128 reader over a buffer; ERR_PATCH when a number runs past the end or past 8 bytes. */
 class VarintReader {
+  private readonly value = new Float64Array(1);
+
   constructor(private readonly b: Buffer, public at: number, private readonly section: string) {}
 
   next(): number {
-    let v = 0;
-    let mult = 1;
-    for (let n = 0; ; n++) {
-      if (n === MAX_VARINT_BYTES) throw bogus(`a number in section ${this.section} is longer than ${MAX_VARINT_BYTES} bytes`);
-      if (this.at >= this.b.length) throw bogus(`section ${this.section} ends inside a number`);
-      const byte = this.b[this.at++]!;
-      v += (byte & 0x7f) * mult;
-      if (byte < 0x80) return v;
-      mult *= 0x80;
-    }
+    const p = readVarint(this.b, this.at, this.value);
+    if (p === VARINT_OVERLONG) throw bogus(`a number in section ${this.section} is longer than ${MAX_VARINT_BYTES} bytes`);
+    if (p === VARINT_INCOMPLETE) throw bogus(`section ${this.section} ends inside a number`);
+    this.at = p;
+    return this.value[0]!;
   }
 }
 

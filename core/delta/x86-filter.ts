@@ -104,26 +104,24 @@ export function x86Filter(buf: Uint8Array, state: X86FilterState, encode: boolea
       continue;
     }
     // A REX byte (CANDIDATE_START holds nothing else).
-    {
-      if (i + 7 > n) {
-        if (!last) break;
-        i++;
-        continue;
-      }
-      if (i + 3 > limit && RIP_OPS[buf[i + 1]!] === 1 && (buf[i + 2]! & 0xc7) === 0x05) {
-        const v = (buf[i + 3]! | (buf[i + 4]! << 8) | (buf[i + 5]! << 16) | (buf[i + 6]! << 24)) >>> 0;
-        const pos = (base + i + 7) >>> 0; // the position mod 2^32
-        const r = (encode ? v + pos : v - pos) >>> 0;
-        buf[i + 3] = r & 0xff;
-        buf[i + 4] = (r >>> 8) & 0xff;
-        buf[i + 5] = (r >>> 16) & 0xff;
-        buf[i + 6] = r >>> 24;
-        i += 7;
-        continue;
-      }
-      if (i + 2 > limit) limit = i + 2;
+    if (i + 7 > n) {
+      if (!last) break;
       i++;
+      continue;
     }
+    if (i + 3 > limit && RIP_OPS[buf[i + 1]!] === 1 && (buf[i + 2]! & 0xc7) === 0x05) {
+      const v = (buf[i + 3]! | (buf[i + 4]! << 8) | (buf[i + 5]! << 16) | (buf[i + 6]! << 24)) >>> 0;
+      const pos = (base + i + 7) >>> 0; // the position mod 2^32
+      const r = (encode ? v + pos : v - pos) >>> 0;
+      buf[i + 3] = r & 0xff;
+      buf[i + 4] = (r >>> 8) & 0xff;
+      buf[i + 5] = (r >>> 16) & 0xff;
+      buf[i + 6] = r >>> 24;
+      i += 7;
+      continue;
+    }
+    if (i + 2 > limit) limit = i + 2;
+    i++;
   }
   state.position = base + i;
   state.readLimit = base + limit;

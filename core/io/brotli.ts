@@ -70,8 +70,8 @@ export function brotliBestOptions(size: number, quality: number = DEFAULT_QUALIT
 }
 
 /** A streaming encoder with ferry's best settings for about `sizeHint` bytes (the full artifact's tar). */
-export function createBrotliBest(sizeHint: number, quality?: number, maxLgwin?: number): BrotliCompress {
-  return createBrotliCompress(brotliBestOptions(sizeHint, quality, maxLgwin));
+export function createBrotliBest(sizeHint: number, quality?: number): BrotliCompress {
+  return createBrotliCompress(brotliBestOptions(sizeHint, quality));
 }
 
 /** Compresses the `size`-byte file `src` into `dst`, which must not exist (created 'wx'). */
